@@ -1,0 +1,651 @@
+//! The tunnel handshake (protocol doc §2): the backend's `CONNECT PageKite:1`
+//! request, the frontend's `200 OK` reply, the `X-PageKite:` kite lines and
+//! their signatures and challenges. Builders and parsers over text, plus the
+//! SHA-1 signing that the protocol mandates. Entropy (salts) and the clock are
+//! arguments; nothing here does I/O or decides policy (see `auth.rs`).
+
+use std::fmt;
+
+use super::frame::header_lines;
+
+/// The longest head (request or reply) either side accepts.
+pub const MAX_HEAD: usize = 16 * 1024;
+/// Kite lines per request; pagekite.py users rarely have more than a dozen.
+pub const MAX_KITES: usize = 256;
+/// Signatures, salts and challenges are all 36 characters (libpagekite's limit).
+pub const TOKEN_LEN: usize = 36;
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum HandshakeError {
+    NotText,
+    NotTunnelRequest,
+    BadKiteLine(String),
+    TooManyKites,
+    NoKites,
+}
+
+impl fmt::Display for HandshakeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            HandshakeError::NotText => f.write_str("handshake is not text"),
+            HandshakeError::NotTunnelRequest => f.write_str("not a CONNECT PageKite request"),
+            HandshakeError::BadKiteLine(v) => {
+                write!(f, "malformed kite line {:?}", v.get(..80).unwrap_or(v))
+            }
+            HandshakeError::TooManyKites => write!(f, "more than {MAX_KITES} kites"),
+            HandshakeError::NoKites => f.write_str("no kites requested"),
+        }
+    }
+}
+
+/// Header prefix of the handshake; pagekite.py still accepts the legacy one
+/// and answers in kind.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Prefix {
+    #[default]
+    PageKite,
+    Beanstalk,
+}
+
+impl Prefix {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Prefix::PageKite => "X-PageKite",
+            Prefix::Beanstalk => "X-Beanstalk",
+        }
+    }
+
+    /// Splits `name` into a prefix and the rest after it (`""` for the kite
+    /// line itself, `"-Features"` and so on otherwise), case-insensitively.
+    fn strip(name: &str) -> Option<(Prefix, &str)> {
+        for prefix in [Prefix::PageKite, Prefix::Beanstalk] {
+            let p = prefix.as_str();
+            if let Some(head) = name.get(..p.len()) {
+                if head.eq_ignore_ascii_case(p) {
+                    return Some((prefix, name.get(p.len()..).unwrap_or("")));
+                }
+            }
+        }
+        None
+    }
+}
+
+/// One `X-PageKite: PROTO:DOMAIN:SRAND:TOKEN:SIGN` value (§2.2).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KiteLine {
+    pub proto: String,
+    pub domain: String,
+    pub srand: String,
+    pub token: String,
+    pub sign: String,
+}
+
+impl KiteLine {
+    pub fn parse(value: &str) -> Result<KiteLine, HandshakeError> {
+        let bad = || HandshakeError::BadKiteLine(value.to_string());
+        let mut parts = value.split(':');
+        let mut next = || parts.next().map(str::trim).ok_or_else(bad);
+        let line = KiteLine {
+            proto: next()?.to_ascii_lowercase(),
+            domain: next()?.to_ascii_lowercase(),
+            srand: next()?.to_string(),
+            token: next()?.to_string(),
+            sign: next()?.to_string(),
+        };
+        if parts.next().is_some() || line.proto.is_empty() || line.domain.is_empty() {
+            return Err(bad());
+        }
+        let long = |s: &str| s.len() > 1024;
+        if long(&line.proto) || long(&line.domain) || [&line.srand, &line.token, &line.sign].iter().any(|s| s.len() > 64) {
+            return Err(bad());
+        }
+        Ok(line)
+    }
+
+    /// `PROTO:DOMAIN:SRAND`, the name the frontend's answers use.
+    pub fn what(&self) -> String {
+        format!("{}:{}:{}", self.proto, self.domain, self.srand)
+    }
+
+    /// `PROTO:DOMAIN:SRAND:TOKEN`, what the signature covers.
+    pub fn payload(&self) -> String {
+        format!("{}:{}", self.what(), self.token)
+    }
+
+    pub fn value(&self) -> String {
+        format!("{}:{}", self.payload(), self.sign)
+    }
+}
+
+fn sha1_hex(parts: &[&[u8]]) -> String {
+    let mut ctx = ring::digest::Context::new(&ring::digest::SHA1_FOR_LEGACY_USE_ONLY);
+    for p in parts {
+        ctx.update(p);
+    }
+    let digest = ctx.finish();
+    let mut out = String::with_capacity(40);
+    for b in digest.as_ref() {
+        out.push(char::from(HEX[usize::from(b >> 4)]));
+        out.push(char::from(HEX[usize::from(b & 0xf)]));
+    }
+    out
+}
+
+const HEX: &[u8; 16] = b"0123456789abcdef";
+
+/// Eight lowercase hex characters from four random bytes: a signature salt.
+pub fn salt8(random: [u8; 4]) -> String {
+    random
+        .iter()
+        .flat_map(|b| [HEX[usize::from(b >> 4)], HEX[usize::from(b & 0xf)]])
+        .map(char::from)
+        .collect()
+}
+
+/// The backend's kite signature (pagekite.py `signToken`): salt8 + the first
+/// 28 hex digits of SHA1(secret + payload + salt8).
+pub fn sign(secret: &str, payload: &str, salt8: &str) -> String {
+    let hash = sha1_hex(&[secret.as_bytes(), payload.as_bytes(), salt8.as_bytes()]);
+    let mut out = String::with_capacity(TOKEN_LEN);
+    out.push_str(salt8);
+    out.push_str(hash.get(..TOKEN_LEN - salt8.len()).unwrap_or(&hash));
+    out
+}
+
+/// Checks a kite signature made by [`sign`], salt taken from its first 8 chars.
+pub fn verify(secret: &str, payload: &str, signature: &str) -> bool {
+    let Some(salt) = signature.get(..8) else {
+        return false;
+    };
+    if signature.len() != TOKEN_LEN || salt.starts_with('t') {
+        return false;
+    }
+    let expected = sign(secret, payload, salt);
+    ring_eq(expected.as_bytes(), signature.as_bytes())
+}
+
+fn ring_eq(a: &[u8], b: &[u8]) -> bool {
+    // Constant time, so a network peer can't probe a secret byte by byte.
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// Seconds per challenge window; a challenge verifies in its own window and
+/// the next one (10–20 minutes), as in pagekite.py.
+pub const CHALLENGE_WINDOW: u64 = 600;
+
+/// The frontend's stateless challenge (§2.3): `tok8` ("t" + 7 hex) followed by
+/// 28 hex digits of SHA1(fe_secret + what + hex(window) + tok8). Stateless, so
+/// it still verifies when the backend answers on a new connection.
+pub fn challenge(fe_secret: &str, what: &str, unix_time: u64, tok8: &str) -> String {
+    let window = format!("{:x}", unix_time / CHALLENGE_WINDOW);
+    let hash = sha1_hex(&[
+        fe_secret.as_bytes(),
+        what.as_bytes(),
+        window.as_bytes(),
+        tok8.as_bytes(),
+    ]);
+    let mut out = String::with_capacity(TOKEN_LEN);
+    out.push_str(tok8);
+    out.push_str(hash.get(..TOKEN_LEN - tok8.len()).unwrap_or(&hash));
+    out
+}
+
+/// `t` + 7 hex characters from random bytes, the start of a challenge.
+pub fn tok8(random: [u8; 4]) -> String {
+    let mut s = salt8(random);
+    s.replace_range(..1, "t");
+    s
+}
+
+/// Checks a challenge made by [`challenge`] in the current or previous window.
+pub fn check_challenge(fe_secret: &str, what: &str, token: &str, unix_time: u64) -> bool {
+    let Some(tok) = token.get(..8) else {
+        return false;
+    };
+    if !tok.starts_with('t') || token.len() != TOKEN_LEN {
+        return false;
+    }
+    [0, CHALLENGE_WINDOW].iter().any(|back| {
+        let expected = challenge(fe_secret, what, unix_time.saturating_sub(*back), tok);
+        ring_eq(expected.as_bytes(), token.as_bytes())
+    })
+}
+
+/// What a backend asks for, from the CONNECT head or from a NOOP chunk.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TunnelRequest {
+    pub prefix: Prefix,
+    pub features: Vec<String>,
+    pub version: Option<String>,
+    pub replace: Option<String>,
+    pub kites: Vec<KiteLine>,
+}
+
+impl TunnelRequest {
+    pub fn has_feature(&self, name: &str) -> bool {
+        self.features.iter().any(|f| f.eq_ignore_ascii_case(name))
+    }
+}
+
+/// Parses the backend's request head (request line, headers, blank line). The
+/// request line must be `CONNECT pagekite:... HTTP/1.x`.
+pub fn parse_request(head: &[u8]) -> Result<TunnelRequest, HandshakeError> {
+    let text = std::str::from_utf8(head).map_err(|_| HandshakeError::NotText)?;
+    let (first, rest) = text.split_once('\n').unwrap_or((text, ""));
+    if !is_tunnel_request_line(first) {
+        return Err(HandshakeError::NotTunnelRequest);
+    }
+    let request = parse_kite_headers(header_lines(rest))?;
+    if request.kites.is_empty() {
+        return Err(HandshakeError::NoKites);
+    }
+    Ok(request)
+}
+
+/// `CONNECT pagekite:<anything> HTTP/1.x`, case-insensitive on the prefix.
+pub fn is_tunnel_request_line(line: &str) -> bool {
+    let mut words = line.trim_end().split(' ');
+    let method = words.next().unwrap_or("");
+    let path = words.next().unwrap_or("");
+    let version = words.next().unwrap_or("");
+    method == "CONNECT"
+        && path.get(..9).is_some_and(|p| p.eq_ignore_ascii_case("pagekite:"))
+        && version.starts_with("HTTP/1.")
+}
+
+/// Collects the `X-PageKite*` request headers (in a CONNECT head or a NOOP
+/// chunk). Other headers are ignored.
+pub fn parse_kite_headers<'a>(
+    headers: impl Iterator<Item = (&'a str, &'a str)>,
+) -> Result<TunnelRequest, HandshakeError> {
+    let mut request = TunnelRequest::default();
+    for (name, value) in headers {
+        let Some((prefix, suffix)) = Prefix::strip(name) else {
+            continue;
+        };
+        let is = |n: &str| suffix.eq_ignore_ascii_case(n);
+        if suffix.is_empty() {
+            if request.kites.len() >= MAX_KITES {
+                return Err(HandshakeError::TooManyKites);
+            }
+            request.kites.push(KiteLine::parse(value)?);
+            request.prefix = prefix;
+        } else if is("-Features") {
+            if request.features.len() < 32 {
+                request.features.push(value.to_string());
+            }
+        } else if is("-Version") {
+            request.version = Some(value.to_string());
+        } else if is("-Replace") {
+            request.replace = Some(value.to_string());
+        }
+    }
+    Ok(request)
+}
+
+/// Builds the backend's tunnel request. `kites` are complete lines (the
+/// caller signs them). rkite offers AddKites so the frontend can let it
+/// answer challenges in band, and never offers ZChunks.
+pub fn build_request(version: &str, replace: Option<&str>, kites: &[KiteLine]) -> String {
+    let mut out = String::from("CONNECT PageKite:1 HTTP/1.0\r\n");
+    out.push_str("X-PageKite-Features: AddKites\r\n");
+    out.push_str(&format!("X-PageKite-Version: {version}\r\n"));
+    if let Some(id) = replace {
+        out.push_str(&format!("X-PageKite-Replace: {id}\r\n"));
+    }
+    for kite in kites {
+        out.push_str(&format!("X-PageKite: {}\r\n", kite.value()));
+    }
+    out.push_str("\r\n");
+    out
+}
+
+/// Header lines for an in-band (NOOP chunk) request: the re-signed kites.
+pub fn inband_request_lines(version: &str, kites: &[KiteLine]) -> Vec<String> {
+    let mut lines = vec!["NOOP: 1".to_string(), format!("X-PageKite-Version: {version}")];
+    lines.extend(kites.iter().map(|k| format!("X-PageKite: {}", k.value())));
+    lines
+}
+
+/// One answer of the frontend about one kite (§2.4).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum KiteAnswer {
+    /// `P:D:S:CHALLENGE`
+    SignThis { what: String, challenge: String },
+    Ok { what: String },
+    SslOk { what: String },
+    Invalid { what: String, why: String },
+    Duplicate { what: String },
+}
+
+impl KiteAnswer {
+    /// The `PROTO:DOMAIN:SRAND` the answer is about.
+    pub fn what(&self) -> &str {
+        match self {
+            KiteAnswer::SignThis { what, .. }
+            | KiteAnswer::Ok { what }
+            | KiteAnswer::SslOk { what }
+            | KiteAnswer::Invalid { what, .. }
+            | KiteAnswer::Duplicate { what } => what,
+        }
+    }
+
+    fn push_lines(&self, prefix: Prefix, lines: &mut Vec<String>) {
+        let p = prefix.as_str();
+        match self {
+            KiteAnswer::SignThis { what, challenge } => {
+                lines.push(format!("{p}-SignThis: {what}:{challenge}"))
+            }
+            KiteAnswer::Ok { what } => lines.push(format!("{p}-OK: {what}")),
+            KiteAnswer::SslOk { what } => lines.push(format!("{p}-SSL-OK: {what}")),
+            KiteAnswer::Invalid { what, why } => {
+                lines.push(format!("{p}-Invalid: {what}"));
+                lines.push(format!("{p}-Invalid-Why: {what};{why}"));
+            }
+            KiteAnswer::Duplicate { what } => lines.push(format!("{p}-Duplicate: {what}")),
+        }
+    }
+}
+
+/// What the frontend tells every backend about itself.
+#[derive(Clone, Debug, Default)]
+pub struct FrontendInfo {
+    pub protos: Vec<String>,
+    pub ports: Vec<u16>,
+    /// `--rawports` as written (`virtual` and/or numbers); empty = not sent.
+    pub raw_ports: Vec<String>,
+}
+
+/// Builds the frontend's `200 OK` reply head to a tunnel request.
+pub fn build_reply(
+    prefix: Prefix,
+    info: &FrontendInfo,
+    answers: &[KiteAnswer],
+    session_id: &str,
+) -> String {
+    let p = prefix.as_str();
+    let mut lines = vec![
+        "HTTP/1.1 200 OK".to_string(),
+        "Content-Type: text/html; charset=utf-8".to_string(),
+        "Pragma: no-cache".to_string(),
+        "Expires: 0".to_string(),
+        "Cache-Control: no-store".to_string(),
+        "Connection: close".to_string(),
+        "Transfer-Encoding: chunked".to_string(),
+        format!("{p}-Features: AddKites"),
+        format!("{p}-Protos: {}", info.protos.join(", ")),
+        format!(
+            "{p}-Ports: {}",
+            info.ports.iter().map(u16::to_string).collect::<Vec<_>>().join(", ")
+        ),
+    ];
+    if !info.raw_ports.is_empty() {
+        lines.push(format!("{p}-Raw-Ports: {}", info.raw_ports.join(", ")));
+    }
+    for answer in answers {
+        answer.push_lines(prefix, &mut lines);
+    }
+    lines.push(format!("{p}-SessionID: {session_id}"));
+    lines.push(format!("{p}-Misc: motd="));
+    let mut out = lines.join("\r\n");
+    out.push_str("\r\n\r\n");
+    out
+}
+
+/// Header lines of the frontend's in-band answer (a NOOP chunk).
+pub fn inband_reply_lines(prefix: Prefix, answers: &[KiteAnswer], session_id: &str) -> Vec<String> {
+    let p = prefix.as_str();
+    let mut lines = vec!["NOOP: 1".to_string()];
+    for answer in answers {
+        answer.push_lines(prefix, &mut lines);
+    }
+    lines.push(format!("{p}-SessionID: {session_id}"));
+    lines.push(format!("{p}-Misc: motd="));
+    lines
+}
+
+/// The frontend's reply, as the backend reads it (from the HTTP head or a
+/// NOOP chunk; the status line is not checked, as in pagekite.py).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TunnelReply {
+    pub features: Vec<String>,
+    pub answers: Vec<KiteAnswer>,
+    pub session_id: Option<String>,
+}
+
+impl TunnelReply {
+    pub fn has_feature(&self, name: &str) -> bool {
+        self.features.iter().any(|f| f.eq_ignore_ascii_case(name))
+    }
+}
+
+/// Parses `X-PageKite-*` answer headers. Malformed answers are skipped: a
+/// backend can't do anything better with them than ignore them.
+pub fn parse_reply<'a>(headers: impl Iterator<Item = (&'a str, &'a str)>) -> TunnelReply {
+    let mut reply = TunnelReply::default();
+    let mut whys: Vec<(String, String)> = Vec::new();
+    for (name, value) in headers {
+        let Some((_, suffix)) = Prefix::strip(name) else {
+            continue;
+        };
+        let is = |n: &str| suffix.eq_ignore_ascii_case(n);
+        let what = value.to_string();
+        if is("-Features") {
+            reply.features.push(what);
+        } else if is("-SignThis") {
+            if let Some((what, challenge)) = value.rsplit_once(':') {
+                reply.answers.push(KiteAnswer::SignThis {
+                    what: what.to_string(),
+                    challenge: challenge.to_string(),
+                });
+            }
+        } else if is("-OK") {
+            reply.answers.push(KiteAnswer::Ok { what });
+        } else if is("-SSL-OK") {
+            reply.answers.push(KiteAnswer::SslOk { what });
+        } else if is("-Invalid") {
+            reply.answers.push(KiteAnswer::Invalid {
+                what,
+                why: String::new(),
+            });
+        } else if is("-Invalid-Why") {
+            if let Some((what, why)) = value.split_once(';') {
+                whys.push((what.to_string(), why.to_string()));
+            }
+        } else if is("-Duplicate") {
+            reply.answers.push(KiteAnswer::Duplicate { what });
+        } else if is("-SessionID") {
+            reply.session_id = Some(what);
+        }
+    }
+    for answer in &mut reply.answers {
+        if let KiteAnswer::Invalid { what, why } = answer {
+            if let Some((_, reason)) = whys.iter().find(|(w, _)| w == what) {
+                *why = reason.clone();
+            }
+        }
+    }
+    reply
+}
+
+/// Splits an HTTP head into its first line and the header iterator.
+pub fn split_head(head: &[u8]) -> Option<(&str, impl Iterator<Item = (&str, &str)>)> {
+    let text = std::str::from_utf8(head).ok()?;
+    let (first, rest) = text.split_once('\n').unwrap_or((text, ""));
+    Some((first.trim_end(), header_lines(rest)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SRAND: &str = "5e33c345f2c50664e283c2182d9c8944d011";
+
+    #[test]
+    fn signature_vectors_from_the_wire() {
+        let p1 = format!("http:foo.test:{SRAND}:");
+        assert_eq!(sign("s3cret", &p1, "89fed543"), "89fed54338fae7bfd12d2fc402d1545e14e5");
+        let p2 = format!("http:foo.test:{SRAND}:t423212fa8c36cd5acb8a1e8a832ae715def");
+        assert_eq!(sign("s3cret", &p2, "e0766c60"), "e0766c604b0f575e1b4d24a53c555fd23a34");
+        assert!(verify("s3cret", &p2, "e0766c604b0f575e1b4d24a53c555fd23a34"));
+        assert!(!verify("wrong", &p2, "e0766c604b0f575e1b4d24a53c555fd23a34"));
+        assert!(!verify("s3cret", &p2, "e0766c604b0f575e1b4d24a53c555fd23a35"));
+        assert!(!verify("s3cret", &p2, "e07"));
+        assert!(!verify("s3cret", &p2, ""));
+    }
+
+    #[test]
+    fn challenge_vector_and_windows() {
+        let what = format!("http:foo.test:{SRAND}");
+        let t = 1795303899;
+        let c = challenge("fe-global-secret", &what, t, "t1234567");
+        assert_eq!(c, "t1234567521b54df1de7603285112792858c");
+        assert!(check_challenge("fe-global-secret", &what, &c, t));
+        // Still good in the next window, gone after that.
+        assert!(check_challenge("fe-global-secret", &what, &c, t + 600));
+        assert!(!check_challenge("fe-global-secret", &what, &c, t + 1200));
+        assert!(!check_challenge("other", &what, &c, t));
+        assert!(!check_challenge("fe-global-secret", "http:bar.test:x", &c, t));
+        assert!(!check_challenge("fe-global-secret", &what, "", t));
+        assert!(!check_challenge("fe-global-secret", &what, "x1234567521b54df1de7603285112792858c", t));
+    }
+
+    #[test]
+    fn salts_and_tokens() {
+        assert_eq!(salt8([0xde, 0xad, 0xbe, 0xef]), "deadbeef");
+        assert_eq!(tok8([0xde, 0xad, 0xbe, 0xef]), "teadbeef");
+    }
+
+    #[test]
+    fn parses_the_real_request() {
+        let head = b"CONNECT PageKite:1 HTTP/1.0\r\nX-PageKite-Features: AddKites\r\nX-PageKite-Version: 1.5.2.201011\r\nX-PageKite-Features: ZChunks\r\nX-PageKite-Version: 1.5.2.201011\r\nX-PageKite: http:foo.test:5e33c345f2c50664e283c2182d9c8944d011::89fed54338fae7bfd12d2fc402d1545e14e5\r\n\r\n";
+        let r = parse_request(head).unwrap();
+        assert!(r.has_feature("addkites") && r.has_feature("ZChunks"));
+        assert_eq!(r.version.as_deref(), Some("1.5.2.201011"));
+        assert_eq!(r.prefix, Prefix::PageKite);
+        assert_eq!(r.kites.len(), 1);
+        let k = &r.kites[0];
+        assert_eq!((k.proto.as_str(), k.domain.as_str(), k.token.as_str()), ("http", "foo.test", ""));
+        assert_eq!(k.what(), format!("http:foo.test:{SRAND}"));
+        assert_eq!(k.sign, "89fed54338fae7bfd12d2fc402d1545e14e5");
+    }
+
+    #[test]
+    fn request_variants() {
+        let legacy = b"CONNECT pagekite:2 HTTP/1.1\nX-Beanstalk: HTTP-8080:Foo.Test:s::x\n\n";
+        let r = parse_request(legacy).unwrap();
+        assert_eq!(r.prefix, Prefix::Beanstalk);
+        assert_eq!(r.kites[0].proto, "http-8080");
+        assert_eq!(r.kites[0].domain, "foo.test");
+        assert_eq!(
+            parse_request(b"CONNECT PageKite:1 HTTP/1.0\r\n\r\n"),
+            Err(HandshakeError::NoKites)
+        );
+        assert_eq!(
+            parse_request(b"GET / HTTP/1.0\r\n\r\n"),
+            Err(HandshakeError::NotTunnelRequest)
+        );
+        assert!(matches!(
+            parse_request(b"CONNECT PageKite:1 HTTP/1.0\r\nX-PageKite: a:b:c\r\n\r\n"),
+            Err(HandshakeError::BadKiteLine(_))
+        ));
+        assert!(matches!(
+            parse_request(b"CONNECT PageKite:1 HTTP/1.0\r\nX-PageKite: a:b:c:d:e:f\r\n\r\n"),
+            Err(HandshakeError::BadKiteLine(_))
+        ));
+        assert_eq!(parse_request(b"CONNECT PageKite:1 HTTP/1.0\r\n\xff\r\n\r\n"), Err(HandshakeError::NotText));
+        let mut many = String::from("CONNECT PageKite:1 HTTP/1.0\r\n");
+        for _ in 0..=MAX_KITES {
+            many.push_str("X-PageKite: http:a:b::c\r\n");
+        }
+        many.push_str("\r\n");
+        assert_eq!(parse_request(many.as_bytes()), Err(HandshakeError::TooManyKites));
+    }
+
+    #[test]
+    fn request_round_trip() {
+        let kite = KiteLine {
+            proto: "http".into(),
+            domain: "foo.test".into(),
+            srand: SRAND.into(),
+            token: String::new(),
+            sign: "89fed54338fae7bfd12d2fc402d1545e14e5".into(),
+        };
+        let text = build_request("rkite-0.1", Some("ab:cd"), std::slice::from_ref(&kite));
+        assert!(!text.contains("ZChunks"));
+        let r = parse_request(text.as_bytes()).unwrap();
+        assert_eq!(r.kites, vec![kite]);
+        assert_eq!(r.replace.as_deref(), Some("ab:cd"));
+        assert!(r.has_feature("AddKites"));
+    }
+
+    #[test]
+    fn parses_the_real_reply() {
+        let head = b"HTTP/1.1 200 OK\r\nContent-Type: text/html; charset=utf-8\r\nPragma: no-cache\r\nExpires: 0\r\nCache-Control: no-store\r\nConnection: close\r\nTransfer-Encoding: chunked\r\nX-PageKite-Features: ZChunks\r\nX-PageKite-Features: WebSockets\r\nX-PageKite-Features: AddKites\r\nX-PageKite-Protos: http, https, raw, websocket\r\nX-PageKite-Ports: 9080, 9082\r\nX-PageKite-Raw-Ports: virtual\r\nX-PageKite-OK: http:foo.test:91e0455ff5883e50fcaea1b626f014cee5e9\r\nX-PageKite-Invalid: http:bad.test:b7f8b8f77ffbe9db4a69573c55cd7afc9e80\r\nX-PageKite-Invalid-Why: http:bad.test:b7f8b8f77ffbe9db4a69573c55cd7afc9e80;signature\r\nX-PageKite-SessionID: 6b02294e:d00cc8c7b2992b19a3ad05a040d6436d35a7889e\r\nX-PageKite-Misc: motd=\r\n\r\n";
+        let (status, headers) = split_head(head).unwrap();
+        assert_eq!(status, "HTTP/1.1 200 OK");
+        let reply = parse_reply(headers);
+        assert!(reply.has_feature("AddKites"));
+        assert_eq!(reply.session_id.as_deref(), Some("6b02294e:d00cc8c7b2992b19a3ad05a040d6436d35a7889e"));
+        assert_eq!(
+            reply.answers,
+            vec![
+                KiteAnswer::Ok { what: "http:foo.test:91e0455ff5883e50fcaea1b626f014cee5e9".into() },
+                KiteAnswer::Invalid {
+                    what: "http:bad.test:b7f8b8f77ffbe9db4a69573c55cd7afc9e80".into(),
+                    why: "signature".into()
+                },
+            ]
+        );
+        let signthis = parse_reply(header_lines(
+            "X-PageKite-SignThis: http:foo.test:5e33c345f2c50664e283c2182d9c8944d011:t423212fa8c36cd5acb8a1e8a832ae715def",
+        ));
+        assert_eq!(
+            signthis.answers,
+            vec![KiteAnswer::SignThis {
+                what: format!("http:foo.test:{SRAND}"),
+                challenge: "t423212fa8c36cd5acb8a1e8a832ae715def".into()
+            }]
+        );
+    }
+
+    #[test]
+    fn reply_round_trip() {
+        let info = FrontendInfo {
+            protos: vec!["http".into(), "raw".into()],
+            ports: vec![9080, 9082],
+            raw_ports: vec!["virtual".into()],
+        };
+        let answers = vec![
+            KiteAnswer::SignThis { what: "http:a:s".into(), challenge: "tabc".into() },
+            KiteAnswer::Ok { what: "http:b:s".into() },
+            KiteAnswer::Invalid { what: "http:c:s".into(), why: "port".into() },
+            KiteAnswer::Duplicate { what: "http:d:s".into() },
+        ];
+        let text = build_reply(Prefix::PageKite, &info, &answers, "1:2");
+        assert!(text.starts_with("HTTP/1.1 200 OK\r\n"));
+        assert!(text.ends_with("X-PageKite-Misc: motd=\r\n\r\n"));
+        assert!(text.contains("X-PageKite-Protos: http, raw\r\n"));
+        assert!(text.contains("X-PageKite-Ports: 9080, 9082\r\n"));
+        assert!(text.contains("X-PageKite-Raw-Ports: virtual\r\n"));
+        let (_, headers) = split_head(text.as_bytes()).unwrap();
+        let reply = parse_reply(headers);
+        assert_eq!(reply.answers, answers);
+        assert_eq!(reply.session_id.as_deref(), Some("1:2"));
+        let legacy = build_reply(Prefix::Beanstalk, &info, &answers[1..2], "x");
+        assert!(legacy.contains("X-Beanstalk-OK: http:b:s\r\n"));
+    }
+
+    #[test]
+    fn inband_lines() {
+        let kite = KiteLine::parse("http:foo.test:s:t1:sig").unwrap();
+        let lines = inband_request_lines("v", &[kite.clone()]);
+        let block = lines.join("\r\n");
+        let r = parse_kite_headers(header_lines(&block)).unwrap();
+        assert_eq!(r.kites, vec![kite]);
+        let lines = inband_reply_lines(Prefix::PageKite, &[KiteAnswer::Ok { what: "w".into() }], "sid");
+        assert_eq!(lines[0], "NOOP: 1");
+        let reply = parse_reply(header_lines(&lines.join("\r\n")));
+        assert_eq!(reply.answers, vec![KiteAnswer::Ok { what: "w".into() }]);
+    }
+}

@@ -1,0 +1,12 @@
+//! The sans-IO PageKite core: framing, handshake, sniffing, kite names,
+//! authentication policy, HTTP rewriting, flow accounting and canned pages.
+//! Nothing below this module touches sockets, clocks, threads or TLS; time and
+//! entropy come in as arguments, so every function is a pure, testable step.
+
+pub mod auth;
+pub mod frame;
+pub mod handshake;
+pub mod http;
+pub mod kite;
+pub mod pages;
+pub mod sniff;
