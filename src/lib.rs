@@ -1,6 +1,19 @@
 //! rkite: a PageKite-compatible tunneled reverse proxy. The library holds
 //! everything; `main.rs` only parses the command line and maps errors to exit
-//! codes. `proto` is the sans-IO protocol core; the rest is the reactor and
-//! the two roles that glue sockets to it.
+//! codes. `proto` is the sans-IO protocol core; `engine` is the reactor;
+//! `relay` is the stream/tunnel pump both roles share; `frontend` and
+//! `backend` are the roles.
 
+pub mod backend;
+pub mod buf;
+pub mod config;
+pub mod engine;
+pub mod frontend;
+pub mod logging;
+pub mod net;
 pub mod proto;
+pub mod random;
+pub mod relay;
+pub mod resolve;
+pub mod signals;
+pub mod timer;

@@ -1,6 +1,41 @@
-//! Entry point: parse the command line, run the chosen role, map the outcome
-//! to an exit code (0 ok, 1 usage, 2 runtime failure).
+//! Entry point: parse the command line, set up logging, run the chosen role,
+//! and map the outcome to an exit code (0 ok, 1 usage, 2 runtime failure).
 
-fn main() {
-    std::process::exit(0);
+use std::process::ExitCode;
+
+use rkite::config::{self, Parsed};
+use rkite::engine::Engine;
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let config = match config::parse(&args) {
+        Ok(Parsed::Run(config)) => config,
+        Ok(Parsed::Help(text)) => {
+            print!("{text}");
+            return ExitCode::SUCCESS;
+        }
+        Ok(Parsed::Version) => {
+            println!("rkite {}", env!("CARGO_PKG_VERSION"));
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            eprintln!("rkite: {e}\nTry `rkite --help`.");
+            return ExitCode::from(1);
+        }
+    };
+    if let Err(e) = rkite::logging::init(&config) {
+        eprintln!("rkite: {e}");
+        return ExitCode::from(1);
+    }
+    let result = Engine::new(*config).and_then(|mut engine| {
+        engine.start()?;
+        engine.run()
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            log::error!("{e}");
+            ExitCode::from(2)
+        }
+    }
 }

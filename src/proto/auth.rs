@@ -1,1 +1,227 @@
-//! placeholder
+//! The frontend's verdict on one requested kite (protocol doc §2.7): ask for
+//! a signature, accept, or reject with pagekite.py's reason words. Pure: the
+//! clock and the challenge's random part are arguments, and the duplicate
+//! check (which needs the live tunnel table) is left to the frontend.
+
+use std::collections::HashMap;
+use std::fmt;
+
+use super::handshake::{KiteLine, challenge, check_challenge, verify};
+use super::kite::{KiteId, secret_candidates};
+
+/// What the frontend knows when it judges kites.
+pub struct Policy<'a> {
+    /// `proto:domain` → secret, as `--domain` expands (see config).
+    pub secrets: &'a HashMap<String, String>,
+    /// `--protos`.
+    pub protos: &'a [String],
+    /// `--ports`.
+    pub ports: &'a [u16],
+    /// Numeric `--rawports`.
+    pub raw_ports: &'a [u16],
+    /// `--rawports` lists `virtual`.
+    pub raw_virtual: bool,
+    /// The frontend's private challenge key, random per process.
+    pub fe_secret: &'a str,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Reason {
+    Signature,
+    Unauthorized,
+    Port,
+    Proto,
+}
+
+impl Reason {
+    /// The word pagekite.py puts in `X-PageKite-Invalid-Why`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::Signature => "signature",
+            Reason::Unauthorized => "unauthorized",
+            Reason::Port => "port",
+            Reason::Proto => "proto",
+        }
+    }
+}
+
+impl fmt::Display for Reason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// First round: send this challenge in `X-PageKite-SignThis`.
+    SignThis(String),
+    Accept,
+    Reject(Reason),
+}
+
+/// Judges one kite line, in pagekite.py's order of checks.
+pub fn judge(policy: &Policy<'_>, line: &KiteLine, unix_time: u64, tok8: &str) -> Verdict {
+    if line.token.is_empty() || line.sign.is_empty() {
+        return Verdict::SignThis(challenge(policy.fe_secret, &line.what(), unix_time, tok8));
+    }
+    let Some(id) = KiteId::parse(&line.proto) else {
+        return Verdict::Reject(Reason::Proto);
+    };
+    if let Some(port) = id.port {
+        let served = if id.base == "raw" {
+            policy.raw_virtual || policy.raw_ports.contains(&port)
+        } else {
+            policy.ports.contains(&port)
+        };
+        if !served {
+            return Verdict::Reject(Reason::Port);
+        }
+    }
+    if !policy.protos.contains(&id.base) {
+        return Verdict::Reject(Reason::Proto);
+    }
+    if !check_challenge(policy.fe_secret, &line.what(), &line.token, unix_time) {
+        return Verdict::Reject(Reason::Unauthorized);
+    }
+    let secret = secret_candidates(&id, &line.domain)
+        .iter()
+        .find_map(|k| policy.secrets.get(k));
+    match secret {
+        Some(secret) if verify(secret, &line.payload(), &line.sign) => Verdict::Accept,
+        Some(_) => Verdict::Reject(Reason::Signature),
+        None => Verdict::Reject(Reason::Unauthorized),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proto::handshake::sign;
+
+    const NOW: u64 = 1_795_303_899;
+
+    fn fixture() -> (HashMap<String, String>, Vec<String>) {
+        let mut secrets = HashMap::new();
+        secrets.insert("http:*.example.test".to_string(), "s3cret".to_string());
+        secrets.insert("websocket:*.example.test".to_string(), "s3cret".to_string());
+        secrets.insert("http:other.test".to_string(), "pw2".to_string());
+        secrets.insert("raw:ssh.test".to_string(), "pw3".to_string());
+        let protos = ["http", "https", "raw", "websocket"]
+            .map(String::from)
+            .to_vec();
+        (secrets, protos)
+    }
+
+    /// Runs both rounds like a backend would and returns the final verdict.
+    fn two_rounds(policy: &Policy<'_>, proto: &str, domain: &str, secret: &str) -> Verdict {
+        let mut line = KiteLine::parse(&format!("{proto}:{domain}:srand1::")).unwrap();
+        line.sign = sign(secret, &line.payload(), "0badc0de");
+        let Verdict::SignThis(challenge) = judge(policy, &line, NOW, "t1234567") else {
+            panic!("first round must ask for a signature");
+        };
+        line.token = challenge;
+        line.sign = sign(secret, &line.payload(), "12345678");
+        judge(policy, &line, NOW + 30, "t7654321")
+    }
+
+    #[test]
+    fn accepts_and_rejects_like_pagekite() {
+        let (secrets, protos) = fixture();
+        let policy = Policy {
+            secrets: &secrets,
+            protos: &protos,
+            ports: &[9080, 9082],
+            raw_ports: &[],
+            raw_virtual: true,
+            fe_secret: "fe-key",
+        };
+        assert_eq!(
+            two_rounds(&policy, "http", "foo.example.test", "s3cret"),
+            Verdict::Accept
+        );
+        assert_eq!(
+            two_rounds(&policy, "http-9082", "foo.example.test", "s3cret"),
+            Verdict::Accept
+        );
+        assert_eq!(
+            two_rounds(&policy, "websocket", "a.b.example.test", "s3cret"),
+            Verdict::Accept
+        );
+        assert_eq!(
+            two_rounds(&policy, "http", "other.test", "pw2"),
+            Verdict::Accept
+        );
+        assert_eq!(
+            two_rounds(&policy, "raw-22", "ssh.test", "pw3"),
+            Verdict::Accept
+        );
+        assert_eq!(
+            two_rounds(&policy, "http", "foo.example.test", "wrong"),
+            Verdict::Reject(Reason::Signature)
+        );
+        assert_eq!(
+            two_rounds(&policy, "http", "nosecret.test", "x"),
+            Verdict::Reject(Reason::Unauthorized)
+        );
+        assert_eq!(
+            two_rounds(&policy, "https", "foo.example.test", "s3cret"),
+            Verdict::Reject(Reason::Unauthorized)
+        );
+        assert_eq!(
+            two_rounds(&policy, "http-8080", "foo.example.test", "s3cret"),
+            Verdict::Reject(Reason::Port)
+        );
+        assert_eq!(
+            two_rounds(&policy, "irc", "foo.example.test", "s3cret"),
+            Verdict::Reject(Reason::Proto)
+        );
+    }
+
+    #[test]
+    fn forged_or_stale_challenges_are_unauthorized() {
+        let (secrets, protos) = fixture();
+        let policy = Policy {
+            secrets: &secrets,
+            protos: &protos,
+            ports: &[9080],
+            raw_ports: &[2222],
+            raw_virtual: false,
+            fe_secret: "fe-key",
+        };
+        let mut line =
+            KiteLine::parse("http:foo.example.test:srand1:t0000000ffffffffffffffffffffffffffff:")
+                .unwrap();
+        line.sign = sign("s3cret", &line.payload(), "12345678");
+        assert_eq!(
+            judge(&policy, &line, NOW, "t1"),
+            Verdict::Reject(Reason::Unauthorized)
+        );
+
+        let mut line = KiteLine::parse("http:foo.example.test:srand1::").unwrap();
+        let Verdict::SignThis(c) = judge(&policy, &line, NOW, "t1234567") else {
+            panic!()
+        };
+        line.token = c;
+        line.sign = sign("s3cret", &line.payload(), "12345678");
+        assert_eq!(
+            judge(&policy, &line, NOW + 1300, "t1"),
+            Verdict::Reject(Reason::Unauthorized)
+        );
+        // The challenge binds the srand: it can't be replayed for another one.
+        line.srand = "srand2".into();
+        line.sign = sign("s3cret", &line.payload(), "12345678");
+        assert_eq!(
+            judge(&policy, &line, NOW, "t1"),
+            Verdict::Reject(Reason::Unauthorized)
+        );
+        // Raw ports: listed numbers only, when `virtual` is not given.
+        assert_eq!(
+            two_rounds(&policy, "raw-22", "ssh.test", "pw3"),
+            Verdict::Reject(Reason::Port)
+        );
+        assert_eq!(
+            two_rounds(&policy, "raw-2222", "ssh.test", "pw3"),
+            Verdict::Accept
+        );
+    }
+}

@@ -501,13 +501,19 @@ mod tests {
         assert_eq!(decode(b"zz\r\n"), Err(FrameError::BadLength));
         assert_eq!(decode(b"\r\n"), Err(FrameError::BadLength));
         assert_eq!(decode(b"99Z82\r\nxx"), Err(FrameError::Compressed));
-        assert_eq!(decode(b"ffffffff\r\n"), Err(FrameError::Oversized(0xffffffff)));
+        assert_eq!(
+            decode(b"ffffffff\r\n"),
+            Err(FrameError::Oversized(0xffffffff))
+        );
         assert_eq!(decode(b"123456789\r\n"), Err(FrameError::BadLength));
         assert_eq!(decode(&[b'1'; 40]), Err(FrameError::BadLength));
         assert_eq!(decode(b"4\r\nabcd"), Err(FrameError::NoHeaderEnd));
         assert_eq!(decode(b"6\r\nX: y\r\n"), Err(FrameError::NoHeaderEnd));
         assert_eq!(decode(b"8\r\nX: y\r\n\r\n"), Err(FrameError::MissingSid));
-        assert_eq!(decode(b"a\r\nSID: x\r\n\r\n"), Err(FrameError::BadNumber("SID")));
+        assert_eq!(
+            decode(b"a\r\nSID: x\r\n\r\n"),
+            Err(FrameError::BadNumber("SID"))
+        );
         assert_eq!(
             decode(b"1b\r\nNOOP: 1\r\nSID: 1\r\nSKB: -\r\n\r\n"),
             Err(FrameError::BadNumber("SKB"))

@@ -96,7 +96,12 @@ impl KiteLine {
             return Err(bad());
         }
         let long = |s: &str| s.len() > 1024;
-        if long(&line.proto) || long(&line.domain) || [&line.srand, &line.token, &line.sign].iter().any(|s| s.len() > 64) {
+        if long(&line.proto)
+            || long(&line.domain)
+            || [&line.srand, &line.token, &line.sign]
+                .iter()
+                .any(|s| s.len() > 64)
+        {
             return Err(bad());
         }
         Ok(line)
@@ -249,7 +254,9 @@ pub fn is_tunnel_request_line(line: &str) -> bool {
     let path = words.next().unwrap_or("");
     let version = words.next().unwrap_or("");
     method == "CONNECT"
-        && path.get(..9).is_some_and(|p| p.eq_ignore_ascii_case("pagekite:"))
+        && path
+            .get(..9)
+            .is_some_and(|p| p.eq_ignore_ascii_case("pagekite:"))
         && version.starts_with("HTTP/1.")
 }
 
@@ -302,7 +309,10 @@ pub fn build_request(version: &str, replace: Option<&str>, kites: &[KiteLine]) -
 
 /// Header lines for an in-band (NOOP chunk) request: the re-signed kites.
 pub fn inband_request_lines(version: &str, kites: &[KiteLine]) -> Vec<String> {
-    let mut lines = vec!["NOOP: 1".to_string(), format!("X-PageKite-Version: {version}")];
+    let mut lines = vec![
+        "NOOP: 1".to_string(),
+        format!("X-PageKite-Version: {version}"),
+    ];
     lines.extend(kites.iter().map(|k| format!("X-PageKite: {}", k.value())));
     lines
 }
@@ -311,11 +321,23 @@ pub fn inband_request_lines(version: &str, kites: &[KiteLine]) -> Vec<String> {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum KiteAnswer {
     /// `P:D:S:CHALLENGE`
-    SignThis { what: String, challenge: String },
-    Ok { what: String },
-    SslOk { what: String },
-    Invalid { what: String, why: String },
-    Duplicate { what: String },
+    SignThis {
+        what: String,
+        challenge: String,
+    },
+    Ok {
+        what: String,
+    },
+    SslOk {
+        what: String,
+    },
+    Invalid {
+        what: String,
+        why: String,
+    },
+    Duplicate {
+        what: String,
+    },
 }
 
 impl KiteAnswer {
@@ -376,7 +398,11 @@ pub fn build_reply(
         format!("{p}-Protos: {}", info.protos.join(", ")),
         format!(
             "{p}-Ports: {}",
-            info.ports.iter().map(u16::to_string).collect::<Vec<_>>().join(", ")
+            info.ports
+                .iter()
+                .map(u16::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
         ),
     ];
     if !info.raw_ports.is_empty() {
@@ -484,12 +510,30 @@ mod tests {
     #[test]
     fn signature_vectors_from_the_wire() {
         let p1 = format!("http:foo.test:{SRAND}:");
-        assert_eq!(sign("s3cret", &p1, "89fed543"), "89fed54338fae7bfd12d2fc402d1545e14e5");
+        assert_eq!(
+            sign("s3cret", &p1, "89fed543"),
+            "89fed54338fae7bfd12d2fc402d1545e14e5"
+        );
         let p2 = format!("http:foo.test:{SRAND}:t423212fa8c36cd5acb8a1e8a832ae715def");
-        assert_eq!(sign("s3cret", &p2, "e0766c60"), "e0766c604b0f575e1b4d24a53c555fd23a34");
-        assert!(verify("s3cret", &p2, "e0766c604b0f575e1b4d24a53c555fd23a34"));
-        assert!(!verify("wrong", &p2, "e0766c604b0f575e1b4d24a53c555fd23a34"));
-        assert!(!verify("s3cret", &p2, "e0766c604b0f575e1b4d24a53c555fd23a35"));
+        assert_eq!(
+            sign("s3cret", &p2, "e0766c60"),
+            "e0766c604b0f575e1b4d24a53c555fd23a34"
+        );
+        assert!(verify(
+            "s3cret",
+            &p2,
+            "e0766c604b0f575e1b4d24a53c555fd23a34"
+        ));
+        assert!(!verify(
+            "wrong",
+            &p2,
+            "e0766c604b0f575e1b4d24a53c555fd23a34"
+        ));
+        assert!(!verify(
+            "s3cret",
+            &p2,
+            "e0766c604b0f575e1b4d24a53c555fd23a35"
+        ));
         assert!(!verify("s3cret", &p2, "e07"));
         assert!(!verify("s3cret", &p2, ""));
     }
@@ -505,9 +549,19 @@ mod tests {
         assert!(check_challenge("fe-global-secret", &what, &c, t + 600));
         assert!(!check_challenge("fe-global-secret", &what, &c, t + 1200));
         assert!(!check_challenge("other", &what, &c, t));
-        assert!(!check_challenge("fe-global-secret", "http:bar.test:x", &c, t));
+        assert!(!check_challenge(
+            "fe-global-secret",
+            "http:bar.test:x",
+            &c,
+            t
+        ));
         assert!(!check_challenge("fe-global-secret", &what, "", t));
-        assert!(!check_challenge("fe-global-secret", &what, "x1234567521b54df1de7603285112792858c", t));
+        assert!(!check_challenge(
+            "fe-global-secret",
+            &what,
+            "x1234567521b54df1de7603285112792858c",
+            t
+        ));
     }
 
     #[test]
@@ -525,7 +579,10 @@ mod tests {
         assert_eq!(r.prefix, Prefix::PageKite);
         assert_eq!(r.kites.len(), 1);
         let k = &r.kites[0];
-        assert_eq!((k.proto.as_str(), k.domain.as_str(), k.token.as_str()), ("http", "foo.test", ""));
+        assert_eq!(
+            (k.proto.as_str(), k.domain.as_str(), k.token.as_str()),
+            ("http", "foo.test", "")
+        );
         assert_eq!(k.what(), format!("http:foo.test:{SRAND}"));
         assert_eq!(k.sign, "89fed54338fae7bfd12d2fc402d1545e14e5");
     }
@@ -553,13 +610,19 @@ mod tests {
             parse_request(b"CONNECT PageKite:1 HTTP/1.0\r\nX-PageKite: a:b:c:d:e:f\r\n\r\n"),
             Err(HandshakeError::BadKiteLine(_))
         ));
-        assert_eq!(parse_request(b"CONNECT PageKite:1 HTTP/1.0\r\n\xff\r\n\r\n"), Err(HandshakeError::NotText));
+        assert_eq!(
+            parse_request(b"CONNECT PageKite:1 HTTP/1.0\r\n\xff\r\n\r\n"),
+            Err(HandshakeError::NotText)
+        );
         let mut many = String::from("CONNECT PageKite:1 HTTP/1.0\r\n");
         for _ in 0..=MAX_KITES {
             many.push_str("X-PageKite: http:a:b::c\r\n");
         }
         many.push_str("\r\n");
-        assert_eq!(parse_request(many.as_bytes()), Err(HandshakeError::TooManyKites));
+        assert_eq!(
+            parse_request(many.as_bytes()),
+            Err(HandshakeError::TooManyKites)
+        );
     }
 
     #[test]
@@ -586,11 +649,16 @@ mod tests {
         assert_eq!(status, "HTTP/1.1 200 OK");
         let reply = parse_reply(headers);
         assert!(reply.has_feature("AddKites"));
-        assert_eq!(reply.session_id.as_deref(), Some("6b02294e:d00cc8c7b2992b19a3ad05a040d6436d35a7889e"));
+        assert_eq!(
+            reply.session_id.as_deref(),
+            Some("6b02294e:d00cc8c7b2992b19a3ad05a040d6436d35a7889e")
+        );
         assert_eq!(
             reply.answers,
             vec![
-                KiteAnswer::Ok { what: "http:foo.test:91e0455ff5883e50fcaea1b626f014cee5e9".into() },
+                KiteAnswer::Ok {
+                    what: "http:foo.test:91e0455ff5883e50fcaea1b626f014cee5e9".into()
+                },
                 KiteAnswer::Invalid {
                     what: "http:bad.test:b7f8b8f77ffbe9db4a69573c55cd7afc9e80".into(),
                     why: "signature".into()
@@ -617,10 +685,20 @@ mod tests {
             raw_ports: vec!["virtual".into()],
         };
         let answers = vec![
-            KiteAnswer::SignThis { what: "http:a:s".into(), challenge: "tabc".into() },
-            KiteAnswer::Ok { what: "http:b:s".into() },
-            KiteAnswer::Invalid { what: "http:c:s".into(), why: "port".into() },
-            KiteAnswer::Duplicate { what: "http:d:s".into() },
+            KiteAnswer::SignThis {
+                what: "http:a:s".into(),
+                challenge: "tabc".into(),
+            },
+            KiteAnswer::Ok {
+                what: "http:b:s".into(),
+            },
+            KiteAnswer::Invalid {
+                what: "http:c:s".into(),
+                why: "port".into(),
+            },
+            KiteAnswer::Duplicate {
+                what: "http:d:s".into(),
+            },
         ];
         let text = build_reply(Prefix::PageKite, &info, &answers, "1:2");
         assert!(text.starts_with("HTTP/1.1 200 OK\r\n"));
@@ -643,7 +721,11 @@ mod tests {
         let block = lines.join("\r\n");
         let r = parse_kite_headers(header_lines(&block)).unwrap();
         assert_eq!(r.kites, vec![kite]);
-        let lines = inband_reply_lines(Prefix::PageKite, &[KiteAnswer::Ok { what: "w".into() }], "sid");
+        let lines = inband_reply_lines(
+            Prefix::PageKite,
+            &[KiteAnswer::Ok { what: "w".into() }],
+            "sid",
+        );
         assert_eq!(lines[0], "NOOP: 1");
         let reply = parse_reply(header_lines(&lines.join("\r\n")));
         assert_eq!(reply.answers, vec![KiteAnswer::Ok { what: "w".into() }]);

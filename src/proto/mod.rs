@@ -4,9 +4,12 @@
 //! entropy come in as arguments, so every function is a pure, testable step.
 
 pub mod auth;
+pub mod flow;
 pub mod frame;
 pub mod handshake;
 pub mod http;
+pub mod keepalive;
 pub mod kite;
 pub mod pages;
 pub mod sniff;
+pub mod stream;

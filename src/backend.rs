@@ -1,0 +1,671 @@
+//! The backend role (connector): one tunnel per configured frontend, dialed
+//! and re-dialed with exponential back-off and jitter, the handshake's client
+//! side (challenges answered in band when the frontend offers AddKites, by
+//! reconnecting otherwise), and the opening of a local connection for every
+//! new stream, with the `(be)` 503 page when the local server is down.
+//! Protocol decisions come from `proto`; the byte pump is `relay`'s.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::time::{Duration, Instant};
+
+use log::{debug, error, info, warn};
+use mio::net::TcpStream;
+use mio::{Registry, Token};
+
+use crate::config::{Config, ServiceKite};
+use crate::engine::{Conn, Engine, Fatal, Role, TimerKey, TimerKind};
+use crate::net::{Failure, Io};
+use crate::proto::flow::DEFAULT_WINDOW;
+use crate::proto::frame::{self, Frame, Line};
+use crate::proto::handshake::{self, KiteAnswer, KiteLine, TunnelReply};
+use crate::proto::http::{ForwardInfo, RequestRewriter};
+use crate::proto::keepalive::Keepalive;
+use crate::proto::kite;
+use crate::proto::pages::{self, Side as PageSide};
+use crate::random;
+use crate::relay::{self, Phase, Side, Stream, Tunnel, TunnelCore, Why, tag};
+use crate::resolve::Resolver;
+
+/// Connect plus handshake must finish in this time.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
+/// A local server that doesn't accept within this time is down.
+const LOCAL_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+const BACKOFF_FIRST: Duration = Duration::from_secs(1);
+const BACKOFF_MAX: Duration = Duration::from_secs(60);
+
+pub const VERSION: &str = concat!("rkite-", env!("CARGO_PKG_VERSION"));
+
+pub struct State {
+    slots: Vec<Slot>,
+    kites: Vec<ServiceKite>,
+    /// `proto[-port]:domain` → index into `kites`.
+    services: HashMap<String, usize>,
+    resolver: Resolver,
+    uuid: String,
+    stopped: bool,
+}
+
+/// One configured frontend and the tunnel we keep to it.
+struct Slot {
+    host: String,
+    port: u16,
+    state: SlotState,
+    failures: u32,
+    /// The frontend's latest session id, sent as X-PageKite-Replace.
+    session: Option<String>,
+    /// Challenges to answer on the next connection (reconnect flow).
+    challenges: HashMap<String, String>,
+    /// Our salt, the same in both rounds (the challenge signs it).
+    srand: String,
+    lookups: u64,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum SlotState {
+    Resolving,
+    Connected(Token),
+    Waiting(Instant),
+    Stopped,
+}
+
+/// Backend bookkeeping of one tunnel.
+pub struct TunnelInfo {
+    slot: usize,
+    addkites: bool,
+    live: Vec<String>,
+    /// This connection already carried signed answers.
+    signed: bool,
+}
+
+impl State {
+    pub fn new(config: &Config, registry: &Registry, waker: Token) -> Result<State, Fatal> {
+        let resolver = Resolver::new(registry, waker)
+            .map_err(|e| Fatal::Setup(format!("cannot create a waker: {e}")))?;
+        let mut services = HashMap::new();
+        for (i, k) in config.kites.iter().enumerate() {
+            services.insert(kite::key(&k.id.name(), &k.domain), i);
+        }
+        let slots = config
+            .frontends
+            .iter()
+            .map(|(host, port)| Slot {
+                host: host.clone(),
+                port: *port,
+                state: SlotState::Stopped,
+                failures: 0,
+                session: None,
+                challenges: HashMap::new(),
+                srand: random::hex(18),
+                lookups: 0,
+            })
+            .collect();
+        Ok(State {
+            slots,
+            kites: config.kites.clone(),
+            services,
+            resolver,
+            uuid: random::hex(20),
+            stopped: false,
+        })
+    }
+
+    pub fn stop(&mut self) {
+        self.stopped = true;
+        for slot in &mut self.slots {
+            if !matches!(slot.state, SlotState::Connected(_)) {
+                slot.state = SlotState::Stopped;
+            }
+        }
+    }
+}
+
+fn state(eng: &mut Engine) -> Option<&mut State> {
+    match &mut eng.role {
+        Role::Backend(be) => Some(be),
+        Role::Frontend(_) => None,
+    }
+}
+
+/// Dials every frontend.
+pub fn start(eng: &mut Engine) {
+    let count = state(eng).map_or(0, |be| be.slots.len());
+    for slot in 0..count {
+        dial(eng, slot);
+    }
+}
+
+fn dial(eng: &mut Engine, slot: usize) {
+    let Some(be) = state(eng) else { return };
+    if be.stopped {
+        return;
+    }
+    let Some(s) = be.slots.get_mut(slot) else {
+        return;
+    };
+    match s.host.parse::<IpAddr>() {
+        Ok(ip) => {
+            let addr = SocketAddr::new(ip, s.port);
+            connect(eng, slot, addr);
+        }
+        Err(_) => {
+            // Names are looked up again on every attempt: a frontend that
+            // moved is found without a restart.
+            s.lookups += 1;
+            s.state = SlotState::Resolving;
+            be.resolver.lookup(slot, s.lookups, &s.host, s.port);
+        }
+    }
+}
+
+/// Resolver answers.
+pub fn on_wake(eng: &mut Engine) {
+    let Some(be) = state(eng) else { return };
+    let answers: Vec<_> = be.resolver.answers().collect();
+    for (slot, generation, result) in answers {
+        let Some(s) = state(eng).and_then(|be| be.slots.get_mut(slot)) else {
+            continue;
+        };
+        if s.lookups != generation || s.state != SlotState::Resolving {
+            continue;
+        }
+        let name = format!("{}:{}", s.host, s.port);
+        match result {
+            Ok(addrs) if !addrs.is_empty() => connect(eng, slot, addrs[0]),
+            Ok(_) => retry_later(eng, slot, &format!("{name} has no address")),
+            Err(e) => retry_later(eng, slot, &format!("cannot resolve {name}: {e}")),
+        }
+    }
+}
+
+fn connect(eng: &mut Engine, slot: usize, addr: SocketAddr) {
+    let sock = match TcpStream::connect(addr) {
+        Ok(sock) => sock,
+        Err(e) => return retry_later(eng, slot, &format!("cannot connect to {addr}: {e}")),
+    };
+    let _ = sock.set_nodelay(true);
+    let info = TunnelInfo {
+        slot,
+        addkites: false,
+        live: Vec::new(),
+        signed: false,
+    };
+    let keepalive = Keepalive::new(eng.config.keepalive, eng.now);
+    let added = eng.add(sock, |sock, _| {
+        Conn::Tunnel(Tunnel::new(
+            sock,
+            addr,
+            Phase::Dialing,
+            Side::Backend(info),
+            keepalive,
+        ))
+    });
+    let token = match added {
+        Ok(token) => token,
+        Err(e) => {
+            return retry_later(
+                eng,
+                slot,
+                &format!("cannot watch a connection to {addr}: {e}"),
+            );
+        }
+    };
+    eng.arm(token, TimerKind::Deadline, eng.now + HANDSHAKE_TIMEOUT);
+    if let Some(s) = state(eng).and_then(|be| be.slots.get_mut(slot)) {
+        s.state = SlotState::Connected(token);
+    }
+    debug!("[t{}] connecting to frontend {addr}", tag(token));
+}
+
+/// Schedules the next attempt after an exponentially growing, jittered pause.
+fn retry_later(eng: &mut Engine, slot: usize, why: &str) {
+    let now = eng.now;
+    let Some(be) = state(eng) else { return };
+    let stopped = be.stopped;
+    let Some(s) = be.slots.get_mut(slot) else {
+        return;
+    };
+    if stopped {
+        s.state = SlotState::Stopped;
+        return;
+    }
+    let delay = backoff(s.failures);
+    s.failures = s.failures.saturating_add(1);
+    let at = now + delay;
+    s.state = SlotState::Waiting(at);
+    warn!(
+        "frontend {}:{}: {why}; retrying in {:.1} s",
+        s.host,
+        s.port,
+        delay.as_secs_f64()
+    );
+    eng.timers.arm(at, TimerKey::Slot(slot));
+}
+
+/// 1 s, 2 s, 4 s ... up to 60 s, each ±20 % so restarted backends don't
+/// all come back in the same second.
+fn backoff(failures: u32) -> Duration {
+    let base = BACKOFF_FIRST
+        .saturating_mul(1u32 << failures.min(6))
+        .min(BACKOFF_MAX);
+    base.mul_f64(0.8 + 0.4 * random::unit())
+}
+
+pub fn on_slot_timer(eng: &mut Engine, slot: usize, at: Instant) {
+    let due = state(eng)
+        .and_then(|be| be.slots.get(slot))
+        .is_some_and(|s| s.state == SlotState::Waiting(at));
+    if due {
+        dial(eng, slot);
+    }
+}
+
+/// Connect completion, request, reply: until the tunnel is live.
+pub fn drive_handshake(eng: &mut Engine, token: Token, t: &mut Tunnel) -> Result<(), Why> {
+    if t.core.phase == Phase::Dialing {
+        if !t.ready.write {
+            return Ok(());
+        }
+        match connected(&t.sock) {
+            Ok(false) => {
+                t.ready.write = false;
+                return Ok(());
+            }
+            Ok(true) => {}
+            Err(f) => return Err(Why::Failed(f)),
+        }
+        let Side::Backend(info) = &mut t.core.side else {
+            return Ok(());
+        };
+        let Some(be) = state(eng) else { return Ok(()) };
+        let Some(slot) = be.slots.get_mut(info.slot) else {
+            return Ok(());
+        };
+        let lines = signed_lines(&be.kites, &slot.srand, &slot.challenges);
+        info.signed = !slot.challenges.is_empty();
+        slot.challenges.clear();
+        let request = handshake::build_request(VERSION, slot.session.as_deref(), &lines);
+        t.core.out.extend(request.as_bytes());
+        t.core.phase = Phase::AwaitingReply;
+        debug!(
+            "[t{} {}] connected, sent the tunnel request",
+            tag(token),
+            t.core.peer
+        );
+    }
+    while t.core.phase == Phase::AwaitingReply && t.ready.read {
+        match relay::read_some(&mut t.sock, &mut t.inb, handshake::MAX_HEAD + 64 * 1024) {
+            Io::Done(_) => {}
+            Io::WouldBlock => t.ready.read = false,
+            Io::Eof => return Err(Why::PeerClosed),
+            Io::Starved => return Ok(()),
+            Io::Failed(f) => return Err(Why::Failed(f)),
+        }
+        let Some(end) = frame::find(t.inb.data(), b"\r\n\r\n") else {
+            if t.inb.len() > handshake::MAX_HEAD {
+                return Err(Why::Protocol("reply head too large".into()));
+            }
+            continue;
+        };
+        let head_len = end + 4;
+        let head = t.inb.data().get(..head_len).unwrap_or_default();
+        let Some((status, headers)) = handshake::split_head(head) else {
+            return Err(Why::Protocol("reply is not text".into()));
+        };
+        let status = status.to_string();
+        let reply = handshake::parse_reply(headers);
+        t.inb.consume(head_len);
+        debug!("[t{} {}] reply: {status}", tag(token), t.core.peer);
+        if !status.starts_with("HTTP/1.") || !status.contains(" 200") {
+            return Err(Why::Protocol(format!("frontend answered {status:?}")));
+        }
+        if let Side::Backend(info) = &mut t.core.side {
+            info.addkites = reply.has_feature("AddKites");
+        }
+        t.core.phase = Phase::Live;
+        t.deadlines.clear(TimerKind::Deadline);
+        apply_answers(eng, token, &mut t.core, &reply)?;
+        if t.core.phase == Phase::Live {
+            relay::start_keepalive(eng, token, &mut t.core, &mut t.deadlines);
+            relay::process_frames(eng, token, t)?;
+        }
+    }
+    Ok(())
+}
+
+/// Whether a non-blocking connect has finished (mio's recipe).
+fn connected(sock: &TcpStream) -> Result<bool, Failure> {
+    if let Ok(Some(e)) | Err(e) = sock.take_error() {
+        return Err(Failure::from(&e));
+    }
+    match sock.peer_addr() {
+        Ok(_) => Ok(true),
+        Err(e) if e.kind() == std::io::ErrorKind::NotConnected => Ok(false),
+        Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => Ok(false),
+        Err(e) => Err(Failure::from(&e)),
+    }
+}
+
+/// Our kite lines: answers to stored challenges where we have them, first
+/// round lines (empty token) otherwise.
+fn signed_lines(
+    kites: &[ServiceKite],
+    srand: &str,
+    challenges: &HashMap<String, String>,
+) -> Vec<KiteLine> {
+    kites
+        .iter()
+        .map(|k| {
+            let mut line = KiteLine {
+                proto: k.id.name(),
+                domain: k.domain.clone(),
+                srand: srand.to_string(),
+                token: String::new(),
+                sign: String::new(),
+            };
+            line.token = challenges.get(&line.what()).cloned().unwrap_or_default();
+            line.sign = handshake::sign(
+                &k.secret,
+                &line.payload(),
+                &handshake::salt8(random::bytes4()),
+            );
+            line
+        })
+        .collect()
+}
+
+/// Acts on the frontend's answers (from the reply head or a NOOP chunk).
+fn apply_answers(
+    eng: &mut Engine,
+    token: Token,
+    core: &mut TunnelCore,
+    reply: &TunnelReply,
+) -> Result<(), Why> {
+    let Side::Backend(info) = &mut core.side else {
+        return Ok(());
+    };
+    let Some(be) = state(eng) else { return Ok(()) };
+    let Some(slot) = be.slots.get_mut(info.slot) else {
+        return Ok(());
+    };
+    let fe = format!("{}:{}", slot.host, slot.port);
+    let mut challenges = HashMap::new();
+    for answer in &reply.answers {
+        let name = kite_name(answer.what());
+        match answer {
+            KiteAnswer::SignThis { what, challenge } => {
+                challenges.insert(what.clone(), challenge.clone());
+            }
+            KiteAnswer::Ok { .. } => {
+                if !info.live.contains(&name) {
+                    relay::log_kite(&name, &format!("is live on {fe}"));
+                    info.live.push(name);
+                }
+            }
+            KiteAnswer::SslOk { .. } => {}
+            KiteAnswer::Invalid { why, .. } => {
+                let hint = match why.as_str() {
+                    "signature" => " (the secret differs from the frontend's)",
+                    "unauthorized" => " (the frontend has no secret for this kite)",
+                    "port" | "proto" => " (the frontend does not serve it)",
+                    _ => "",
+                };
+                error!("kite {name} rejected by {fe}: {why}{hint}");
+            }
+            KiteAnswer::Duplicate { .. } => {
+                warn!("kite {name} rejected by {fe}: duplicate (another backend holds it)");
+            }
+        }
+    }
+    if let Some(id) = &reply.session_id {
+        slot.session = Some(id.clone());
+    }
+    if !challenges.is_empty() {
+        if info.addkites {
+            let lines: Vec<KiteLine> = signed_lines(&be.kites, &slot.srand, &challenges)
+                .into_iter()
+                .filter(|l| challenges.contains_key(&l.what()))
+                .collect();
+            let lines = handshake::inband_request_lines(VERSION, &lines);
+            let lines: Vec<&[u8]> = lines.iter().map(|l| l.as_bytes()).collect();
+            frame::encode(&mut core.out, &lines, b"\r\n!");
+            debug!(
+                "[t{}] answered {} challenge(s) in band",
+                tag(token),
+                challenges.len()
+            );
+            return Ok(());
+        }
+        if !info.signed {
+            // The frontend can't take answers in band: answer on a new
+            // connection right away.
+            slot.challenges = challenges;
+            slot.failures = 0;
+            core.phase = Phase::Closing;
+            return Ok(());
+        }
+    }
+    if info.live.is_empty() {
+        return Err(Why::Protocol(format!("{fe} accepted none of our kites")));
+    }
+    if slot.failures > 0
+        || reply
+            .answers
+            .iter()
+            .any(|a| matches!(a, KiteAnswer::Ok { .. }))
+    {
+        info!(
+            "[t{}] tunnel to {fe} is up with {} kite(s)",
+            tag(token),
+            info.live.len()
+        );
+    }
+    slot.failures = 0;
+    Ok(())
+}
+
+/// `proto:domain` of a `proto:domain:srand` answer.
+fn kite_name(what: &str) -> String {
+    let mut parts = what.splitn(3, ':');
+    match (parts.next(), parts.next()) {
+        (Some(p), Some(d)) => kite::key(p, d),
+        _ => what.to_string(),
+    }
+}
+
+/// NOOP chunks from the frontend: in-band answers, PONGs.
+pub fn on_noop(
+    eng: &mut Engine,
+    token: Token,
+    core: &mut TunnelCore,
+    f: &Frame<'_>,
+) -> Result<(), Why> {
+    if let Some(pong) = f.pong {
+        debug!("[t{}] PONG {pong}", tag(token));
+    }
+    let reply = handshake::parse_reply(f.headers());
+    if reply.answers.is_empty() {
+        return Ok(());
+    }
+    apply_answers(eng, token, core, &reply)
+}
+
+/// A chunk for a new SID: connect to the local server of the matching kite.
+pub fn open_stream(
+    eng: &mut Engine,
+    token: Token,
+    core: &mut TunnelCore,
+    f: &Frame<'_>,
+) -> Result<(), Why> {
+    let (Some(sid), Some(proto), Some(host)) = (f.sid, f.proto, f.host) else {
+        return Ok(());
+    };
+    let proto = proto.to_ascii_lowercase();
+    let host = host.to_ascii_lowercase();
+    let port = f.port.and_then(|p| p.trim().parse::<u16>().ok());
+    let Some(be) = state(eng) else { return Ok(()) };
+    let found = kite::backend_candidates(&proto, &host, port)
+        .iter()
+        .find_map(|k| be.services.get(k).copied())
+        .and_then(|i| be.kites.get(i));
+    let label = format!("{proto}://{host}:{}", port.unwrap_or(0));
+    let Some(service) = found else {
+        info!("[t{}] sid={sid}: no kite for {label}", tag(token));
+        refuse(core, sid, &proto, &host, &be.uuid);
+        frame::encode_eof(&mut core.out, sid, frame::Eof::BOTH);
+        return Ok(());
+    };
+    let local = service.local;
+    let sock = match TcpStream::connect(local) {
+        Ok(sock) => sock,
+        Err(e) => {
+            info!(
+                "[t{}] sid={sid}: {label}: cannot connect to {local}: {e}",
+                tag(token)
+            );
+            refuse(core, sid, &proto, &host, &be.uuid);
+            frame::encode_eof(&mut core.out, sid, frame::Eof::BOTH);
+            return Ok(());
+        }
+    };
+    let _ = sock.set_nodelay(true);
+    let rewrite = matches!(proto.as_str(), "http" | "http2" | "http3" | "websocket").then(|| {
+        Box::new(RequestRewriter::new(ForwardInfo {
+            remote_ip: f.rip.unwrap_or("").to_string(),
+            port: port.unwrap_or(0),
+            tls: f.rtls,
+            rewrite_host: None,
+        }))
+    });
+    let stream_label = format!("{label} -> {local}");
+    let added = eng.add(sock, |sock, _| {
+        let mut stream = Stream::new(sock, token, sid, DEFAULT_WINDOW, stream_label);
+        stream.connecting = true;
+        stream.rewrite = rewrite;
+        Conn::Stream(stream)
+    });
+    let st = match added {
+        Ok(st) => st,
+        Err(e) => {
+            warn!(
+                "[t{}] sid={sid}: cannot watch a local connection: {e}",
+                tag(token)
+            );
+            frame::encode_eof(&mut core.out, sid, frame::Eof::BOTH);
+            return Ok(());
+        }
+    };
+    debug!(
+        "[s{} sid={sid}] {label} from {} -> {local}",
+        tag(st),
+        f.rip.unwrap_or("?")
+    );
+    core.streams.insert(sid, st);
+    if let Some(Conn::Stream(s)) = eng.conns.get_mut(st) {
+        s.queue_first(f.body);
+    }
+    eng.arm(st, TimerKind::Deadline, eng.now + LOCAL_CONNECT_TIMEOUT);
+    Ok(())
+}
+
+/// The answer for a stream nobody local can serve (protocol doc §4.1).
+fn refuse(core: &mut TunnelCore, sid: u32, proto: &str, host: &str, uuid: &str) {
+    let body = match proto {
+        "http" | "http2" | "http3" | "websocket" => {
+            pages::unavailable(PageSide::Backend, "http", host, uuid)
+        }
+        "https" => pages::TLS_ALERT.to_vec(),
+        _ => return,
+    };
+    let sid = Line::number("SID", u64::from(sid));
+    frame::encode(&mut core.out, &[sid.as_bytes()], &body);
+}
+
+/// Connect completion of a local stream: Ok(true) once connected.
+pub fn finish_local_connect(eng: &mut Engine, token: Token, s: &mut Stream) -> Result<bool, Why> {
+    if !s.ready.write {
+        return Ok(false);
+    }
+    match connected(&s.sock) {
+        Ok(true) => {
+            s.connecting = false;
+            s.deadlines.clear(TimerKind::Deadline);
+            debug!(
+                "[s{} sid={}] connected to the local server",
+                tag(token),
+                s.sid
+            );
+            let _ = eng;
+            Ok(true)
+        }
+        Ok(false) => {
+            s.ready.write = false;
+            Ok(false)
+        }
+        Err(f) => Err(Why::Failed(f)),
+    }
+}
+
+/// The local server is down: the visitor gets the `(be)` page.
+pub fn local_connect_failed(eng: &mut Engine, s: &mut Stream, why: &Why) {
+    info!(
+        "[sid={}] {}: local server unavailable: {why}",
+        s.sid, s.label
+    );
+    let (proto, host) = split_label(&s.label);
+    let uuid = state(eng).map(|be| be.uuid.clone()).unwrap_or_default();
+    if let Some(Conn::Tunnel(t)) = eng.conns.get_mut(s.tunnel) {
+        refuse(&mut t.core, s.sid, &proto, &host, &uuid);
+    }
+}
+
+fn split_label(label: &str) -> (String, String) {
+    let (proto, rest) = label.split_once("://").unwrap_or(("http", label));
+    let host = rest.split([':', ' ']).next().unwrap_or(rest);
+    (proto.to_string(), host.to_string())
+}
+
+/// A tunnel is gone: reconnect after back-off (at once for the reconnect
+/// flow's second round).
+pub fn tunnel_closed(eng: &mut Engine, _: Token, info: TunnelInfo, summary: &str) {
+    info!("{summary}");
+    for name in &info.live {
+        relay::log_kite(name, "is down");
+    }
+    let now = eng.now;
+    let Some(be) = state(eng) else { return };
+    let Some(s) = be.slots.get_mut(info.slot) else {
+        return;
+    };
+    if !s.challenges.is_empty() && !be.stopped {
+        s.state = SlotState::Waiting(now);
+        eng.timers.arm(now, TimerKey::Slot(info.slot));
+        return;
+    }
+    retry_later(eng, info.slot, "tunnel lost");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_to_a_minute_with_jitter() {
+        for failures in 0..20 {
+            let d = backoff(failures).as_secs_f64();
+            let base = (1u64 << failures.min(6)).min(60) as f64;
+            assert!(
+                d >= base * 0.8 - 1e-9 && d <= base * 1.2 + 1e-9,
+                "{failures}: {d}"
+            );
+        }
+    }
+
+    #[test]
+    fn labels_split_back() {
+        assert_eq!(
+            split_label("http://foo.test:80 -> 127.0.0.1:8000"),
+            ("http".into(), "foo.test".into())
+        );
+    }
+}

@@ -1,0 +1,153 @@
+//! `Buf`: a linear byte buffer with a consumed head and a filled tail, so a
+//! parser sees one contiguous slice and a flush is one `write`. Space behind
+//! the tail is handed out for in-place reads (the relay reads socket data
+//! straight into a frame slot here). It compacts by moving the live bytes to
+//! the front when that frees enough room, and grows only when asked to, up to
+//! whatever limit its owner enforces. It knows nothing about sockets.
+
+use crate::proto::frame::Out;
+
+pub struct Buf {
+    data: Vec<u8>,
+    head: usize,
+    tail: usize,
+}
+
+impl Buf {
+    /// A buffer of `capacity` zeroed bytes. Zeroing happens once, here, so
+    /// reads can target the spare space without unsafe code.
+    pub fn with_capacity(capacity: usize) -> Buf {
+        Buf {
+            data: vec![0; capacity],
+            head: 0,
+            tail: 0,
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.tail - self.head
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.head == self.tail
+    }
+
+    pub fn capacity(&self) -> usize {
+        self.data.len()
+    }
+
+    /// The filled bytes.
+    pub fn data(&self) -> &[u8] {
+        &self.data[self.head..self.tail]
+    }
+
+    /// Marks `n` filled bytes as used.
+    pub fn consume(&mut self, n: usize) {
+        debug_assert!(n <= self.len());
+        self.head += n.min(self.len());
+        if self.head == self.tail {
+            self.head = 0;
+            self.tail = 0;
+        }
+    }
+
+    /// Makes at least `n` contiguous bytes free behind the tail, compacting
+    /// first and growing only if that is not enough.
+    pub fn reserve(&mut self, n: usize) {
+        if self.data.len() - self.tail >= n {
+            return;
+        }
+        self.compact();
+        if self.data.len() - self.tail < n {
+            let want = (self.tail + n).max(self.data.len() * 2);
+            self.data.resize(want, 0);
+        }
+    }
+
+    /// Moves the filled bytes to the front.
+    pub fn compact(&mut self) {
+        if self.head > 0 {
+            self.data.copy_within(self.head..self.tail, 0);
+            self.tail -= self.head;
+            self.head = 0;
+        }
+    }
+
+    /// Free bytes behind the tail, without compacting.
+    pub fn space(&mut self) -> &mut [u8] {
+        &mut self.data[self.tail..]
+    }
+
+    /// Free bytes behind the tail, compacting if the head has advanced.
+    pub fn space_compacted(&mut self) -> &mut [u8] {
+        if self.head > 0 {
+            self.compact();
+        }
+        &mut self.data[self.tail..]
+    }
+
+    /// Marks `n` bytes of [`Buf::space`] as filled.
+    pub fn commit(&mut self, n: usize) {
+        debug_assert!(self.tail + n <= self.data.len());
+        self.tail = (self.tail + n).min(self.data.len());
+    }
+
+    /// Appends bytes, growing if needed.
+    pub fn extend(&mut self, bytes: &[u8]) {
+        self.reserve(bytes.len());
+        self.data[self.tail..self.tail + bytes.len()].copy_from_slice(bytes);
+        self.tail += bytes.len();
+    }
+
+    /// The filled bytes from offset `from` (relative to the head) on, mutably:
+    /// used to fill in a frame header after its body was read in place.
+    pub fn filled_mut(&mut self, from: usize, len: usize) -> &mut [u8] {
+        let start = self.head + from;
+        &mut self.data[start..start + len]
+    }
+}
+
+impl Out for Buf {
+    fn put(&mut self, bytes: &[u8]) {
+        self.extend(bytes);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fill_consume_compact_grow() {
+        let mut b = Buf::with_capacity(8);
+        b.extend(b"abcdef");
+        b.consume(4);
+        assert_eq!(b.data(), b"ef");
+        b.reserve(5);
+        assert_eq!(b.data(), b"ef");
+        assert_eq!(b.capacity(), 8, "compaction must be enough");
+        b.space()[..3].copy_from_slice(b"ghi");
+        b.commit(3);
+        assert_eq!(b.data(), b"efghi");
+        b.extend(b"0123456789");
+        assert_eq!(b.data(), b"efghi0123456789");
+        assert!(b.capacity() >= 15);
+        let n = b.len();
+        b.consume(n);
+        assert!(b.is_empty());
+        assert_eq!(b.space().len(), b.capacity());
+    }
+
+    #[test]
+    fn in_place_header_fill() {
+        let mut b = Buf::with_capacity(32);
+        b.extend(b"xx");
+        b.consume(1);
+        let start = b.len();
+        b.reserve(4);
+        b.space()[..4].copy_from_slice(b"__ab");
+        b.commit(4);
+        b.filled_mut(start, 2).copy_from_slice(b"HH");
+        assert_eq!(b.data(), b"xHHab");
+    }
+}

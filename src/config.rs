@@ -1,0 +1,679 @@
+//! The command line, in pagekite.py's words: flag names with underscores
+//! (dashes accepted too), `--opt=value` or `--opt value`, repeatable
+//! `--domain`, `--frontend` and `--service_on`/`--backend`. Pure: it turns
+//! arguments into a [`Config`] or a [`ConfigError`] naming the flag and what
+//! is wrong, and resolves local server names once at start-up.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
+use std::time::Duration;
+
+use getopts::Options;
+
+use crate::proto::keepalive::DEFAULT_INTERVAL;
+use crate::proto::kite::{DEFAULT_PROTOS, KiteId};
+
+/// One `--service_on` kite on a backend.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ServiceKite {
+    pub id: KiteId,
+    pub domain: String,
+    pub local: SocketAddr,
+    pub secret: String,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum LogLevel {
+    Quiet,
+    #[default]
+    Normal,
+    Verbose,
+    Trace,
+}
+
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub is_frontend: bool,
+    pub host: Option<IpAddr>,
+    pub ports: Vec<u16>,
+    pub protos: Vec<String>,
+    /// `--rawports` entries as written: numbers and/or `virtual`.
+    pub raw_ports: Vec<String>,
+    /// `proto:domain` → secret, one entry per protocol of each `--domain`.
+    pub domain_secrets: HashMap<String, String>,
+    pub frontends: Vec<(String, u16)>,
+    pub kites: Vec<ServiceKite>,
+    pub keepalive: Duration,
+    pub log_level: LogLevel,
+    pub debug_io: bool,
+    pub logfile: Option<String>,
+}
+
+/// What `parse` decided.
+#[derive(Debug)]
+pub enum Parsed {
+    Run(Box<Config>),
+    Help(String),
+    Version,
+}
+
+/// A bad command line (exit code 1).
+#[derive(Debug, PartialEq, Eq)]
+pub struct ConfigError {
+    pub flag: String,
+    pub problem: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.flag.is_empty() {
+            write!(f, "{}", self.problem)
+        } else {
+            write!(f, "--{}: {}", self.flag, self.problem)
+        }
+    }
+}
+
+fn bad(flag: &str, problem: impl Into<String>) -> ConfigError {
+    ConfigError {
+        flag: flag.to_string(),
+        problem: problem.into(),
+    }
+}
+
+/// pagekite.py flags that mean nothing for rkite; accepted so existing
+/// command lines and scripts keep working.
+const IGNORED_SWITCHES: &[&str] = &[
+    "clean",
+    "nullui",
+    "basicui",
+    "remoteui",
+    "nozchunks",
+    "noloop",
+    "autosave",
+    "noautosave",
+    "save",
+    "nocrashreport",
+    "noprobes",
+    "watch",
+    "local",
+    "new",
+    "all",
+];
+
+fn options() -> Options {
+    let mut o = Options::new();
+    o.optflag(
+        "f",
+        "isfrontend",
+        "Run as a frontend (relay) instead of a backend.",
+    );
+    o.optopt(
+        "",
+        "host",
+        "Frontend: address to listen on (default: all interfaces).",
+        "IP",
+    );
+    o.optopt(
+        "p",
+        "ports",
+        "Frontend: comma-separated public ports (default 80).",
+        "LIST",
+    );
+    o.optopt(
+        "",
+        "protos",
+        "Frontend: protocols kites may use (default http,http2,http3,https,websocket,irc,raw,xmpp).",
+        "LIST",
+    );
+    o.optopt(
+        "",
+        "rawports",
+        "Frontend: ports for raw kites; `virtual` allows any port via CONNECT.",
+        "LIST",
+    );
+    o.optmulti(
+        "",
+        "domain",
+        "Frontend: accept kites for DOMAIN (`*.x` or `unknown` allowed) signed with SECRET; PROTOS is a comma list or `*`. Repeatable.",
+        "PROTOS:DOMAIN:SECRET",
+    );
+    o.optmulti(
+        "",
+        "frontend",
+        "Backend: frontend to keep a tunnel to. Repeatable.",
+        "HOST:PORT",
+    );
+    o.optmulti(
+        "",
+        "service_on",
+        "Backend: a kite; PROTO may be `http`, `http-8080` or `http/8080`, a comma list, or `ssh` (raw-22). Repeatable.",
+        "PROTO:DOMAIN:HOST:PORT:SECRET",
+    );
+    o.optmulti(
+        "",
+        "backend",
+        "Same as --service_on.",
+        "PROTO:DOMAIN:HOST:PORT:SECRET",
+    );
+    o.optopt(
+        "",
+        "kitesecret",
+        "Backend: secret for --service_on kites given without one.",
+        "SECRET",
+    );
+    o.optopt(
+        "",
+        "keepalive",
+        "Seconds of tunnel silence before a PING (default 60, at least 5).",
+        "SECONDS",
+    );
+    o.optopt(
+        "",
+        "logfile",
+        "Write the log to FILE instead of stderr (`stdio` = stderr).",
+        "FILE",
+    );
+    o.optflagmulti(
+        "v",
+        "verbose",
+        "More log output (-v: streams, -vv: chunks and bytes).",
+    );
+    o.optflag("q", "quiet", "Only warnings and errors.");
+    o.optflag(
+        "",
+        "debugio",
+        "Log every chunk and byte count (trace level).",
+    );
+    o.optflag("", "help", "Show this help.");
+    o.optflag("", "version", "Show the version.");
+    for flag in IGNORED_SWITCHES {
+        o.optflagmulti("", flag, "");
+    }
+    o
+}
+
+pub fn usage() -> String {
+    let brief = "Usage:\n  rkite --isfrontend --ports=PORTS --domain=PROTOS:DOMAIN:SECRET [...]\n  rkite --frontend=HOST:PORT --service_on=PROTO:DOMAIN:HOST:PORT:SECRET [...]\n\nA PageKite-compatible tunneled reverse proxy. Flags use pagekite.py's names;\n`--flag=value` and `--flag value` both work, and dashes may replace underscores.";
+    let mut text = options().usage(brief);
+    // getopts lists the ignored flags with empty descriptions; say it once.
+    text.retain(|_| true);
+    let kept: Vec<&str> = text
+        .lines()
+        .filter(|l| {
+            !IGNORED_SWITCHES
+                .iter()
+                .any(|f| l.trim() == format!("--{f}"))
+        })
+        .collect();
+    let mut text = kept.join("\n");
+    text.push_str(&format!(
+        "\n\nAccepted for pagekite.py compatibility and ignored: {}.\n\nExit codes: 0 stopped cleanly, 1 bad command line, 2 runtime failure.\nLogging: RUST_LOG overrides -v/-q (e.g. RUST_LOG=rkite=debug).\n",
+        IGNORED_SWITCHES.iter().map(|f| format!("--{f}")).collect::<Vec<_>>().join(" ")
+    ));
+    text
+}
+
+/// Spells `--service-on` as `--service_on`, leaving values alone.
+fn normalize(args: &[String]) -> Vec<String> {
+    args.iter()
+        .map(|a| match a.strip_prefix("--") {
+            Some(rest) => {
+                let (name, value) = match rest.split_once('=') {
+                    Some((n, v)) => (n, Some(v)),
+                    None => (rest, None),
+                };
+                let name = name.replace('-', "_");
+                match value {
+                    Some(v) => format!("--{name}={v}"),
+                    None => format!("--{name}"),
+                }
+            }
+            None => a.clone(),
+        })
+        .collect()
+}
+
+pub fn parse(args: &[String]) -> Result<Parsed, ConfigError> {
+    let args = normalize(args);
+    let m = options().parse(&args).map_err(|e| bad("", e.to_string()))?;
+    if m.opt_present("help") {
+        return Ok(Parsed::Help(usage()));
+    }
+    if m.opt_present("version") {
+        return Ok(Parsed::Version);
+    }
+    if let Some(extra) = m.free.first() {
+        return Err(bad(
+            "",
+            format!("unexpected argument {extra:?} (flags start with --)"),
+        ));
+    }
+    let is_frontend = m.opt_present("isfrontend");
+    let host = match m.opt_str("host") {
+        Some(h) => Some(
+            h.parse()
+                .map_err(|_| bad("host", format!("{h:?} is not an IP address")))?,
+        ),
+        None => None,
+    };
+    let ports = match m.opt_str("ports") {
+        Some(list) => parse_ports(&list, "ports")?,
+        None => vec![80],
+    };
+    let protos = match m.opt_str("protos") {
+        Some(list) => parse_protos(&list)?,
+        None => DEFAULT_PROTOS.iter().map(|p| p.to_string()).collect(),
+    };
+    let raw_ports = match m.opt_str("rawports") {
+        Some(list) => parse_raw_ports(&list)?,
+        None => Vec::new(),
+    };
+    let mut domain_secrets = HashMap::new();
+    for spec in m.opt_strs("domain") {
+        parse_domain(&spec, &protos, &mut domain_secrets)?;
+    }
+    let frontends = m
+        .opt_strs("frontend")
+        .iter()
+        .map(|f| parse_frontend(f))
+        .collect::<Result<Vec<_>, _>>()?;
+    let default_secret = m.opt_str("kitesecret");
+    let mut kites = Vec::new();
+    for (flag, spec) in m
+        .opt_strs("service_on")
+        .into_iter()
+        .map(|s| ("service_on", s))
+        .chain(m.opt_strs("backend").into_iter().map(|s| ("backend", s)))
+    {
+        kites.extend(parse_service(&spec, flag, default_secret.as_deref())?);
+    }
+    let keepalive = match m.opt_str("keepalive") {
+        Some(v) => {
+            let secs: u64 =
+                v.parse().ok().filter(|s| *s >= 5).ok_or_else(|| {
+                    bad("keepalive", format!("{v:?} is not a number of seconds ≥ 5"))
+                })?;
+            Duration::from_secs(secs)
+        }
+        None => DEFAULT_INTERVAL,
+    };
+    if is_frontend {
+        if !kites.is_empty() {
+            return Err(bad(
+                "service_on",
+                "a frontend does not run kites itself; start a separate backend",
+            ));
+        }
+    } else {
+        if frontends.is_empty() {
+            return Err(bad(
+                "frontend",
+                "a backend needs at least one --frontend=HOST:PORT (or run a relay with --isfrontend)",
+            ));
+        }
+        if kites.is_empty() {
+            return Err(bad("service_on", "a backend needs at least one kite"));
+        }
+    }
+    let log_level = match (m.opt_present("quiet"), m.opt_count("verbose")) {
+        (true, _) => LogLevel::Quiet,
+        (false, 0) => LogLevel::Normal,
+        (false, 1) => LogLevel::Verbose,
+        _ => LogLevel::Trace,
+    };
+    Ok(Parsed::Run(Box::new(Config {
+        is_frontend,
+        host,
+        ports,
+        protos,
+        raw_ports,
+        domain_secrets,
+        frontends,
+        kites,
+        keepalive,
+        log_level,
+        debug_io: m.opt_present("debugio"),
+        logfile: m.opt_str("logfile").filter(|f| f != "stdio"),
+    })))
+}
+
+fn parse_port(text: &str, flag: &str) -> Result<u16, ConfigError> {
+    text.trim()
+        .parse::<u16>()
+        .ok()
+        .filter(|p| *p != 0)
+        .ok_or_else(|| bad(flag, format!("{text:?} is not a port number")))
+}
+
+fn parse_ports(list: &str, flag: &str) -> Result<Vec<u16>, ConfigError> {
+    let mut ports = Vec::new();
+    for item in list.split(',').filter(|s| !s.trim().is_empty()) {
+        // Port 0 lets the system pick a free port (handy for tests).
+        let port = if item.trim() == "0" {
+            0
+        } else {
+            parse_port(item, flag)?
+        };
+        if !ports.contains(&port) || port == 0 {
+            ports.push(port);
+        }
+    }
+    if ports.is_empty() {
+        return Err(bad(flag, "no ports given"));
+    }
+    Ok(ports)
+}
+
+fn parse_protos(list: &str) -> Result<Vec<String>, ConfigError> {
+    let mut protos = Vec::new();
+    for p in list.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let p = p.to_ascii_lowercase();
+        if !p.bytes().all(|b| b.is_ascii_alphanumeric()) {
+            return Err(bad("protos", format!("{p:?} is not a protocol name")));
+        }
+        if !protos.contains(&p) {
+            protos.push(p);
+        }
+    }
+    if protos.is_empty() {
+        return Err(bad("protos", "no protocols given"));
+    }
+    Ok(protos)
+}
+
+fn parse_raw_ports(list: &str) -> Result<Vec<String>, ConfigError> {
+    list.split(',')
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            if p.eq_ignore_ascii_case("virtual") {
+                Ok("virtual".to_string())
+            } else {
+                parse_port(p, "rawports").map(|n| n.to_string())
+            }
+        })
+        .collect()
+}
+
+fn valid_domain(domain: &str) -> bool {
+    !domain.is_empty()
+        && domain.len() <= 253
+        && domain
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-' || b == b'*' || b == b'_')
+}
+
+fn parse_domain(
+    spec: &str,
+    protos: &[String],
+    out: &mut HashMap<String, String>,
+) -> Result<(), ConfigError> {
+    let parts: Vec<&str> = spec.split(':').collect();
+    let [list, domain, secret] = parts[..] else {
+        return Err(bad(
+            "domain",
+            format!("{spec:?} is not PROTOS:DOMAIN:SECRET"),
+        ));
+    };
+    let domain = domain.trim().to_ascii_lowercase();
+    if !valid_domain(&domain) {
+        return Err(bad("domain", format!("{domain:?} is not a domain name")));
+    }
+    if secret.is_empty() {
+        return Err(bad("domain", format!("no secret for {domain}")));
+    }
+    let list: Vec<String> = if list.trim() == "*" || list.trim().is_empty() {
+        protos.to_vec()
+    } else {
+        let mut ids = Vec::new();
+        for p in list.split(',') {
+            let id = KiteId::parse(p)
+                .ok_or_else(|| bad("domain", format!("{p:?} is not a protocol")))?;
+            ids.push(id.name());
+        }
+        ids
+    };
+    for proto in list {
+        out.insert(format!("{proto}:{domain}"), secret.to_string());
+    }
+    Ok(())
+}
+
+fn parse_frontend(spec: &str) -> Result<(String, u16), ConfigError> {
+    let (host, port) = match spec.rsplit_once(':') {
+        Some((h, p)) => (
+            h.trim_start_matches('[').trim_end_matches(']'),
+            parse_port(p, "frontend")?,
+        ),
+        None => return Err(bad("frontend", format!("{spec:?} is not HOST:PORT"))),
+    };
+    if host.is_empty() {
+        return Err(bad("frontend", format!("{spec:?} has no host")));
+    }
+    Ok((host.to_string(), port))
+}
+
+/// `PROTOS:DOMAIN:HOST:PORT[:SECRET]` or `PROTOS:DOMAIN:PORT` (localhost).
+fn parse_service(
+    spec: &str,
+    flag: &str,
+    default_secret: Option<&str>,
+) -> Result<Vec<ServiceKite>, ConfigError> {
+    let parts: Vec<&str> = spec.split(':').collect();
+    let (protos, domain, host, port, secret) = match parts[..] {
+        [p, d, h, port, s] => (p, d, h, port, Some(s)),
+        [p, d, h, port] => (p, d, h, port, None),
+        [p, d, port] => (p, d, "localhost", port, None),
+        _ => {
+            return Err(bad(
+                flag,
+                format!("{spec:?} is not PROTO:DOMAIN:HOST:PORT:SECRET"),
+            ));
+        }
+    };
+    let secret = match secret.filter(|s| !s.is_empty()).or(default_secret) {
+        Some(s) => s.to_string(),
+        None => {
+            return Err(bad(
+                flag,
+                format!("no secret for {domain} (add :SECRET or --kitesecret)"),
+            ));
+        }
+    };
+    let domain = domain.trim().to_ascii_lowercase().replace('/', "");
+    if !valid_domain(&domain) {
+        return Err(bad(flag, format!("{domain:?} is not a domain name")));
+    }
+    let port = parse_port(port, flag)?;
+    let local = resolve_local(host, port).map_err(|e| bad(flag, e))?;
+    let mut kites = Vec::new();
+    for p in protos.split(',') {
+        let id = if p.trim().eq_ignore_ascii_case("ssh") {
+            KiteId::parse("raw-22")
+        } else {
+            KiteId::parse(p)
+        };
+        let id = id.ok_or_else(|| {
+            bad(
+                flag,
+                format!("{p:?} is not a protocol (like http or http-8080)"),
+            )
+        })?;
+        kites.push(ServiceKite {
+            id,
+            domain: domain.clone(),
+            local,
+            secret: secret.clone(),
+        });
+    }
+    Ok(kites)
+}
+
+/// Local servers are named once, at start-up. IPv4 is preferred because
+/// `localhost` servers most often listen on 127.0.0.1 only.
+fn resolve_local(host: &str, port: u16) -> Result<SocketAddr, String> {
+    if let Ok(ip) = host
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .parse::<IpAddr>()
+    {
+        return Ok(SocketAddr::new(ip, port));
+    }
+    let addrs: Vec<SocketAddr> = (host, port)
+        .to_socket_addrs()
+        .map_err(|e| format!("cannot resolve local server {host:?}: {e}"))?
+        .collect();
+    addrs
+        .iter()
+        .find(|a| a.is_ipv4())
+        .or(addrs.first())
+        .copied()
+        .ok_or_else(|| format!("local server {host:?} has no address"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(list: &[&str]) -> Vec<String> {
+        list.iter().map(|s| s.to_string()).collect()
+    }
+
+    fn run(list: &[&str]) -> Result<Config, ConfigError> {
+        match parse(&args(list))? {
+            Parsed::Run(c) => Ok(*c),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn the_issue_frontend_command() {
+        let c = run(&[
+            "--isfrontend",
+            "--host=127.0.0.1",
+            "--ports=9080,9082",
+            "--protos=http,https,raw,websocket",
+            "--domain=http,websocket:*.example.test:s3cret",
+            "--domain=http:other.test:pw2",
+            "--clean",
+            "--nullui",
+        ])
+        .unwrap();
+        assert!(c.is_frontend);
+        assert_eq!(c.ports, [9080, 9082]);
+        assert_eq!(c.protos, ["http", "https", "raw", "websocket"]);
+        assert_eq!(
+            c.domain_secrets
+                .get("http:*.example.test")
+                .map(String::as_str),
+            Some("s3cret")
+        );
+        assert_eq!(
+            c.domain_secrets
+                .get("websocket:*.example.test")
+                .map(String::as_str),
+            Some("s3cret")
+        );
+        assert_eq!(
+            c.domain_secrets.get("http:other.test").map(String::as_str),
+            Some("pw2")
+        );
+        assert_eq!(c.domain_secrets.len(), 3);
+    }
+
+    #[test]
+    fn the_issue_backend_command() {
+        let c = run(&[
+            "--frontend=127.0.0.1:9080",
+            "--service_on=http:foo.example.test:127.0.0.1:8000:s3cret",
+            "--service-on",
+            "http/9082:foo.example.test:127.0.0.1:8001:s3cret",
+            "--backend=ssh:home.test:localhost:22:pw",
+        ])
+        .unwrap();
+        assert!(!c.is_frontend);
+        assert_eq!(c.frontends, [("127.0.0.1".to_string(), 9080)]);
+        let names: Vec<_> = c.kites.iter().map(|k| k.id.name()).collect();
+        assert_eq!(names, ["http", "http-9082", "raw-22"]);
+        assert_eq!(c.kites[1].local, "127.0.0.1:8001".parse().unwrap());
+        assert_eq!(c.kites[2].local.port(), 22);
+    }
+
+    #[test]
+    fn star_protos_and_defaults() {
+        let c = run(&["--isfrontend", "--domain=*:x.test:pw"]).unwrap();
+        assert_eq!(c.ports, [80]);
+        assert_eq!(c.domain_secrets.len(), DEFAULT_PROTOS.len());
+        assert_eq!(c.keepalive, DEFAULT_INTERVAL);
+        let c = run(&[
+            "--isfrontend",
+            "--protos=http",
+            "--domain=*:x.test:pw",
+            "--keepalive",
+            "20",
+        ])
+        .unwrap();
+        assert_eq!(c.domain_secrets.len(), 1);
+        assert_eq!(c.keepalive, Duration::from_secs(20));
+    }
+
+    #[test]
+    fn errors_name_the_flag() {
+        let err = |list: &[&str]| run(list).unwrap_err();
+        assert_eq!(err(&["--isfrontend", "--ports=80,x"]).flag, "ports");
+        assert_eq!(
+            err(&["--isfrontend", "--domain=http:x.test"]).flag,
+            "domain"
+        );
+        assert_eq!(err(&["--isfrontend", "--host=nope"]).flag, "host");
+        assert_eq!(err(&["--frontend=a"]).flag, "frontend");
+        assert_eq!(err(&["--frontend=a:1"]).flag, "service_on");
+        assert_eq!(
+            err(&["--frontend=a:1", "--service_on=http:x:127.0.0.1:80"]).flag,
+            "service_on"
+        );
+        assert_eq!(
+            err(&["--frontend=a:1", "--backend=bogus!:x:127.0.0.1:80:s"]).flag,
+            "backend"
+        );
+        assert_eq!(
+            err(&["--frontend=a:1", "--service_on=http:x:127.0.0.1:99999:s"]).flag,
+            "service_on"
+        );
+        assert_eq!(err(&["--isfrontend", "--keepalive=1"]).flag, "keepalive");
+        assert!(err(&["--nosuchflag"]).to_string().contains("nosuchflag"));
+        assert!(err(&["stray"]).to_string().contains("stray"));
+    }
+
+    #[test]
+    fn help_lists_every_flag() {
+        let Parsed::Help(text) = parse(&args(&["--help"])).unwrap() else {
+            panic!()
+        };
+        for flag in [
+            "--isfrontend",
+            "--host",
+            "--ports",
+            "--protos",
+            "--rawports",
+            "--domain",
+            "--frontend",
+            "--service_on",
+            "--backend",
+            "--kitesecret",
+            "--keepalive",
+            "--logfile",
+            "--verbose",
+            "--quiet",
+            "--debugio",
+            "--help",
+            "--version",
+            "--clean",
+            "--nullui",
+        ] {
+            assert!(text.contains(flag), "{flag} missing from --help");
+        }
+    }
+}

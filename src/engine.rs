@@ -1,0 +1,591 @@
+//! The reactor: one mio `Poll`, one slab of connections with generation-checked
+//! tokens, a deadline queue, and the loop that turns readiness events, timer
+//! expiries and signals into calls on the connection state machines. It owns
+//! the rules every connection lives by: sockets are registered once for read
+//! and write (edge-triggered) and their readiness is remembered until an
+//! operation says WouldBlock; work is bounded per wakeup so one busy socket
+//! can't starve the others; the clock is read once per wakeup. Protocol logic
+//! lives in `proto`, the roles in `frontend` and `backend`, the shared
+//! stream/tunnel pump in `relay`.
+
+use std::collections::VecDeque;
+use std::io;
+use std::time::{Duration, Instant};
+
+use log::{error, info, warn};
+use mio::{Events, Interest, Poll, Registry, Token};
+use slab::Slab;
+
+use crate::backend;
+use crate::config::Config;
+use crate::frontend;
+use crate::relay::{self, Reply, Stream, Tunnel};
+use crate::signals::Signals;
+use crate::timer::TimerQueue;
+
+/// Token of the signal self-pipe.
+pub const SIGNAL_TOKEN: Token = Token(usize::MAX);
+/// Token of the waker that the name resolver uses.
+pub const WAKER_TOKEN: Token = Token(usize::MAX - 1);
+
+/// Tokens pack a slab index and a generation, so an event or timer for a
+/// connection that was closed and whose slot was reused is recognised and
+/// dropped. 32-bit targets (MIPS routers) get 20 index bits.
+const INDEX_BITS: u32 = if usize::BITS >= 64 { 32 } else { 20 };
+const INDEX_MASK: usize = (1 << INDEX_BITS) - 1;
+const MAX_INDEX: usize = INDEX_MASK - 2;
+const GEN_MASK: u32 = if usize::BITS >= 64 {
+    u32::MAX
+} else {
+    (1 << (usize::BITS - INDEX_BITS)) - 1
+};
+
+fn pack(index: usize, generation: u32) -> Token {
+    Token(index | ((generation as usize) << INDEX_BITS))
+}
+
+fn unpack(token: Token) -> (usize, u32) {
+    (token.0 & INDEX_MASK, (token.0 >> INDEX_BITS) as u32)
+}
+
+/// Readiness remembered from edge-triggered events. A bit is set by an event
+/// and cleared only when an operation reports WouldBlock (or EOF).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Ready {
+    pub read: bool,
+    pub write: bool,
+}
+
+/// Timers a connection can own; at most one deadline of each kind.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum TimerKind {
+    /// Give up on a connection that makes no progress (sniffing, replies,
+    /// handshakes, local connects).
+    Deadline = 0,
+    /// Tunnel keepalive check.
+    Keepalive = 1,
+    /// Retry I/O after ENOBUFS/ENOMEM.
+    Starved = 2,
+}
+
+const TIMER_KINDS: usize = 3;
+
+/// Per-connection armed deadlines (lazy cancellation: a popped entry counts
+/// only if it still matches).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Deadlines([Option<Instant>; TIMER_KINDS]);
+
+impl Deadlines {
+    pub fn get(&self, kind: TimerKind) -> Option<Instant> {
+        self.0[kind as usize]
+    }
+    pub fn clear(&mut self, kind: TimerKind) {
+        self.0[kind as usize] = None;
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum TimerKey {
+    Conn(usize, TimerKind),
+    /// A backend's frontend slot: reconnect after back-off.
+    Slot(usize),
+    /// Resume accepting after EMFILE/ENFILE.
+    AcceptResume,
+    /// Graceful stop gave up waiting.
+    Shutdown,
+}
+
+/// Everything that owns a socket.
+pub enum Conn {
+    /// Placeholder while the connection is being driven.
+    Taken,
+    Listener(frontend::Listener),
+    Sniff(frontend::Sniff),
+    Reply(Reply),
+    Tunnel(Tunnel),
+    Stream(Stream),
+}
+
+impl Conn {
+    fn ready_mut(&mut self) -> Option<&mut Ready> {
+        match self {
+            Conn::Taken => None,
+            Conn::Listener(l) => Some(&mut l.ready),
+            Conn::Sniff(s) => Some(&mut s.ready),
+            Conn::Reply(r) => Some(&mut r.ready),
+            Conn::Tunnel(t) => Some(&mut t.ready),
+            Conn::Stream(s) => Some(&mut s.ready),
+        }
+    }
+
+    pub fn deadlines_mut(&mut self) -> Option<&mut Deadlines> {
+        match self {
+            Conn::Taken | Conn::Listener(_) => None,
+            Conn::Sniff(s) => Some(&mut s.deadlines),
+            Conn::Reply(r) => Some(&mut r.deadlines),
+            Conn::Tunnel(t) => Some(&mut t.deadlines),
+            Conn::Stream(s) => Some(&mut s.deadlines),
+        }
+    }
+}
+
+struct Entry {
+    generation: u32,
+    dirty: bool,
+    conn: Conn,
+}
+
+/// The connection table.
+#[derive(Default)]
+pub struct Conns {
+    slab: Slab<Entry>,
+    generations: Vec<u32>,
+}
+
+impl Conns {
+    /// The token the next insert will get (register the socket with it first).
+    pub fn next_token(&self) -> Option<Token> {
+        let index = self.slab.vacant_key();
+        (index <= MAX_INDEX).then(|| pack(index, self.generations.get(index).copied().unwrap_or(0)))
+    }
+
+    pub fn insert(&mut self, conn: Conn) -> Token {
+        let index = self.slab.vacant_key();
+        if self.generations.len() <= index {
+            self.generations.resize(index + 1, 0);
+        }
+        let generation = self.generations[index];
+        self.slab.insert(Entry {
+            generation,
+            dirty: false,
+            conn,
+        });
+        pack(index, generation)
+    }
+
+    fn entry(&mut self, token: Token) -> Option<&mut Entry> {
+        let (index, generation) = unpack(token);
+        self.slab
+            .get_mut(index)
+            .filter(|e| e.generation & GEN_MASK == generation)
+    }
+
+    pub fn get_mut(&mut self, token: Token) -> Option<&mut Conn> {
+        self.entry(token).map(|e| &mut e.conn)
+    }
+
+    pub fn contains(&self, token: Token) -> bool {
+        let (index, generation) = unpack(token);
+        self.slab.get(index).is_some_and(|e| {
+            e.generation & GEN_MASK == generation && !matches!(e.conn, Conn::Taken)
+        })
+    }
+
+    /// Takes a connection out to drive it; [`Conns::put`] returns it.
+    pub fn take(&mut self, token: Token) -> Option<Conn> {
+        let entry = self.entry(token)?;
+        match entry.conn {
+            Conn::Taken => None,
+            _ => Some(std::mem::replace(&mut entry.conn, Conn::Taken)),
+        }
+    }
+
+    pub fn put(&mut self, token: Token, conn: Conn) {
+        if let Some(entry) = self.entry(token) {
+            entry.conn = conn;
+        }
+    }
+
+    pub fn remove(&mut self, token: Token) -> Option<Conn> {
+        let (index, _) = unpack(token);
+        self.entry(token)?;
+        let entry = self.slab.remove(index);
+        if let Some(g) = self.generations.get_mut(index) {
+            *g = g.wrapping_add(1) & GEN_MASK;
+        }
+        Some(entry.conn)
+    }
+
+    pub fn len(&self) -> usize {
+        self.slab.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.slab.is_empty()
+    }
+
+    pub fn tokens(&self) -> Vec<Token> {
+        self.slab
+            .iter()
+            .map(|(i, e)| pack(i, e.generation))
+            .collect()
+    }
+}
+
+pub enum Role {
+    Frontend(frontend::State),
+    Backend(backend::State),
+}
+
+/// Runtime failures that stop the process (exit code 2).
+#[derive(Debug)]
+pub enum Fatal {
+    Setup(String),
+    Poll(io::Error),
+}
+
+impl std::fmt::Display for Fatal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Fatal::Setup(what) => f.write_str(what),
+            Fatal::Poll(e) => write!(f, "event loop failed: {e}"),
+        }
+    }
+}
+
+/// How long a graceful stop may take before the rest is cut off.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
+
+pub struct Engine {
+    pub poll: Poll,
+    pub conns: Conns,
+    pub timers: TimerQueue<TimerKey>,
+    pub now: Instant,
+    pub config: Config,
+    pub role: Role,
+    /// Connections to drive before the next poll.
+    dirty: VecDeque<Token>,
+    /// Connections that used up their budget: driven after the next poll,
+    /// which then doesn't block.
+    again: Vec<Token>,
+    signals: Signals,
+    pub stopping: bool,
+}
+
+impl Engine {
+    pub fn new(config: Config) -> Result<Engine, Fatal> {
+        let poll =
+            Poll::new().map_err(|e| Fatal::Setup(format!("cannot create the event loop: {e}")))?;
+        let signals = Signals::install(poll.registry(), SIGNAL_TOKEN)
+            .map_err(|e| Fatal::Setup(format!("cannot install signal handlers: {e}")))?;
+        let now = clock();
+        let role = if config.is_frontend {
+            Role::Frontend(frontend::State::new(&config, poll.registry())?)
+        } else {
+            Role::Backend(backend::State::new(&config, poll.registry(), WAKER_TOKEN)?)
+        };
+        Ok(Engine {
+            poll,
+            conns: Conns::default(),
+            timers: TimerQueue::default(),
+            now,
+            config,
+            role,
+            dirty: VecDeque::new(),
+            again: Vec::new(),
+            signals,
+            stopping: false,
+        })
+    }
+
+    /// Opens the role's sockets: listeners on a frontend, tunnels on a backend.
+    pub fn start(&mut self) -> Result<(), Fatal> {
+        match self.role {
+            Role::Frontend(_) => frontend::start(self),
+            Role::Backend(_) => {
+                backend::start(self);
+                Ok(())
+            }
+        }
+    }
+
+    pub fn registry(&self) -> &Registry {
+        self.poll.registry()
+    }
+
+    /// Registers a socket under the token its connection will get, then
+    /// inserts the connection built around it. Registration is for read and
+    /// write, once.
+    pub fn add<S: mio::event::Source>(
+        &mut self,
+        mut sock: S,
+        make: impl FnOnce(S, Token) -> Conn,
+    ) -> io::Result<Token> {
+        let token = self
+            .conns
+            .next_token()
+            .ok_or_else(|| io::Error::other("connection table full"))?;
+        self.poll
+            .registry()
+            .register(&mut sock, token, Interest::READABLE | Interest::WRITABLE)?;
+        let inserted = self.conns.insert(make(sock, token));
+        debug_assert_eq!(inserted, token);
+        Ok(inserted)
+    }
+
+    /// Queues a connection to be driven in this wakeup.
+    pub fn mark_dirty(&mut self, token: Token) {
+        if let Some(entry) = self.conns.entry(token) {
+            if !entry.dirty {
+                entry.dirty = true;
+                self.dirty.push_back(token);
+            }
+        }
+    }
+
+    /// Queues a connection to be driven after the next (non-blocking) poll.
+    pub fn mark_again(&mut self, token: Token) {
+        self.again.push(token);
+    }
+
+    /// Arms a connection timer, replacing any earlier deadline of that kind.
+    pub fn arm(&mut self, token: Token, kind: TimerKind, at: Instant) {
+        if let Some(d) = self.conns.get_mut(token).and_then(Conn::deadlines_mut) {
+            d.0[kind as usize] = Some(at);
+            self.timers.arm(at, TimerKey::Conn(token.0, kind));
+        }
+    }
+
+    /// Arms a timer on a connection that is taken out for driving.
+    pub fn arm_taken(
+        &mut self,
+        token: Token,
+        deadlines: &mut Deadlines,
+        kind: TimerKind,
+        at: Instant,
+    ) {
+        deadlines.0[kind as usize] = Some(at);
+        self.timers.arm(at, TimerKey::Conn(token.0, kind));
+    }
+
+    pub fn run(&mut self) -> Result<(), Fatal> {
+        let mut events = Events::with_capacity(1024);
+        let mut poll_failures = 0;
+        loop {
+            if self.stopping && self.conns.is_empty() {
+                info!("stopped");
+                return Ok(());
+            }
+            let timeout = if self.again.is_empty() {
+                self.timers
+                    .next_deadline()
+                    .map(|at| at.saturating_duration_since(self.now))
+            } else {
+                Some(Duration::ZERO)
+            };
+            if let Err(e) = self.poll.poll(&mut events, timeout) {
+                if e.kind() == io::ErrorKind::Interrupted {
+                    continue;
+                }
+                poll_failures += 1;
+                error!("poll failed ({poll_failures} in a row): {e}");
+                if poll_failures >= 10 {
+                    return Err(Fatal::Poll(e));
+                }
+                continue;
+            }
+            poll_failures = 0;
+            self.now = clock();
+            for token in std::mem::take(&mut self.again) {
+                self.mark_dirty(token);
+            }
+            for event in events.iter() {
+                match event.token() {
+                    SIGNAL_TOKEN => self.on_signals(),
+                    WAKER_TOKEN => backend::on_wake(self),
+                    token => {
+                        if let Some(ready) = self.conns.get_mut(token).and_then(Conn::ready_mut) {
+                            let closed = event.is_error()
+                                || event.is_read_closed()
+                                || event.is_write_closed();
+                            ready.read |= event.is_readable() || closed;
+                            ready.write |= event.is_writable() || closed;
+                            self.mark_dirty(token);
+                        }
+                    }
+                }
+            }
+            self.fire_timers();
+            self.drive_dirty();
+        }
+    }
+
+    fn fire_timers(&mut self) {
+        // Bounded: timers armed while firing are due later than now, or are
+        // handled in the next wakeup.
+        for _ in 0..4096 {
+            let Some((at, key)) = self.timers.pop_due(self.now) else {
+                return;
+            };
+            match key {
+                TimerKey::Conn(raw, kind) => {
+                    let token = Token(raw);
+                    let due = self
+                        .conns
+                        .get_mut(token)
+                        .and_then(Conn::deadlines_mut)
+                        .is_some_and(|d| {
+                            let matches = d.get(kind) == Some(at);
+                            if matches {
+                                d.clear(kind);
+                            }
+                            matches
+                        });
+                    if due {
+                        self.on_conn_timer(token, kind);
+                    }
+                }
+                TimerKey::Slot(slot) => backend::on_slot_timer(self, slot, at),
+                TimerKey::AcceptResume => frontend::resume_accepting(self),
+                TimerKey::Shutdown => {
+                    if self.stopping {
+                        warn!(
+                            "graceful stop took longer than {SHUTDOWN_GRACE:?}; closing the rest"
+                        );
+                        for token in self.conns.tokens() {
+                            self.discard(token);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    fn on_conn_timer(&mut self, token: Token, kind: TimerKind) {
+        let Some(conn) = self.conns.take(token) else {
+            return;
+        };
+        let conn = match conn {
+            Conn::Sniff(s) => frontend::sniff_timeout(self, token, s),
+            Conn::Reply(r) => relay::reply_timeout(self, token, r),
+            Conn::Tunnel(t) => relay::tunnel_timer(self, token, t, kind),
+            Conn::Stream(s) => relay::stream_timer(self, token, s, kind),
+            other => Some(other),
+        };
+        self.settle(token, conn);
+    }
+
+    fn drive_dirty(&mut self) {
+        // Each connection is driven once per pass; bounded work per drive
+        // plus `again` keeps a busy socket from starving the rest.
+        let mut budget = self.dirty.len() * 4 + 1024;
+        while let Some(token) = self.dirty.pop_front() {
+            if let Some(entry) = self.conns.entry(token) {
+                entry.dirty = false;
+            }
+            self.drive(token);
+            budget -= 1;
+            if budget == 0 {
+                self.again.extend(self.dirty.drain(..));
+                break;
+            }
+        }
+    }
+
+    fn drive(&mut self, token: Token) {
+        let Some(conn) = self.conns.take(token) else {
+            return;
+        };
+        let conn = match conn {
+            Conn::Listener(l) => frontend::drive_listener(self, token, l),
+            Conn::Sniff(s) => frontend::drive_sniff(self, token, s),
+            Conn::Reply(r) => relay::drive_reply(self, token, r),
+            Conn::Tunnel(t) => relay::drive_tunnel(self, token, t),
+            Conn::Stream(s) => relay::drive_stream(self, token, s),
+            Conn::Taken => None,
+        };
+        self.settle(token, conn);
+    }
+
+    /// Puts a driven connection back, or forgets it if it was closed.
+    fn settle(&mut self, token: Token, conn: Option<Conn>) {
+        match conn {
+            Some(conn) => self.conns.put(token, conn),
+            None => {
+                self.conns.remove(token);
+            }
+        }
+    }
+
+    /// Drops a connection at once (its socket closes when dropped).
+    pub fn discard(&mut self, token: Token) {
+        match self.conns.remove(token) {
+            Some(Conn::Tunnel(t)) => relay::tunnel_gone(self, token, t, "stopping"),
+            Some(Conn::Stream(s)) => relay::stream_gone(self, token, s),
+            _ => {}
+        }
+    }
+
+    fn on_signals(&mut self) {
+        for signal in self.signals.drain() {
+            match signal {
+                libc::SIGINT | libc::SIGTERM => self.begin_shutdown(signal),
+                other => info!("ignoring signal {other}"),
+            }
+        }
+    }
+
+    /// Stops accepting and dialing, gives every stream its EOF, flushes the
+    /// tunnels and exits once everything is written (or after a grace time).
+    fn begin_shutdown(&mut self, signal: i32) {
+        if self.stopping {
+            warn!("second stop signal: exiting now");
+            std::process::exit(0);
+        }
+        info!(
+            "{} received: stopping",
+            if signal == libc::SIGINT {
+                "SIGINT"
+            } else {
+                "SIGTERM"
+            }
+        );
+        self.stopping = true;
+        self.timers
+            .arm(self.now + SHUTDOWN_GRACE, TimerKey::Shutdown);
+        for token in self.conns.tokens() {
+            let Some(conn) = self.conns.take(token) else {
+                continue;
+            };
+            let conn = match conn {
+                Conn::Listener(_) | Conn::Sniff(_) | Conn::Reply(_) => None,
+                Conn::Stream(s) => relay::stream_shutdown(self, token, s),
+                other => Some(other),
+            };
+            self.settle(token, conn);
+        }
+        for token in self.conns.tokens() {
+            self.mark_dirty(token);
+        }
+        if let Role::Backend(be) = &mut self.role {
+            be.stop();
+        }
+    }
+}
+
+/// The only place that reads the clock.
+#[allow(clippy::disallowed_methods)]
+fn clock() -> Instant {
+    Instant::now()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stale_tokens_are_rejected() {
+        let mut conns = Conns::default();
+        let a = conns.insert(Conn::Taken);
+        assert!(conns.get_mut(a).is_some());
+        assert!(conns.remove(a).is_some());
+        let b = conns.insert(Conn::Taken);
+        assert_eq!(unpack(a).0, unpack(b).0, "the slot is reused");
+        assert_ne!(a, b, "with a new generation");
+        assert!(conns.get_mut(a).is_none());
+        assert!(conns.remove(a).is_none());
+        assert!(conns.get_mut(b).is_some());
+        assert_ne!(b, SIGNAL_TOKEN);
+        assert_ne!(b, WAKER_TOKEN);
+    }
+}

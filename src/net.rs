@@ -1,0 +1,149 @@
+//! Non-blocking socket helpers: every read and write on the relay path goes
+//! through here and comes back as an [`Io`] outcome, so `io::Error` never
+//! travels further and every caller handles the harmless errnos the same
+//! way: EINTR is retried at once, EAGAIN means "wait for readiness", and
+//! ENOBUFS/ENOMEM mean "back off on a timer", not "fail".
+
+use std::fmt;
+use std::io::{self, Read, Write};
+
+/// How a non-blocking read or write went.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Io {
+    /// Moved this many bytes (never 0 for a read: that is `Eof`).
+    Done(usize),
+    /// The socket is drained (read) or full (write): wait for readiness.
+    WouldBlock,
+    /// The peer closed its sending side.
+    Eof,
+    /// The kernel is short of memory (ENOBUFS/ENOMEM): try again shortly.
+    Starved,
+    /// The connection is broken.
+    Failed(Failure),
+}
+
+/// Why a socket operation failed, small enough to copy into close reasons.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Failure(pub io::ErrorKind, pub i32);
+
+impl fmt::Display for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.1 != 0 {
+            write!(f, "{} (os error {})", self.0, self.1)
+        } else {
+            write!(f, "{}", self.0)
+        }
+    }
+}
+
+impl From<&io::Error> for Failure {
+    fn from(e: &io::Error) -> Failure {
+        Failure(e.kind(), e.raw_os_error().unwrap_or(0))
+    }
+}
+
+/// Sorts an error into the outcomes above.
+pub fn classify(e: &io::Error) -> Option<Io> {
+    match e.kind() {
+        io::ErrorKind::WouldBlock => Some(Io::WouldBlock),
+        io::ErrorKind::Interrupted => None,
+        io::ErrorKind::OutOfMemory => Some(Io::Starved),
+        _ => match e.raw_os_error() {
+            Some(libc::ENOBUFS) | Some(libc::ENOMEM) => Some(Io::Starved),
+            _ => Some(Io::Failed(Failure::from(e))),
+        },
+    }
+}
+
+/// One `read`, retried on EINTR.
+pub fn read(src: &mut impl Read, buf: &mut [u8]) -> Io {
+    if buf.is_empty() {
+        return Io::Done(0);
+    }
+    loop {
+        match src.read(buf) {
+            Ok(0) => return Io::Eof,
+            Ok(n) => return Io::Done(n),
+            Err(e) => {
+                if let Some(outcome) = classify(&e) {
+                    return outcome;
+                }
+            }
+        }
+    }
+}
+
+/// One `write`, retried on EINTR.
+pub fn write(dst: &mut impl Write, buf: &[u8]) -> Io {
+    if buf.is_empty() {
+        return Io::Done(0);
+    }
+    loop {
+        match dst.write(buf) {
+            Ok(0) => return Io::Failed(Failure(io::ErrorKind::WriteZero, 0)),
+            Ok(n) => return Io::Done(n),
+            Err(e) => {
+                if let Some(outcome) = classify(&e) {
+                    return outcome;
+                }
+            }
+        }
+    }
+}
+
+/// Whether an accept error means "out of descriptors": stop accepting for a
+/// while instead of spinning on a listener that stays readable.
+pub fn is_fd_exhaustion(e: &io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(libc::EMFILE) | Some(libc::ENFILE))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Scripted(Vec<io::Result<usize>>);
+
+    impl Read for Scripted {
+        fn read(&mut self, _: &mut [u8]) -> io::Result<usize> {
+            self.0.remove(0)
+        }
+    }
+
+    impl Write for Scripted {
+        fn write(&mut self, _: &[u8]) -> io::Result<usize> {
+            self.0.remove(0)
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn harmless_errnos_are_not_failures() {
+        let mut buf = [0u8; 4];
+        let mut s = Scripted(vec![
+            Err(io::Error::from(io::ErrorKind::Interrupted)),
+            Ok(3),
+        ]);
+        assert_eq!(read(&mut s, &mut buf), Io::Done(3));
+        let mut s = Scripted(vec![Err(io::Error::from(io::ErrorKind::WouldBlock))]);
+        assert_eq!(read(&mut s, &mut buf), Io::WouldBlock);
+        let mut s = Scripted(vec![Err(io::Error::from_raw_os_error(libc::ENOBUFS))]);
+        assert_eq!(write(&mut s, b"x"), Io::Starved);
+        let mut s = Scripted(vec![Err(io::Error::from_raw_os_error(libc::ENOMEM))]);
+        assert_eq!(read(&mut s, &mut buf), Io::Starved);
+        let mut s = Scripted(vec![Ok(0)]);
+        assert_eq!(read(&mut s, &mut buf), Io::Eof);
+        let mut s = Scripted(vec![Err(io::Error::from_raw_os_error(libc::ECONNRESET))]);
+        assert!(matches!(
+            write(&mut s, b"x"),
+            Io::Failed(Failure(io::ErrorKind::ConnectionReset, _))
+        ));
+        assert!(is_fd_exhaustion(&io::Error::from_raw_os_error(
+            libc::EMFILE
+        )));
+        assert!(!is_fd_exhaustion(&io::Error::from_raw_os_error(
+            libc::EAGAIN
+        )));
+    }
+}

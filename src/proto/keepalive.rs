@@ -1,0 +1,106 @@
+//! Tunnel keepalive and dead-peer detection (protocol doc §5.3). A tunnel that
+//! has received nothing for one interval gets a PING; if still nothing at all
+//! arrives within the grace period after it, the tunnel is dead. Any received
+//! byte counts, as pagekite.py and libpagekite answer a PING at once (the
+//! latter with a bare NOOP). Pure: `now` comes from the caller.
+
+use std::time::{Duration, Instant};
+
+/// Default seconds of silence before a PING. pagekite.py uses 116 s; a
+/// shorter interval finds a half-open tunnel sooner and costs one tiny chunk.
+pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(60);
+
+#[derive(Clone, Copy, Debug)]
+pub struct Keepalive {
+    interval: Duration,
+    last_rx: Instant,
+    ping_sent: Option<Instant>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Check {
+    /// Nothing to do before the given instant.
+    Idle(Instant),
+    /// Send a PING now, check again at the given instant.
+    Ping(Instant),
+    /// No answer within the grace period.
+    Dead,
+}
+
+impl Keepalive {
+    pub fn new(interval: Duration, now: Instant) -> Keepalive {
+        Keepalive {
+            interval,
+            last_rx: now,
+            ping_sent: None,
+        }
+    }
+
+    /// How long a PING may go unanswered: half an interval, 5 s at least.
+    pub fn grace(&self) -> Duration {
+        (self.interval / 2).max(Duration::from_secs(5))
+    }
+
+    pub fn on_receive(&mut self, now: Instant) {
+        self.last_rx = now;
+        self.ping_sent = None;
+    }
+
+    /// Forces a PING at the next check (used when a duplicate kite suggests
+    /// that this tunnel might be dead).
+    pub fn suspect(&mut self, now: Instant) {
+        if self.ping_sent.is_none() {
+            self.last_rx = now.checked_sub(self.interval).unwrap_or(self.last_rx);
+        }
+    }
+
+    pub fn check(&mut self, now: Instant) -> Check {
+        if let Some(sent) = self.ping_sent {
+            let deadline = sent + self.grace();
+            return if now >= deadline {
+                Check::Dead
+            } else {
+                Check::Idle(deadline)
+            };
+        }
+        let due = self.last_rx + self.interval;
+        if now >= due {
+            self.ping_sent = Some(now);
+            Check::Ping(now + self.grace())
+        } else {
+            Check::Idle(due)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ping_then_dead_unless_something_arrives() {
+        let t0 = Instant::now();
+        let s = |n| Duration::from_secs(n);
+        let mut k = Keepalive::new(s(20), t0);
+        assert_eq!(k.check(t0 + s(5)), Check::Idle(t0 + s(20)));
+        assert_eq!(k.check(t0 + s(20)), Check::Ping(t0 + s(30)));
+        assert_eq!(k.check(t0 + s(25)), Check::Idle(t0 + s(30)));
+        assert_eq!(k.check(t0 + s(30)), Check::Dead);
+
+        let mut k = Keepalive::new(s(20), t0);
+        assert!(matches!(k.check(t0 + s(21)), Check::Ping(_)));
+        k.on_receive(t0 + s(22));
+        assert_eq!(k.check(t0 + s(30)), Check::Idle(t0 + s(42)));
+    }
+
+    #[test]
+    fn suspicion_pings_at_once() {
+        let t0 = Instant::now() + Duration::from_secs(1000);
+        let mut k = Keepalive::new(Duration::from_secs(60), t0);
+        k.suspect(t0 + Duration::from_secs(1));
+        assert!(matches!(
+            k.check(t0 + Duration::from_secs(1)),
+            Check::Ping(_)
+        ));
+    }
+}

@@ -1,0 +1,859 @@
+//! The relay path shared by both roles: tunnels (one socket carrying many
+//! PageKite streams) and streams (the public socket on a frontend, the local
+//! socket on a backend), and the pump between them. Bytes read from a stream
+//! socket land straight in a frame slot of the tunnel's output buffer; bytes
+//! of a received data chunk are written straight from the tunnel's input
+//! buffer, and only what the socket doesn't take is copied aside. Flow
+//! control (SKB windows), half-close (EOF flags) and keepalive decisions come
+//! from `proto`; what a role does with a handshake or a new stream lives in
+//! `frontend` and `backend`.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::io::Read;
+use std::net::{Shutdown, SocketAddr};
+use std::time::Duration;
+
+use log::{debug, info, trace, warn};
+use mio::Token;
+use mio::net::TcpStream;
+
+use crate::backend;
+use crate::buf::Buf;
+use crate::engine::{Conn, Deadlines, Engine, Ready, TimerKind};
+use crate::frontend;
+use crate::net::{self, Failure, Io};
+use crate::proto::flow::{AckCounter, RECEIVE_LIMIT, SendWindow};
+use crate::proto::frame::{self, Eof, Frame};
+use crate::proto::http::RequestRewriter;
+use crate::proto::keepalive::{Check, Keepalive};
+use crate::proto::stream::Ends;
+
+/// Body bytes per data chunk we send: one read, one TLS record, and what
+/// libpagekite can take in one piece.
+pub const CHUNK_BODY: usize = 16 * 1024 - 64;
+/// Above this much queued output, streams stop feeding the tunnel.
+const TUNNEL_HIGH_WATER: usize = 256 * 1024;
+/// ...and they resume below this.
+const TUNNEL_LOW_WATER: usize = 64 * 1024;
+/// Bytes read per socket per drive before others get a turn.
+const READ_BUDGET: usize = 256 * 1024;
+/// Back-off after ENOBUFS/ENOMEM.
+const STARVED_BACKOFF: Duration = Duration::from_millis(50);
+/// A canned reply's socket lingers this long for the client to read it.
+const REPLY_LINGER: Duration = Duration::from_secs(2);
+
+/// Why a connection was closed: decides the log line.
+#[derive(Clone, Debug)]
+pub enum Why {
+    PeerClosed,
+    Failed(Failure),
+    Protocol(String),
+    Timeout(&'static str),
+    Done,
+    Stopping,
+}
+
+impl fmt::Display for Why {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Why::PeerClosed => f.write_str("closed by peer"),
+            Why::Failed(e) => write!(f, "socket error: {e}"),
+            Why::Protocol(what) => write!(f, "protocol error: {what}"),
+            Why::Timeout(what) => write!(f, "timed out {what}"),
+            Why::Done => f.write_str("done"),
+            Why::Stopping => f.write_str("stopping"),
+        }
+    }
+}
+
+/// Index part of a token, for log prefixes.
+pub fn tag(token: Token) -> usize {
+    token.0 & 0xfffff
+}
+
+/// A socket that gets a fixed reply (error page, ping answer, alert), then
+/// lingers briefly so closing doesn't reset the reply away.
+pub struct Reply {
+    pub sock: TcpStream,
+    pub ready: Ready,
+    pub deadlines: Deadlines,
+    out: Vec<u8>,
+    sent: usize,
+}
+
+impl Reply {
+    /// Turns a connection (keeping its token and registration) into one
+    /// that writes `out` and goes away.
+    pub fn start(
+        eng: &mut Engine,
+        token: Token,
+        sock: TcpStream,
+        ready: Ready,
+        out: Vec<u8>,
+    ) -> Option<Conn> {
+        let mut reply = Reply {
+            sock,
+            ready,
+            deadlines: Deadlines::default(),
+            out,
+            sent: 0,
+        };
+        eng.arm_taken(
+            token,
+            &mut reply.deadlines,
+            TimerKind::Deadline,
+            eng.now + REPLY_LINGER,
+        );
+        eng.mark_dirty(token);
+        Some(Conn::Reply(reply))
+    }
+}
+
+pub fn drive_reply(eng: &mut Engine, token: Token, mut r: Reply) -> Option<Conn> {
+    while r.sent < r.out.len() && r.ready.write {
+        match net::write(&mut r.sock, r.out.get(r.sent..).unwrap_or_default()) {
+            Io::Done(n) => {
+                r.sent += n;
+                if r.sent == r.out.len() {
+                    let _ = r.sock.shutdown(Shutdown::Write);
+                }
+            }
+            Io::WouldBlock => r.ready.write = false,
+            _ => return None,
+        }
+    }
+    // Read and drop what the client still sends until it closes, so the
+    // kernel does not answer unread data with a reset.
+    let mut sink = [0u8; 4096];
+    for _ in 0..16 {
+        if !r.ready.read {
+            return Some(Conn::Reply(r));
+        }
+        match net::read(&mut r.sock, &mut sink) {
+            Io::Done(_) => {}
+            Io::WouldBlock => r.ready.read = false,
+            Io::Eof if r.sent == r.out.len() => return None,
+            Io::Eof => r.ready.read = false,
+            _ => return None,
+        }
+    }
+    eng.mark_again(token);
+    Some(Conn::Reply(r))
+}
+
+pub fn reply_timeout(_: &mut Engine, _: Token, _: Reply) -> Option<Conn> {
+    None
+}
+
+/// Where a tunnel is in its life.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Phase {
+    /// Backend: TCP connect in progress.
+    Dialing,
+    /// Backend: request sent, reading the reply head.
+    AwaitingReply,
+    /// Chunks flow.
+    Live,
+    /// Write what is queued, then close.
+    Closing,
+}
+
+/// Which role a tunnel plays, with that role's bookkeeping.
+pub enum Side {
+    Frontend(frontend::TunnelInfo),
+    Backend(backend::TunnelInfo),
+}
+
+pub struct Tunnel {
+    pub sock: TcpStream,
+    pub ready: Ready,
+    pub deadlines: Deadlines,
+    /// Received bytes not yet decoded.
+    pub inb: Buf,
+    pub core: TunnelCore,
+}
+
+/// The tunnel minus its input buffer, so frames borrowed from the input can
+/// be handled with the rest of the tunnel mutable.
+pub struct TunnelCore {
+    pub peer: SocketAddr,
+    pub phase: Phase,
+    pub out: Buf,
+    pub streams: HashMap<u32, Token>,
+    /// Streams waiting for room in `out`.
+    blocked: Vec<Token>,
+    /// Streams written to in this batch that may owe an SKB.
+    acks: Vec<Token>,
+    pub keepalive: Keepalive,
+    pub side: Side,
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+}
+
+impl Tunnel {
+    pub fn new(
+        sock: TcpStream,
+        peer: SocketAddr,
+        phase: Phase,
+        side: Side,
+        keepalive: Keepalive,
+    ) -> Tunnel {
+        Tunnel {
+            sock,
+            ready: Ready::default(),
+            deadlines: Deadlines::default(),
+            inb: Buf::with_capacity(frame::MAX_PAYLOAD + 64),
+            core: TunnelCore {
+                peer,
+                phase,
+                out: Buf::with_capacity(32 * 1024),
+                streams: HashMap::new(),
+                blocked: Vec::new(),
+                acks: Vec::new(),
+                keepalive,
+                side,
+                bytes_in: 0,
+                bytes_out: 0,
+            },
+        }
+    }
+}
+
+/// Bytes and state of one relayed connection (public or local socket).
+pub struct Stream {
+    pub sock: TcpStream,
+    pub ready: Ready,
+    pub deadlines: Deadlines,
+    pub tunnel: Token,
+    pub sid: u32,
+    /// Backend: the local connect is still in progress.
+    pub connecting: bool,
+    /// Received data the socket has not taken yet; none while idle.
+    out: Option<Buf>,
+    pub window: SendWindow,
+    acks: AckCounter,
+    ack_queued: bool,
+    pub ends: Ends,
+    pub rewrite: Option<Box<RequestRewriter>>,
+    blocked: bool,
+    stopping: bool,
+    /// What this stream serves, for logs and error pages.
+    pub label: String,
+}
+
+impl Stream {
+    pub fn new(sock: TcpStream, tunnel: Token, sid: u32, window: u64, label: String) -> Stream {
+        Stream {
+            sock,
+            ready: Ready::default(),
+            deadlines: Deadlines::default(),
+            tunnel,
+            sid,
+            connecting: false,
+            out: None,
+            window: SendWindow::new(window),
+            acks: AckCounter::default(),
+            ack_queued: false,
+            ends: Ends::default(),
+            rewrite: None,
+            blocked: false,
+            stopping: false,
+            label,
+        }
+    }
+
+    /// The first bytes of a stream, queued while the local connect runs.
+    pub fn queue_first(&mut self, body: &[u8]) {
+        if let Err(why) = self.deliver(body) {
+            warn!("[sid={}] {}: {why}", self.sid, self.label);
+        }
+    }
+
+    pub fn queued(&self) -> usize {
+        self.out.as_ref().map_or(0, Buf::len)
+    }
+
+    /// Writes `data` to the socket if possible and keeps the rest. Returns
+    /// false if the socket failed.
+    fn write_or_queue(&mut self, data: &[u8]) -> bool {
+        let mut data = data;
+        if self.queued() == 0 && !self.connecting {
+            while !data.is_empty() && self.ready.write {
+                match net::write(&mut self.sock, data) {
+                    Io::Done(n) => {
+                        self.acks.on_written(n);
+                        data = data.get(n..).unwrap_or_default();
+                    }
+                    Io::WouldBlock => self.ready.write = false,
+                    Io::Starved => break,
+                    _ => return false,
+                }
+            }
+        }
+        if !data.is_empty() {
+            self.out
+                .get_or_insert_with(|| Buf::with_capacity(data.len().max(16 * 1024)))
+                .extend(data);
+        }
+        true
+    }
+
+    /// Data from the tunnel for this stream's socket (through the HTTP
+    /// rewriter on backend streams).
+    fn deliver(&mut self, body: &[u8]) -> Result<(), Why> {
+        if !self.ends.is_writing() || body.is_empty() {
+            return Ok(());
+        }
+        let mut ok = true;
+        match self.rewrite.as_mut() {
+            Some(rewriter) if !rewriter.is_passthrough() => {
+                let mut rewriter = std::mem::take(&mut self.rewrite);
+                if let Some(rw) = rewriter.as_mut() {
+                    let result = rw.feed(body, &mut |bytes| ok = ok && self.write_or_queue(bytes));
+                    if let Err(e) = result {
+                        warn!(
+                            "[s{} sid={}] {}: HTTP rewriting stopped: {e}",
+                            tag(self.tunnel),
+                            self.sid,
+                            self.label
+                        );
+                    }
+                }
+                self.rewrite = rewriter;
+            }
+            _ => ok = self.write_or_queue(body),
+        }
+        if !ok {
+            return Err(Why::Failed(Failure(std::io::ErrorKind::BrokenPipe, 0)));
+        }
+        if self.queued() > RECEIVE_LIMIT {
+            return Err(Why::Protocol(format!(
+                "peer sent {} bytes past the flow-control window",
+                self.queued()
+            )));
+        }
+        Ok(())
+    }
+
+    /// Writes queued data; frees the buffer once empty; shuts the write side
+    /// if the peer is done sending. Err on socket failure.
+    fn flush(&mut self, eng: &mut Engine, token: Token) -> Result<(), Why> {
+        if self.connecting {
+            return Ok(());
+        }
+        if let Some(out) = self.out.as_mut() {
+            while !out.is_empty() && self.ready.write {
+                match net::write(&mut self.sock, out.data()) {
+                    Io::Done(n) => {
+                        out.consume(n);
+                        self.acks.on_written(n);
+                    }
+                    Io::WouldBlock => self.ready.write = false,
+                    Io::Starved => {
+                        eng.arm_taken(
+                            token,
+                            &mut self.deadlines,
+                            TimerKind::Starved,
+                            eng.now + STARVED_BACKOFF,
+                        );
+                        break;
+                    }
+                    Io::Failed(f) => return Err(Why::Failed(f)),
+                    Io::Eof => return Err(Why::PeerClosed),
+                }
+            }
+            if out.is_empty() {
+                self.out = None;
+            }
+        }
+        if self.out.is_none() && self.ends.drained() {
+            let _ = self.sock.shutdown(Shutdown::Write);
+        }
+        Ok(())
+    }
+}
+
+/// What reading a stream's socket left to do.
+#[derive(Default)]
+struct Pumped {
+    /// Budget used up while still readable: drive again after the next poll.
+    again: bool,
+    /// The kernel was short of memory: retry on a timer.
+    starved: bool,
+}
+
+/// Reads a stream's socket into data frames on its tunnel.
+fn pump_in(token: Token, s: &mut Stream, t: &mut TunnelCore) -> Result<Pumped, Why> {
+    let mut budget = READ_BUDGET;
+    while s.ready.read && s.ends.is_reading() && !s.connecting && budget > 0 {
+        let allowance = s.window.allowance();
+        if allowance == 0 {
+            return Ok(Pumped::default());
+        }
+        if t.out.len() >= TUNNEL_HIGH_WATER || t.phase != Phase::Live {
+            if !s.blocked {
+                s.blocked = true;
+                t.blocked.push(token);
+            }
+            return Ok(Pumped::default());
+        }
+        let max = allowance.min(CHUNK_BODY).min(budget);
+        let header = frame::data_header_len(s.sid);
+        t.out.reserve(header + max);
+        let Some(slot) = t.out.space().get_mut(..header + max) else {
+            return Ok(Pumped::default());
+        };
+        let Some(body) = slot.get_mut(header..) else {
+            return Ok(Pumped::default());
+        };
+        match net::read(&mut s.sock, body) {
+            Io::Done(n) => {
+                if let Some(head) = slot.get_mut(..header) {
+                    frame::fill_data_header(head, s.sid, n);
+                }
+                t.out.commit(header + n);
+                s.window.on_read(n);
+                budget -= n.min(budget);
+                trace!("[s{} sid={}] {} bytes to the tunnel", tag(token), s.sid, n);
+            }
+            Io::WouldBlock => s.ready.read = false,
+            Io::Eof => {
+                s.ready.read = false;
+                if let Some(eof) = s.ends.local_read_eof() {
+                    frame::encode_eof(&mut t.out, s.sid, eof);
+                }
+            }
+            Io::Starved => {
+                return Ok(Pumped {
+                    again: false,
+                    starved: true,
+                });
+            }
+            Io::Failed(f) => return Err(Why::Failed(f)),
+        }
+    }
+    Ok(Pumped {
+        again: budget == 0 && s.ready.read,
+        starved: false,
+    })
+}
+
+pub fn drive_stream(eng: &mut Engine, token: Token, mut s: Stream) -> Option<Conn> {
+    if s.connecting {
+        match backend::finish_local_connect(eng, token, &mut s) {
+            Ok(true) => {}
+            Ok(false) => return Some(Conn::Stream(s)),
+            Err(why) => {
+                backend::local_connect_failed(eng, &mut s, &why);
+                return close_stream(eng, token, s, why);
+            }
+        }
+    }
+    if let Err(why) = s.flush(eng, token) {
+        return close_stream(eng, token, s, why);
+    }
+    let tunnel = s.tunnel;
+    let result = match eng.conns.get_mut(tunnel) {
+        Some(Conn::Tunnel(t)) => {
+            let core = &mut t.core;
+            if let Some(kib) = s.acks.due() {
+                frame::encode_skb(&mut core.out, s.sid, kib);
+            }
+            pump_in(token, &mut s, core)
+        }
+        _ => Err(Why::Protocol("tunnel gone".into())),
+    };
+    eng.mark_dirty(tunnel);
+    match result {
+        Err(why) => return close_stream(eng, token, s, why),
+        Ok(p) if p.starved => eng.arm_taken(
+            token,
+            &mut s.deadlines,
+            TimerKind::Starved,
+            eng.now + STARVED_BACKOFF,
+        ),
+        Ok(p) if p.again => eng.mark_again(token),
+        Ok(_) => {}
+    }
+    if s.ends.is_finished() || (s.stopping && s.queued() == 0) {
+        return close_stream(eng, token, s, Why::Done);
+    }
+    Some(Conn::Stream(s))
+}
+
+/// Closes a stream that is out of the slab: tells the peer, unlinks it.
+pub fn close_stream(eng: &mut Engine, token: Token, mut s: Stream, why: Why) -> Option<Conn> {
+    if let Some(Conn::Tunnel(t)) = eng.conns.get_mut(s.tunnel) {
+        retire(&mut s, &mut t.core, token);
+        eng.mark_dirty(s.tunnel);
+    }
+    log_stream_end(token, &s, &why);
+    None
+}
+
+fn retire(s: &mut Stream, core: &mut TunnelCore, token: Token) {
+    if let Some(eof) = s.ends.final_eof() {
+        frame::encode_eof(&mut core.out, s.sid, eof);
+    }
+    if core.streams.get(&s.sid) == Some(&token) {
+        core.streams.remove(&s.sid);
+    }
+}
+
+fn log_stream_end(token: Token, s: &Stream, why: &Why) {
+    let line = format!(
+        "[s{} sid={}] {} closed ({}): {} bytes in, {} bytes out",
+        tag(token),
+        s.sid,
+        s.label,
+        why,
+        s.window.bytes_read(),
+        s.acks.bytes_written()
+    );
+    match why {
+        Why::Protocol(_) => warn!("{line}"),
+        _ => debug!("{line}"),
+    }
+}
+
+/// A stream was dropped with its tunnel: no frames, just the log line.
+pub fn stream_gone(_: &mut Engine, token: Token, s: Stream) {
+    log_stream_end(token, &s, &Why::Stopping);
+}
+
+/// Graceful stop: send the peer our EOF, finish writing, then close.
+pub fn stream_shutdown(eng: &mut Engine, token: Token, mut s: Stream) -> Option<Conn> {
+    s.stopping = true;
+    if s.queued() == 0 {
+        return close_stream(eng, token, s, Why::Stopping);
+    }
+    if let Some(Conn::Tunnel(t)) = eng.conns.get_mut(s.tunnel) {
+        retire(&mut s, &mut t.core, token);
+    }
+    Some(Conn::Stream(s))
+}
+
+pub fn stream_timer(eng: &mut Engine, token: Token, s: Stream, kind: TimerKind) -> Option<Conn> {
+    match kind {
+        TimerKind::Deadline if s.connecting => {
+            let mut s = s;
+            let why = Why::Timeout("connecting to the local server");
+            backend::local_connect_failed(eng, &mut s, &why);
+            close_stream(eng, token, s, why)
+        }
+        _ => {
+            eng.mark_dirty(token);
+            Some(Conn::Stream(s))
+        }
+    }
+}
+
+pub fn drive_tunnel(eng: &mut Engine, token: Token, mut t: Tunnel) -> Option<Conn> {
+    let result = match t.core.phase {
+        Phase::Dialing | Phase::AwaitingReply => backend::drive_handshake(eng, token, &mut t),
+        _ => Ok(()),
+    };
+    let result = result.and_then(|()| match t.core.phase {
+        Phase::Live => read_frames(eng, token, &mut t),
+        _ => Ok(()),
+    });
+    let result = result.and_then(|()| {
+        send_acks(eng, &mut t.core);
+        flush_tunnel(eng, token, &mut t)
+    });
+    match result {
+        Err(why) => {
+            tunnel_gone(eng, token, t, &why.to_string());
+            None
+        }
+        Ok(()) if t.core.phase == Phase::Closing && t.core.out.is_empty() => {
+            tunnel_gone(eng, token, t, "closed after reply");
+            None
+        }
+        Ok(()) if eng.stopping && t.core.streams.is_empty() && t.core.out.is_empty() => {
+            tunnel_gone(eng, token, t, "stopping");
+            None
+        }
+        Ok(()) => Some(Conn::Tunnel(t)),
+    }
+}
+
+fn read_frames(eng: &mut Engine, token: Token, t: &mut Tunnel) -> Result<(), Why> {
+    let mut budget = READ_BUDGET;
+    while t.ready.read && budget > 0 && t.core.phase == Phase::Live {
+        let space = t.inb.space_compacted();
+        if space.is_empty() {
+            return Err(Why::Protocol("chunk larger than the input buffer".into()));
+        }
+        match net::read(&mut t.sock, space) {
+            Io::Done(n) => {
+                t.inb.commit(n);
+                t.core.bytes_in += n as u64;
+                budget -= n.min(budget);
+                t.core.keepalive.on_receive(eng.now);
+                process_frames(eng, token, t)?;
+            }
+            Io::WouldBlock => t.ready.read = false,
+            Io::Eof => return Err(Why::PeerClosed),
+            Io::Starved => {
+                eng.arm_taken(
+                    token,
+                    &mut t.deadlines,
+                    TimerKind::Starved,
+                    eng.now + STARVED_BACKOFF,
+                );
+                return Ok(());
+            }
+            Io::Failed(f) => return Err(Why::Failed(f)),
+        }
+    }
+    if budget == 0 && t.ready.read {
+        eng.mark_again(token);
+    }
+    Ok(())
+}
+
+/// Decodes and handles every complete frame in the input buffer.
+pub fn process_frames(eng: &mut Engine, token: Token, t: &mut Tunnel) -> Result<(), Why> {
+    loop {
+        let decoded = frame::decode(t.inb.data()).map_err(|e| Why::Protocol(e.to_string()))?;
+        let Some((frame, used)) = decoded else {
+            return Ok(());
+        };
+        handle_frame(eng, token, &mut t.core, &frame)?;
+        t.inb.consume(used);
+        if t.core.phase != Phase::Live {
+            return Ok(());
+        }
+    }
+}
+
+fn handle_frame(
+    eng: &mut Engine,
+    token: Token,
+    core: &mut TunnelCore,
+    f: &Frame<'_>,
+) -> Result<(), Why> {
+    trace!(
+        "[t{}] chunk sid={:?} {} header bytes, {} body bytes",
+        tag(token),
+        f.sid,
+        f.header_block.len(),
+        f.body.len()
+    );
+    if let Some(ping) = f.ping {
+        frame::encode_pong(&mut core.out, ping.as_bytes());
+        return Ok(());
+    }
+    if let (Some(kib), Some(sid)) = (f.skb, f.sid) {
+        if let Some(&st) = core.streams.get(&sid) {
+            if let Some(Conn::Stream(s)) = eng.conns.get_mut(st) {
+                if s.window.on_skb(kib) {
+                    eng.mark_dirty(st);
+                }
+            }
+        }
+    }
+    if f.noop || f.pong.is_some() || f.zrst {
+        return match &core.side {
+            Side::Frontend(_) => frontend::on_noop(eng, token, core, f),
+            Side::Backend(_) => backend::on_noop(eng, token, core, f),
+        };
+    }
+    let Some(sid) = f.sid else {
+        return Ok(());
+    };
+    let Some(&st) = core.streams.get(&sid) else {
+        if let Some(eof) = f.eof {
+            trace!("[t{}] EOF {eof:?} for unknown sid={sid}", tag(token));
+            return Ok(());
+        }
+        if f.proto.is_some() && f.host.is_some() {
+            if let Side::Backend(_) = core.side {
+                return backend::open_stream(eng, token, core, f);
+            }
+        }
+        frame::encode_eof(&mut core.out, sid, Eof::BOTH);
+        return Ok(());
+    };
+    let Some(Conn::Stream(s)) = eng.conns.get_mut(st) else {
+        core.streams.remove(&sid);
+        return Ok(());
+    };
+    if let Some(eof) = f.eof {
+        let effect = s.ends.peer_eof(eof);
+        if effect.stop_reading || effect.shut_when_drained {
+            eng.mark_dirty(st);
+        }
+        return Ok(());
+    }
+    let delivered = s.deliver(f.body);
+    if !s.ack_queued {
+        s.ack_queued = true;
+        core.acks.push(st);
+    }
+    if s.queued() > 0 {
+        // Whatever the socket didn't take goes out on its next writable edge.
+        eng.mark_dirty(st);
+    }
+    if let Err(why) = delivered {
+        if let Some(Conn::Stream(mut s)) = eng.conns.remove(st) {
+            retire(&mut s, core, st);
+            log_stream_end(st, &s, &why);
+        }
+    }
+    Ok(())
+}
+
+/// At most one SKB per stream per batch of frames (pagekite.py breaks when
+/// it receives bursts of tiny chunks, protocol doc §3.4).
+fn send_acks(eng: &mut Engine, core: &mut TunnelCore) {
+    for st in std::mem::take(&mut core.acks) {
+        if let Some(Conn::Stream(s)) = eng.conns.get_mut(st) {
+            s.ack_queued = false;
+            if let Some(kib) = s.acks.due() {
+                frame::encode_skb(&mut core.out, s.sid, kib);
+            }
+        }
+    }
+}
+
+fn flush_tunnel(eng: &mut Engine, token: Token, t: &mut Tunnel) -> Result<(), Why> {
+    while !t.core.out.is_empty() && t.ready.write && t.core.phase != Phase::Dialing {
+        match net::write(&mut t.sock, t.core.out.data()) {
+            Io::Done(n) => {
+                t.core.out.consume(n);
+                t.core.bytes_out += n as u64;
+            }
+            Io::WouldBlock => t.ready.write = false,
+            Io::Starved => {
+                eng.arm_taken(
+                    token,
+                    &mut t.deadlines,
+                    TimerKind::Starved,
+                    eng.now + STARVED_BACKOFF,
+                );
+                break;
+            }
+            Io::Failed(f) => return Err(Why::Failed(f)),
+            Io::Eof => return Err(Why::PeerClosed),
+        }
+    }
+    if t.core.out.len() <= TUNNEL_LOW_WATER && !t.core.blocked.is_empty() {
+        for st in std::mem::take(&mut t.core.blocked) {
+            if let Some(Conn::Stream(s)) = eng.conns.get_mut(st) {
+                s.blocked = false;
+                eng.mark_dirty(st);
+            }
+        }
+    }
+    Ok(())
+}
+
+pub fn tunnel_timer(
+    eng: &mut Engine,
+    token: Token,
+    mut t: Tunnel,
+    kind: TimerKind,
+) -> Option<Conn> {
+    match kind {
+        TimerKind::Keepalive => match t.core.keepalive.check(eng.now) {
+            Check::Idle(at) => eng.arm_taken(token, &mut t.deadlines, TimerKind::Keepalive, at),
+            Check::Ping(at) => {
+                frame::encode_ping(&mut t.core.out, unix_ping_token().as_bytes());
+                eng.arm_taken(token, &mut t.deadlines, TimerKind::Keepalive, at);
+                eng.mark_dirty(token);
+            }
+            Check::Dead => {
+                tunnel_gone(eng, token, t, "no answer to PING: peer is gone");
+                return None;
+            }
+        },
+        TimerKind::Deadline => {
+            tunnel_gone(eng, token, t, "timed out in the handshake");
+            return None;
+        }
+        TimerKind::Starved => eng.mark_dirty(token),
+    }
+    Some(Conn::Tunnel(t))
+}
+
+/// Starts the keepalive clock of a tunnel that just went live.
+pub fn start_keepalive(
+    eng: &mut Engine,
+    token: Token,
+    t: &mut TunnelCore,
+    deadlines: &mut Deadlines,
+) {
+    t.keepalive = Keepalive::new(eng.config.keepalive, eng.now);
+    if let Check::Idle(at) = t.keepalive.check(eng.now) {
+        eng.arm_taken(token, deadlines, TimerKind::Keepalive, at);
+    }
+}
+
+/// pagekite.py's PING value: unix time with four decimals.
+fn unix_ping_token() -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    format!("{}.{:04}", now.as_secs(), now.subsec_micros() / 100)
+}
+
+/// A tunnel is gone: every stream on it goes too (PageKite has no way to
+/// move a stream), and the role forgets the tunnel's kites.
+pub fn tunnel_gone(eng: &mut Engine, token: Token, t: Tunnel, why: &str) {
+    let streams = t.core.streams.len();
+    for (_, st) in t.core.streams.iter() {
+        if let Some(Conn::Stream(s)) = eng.conns.remove(*st) {
+            stream_gone(eng, *st, s);
+        }
+    }
+    let _ = t.sock.shutdown(Shutdown::Both);
+    let summary = format!(
+        "[t{} {}] tunnel closed: {why} ({} bytes in, {} bytes out, {streams} streams dropped)",
+        tag(token),
+        t.core.peer,
+        t.core.bytes_in,
+        t.core.bytes_out
+    );
+    match t.core.side {
+        Side::Frontend(info) => frontend::tunnel_closed(eng, token, info, &summary),
+        Side::Backend(info) => backend::tunnel_closed(eng, token, info, &summary),
+    }
+}
+
+/// Reads whatever a freshly accepted or connected socket already has.
+pub fn read_some(sock: &mut TcpStream, buf: &mut Buf, limit: usize) -> Io {
+    let room = limit.saturating_sub(buf.len());
+    if room == 0 {
+        return Io::Done(0);
+    }
+    buf.reserve(room.min(16 * 1024));
+    let space = buf.space();
+    let take = space.len().min(room);
+    match space.get_mut(..take) {
+        Some(space) => match net::read(&mut ReadOnly(sock), space) {
+            Io::Done(n) => {
+                buf.commit(n);
+                Io::Done(n)
+            }
+            other => other,
+        },
+        None => Io::Done(0),
+    }
+}
+
+struct ReadOnly<'a>(&'a mut TcpStream);
+
+impl Read for ReadOnly<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        self.0.read(buf)
+    }
+}
+
+/// Announces a kite going live or down at info level, the line tests and
+/// operators look for.
+pub fn log_kite(what: &str, event: &str) {
+    info!("kite {what} {event}");
+}
