@@ -78,6 +78,12 @@ pub struct TunnelInfo {
     signed: bool,
 }
 
+impl TunnelInfo {
+    pub fn has_kites(&self) -> bool {
+        !self.live.is_empty()
+    }
+}
+
 impl State {
     pub fn new(config: &Config, registry: &Registry, waker: Token) -> Result<State, Fatal> {
         let resolver = Resolver::new(registry, waker)

@@ -78,6 +78,12 @@ pub struct TunnelInfo {
     prefix: Prefix,
 }
 
+impl TunnelInfo {
+    pub fn has_kites(&self) -> bool {
+        !self.kites.is_empty()
+    }
+}
+
 impl State {
     pub fn new(config: &Config, _: &Registry) -> Result<State, Fatal> {
         let mut bound = Vec::new();

@@ -191,6 +191,17 @@ pub struct TunnelCore {
     pub bytes_out: u64,
 }
 
+impl TunnelCore {
+    /// True once at least one kite is live on this tunnel.
+    pub fn is_serving(&self) -> bool {
+        self.phase == Phase::Live
+            && match &self.side {
+                Side::Frontend(info) => info.has_kites(),
+                Side::Backend(info) => info.has_kites(),
+            }
+    }
+}
+
 impl Tunnel {
     pub fn new(
         sock: TcpStream,
@@ -334,6 +345,20 @@ impl Stream {
             )));
         }
         Ok(())
+    }
+
+    /// The peer's EOF flags; true if the stream has something to act on.
+    fn peer_eof(&mut self, eof: Eof) -> bool {
+        let effect = self.ends.peer_eof(eof);
+        if effect.shut_when_drained {
+            // A request head cut short by the visitor's EOF still goes out.
+            if let Some(mut rewriter) = self.rewrite.take() {
+                rewriter.flush(&mut |bytes| {
+                    self.write_or_queue(bytes);
+                });
+            }
+        }
+        effect.stop_reading || effect.shut_when_drained
     }
 
     /// Writes queued data; frees the buffer once empty; shuts the write side
@@ -682,8 +707,7 @@ fn handle_frame(
         return Ok(());
     };
     if let Some(eof) = f.eof {
-        let effect = s.ends.peer_eof(eof);
-        if effect.stop_reading || effect.shut_when_drained {
+        if s.peer_eof(eof) {
             eng.mark_dirty(st);
         }
         return Ok(());
@@ -770,10 +794,11 @@ pub fn tunnel_timer(
                 return None;
             }
         },
-        TimerKind::Deadline => {
+        TimerKind::Deadline if !t.core.is_serving() => {
             tunnel_gone(eng, token, t, "timed out in the handshake");
             return None;
         }
+        TimerKind::Deadline => {}
         TimerKind::Starved => eng.mark_dirty(token),
     }
     Some(Conn::Tunnel(t))

@@ -717,7 +717,7 @@ mod tests {
     #[test]
     fn inband_lines() {
         let kite = KiteLine::parse("http:foo.test:s:t1:sig").unwrap();
-        let lines = inband_request_lines("v", &[kite.clone()]);
+        let lines = inband_request_lines("v", std::slice::from_ref(&kite));
         let block = lines.join("\r\n");
         let r = parse_kite_headers(header_lines(&block)).unwrap();
         assert_eq!(r.kites, vec![kite]);

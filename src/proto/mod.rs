@@ -13,3 +13,6 @@ pub mod kite;
 pub mod pages;
 pub mod sniff;
 pub mod stream;
+
+#[cfg(test)]
+mod golden_tests;

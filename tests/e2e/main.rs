@@ -1,1 +1,13 @@
-//! End-to-end tests over loopback sockets (harness arriving).
+//! The end-to-end test binary: real processes over real loopback sockets. It owns only the
+//! module list; `util` (processes, waits, curl, raw client), `origin` (test origin servers)
+//! and `peers` (Debian pagekite.py as FE/BE) are the harness, `harness_selftest` proves the
+//! harness against real peers, and the test modules proper are added beside them.
+
+mod fixture;
+mod harness_selftest;
+mod interop;
+mod origin;
+mod peers;
+mod relay;
+mod robust;
+mod util;

@@ -1,0 +1,55 @@
+# rkite: build, test, demo, bench, lint. `make test` installs the peers the
+# tests need (Debian's pagekite, curl, openssl, python3) when they are missing.
+
+CARGO ?= cargo
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+# command:package pairs the tests and the demo need.
+TEST_DEPS := curl:curl openssl:openssl pagekite:pagekite python3:python3
+DEMO_DEPS := curl:curl python3:python3
+
+.PHONY: all build release test lint deps demo bench clean
+
+all: build
+
+build:
+	$(CARGO) build --release
+	@ls -l target/release/rkite
+
+release: build
+
+define install_missing
+	@missing=""; \
+	for pair in $(1); do \
+	  cmd=$${pair%%:*}; pkg=$${pair##*:}; \
+	  command -v $$cmd >/dev/null 2>&1 || missing="$$missing $$pkg"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:$$missing"; \
+	  $(SUDO) apt-get update -qq && \
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+endef
+
+deps:
+	$(call install_missing,$(TEST_DEPS))
+
+lint:
+	$(CARGO) fmt --check
+	$(CARGO) clippy --all-targets -- -D warnings
+	@if grep -rnE '^use (mio|rustls)|std::net|Instant::now' src/proto; then \
+	  echo "src/proto must stay sans-IO (no sockets, no clock, no TLS)"; exit 1; fi
+
+test: deps lint
+	$(CARGO) test --all-targets
+
+demo:
+	$(call install_missing,$(DEMO_DEPS))
+	$(CARGO) build --release
+	sh scripts/demo.sh target/release/rkite
+
+bench:
+	$(CARGO) build --release
+	$(CARGO) bench --bench frame
+
+clean:
+	$(CARGO) clean

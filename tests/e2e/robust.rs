@@ -1,0 +1,201 @@
+//! Bad input gets a clear log line and a clean close of that one connection:
+//! garbage, oversized or silent public connections, and a tunnel peer that
+//! sends malformed chunks or bad signatures. Nothing else is disturbed. The
+//! misbehaving backend here is hand-made with rkite's own protocol code.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+use rkite::proto::frame;
+use rkite::proto::handshake::{self, KiteAnswer, KiteLine};
+
+use crate::fixture::{T, backend, frontend, get, kite, live};
+use crate::origin::{INDEX_BODY, Origin};
+use crate::util::{self, free_port, local};
+
+/// Reads from `s` into `buf` until `done(buf)` says enough, or panics.
+fn read_until(s: &mut TcpStream, buf: &mut Vec<u8>, what: &str, done: impl Fn(&[u8]) -> bool) {
+    let deadline = Instant::now() + T;
+    let mut chunk = [0u8; 4096];
+    while !done(buf) {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        s.set_read_timeout(Some(Duration::from_millis(200)))
+            .expect("timeout");
+        match s.read(&mut chunk) {
+            Ok(0) => panic!(
+                "EOF while waiting for {what}: {:?}",
+                String::from_utf8_lossy(buf)
+            ),
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) => {}
+            Err(e) => panic!("read failed waiting for {what}: {e}"),
+        }
+    }
+}
+
+/// True once the peer closed (EOF or reset) within the deadline.
+fn closed_within(s: &mut TcpStream, timeout: Duration) -> bool {
+    s.set_read_timeout(Some(timeout)).expect("timeout");
+    let mut sink = [0u8; 4096];
+    loop {
+        match s.read(&mut sink) {
+            Ok(0) => return true,
+            Ok(_) => {}
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                return false;
+            }
+            Err(_) => return true,
+        }
+    }
+}
+
+/// A backend made by hand: handshake, in-band answer to the challenge. Returns
+/// the socket and what the frontend sent after the handshake, or the answer.
+fn fake_backend(port: u16, domain: &str, secret: &str) -> (TcpStream, Vec<KiteAnswer>) {
+    let mut s = TcpStream::connect(local(port)).expect("connect");
+    let mut line = KiteLine {
+        proto: "http".into(),
+        domain: domain.into(),
+        srand: "0123456789abcdef".into(),
+        token: String::new(),
+        sign: String::new(),
+    };
+    line.sign = handshake::sign(secret, &line.payload(), "1234abcd");
+    s.write_all(handshake::build_request("fake", None, std::slice::from_ref(&line)).as_bytes())
+        .expect("send request");
+    let mut buf = Vec::new();
+    read_until(&mut s, &mut buf, "the reply head", |b| {
+        frame::find(b, b"\r\n\r\n").is_some()
+    });
+    let end = frame::find(&buf, b"\r\n\r\n").expect("head") + 4;
+    let (_, headers) = handshake::split_head(&buf[..end]).expect("text");
+    let reply = handshake::parse_reply(headers);
+    let Some(KiteAnswer::SignThis { challenge, .. }) = reply.answers.first() else {
+        panic!("expected SignThis: {reply:?}");
+    };
+    line.token = challenge.clone();
+    line.sign = handshake::sign(secret, &line.payload(), "5678abcd");
+    let lines = handshake::inband_request_lines("fake", std::slice::from_ref(&line));
+    let lines: Vec<&[u8]> = lines.iter().map(|l| l.as_bytes()).collect();
+    let mut out = Vec::new();
+    frame::encode(&mut out, &lines, b"\r\n!");
+    s.write_all(&out).expect("send signed kite");
+    buf.drain(..end);
+    read_until(&mut s, &mut buf, "the in-band answer", |b| {
+        matches!(frame::decode(b), Ok(Some(_)))
+    });
+    let (f, _) = frame::decode(&buf).expect("frame").expect("whole");
+    let answers = handshake::parse_reply(f.headers()).answers;
+    (s, answers)
+}
+
+#[test]
+fn garbage_huge_and_silent_public_connections_are_closed_with_a_reason() {
+    let port = free_port();
+    let fe = frontend(&[port], &["http:x.test:s3cret"], &[]);
+
+    let mut ssh = TcpStream::connect(local(port)).expect("connect");
+    ssh.write_all(b"SSH-2.0-OpenSSH_9.2\r\n").expect("send");
+    assert!(closed_within(&mut ssh, T));
+    fe.wait_for("closed: not an HTTP request", T);
+
+    let mut huge = TcpStream::connect(local(port)).expect("connect");
+    let mut head = b"GET / HTTP/1.1\r\nHost: x.test\r\n".to_vec();
+    while head.len() < 20 * 1024 {
+        head.extend_from_slice(b"X-Filler: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n");
+    }
+    let _ = huge.write_all(&head);
+    assert!(closed_within(&mut huge, T));
+    fe.wait_for("16384", T);
+
+    let started = Instant::now();
+    let mut silent = TcpStream::connect(local(port)).expect("connect");
+    assert!(
+        closed_within(&mut silent, Duration::from_secs(15)),
+        "a silent client is closed"
+    );
+    let waited = started.elapsed();
+    assert!(
+        waited >= Duration::from_secs(9),
+        "closed after {waited:?}, before the 10 s grace"
+    );
+    fe.wait_for("nothing recognisable within 10s", T);
+    assert!(fe.exit_status().is_none(), "the frontend is still running");
+}
+
+#[test]
+fn a_tunnel_sending_bad_chunks_is_closed_alone() {
+    let origin = Origin::start();
+    let port = free_port();
+    let fe = frontend(&[port], &["http:*.example.test:s3cret"], &[]);
+    let good = backend(
+        port,
+        &[kite("http", "good.example.test", origin.port(), "s3cret")],
+        &[],
+    );
+    live(&good, "http:good.example.test");
+
+    for (i, bad) in [
+        &b"zz\r\n"[..],
+        b"ffffff\r\n",
+        b"8\r\nSID: 1\r\n",
+        b"a\r\nPROTO: x\r\n\r\n",
+    ]
+    .iter()
+    .enumerate()
+    {
+        let domain = format!("evil{i}.example.test");
+        let (mut tunnel, answers) = fake_backend(port, &domain, "s3cret");
+        assert!(
+            matches!(answers.as_slice(), [KiteAnswer::Ok { .. }]),
+            "{answers:?}"
+        );
+        live(&fe, &format!("http:{domain}"));
+        // A visitor whose stream rides the evil tunnel.
+        let mut visitor = TcpStream::connect(local(port)).expect("connect");
+        visitor
+            .write_all(format!("GET / HTTP/1.1\r\nHost: {domain}\r\n\r\n").as_bytes())
+            .expect("send");
+        let mut buf = Vec::new();
+        read_until(&mut tunnel, &mut buf, "the stream's first chunk", |b| {
+            util::find_subslice(b, b"GET / HTTP/1.1").is_some()
+        });
+        tunnel.write_all(bad).expect("send a bad chunk");
+        assert!(
+            closed_within(&mut tunnel, T),
+            "the frontend closes the bad tunnel"
+        );
+        assert!(closed_within(&mut visitor, T), "its stream gets EOF");
+        fe.wait_for_count("protocol error", i + 1, T);
+        fe.wait_for(&format!("kite http:{domain} is down"), T);
+    }
+    assert_eq!(get(port, "good.example.test", "/").body_str(), INDEX_BODY);
+    assert!(fe.exit_status().is_none());
+}
+
+#[test]
+fn a_bad_signature_gets_invalid_and_nothing_else_changes() {
+    let port = free_port();
+    let fe = frontend(&[port], &["http:*.example.test:s3cret"], &[]);
+    let (mut tunnel, answers) = fake_backend(port, "forged.example.test", "not-the-secret");
+    match answers.as_slice() {
+        [KiteAnswer::Invalid { why, .. }] => assert_eq!(why, "signature"),
+        other => panic!("expected Invalid: {other:?}"),
+    }
+    assert!(
+        closed_within(&mut tunnel, T),
+        "a tunnel with no kites is closed"
+    );
+    fe.wait_for("kite http:forged.example.test rejected: signature", T);
+    assert_eq!(get(port, "forged.example.test", "/").status, 503);
+}
