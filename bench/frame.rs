@@ -2,6 +2,8 @@
 //! encoding the small control chunks the relay sends most. Reports MB/s and
 //! ns per chunk; run with `make bench` (release build).
 
+#![allow(clippy::disallowed_methods)] // a benchmark times itself
+
 use std::hint::black_box;
 use std::time::Instant;
 

@@ -48,6 +48,8 @@ pub struct Config {
     pub log_level: LogLevel,
     pub debug_io: bool,
     pub logfile: Option<String>,
+    /// pagekite.py flags given that mean nothing here (logged at debug).
+    pub ignored: Vec<String>,
 }
 
 /// What `parse` decided.
@@ -336,6 +338,11 @@ pub fn parse(args: &[String]) -> Result<Parsed, ConfigError> {
         log_level,
         debug_io: m.opt_present("debugio"),
         logfile: m.opt_str("logfile").filter(|f| f != "stdio"),
+        ignored: IGNORED_SWITCHES
+            .iter()
+            .filter(|f| m.opt_present(f))
+            .map(|f| format!("--{f}"))
+            .collect(),
     })))
 }
 

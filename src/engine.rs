@@ -19,7 +19,8 @@ use slab::Slab;
 use crate::backend;
 use crate::config::Config;
 use crate::frontend;
-use crate::relay::{self, Reply, Stream, Tunnel};
+use crate::relay::{self, Stream, Tunnel};
+use crate::reply::{self, Reply};
 use crate::signals::Signals;
 use crate::timer::TimerQueue;
 
@@ -457,7 +458,7 @@ impl Engine {
         };
         let conn = match conn {
             Conn::Sniff(s) => frontend::sniff_timeout(self, token, s),
-            Conn::Reply(r) => relay::reply_timeout(self, token, r),
+            Conn::Reply(r) => reply::reply_timeout(self, token, r),
             Conn::Tunnel(t) => relay::tunnel_timer(self, token, t, kind),
             Conn::Stream(s) => relay::stream_timer(self, token, s, kind),
             other => Some(other),
@@ -489,7 +490,7 @@ impl Engine {
         let conn = match conn {
             Conn::Listener(l) => frontend::drive_listener(self, token, l),
             Conn::Sniff(s) => frontend::drive_sniff(self, token, s),
-            Conn::Reply(r) => relay::drive_reply(self, token, r),
+            Conn::Reply(r) => reply::drive_reply(self, token, r),
             Conn::Tunnel(t) => relay::drive_tunnel(self, token, t),
             Conn::Stream(s) => relay::drive_stream(self, token, s),
             Conn::Taken => None,

@@ -25,7 +25,8 @@ use crate::proto::kite;
 use crate::proto::pages::{self, Side as PageSide};
 use crate::proto::sniff::{self, Sniff as Sniffed};
 use crate::random;
-use crate::relay::{self, CHUNK_BODY, Phase, Reply, Side, Stream, Tunnel, TunnelCore, Why, tag};
+use crate::relay::{self, CHUNK_BODY, Phase, Side, Stream, Tunnel, TunnelCore, Why, tag};
+use crate::reply::Reply;
 
 /// A public connection that says nothing recognisable in this time is closed.
 const SNIFF_TIMEOUT: Duration = Duration::from_secs(10);
@@ -53,6 +54,9 @@ pub struct State {
     challenge_key: String,
     next_sid: u32,
     accept_paused: bool,
+    /// When accepting first failed for lack of descriptors (for one log line
+    /// per episode instead of one per retry).
+    fds_exhausted: Option<std::time::Instant>,
 }
 
 pub struct Listener {
@@ -115,6 +119,7 @@ impl State {
             challenge_key: random::hex(20),
             next_sid: 1,
             accept_paused: false,
+            fds_exhausted: None,
         })
     }
 }
@@ -188,6 +193,14 @@ pub fn drive_listener(eng: &mut Engine, token: Token, mut l: Listener) -> Option
         }
         match l.sock.accept() {
             Ok((sock, peer)) => {
+                if let Role::Frontend(fe) = &mut eng.role {
+                    if let Some(since) = fe.fds_exhausted.take() {
+                        info!(
+                            "accepting again after {:.1} s without file descriptors",
+                            (eng.now - since).as_secs_f64()
+                        );
+                    }
+                }
                 let _ = sock.set_nodelay(true);
                 let port = l.port;
                 let added = eng.add(sock, |sock, _| {
@@ -211,8 +224,13 @@ pub fn drive_listener(eng: &mut Engine, token: Token, mut l: Listener) -> Option
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => l.ready.read = false,
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
             Err(e) if net::is_fd_exhaustion(&e) => {
-                warn!("out of file descriptors ({e}); pausing accepts for {ACCEPT_PAUSE:?}");
                 if let Role::Frontend(fe) = &mut eng.role {
+                    if fe.fds_exhausted.is_none() {
+                        warn!(
+                            "out of file descriptors ({e}); pausing accepts, retrying every {ACCEPT_PAUSE:?}"
+                        );
+                        fe.fds_exhausted = Some(eng.now);
+                    }
                     fe.accept_paused = true;
                 }
                 eng.timers

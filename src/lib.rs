@@ -14,6 +14,7 @@ pub mod net;
 pub mod proto;
 pub mod random;
 pub mod relay;
+pub mod reply;
 pub mod resolve;
 pub mod signals;
 pub mod timer;

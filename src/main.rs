@@ -27,6 +27,9 @@ fn main() -> ExitCode {
         eprintln!("rkite: {e}");
         return ExitCode::from(1);
     }
+    for flag in &config.ignored {
+        log::debug!("{flag} means nothing to rkite; ignored");
+    }
     let result = Engine::new(*config).and_then(|mut engine| {
         engine.start()?;
         engine.run()

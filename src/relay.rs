@@ -10,7 +10,6 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::io::Read;
 use std::net::{Shutdown, SocketAddr};
 use std::time::Duration;
 
@@ -40,8 +39,6 @@ const TUNNEL_LOW_WATER: usize = 64 * 1024;
 const READ_BUDGET: usize = 256 * 1024;
 /// Back-off after ENOBUFS/ENOMEM.
 const STARVED_BACKOFF: Duration = Duration::from_millis(50);
-/// A canned reply's socket lingers this long for the client to read it.
-const REPLY_LINGER: Duration = Duration::from_secs(2);
 
 /// Why a connection was closed: decides the log line.
 #[derive(Clone, Debug)]
@@ -70,80 +67,6 @@ impl fmt::Display for Why {
 /// Index part of a token, for log prefixes.
 pub fn tag(token: Token) -> usize {
     token.0 & 0xfffff
-}
-
-/// A socket that gets a fixed reply (error page, ping answer, alert), then
-/// lingers briefly so closing doesn't reset the reply away.
-pub struct Reply {
-    pub sock: TcpStream,
-    pub ready: Ready,
-    pub deadlines: Deadlines,
-    out: Vec<u8>,
-    sent: usize,
-}
-
-impl Reply {
-    /// Turns a connection (keeping its token and registration) into one
-    /// that writes `out` and goes away.
-    pub fn start(
-        eng: &mut Engine,
-        token: Token,
-        sock: TcpStream,
-        ready: Ready,
-        out: Vec<u8>,
-    ) -> Option<Conn> {
-        let mut reply = Reply {
-            sock,
-            ready,
-            deadlines: Deadlines::default(),
-            out,
-            sent: 0,
-        };
-        eng.arm_taken(
-            token,
-            &mut reply.deadlines,
-            TimerKind::Deadline,
-            eng.now + REPLY_LINGER,
-        );
-        eng.mark_dirty(token);
-        Some(Conn::Reply(reply))
-    }
-}
-
-pub fn drive_reply(eng: &mut Engine, token: Token, mut r: Reply) -> Option<Conn> {
-    while r.sent < r.out.len() && r.ready.write {
-        match net::write(&mut r.sock, r.out.get(r.sent..).unwrap_or_default()) {
-            Io::Done(n) => {
-                r.sent += n;
-                if r.sent == r.out.len() {
-                    let _ = r.sock.shutdown(Shutdown::Write);
-                }
-            }
-            Io::WouldBlock => r.ready.write = false,
-            _ => return None,
-        }
-    }
-    // Read and drop what the client still sends until it closes, so the
-    // kernel does not answer unread data with a reset.
-    let mut sink = [0u8; 4096];
-    for _ in 0..16 {
-        if !r.ready.read {
-            return Some(Conn::Reply(r));
-        }
-        match net::read(&mut r.sock, &mut sink) {
-            Io::Done(_) => {}
-            Io::WouldBlock => r.ready.read = false,
-            Io::Eof if r.sent == r.out.len() => return None,
-            Io::Eof => r.ready.read = false,
-            _ => return None,
-        }
-    }
-    eng.mark_again(token);
-    Some(Conn::Reply(r))
-}
-
-pub fn reply_timeout(_: &mut Engine, _: Token, _: Reply) -> Option<Conn> {
-    None
 }
 
 /// Where a tunnel is in its life.
@@ -858,7 +781,7 @@ pub fn read_some(sock: &mut TcpStream, buf: &mut Buf, limit: usize) -> Io {
     let space = buf.space();
     let take = space.len().min(room);
     match space.get_mut(..take) {
-        Some(space) => match net::read(&mut ReadOnly(sock), space) {
+        Some(space) => match net::read(sock, space) {
             Io::Done(n) => {
                 buf.commit(n);
                 Io::Done(n)
@@ -866,14 +789,6 @@ pub fn read_some(sock: &mut TcpStream, buf: &mut Buf, limit: usize) -> Io {
             other => other,
         },
         None => Io::Done(0),
-    }
-}
-
-struct ReadOnly<'a>(&'a mut TcpStream);
-
-impl Read for ReadOnly<'_> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        self.0.read(buf)
     }
 }
 

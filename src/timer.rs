@@ -63,6 +63,7 @@ impl<K: Ord + Copy> TimerQueue<K> {
 }
 
 #[cfg(test)]
+#[allow(clippy::disallowed_methods)] // tests need a base instant
 mod tests {
     use super::*;
     use std::time::Duration;

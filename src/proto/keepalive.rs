@@ -74,6 +74,7 @@ impl Keepalive {
 }
 
 #[cfg(test)]
+#[allow(clippy::disallowed_methods)] // tests need a base instant
 mod tests {
     use super::*;
 

@@ -199,3 +199,106 @@ fn a_bad_signature_gets_invalid_and_nothing_else_changes() {
     fe.wait_for("kite http:forged.example.test rejected: signature", T);
     assert_eq!(get(port, "forged.example.test", "/").status, 503);
 }
+
+/// Total CPU seconds (user + system) a process has used, from /proc.
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("stat");
+    let fields: Vec<&str> = stat.rsplit_once(") ").expect("comm").1.split(' ').collect();
+    let ticks: u64 =
+        fields[11].parse::<u64>().expect("utime") + fields[12].parse::<u64>().expect("stime");
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    ticks as f64 / hz
+}
+
+#[test]
+fn a_frozen_backend_is_found_dead_and_comes_back() {
+    let origin = Origin::start();
+    let port = free_port();
+    let fe = frontend(&[port], &["http:frozen.test:s3cret"], &["--keepalive=5"]);
+    let be = backend(
+        port,
+        &[kite("http", "frozen.test", origin.port(), "s3cret")],
+        &[],
+    );
+    live(&be, "http:frozen.test");
+    live(&fe, "http:frozen.test");
+    be.signal(libc::SIGSTOP);
+    // 5 s of silence, a PING, 5 s of grace: dead well within 20 s.
+    fe.wait_for("no answer to PING", Duration::from_secs(20));
+    fe.wait_for("kite http:frozen.test is down", T);
+    be.signal(libc::SIGCONT);
+    fe.wait_for_count("kite http:frozen.test is live", 2, T);
+    be.wait_for_count("kite http:frozen.test is live", 2, T);
+    assert_eq!(get(port, "frozen.test", "/").body_str(), INDEX_BODY);
+}
+
+#[test]
+fn a_frozen_frontend_is_found_dead_by_the_backend() {
+    let origin = Origin::start();
+    let port = free_port();
+    let fe = frontend(&[port], &["http:ice.test:s3cret"], &[]);
+    let be = backend(
+        port,
+        &[kite("http", "ice.test", origin.port(), "s3cret")],
+        &["--keepalive=5"],
+    );
+    live(&be, "http:ice.test");
+    fe.signal(libc::SIGSTOP);
+    be.wait_for("no answer to PING", Duration::from_secs(20));
+    be.wait_for("kite http:ice.test is down", T);
+    fe.signal(libc::SIGCONT);
+    be.wait_for_count("kite http:ice.test is live", 2, Duration::from_secs(40));
+}
+
+#[test]
+fn out_of_descriptors_pauses_accepting_without_spinning() {
+    let origin = Origin::start();
+    let port = free_port();
+    let fe = util::Proc::start(
+        "rkite-fe-lowfd",
+        "sh",
+        &[
+            "-c",
+            &format!(
+                "ulimit -n 24 && exec {} --isfrontend --host=127.0.0.1 --ports={port} --domain=http:fd.test:s3cret",
+                env!("CARGO_BIN_EXE_rkite")
+            ),
+        ],
+        &[("RUST_LOG", "debug")],
+    );
+    fe.wait_for(&format!("listening on 127.0.0.1:{port}"), T);
+    let be = backend(
+        port,
+        &[kite("http", "fd.test", origin.port(), "s3cret")],
+        &[],
+    );
+    live(&be, "http:fd.test");
+    let hogs: Vec<TcpStream> = (0..40)
+        .filter_map(|_| TcpStream::connect(local(port)).ok())
+        .collect();
+    fe.wait_for("out of file descriptors", T);
+    let before = cpu_seconds(fe.pid());
+    let window = Instant::now();
+    while window.elapsed() < Duration::from_secs(1) {
+        std::thread::yield_now();
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let used = cpu_seconds(fe.pid()) - before;
+    assert!(
+        used < 0.5,
+        "the frontend used {used:.2} s of CPU in 1 s while out of descriptors"
+    );
+    drop(hogs);
+    let mut ok = false;
+    util::wait_until(
+        "a request succeeds after the descriptors come back",
+        T,
+        || {
+            ok = util::try_curl(&["-H", "Host: fd.test", &format!("http://127.0.0.1:{port}/")])
+                .is_ok_and(|r| r.status == 200);
+            ok
+        },
+    );
+    assert!(ok);
+}

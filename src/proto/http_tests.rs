@@ -1,0 +1,450 @@
+//! Tests of `http.rs` (kept apart so the module itself stays readable).
+use super::*;
+
+/// What every head gets with [`info`].
+const ADD: &str =
+    "X-Forwarded-For: 127.0.0.1\r\nX-Forwarded-Proto: http\r\nX-PageKite-Port: 9080\r\n";
+
+fn info() -> ForwardInfo {
+    ForwardInfo {
+        remote_ip: "127.0.0.1".into(),
+        port: 9080,
+        tls: false,
+        rewrite_host: None,
+    }
+}
+
+/// Feeds `parts`, then flushes as at the end of the stream.
+fn run(info: &ForwardInfo, parts: &[&[u8]]) -> (Vec<u8>, Vec<RewriteError>) {
+    let mut rw = RequestRewriter::new(info.clone());
+    let mut out = Vec::new();
+    let mut errs = Vec::new();
+    for part in parts {
+        if let Err(e) = rw.feed(part, &mut |b| out.extend_from_slice(b)) {
+            errs.push(e);
+        }
+    }
+    rw.flush(&mut |b| out.extend_from_slice(b));
+    assert_eq!(rw.pending(), 0);
+    (out, errs)
+}
+
+/// The single-call result, after checking that every two-way split and
+/// byte-at-a-time feeding give the same bytes and errors.
+fn check_with(info: &ForwardInfo, input: &[u8]) -> (Vec<u8>, Vec<RewriteError>) {
+    let whole = run(info, &[input]);
+    for k in 0..=input.len() {
+        let (a, b) = input.split_at(k);
+        assert_eq!(run(info, &[a, b]), whole, "split at {k}");
+    }
+    let bytes: Vec<&[u8]> = input.chunks(1).collect();
+    assert_eq!(run(info, &bytes), whole, "byte at a time");
+    whole
+}
+
+fn check(input: &str) -> (String, Vec<RewriteError>) {
+    let (out, errs) = check_with(&info(), input.as_bytes());
+    (String::from_utf8(out).unwrap(), errs)
+}
+
+fn ok(input: &str) -> String {
+    let (out, errs) = check(input);
+    assert_eq!(errs, []);
+    out
+}
+
+#[test]
+fn protocol_doc_example() {
+    let input = "GET /hello HTTP/1.1\r\nHost: foo.test\r\nUser-Agent: curl/7.88.1\r\n\
+                 Accept: */*\r\nX-Forwarded-For: 6.6.6.6\r\n\r\n";
+    let want = "GET /hello HTTP/1.1\r\nX-Forwarded-For: 127.0.0.1\r\nX-Forwarded-Proto: http\r\n\
+                X-PageKite-Port: 9080\r\nHost: foo.test\r\nUser-Agent: curl/7.88.1\r\n\
+                Accept: */*\r\nX-Old-X-Forwarded-For: 6.6.6.6\r\n\r\n";
+    assert_eq!(ok(input), want);
+}
+
+#[test]
+fn keep_alive_gets() {
+    let input = "GET /a HTTP/1.1\r\nHost: h\r\n\r\nGET /b HTTP/1.1\r\nx-forwarded-for: 1\r\n\r\n";
+    let want = format!(
+        "GET /a HTTP/1.1\r\n{ADD}Host: h\r\n\r\nGET /b HTTP/1.1\r\n{ADD}X-Old-x-forwarded-for: 1\r\n\r\n"
+    );
+    assert_eq!(ok(input), want);
+}
+
+#[test]
+fn content_length_body_is_not_rewritten() {
+    let body = "GET / HTTP/1.1\r\nX-Forwarded-For: x\r\n\r\n";
+    let input = format!(
+        "POST /f HTTP/1.1\r\nContent-Length: {}\r\n\r\n{body}GET /n HTTP/1.1\r\n\r\n",
+        body.len()
+    );
+    let want = format!(
+        "POST /f HTTP/1.1\r\n{ADD}Content-Length: {}\r\n\r\n{body}GET /n HTTP/1.1\r\n{ADD}\r\n",
+        body.len()
+    );
+    assert_eq!(ok(&input), want);
+    // A zero length and a repeated identical one are fine too.
+    let input = "PUT / HTTP/1.1\r\nContent-Length: 0\r\n\r\nPUT / HTTP/1.1\r\n\
+                 Content-Length: 2, 2\r\nContent-length: 2\r\n\r\nhiGET / HTTP/1.0\r\n\r\n";
+    assert_eq!(ok(input).matches(ADD).count(), 3);
+}
+
+#[test]
+fn chunked_body_with_extensions_and_trailers() {
+    let body = "5;name=val\r\nhello\r\n1B ; x=\"y\"\r\nGET / HTTP/1.1\r\nX-Forwarded\r\n\
+                0\r\nX-Forwarded-For: trailer\r\nX-T: t\r\n\r\n";
+    let input = format!(
+        "POST /c HTTP/1.1\r\nTransfer-Encoding: gzip, Chunked\r\n\r\n{body}GET /n HTTP/1.1\r\n\r\n"
+    );
+    let want = format!(
+        "POST /c HTTP/1.1\r\n{ADD}Transfer-Encoding: gzip, Chunked\r\n\r\n{body}\
+         GET /n HTTP/1.1\r\n{ADD}\r\n"
+    );
+    assert_eq!(ok(&input), want);
+    // Bare LF line endings and no trailers.
+    let input = "POST / HTTP/1.1\nTransfer-Encoding: chunked\n\n3\nabc\n0\n\nGET / HTTP/1.1\n\n";
+    let want = format!(
+        "POST / HTTP/1.1\n{ADD}Transfer-Encoding: chunked\n\n3\nabc\n0\n\nGET / HTTP/1.1\n{ADD}\n"
+    );
+    assert_eq!(ok(input), want);
+}
+
+#[test]
+fn websocket_upgrade_passes_the_rest() {
+    let head = "GET /ws HTTP/1.1\r\nUpgrade: websocket\r\nConnection: keep-alive, Upgrade\r\n\r\n";
+    let after = "\u{1}\u{5}hello GET / HTTP/1.1\r\nX-Forwarded-For: x\r\n\r\n";
+    let (out, errs) = check(&format!("{head}{after}"));
+    assert_eq!(errs, []);
+    let want = format!(
+        "GET /ws HTTP/1.1\r\n{ADD}Upgrade: websocket\r\nConnection: keep-alive, Upgrade\r\n\r\n{after}"
+    );
+    assert_eq!(out, want);
+    let mut rw = RequestRewriter::new(info());
+    assert_eq!(rw.feed(head.as_bytes(), &mut |_| {}), Ok(()));
+    assert!(rw.is_passthrough());
+    // Upgrade without the Connection token is an ordinary request.
+    let input = "GET / HTTP/1.1\r\nUpgrade: h2c\r\n\r\nGET / HTTP/1.1\r\n\r\n";
+    assert_eq!(ok(input).matches(ADD).count(), 2);
+}
+
+#[test]
+fn connect_passes_the_rest() {
+    let input = "CONNECT h:22 HTTP/1.1\r\nHost: h:22\r\n\r\nSSH-2.0-x\r\nGET / HTTP/1.1\r\n\r\n";
+    let want = format!(
+        "CONNECT h:22 HTTP/1.1\r\n{ADD}Host: h:22\r\n\r\nSSH-2.0-x\r\nGET / HTTP/1.1\r\n\r\n"
+    );
+    assert_eq!(ok(input), want);
+}
+
+#[test]
+fn bare_lf_and_blank_lines_between_requests() {
+    let input =
+        "GET / HTTP/1.0\nHost: a\nX-Forwarded-Proto: https\n\n\r\n\nGET /b HTTP/1.1\r\n\r\n";
+    let want = format!(
+        "GET / HTTP/1.0\n{ADD}Host: a\nX-Old-X-Forwarded-Proto: https\n\n\r\n\nGET /b HTTP/1.1\r\n{ADD}\r\n"
+    );
+    assert_eq!(ok(input), want);
+}
+
+#[test]
+fn renames_only_the_forwarding_headers() {
+    let input = "GET / HTTP/1.1\r\nX-PAGEKITE-PORT: 1\r\nX-Forwarded-Port: 2\r\nX-PageKite-For: 3\r\n\
+                 X-PageKite-Proto: 4\r\nX-Forwarded-Proto : 5\r\nX-Forwarded-Host: 6\r\n\
+                 X-Forwarded-Forx: 7\r\nHost: h\r\n\r\n";
+    let want = format!(
+        "GET / HTTP/1.1\r\n{ADD}X-Old-X-PAGEKITE-PORT: 1\r\nX-Old-X-Forwarded-Port: 2\r\n\
+         X-Old-X-PageKite-For: 3\r\nX-Old-X-PageKite-Proto: 4\r\nX-Old-X-Forwarded-Proto : 5\r\n\
+         X-Forwarded-Host: 6\r\nX-Forwarded-Forx: 7\r\nHost: h\r\n\r\n"
+    );
+    assert_eq!(ok(input), want);
+}
+
+#[test]
+fn forward_info_variants() {
+    let input = b"GET / HTTP/1.1\r\nHost: foo.test\r\n\r\n";
+    let mut info = ForwardInfo {
+        remote_ip: "::FFFF:10.1.2.3".into(),
+        port: 443,
+        tls: true,
+        rewrite_host: Some("localhost:8000".into()),
+    };
+    let (out, errs) = check_with(&info, input);
+    assert_eq!(errs, []);
+    let want = "GET / HTTP/1.1\r\nX-Forwarded-For: 10.1.2.3\r\nX-Forwarded-Proto: https\r\n\
+                X-PageKite-Port: 443\r\nHost: localhost:8000\r\nX-Old-Host: foo.test\r\n\r\n";
+    assert_eq!(String::from_utf8(out).unwrap(), want);
+
+    let first_line = |info: &ForwardInfo| {
+        let out = run(info, &[input]).0;
+        let text = String::from_utf8(out).unwrap();
+        text.lines().nth(1).unwrap().to_owned()
+    };
+    info.remote_ip = "::ffff:2001:db8::1".into();
+    assert_eq!(first_line(&info), "X-Forwarded-For: ::ffff:2001:db8::1");
+    info.remote_ip = "2001:db8::1".into();
+    assert_eq!(first_line(&info), "X-Forwarded-For: 2001:db8::1");
+    info.remote_ip = String::new();
+    assert_eq!(first_line(&info), "X-Forwarded-For: unknown");
+    info.remote_ip = "1.2.3.4\r\nX-Evil: 1".into();
+    assert_eq!(first_line(&info), "X-Forwarded-For: 1.2.3.4X-Evil: 1");
+}
+
+#[test]
+fn partial_heads_are_held() {
+    let mut rw = RequestRewriter::new(info());
+    let mut out = Vec::new();
+    assert_eq!(
+        rw.feed(b"\r\nGET / HT", &mut |b| out.extend_from_slice(b)),
+        Ok(())
+    );
+    assert_eq!((out.as_slice(), rw.pending()), (&b"\r\n"[..], 8));
+    assert_eq!(
+        rw.feed(b"TP/1.1\r\nA: b\r\n", &mut |b| out.extend_from_slice(b)),
+        Ok(())
+    );
+    assert_eq!((out.len(), rw.pending()), (2, 22));
+    assert_eq!(
+        rw.feed(b"\r\nPOST", &mut |b| out.extend_from_slice(b)),
+        Ok(())
+    );
+    assert_eq!(rw.pending(), 4);
+    assert_eq!(
+        out,
+        format!("\r\nGET / HTTP/1.1\r\n{ADD}A: b\r\n\r\n").as_bytes()
+    );
+    assert!(!rw.is_passthrough());
+}
+
+#[test]
+fn bodies_are_not_copied() {
+    let mut rw = RequestRewriter::new(info());
+    let head = b"POST / HTTP/1.1\r\nContent-Length: 100\r\n\r\n0123";
+    assert_eq!(rw.feed(head, &mut |_| {}), Ok(()));
+    let body = [b'x'; 96];
+    let mut slices = Vec::new();
+    assert_eq!(
+        rw.feed(&body, &mut |b| slices.push((b.as_ptr(), b.len()))),
+        Ok(())
+    );
+    assert_eq!(slices, [(body.as_ptr(), body.len())]);
+}
+
+/// Feeds `good` then `bad` in every split and checks that `bad` becomes
+/// `head` (its rewritten first `from` bytes) and then passes through,
+/// with exactly one `err` reported.
+fn check_fallback(good: &str, bad: &str, from: usize, head: &str, err: RewriteError) {
+    let input = format!("{good}{bad}");
+    let (out, errs) = check_with(&info(), input.as_bytes());
+    assert_eq!(errs, [err]);
+    let want = format!("{}{head}{}", ok(good), &bad[from..]);
+    assert_eq!(String::from_utf8_lossy(&out), want);
+    let mut rw = RequestRewriter::new(info());
+    assert_eq!(rw.feed(input.as_bytes(), &mut |_| {}), Err(err));
+    assert!(rw.is_passthrough());
+    assert_eq!(rw.feed(b"GET / HTTP/1.1\r\n\r\n", &mut |_| {}), Ok(()));
+    assert_eq!(rw.pending(), 0);
+}
+
+#[test]
+fn garbage_passes_through() {
+    let good = "GET / HTTP/1.1\r\nX-Forwarded-For: 1\r\n\r\n";
+    let tail = "GET / HTTP/1.1\r\nX-Forwarded-For: 2\r\n\r\n";
+    let e = RewriteError::NotHttp;
+    let method = "A".repeat(MAX_METHOD);
+    for bad in [
+        "\u{16}\u{3}\u{1}",
+        "GET /\r\n\r\n",
+        "GET / SIP/2.0\r\n\r\n",
+        "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n",
+        "GET  HTTP/1.1\r\n\r\n",
+        &format!("{method}x"),
+    ] {
+        check_fallback(good, &format!("{bad}{tail}"), 0, "", e);
+    }
+    // Refused at the first bad byte, not after buffering.
+    let mut rw = RequestRewriter::new(info());
+    let mut out = Vec::new();
+    assert_eq!(
+        rw.feed(b"\x16\x03", &mut |b| out.extend_from_slice(b)),
+        Err(e)
+    );
+    assert_eq!((out.as_slice(), rw.pending()), (&b"\x16\x03"[..], 0));
+}
+
+#[test]
+fn bad_framing_passes_through_after_the_head() {
+    let good = "POST / HTTP/1.1\r\nContent-Length: 1\r\n\r\nx";
+    let tail = "GET / HTTP/1.1\r\nX-Forwarded-For: 2\r\n\r\n";
+    let e = RewriteError::BadFraming;
+    for framing in [
+        "Content-Length: 5\r\nContent-Length: 6",
+        "Content-Length: 5, 6",
+        "Content-Length: 5x",
+        "Content-Length: -1",
+        "Content-Length: +1",
+        "Content-Length:",
+        "Content-Length: 99999999999999999999",
+        "Content-Length : 1",
+        "Content-Length: 1\r\n 2",
+        "Transfer-Encoding: chunked, gzip",
+        "Transfer-Encoding: chunked\r\nTransfer-Encoding: chunked",
+        "Transfer-Encoding: chunked\r\nContent-Length: 3",
+    ] {
+        let head = format!("POST /b HTTP/1.1\r\n{framing}\r\n\r\n");
+        let bad = format!("{head}{tail}");
+        let out = format!("POST /b HTTP/1.1\r\n{ADD}{framing}\r\n\r\n");
+        check_fallback(good, &bad, head.len(), &out, e);
+    }
+    let chunked = "POST /c HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n";
+    for body in [
+        "zz\r\n",
+        "\r\n",
+        "3\rabc",
+        "3\r\nabcX",
+        "0\r\n\rX",
+        "fffffffffffffffff\r\n",
+    ] {
+        let bad = format!("{chunked}{body}\r\n0\r\n\r\n{tail}");
+        check_fallback(good, &bad, chunked.len(), &ok(chunked), e);
+    }
+}
+
+#[test]
+fn head_size_limit() {
+    let good = "GET / HTTP/1.1\r\nX-Forwarded-For: 1\r\n\r\n";
+    let start = "GET / HTTP/1.1\r\nX-Big: ";
+    let fill = |len: usize| "a".repeat(len - start.len() - 4);
+    let exact = format!("{start}{}\r\n\r\n", fill(MAX_HEAD));
+    assert_eq!(exact.len(), MAX_HEAD);
+    assert_eq!(run(&info(), &[exact.as_bytes()]).1, []);
+    let over = format!(
+        "{start}{}\r\n\r\nGET / HTTP/1.1\r\n\r\n",
+        fill(MAX_HEAD + 1)
+    );
+    let input = format!("{good}{over}");
+    let want = format!("{}{over}", ok(good));
+    let whole = run(&info(), &[input.as_bytes()]);
+    assert_eq!(whole, (want.into_bytes(), vec![RewriteError::HeadTooLarge]));
+    let bytes: Vec<&[u8]> = input.as_bytes().chunks(1).collect();
+    assert_eq!(run(&info(), &bytes), whole);
+    for k in (0..input.len()).step_by(997) {
+        let (a, b) = input.as_bytes().split_at(k);
+        assert_eq!(run(&info(), &[a, b]), whole, "split at {k}");
+    }
+}
+
+const REQUESTS: [&str; 4] = [
+    "GET / HTTP/1.1\r\n",
+    "POST /p HTTP/1.1\n",
+    "CONNECT a:1 HTTP/1.0\r\n",
+    "PUT /x?a=b HTTP/1.0\r\n",
+];
+const HEADERS: [&str; 10] = [
+    "Host: h\r\n",
+    "X-Forwarded-For: 6.6.6.6\r\n",
+    "x-pagekite-port: 1\n",
+    "Content-Length: 3\r\n",
+    "Content-Length: 0\r\n",
+    "Transfer-Encoding: chunked\r\n",
+    "Upgrade: websocket\r\nConnection: upgrade\r\n",
+    " folded\r\n",
+    "Connection: keep-alive\r\n",
+    "X-Old-Host: a\r\n",
+];
+const BODIES: [&str; 8] = [
+    "abc",
+    "3\r\nabc\r\n",
+    "1;x=y\r\nZ\r\n",
+    "0\r\n\r\n",
+    "0\r\nT: x\r\n\r\n",
+    "\r\n",
+    "\n",
+    "GET / HTTP/1.1\r\nX-Forwarded-For: 1\r\n\r\n",
+];
+
+fn remove(hay: &[u8], needle: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(hay.len());
+    let mut i = 0;
+    while i < hay.len() {
+        if hay[i..].starts_with(needle) {
+            i += needle.len();
+        } else {
+            out.push(hay[i]);
+            i += 1;
+        }
+    }
+    out
+}
+
+#[test]
+fn fuzz() {
+    let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+    let mut rand = |n: usize| {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        (seed % n as u64) as usize
+    };
+    let infos = [None, Some("rh.test".to_owned())].map(|rewrite_host| ForwardInfo {
+        remote_ip: "10.9.8.7".into(),
+        port: 4242,
+        tls: rewrite_host.is_some(),
+        rewrite_host,
+    });
+    let mut stats = [0; 4];
+    for _ in 0..20_000 {
+        let info = &infos[rand(2)];
+        let insert = RequestRewriter::new(info.clone()).inserts;
+        // Mostly well-formed messages, with the odd piece dropped in
+        // anywhere, so that every state is reached.
+        let mut input = Vec::new();
+        for _ in 0..1 + rand(4) {
+            let mut pieces = vec![REQUESTS[rand(REQUESTS.len())]];
+            for _ in 0..rand(5) {
+                pieces.push(HEADERS[rand(HEADERS.len())]);
+            }
+            pieces.push(["\r\n", "\n"][rand(2)]);
+            for _ in 0..rand(3) {
+                pieces.push(BODIES[rand(BODIES.len())]);
+            }
+            for piece in pieces {
+                match rand(24) {
+                    0 => {
+                        for _ in 0..rand(4) {
+                            input.push(rand(256) as u8);
+                        }
+                    }
+                    1 => input.extend_from_slice(HEADERS[rand(HEADERS.len())].as_bytes()),
+                    2 => input.extend_from_slice(BODIES[rand(BODIES.len())].as_bytes()),
+                    3 => continue,
+                    _ => {}
+                }
+                input.extend_from_slice(piece.as_bytes());
+            }
+        }
+        let (out, errs) = run(info, &[&input]);
+        assert!(errs.len() <= 1);
+        assert!(out.len() >= input.len());
+        // Without what was added, the output is exactly the input.
+        assert_eq!(
+            remove(&remove(&out, &insert), b"X-Old-"),
+            remove(&input, b"X-Old-")
+        );
+        stats[errs.first().map_or(0, |&e| e as usize + 1)] += 1;
+        let mut parts = Vec::new();
+        let mut rest = input.as_slice();
+        while !rest.is_empty() {
+            let (part, tail) = rest.split_at(rand(rest.len() + 1).max(1));
+            parts.push(part);
+            rest = tail;
+        }
+        assert_eq!(run(info, &parts), (out, errs));
+    }
+    // Success, NotHttp and BadFraming were each reached often enough to
+    // mean something (HeadTooLarge has its own test).
+    assert!(
+        [stats[0], stats[2], stats[3]].iter().all(|&n| n > 1000),
+        "{stats:?}"
+    );
+}

@@ -1,0 +1,127 @@
+//! The command line as a user meets it: --help, bad flags and kite specs
+//! (exit 1, naming the flag), runtime failures (exit 2), pagekite.py flags
+//! that are accepted and ignored.
+
+use std::net::TcpListener;
+
+use crate::fixture::T;
+use crate::util::{self, free_port};
+
+fn exit_code(args: &[&str]) -> (Option<i32>, Vec<String>) {
+    let p = util::rkite(args);
+    let status = p.wait_exit(T).expect("rkite exits");
+    (status.code(), p.lines())
+}
+
+#[test]
+fn help_is_complete_and_exits_zero() {
+    let (code, lines) = exit_code(&["--help"]);
+    assert_eq!(code, Some(0));
+    let text = lines.join("\n");
+    for flag in [
+        "--isfrontend",
+        "--host",
+        "--ports",
+        "--protos",
+        "--rawports",
+        "--domain",
+        "--frontend",
+        "--service_on",
+        "--backend",
+        "--kitesecret",
+        "--keepalive",
+        "--logfile",
+        "--verbose",
+        "--quiet",
+        "--debugio",
+        "--version",
+    ] {
+        assert!(text.contains(flag), "--help lacks {flag}");
+    }
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).expect("README");
+    for line in text
+        .lines()
+        .filter(|l| l.trim_start().starts_with("--") || l.trim_start().starts_with("-"))
+    {
+        let flag = line
+            .split_whitespace()
+            .find(|w| w.starts_with("--"))
+            .unwrap_or("");
+        let flag = flag.split('=').next().unwrap_or(flag).trim_end_matches(',');
+        assert!(
+            readme.contains(&format!("`{flag}")),
+            "README does not document {flag}"
+        );
+    }
+    let (code, lines) = exit_code(&["--version"]);
+    assert_eq!(code, Some(0));
+    assert!(lines.join("").contains(env!("CARGO_PKG_VERSION")));
+}
+
+#[test]
+fn bad_command_lines_exit_one_naming_the_flag() {
+    let cases: &[(&[&str], &str)] = &[
+        (&["--nosuchflag"], "nosuchflag"),
+        (&["--isfrontend", "--ports=80,eighty"], "--ports"),
+        (&["--isfrontend", "--domain=http:only-two"], "--domain"),
+        (&["--frontend=127.0.0.1"], "--frontend"),
+        (
+            &[
+                "--frontend=127.0.0.1:9",
+                "--service_on=http:x.test:127.0.0.1:80",
+            ],
+            "--service_on",
+        ),
+        (
+            &[
+                "--frontend=127.0.0.1:9",
+                "--backend=htt p:x.test:127.0.0.1:80:s",
+            ],
+            "--backend",
+        ),
+        (&["--frontend=127.0.0.1:9"], "--service_on"),
+    ];
+    for (args, flag) in cases {
+        let (code, lines) = exit_code(args);
+        assert_eq!(code, Some(1), "{args:?}");
+        let text = lines.join("\n");
+        assert!(text.contains(flag), "{args:?} should name {flag}: {text}");
+    }
+}
+
+#[test]
+fn a_port_in_use_is_a_runtime_failure() {
+    let taken = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = taken.local_addr().expect("addr").port().to_string();
+    let (code, lines) = exit_code(&[
+        "--isfrontend",
+        "--host=127.0.0.1",
+        "--ports",
+        &port,
+        "--domain=*:x.test:s",
+    ]);
+    assert_eq!(code, Some(2));
+    assert!(
+        lines
+            .join("\n")
+            .contains(&format!("cannot listen on 127.0.0.1:{port}"))
+    );
+}
+
+#[test]
+fn pagekite_only_flags_are_accepted_and_ignored() {
+    let port = free_port().to_string();
+    let fe = util::rkite(&[
+        "--clean",
+        "--nullui",
+        "--nozchunks",
+        "--isfrontend",
+        "--host=127.0.0.1",
+        "--ports",
+        &port,
+        "--domain=*:x.test:s",
+    ]);
+    fe.wait_for("--clean means nothing to rkite; ignored", T);
+    fe.wait_for(&format!("listening on 127.0.0.1:{port}"), T);
+}
