@@ -269,11 +269,13 @@ impl Proc {
     }
 
     /// Waits up to `timeout` for the process to exit; returns its status, or None if it is
-    /// still running.
+    /// still running. Once it has exited, the captured log is complete (both pipes have
+    /// reached EOF, unless a grandchild still holds them open).
     pub fn wait_exit(&self, timeout: Duration) -> Option<ExitStatus> {
         let deadline = Instant::now() + timeout;
         loop {
             if let Some(s) = self.exit_status() {
+                self.wait_pipes_closed(Duration::from_secs(5));
                 return Some(s);
             }
             if Instant::now() >= deadline {
