@@ -132,7 +132,8 @@ impl Conn {
 
 struct Entry {
     generation: u32,
-    dirty: bool,
+    /// In the run queue for this round.
+    queued: bool,
     conn: Conn,
 }
 
@@ -158,7 +159,7 @@ impl Conns {
         let generation = self.generations[index];
         self.slab.insert(Entry {
             generation,
-            dirty: false,
+            queued: false,
             conn,
         });
         pack(index, generation)
@@ -223,6 +224,60 @@ impl Conns {
     }
 }
 
+/// Which connections to drive in this round and which after the next poll.
+/// A connection is queued at most once per round (its entry's flag), and
+/// the flag is cleared whenever it leaves the round's queue, whichever way.
+#[derive(Default)]
+struct RunQueue {
+    now: VecDeque<Token>,
+    next: Vec<Token>,
+}
+
+impl RunQueue {
+    fn mark(&mut self, conns: &mut Conns, token: Token) {
+        if let Some(entry) = conns.entry(token) {
+            if !entry.queued {
+                entry.queued = true;
+                self.now.push_back(token);
+            }
+        }
+    }
+
+    fn defer(&mut self, token: Token) {
+        self.next.push(token);
+    }
+
+    fn pop(&mut self, conns: &mut Conns) -> Option<Token> {
+        let token = self.now.pop_front()?;
+        if let Some(entry) = conns.entry(token) {
+            entry.queued = false;
+        }
+        Some(token)
+    }
+
+    /// Moves what this round could not get to into the next round.
+    fn defer_rest(&mut self, conns: &mut Conns) {
+        while let Some(token) = self.pop(conns) {
+            self.next.push(token);
+        }
+    }
+
+    /// Starts a round: what was deferred is queued now.
+    fn begin_round(&mut self, conns: &mut Conns) {
+        for token in std::mem::take(&mut self.next) {
+            self.mark(conns, token);
+        }
+    }
+
+    fn has_deferred(&self) -> bool {
+        !self.next.is_empty()
+    }
+
+    fn queued_now(&self) -> usize {
+        self.now.len()
+    }
+}
+
 pub enum Role {
     Frontend(frontend::State),
     Backend(backend::State),
@@ -254,11 +309,7 @@ pub struct Engine {
     pub now: Instant,
     pub config: Config,
     pub role: Role,
-    /// Connections to drive before the next poll.
-    dirty: VecDeque<Token>,
-    /// Connections that used up their budget: driven after the next poll,
-    /// which then doesn't block.
-    again: Vec<Token>,
+    queue: RunQueue,
     signals: Signals,
     pub stopping: bool,
 }
@@ -282,8 +333,7 @@ impl Engine {
             now,
             config,
             role,
-            dirty: VecDeque::new(),
-            again: Vec::new(),
+            queue: RunQueue::default(),
             signals,
             stopping: false,
         })
@@ -326,17 +376,12 @@ impl Engine {
 
     /// Queues a connection to be driven in this wakeup.
     pub fn mark_dirty(&mut self, token: Token) {
-        if let Some(entry) = self.conns.entry(token) {
-            if !entry.dirty {
-                entry.dirty = true;
-                self.dirty.push_back(token);
-            }
-        }
+        self.queue.mark(&mut self.conns, token);
     }
 
     /// Queues a connection to be driven after the next (non-blocking) poll.
     pub fn mark_again(&mut self, token: Token) {
-        self.again.push(token);
+        self.queue.defer(token);
     }
 
     /// Arms a connection timer, replacing any earlier deadline of that kind.
@@ -367,7 +412,7 @@ impl Engine {
                 info!("stopped");
                 return Ok(());
             }
-            let timeout = if self.again.is_empty() {
+            let timeout = if !self.queue.has_deferred() {
                 self.timers
                     .next_deadline()
                     .map(|at| at.saturating_duration_since(self.now))
@@ -387,9 +432,7 @@ impl Engine {
             }
             poll_failures = 0;
             self.now = clock();
-            for token in std::mem::take(&mut self.again) {
-                self.mark_dirty(token);
-            }
+            self.queue.begin_round(&mut self.conns);
             for event in events.iter() {
                 match event.token() {
                     SIGNAL_TOKEN => self.on_signals(),
@@ -467,17 +510,15 @@ impl Engine {
     }
 
     fn drive_dirty(&mut self) {
-        // Each connection is driven once per pass; bounded work per drive
-        // plus `again` keeps a busy socket from starving the rest.
-        let mut budget = self.dirty.len() * 4 + 1024;
-        while let Some(token) = self.dirty.pop_front() {
-            if let Some(entry) = self.conns.entry(token) {
-                entry.dirty = false;
-            }
+        // Each connection is driven once per pass; bounded work per drive,
+        // and a bounded number of drives per round, keep a busy socket (or
+        // two connections waking each other) from starving the rest.
+        let mut budget = self.queue.queued_now() * 4 + 1024;
+        while let Some(token) = self.queue.pop(&mut self.conns) {
             self.drive(token);
             budget -= 1;
             if budget == 0 {
-                self.again.extend(self.dirty.drain(..));
+                self.queue.defer_rest(&mut self.conns);
                 break;
             }
         }
@@ -573,6 +614,35 @@ fn clock() -> Instant {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn run_queue_never_loses_a_connection() {
+        let mut conns = Conns::default();
+        let (a, b) = (conns.insert(Conn::Taken), conns.insert(Conn::Taken));
+        let mut q = RunQueue::default();
+        q.mark(&mut conns, a);
+        q.mark(&mut conns, a);
+        q.mark(&mut conns, b);
+        assert_eq!(q.pop(&mut conns), Some(a));
+        // The round runs out of budget: b moves on, and marking it again in
+        // this round must still queue it (the flag is not left set).
+        q.defer_rest(&mut conns);
+        assert_eq!(q.pop(&mut conns), None);
+        q.mark(&mut conns, b);
+        assert_eq!(q.pop(&mut conns), Some(b));
+        q.begin_round(&mut conns);
+        q.mark(&mut conns, b);
+        assert_eq!(
+            q.pop(&mut conns),
+            Some(b),
+            "deferred, and marked again: queued once"
+        );
+        assert_eq!(q.pop(&mut conns), None);
+        // Stale tokens are ignored.
+        conns.remove(a);
+        q.mark(&mut conns, a);
+        assert_eq!(q.pop(&mut conns), None);
+    }
 
     #[test]
     fn stale_tokens_are_rejected() {
