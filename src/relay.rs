@@ -35,6 +35,10 @@ pub const CHUNK_BODY: usize = 16 * 1024 - 64;
 const TUNNEL_HIGH_WATER: usize = 256 * 1024;
 /// ...and they resume below this.
 const TUNNEL_LOW_WATER: usize = 64 * 1024;
+/// A peer that lets this much of our output pile up (answers to its PINGs,
+/// acknowledgements) while it keeps sending is not reading: drop it rather
+/// than buffer without bound.
+const TUNNEL_OUT_LIMIT: usize = 4 * 1024 * 1024;
 /// Bytes read per socket per drive before others get a turn.
 const READ_BUDGET: usize = 256 * 1024;
 /// Back-off after ENOBUFS/ENOMEM.
@@ -508,7 +512,14 @@ pub fn drive_tunnel(eng: &mut Engine, token: Token, mut t: Tunnel) -> Option<Con
     });
     let result = result.and_then(|()| {
         send_acks(eng, &mut t.core);
-        flush_tunnel(eng, token, &mut t)
+        flush_tunnel(eng, token, &mut t)?;
+        if t.core.out.len() > TUNNEL_OUT_LIMIT {
+            return Err(Why::Protocol(format!(
+                "peer does not read: {} bytes of output queued",
+                t.core.out.len()
+            )));
+        }
+        Ok(())
     });
     match result {
         Err(why) => {

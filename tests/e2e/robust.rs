@@ -8,7 +8,7 @@ use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use rkite::proto::frame;
-use rkite::proto::handshake::{self, KiteAnswer, KiteLine};
+use rkite::proto::handshake::{self, KiteAnswer, KiteLine, TunnelReply};
 
 use crate::fixture::{T, backend, frontend, get, kite, live};
 use crate::origin::{INDEX_BODY, Origin};
@@ -59,9 +59,15 @@ fn closed_within(s: &mut TcpStream, timeout: Duration) -> bool {
     }
 }
 
-/// A backend made by hand: handshake, in-band answer to the challenge. Returns
-/// the socket and what the frontend sent after the handshake, or the answer.
-fn fake_backend(port: u16, domain: &str, secret: &str) -> (TcpStream, Vec<KiteAnswer>) {
+/// A backend made by hand: handshake (with `X-PageKite-Replace` if given),
+/// in-band answer to the challenge. Returns the socket and the frontend's
+/// in-band answer (kite results and the session id).
+fn fake_backend_replacing(
+    port: u16,
+    domain: &str,
+    secret: &str,
+    replace: Option<&str>,
+) -> (TcpStream, TunnelReply) {
     let mut s = TcpStream::connect(local(port)).expect("connect");
     let mut line = KiteLine {
         proto: "http".into(),
@@ -71,7 +77,7 @@ fn fake_backend(port: u16, domain: &str, secret: &str) -> (TcpStream, Vec<KiteAn
         sign: String::new(),
     };
     line.sign = handshake::sign(secret, &line.payload(), "1234abcd");
-    s.write_all(handshake::build_request("fake", None, std::slice::from_ref(&line)).as_bytes())
+    s.write_all(handshake::build_request("fake", replace, std::slice::from_ref(&line)).as_bytes())
         .expect("send request");
     let mut buf = Vec::new();
     read_until(&mut s, &mut buf, "the reply head", |b| {
@@ -95,8 +101,12 @@ fn fake_backend(port: u16, domain: &str, secret: &str) -> (TcpStream, Vec<KiteAn
         matches!(frame::decode(b), Ok(Some(_)))
     });
     let (f, _) = frame::decode(&buf).expect("frame").expect("whole");
-    let answers = handshake::parse_reply(f.headers()).answers;
-    (s, answers)
+    (s, handshake::parse_reply(f.headers()))
+}
+
+fn fake_backend(port: u16, domain: &str, secret: &str) -> (TcpStream, Vec<KiteAnswer>) {
+    let (s, reply) = fake_backend_replacing(port, domain, secret, None);
+    (s, reply.answers)
 }
 
 #[test]
@@ -301,4 +311,117 @@ fn out_of_descriptors_pauses_accepting_without_spinning() {
         },
     );
     assert!(ok);
+}
+
+#[test]
+fn replace_takes_over_a_half_open_tunnel_instead_of_duplicate() {
+    let port = free_port();
+    let fe = frontend(&[port], &["http:*.example.test:s3cret"], &[]);
+    let (mut old, reply) = fake_backend_replacing(port, "phoenix.example.test", "s3cret", None);
+    assert!(matches!(reply.answers.as_slice(), [KiteAnswer::Ok { .. }]));
+    let session = reply.session_id.expect("a session id");
+    // Without Replace, a second tunnel for the same kite is a duplicate.
+    let (_, dup) = fake_backend(port, "phoenix.example.test", "s3cret");
+    assert!(
+        matches!(dup.as_slice(), [KiteAnswer::Duplicate { .. }]),
+        "{dup:?}"
+    );
+    // With the id of the first, it replaces it at once.
+    let (_new, took_over) =
+        fake_backend_replacing(port, "phoenix.example.test", "s3cret", Some(&session));
+    assert!(
+        matches!(took_over.answers.as_slice(), [KiteAnswer::Ok { .. }]),
+        "{took_over:?}"
+    );
+    assert!(closed_within(&mut old, T), "the replaced tunnel is closed");
+    fe.wait_for("replaces tunnel", T);
+}
+
+#[test]
+fn a_peer_that_never_reads_is_dropped_not_buffered() {
+    let port = free_port();
+    let fe = frontend(&[port], &["http:*.example.test:s3cret"], &[]);
+    let (mut tunnel, answers) = fake_backend(port, "deaf.example.test", "s3cret");
+    assert!(matches!(answers.as_slice(), [KiteAnswer::Ok { .. }]));
+    let mut pings = Vec::new();
+    for _ in 0..4096 {
+        frame::encode_ping(&mut pings, b"1795303899.5038");
+    }
+    // Each PING asks for a PONG; never reading them must end the tunnel
+    // well before all of this is sent (bounded: at most 64 MiB).
+    tunnel.set_write_timeout(Some(T)).expect("timeout");
+    let mut sent = 0usize;
+    while sent < 64 * 1024 * 1024 {
+        if tunnel.write_all(&pings).is_err() {
+            break;
+        }
+        sent += pings.len();
+    }
+    fe.wait_for("peer does not read", T);
+    fe.wait_for("kite http:deaf.example.test is down", T);
+    assert!(fe.exit_status().is_none());
+}
+
+#[test]
+fn tls_clients_get_the_access_denied_alert_until_tls_lands() {
+    let port = free_port();
+    let fe = frontend(&[port], &["http:x.test:s3cret"], &[]);
+    let hello = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/data/transcripts/mitm5-nocertcheck.raw.log"
+    ))
+    .expect("capture");
+    // The capture's first record from the backend is a ClientHello.
+    let line = hello
+        .lines()
+        .find(|l| l.contains("#3 BE->FE RAW["))
+        .expect("a ClientHello line");
+    let quoted = line.split_once("] b").expect("literal").1;
+    let literal = &quoted[1..quoted.len() - 1];
+    let mut bytes = Vec::new();
+    let mut rest = literal.as_bytes();
+    while let Some((&c, tail)) = rest.split_first() {
+        if c == b'\\' && tail.first() == Some(&b'x') {
+            bytes.push(
+                u8::from_str_radix(std::str::from_utf8(&tail[1..3]).expect("hex"), 16)
+                    .expect("hex"),
+            );
+            rest = &tail[3..];
+        } else if c == b'\\' {
+            bytes.push(match tail[0] {
+                b'n' => b'\n',
+                b'r' => b'\r',
+                b't' => b'\t',
+                other => other,
+            });
+            rest = &tail[1..];
+        } else {
+            bytes.push(c);
+            rest = tail;
+        }
+    }
+    assert_eq!(bytes[0], 0x16, "a TLS handshake record");
+    let reply = util::http_request(local(port), &bytes, T);
+    assert_eq!(reply, [0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 0x31]);
+    fe.wait_for("sent an alert", T);
+
+    // And a real TLS client with SNI hears "access denied".
+    if util::require_peer("openssl") {
+        let out = std::process::Command::new("openssl")
+            .args([
+                "s_client",
+                "-connect",
+                &format!("127.0.0.1:{port}"),
+                "-servername",
+                "x.test",
+            ])
+            .stdin(std::process::Stdio::null())
+            .output()
+            .expect("run openssl");
+        let text = String::from_utf8_lossy(&out.stderr).to_string()
+            + &String::from_utf8_lossy(&out.stdout);
+        assert!(!out.status.success());
+        assert!(text.contains("alert access denied"), "{text}");
+        fe.wait_for("TLS for x.test", T);
+    }
 }
