@@ -588,7 +588,7 @@ fn refuse(core: &mut TunnelCore, sid: u32, proto: &str, host: &str, uuid: &str) 
 }
 
 /// Connect completion of a local stream: Ok(true) once connected.
-pub fn finish_local_connect(eng: &mut Engine, token: Token, s: &mut Stream) -> Result<bool, Why> {
+pub fn finish_local_connect(token: Token, s: &mut Stream) -> Result<bool, Why> {
     if !s.ready.write {
         return Ok(false);
     }
@@ -601,7 +601,6 @@ pub fn finish_local_connect(eng: &mut Engine, token: Token, s: &mut Stream) -> R
                 tag(token),
                 s.sid
             );
-            let _ = eng;
             Ok(true)
         }
         Ok(false) => {

@@ -198,15 +198,14 @@ fn options() -> Options {
 
 pub fn usage() -> String {
     let brief = "Usage:\n  rkite --isfrontend --ports=PORTS --domain=PROTOS:DOMAIN:SECRET [...]\n  rkite --frontend=HOST:PORT --service_on=PROTO:DOMAIN:HOST:PORT:SECRET [...]\n\nA PageKite-compatible tunneled reverse proxy. Flags use pagekite.py's names;\n`--flag=value` and `--flag value` both work, and dashes may replace underscores.";
-    let mut text = options().usage(brief);
+    let text = options().usage(brief);
     // getopts lists the ignored flags with empty descriptions; say it once.
-    text.retain(|_| true);
     let kept: Vec<&str> = text
         .lines()
         .filter(|l| {
-            !IGNORED_SWITCHES
-                .iter()
-                .any(|f| l.trim() == format!("--{f}"))
+            let ignored = IGNORED_SWITCHES.iter().any(|f| l.trim() == format!("--{f}"));
+            let padding = !l.is_empty() && l.trim().is_empty();
+            !ignored && !padding
         })
         .collect();
     let mut text = kept.join("\n");

@@ -393,7 +393,7 @@ fn pump_in(token: Token, s: &mut Stream, t: &mut TunnelCore) -> Result<Pumped, W
 
 pub fn drive_stream(eng: &mut Engine, token: Token, mut s: Stream) -> Option<Conn> {
     if s.connecting {
-        match backend::finish_local_connect(eng, token, &mut s) {
+        match backend::finish_local_connect(token, &mut s) {
             Ok(true) => {}
             Ok(false) => return Some(Conn::Stream(s)),
             Err(why) => {

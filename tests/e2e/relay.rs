@@ -4,7 +4,6 @@
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpStream};
-use std::time::Duration;
 
 use crate::fixture::{T, backend, frontend, get, kite, live};
 use crate::origin::{HALFCLOSE_BODY, INDEX_BODY, Origin, check_pattern, check_pattern_file};
@@ -383,5 +382,4 @@ fn sigterm_and_sigint_stop_cleanly() {
     assert_eq!(status.code(), Some(0));
     assert!(fe.contains("stopped"));
     drop(origin);
-    let _ = Duration::ZERO;
 }
