@@ -203,7 +203,9 @@ pub fn usage() -> String {
     let kept: Vec<&str> = text
         .lines()
         .filter(|l| {
-            let ignored = IGNORED_SWITCHES.iter().any(|f| l.trim() == format!("--{f}"));
+            let ignored = IGNORED_SWITCHES
+                .iter()
+                .any(|f| l.trim() == format!("--{f}"));
             let padding = !l.is_empty() && l.trim().is_empty();
             !ignored && !padding
         })

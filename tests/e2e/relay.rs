@@ -383,3 +383,29 @@ fn sigterm_and_sigint_stop_cleanly() {
     assert!(fe.contains("stopped"));
     drop(origin);
 }
+
+#[test]
+fn a_backend_keeps_a_tunnel_to_every_frontend() {
+    let origin = Origin::start();
+    let (p1, p2) = (free_port(), free_port());
+    let fe1 = frontend(&[p1], &["http:both.test:s3cret"], &[]);
+    let fe2 = frontend(&[p2], &["http:both.test:s3cret"], &[]);
+    let be = util::rkite(&[
+        &format!("--frontend=127.0.0.1:{p1}"),
+        &format!("--frontend=127.0.0.1:{p2}"),
+        &format!(
+            "--backend={}",
+            kite("http", "both.test", origin.port(), SECRET)
+        ),
+    ]);
+    live(&fe1, "http:both.test");
+    live(&fe2, "http:both.test");
+    be.wait_for(&format!("kite http:both.test is live on 127.0.0.1:{p1}"), T);
+    be.wait_for(&format!("kite http:both.test is live on 127.0.0.1:{p2}"), T);
+    assert_eq!(get(p1, "both.test", "/").body_str(), INDEX_BODY);
+    assert_eq!(get(p2, "both.test", "/").body_str(), INDEX_BODY);
+    // Losing one frontend leaves the other serving.
+    fe1.kill();
+    be.wait_for(&format!("frontend 127.0.0.1:{p1}: tunnel lost"), T);
+    assert_eq!(get(p2, "both.test", "/").body_str(), INDEX_BODY);
+}
