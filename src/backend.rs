@@ -26,6 +26,8 @@ use crate::proto::pages::{self, Side as PageSide};
 use crate::random;
 use crate::relay::{self, Phase, Side, Stream, Tunnel, TunnelCore, Why, tag};
 use crate::resolve::Resolver;
+use crate::tls::{self, ClientSetup, TlsSession, Verify};
+use crate::transport::Transport;
 
 /// Connect plus handshake must finish in this time.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
@@ -38,12 +40,56 @@ pub const VERSION: &str = concat!("rkite-", env!("CARGO_PKG_VERSION"));
 
 pub struct State {
     slots: Vec<Slot>,
+    tls: Option<BackendTls>,
     kites: Vec<ServiceKite>,
     /// `proto[-port]:domain` → index into `kites`.
     services: HashMap<String, usize>,
     resolver: Resolver,
     uuid: String,
     stopped: bool,
+}
+
+/// How the backend reaches its frontends over TLS.
+struct BackendTls {
+    setup: ClientSetup,
+    /// `--fe_certname`s; the first is sent in `CONNECT` and as SNI.
+    names: Vec<String>,
+    /// `--fe_nocertcheck`: TLS straight away, no CONNECT (pagekite.py's way).
+    direct: bool,
+}
+
+impl BackendTls {
+    fn new(config: &Config) -> Result<Option<BackendTls>, Fatal> {
+        let setup = |e: tls::TlsConfigError| Fatal::Setup(e.to_string());
+        if config.fe_nocertcheck {
+            warn!(
+                "--fe_nocertcheck: the frontend's certificate is NOT checked; \
+                 anyone between here and the frontend can impersonate it"
+            );
+            return Ok(Some(BackendTls {
+                setup: tls::client_config(&Verify::Nothing).map_err(setup)?,
+                names: config.fe_certnames.clone(),
+                direct: true,
+            }));
+        }
+        if config.fe_certnames.is_empty() {
+            return Ok(None);
+        }
+        let verify = Verify::Names {
+            ca_file: config.ca_certs.clone(),
+            names: config.fe_certnames.clone(),
+        };
+        Ok(Some(BackendTls {
+            setup: tls::client_config(&verify).map_err(setup)?,
+            names: config.fe_certnames.clone(),
+            direct: false,
+        }))
+    }
+
+    /// The name to send as SNI (and in CONNECT) for a frontend `host`.
+    fn name_for<'a>(&'a self, host: &'a str) -> &'a str {
+        self.names.first().map(String::as_str).unwrap_or(host)
+    }
 }
 
 /// One configured frontend and the tunnel we keep to it.
@@ -108,6 +154,7 @@ impl State {
             .collect();
         Ok(State {
             slots,
+            tls: BackendTls::new(config)?,
             kites: config.kites.clone(),
             services,
             resolver,
@@ -199,7 +246,7 @@ fn connect(eng: &mut Engine, slot: usize, addr: SocketAddr) {
     let keepalive = Keepalive::new(eng.config.keepalive, eng.now);
     let added = eng.add(sock, |sock, _| {
         Conn::Tunnel(Tunnel::new(
-            sock,
+            Transport::plain(sock),
             addr,
             Phase::Dialing,
             Side::Backend(info),
@@ -239,12 +286,18 @@ fn retry_later(eng: &mut Engine, slot: usize, why: &str) {
     s.failures = s.failures.saturating_add(1);
     let at = now + delay;
     s.state = SlotState::Waiting(at);
-    warn!(
+    let line = format!(
         "frontend {}:{}: {why}; retrying in {:.1} s",
         s.host,
         s.port,
         delay.as_secs_f64()
     );
+    // A certificate problem won't fix itself: say it loudly.
+    if why.starts_with("TLS") {
+        error!("{line}");
+    } else {
+        warn!("{line}");
+    }
     eng.timers.arm(at, TimerKey::Slot(slot));
 }
 
@@ -266,61 +319,73 @@ pub fn on_slot_timer(eng: &mut Engine, slot: usize, at: Instant) {
     }
 }
 
-/// Connect completion, request, reply: until the tunnel is live.
+/// Connect completion, `CONNECT name:443` and TLS when configured, the
+/// request, the reply: until the tunnel is live.
 pub fn drive_handshake(eng: &mut Engine, token: Token, t: &mut Tunnel) -> Result<(), Why> {
     if t.core.phase == Phase::Dialing {
-        if !t.ready.write {
+        if !t.transport.ready.write {
             return Ok(());
         }
-        match connected(&t.sock) {
+        match connected(&t.transport.sock) {
             Ok(false) => {
-                t.ready.write = false;
+                t.transport.ready.write = false;
                 return Ok(());
             }
             Ok(true) => {}
             Err(f) => return Err(Why::Failed(f)),
         }
-        let Side::Backend(info) = &mut t.core.side else {
-            return Ok(());
-        };
-        let Some(be) = state(eng) else { return Ok(()) };
-        let Some(slot) = be.slots.get_mut(info.slot) else {
-            return Ok(());
-        };
-        let lines = signed_lines(&be.kites, &slot.srand, &slot.challenges);
-        info.signed = !slot.challenges.is_empty();
-        slot.challenges.clear();
-        let request = handshake::build_request(VERSION, slot.session.as_deref(), &lines);
-        t.core.out.extend(request.as_bytes());
-        t.core.phase = Phase::AwaitingReply;
-        debug!(
-            "[t{} {}] connected, sent the tunnel request",
-            tag(token),
-            t.core.peer
-        );
-    }
-    while t.core.phase == Phase::AwaitingReply && t.ready.read {
-        match relay::read_some(&mut t.sock, &mut t.inb, handshake::MAX_HEAD + 64 * 1024) {
-            Io::Done(_) => {}
-            Io::WouldBlock => t.ready.read = false,
-            Io::Eof => return Err(Why::PeerClosed),
-            Io::Starved => return Ok(()),
-            Io::Failed(f) => return Err(Why::Failed(f)),
-        }
-        let Some(end) = frame::find(t.inb.data(), b"\r\n\r\n") else {
-            if t.inb.len() > handshake::MAX_HEAD {
-                return Err(Why::Protocol("reply head too large".into()));
+        let host = slot_host(eng, &t.core);
+        match state(eng).and_then(|be| be.tls.as_ref()) {
+            None => send_request(eng, token, t),
+            Some(tls) if tls.direct => {
+                let session =
+                    TlsSession::client(&tls.setup, tls.name_for(&host)).map_err(Why::Tls)?;
+                t.transport.start_tls(session);
+                send_request(eng, token, t);
             }
-            continue;
+            Some(tls) => {
+                // pagekite.py's way, which pagekite.py frontends understand:
+                // ask for the TLS endpoint in clear, then speak TLS.
+                let name = tls.name_for(&host);
+                let connect = format!("CONNECT {name}:443 HTTP/1.1\r\nHost: {name}\r\n\r\n");
+                t.core.out.extend(connect.as_bytes());
+                t.core.phase = Phase::ProxyConnect;
+            }
+        }
+    }
+    while t.core.phase == Phase::ProxyConnect {
+        let Some(head) = read_head(t)? else {
+            return Ok(());
         };
-        let head_len = end + 4;
-        let head = t.inb.data().get(..head_len).unwrap_or_default();
-        let Some((status, headers)) = handshake::split_head(head) else {
-            return Err(Why::Protocol("reply is not text".into()));
+        let status = head.lines().next().unwrap_or("").to_string();
+        if !status.starts_with("HTTP/1.") || status.split(' ').nth(1) != Some("200") {
+            let name = state(eng)
+                .and_then(|be| be.tls.as_ref())
+                .and_then(|tls| tls.names.first().cloned())
+                .unwrap_or_default();
+            return Err(Why::Protocol(format!(
+                "the frontend does not serve TLS for {name} (it answered {status:?} to CONNECT {name}:443); check --fe_certname"
+            )));
+        }
+        let host = slot_host(eng, &t.core);
+        let Some(tls) = state(eng).and_then(|be| be.tls.as_ref()) else {
+            return Ok(());
         };
-        let status = status.to_string();
+        let mut session = TlsSession::client(&tls.setup, tls.name_for(&host)).map_err(Why::Tls)?;
+        // Anything after the 200 is already the frontend's TLS.
+        session.feed(t.inb.data()).map_err(Why::Tls)?;
+        let n = t.inb.len();
+        t.inb.consume(n);
+        t.transport.start_tls(session);
+        send_request(eng, token, t);
+    }
+    while t.core.phase == Phase::AwaitingReply {
+        let Some(head) = read_head(t)? else {
+            return Ok(());
+        };
+        let (status, headers) = handshake::split_head(head.as_bytes())
+            .ok_or_else(|| Why::Protocol("reply is not text".into()))?;
         let reply = handshake::parse_reply(headers);
-        t.inb.consume(head_len);
         debug!("[t{} {}] reply: {status}", tag(token), t.core.peer);
         if !status.starts_with("HTTP/1.") || !status.contains(" 200") {
             return Err(Why::Protocol(format!("frontend answered {status:?}")));
@@ -337,6 +402,64 @@ pub fn drive_handshake(eng: &mut Engine, token: Token, t: &mut Tunnel) -> Result
         }
     }
     Ok(())
+}
+
+/// The configured host of the frontend a tunnel belongs to.
+fn slot_host(eng: &mut Engine, core: &TunnelCore) -> String {
+    let Side::Backend(info) = &core.side else {
+        return String::new();
+    };
+    state(eng)
+        .and_then(|be| be.slots.get(info.slot))
+        .map(|s| s.host.clone())
+        .unwrap_or_default()
+}
+
+/// Reads until a complete HTTP head is buffered; returns it (consumed from
+/// the input) or None while more is needed.
+fn read_head(t: &mut Tunnel) -> Result<Option<String>, Why> {
+    loop {
+        if let Some(end) = frame::find(t.inb.data(), b"\r\n\r\n") {
+            let head = t.inb.data().get(..end + 4).unwrap_or_default();
+            let text = std::str::from_utf8(head)
+                .map_err(|_| Why::Protocol("reply is not text".into()))?
+                .to_string();
+            t.inb.consume(end + 4);
+            return Ok(Some(text));
+        }
+        if t.inb.len() > handshake::MAX_HEAD {
+            return Err(Why::Protocol("reply head too large".into()));
+        }
+        match relay::read_some(&mut t.transport, &mut t.inb, handshake::MAX_HEAD + 1024) {
+            Io::Done(_) => {}
+            Io::WouldBlock | Io::Starved => return Ok(None),
+            Io::Eof => return Err(Why::PeerClosed),
+            Io::Failed(f) => return Err(relay::failure(&t.transport, f)),
+        }
+    }
+}
+
+/// Queues the tunnel request (kites signed, with Replace if we had a session).
+fn send_request(eng: &mut Engine, token: Token, t: &mut Tunnel) {
+    let Side::Backend(info) = &mut t.core.side else {
+        return;
+    };
+    let Some(be) = state(eng) else { return };
+    let Some(slot) = be.slots.get_mut(info.slot) else {
+        return;
+    };
+    let lines = signed_lines(&be.kites, &slot.srand, &slot.challenges);
+    info.signed = !slot.challenges.is_empty();
+    slot.challenges.clear();
+    let request = handshake::build_request(VERSION, slot.session.as_deref(), &lines);
+    t.core.out.extend(request.as_bytes());
+    t.core.phase = Phase::AwaitingReply;
+    debug!(
+        "[t{} {}] connected{}, sent the tunnel request",
+        tag(token),
+        t.core.peer,
+        if t.transport.is_tls() { " (TLS)" } else { "" }
+    );
 }
 
 /// Whether a non-blocking connect has finished (mio's recipe).
@@ -545,7 +668,13 @@ pub fn open_stream(
     });
     let stream_label = format!("{label} -> {local}");
     let added = eng.add(sock, |sock, _| {
-        let mut stream = Stream::new(sock, token, sid, DEFAULT_WINDOW, stream_label);
+        let mut stream = Stream::new(
+            Transport::plain(sock),
+            token,
+            sid,
+            DEFAULT_WINDOW,
+            stream_label,
+        );
         stream.connecting = true;
         stream.rewrite = rewrite;
         Conn::Stream(stream)
@@ -589,10 +718,10 @@ fn refuse(core: &mut TunnelCore, sid: u32, proto: &str, host: &str, uuid: &str) 
 
 /// Connect completion of a local stream: Ok(true) once connected.
 pub fn finish_local_connect(token: Token, s: &mut Stream) -> Result<bool, Why> {
-    if !s.ready.write {
+    if !s.transport.ready.write {
         return Ok(false);
     }
-    match connected(&s.sock) {
+    match connected(&s.transport.sock) {
         Ok(true) => {
             s.connecting = false;
             s.deadlines.clear(TimerKind::Deadline);
@@ -604,7 +733,7 @@ pub fn finish_local_connect(token: Token, s: &mut Stream) -> Result<bool, Why> {
             Ok(true)
         }
         Ok(false) => {
-            s.ready.write = false;
+            s.transport.ready.write = false;
             Ok(false)
         }
         Err(f) => Err(Why::Failed(f)),
@@ -632,8 +761,12 @@ fn split_label(label: &str) -> (String, String) {
 
 /// A tunnel is gone: reconnect after back-off (at once for the reconnect
 /// flow's second round).
-pub fn tunnel_closed(eng: &mut Engine, _: Token, info: TunnelInfo, summary: &str) {
-    info!("{summary}");
+pub fn tunnel_closed(eng: &mut Engine, info: TunnelInfo, summary: &str, why: &str, was_live: bool) {
+    if was_live {
+        info!("{summary}");
+    } else {
+        debug!("{summary}");
+    }
     for name in &info.live {
         relay::log_kite(name, "is down");
     }
@@ -643,11 +776,17 @@ pub fn tunnel_closed(eng: &mut Engine, _: Token, info: TunnelInfo, summary: &str
         return;
     };
     if !s.challenges.is_empty() && !be.stopped {
+        // The reconnect flow's second round: answer the challenges at once.
         s.state = SlotState::Waiting(now);
         eng.timers.arm(now, TimerKey::Slot(info.slot));
         return;
     }
-    retry_later(eng, info.slot, "tunnel lost");
+    let why = if was_live {
+        format!("tunnel lost ({why})")
+    } else {
+        why.to_string()
+    };
+    retry_later(eng, info.slot, &why);
 }
 
 #[cfg(test)]

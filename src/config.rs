@@ -48,6 +48,16 @@ pub struct Config {
     pub log_level: LogLevel,
     pub debug_io: bool,
     pub logfile: Option<String>,
+    /// Frontend: `--tls_endpoint NAME:PEM` pairs.
+    pub tls_endpoints: Vec<(String, String)>,
+    /// Frontend: `--tls_default`.
+    pub tls_default: Option<String>,
+    /// Backend: `--fe_certname`s; TLS to the frontend when given.
+    pub fe_certnames: Vec<String>,
+    /// Backend: `--ca_certs` (default: the system bundle).
+    pub ca_certs: Option<String>,
+    /// Backend: `--fe_nocertcheck`.
+    pub fe_nocertcheck: bool,
     /// pagekite.py flags given that mean nothing here (logged at debug).
     pub ignored: Vec<String>,
 }
@@ -170,6 +180,35 @@ fn options() -> Options {
         "keepalive",
         "Seconds of tunnel silence before a PING (default 60, at least 5).",
         "SECONDS",
+    );
+    o.optmulti(
+        "",
+        "tls_endpoint",
+        "Frontend: terminate TLS for NAME (`*.x` allowed) with the key and certificate chain in PEM. Repeatable.",
+        "NAME:PEM",
+    );
+    o.optopt(
+        "",
+        "tls_default",
+        "Frontend: the --tls_endpoint for TLS clients that send no SNI.",
+        "NAME",
+    );
+    o.optmulti(
+        "",
+        "fe_certname",
+        "Backend: reach the frontend over TLS (CONNECT NAME:443, then TLS) and require its certificate to be valid for NAME. Repeatable.",
+        "NAME",
+    );
+    o.optopt(
+        "",
+        "ca_certs",
+        "Backend: CA certificates (PEM) for --fe_certname (default: the system bundle).",
+        "FILE",
+    );
+    o.optflag(
+        "",
+        "fe_nocertcheck",
+        "Backend: TLS straight to the frontend without checking its certificate (insecure).",
     );
     o.optopt(
         "",
@@ -320,6 +359,30 @@ pub fn parse(args: &[String]) -> Result<Parsed, ConfigError> {
             return Err(bad("service_on", "a backend needs at least one kite"));
         }
     }
+    let mut tls_endpoints = Vec::new();
+    for spec in m.opt_strs("tls_endpoint") {
+        let (name, pem) = spec
+            .split_once(':')
+            .filter(|(n, p)| valid_domain(&n.to_ascii_lowercase()) && !p.is_empty())
+            .ok_or_else(|| {
+                bad(
+                    "tls_endpoint",
+                    format!("{spec:?} is not NAME:/path/to/file.pem"),
+                )
+            })?;
+        tls_endpoints.push((name.to_ascii_lowercase(), pem.to_string()));
+    }
+    if let Some(name) = m.opt_str("tls_default") {
+        if !tls_endpoints
+            .iter()
+            .any(|(n, _)| n.eq_ignore_ascii_case(&name))
+        {
+            return Err(bad(
+                "tls_default",
+                format!("{name:?} names no --tls_endpoint"),
+            ));
+        }
+    }
     let log_level = match (m.opt_present("quiet"), m.opt_count("verbose")) {
         (true, _) => LogLevel::Quiet,
         (false, 0) => LogLevel::Normal,
@@ -339,6 +402,15 @@ pub fn parse(args: &[String]) -> Result<Parsed, ConfigError> {
         log_level,
         debug_io: m.opt_present("debugio"),
         logfile: m.opt_str("logfile").filter(|f| f != "stdio"),
+        tls_endpoints,
+        tls_default: m.opt_str("tls_default").map(|n| n.to_ascii_lowercase()),
+        fe_certnames: m
+            .opt_strs("fe_certname")
+            .iter()
+            .map(|n| n.to_ascii_lowercase())
+            .collect(),
+        ca_certs: m.opt_str("ca_certs"),
+        fe_nocertcheck: m.opt_present("fe_nocertcheck"),
         ignored: IGNORED_SWITCHES
             .iter()
             .filter(|f| m.opt_present(f))

@@ -19,6 +19,7 @@ use slab::Slab;
 use crate::backend;
 use crate::config::Config;
 use crate::frontend;
+use crate::public;
 use crate::relay::{self, Stream, Tunnel};
 use crate::reply::{self, Reply};
 use crate::signals::Signals;
@@ -101,7 +102,7 @@ pub enum Conn {
     /// Placeholder while the connection is being driven.
     Taken,
     Listener(frontend::Listener),
-    Sniff(frontend::Sniff),
+    Sniff(public::Sniff),
     Reply(Reply),
     Tunnel(Tunnel),
     Stream(Stream),
@@ -112,10 +113,10 @@ impl Conn {
         match self {
             Conn::Taken => None,
             Conn::Listener(l) => Some(&mut l.ready),
-            Conn::Sniff(s) => Some(&mut s.ready),
-            Conn::Reply(r) => Some(&mut r.ready),
-            Conn::Tunnel(t) => Some(&mut t.ready),
-            Conn::Stream(s) => Some(&mut s.ready),
+            Conn::Sniff(s) => Some(&mut s.transport.ready),
+            Conn::Reply(r) => Some(&mut r.transport.ready),
+            Conn::Tunnel(t) => Some(&mut t.transport.ready),
+            Conn::Stream(s) => Some(&mut s.transport.ready),
         }
     }
 
@@ -500,7 +501,7 @@ impl Engine {
             return;
         };
         let conn = match conn {
-            Conn::Sniff(s) => frontend::sniff_timeout(self, token, s),
+            Conn::Sniff(s) => public::sniff_timeout(self, token, s),
             Conn::Reply(r) => reply::reply_timeout(self, token, r),
             Conn::Tunnel(t) => relay::tunnel_timer(self, token, t, kind),
             Conn::Stream(s) => relay::stream_timer(self, token, s, kind),
@@ -530,7 +531,7 @@ impl Engine {
         };
         let conn = match conn {
             Conn::Listener(l) => frontend::drive_listener(self, token, l),
-            Conn::Sniff(s) => frontend::drive_sniff(self, token, s),
+            Conn::Sniff(s) => public::drive_sniff(self, token, s),
             Conn::Reply(r) => reply::drive_reply(self, token, r),
             Conn::Tunnel(t) => relay::drive_tunnel(self, token, t),
             Conn::Stream(s) => relay::drive_stream(self, token, s),

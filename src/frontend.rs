@@ -9,35 +9,30 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::Duration;
 
 use log::{debug, error, info, warn};
-use mio::net::{TcpListener, TcpStream};
+use mio::net::TcpListener;
 use mio::{Registry, Token};
 
-use crate::buf::Buf;
 use crate::config::Config;
-use crate::engine::{Conn, Deadlines, Engine, Fatal, Ready, Role, TimerKey, TimerKind};
-use crate::net::{self, Io};
+use crate::engine::{Conn, Engine, Fatal, Ready, Role, TimerKey, TimerKind};
+use crate::net;
 use crate::proto::auth::{self, Policy, Verdict};
-use crate::proto::flow::DEFAULT_WINDOW;
-use crate::proto::frame::{self, Frame, Line};
+use crate::proto::frame::{self, Frame};
 use crate::proto::handshake::{self, FrontendInfo, KiteAnswer, Prefix, TunnelRequest};
 use crate::proto::keepalive::Keepalive;
 use crate::proto::kite;
-use crate::proto::pages::{self, Side as PageSide};
-use crate::proto::sniff::{self, Sniff as Sniffed};
+use crate::public;
 use crate::random;
-use crate::relay::{self, CHUNK_BODY, Phase, Side, Stream, Tunnel, TunnelCore, Why, tag};
+use crate::relay::{self, Phase, Side, Tunnel, TunnelCore, Why, tag};
 use crate::reply::Reply;
+use crate::tls::{Endpoint, Endpoints};
+use crate::transport::Transport;
 
-/// A public connection that says nothing recognisable in this time is closed.
-const SNIFF_TIMEOUT: Duration = Duration::from_secs(10);
 /// A tunnel whose backend has to answer a challenge in band gets this long.
 const INBAND_TIMEOUT: Duration = Duration::from_secs(60);
 /// Accepts per listener per wakeup.
 const ACCEPT_BURST: usize = 64;
 /// Pause after EMFILE/ENFILE before trying to accept again.
 const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
-/// Bytes a sniffing connection may send before it must be recognised.
-const SNIFF_LIMIT: usize = sniff::MAX_CLIENT_HELLO + 16;
 
 pub struct State {
     bound: Vec<(std::net::TcpListener, u16)>,
@@ -53,6 +48,7 @@ pub struct State {
     uuid: String,
     challenge_key: String,
     next_sid: u32,
+    endpoints: Endpoints,
     accept_paused: bool,
     /// When accepting first failed for lack of descriptors (for one log line
     /// per episode instead of one per retry).
@@ -63,16 +59,6 @@ pub struct Listener {
     sock: TcpListener,
     port: u16,
     pub ready: Ready,
-}
-
-/// A public connection that has not said what it is yet.
-pub struct Sniff {
-    sock: TcpStream,
-    pub ready: Ready,
-    pub deadlines: Deadlines,
-    buf: Buf,
-    peer: SocketAddr,
-    port: u16,
 }
 
 /// Frontend bookkeeping of one tunnel.
@@ -118,9 +104,47 @@ impl State {
             uuid: random::hex(20),
             challenge_key: random::hex(20),
             next_sid: 1,
+            endpoints: Endpoints::load(&config.tls_endpoints, config.tls_default.as_deref())
+                .map_err(|e| Fatal::Setup(e.to_string()))?,
             accept_paused: false,
             fds_exhausted: None,
         })
+    }
+}
+
+impl State {
+    pub fn has_kite(&self, key: &str) -> bool {
+        self.kites.contains_key(key)
+    }
+
+    /// A kite registered under exactly one of `protos` for `host` (public
+    /// CONNECT matches names exactly, protocol doc §6.4).
+    pub fn has_exact_kite(&self, protos: &[&str], host: &str) -> bool {
+        protos
+            .iter()
+            .any(|p| self.kites.contains_key(&kite::key(p, host)))
+    }
+
+    /// The tunnel serving a public request, and the protocol it matched.
+    pub fn route(&self, proto: &str, host: &str, port: u16) -> Option<(Token, String)> {
+        kite::frontend_candidates(proto, host, port)
+            .into_iter()
+            .find_map(|(key, p)| self.kites.get(&key).map(|t| (*t, p)))
+    }
+
+    /// The next stream id to hand out.
+    pub fn next_sid(&mut self) -> u32 {
+        let sid = self.next_sid;
+        self.next_sid = following_sid(sid);
+        sid
+    }
+
+    pub fn endpoint(&self, host: &str) -> Option<&Endpoint> {
+        self.endpoints.find(host)
+    }
+
+    pub fn default_endpoint(&self) -> Option<&Endpoint> {
+        self.endpoints.fallback()
     }
 }
 
@@ -204,19 +228,12 @@ pub fn drive_listener(eng: &mut Engine, token: Token, mut l: Listener) -> Option
                 let _ = sock.set_nodelay(true);
                 let port = l.port;
                 let added = eng.add(sock, |sock, _| {
-                    Conn::Sniff(Sniff {
-                        sock,
-                        ready: Ready::default(),
-                        deadlines: Deadlines::default(),
-                        buf: Buf::with_capacity(4096),
-                        peer,
-                        port,
-                    })
+                    Conn::Sniff(public::Sniff::new(sock, peer, port))
                 });
                 match added {
                     Ok(t) => {
                         debug!("[p{}] connection from {peer} on port {port}", tag(t));
-                        eng.arm(t, TimerKind::Deadline, eng.now + SNIFF_TIMEOUT);
+                        eng.arm(t, TimerKind::Deadline, eng.now + public::SNIFF_TIMEOUT);
                     }
                     Err(e) => warn!("dropping connection from {peer}: {e}"),
                 }
@@ -260,198 +277,36 @@ pub fn resume_accepting(eng: &mut Engine) {
     }
 }
 
-pub fn sniff_timeout(_: &mut Engine, token: Token, s: Sniff) -> Option<Conn> {
-    info!(
-        "[p{} {}] closed: nothing recognisable within {SNIFF_TIMEOUT:?} ({} bytes)",
-        tag(token),
-        s.peer,
-        s.buf.len()
-    );
-    None
-}
-
-pub fn drive_sniff(eng: &mut Engine, token: Token, mut s: Sniff) -> Option<Conn> {
-    let mut eof = false;
-    while s.ready.read {
-        match relay::read_some(&mut s.sock, &mut s.buf, SNIFF_LIMIT) {
-            Io::Done(0) => break,
-            Io::Done(_) => {}
-            Io::WouldBlock => s.ready.read = false,
-            Io::Eof => {
-                eof = true;
-                break;
-            }
-            Io::Starved => break,
-            Io::Failed(f) => {
-                debug!("[p{} {}] closed while sniffing: {f}", tag(token), s.peer);
-                return None;
-            }
-        }
-    }
-    match sniff::sniff(s.buf.data()) {
-        Sniffed::NeedMore if eof => {
-            debug!(
-                "[p{} {}] closed before saying anything useful",
-                tag(token),
-                s.peer
-            );
-            None
-        }
-        Sniffed::NeedMore if s.buf.len() >= SNIFF_LIMIT => {
-            info!(
-                "[p{} {}] closed: too much data without a recognisable request",
-                tag(token),
-                s.peer
-            );
-            None
-        }
-        Sniffed::NeedMore => Some(Conn::Sniff(s)),
-        Sniffed::Reject(e) => {
-            info!("[p{} {}] closed: {e}", tag(token), s.peer);
-            None
-        }
-        Sniffed::Ping { .. } => {
-            debug!("[p{} {}] answered a relay ping", tag(token), s.peer);
-            let reply = pages::ping_reply(uuid(eng));
-            Reply::start(eng, token, s.sock, s.ready, reply)
-        }
-        Sniffed::PingMethod { path, .. } => {
-            Reply::start(eng, token, s.sock, s.ready, pages::pong(&path))
-        }
-        Sniffed::Tunnel { head_len } => accept_tunnel(eng, token, s, head_len),
-        Sniffed::Connect { host, port, .. } => {
-            info!(
-                "[p{} {}] CONNECT {host}:{port}: no raw kites here yet",
-                tag(token),
-                s.peer
-            );
-            Reply::start(
-                eng,
-                token,
-                s.sock,
-                s.ready,
-                pages::CONNECT_UNAVAILABLE.to_vec(),
-            )
-        }
-        Sniffed::Tls { sni } => {
-            info!(
-                "[p{} {}] TLS for {}: no TLS endpoint or https kite, sent an alert",
-                tag(token),
-                s.peer,
-                sni.as_deref().unwrap_or("(no SNI)")
-            );
-            Reply::start(eng, token, s.sock, s.ready, pages::TLS_ALERT.to_vec())
-        }
-        Sniffed::Http(head) => match head.host {
-            None => {
-                info!(
-                    "[p{} {}] {} {}: no Host header, sent 400",
-                    tag(token),
-                    s.peer,
-                    head.method,
-                    head.path
-                );
-                let page = pages::no_host(uuid(eng));
-                Reply::start(eng, token, s.sock, s.ready, page)
-            }
-            Some(host) => {
-                let proto = if head.websocket && eng.config.protos.iter().any(|p| p == "websocket")
-                {
-                    "websocket"
-                } else {
-                    "http"
-                };
-                route(eng, token, s, proto, &host)
-            }
-        },
-    }
-}
-
-fn uuid(eng: &Engine) -> &str {
+/// The relay's stable id for pings and error pages.
+pub fn uuid(eng: &Engine) -> &str {
     match &eng.role {
         Role::Frontend(fe) => &fe.uuid,
         Role::Backend(_) => "",
     }
 }
 
-/// Finds the tunnel for a public request and turns the connection into a
-/// stream on it, or answers with the `(fe)` 503 page.
-fn route(eng: &mut Engine, token: Token, s: Sniff, proto: &str, host: &str) -> Option<Conn> {
-    let Role::Frontend(fe) = &mut eng.role else {
-        return None;
-    };
-    let found = kite::frontend_candidates(proto, host, s.port)
-        .into_iter()
-        .find_map(|(key, p)| fe.kites.get(&key).map(|t| (*t, p)));
-    let Some((tunnel, matched)) = found else {
-        info!(
-            "[p{} {}] no kite for {proto}://{host}:{}, sent 503",
-            tag(token),
-            s.peer,
-            s.port
-        );
-        let page = pages::unavailable(PageSide::Frontend, "http", host, &fe.uuid);
-        return Reply::start(eng, token, s.sock, s.ready, page);
-    };
-    let mut sid = fe.next_sid;
-    let Some(Conn::Tunnel(t)) = eng.conns.get_mut(tunnel) else {
-        return None;
-    };
-    for _ in 0..1024 {
-        if !t.core.streams.contains_key(&sid) {
-            break;
-        }
-        sid = sid.checked_add(1).filter(|s| *s < 0x7fff_ffff).unwrap_or(1);
-    }
-    let next = sid.checked_add(1).filter(|s| *s < 0x7fff_ffff).unwrap_or(1);
-    let core = &mut t.core;
-    let data = s.buf.data();
-    let (first, rest) = data.split_at(data.len().min(CHUNK_BODY));
-    let lines = [
-        Line::number("SID", u64::from(sid)),
-        Line::new("Proto", matched.as_bytes()),
-        Line::new("Host", host.as_bytes()),
-        Line::number("Port", u64::from(s.port)),
-        Line::new("RIP", s.peer.ip().to_string().as_bytes()),
-        Line::number("RPort", u64::from(s.peer.port())),
-    ];
-    let headers: Vec<&[u8]> = lines.iter().map(Line::as_bytes).collect();
-    frame::encode(&mut core.out, &headers, first);
-    for piece in rest.chunks(CHUNK_BODY) {
-        let sid_line = Line::number("SID", u64::from(sid));
-        frame::encode(&mut core.out, &[sid_line.as_bytes()], piece);
-    }
-    core.streams.insert(sid, token);
-    let label = format!("{matched}://{host}:{} from {}", s.port, s.peer);
-    debug!(
-        "[s{} sid={sid}] {label} via tunnel t{}",
-        tag(token),
-        tag(tunnel)
-    );
-    let mut stream = Stream::new(s.sock, tunnel, sid, DEFAULT_WINDOW, label);
-    stream.ready = s.ready;
-    stream.window.on_read(data.len());
-    if let Role::Frontend(fe) = &mut eng.role {
-        fe.next_sid = next;
-    }
-    eng.mark_dirty(tunnel);
-    eng.mark_dirty(token);
-    Some(Conn::Stream(stream))
+/// The SID after `sid` (positive, below 2^31, wrapping to 1).
+pub fn following_sid(sid: u32) -> u32 {
+    sid.checked_add(1).filter(|s| *s < 0x7fff_ffff).unwrap_or(1)
 }
 
 /// Answers a backend's `CONNECT PageKite:1` and turns the connection into a
 /// tunnel (or one that closes once the answer is written).
-fn accept_tunnel(eng: &mut Engine, token: Token, s: Sniff, head_len: usize) -> Option<Conn> {
-    let head = s.buf.data().get(..head_len).unwrap_or_default();
+pub fn accept_tunnel(
+    eng: &mut Engine,
+    token: Token,
+    transport: Transport,
+    peer: SocketAddr,
+    head: &[u8],
+) -> Option<Conn> {
     let request = match handshake::parse_request(head) {
         Ok(r) => r,
         Err(e) => {
-            warn!("[t{} {}] bad tunnel request: {e}", tag(token), s.peer);
+            warn!("[t{} {peer}] bad tunnel request: {e}", tag(token));
             return Reply::start(
                 eng,
                 token,
-                s.sock,
-                s.ready,
+                transport,
                 b"HTTP/1.0 503 Unavailable\r\n\r\n".to_vec(),
             );
         }
@@ -459,7 +314,7 @@ fn accept_tunnel(eng: &mut Engine, token: Token, s: Sniff, head_len: usize) -> O
     info!(
         "[t{} {}] tunnel request from {} with {} kite(s)",
         tag(token),
-        s.peer,
+        peer,
         request.version.as_deref().unwrap_or("unknown version"),
         request.kites.len()
     );
@@ -473,7 +328,7 @@ fn accept_tunnel(eng: &mut Engine, token: Token, s: Sniff, head_len: usize) -> O
             eng.discard(old);
         }
     }
-    let answers = judge(eng, token, &request, s.peer);
+    let answers = judge(eng, token, &request, peer);
     let any_ok = answers.iter().any(|a| matches!(a, KiteAnswer::Ok { .. }));
     let signing = answers
         .iter()
@@ -496,8 +351,11 @@ fn accept_tunnel(eng: &mut Engine, token: Token, s: Sniff, head_len: usize) -> O
         prefix: request.prefix,
     };
     let keepalive = Keepalive::new(eng.config.keepalive, eng.now);
-    let mut t = Tunnel::new(s.sock, s.peer, phase, Side::Frontend(info), keepalive);
-    t.ready = s.ready;
+    let over_tls = transport.is_tls();
+    let mut t = Tunnel::new(transport, peer, phase, Side::Frontend(info), keepalive);
+    if over_tls {
+        debug!("[t{}] the tunnel runs over TLS", tag(token));
+    }
     t.core.out.extend(reply.as_bytes());
     if in_band {
         eng.arm_taken(
@@ -583,7 +441,17 @@ fn judge(
                         suspects.push(other);
                         answers.push(KiteAnswer::Duplicate { what });
                     }
-                    _ => answers.push(KiteAnswer::Ok { what }),
+                    _ => {
+                        // The relay can also take HTTPS for this name itself.
+                        let http_like = kite::KiteId::parse(&line.proto).is_some_and(|id| {
+                            kite::fallbacks("websocket").contains(&id.base.as_str())
+                        });
+                        let ssl = http_like && fe.endpoints.find(&line.domain).is_some();
+                        answers.push(KiteAnswer::Ok { what: what.clone() });
+                        if ssl {
+                            answers.push(KiteAnswer::SslOk { what });
+                        }
+                    }
                 }
             }
         }

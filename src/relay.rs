@@ -15,18 +15,18 @@ use std::time::Duration;
 
 use log::{debug, info, trace, warn};
 use mio::Token;
-use mio::net::TcpStream;
 
 use crate::backend;
 use crate::buf::Buf;
-use crate::engine::{Conn, Deadlines, Engine, Ready, TimerKind};
+use crate::engine::{Conn, Deadlines, Engine, TimerKind};
 use crate::frontend;
-use crate::net::{self, Failure, Io};
+use crate::net::{Failure, Io};
 use crate::proto::flow::{AckCounter, RECEIVE_LIMIT, SendWindow};
 use crate::proto::frame::{self, Eof, Frame};
 use crate::proto::http::RequestRewriter;
 use crate::proto::keepalive::{Check, Keepalive};
 use crate::proto::stream::Ends;
+use crate::transport::Transport;
 
 /// Body bytes per data chunk we send: one read, one TLS record, and what
 /// libpagekite can take in one piece.
@@ -49,6 +49,8 @@ const STARVED_BACKOFF: Duration = Duration::from_millis(50);
 pub enum Why {
     PeerClosed,
     Failed(Failure),
+    /// A TLS handshake or record failed; rustls' reason.
+    Tls(String),
     Protocol(String),
     Timeout(&'static str),
     Done,
@@ -60,6 +62,7 @@ impl fmt::Display for Why {
         match self {
             Why::PeerClosed => f.write_str("closed by peer"),
             Why::Failed(e) => write!(f, "socket error: {e}"),
+            Why::Tls(e) => write!(f, "TLS error: {e}"),
             Why::Protocol(what) => write!(f, "protocol error: {what}"),
             Why::Timeout(what) => write!(f, "timed out {what}"),
             Why::Done => f.write_str("done"),
@@ -78,6 +81,8 @@ pub fn tag(token: Token) -> usize {
 pub enum Phase {
     /// Backend: TCP connect in progress.
     Dialing,
+    /// Backend: `CONNECT name:443` sent in clear, waiting for its 200.
+    ProxyConnect,
     /// Backend: request sent, reading the reply head.
     AwaitingReply,
     /// Chunks flow.
@@ -93,8 +98,7 @@ pub enum Side {
 }
 
 pub struct Tunnel {
-    pub sock: TcpStream,
-    pub ready: Ready,
+    pub transport: Transport,
     pub deadlines: Deadlines,
     /// Received bytes not yet decoded.
     pub inb: Buf,
@@ -131,15 +135,14 @@ impl TunnelCore {
 
 impl Tunnel {
     pub fn new(
-        sock: TcpStream,
+        transport: Transport,
         peer: SocketAddr,
         phase: Phase,
         side: Side,
         keepalive: Keepalive,
     ) -> Tunnel {
         Tunnel {
-            sock,
-            ready: Ready::default(),
+            transport,
             deadlines: Deadlines::default(),
             inb: Buf::with_capacity(frame::MAX_PAYLOAD + 64),
             core: TunnelCore {
@@ -160,8 +163,7 @@ impl Tunnel {
 
 /// Bytes and state of one relayed connection (public or local socket).
 pub struct Stream {
-    pub sock: TcpStream,
-    pub ready: Ready,
+    pub transport: Transport,
     pub deadlines: Deadlines,
     pub tunnel: Token,
     pub sid: u32,
@@ -181,10 +183,15 @@ pub struct Stream {
 }
 
 impl Stream {
-    pub fn new(sock: TcpStream, tunnel: Token, sid: u32, window: u64, label: String) -> Stream {
+    pub fn new(
+        transport: Transport,
+        tunnel: Token,
+        sid: u32,
+        window: u64,
+        label: String,
+    ) -> Stream {
         Stream {
-            sock,
-            ready: Ready::default(),
+            transport,
             deadlines: Deadlines::default(),
             tunnel,
             sid,
@@ -217,14 +224,13 @@ impl Stream {
     fn write_or_queue(&mut self, data: &[u8]) -> bool {
         let mut data = data;
         if self.queued() == 0 && !self.connecting {
-            while !data.is_empty() && self.ready.write {
-                match net::write(&mut self.sock, data) {
+            while !data.is_empty() {
+                match self.transport.write(data) {
                     Io::Done(n) => {
                         self.acks.on_written(n);
                         data = data.get(n..).unwrap_or_default();
                     }
-                    Io::WouldBlock => self.ready.write = false,
-                    Io::Starved => break,
+                    Io::WouldBlock | Io::Starved => break,
                     _ => return false,
                 }
             }
@@ -294,35 +300,44 @@ impl Stream {
         if self.connecting {
             return Ok(());
         }
-        if let Some(out) = self.out.as_mut() {
-            while !out.is_empty() && self.ready.write {
-                match net::write(&mut self.sock, out.data()) {
-                    Io::Done(n) => {
-                        out.consume(n);
-                        self.acks.on_written(n);
-                    }
-                    Io::WouldBlock => self.ready.write = false,
-                    Io::Starved => {
-                        eng.arm_taken(
-                            token,
-                            &mut self.deadlines,
-                            TimerKind::Starved,
-                            eng.now + STARVED_BACKOFF,
-                        );
-                        break;
-                    }
-                    Io::Failed(f) => return Err(Why::Failed(f)),
-                    Io::Eof => return Err(Why::PeerClosed),
-                }
-            }
+        if self.transport.has_pending() {
+            let outcome = self.transport.flush();
+            self.check(token, eng, outcome)?;
+        }
+        while let Some(out) = self.out.as_mut() {
             if out.is_empty() {
                 self.out = None;
+                break;
+            }
+            match self.transport.write(out.data()) {
+                Io::Done(n) => {
+                    out.consume(n);
+                    self.acks.on_written(n);
+                }
+                other => {
+                    self.check(token, eng, other)?;
+                    break;
+                }
             }
         }
         if self.out.is_none() && self.ends.drained() {
-            let _ = self.sock.shutdown(Shutdown::Write);
+            self.transport.shutdown_write();
         }
         Ok(())
+    }
+
+    /// Turns an outcome that is not progress into what to do next.
+    fn check(&mut self, token: Token, eng: &mut Engine, outcome: Io) -> Result<(), Why> {
+        match outcome {
+            Io::Done(_) | Io::WouldBlock => Ok(()),
+            Io::Starved => {
+                let at = eng.now + STARVED_BACKOFF;
+                eng.arm_taken(token, &mut self.deadlines, TimerKind::Starved, at);
+                Ok(())
+            }
+            Io::Failed(f) => Err(failure(&self.transport, f)),
+            Io::Eof => Err(Why::PeerClosed),
+        }
     }
 }
 
@@ -338,7 +353,7 @@ struct Pumped {
 /// Reads a stream's socket into data frames on its tunnel.
 fn pump_in(token: Token, s: &mut Stream, t: &mut TunnelCore) -> Result<Pumped, Why> {
     let mut budget = READ_BUDGET;
-    while s.ready.read && s.ends.is_reading() && !s.connecting && budget > 0 {
+    while s.ends.is_reading() && !s.connecting && budget > 0 && s.transport.can_read() {
         let allowance = s.window.allowance();
         if allowance == 0 {
             return Ok(Pumped::default());
@@ -359,7 +374,7 @@ fn pump_in(token: Token, s: &mut Stream, t: &mut TunnelCore) -> Result<Pumped, W
         let Some(body) = slot.get_mut(header..) else {
             return Ok(Pumped::default());
         };
-        match net::read(&mut s.sock, body) {
+        match s.transport.read(body) {
             Io::Done(n) => {
                 if let Some(head) = slot.get_mut(..header) {
                     frame::fill_data_header(head, s.sid, n);
@@ -369,9 +384,9 @@ fn pump_in(token: Token, s: &mut Stream, t: &mut TunnelCore) -> Result<Pumped, W
                 budget -= n.min(budget);
                 trace!("[s{} sid={}] {} bytes to the tunnel", tag(token), s.sid, n);
             }
-            Io::WouldBlock => s.ready.read = false,
+            Io::WouldBlock => break,
             Io::Eof => {
-                s.ready.read = false;
+                s.transport.ready.read = false;
                 if let Some(eof) = s.ends.local_read_eof() {
                     frame::encode_eof(&mut t.out, s.sid, eof);
                 }
@@ -382,11 +397,11 @@ fn pump_in(token: Token, s: &mut Stream, t: &mut TunnelCore) -> Result<Pumped, W
                     starved: true,
                 });
             }
-            Io::Failed(f) => return Err(Why::Failed(f)),
+            Io::Failed(f) => return Err(failure(&s.transport, f)),
         }
     }
     Ok(Pumped {
-        again: budget == 0 && s.ready.read,
+        again: budget == 0 && s.transport.can_read(),
         starved: false,
     })
 }
@@ -503,7 +518,9 @@ pub fn stream_timer(eng: &mut Engine, token: Token, s: Stream, kind: TimerKind) 
 
 pub fn drive_tunnel(eng: &mut Engine, token: Token, mut t: Tunnel) -> Option<Conn> {
     let result = match t.core.phase {
-        Phase::Dialing | Phase::AwaitingReply => backend::drive_handshake(eng, token, &mut t),
+        Phase::Dialing | Phase::ProxyConnect | Phase::AwaitingReply => {
+            backend::drive_handshake(eng, token, &mut t)
+        }
         _ => Ok(()),
     };
     let result = result.and_then(|()| match t.core.phase {
@@ -540,12 +557,12 @@ pub fn drive_tunnel(eng: &mut Engine, token: Token, mut t: Tunnel) -> Option<Con
 
 fn read_frames(eng: &mut Engine, token: Token, t: &mut Tunnel) -> Result<(), Why> {
     let mut budget = READ_BUDGET;
-    while t.ready.read && budget > 0 && t.core.phase == Phase::Live {
+    while budget > 0 && t.core.phase == Phase::Live && t.transport.can_read() {
         let space = t.inb.space_compacted();
         if space.is_empty() {
             return Err(Why::Protocol("chunk larger than the input buffer".into()));
         }
-        match net::read(&mut t.sock, space) {
+        match t.transport.read(space) {
             Io::Done(n) => {
                 t.inb.commit(n);
                 t.core.bytes_in += n as u64;
@@ -553,7 +570,7 @@ fn read_frames(eng: &mut Engine, token: Token, t: &mut Tunnel) -> Result<(), Why
                 t.core.keepalive.on_receive(eng.now);
                 process_frames(eng, token, t)?;
             }
-            Io::WouldBlock => t.ready.read = false,
+            Io::WouldBlock => break,
             Io::Eof => return Err(Why::PeerClosed),
             Io::Starved => {
                 eng.arm_taken(
@@ -564,10 +581,10 @@ fn read_frames(eng: &mut Engine, token: Token, t: &mut Tunnel) -> Result<(), Why
                 );
                 return Ok(());
             }
-            Io::Failed(f) => return Err(Why::Failed(f)),
+            Io::Failed(f) => return Err(failure(&t.transport, f)),
         }
     }
-    if budget == 0 && t.ready.read {
+    if budget == 0 && t.transport.can_read() {
         eng.mark_again(token);
     }
     Ok(())
@@ -678,13 +695,21 @@ fn send_acks(eng: &mut Engine, core: &mut TunnelCore) {
 }
 
 fn flush_tunnel(eng: &mut Engine, token: Token, t: &mut Tunnel) -> Result<(), Why> {
-    while !t.core.out.is_empty() && t.ready.write && t.core.phase != Phase::Dialing {
-        match net::write(&mut t.sock, t.core.out.data()) {
+    if t.core.phase == Phase::Dialing {
+        return Ok(());
+    }
+    if t.transport.has_pending() {
+        if let Io::Failed(f) = t.transport.flush() {
+            return Err(failure(&t.transport, f));
+        }
+    }
+    while !t.core.out.is_empty() {
+        match t.transport.write(t.core.out.data()) {
             Io::Done(n) => {
                 t.core.out.consume(n);
                 t.core.bytes_out += n as u64;
             }
-            Io::WouldBlock => t.ready.write = false,
+            Io::WouldBlock => break,
             Io::Starved => {
                 eng.arm_taken(
                     token,
@@ -694,7 +719,7 @@ fn flush_tunnel(eng: &mut Engine, token: Token, t: &mut Tunnel) -> Result<(), Wh
                 );
                 break;
             }
-            Io::Failed(f) => return Err(Why::Failed(f)),
+            Io::Failed(f) => return Err(failure(&t.transport, f)),
             Io::Eof => return Err(Why::PeerClosed),
         }
     }
@@ -762,13 +787,14 @@ fn unix_ping_token() -> String {
 /// A tunnel is gone: every stream on it goes too (PageKite has no way to
 /// move a stream), and the role forgets the tunnel's kites.
 pub fn tunnel_gone(eng: &mut Engine, token: Token, t: Tunnel, why: &str) {
+    let live = t.core.is_serving();
     let streams = t.core.streams.len();
     for (_, st) in t.core.streams.iter() {
         if let Some(Conn::Stream(s)) = eng.conns.remove(*st) {
             stream_gone(eng, *st, s);
         }
     }
-    let _ = t.sock.shutdown(Shutdown::Both);
+    let _ = t.transport.sock.shutdown(Shutdown::Both);
     let summary = format!(
         "[t{} {}] tunnel closed: {why} ({} bytes in, {} bytes out, {streams} streams dropped)",
         tag(token),
@@ -778,12 +804,20 @@ pub fn tunnel_gone(eng: &mut Engine, token: Token, t: Tunnel, why: &str) {
     );
     match t.core.side {
         Side::Frontend(info) => frontend::tunnel_closed(eng, token, info, &summary),
-        Side::Backend(info) => backend::tunnel_closed(eng, token, info, &summary),
+        Side::Backend(info) => backend::tunnel_closed(eng, info, &summary, why, live),
+    }
+}
+
+/// The close reason for a failed operation on `transport`.
+pub fn failure(transport: &Transport, f: Failure) -> Why {
+    match transport.describe(f).strip_prefix("TLS error: ") {
+        Some(tls) => Why::Tls(tls.to_string()),
+        None => Why::Failed(f),
     }
 }
 
 /// Reads whatever a freshly accepted or connected socket already has.
-pub fn read_some(sock: &mut TcpStream, buf: &mut Buf, limit: usize) -> Io {
+pub fn read_some(transport: &mut Transport, buf: &mut Buf, limit: usize) -> Io {
     let room = limit.saturating_sub(buf.len());
     if room == 0 {
         return Io::Done(0);
@@ -792,7 +826,7 @@ pub fn read_some(sock: &mut TcpStream, buf: &mut Buf, limit: usize) -> Io {
     let space = buf.space();
     let take = space.len().min(room);
     match space.get_mut(..take) {
-        Some(space) => match net::read(sock, space) {
+        Some(space) => match transport.read(space) {
             Io::Done(n) => {
                 buf.commit(n);
                 Io::Done(n)

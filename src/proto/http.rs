@@ -11,6 +11,13 @@
 //! scanned for look-alike heads. It is sans-IO and never touches responses.
 //! Whenever the framing is not certain it stops rewriting and passes bytes
 //! through, reporting why once: it must never lose, reorder or invent data.
+//! A CONNECT tunnels the rest of the stream. After an upgrade request, though,
+//! only the origin knows whether the protocol switched (`curl --http2` asks
+//! for h2c, which most origins refuse and go on in HTTP/1.1), so what follows
+//! is checked byte by byte: a request line means "refused" and is rewritten
+//! as usual; anything else is the new protocol and passes through, silently.
+//! Both WebSocket frames and the HTTP/2 preface are told apart early (within
+//! two bytes and at the end of their first line), so nothing waits on them.
 
 use std::fmt;
 use std::net::Ipv4Addr;
@@ -84,24 +91,44 @@ enum Line {
 /// Progress through a head that has not ended yet.
 #[derive(Clone, Copy, Debug)]
 struct HeadScan {
-    /// Head bytes seen, all of them held in `RequestRewriter::buf`.
+    /// Head bytes seen: those of earlier feeds are held in
+    /// `RequestRewriter::buf`.
     len: usize,
     line: Line,
     /// Still inside the method token: checked byte by byte so that binary
     /// data (a TLS hello, say) is refused at once, not after 16 KiB.
     in_method: bool,
+    /// The request line has ended and is a good one.
+    line_ok: bool,
+    /// The previous request asked for an upgrade, so these bytes may be the
+    /// new protocol: until they prove to be a request line, not being one
+    /// is what a successful upgrade looks like, not an error.
+    after_upgrade: bool,
 }
 
 impl HeadScan {
-    const NEW: HeadScan = HeadScan {
-        len: 0,
-        line: Line::Text,
-        in_method: true,
-    };
+    const fn new(after_upgrade: bool) -> HeadScan {
+        HeadScan {
+            len: 0,
+            line: Line::Text,
+            in_method: true,
+            line_ok: false,
+            after_upgrade,
+        }
+    }
+
+    /// What to report when these bytes turn out not to be a request head.
+    fn refusal(&self, e: RewriteError) -> Option<RewriteError> {
+        (self.line_ok || !self.after_upgrade).then_some(e)
+    }
 }
 
 enum Scan {
     Partial,
+    /// The request line ends after this many bytes: it must be checked
+    /// before the scan goes on, so that a line that is not HTTP/1.x (the
+    /// HTTP/2 preface, say) is refused without waiting for a blank line.
+    LineEnd(usize),
     Complete(usize),
     Failed(RewriteError),
 }
@@ -135,7 +162,8 @@ enum State {
     Passthrough,
 }
 
-/// What follows a complete head.
+/// What follows a complete head. An upgrade request still has its own body
+/// framing: the new protocol can only start after that body.
 enum Next {
     Head,
     Body(u64),
@@ -154,6 +182,9 @@ pub struct RequestRewriter {
     buf: Vec<u8>,
     /// The rewritten head handed to the sink.
     out: Vec<u8>,
+    /// The request whose body is passing asked for an upgrade: what follows
+    /// the body may be the new protocol.
+    upgrading: bool,
 }
 
 impl RequestRewriter {
@@ -171,11 +202,12 @@ impl RequestRewriter {
             inserts.push_str(&format!("Host: {}\r\n", header_safe(host)));
         }
         RequestRewriter {
-            state: State::Head(HeadScan::NEW),
+            state: State::Head(HeadScan::new(false)),
             inserts: inserts.into_bytes(),
             rename_host: info.rewrite_host.is_some(),
             buf: Vec::new(),
             out: Vec::new(),
+            upgrading: false,
         }
     }
 
@@ -185,9 +217,11 @@ impl RequestRewriter {
     /// Returns Err(e) at most once per stream, the first time it falls back to passthrough
     /// (the caller logs it); the bytes are still delivered to sink in passthrough form, so
     /// no data is ever lost or reordered. After an Err, later calls return Ok and pass through.
+    /// Switching to passthrough because an upgrade went ahead is expected and returns Ok.
     pub fn feed(&mut self, input: &[u8], sink: &mut dyn FnMut(&[u8])) -> Result<(), RewriteError> {
-        // input[start..pos] is unchanged data not yet handed over; it is
-        // flushed in one piece when a rewritten head must follow it.
+        // input[start..pos] is data not yet handed over: unchanged data,
+        // flushed in one piece when a rewritten head must follow it, or the
+        // part of a started head that is not in `buf`.
         let mut start = 0;
         let mut pos = 0;
         let mut failure = None;
@@ -199,7 +233,7 @@ impl RequestRewriter {
                     pos += take;
                     let left = left - take as u64;
                     self.state = if left == 0 {
-                        State::Head(HeadScan::NEW)
+                        self.next_head()
                     } else {
                         State::Body(left)
                     };
@@ -207,7 +241,10 @@ impl RequestRewriter {
                 State::Chunked(chunk) => match follow_chunked(chunk, rest) {
                     Ok((used, next)) => {
                         pos += used;
-                        self.state = next.map_or(State::Head(HeadScan::NEW), State::Chunked);
+                        self.state = match next {
+                            Some(chunk) => State::Chunked(chunk),
+                            None => self.next_head(),
+                        };
                     }
                     Err(e) => {
                         failure = Some(e);
@@ -224,32 +261,54 @@ impl RequestRewriter {
                             pos += skip;
                             continue;
                         }
+                        if let Some(done) = input.get(start..pos).filter(|d| !d.is_empty()) {
+                            sink(done);
+                        }
+                        start = pos;
                     }
-                    if let Some(done) = input.get(start..pos).filter(|d| !d.is_empty()) {
-                        sink(done);
-                    }
-                    start = pos;
                     match scan.scan(rest) {
                         Scan::Partial => {
-                            self.buf.extend_from_slice(rest);
+                            self.buf
+                                .extend_from_slice(input.get(start..).unwrap_or_default());
                             self.state = State::Head(scan);
                             pos = input.len();
                             start = pos;
                         }
+                        Scan::LineEnd(used) => {
+                            pos += used;
+                            let line = input.get(start..pos).unwrap_or_default();
+                            let line = if self.buf.is_empty() && pos < input.len() {
+                                line
+                            } else {
+                                // The line must be whole to be checked, so
+                                // it joins the held bytes; so does a line
+                                // that ends the input, to wait for its head.
+                                self.buf.extend_from_slice(line);
+                                start = pos;
+                                &self.buf
+                            };
+                            if request_method(line).is_ok() {
+                                scan.line_ok = true;
+                                self.state = State::Head(scan);
+                            } else {
+                                // The held bytes go first; the rest is
+                                // still in input[start..] and passes as is.
+                                self.pass_held(sink);
+                                failure = scan.refusal(RewriteError::NotHttp);
+                            }
+                        }
                         Scan::Complete(used) => {
                             pos += used;
+                            let head = input.get(start..pos).unwrap_or_default();
                             start = pos;
-                            if let Err(e) = self.finish_head(rest.get(..used).unwrap_or(rest), sink)
-                            {
+                            if let Err(e) = self.finish_head(head, sink) {
                                 failure = Some(e);
                             }
                         }
                         Scan::Failed(e) => {
                             // The held bytes go first, then this input as is.
-                            sink(&self.buf);
-                            self.release();
-                            failure = Some(e);
-                            self.state = State::Passthrough;
+                            self.pass_held(sink);
+                            failure = scan.refusal(e);
                         }
                     }
                 }
@@ -272,8 +331,9 @@ impl RequestRewriter {
         self.release();
     }
 
-    /// True once the rewriter only passes bytes through (upgrade, CONNECT, error): the caller
-    /// may then skip calling feed and write directly.
+    /// True once the rewriter only passes bytes through (CONNECT, error, or an upgrade once
+    /// data that is not a request follows it): the caller may then skip calling feed and
+    /// write directly.
     pub fn is_passthrough(&self) -> bool {
         matches!(self.state, State::Passthrough)
     }
@@ -298,21 +358,46 @@ impl RequestRewriter {
         };
         self.out.clear();
         let next = rewrite(head, &self.inserts, self.rename_host, &mut self.out);
+        // An upgrade takes effect (if the origin agrees) only once the whole
+        // request, body included, has been sent.
         let (result, state) = match next {
-            Ok(Next::Head) => (Ok(()), State::Head(HeadScan::NEW)),
-            Ok(Next::Body(0)) => (Ok(()), State::Head(HeadScan::NEW)),
-            Ok(Next::Body(n)) => (Ok(()), State::Body(n)),
-            Ok(Next::Chunked) => (Ok(()), State::Chunked(Chunk::SIZE)),
-            Ok(Next::Tunnel) => (Ok(()), State::Passthrough),
+            Ok((Next::Head | Next::Body(0), upgrade)) => {
+                (Ok(()), State::Head(HeadScan::new(upgrade)))
+            }
+            Ok((Next::Body(n), upgrade)) => {
+                self.upgrading = upgrade;
+                (Ok(()), State::Body(n))
+            }
+            Ok((Next::Chunked, upgrade)) => {
+                self.upgrading = upgrade;
+                (Ok(()), State::Chunked(Chunk::SIZE))
+            }
+            Ok((Next::Tunnel, _)) => (Ok(()), State::Passthrough),
             // The head itself was understood, so it is still rewritten: only
             // where its body ends is unknown.
-            Ok(Next::Bad) => (Err(RewriteError::BadFraming), State::Passthrough),
+            Ok((Next::Bad, _)) => (Err(RewriteError::BadFraming), State::Passthrough),
             Err(e) => (Err(e), State::Passthrough),
         };
         sink(if next.is_ok() { &self.out } else { head });
         self.state = state;
         self.release();
         result
+    }
+
+    /// The state after a request: another head, perhaps of the protocol it
+    /// asked to upgrade to.
+    fn next_head(&mut self) -> State {
+        State::Head(HeadScan::new(std::mem::take(&mut self.upgrading)))
+    }
+
+    /// Gives up on the current head: the held bytes are handed over as they
+    /// are, and everything passes through from now on.
+    fn pass_held(&mut self, sink: &mut dyn FnMut(&[u8])) {
+        if !self.buf.is_empty() {
+            sink(&self.buf);
+        }
+        self.release();
+        self.state = State::Passthrough;
     }
 
     fn release(&mut self) {
@@ -328,7 +413,8 @@ impl RequestRewriter {
 
 impl HeadScan {
     /// Looks for the end of the head in `bytes`, checking on the way that it
-    /// starts like a request line and stays within [`MAX_HEAD`].
+    /// starts like a request line and stays within [`MAX_HEAD`]; stops at the
+    /// end of the request line for the caller to check the rest of it.
     fn scan(&mut self, bytes: &[u8]) -> Scan {
         for (i, &b) in bytes.iter().enumerate() {
             if self.len >= MAX_HEAD {
@@ -348,6 +434,9 @@ impl HeadScan {
                 (Line::Start, b'\r') => Line::Cr,
                 _ => Line::Text,
             };
+            if self.line == Line::Start && !self.line_ok {
+                return Scan::LineEnd(i + 1);
+            }
         }
         Scan::Partial
     }
@@ -408,13 +497,14 @@ fn follow_chunked(mut chunk: Chunk, bytes: &[u8]) -> Result<(usize, Option<Chunk
 }
 
 /// Writes the rewritten `head` (a complete head, blank line included) into
-/// `out` and says what follows it. `Err(NotHttp)` leaves `out` unused.
+/// `out` and says what follows it, and whether it asks for an upgrade (which
+/// may take effect after its body). `Err(NotHttp)` leaves `out` unused.
 fn rewrite(
     head: &[u8],
     inserts: &[u8],
     rename_host: bool,
     out: &mut Vec<u8>,
-) -> Result<Next, RewriteError> {
+) -> Result<(Next, bool), RewriteError> {
     let mut lines = head.split_inclusive(|&b| b == b'\n');
     let request = lines.next().ok_or(RewriteError::NotHttp)?;
     let connect = request_method(request)? == b"CONNECT";
@@ -480,17 +570,16 @@ fn rewrite(
     // Chunked must be applied exactly once and last; a request with both
     // framings is a classic smuggling attempt (RFC 9112 §6.3).
     bad |= te && (!te_last_chunked || te_chunked != 1 || length.is_some());
-    Ok(if connect {
+    let next = if connect {
         Next::Tunnel
     } else if bad {
         Next::Bad
-    } else if upgrade && conn_upgrade {
-        Next::Tunnel
     } else if te {
         Next::Chunked
     } else {
         length.map_or(Next::Head, Next::Body)
-    })
+    };
+    Ok((next, upgrade && conn_upgrade))
 }
 
 /// Checks `METHOD SP target SP HTTP/1.x` and returns the method.

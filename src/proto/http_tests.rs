@@ -120,8 +120,12 @@ fn websocket_upgrade_passes_the_rest() {
         "GET /ws HTTP/1.1\r\n{ADD}Upgrade: websocket\r\nConnection: keep-alive, Upgrade\r\n\r\n{after}"
     );
     assert_eq!(out, want);
+    // Only the origin knows whether the upgrade went ahead: the first byte
+    // of a frame tells.
     let mut rw = RequestRewriter::new(info());
     assert_eq!(rw.feed(head.as_bytes(), &mut |_| {}), Ok(()));
+    assert!(!rw.is_passthrough());
+    assert_eq!(rw.feed(b"\x81", &mut |_| {}), Ok(()));
     assert!(rw.is_passthrough());
     // Upgrade without the Connection token is an ordinary request.
     let input = "GET / HTTP/1.1\r\nUpgrade: h2c\r\n\r\nGET / HTTP/1.1\r\n\r\n";
@@ -135,6 +139,12 @@ fn connect_passes_the_rest() {
         "CONNECT h:22 HTTP/1.1\r\n{ADD}Host: h:22\r\n\r\nSSH-2.0-x\r\nGET / HTTP/1.1\r\n\r\n"
     );
     assert_eq!(ok(input), want);
+    let mut rw = RequestRewriter::new(info());
+    assert_eq!(
+        rw.feed(b"CONNECT h:22 HTTP/1.1\r\n\r\n", &mut |_| {}),
+        Ok(())
+    );
+    assert!(rw.is_passthrough());
 }
 
 #[test]
@@ -270,6 +280,12 @@ fn garbage_passes_through() {
         Err(e)
     );
     assert_eq!((out.as_slice(), rw.pending()), (&b"\x16\x03"[..], 0));
+    // A request line that is not HTTP/1.x is refused where it ends.
+    let mut rw = RequestRewriter::new(info());
+    let mut out = Vec::new();
+    let line = b"PRI * HTTP/2.0\r\n";
+    assert_eq!(rw.feed(line, &mut |b| out.extend_from_slice(b)), Err(e));
+    assert_eq!((out.as_slice(), rw.pending()), (&line[..], 0));
 }
 
 #[test]
@@ -334,13 +350,193 @@ fn head_size_limit() {
     }
 }
 
+/// What `curl --http2` sends; an origin that knows nothing of h2c answers
+/// it in HTTP/1.1 and the connection goes on.
+const H2C: &str = "GET / HTTP/1.1\r\nHost: h\r\nConnection: Upgrade, HTTP2-Settings\r\n\
+                   Upgrade: h2c\r\nHTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\n\r\n";
+const WEBSOCKET: &str = "GET /ws HTTP/1.1\r\nHost: h\r\nUpgrade: websocket\r\n\
+                         Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\n\r\n";
+const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+/// Masked client frames: "GET / HTTP/1.1" as text, then a close.
+const FRAMES: &[u8] = b"\x81\x8e\0\0\0\0GET / HTTP/1.1\x88\x82\x01\x02\x03\x04\x02\xea";
+
+/// `head`, a single request without spoofable headers, as rewritten with
+/// [`info`].
+fn rewritten(head: &str) -> String {
+    let (first, rest) = head.split_at(head.find('\n').unwrap() + 1);
+    format!("{first}{ADD}{rest}")
+}
+
+/// [`check_with`] on bytes that must pass without an error.
+fn ok_bytes(input: &[u8]) -> Vec<u8> {
+    let (out, errs) = check_with(&info(), input);
+    assert_eq!(errs, []);
+    out
+}
+
+#[test]
+fn refused_upgrade_goes_on_rewriting() {
+    let next = "GET /2 HTTP/1.1\r\nX-Forwarded-For: 6.6.6.6\r\n\r\n";
+    let next_out = format!("GET /2 HTTP/1.1\r\n{ADD}X-Old-X-Forwarded-For: 6.6.6.6\r\n\r\n");
+    for upgrade in [H2C, WEBSOCKET] {
+        let input = format!("{upgrade}{next}{next}");
+        let want = format!("{}{next_out}{next_out}", rewritten(upgrade));
+        assert_eq!(ok(&input), want);
+        // Blank lines may come first, as before any request.
+        let input = format!("{upgrade}\r\n\n{next}");
+        assert_eq!(
+            ok(&input),
+            format!("{}\r\n\n{next_out}", rewritten(upgrade))
+        );
+        // Then an upgrade that goes ahead, after which nothing is touched.
+        let mut input = format!("{upgrade}{WEBSOCKET}").into_bytes();
+        input.extend_from_slice(FRAMES);
+        let mut want = format!("{}{}", rewritten(upgrade), rewritten(WEBSOCKET)).into_bytes();
+        want.extend_from_slice(FRAMES);
+        assert_eq!(ok_bytes(&input), want);
+    }
+    // Once a request line is seen, its faults are reported as usual.
+    let bad = "POST / HTTP/1.1\r\nContent-Length: x\r\n\r\nGET / HTTP/1.1\r\n\r\n";
+    let (out, errs) = check(&format!("{H2C}{bad}"));
+    assert_eq!(errs, [RewriteError::BadFraming]);
+    let want = format!(
+        "{}POST / HTTP/1.1\r\n{ADD}Content-Length: x\r\n\r\nGET / HTTP/1.1\r\n\r\n",
+        rewritten(H2C)
+    );
+    assert_eq!(out, want);
+}
+
+#[test]
+fn accepted_upgrade_passes_the_new_protocol() {
+    let mut preface = PREFACE.to_vec();
+    // SETTINGS, then a HEADERS frame whose block happens to read like
+    // HTTP/1.1.
+    preface.extend_from_slice(b"\0\0\0\x04\0\0\0\0\0\0\0\x10\x01\x05\0\0\0\x01");
+    preface.extend_from_slice(b"GET / HTTP/1.1\r\n");
+    let not_http = b"GET / SIP/2.0\r\nX-Forwarded-For: 1\r\n\r\nGET / HTTP/1.1\r\n\r\n";
+    let text = b"hello there\n\x80";
+    for (head, after) in [
+        (WEBSOCKET, FRAMES),
+        (H2C, &preface[..]),
+        (H2C, not_http),
+        (WEBSOCKET, text),
+    ] {
+        let mut input = head.as_bytes().to_vec();
+        input.extend_from_slice(after);
+        let mut want = rewritten(head).into_bytes();
+        want.extend_from_slice(after);
+        assert_eq!(ok_bytes(&input), want);
+    }
+    // A line that never ends is given up silently at the head size limit.
+    let long = format!("{WEBSOCKET}ab {}", "c".repeat(MAX_HEAD));
+    let mut rw = RequestRewriter::new(info());
+    let mut out = Vec::new();
+    assert_eq!(
+        rw.feed(long.as_bytes(), &mut |b| out.extend_from_slice(b)),
+        Ok(())
+    );
+    assert!(rw.is_passthrough());
+    assert_eq!(
+        out,
+        format!("{}ab {}", rewritten(WEBSOCKET), "c".repeat(MAX_HEAD)).as_bytes()
+    );
+}
+
+/// Feeds `head`, then `after` one byte at a time, checking that nothing is
+/// reported and that what was handed over is always a prefix of `after`.
+/// Returns the rewriter and how much of `after` had gone after each byte.
+fn released(head: &str, after: &[u8]) -> (RequestRewriter, Vec<usize>) {
+    let mut rw = RequestRewriter::new(info());
+    let mut out = Vec::new();
+    assert_eq!(
+        rw.feed(head.as_bytes(), &mut |b| out.extend_from_slice(b)),
+        Ok(())
+    );
+    assert_eq!(out, rewritten(head).as_bytes());
+    out.clear();
+    let mut seen = Vec::new();
+    for byte in after.chunks(1) {
+        assert_eq!(rw.feed(byte, &mut |b| out.extend_from_slice(b)), Ok(()));
+        assert_eq!(out, after[..out.len()]);
+        assert_eq!(out.len() + rw.pending(), seen.len() + 1);
+        seen.push(out.len());
+    }
+    (rw, seen)
+}
+
+#[test]
+fn websocket_frames_are_let_through_within_two_bytes() {
+    // Every first byte a client frame can start with (FIN, RSV1-3, the
+    // defined opcodes), with every masked second byte.
+    for first in (0..=0xffu8).filter(|b| b & 0x0f <= 0x0a) {
+        for second in 0x80..=0xffu8 {
+            let frame = [first, second, 1, 2, 3, 4, b'G', b'E', b'T', b' ', b'/'];
+            let (rw, seen) = released(WEBSOCKET, &frame);
+            let want: Vec<usize> = (1..=frame.len()).collect();
+            assert_eq!(seen[1..], want[1..], "{first:#x} {second:#x}");
+            assert!(rw.is_passthrough());
+            assert_eq!(rw.pending(), 0);
+        }
+    }
+    // Frames in the same feed as the head, and split anywhere.
+    let mut input = WEBSOCKET.as_bytes().to_vec();
+    for first in [0x01, 0x0a, 0x41, 0xc1, 0x7a, 0x82, 0x00, 0x89] {
+        input.extend_from_slice(&[first, 0x81, 9, 9, 9, 9, b'x']);
+    }
+    let mut want = rewritten(WEBSOCKET).into_bytes();
+    want.extend_from_slice(&input[WEBSOCKET.len()..]);
+    assert_eq!(ok_bytes(&input), want);
+}
+
+#[test]
+fn h2c_preface_is_let_through_where_its_first_line_ends() {
+    let (rw, seen) = released(H2C, PREFACE);
+    // "PRI * HTTP/2.0" could still be a request line until the line ends:
+    // the request target may hold spaces, as the head parser allows.
+    let line = PREFACE.iter().position(|&b| b == b'\n').unwrap() + 1;
+    let want: Vec<usize> = (line..=PREFACE.len()).collect();
+    assert_eq!(seen[line - 1..], want);
+    assert!(rw.is_passthrough());
+}
+
+#[test]
+fn upgrade_request_body_comes_before_the_new_protocol() {
+    let up = "Upgrade: websocket\r\nConnection: upgrade\r\n";
+    let next = "GET /n HTTP/1.1\r\nX-Forwarded-For: n\r\n\r\n";
+    let next_out = format!("GET /n HTTP/1.1\r\n{ADD}X-Old-X-Forwarded-For: n\r\n\r\n");
+    // Without framing headers there is no body: the next request follows.
+    let head = format!("GET /u HTTP/1.1\r\n{up}\r\n");
+    let want = format!("{}{next_out}", rewritten(&head));
+    assert_eq!(ok(&format!("{head}{next}")), want);
+    // A body that looks like a request is passed as it is, and only then
+    // can the new protocol (or the next request) start.
+    let body = "GET / HTTP/1.1\r\nX-Forwarded-For: b\r\n\r\n";
+    let chunked = format!("{:x}\r\n{body}\r\n0\r\n\r\n", body.len());
+    for (framing, body) in [
+        (format!("Content-Length: {}\r\n", body.len()), body),
+        (
+            "Transfer-Encoding: chunked\r\n".to_owned(),
+            chunked.as_str(),
+        ),
+    ] {
+        let head = format!("POST /u HTTP/1.1\r\n{up}{framing}\r\n");
+        let want = format!("{}{body}{next_out}", rewritten(&head));
+        assert_eq!(ok(&format!("{head}{body}{next}")), want);
+        let mut input = format!("{head}{body}").into_bytes();
+        input.extend_from_slice(FRAMES);
+        let mut want = format!("{}{body}", rewritten(&head)).into_bytes();
+        want.extend_from_slice(FRAMES);
+        assert_eq!(ok_bytes(&input), want);
+    }
+}
+
 const REQUESTS: [&str; 4] = [
     "GET / HTTP/1.1\r\n",
     "POST /p HTTP/1.1\n",
     "CONNECT a:1 HTTP/1.0\r\n",
     "PUT /x?a=b HTTP/1.0\r\n",
 ];
-const HEADERS: [&str; 10] = [
+const HEADERS: [&str; 11] = [
     "Host: h\r\n",
     "X-Forwarded-For: 6.6.6.6\r\n",
     "x-pagekite-port: 1\n",
@@ -348,11 +544,12 @@ const HEADERS: [&str; 10] = [
     "Content-Length: 0\r\n",
     "Transfer-Encoding: chunked\r\n",
     "Upgrade: websocket\r\nConnection: upgrade\r\n",
+    "Connection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\n",
     " folded\r\n",
     "Connection: keep-alive\r\n",
     "X-Old-Host: a\r\n",
 ];
-const BODIES: [&str; 8] = [
+const BODIES: [&str; 10] = [
     "abc",
     "3\r\nabc\r\n",
     "1;x=y\r\nZ\r\n",
@@ -361,6 +558,8 @@ const BODIES: [&str; 8] = [
     "\r\n",
     "\n",
     "GET / HTTP/1.1\r\nX-Forwarded-For: 1\r\n\r\n",
+    "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n",
+    "\u{1}\u{85}",
 ];
 
 fn remove(hay: &[u8], needle: &[u8]) -> Vec<u8> {
@@ -393,6 +592,7 @@ fn fuzz() {
         rewrite_host,
     });
     let mut stats = [0; 4];
+    let mut upgraded = 0;
     for _ in 0..20_000 {
         let info = &infos[rand(2)];
         let insert = RequestRewriter::new(info.clone()).inserts;
@@ -432,6 +632,23 @@ fn fuzz() {
             remove(&input, b"X-Old-")
         );
         stats[errs.first().map_or(0, |&e| e as usize + 1)] += 1;
+        if errs.is_empty() {
+            // Upgrades that went ahead (told apart from refused ones, and
+            // from CONNECT tunnels by leaving those out).
+            let mut rw = RequestRewriter::new(info.clone());
+            assert_eq!(rw.feed(&input, &mut |_| {}), Ok(()));
+            let connect = input.windows(7).any(|w| w == b"CONNECT");
+            upgraded += usize::from(rw.is_passthrough() && !connect);
+        }
+        // After an upgrade request the same bytes fare exactly as at the
+        // start of a stream, except that not being a request at all is then
+        // no error: it is the new protocol.
+        let (upgrade, _) = run(info, &[WEBSOCKET.as_bytes()]);
+        let after = run(info, &[WEBSOCKET.as_bytes(), &input]);
+        // (Nothing rewritten but an error: the first head was refused.)
+        let refused = out == input && !errs.is_empty();
+        let want_errs = if refused { vec![] } else { errs.clone() };
+        assert_eq!(after, ([upgrade, out.clone()].concat(), want_errs));
         let mut parts = Vec::new();
         let mut rest = input.as_slice();
         while !rest.is_empty() {
@@ -441,10 +658,13 @@ fn fuzz() {
         }
         assert_eq!(run(info, &parts), (out, errs));
     }
-    // Success, NotHttp and BadFraming were each reached often enough to
-    // mean something (HeadTooLarge has its own test).
+    // Success (with the switch after an upgrade among them), NotHttp and
+    // BadFraming were each reached often enough to mean something
+    // (HeadTooLarge has its own test).
     assert!(
-        [stats[0], stats[2], stats[3]].iter().all(|&n| n > 1000),
-        "{stats:?}"
+        [stats[0], stats[2], stats[3], upgraded]
+            .iter()
+            .all(|&n| n > 1000),
+        "{stats:?} {upgraded}"
     );
 }

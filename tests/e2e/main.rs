@@ -7,6 +7,7 @@
 // to the one-clock-read rule.
 #![allow(clippy::disallowed_methods)]
 
+mod certs;
 mod cli;
 mod fixture;
 mod harness_selftest;

@@ -1,0 +1,401 @@
+//! A frontend's public connection from accept until it is something: the
+//! sniffing loop that peels a public `CONNECT host:port` and TLS layers and
+//! then hands the connection on, as a stream on the tunnel of the kite it
+//! asks for (HTTP by Host, HTTPS by SNI untouched), as a backend's tunnel,
+//! or as a one-shot reply (ping answer, error page, TLS alert). What the
+//! first bytes mean comes from `proto::sniff`; which kite serves a name and
+//! what a tunnel does are `frontend`'s and `relay`'s.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use log::{debug, info};
+use mio::Token;
+use mio::net::TcpStream;
+
+use crate::buf::Buf;
+use crate::engine::{Conn, Deadlines, Engine, Role, TimerKind};
+use crate::frontend;
+use crate::net::Io;
+use crate::proto::flow::DEFAULT_WINDOW;
+use crate::proto::frame::{self, Line};
+use crate::proto::kite;
+use crate::proto::pages::{self, Side as PageSide};
+use crate::proto::sniff::{self, Sniff as Sniffed};
+use crate::relay::{self, CHUNK_BODY, Stream, tag};
+use crate::reply::Reply;
+use crate::tls::TlsSession;
+use crate::transport::Transport;
+
+/// A public connection that says nothing recognisable in this time is
+/// closed; each layer peeled (a CONNECT, a TLS handshake) grants it again.
+pub const SNIFF_TIMEOUT: Duration = Duration::from_secs(10);
+/// Bytes a sniffing connection may send before it must be recognised.
+const SNIFF_LIMIT: usize = sniff::MAX_CLIENT_HELLO + 16;
+/// CONNECT and TLS layers a client may wrap its request in.
+const MAX_LAYERS: u8 = 3;
+
+const CONNECT_OK: &[u8] = b"HTTP/1.0 200 Connection Established\r\n\r\n";
+
+/// A public connection that has not said what it is yet.
+pub struct Sniff {
+    pub transport: Transport,
+    pub deadlines: Deadlines,
+    /// Unclassified bytes (plaintext once TLS is terminated here).
+    buf: Buf,
+    peer: SocketAddr,
+    /// The port it connected to.
+    port: u16,
+    /// The name and port a public `CONNECT` asked for: what follows belongs
+    /// to them, whatever its SNI or Host say.
+    target: Option<(String, u16)>,
+    /// Bytes owed to the client before anything else (a CONNECT's 200).
+    owed: Vec<u8>,
+    layers: u8,
+}
+
+impl Sniff {
+    pub fn new(sock: TcpStream, peer: SocketAddr, port: u16) -> Sniff {
+        Sniff {
+            transport: Transport::plain(sock),
+            deadlines: Deadlines::default(),
+            buf: Buf::with_capacity(4096),
+            peer,
+            port,
+            target: None,
+            owed: Vec::new(),
+            layers: 0,
+        }
+    }
+
+    /// The port a stream of this connection reports (the CONNECT's, if any).
+    fn public_port(&self) -> u16 {
+        self.target.as_ref().map_or(self.port, |(_, p)| *p)
+    }
+}
+
+pub fn sniff_timeout(_: &mut Engine, token: Token, s: Sniff) -> Option<Conn> {
+    info!(
+        "[p{} {}] closed: nothing recognisable within {SNIFF_TIMEOUT:?} ({} bytes)",
+        tag(token),
+        s.peer,
+        s.buf.len()
+    );
+    None
+}
+
+/// What the sniffing loop decided.
+enum Next {
+    /// Wait for more bytes.
+    Wait(Sniff),
+    /// A layer was peeled; look again at what is left.
+    Again(Sniff),
+    /// Handed on (or closed).
+    Done(Option<Conn>),
+}
+
+pub fn drive_sniff(eng: &mut Engine, token: Token, mut s: Sniff) -> Option<Conn> {
+    for _ in 0..=MAX_LAYERS {
+        if !s.owed.is_empty() {
+            match s.transport.write(&s.owed) {
+                Io::Done(n) => {
+                    s.owed.drain(..n.min(s.owed.len()));
+                }
+                Io::WouldBlock | Io::Starved => {}
+                Io::Failed(_) | Io::Eof => return None,
+            }
+        }
+        if s.transport.has_pending() && matches!(s.transport.flush(), Io::Failed(_)) {
+            return None;
+        }
+        match step(eng, token, s) {
+            Next::Wait(waiting) => return Some(Conn::Sniff(waiting)),
+            Next::Again(again) => s = again,
+            Next::Done(conn) => return conn,
+        }
+    }
+    info!("[p{}] closed: too many layers", tag(token));
+    None
+}
+
+fn step(eng: &mut Engine, token: Token, mut s: Sniff) -> Next {
+    let mut eof = false;
+    while s.transport.can_read() {
+        match relay::read_some(&mut s.transport, &mut s.buf, SNIFF_LIMIT) {
+            Io::Done(0) => break,
+            Io::Done(_) => {}
+            Io::WouldBlock | Io::Starved => break,
+            Io::Eof => {
+                eof = true;
+                break;
+            }
+            Io::Failed(f) => {
+                info!(
+                    "[p{} {}] closed while sniffing: {}",
+                    tag(token),
+                    s.peer,
+                    s.transport.describe(f)
+                );
+                return Next::Done(None);
+            }
+        }
+    }
+    match sniff::sniff(s.buf.data()) {
+        Sniffed::NeedMore if eof => {
+            debug!(
+                "[p{} {}] closed before saying anything useful",
+                tag(token),
+                s.peer
+            );
+            Next::Done(None)
+        }
+        Sniffed::NeedMore if s.buf.len() >= SNIFF_LIMIT => {
+            info!(
+                "[p{} {}] closed: too much data without a recognisable request",
+                tag(token),
+                s.peer
+            );
+            Next::Done(None)
+        }
+        Sniffed::NeedMore => Next::Wait(s),
+        Sniffed::Reject(e) => {
+            info!("[p{} {}] closed: {e}", tag(token), s.peer);
+            Next::Done(None)
+        }
+        Sniffed::Ping { .. } => {
+            debug!("[p{} {}] answered a relay ping", tag(token), s.peer);
+            let reply = pages::ping_reply(frontend::uuid(eng));
+            Next::Done(Reply::start(eng, token, s.transport, reply))
+        }
+        Sniffed::PingMethod { path, .. } => {
+            Next::Done(Reply::start(eng, token, s.transport, pages::pong(&path)))
+        }
+        Sniffed::Tunnel { head_len } => {
+            let head = s.buf.data().get(..head_len).unwrap_or_default().to_vec();
+            Next::Done(frontend::accept_tunnel(
+                eng,
+                token,
+                s.transport,
+                s.peer,
+                &head,
+            ))
+        }
+        Sniffed::Connect {
+            host,
+            port,
+            head_len,
+        } => connect(eng, token, s, host, port, head_len),
+        Sniffed::Tls { sni } => tls(eng, token, s, sni),
+        Sniffed::Http(head) => {
+            let host = head
+                .host
+                .or_else(|| s.target.as_ref().map(|(h, _)| h.clone()));
+            match host {
+                None => {
+                    info!(
+                        "[p{} {}] {} {}: no Host header, sent 400",
+                        tag(token),
+                        s.peer,
+                        head.method,
+                        head.path
+                    );
+                    let page = pages::no_host(frontend::uuid(eng));
+                    Next::Done(Reply::start(eng, token, s.transport, page))
+                }
+                Some(host) => {
+                    let websocket =
+                        head.websocket && eng.config.protos.iter().any(|p| p == "websocket");
+                    let proto = if websocket { "websocket" } else { "http" };
+                    Next::Done(route(eng, token, s, proto, &host))
+                }
+            }
+        }
+    }
+}
+
+/// A public `CONNECT host:port` (protocol doc §6.4): to a name this relay
+/// can serve over TLS (an https kite or a TLS endpoint) on 443, or to an
+/// http kite on 80/8080, answer 200 and look at what follows.
+fn connect(
+    eng: &mut Engine,
+    token: Token,
+    mut s: Sniff,
+    host: String,
+    port: u16,
+    head_len: usize,
+) -> Next {
+    let Role::Frontend(fe) = &eng.role else {
+        return Next::Done(None);
+    };
+    let servable = match port {
+        443 => fe.has_exact_kite(&["https", "https-443"], &host) || fe.endpoint(&host).is_some(),
+        80 | 8080 => {
+            let with_port = format!("http-{port}");
+            fe.has_exact_kite(&["http", "http2", "http3", with_port.as_str()], &host)
+        }
+        _ => false,
+    };
+    if !servable || s.layers >= MAX_LAYERS || s.target.is_some() {
+        info!(
+            "[p{} {}] CONNECT {host}:{port}: nothing to serve it, sent 503",
+            tag(token),
+            s.peer
+        );
+        return Next::Done(Reply::start(
+            eng,
+            token,
+            s.transport,
+            pages::CONNECT_UNAVAILABLE.to_vec(),
+        ));
+    }
+    debug!(
+        "[p{} {}] CONNECT {host}:{port} accepted",
+        tag(token),
+        s.peer
+    );
+    s.buf.consume(head_len);
+    s.owed.extend_from_slice(CONNECT_OK);
+    s.target = Some((host, port));
+    s.layers += 1;
+    let at = eng.now + SNIFF_TIMEOUT;
+    eng.arm_taken(token, &mut s.deadlines, TimerKind::Deadline, at);
+    Next::Again(s)
+}
+
+/// A ClientHello (protocol doc §6.3, §7): an https kite for the name gets
+/// the bytes untouched; a TLS endpoint for it terminates TLS here and the
+/// plaintext is sniffed again; anything else gets the alert.
+fn tls(eng: &mut Engine, token: Token, mut s: Sniff, sni: Option<String>) -> Next {
+    if s.transport.is_tls() {
+        info!("[p{} {}] closed: TLS inside TLS", tag(token), s.peer);
+        return Next::Done(None);
+    }
+    let name = s.target.as_ref().map(|(h, _)| h.clone()).or(sni);
+    let port = s.public_port();
+    let Role::Frontend(fe) = &eng.role else {
+        return Next::Done(None);
+    };
+    if let Some(name) = &name {
+        let passthrough = kite::frontend_candidates("https", name, port)
+            .iter()
+            .any(|(key, _)| fe.has_kite(key));
+        if passthrough {
+            let name = name.clone();
+            return Next::Done(route(eng, token, s, "https", &name));
+        }
+    }
+    let endpoint = match &name {
+        Some(name) => fe.endpoint(name),
+        None => fe.default_endpoint(),
+    };
+    let Some(endpoint) = endpoint else {
+        info!(
+            "[p{} {}] TLS for {}: no TLS endpoint or https kite, sent an alert",
+            tag(token),
+            s.peer,
+            name.as_deref().unwrap_or("(no SNI)")
+        );
+        return Next::Done(Reply::start(
+            eng,
+            token,
+            s.transport,
+            pages::TLS_ALERT.to_vec(),
+        ));
+    };
+    let endpoint_name = endpoint.name.clone();
+    let session = TlsSession::server(endpoint).and_then(|mut session| {
+        session.feed(s.buf.data())?;
+        Ok(session)
+    });
+    let session = match session {
+        Ok(session) => session,
+        Err(why) => {
+            info!(
+                "[p{} {}] TLS for {endpoint_name} failed: {why}",
+                tag(token),
+                s.peer
+            );
+            return Next::Done(None);
+        }
+    };
+    debug!(
+        "[p{} {}] terminating TLS for {} as {endpoint_name}",
+        tag(token),
+        s.peer,
+        name.as_deref().unwrap_or("(no SNI)")
+    );
+    let n = s.buf.len();
+    s.buf.consume(n);
+    s.transport.start_tls(session);
+    s.layers += 1;
+    let at = eng.now + SNIFF_TIMEOUT;
+    eng.arm_taken(token, &mut s.deadlines, TimerKind::Deadline, at);
+    Next::Again(s)
+}
+
+/// Finds the tunnel for a public request and turns the connection into a
+/// stream on it, or answers with the `(fe)` 503 page.
+fn route(eng: &mut Engine, token: Token, s: Sniff, proto: &str, host: &str) -> Option<Conn> {
+    let port = s.public_port();
+    let Role::Frontend(fe) = &mut eng.role else {
+        return None;
+    };
+    let Some((tunnel, matched)) = fe.route(proto, host, port) else {
+        info!(
+            "[p{} {}] no kite for {proto}://{host}:{port}, sent 503",
+            tag(token),
+            s.peer
+        );
+        if proto == "https" {
+            return Reply::start(eng, token, s.transport, pages::TLS_ALERT.to_vec());
+        }
+        let page = pages::unavailable(PageSide::Frontend, "http", host, frontend::uuid(eng));
+        return Reply::start(eng, token, s.transport, page);
+    };
+    let preferred = fe.next_sid();
+    let Some(Conn::Tunnel(t)) = eng.conns.get_mut(tunnel) else {
+        return None;
+    };
+    let core = &mut t.core;
+    let mut sid = preferred;
+    for _ in 0..1024 {
+        if !core.streams.contains_key(&sid) {
+            break;
+        }
+        sid = frontend::following_sid(sid);
+    }
+    let rtls = s.transport.is_tls();
+    let data = s.buf.data();
+    let (first, rest) = data.split_at(data.len().min(CHUNK_BODY));
+    let mut lines = vec![
+        Line::number("SID", u64::from(sid)),
+        Line::new("Proto", matched.as_bytes()),
+        Line::new("Host", host.as_bytes()),
+        Line::number("Port", u64::from(port)),
+        Line::new("RIP", s.peer.ip().to_string().as_bytes()),
+        Line::number("RPort", u64::from(s.peer.port())),
+    ];
+    if rtls {
+        lines.push(Line::new("RTLS", b"1"));
+    }
+    let headers: Vec<&[u8]> = lines.iter().map(Line::as_bytes).collect();
+    frame::encode(&mut core.out, &headers, first);
+    for piece in rest.chunks(CHUNK_BODY) {
+        let sid_line = Line::number("SID", u64::from(sid));
+        frame::encode(&mut core.out, &[sid_line.as_bytes()], piece);
+    }
+    core.streams.insert(sid, token);
+    let scheme = if rtls { "https+" } else { "" };
+    let label = format!("{scheme}{matched}://{host}:{port} from {}", s.peer);
+    debug!(
+        "[s{} sid={sid}] {label} via tunnel t{}",
+        tag(token),
+        tag(tunnel)
+    );
+    let read = data.len();
+    let mut stream = Stream::new(s.transport, tunnel, sid, DEFAULT_WINDOW, label);
+    stream.window.on_read(read);
+    eng.mark_dirty(tunnel);
+    eng.mark_dirty(token);
+    Some(Conn::Stream(stream))
+}

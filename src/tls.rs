@@ -1,0 +1,513 @@
+//! Every rustls call in rkite lives here: loading certificates and keys,
+//! building the frontend's per-endpoint server configurations and the
+//! backend's client configuration (with name verification, or none at all
+//! for `--fe_nocertcheck`), and `TlsSession`, which drives one rustls
+//! connection over a non-blocking socket for the reactor. Nothing here
+//! decides routing; nothing here logs key or certificate material.
+
+use std::fmt;
+use std::io::{self, Read, Write};
+use std::path::Path;
+use std::sync::Arc;
+
+use rustls::client::WebPkiServerVerifier;
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::{CryptoProvider, verify_tls12_signature, verify_tls13_signature};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+use rustls::{
+    ClientConfig, ClientConnection, Connection, DigitallySignedStruct, RootCertStore, ServerConfig,
+};
+use rustls::{ServerConnection, SignatureScheme};
+
+use crate::net::{self, Failure, Io};
+
+/// Where the system's CA bundle lives on the systems rkite runs on, in the
+/// order tried when `--ca_certs` is not given (Debian/Ubuntu/OpenWrt,
+/// Fedora/RHEL, Alpine and others).
+const SYSTEM_BUNDLES: &[&str] = &[
+    "/etc/ssl/certs/ca-certificates.crt",
+    "/etc/pki/tls/certs/ca-bundle.crt",
+    "/etc/ssl/cert.pem",
+];
+
+/// Plaintext plus ciphertext a session may buffer before writes push back.
+const BUFFER_LIMIT: usize = 256 * 1024;
+
+fn provider() -> Arc<CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// A problem with certificates, keys or TLS settings (a start-up error).
+#[derive(Debug)]
+pub struct TlsConfigError(pub String);
+
+impl fmt::Display for TlsConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+fn err(what: impl Into<String>) -> TlsConfigError {
+    TlsConfigError(what.into())
+}
+
+/// One `--tls_endpoint`: a name (maybe `*.x`) and its server configuration.
+pub struct Endpoint {
+    pub name: String,
+    config: Arc<ServerConfig>,
+}
+
+/// The frontend's TLS identities.
+#[derive(Default)]
+pub struct Endpoints {
+    list: Vec<Endpoint>,
+    default: Option<usize>,
+}
+
+impl Endpoints {
+    /// Loads each `NAME:/path.pem` (key and chain in one PEM, as pagekite.py).
+    pub fn load(
+        specs: &[(String, String)],
+        default: Option<&str>,
+    ) -> Result<Endpoints, TlsConfigError> {
+        let mut list = Vec::new();
+        for (name, path) in specs {
+            let (chain, key) = load_pem_identity(Path::new(path))?;
+            let mut config = ServerConfig::builder_with_provider(provider())
+                .with_safe_default_protocol_versions()
+                .map_err(|e| err(format!("{path}: {e}")))?
+                .with_no_client_auth()
+                .with_single_cert(chain, key)
+                .map_err(|e| err(format!("{path}: the key does not fit the certificate: {e}")))?;
+            // Terminated HTTPS is relayed as HTTP/1.1; a browser offering h2
+            // falls back to it.
+            config.alpn_protocols = vec![b"http/1.1".to_vec()];
+            list.push(Endpoint {
+                name: name.to_ascii_lowercase(),
+                config: Arc::new(config),
+            });
+        }
+        let default = match default {
+            Some(name) => Some(
+                list.iter()
+                    .position(|e| e.name.eq_ignore_ascii_case(name))
+                    .ok_or_else(|| err(format!("--tls_default={name} names no --tls_endpoint")))?,
+            ),
+            None => None,
+        };
+        Ok(Endpoints { list, default })
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.list.is_empty()
+    }
+
+    /// The endpoint serving `host`: exact name first, then wildcard parents
+    /// (`*.b.c` for `a.b.c`, never a bare `*.tld`).
+    pub fn find(&self, host: &str) -> Option<&Endpoint> {
+        self.list.iter().find(|e| e.name == host).or_else(|| {
+            crate::proto::kite::wildcards(host, false)
+                .find_map(|w| self.list.iter().find(|e| e.name == w))
+        })
+    }
+
+    /// The endpoint for a ClientHello without SNI (`--tls_default`).
+    pub fn fallback(&self) -> Option<&Endpoint> {
+        self.default.and_then(|i| self.list.get(i))
+    }
+}
+
+fn load_pem_identity(
+    path: &Path,
+) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>), TlsConfigError> {
+    let shown = path.display();
+    let pem = std::fs::read(path).map_err(|e| err(format!("cannot read {shown}: {e}")))?;
+    let chain = CertificateDer::pem_slice_iter(&pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| err(format!("{shown}: bad certificate PEM: {e}")))?;
+    if chain.is_empty() {
+        return Err(err(format!("{shown} holds no certificate")));
+    }
+    let key = PrivateKeyDer::from_pem_slice(&pem)
+        .map_err(|e| err(format!("{shown} holds no usable private key: {e}")))?;
+    Ok((chain, key))
+}
+
+/// How the backend checks the frontend's certificate.
+pub enum Verify {
+    /// Chain to these roots and match one of these names.
+    Names {
+        ca_file: Option<String>,
+        names: Vec<String>,
+    },
+    /// `--fe_nocertcheck`: no identity check at all (signatures are still
+    /// verified, so the handshake itself is sound).
+    Nothing,
+}
+
+/// The backend's TLS client configuration (opaque outside this file).
+#[derive(Clone)]
+pub struct ClientSetup(Arc<ClientConfig>);
+
+/// The backend's TLS client configuration.
+pub fn client_config(verify: &Verify) -> Result<ClientSetup, TlsConfigError> {
+    let builder = ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| err(e.to_string()))?;
+    let config = match verify {
+        Verify::Nothing => builder
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(NoCheck(provider())))
+            .with_no_client_auth(),
+        Verify::Names { ca_file, names } => {
+            let roots = load_roots(ca_file.as_deref())?;
+            let inner = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider())
+                .build()
+                .map_err(|e| err(format!("cannot use the CA certificates: {e}")))?;
+            let names = names
+                .iter()
+                .map(|n| {
+                    ServerName::try_from(n.clone())
+                        .map_err(|_| err(format!("--fe_certname={n} is not a host name")))
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            builder
+                .dangerous()
+                .with_custom_certificate_verifier(Arc::new(AnyOfNames { inner, names }))
+                .with_no_client_auth()
+        }
+    };
+    Ok(ClientSetup(Arc::new(config)))
+}
+
+fn load_roots(ca_file: Option<&str>) -> Result<RootCertStore, TlsConfigError> {
+    let path = match ca_file {
+        Some(p) => p.to_string(),
+        None => SYSTEM_BUNDLES
+            .iter()
+            .find(|p| Path::new(p).exists())
+            .map(|p| p.to_string())
+            .ok_or_else(|| err("no system CA bundle found; give --ca_certs=FILE"))?,
+    };
+    let pem =
+        std::fs::read(&path).map_err(|e| err(format!("--ca_certs: cannot read {path}: {e}")))?;
+    let mut roots = RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(&pem) {
+        let cert = cert.map_err(|e| err(format!("--ca_certs: {path}: {e}")))?;
+        // A bundle may carry a certificate rustls can't use; skip it.
+        let _ = roots.add(cert);
+    }
+    if roots.is_empty() {
+        return Err(err(format!(
+            "--ca_certs: {path} holds no usable CA certificate"
+        )));
+    }
+    Ok(roots)
+}
+
+/// Accepts a certificate valid for any of several names: pagekite.py lets a
+/// backend accept any of its `--fe_certname`s.
+#[derive(Debug)]
+struct AnyOfNames {
+    inner: Arc<WebPkiServerVerifier>,
+    names: Vec<ServerName<'static>>,
+}
+
+impl ServerCertVerifier for AnyOfNames {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        let mut last = None;
+        let names = std::iter::once(server_name).chain(self.names.iter());
+        for name in names {
+            match self
+                .inner
+                .verify_server_cert(end_entity, intermediates, name, ocsp, now)
+            {
+                Ok(ok) => return Ok(ok),
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(last.unwrap_or(rustls::Error::General("no name to verify".into())))
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.inner.supported_verify_schemes()
+    }
+}
+
+#[derive(Debug)]
+struct NoCheck(Arc<CryptoProvider>);
+
+impl ServerCertVerifier for NoCheck {
+    fn verify_server_cert(
+        &self,
+        _: &CertificateDer<'_>,
+        _: &[CertificateDer<'_>],
+        _: &ServerName<'_>,
+        _: &[u8],
+        _: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+/// One TLS connection driven over a non-blocking socket.
+pub struct TlsSession {
+    conn: Connection,
+    /// The reason of the last failure, for the close log line.
+    error: Option<String>,
+    /// Peer closed the TCP stream (ciphertext EOF).
+    eof: bool,
+}
+
+impl TlsSession {
+    pub fn server(endpoint: &Endpoint) -> Result<TlsSession, String> {
+        let mut conn =
+            ServerConnection::new(Arc::clone(&endpoint.config)).map_err(|e| e.to_string())?;
+        conn.set_buffer_limit(Some(BUFFER_LIMIT));
+        Ok(TlsSession::wrap(conn.into()))
+    }
+
+    /// A client session; `name` is sent as SNI (unless it is an IP address)
+    /// and is the first name the certificate is checked against.
+    pub fn client(setup: &ClientSetup, name: &str) -> Result<TlsSession, String> {
+        let server_name = ServerName::try_from(name.to_string())
+            .map_err(|_| format!("{name:?} is not a host name"))?;
+        let mut conn =
+            ClientConnection::new(Arc::clone(&setup.0), server_name).map_err(|e| e.to_string())?;
+        conn.set_buffer_limit(Some(BUFFER_LIMIT));
+        Ok(TlsSession::wrap(conn.into()))
+    }
+
+    fn wrap(conn: Connection) -> TlsSession {
+        TlsSession {
+            conn,
+            error: None,
+            eof: false,
+        }
+    }
+
+    /// Ciphertext that was read before the session existed (the sniffed
+    /// ClientHello, or bytes after a CONNECT reply).
+    pub fn feed(&mut self, mut bytes: &[u8]) -> Result<(), String> {
+        while !bytes.is_empty() {
+            match self.conn.read_tls(&mut bytes) {
+                Ok(0) => break,
+                Ok(_) => {}
+                Err(e) => return Err(self.fail(e.to_string())),
+            }
+            self.conn
+                .process_new_packets()
+                .map_err(|e| self.fail(e.to_string()))?;
+        }
+        Ok(())
+    }
+
+    fn fail(&mut self, why: String) -> String {
+        self.error.get_or_insert_with(|| why.clone());
+        why
+    }
+
+    pub fn error(&self) -> Option<&str> {
+        self.error.as_deref()
+    }
+
+    pub fn is_handshaking(&self) -> bool {
+        self.conn.is_handshaking()
+    }
+
+    /// Whether decrypted bytes are waiting to be read.
+    pub fn has_plaintext(&mut self) -> bool {
+        self.conn
+            .process_new_packets()
+            .is_ok_and(|state| state.plaintext_bytes_to_read() > 0)
+    }
+
+    pub fn wants_write(&self) -> bool {
+        self.conn.wants_write()
+    }
+
+    /// Reads plaintext, pulling ciphertext from `sock` as needed. `sock_ready`
+    /// says whether the socket may have more; it is cleared on WouldBlock.
+    pub fn read(&mut self, sock: &mut impl ReadWrite, sock_ready: &mut bool, buf: &mut [u8]) -> Io {
+        loop {
+            match self.conn.reader().read(buf) {
+                Ok(0) if !buf.is_empty() => return Io::Eof,
+                Ok(n) => return Io::Done(n),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Io::Eof,
+                Err(e) => return self.failed(e.to_string()),
+            }
+            if self.eof {
+                return Io::Eof;
+            }
+            if !*sock_ready {
+                return Io::WouldBlock;
+            }
+            match self.conn.read_tls(sock) {
+                Ok(0) => self.eof = true,
+                Ok(_) => {}
+                Err(e) => match net::classify(&e) {
+                    None => continue,
+                    Some(Io::WouldBlock) => {
+                        *sock_ready = false;
+                        return Io::WouldBlock;
+                    }
+                    Some(other) => return other,
+                },
+            }
+            if let Err(e) = self.conn.process_new_packets() {
+                let why = e.to_string();
+                // Tell the peer why (the alert is queued by rustls).
+                let _ = self.conn.write_tls(sock);
+                return self.failed(why);
+            }
+            // Handshake messages and key updates go out at once.
+            if self.conn.wants_write() {
+                let mut ready = true;
+                if let Io::Failed(f) = self.flush(sock, &mut ready) {
+                    return Io::Failed(f);
+                }
+            }
+        }
+    }
+
+    fn failed(&mut self, why: String) -> Io {
+        self.fail(why);
+        Io::Failed(Failure(io::ErrorKind::InvalidData, TLS_FAILURE))
+    }
+
+    /// Encrypts `buf` (as much as the session takes) and sends what it can.
+    pub fn write(&mut self, sock: &mut impl ReadWrite, sock_ready: &mut bool, buf: &[u8]) -> Io {
+        let accepted = match self.conn.writer().write(buf) {
+            Ok(n) => n,
+            Err(e) => return self.failed(e.to_string()),
+        };
+        match self.flush(sock, sock_ready) {
+            Io::Failed(f) => Io::Failed(f),
+            _ if accepted > 0 || buf.is_empty() => Io::Done(accepted),
+            _ => Io::WouldBlock,
+        }
+    }
+
+    /// Sends queued ciphertext: `Done(0)` when nothing is left.
+    pub fn flush(&mut self, sock: &mut impl ReadWrite, sock_ready: &mut bool) -> Io {
+        while self.conn.wants_write() {
+            if !*sock_ready {
+                return Io::WouldBlock;
+            }
+            match self.conn.write_tls(sock) {
+                Ok(_) => {}
+                Err(e) => match net::classify(&e) {
+                    None => {}
+                    Some(Io::WouldBlock) => {
+                        *sock_ready = false;
+                        return Io::WouldBlock;
+                    }
+                    Some(other) => return other,
+                },
+            }
+        }
+        Io::Done(0)
+    }
+
+    /// Queues a close_notify (our side will send nothing more).
+    pub fn close(&mut self) {
+        self.conn.send_close_notify();
+    }
+
+    /// The SNI a client sent (server sessions).
+    pub fn sni(&self) -> Option<&str> {
+        match &self.conn {
+            Connection::Server(s) => s.server_name(),
+            Connection::Client(_) => None,
+        }
+    }
+}
+
+/// The OS error code rkite uses to mark a TLS failure inside a [`Failure`].
+pub const TLS_FAILURE: i32 = -71;
+
+/// A socket rustls can read ciphertext from and write it to.
+pub trait ReadWrite: Read + Write {}
+impl<T: Read + Write> ReadWrite for T {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn missing_files_are_clear_errors() {
+        let e = Endpoints::load(&[("a.test".into(), "/nonexistent/x.pem".into())], None)
+            .err()
+            .unwrap();
+        assert!(e.0.contains("cannot read /nonexistent/x.pem"), "{e}");
+        let e = Endpoints::load(&[], Some("a.test")).err().unwrap();
+        assert!(e.0.contains("names no --tls_endpoint"), "{e}");
+        let e = client_config(&Verify::Names {
+            ca_file: Some("/nonexistent/ca.pem".into()),
+            names: vec!["a.test".into()],
+        })
+        .err()
+        .unwrap();
+        assert!(e.0.contains("--ca_certs: cannot read"), "{e}");
+        assert!(client_config(&Verify::Nothing).is_ok());
+    }
+}

@@ -1,0 +1,122 @@
+//! A connection's byte pipe: a non-blocking TCP socket, optionally wrapped in
+//! a TLS session (see `tls.rs`, which owns every rustls call). It keeps the
+//! socket's remembered readiness and hides the difference between the two:
+//! `read` and `write` move plaintext, `flush` pushes queued ciphertext, and
+//! both clear the readiness bit they hit WouldBlock on. Callers loop while
+//! [`Transport::can_read`] or until an operation says `WouldBlock`.
+
+use std::net::Shutdown;
+
+use mio::net::TcpStream;
+
+use crate::engine::Ready;
+use crate::net::{self, Failure, Io};
+use crate::tls::{TLS_FAILURE, TlsSession};
+
+pub struct Transport {
+    pub sock: TcpStream,
+    pub ready: Ready,
+    tls: Option<Box<TlsSession>>,
+    /// Shut the TCP write side once the TLS close_notify is out.
+    shut_after_flush: bool,
+}
+
+impl Transport {
+    pub fn plain(sock: TcpStream) -> Transport {
+        Transport {
+            sock,
+            ready: Ready::default(),
+            tls: None,
+            shut_after_flush: false,
+        }
+    }
+
+    /// Wraps the connection in TLS from now on.
+    pub fn start_tls(&mut self, session: TlsSession) {
+        self.tls = Some(Box::new(session));
+    }
+
+    pub fn is_tls(&self) -> bool {
+        self.tls.is_some()
+    }
+
+    pub fn tls_mut(&mut self) -> Option<&mut TlsSession> {
+        self.tls.as_deref_mut()
+    }
+
+    /// Whether a read may return data now (the socket was readable, or the
+    /// TLS session holds decrypted bytes).
+    pub fn can_read(&mut self) -> bool {
+        self.ready.read || self.tls.as_mut().is_some_and(|t| t.has_plaintext())
+    }
+
+    pub fn read(&mut self, buf: &mut [u8]) -> Io {
+        match &mut self.tls {
+            Some(tls) => tls.read(&mut self.sock, &mut self.ready.read, buf),
+            None if !self.ready.read => Io::WouldBlock,
+            None => {
+                let outcome = net::read(&mut self.sock, buf);
+                if outcome == Io::WouldBlock {
+                    self.ready.read = false;
+                }
+                outcome
+            }
+        }
+    }
+
+    /// Writes plaintext; `Done(n)` once the bytes are on their way (in the
+    /// kernel, or encrypted and queued in the TLS session).
+    pub fn write(&mut self, buf: &[u8]) -> Io {
+        match &mut self.tls {
+            Some(tls) => tls.write(&mut self.sock, &mut self.ready.write, buf),
+            None if !self.ready.write => Io::WouldBlock,
+            None => {
+                let outcome = net::write(&mut self.sock, buf);
+                if outcome == Io::WouldBlock {
+                    self.ready.write = false;
+                }
+                outcome
+            }
+        }
+    }
+
+    /// Sends queued TLS bytes; `Done(0)` when nothing is left.
+    pub fn flush(&mut self) -> Io {
+        let outcome = match &mut self.tls {
+            Some(tls) => tls.flush(&mut self.sock, &mut self.ready.write),
+            None => Io::Done(0),
+        };
+        if outcome == Io::Done(0) && self.shut_after_flush {
+            self.shut_after_flush = false;
+            let _ = self.sock.shutdown(Shutdown::Write);
+        }
+        outcome
+    }
+
+    /// Whether TLS bytes wait for the socket.
+    pub fn has_pending(&self) -> bool {
+        self.tls.as_ref().is_some_and(|t| t.wants_write())
+    }
+
+    /// Ends our sending direction: a close_notify first under TLS.
+    pub fn shutdown_write(&mut self) {
+        match &mut self.tls {
+            Some(tls) => {
+                tls.close();
+                self.shut_after_flush = true;
+                let _ = self.flush();
+            }
+            None => {
+                let _ = self.sock.shutdown(Shutdown::Write);
+            }
+        }
+    }
+
+    /// Words for a failure: the TLS reason when TLS failed.
+    pub fn describe(&self, failure: Failure) -> String {
+        match (&self.tls, failure.1) {
+            (Some(tls), TLS_FAILURE) => format!("TLS error: {}", tls.error().unwrap_or("unknown")),
+            _ => format!("socket error: {failure}"),
+        }
+    }
+}
