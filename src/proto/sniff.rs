@@ -75,6 +75,9 @@ pub enum SniffError {
     HeadTooLarge,
     /// A malformed TLS record or ClientHello.
     BadTls,
+    /// A ClientHello whose server name is not a usable host name (too long,
+    /// not text, illegal characters).
+    BadSni,
     /// The request line is not valid UTF-8.
     NotText,
 }
@@ -85,6 +88,7 @@ impl fmt::Display for SniffError {
             SniffError::NotHttp => f.write_str("not an HTTP request"),
             SniffError::HeadTooLarge => write!(f, "request head larger than {MAX_HEAD} bytes"),
             SniffError::BadTls => f.write_str("malformed TLS ClientHello"),
+            SniffError::BadSni => f.write_str("TLS server name is not a valid host name"),
             SniffError::NotText => f.write_str("request line is not text"),
         }
     }
@@ -458,9 +462,15 @@ fn host_name(data: &[u8]) -> Result<Option<String>, SniffError> {
             first = Some(name);
         }
     }
-    Ok(first
-        .and_then(|name| std::str::from_utf8(name).ok())
-        .and_then(normalize_host))
+    match first {
+        None => Ok(None),
+        Some(name) => std::str::from_utf8(name)
+            .ok()
+            .filter(|n| n.len() <= 255)
+            .and_then(normalize_host)
+            .map(Some)
+            .ok_or(SniffError::BadSni),
+    }
 }
 
 /// A big-endian cursor whose every read fails with `BadTls` past the end.

@@ -460,10 +460,12 @@ fn synthetic_hellos() {
     );
     let other_first = sni_ext(&[(7, b"x"), (0, b"b.test"), (0, b"c.test")]);
     assert_eq!(sniff(&hello(Some(&other_first))), tls("b.test"));
-    for bad_name in [&b""[..], b"bad name", b"\xff.test"] {
+    // A server name that is present but unusable ends the connection.
+    let long = vec![b'a'; 300];
+    for bad_name in [&b""[..], b"bad name", b"\xff.test", &long] {
         assert_eq!(
             sniff(&hello(Some(&sni_ext(&[(0, bad_name)])))),
-            Sniff::Tls { sni: None }
+            Sniff::Reject(SniffError::BadSni)
         );
     }
     let mut two = sni_ext(&[(0, b"one.test")]);

@@ -16,4 +16,5 @@ mod origin;
 mod peers;
 mod relay;
 mod robust;
+mod tls;
 mod util;

@@ -131,7 +131,10 @@ impl Recorder {
 
     /// Every connection so far, in accept order.
     pub fn captures(&self) -> Vec<Capture> {
-        lock(&self.captures).iter().map(|c| lock(c).clone()).collect()
+        lock(&self.captures)
+            .iter()
+            .map(|c| lock(c).clone())
+            .collect()
     }
 }
 
@@ -182,7 +185,10 @@ pub fn assert_no_cleartext(caps: &[Capture], secrets: &[&str]) {
                 String::from_utf8_lossy(&cap.up[..cap.up.len().min(600)])
             );
         }
-        for needle in ["X-PageKite-OK:", "X-PageKite-SignThis:"].iter().chain(secrets) {
+        for needle in ["X-PageKite-OK:", "X-PageKite-SignThis:"]
+            .iter()
+            .chain(secrets)
+        {
             assert!(
                 !contains_nocase(&cap.down, needle),
                 "connection {i}: {needle:?} in clear from the frontend: {:?}",
@@ -226,7 +232,8 @@ pub fn client_hello(sni: Option<&str>) -> Vec<u8> {
     let len = usize::from(u16::from_be_bytes([head[3], head[4]]));
     let mut hello = head.to_vec();
     hello.resize(5 + len, 0);
-    s.read_exact(&mut hello[5..]).expect("the whole ClientHello record");
+    s.read_exact(&mut hello[5..])
+        .expect("the whole ClientHello record");
     drop(s_client);
     hello
 }
@@ -286,7 +293,10 @@ impl<'a> Cursor<'a> {
         Ok(head)
     }
     fn vec(&mut self, width: usize) -> Result<&'a [u8], String> {
-        let n = self.take(width)?.iter().fold(0usize, |a, &b| a << 8 | usize::from(b));
+        let n = self
+            .take(width)?
+            .iter()
+            .fold(0usize, |a, &b| a << 8 | usize::from(b));
         self.take(n)
     }
 }
@@ -369,9 +379,11 @@ pub fn reasons(fe: &Proc, peer: SocketAddr) -> Vec<String> {
 /// Waits until the frontend has logged a reason for dropping `peer`, then insists that
 /// it logged exactly one (INFO or above).
 pub fn assert_one_reason(fe: &Proc, peer: SocketAddr, what: &str) -> String {
-    util::wait_until(&format!("the frontend logs why it closed {what}"), T, || {
-        !reasons(fe, peer).is_empty()
-    });
+    util::wait_until(
+        &format!("the frontend logs why it closed {what}"),
+        T,
+        || !reasons(fe, peer).is_empty(),
+    );
     let found = reasons(fe, peer);
     assert_eq!(found.len(), 1, "{what}: one reason, not {found:#?}");
     found[0].clone()

@@ -119,12 +119,19 @@ fn backend_refuses_a_frontend_with_the_wrong_ca_or_name() {
     );
     for (be, what, why) in [
         (&wrong_ca, "a CA it does not trust", "unknownissuer"),
-        (&wrong_name, "a name that is not the certificate's", "notvalidforname"),
+        (
+            &wrong_name,
+            "a name that is not the certificate's",
+            "notvalidforname",
+        ),
     ] {
         let line = be.wait_for("invalid peer certificate", T);
         assert!(line.contains("TLS"), "{what}: the failure says TLS: {line}");
         let squashed: String = line.to_ascii_lowercase().split_whitespace().collect();
-        assert!(squashed.contains(why), "{what}: the failure says {why}: {line}");
+        assert!(
+            squashed.contains(why),
+            "{what}: the failure says {why}: {line}"
+        );
         be.wait_for_count("retrying in", 2, T);
         be.wait_for_count("invalid peer certificate", 2, T);
         assert!(!be.contains("is live"), "{what}: never live");
@@ -294,6 +301,9 @@ fn rkite_backend_reaches_pagekite_frontend_by_connect_and_tls() {
     let page = get(port, "rk.example.test", "/");
     assert_eq!((page.status, page.body_str().as_str()), (200, INDEX_BODY));
     let caps = tunnels(&rec);
-    assert!(caps.iter().all(|c| contains_nocase(&c.up[..c.up.len().min(40)], "CONNECT fe.example.test:443")));
+    assert!(
+        caps.iter()
+            .all(|c| contains_nocase(&c.up[..c.up.len().min(40)], "CONNECT fe.example.test:443"))
+    );
     assert_no_cleartext(&caps, &["rk.example.test"]);
 }
