@@ -74,12 +74,17 @@ impl Sniff {
     }
 }
 
-pub fn sniff_timeout(_: &mut Engine, token: Token, s: Sniff) -> Option<Conn> {
+pub fn sniff_timeout(_: &mut Engine, token: Token, mut s: Sniff) -> Option<Conn> {
+    let handshaking = s.transport.tls_mut().is_some_and(|t| t.is_handshaking());
+    let what = if handshaking {
+        "TLS handshake not finished".to_string()
+    } else {
+        format!("nothing recognisable ({} bytes)", s.buf.len())
+    };
     info!(
-        "[p{} {}] closed: nothing recognisable within {SNIFF_TIMEOUT:?} ({} bytes)",
+        "[p{} {}] closed: {what} within {SNIFF_TIMEOUT:?}",
         tag(token),
-        s.peer,
-        s.buf.len()
+        s.peer
     );
     None
 }

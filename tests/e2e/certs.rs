@@ -94,30 +94,9 @@ impl Pki {
         let serial = serial();
         openssl(
             &dir,
-            &[
-                "req",
-                "-x509",
-                "-new",
-                "-newkey",
-                "ec",
-                "-pkeyopt",
-                "ec_paramgen_curve:prime256v1",
-                "-nodes",
-                "-keyout",
-                "ca.key",
-                "-out",
-                "ca.crt",
-                "-days",
-                "3",
-                "-config",
-                "req.cnf",
-                "-extensions",
-                "ca_ext",
-                "-subj",
-                &subj,
-                "-set_serial",
-                &serial,
-            ],
+            "req -x509 -new -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
+             -keyout ca.key -out ca.crt -days 3 -config req.cnf -extensions ca_ext",
+            &["-subj", &subj, "-set_serial", &serial],
         );
         Pki {
             name: name.to_string(),
@@ -191,44 +170,20 @@ impl Pki {
         let subj = format!("/CN={cn}");
         openssl(
             &self.dir,
-            &[
-                "req",
-                "-new",
-                "-newkey",
-                "ec",
-                "-pkeyopt",
-                "ec_paramgen_curve:prime256v1",
-                "-nodes",
-                "-keyout",
-                &key,
-                "-out",
-                &csr,
-                "-config",
-                "req.cnf",
-                "-subj",
-                &subj,
-            ],
+            "req -new -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -config req.cnf",
+            &["-keyout", &key, "-out", &csr, "-subj", &subj],
         );
         let serial = serial();
         openssl(
             &self.dir,
+            "x509 -req -CA ca.crt -CAkey ca.key -days 2 -extensions ext",
             &[
-                "x509",
-                "-req",
                 "-in",
                 &csr,
-                "-CA",
-                "ca.crt",
-                "-CAkey",
-                "ca.key",
                 "-set_serial",
                 &serial,
-                "-days",
-                "2",
                 "-extfile",
                 &extf,
-                "-extensions",
-                "ext",
                 "-out",
                 &crt,
             ],
@@ -269,10 +224,13 @@ fn serial() -> String {
     format!("0x{nanos:016x}{:06x}", util::unique())
 }
 
-/// Runs `openssl ARGS` in `dir` (bounded); returns its output lines, panics on failure.
-pub fn openssl(dir: &Path, args: &[&str]) -> Vec<String> {
+/// Runs `openssl WORDS... MORE...` in `dir` (bounded; WORDS split on whitespace); returns
+/// its output lines, panics on failure.
+pub fn openssl(dir: &Path, words: &str, more: &[&str]) -> Vec<String> {
+    let mut args: Vec<&str> = words.split_whitespace().collect();
+    args.extend_from_slice(more);
     let mut cmd = Command::new(OPENSSL);
-    cmd.current_dir(dir).args(args);
+    cmd.current_dir(dir).args(&args);
     let p = Proc::spawn("openssl", cmd);
     match p.wait_exit(OPENSSL_TIMEOUT) {
         Some(s) if s.success() => p.lines(),
@@ -352,9 +310,9 @@ pub fn s_client(connect: &str, args: &[&str]) -> TlsCheck {
 
 /// `openssl x509 -noout ARGS` on `cert`; its output.
 fn x509(cert: &Path, args: &[&str]) -> String {
-    let mut all = vec!["x509", "-in", path_str(cert), "-noout"];
+    let mut all = vec!["-in", path_str(cert)];
     all.extend_from_slice(args);
-    openssl(Path::new("/"), &all).join("\n")
+    openssl(Path::new("/"), "x509 -noout", &all).join("\n")
 }
 
 #[test]

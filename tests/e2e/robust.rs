@@ -139,7 +139,7 @@ fn garbage_huge_and_silent_public_connections_are_closed_with_a_reason() {
         waited >= Duration::from_secs(9),
         "closed after {waited:?}, before the 10 s grace"
     );
-    fe.wait_for("nothing recognisable within 10s", T);
+    fe.wait_for("closed: nothing recognisable (0 bytes) within 10s", T);
     assert!(fe.exit_status().is_none(), "the frontend is still running");
 }
 

@@ -386,6 +386,7 @@ pub fn assert_one_reason(fe: &Proc, peer: SocketAddr, what: &str) -> String {
     );
     let found = reasons(fe, peer);
     assert_eq!(found.len(), 1, "{what}: one reason, not {found:#?}");
+    eprintln!("{what}: {}", found[0]);
     found[0].clone()
 }
 

@@ -7,13 +7,15 @@
 //! never finished) are each closed within a bound with one logged reason while other
 //! visitors are served. The tunnels here are plain: `tunnel.rs` covers TLS tunnels.
 
-use std::io::Write;
+use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use super::read_to_close;
-use super::{ALERT, CLOSE_BOUND, assert_one_reason, client_hello, crafted_client_hello, endpoint};
+use super::{
+    ALERT, CLOSE_BOUND, assert_one_reason, client_hello, crafted_client_hello, endpoint,
+    read_to_close,
+};
 use crate::certs::{Leaf, OPENSSL, SServer, pki, s_client};
 use crate::fixture::{T, backend, frontend, get, kite, live};
 use crate::origin::{INDEX_BODY, Origin};
@@ -316,7 +318,7 @@ fn stalled_tls_clients_are_closed_in_bounded_time() {
     stuck.write_all(&hello).expect("send the hello");
     let mut first = [0u8; 5];
     stuck.set_read_timeout(Some(T)).expect("timeout");
-    std::io::Read::read_exact(&mut stuck, &mut first).expect("the frontend answers");
+    stuck.read_exact(&mut first).expect("the frontend answers");
     assert_eq!(
         first[..3],
         [0x16, 0x03, 0x03],

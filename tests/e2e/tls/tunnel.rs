@@ -6,9 +6,7 @@
 //! `Recorder` between the two proves what went over the wire: TLS, and no tunnel protocol
 //! or request data in clear.
 
-use super::{
-    Capture, Recorder, assert_no_cleartext, ca_certs, contains_nocase, endpoint, hello_sni,
-};
+use super::{Capture, Recorder, assert_no_cleartext, ca_certs, endpoint, hello_sni};
 use crate::certs::{OPENSSL, other_pki, pki};
 use crate::fixture::{T, backend, frontend, get, kite, live};
 use crate::origin::{INDEX_BODY, Origin};
@@ -24,6 +22,33 @@ fn tunnels(rec: &Recorder) -> Vec<Capture> {
         .into_iter()
         .filter(|c| !c.up.is_empty() && !c.up.starts_with(b"HEAD ") && !c.up.starts_with(b"GET "))
         .collect()
+}
+
+/// Checks that every tunnel `rec` saw is `CONNECT NAME:443 HTTP/1.1` in clear, the
+/// frontend's `HTTP/1.0 200 Connection Established`, then TLS both ways, the ClientHello
+/// with SNI NAME; returns the tunnels.
+fn connect_then_tls(rec: &Recorder, name: &str) -> Vec<Capture> {
+    let caps = tunnels(rec);
+    assert!(!caps.is_empty(), "the backend dialled through the recorder");
+    let request = format!("CONNECT {name}:443 HTTP/1.1\r\n");
+    let ok = b"HTTP/1.0 200 Connection Established\r\n\r\n";
+    for cap in &caps {
+        let shown = |b: &[u8]| String::from_utf8_lossy(&b[..b.len().min(200)]).into_owned();
+        assert!(
+            cap.up.starts_with(request.as_bytes()),
+            "the tunnel starts with a clear {request:?}: {:?}",
+            shown(&cap.up)
+        );
+        let head_end = find_subslice(&cap.up, b"\r\n\r\n").expect("CONNECT head") + 4;
+        assert_eq!(
+            hello_sni(&cap.up[head_end..]),
+            Ok(Some(name.to_string())),
+            "then a ClientHello with SNI = --fe_certname"
+        );
+        assert!(cap.down.starts_with(ok), "{:?}", shown(&cap.down));
+        assert_eq!(cap.down.get(ok.len()), Some(&0x16), "then the ServerHello");
+    }
+    caps
 }
 
 /// True if a backend logged a warning (or worse) that mentions certificates.
@@ -64,29 +89,7 @@ fn backend_tunnels_over_verified_tls_and_nothing_is_in_clear() {
     assert!(echo.body_str().contains(marker), "{}", echo.body_str());
     assert_eq!(get(port, "tls.example.test", "/").body_str(), INDEX_BODY);
 
-    let caps = tunnels(&rec);
-    assert!(!caps.is_empty(), "the backend dialled through the recorder");
-    for cap in &caps {
-        let req = b"CONNECT fe.example.test:443 HTTP/1.1\r\n";
-        assert!(
-            cap.up.starts_with(req),
-            "the tunnel starts with a clear CONNECT: {:?}",
-            String::from_utf8_lossy(&cap.up[..cap.up.len().min(200)])
-        );
-        let head_end = find_subslice(&cap.up, b"\r\n\r\n").expect("CONNECT head") + 4;
-        assert_eq!(
-            hello_sni(&cap.up[head_end..]),
-            Ok(Some("fe.example.test".into())),
-            "then a ClientHello with SNI = --fe_certname"
-        );
-        let ok = b"HTTP/1.0 200 Connection Established\r\n\r\n";
-        assert!(
-            cap.down.starts_with(ok),
-            "{:?}",
-            String::from_utf8_lossy(&cap.down[..cap.down.len().min(200)])
-        );
-        assert_eq!(cap.down.get(ok.len()), Some(&0x16), "then the ServerHello");
-    }
+    let caps = connect_then_tls(&rec, "fe.example.test");
     assert_no_cleartext(&caps, &[marker, "tls.example.test"]);
 }
 
@@ -300,10 +303,6 @@ fn rkite_backend_reaches_pagekite_frontend_by_connect_and_tls() {
     fe.wait_for(&peers::fe_kite_live("http", "rk.example.test"), T);
     let page = get(port, "rk.example.test", "/");
     assert_eq!((page.status, page.body_str().as_str()), (200, INDEX_BODY));
-    let caps = tunnels(&rec);
-    assert!(
-        caps.iter()
-            .all(|c| contains_nocase(&c.up[..c.up.len().min(40)], "CONNECT fe.example.test:443"))
-    );
+    let caps = connect_then_tls(&rec, "fe.example.test");
     assert_no_cleartext(&caps, &["rk.example.test"]);
 }
