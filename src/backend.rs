@@ -16,7 +16,7 @@ use mio::{Registry, Token};
 use crate::config::{Config, ServiceKite};
 use crate::engine::{Conn, Engine, Fatal, Role, TimerKey, TimerKind};
 use crate::net::{Failure, Io};
-use crate::proto::flow::DEFAULT_WINDOW;
+use crate::proto::flow::INITIAL_WINDOW;
 use crate::proto::frame::{self, Frame, Line};
 use crate::proto::handshake::{self, KiteAnswer, KiteLine, TunnelReply};
 use crate::proto::http::{ForwardInfo, RequestRewriter};
@@ -163,6 +163,18 @@ impl State {
         })
     }
 
+    /// Slots waiting to redial, with their deadlines (for the timer sweep).
+    pub fn waiting_slots(&self) -> Vec<(usize, Instant)> {
+        self.slots
+            .iter()
+            .enumerate()
+            .filter_map(|(i, s)| match s.state {
+                SlotState::Waiting(at) => Some((i, at)),
+                _ => None,
+            })
+            .collect()
+    }
+
     pub fn stop(&mut self) {
         self.stopped = true;
         for slot in &mut self.slots {
@@ -225,8 +237,13 @@ pub fn on_wake(eng: &mut Engine) {
         let name = format!("{}:{}", s.host, s.port);
         match result {
             Ok(addrs) if !addrs.is_empty() => connect(eng, slot, addrs[0]),
-            Ok(_) => retry_later(eng, slot, &format!("{name} has no address")),
-            Err(e) => retry_later(eng, slot, &format!("cannot resolve {name}: {e}")),
+            Ok(_) => retry_later(eng, slot, &format!("{name} has no address"), Retry::BackOff),
+            Err(e) => retry_later(
+                eng,
+                slot,
+                &format!("cannot resolve {name}: {e}"),
+                Retry::BackOff,
+            ),
         }
     }
 }
@@ -234,7 +251,14 @@ pub fn on_wake(eng: &mut Engine) {
 fn connect(eng: &mut Engine, slot: usize, addr: SocketAddr) {
     let sock = match TcpStream::connect(addr) {
         Ok(sock) => sock,
-        Err(e) => return retry_later(eng, slot, &format!("cannot connect to {addr}: {e}")),
+        Err(e) => {
+            let retry = if e.kind() == std::io::ErrorKind::ConnectionRefused {
+                Retry::Soon
+            } else {
+                Retry::BackOff
+            };
+            return retry_later(eng, slot, &format!("cannot connect to {addr}: {e}"), retry);
+        }
     };
     let _ = sock.set_nodelay(true);
     let info = TunnelInfo {
@@ -260,6 +284,7 @@ fn connect(eng: &mut Engine, slot: usize, addr: SocketAddr) {
                 eng,
                 slot,
                 &format!("cannot watch a connection to {addr}: {e}"),
+                Retry::BackOff,
             );
         }
     };
@@ -270,8 +295,20 @@ fn connect(eng: &mut Engine, slot: usize, addr: SocketAddr) {
     debug!("[t{}] connecting to frontend {addr}", tag(token));
 }
 
-/// Schedules the next attempt after an exponentially growing, jittered pause.
-fn retry_later(eng: &mut Engine, slot: usize, why: &str) {
+/// How soon to try a frontend again.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Retry {
+    /// The frontend's host refused the connection: it is up and its relay
+    /// is (re)starting. Knocking costs one packet, so knock every 1–2 s and
+    /// be back within moments of its return.
+    Soon,
+    /// Anything else (rejection, TLS, timeouts): back off exponentially.
+    BackOff,
+}
+
+/// Schedules the next attempt after an exponentially growing, jittered
+/// pause (or soon, for a refused connection).
+fn retry_later(eng: &mut Engine, slot: usize, why: &str, retry: Retry) {
     let now = eng.now;
     let Some(be) = state(eng) else { return };
     let stopped = be.stopped;
@@ -282,8 +319,14 @@ fn retry_later(eng: &mut Engine, slot: usize, why: &str) {
         s.state = SlotState::Stopped;
         return;
     }
-    let delay = backoff(s.failures);
-    s.failures = s.failures.saturating_add(1);
+    let delay = match retry {
+        Retry::Soon => Duration::from_secs(1).mul_f64(1.0 + random::unit()),
+        Retry::BackOff => {
+            let delay = backoff(s.failures);
+            s.failures = s.failures.saturating_add(1);
+            delay
+        }
+    };
     let at = now + delay;
     s.state = SlotState::Waiting(at);
     let line = format!(
@@ -632,12 +675,26 @@ pub fn open_stream(
     let proto = proto.to_ascii_lowercase();
     let host = host.to_ascii_lowercase();
     let port = f.port.and_then(|p| p.trim().parse::<u16>().ok());
+    let label = format!("{proto}://{host}:{}", port.unwrap_or(0));
+    let tunnels = state(eng).map_or(0, |be| be.slots.len());
+    let busy = eng.conns.len().saturating_sub(tunnels);
+    let refusal = if eng.stopping {
+        Some("stopping".to_string())
+    } else {
+        eng.over_limits(busy)
+    };
+    if let Some(reason) = refusal {
+        let uuid = state(eng).map(|be| be.uuid.clone()).unwrap_or_default();
+        eng.log_refusal(&reason, &format!("stream {label}"));
+        refuse(core, sid, &proto, &host, &uuid);
+        frame::encode_eof(&mut core.out, sid, frame::Eof::BOTH);
+        return Ok(());
+    }
     let Some(be) = state(eng) else { return Ok(()) };
     let found = kite::backend_candidates(&proto, &host, port)
         .iter()
         .find_map(|k| be.services.get(k).copied())
         .and_then(|i| be.kites.get(i));
-    let label = format!("{proto}://{host}:{}", port.unwrap_or(0));
     let Some(service) = found else {
         info!("[t{}] sid={sid}: no kite for {label}", tag(token));
         refuse(core, sid, &proto, &host, &be.uuid);
@@ -672,7 +729,7 @@ pub fn open_stream(
             Transport::plain(sock),
             token,
             sid,
-            DEFAULT_WINDOW,
+            INITIAL_WINDOW,
             stream_label,
         );
         stream.connecting = true;
@@ -761,7 +818,7 @@ fn split_label(label: &str) -> (String, String) {
 
 /// A tunnel is gone: reconnect after back-off (at once for the reconnect
 /// flow's second round).
-pub fn tunnel_closed(eng: &mut Engine, info: TunnelInfo, summary: &str, why: &str, was_live: bool) {
+pub fn tunnel_closed(eng: &mut Engine, info: TunnelInfo, summary: &str, why: &Why, was_live: bool) {
     if was_live {
         info!("{summary}");
     } else {
@@ -781,12 +838,16 @@ pub fn tunnel_closed(eng: &mut Engine, info: TunnelInfo, summary: &str, why: &st
         eng.timers.arm(now, TimerKey::Slot(info.slot));
         return;
     }
-    let why = if was_live {
+    let text = if was_live {
         format!("tunnel lost ({why})")
     } else {
         why.to_string()
     };
-    retry_later(eng, info.slot, &why);
+    let retry = match why {
+        Why::Failed(Failure(std::io::ErrorKind::ConnectionRefused, _)) => Retry::Soon,
+        _ => Retry::BackOff,
+    };
+    retry_later(eng, info.slot, &text, retry);
 }
 
 #[cfg(test)]

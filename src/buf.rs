@@ -4,8 +4,22 @@
 //! straight into a frame slot here). It compacts by moving the live bytes to
 //! the front when that frees enough room, and grows only when asked to, up to
 //! whatever limit its owner enforces. It knows nothing about sockets.
+//!
+//! Every buffer's memory is counted in one process-wide total, which is what
+//! `--buffers` limits: a new connection is refused while the total is over
+//! budget, instead of memory growing until a router runs out.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use crate::proto::frame::Out;
+
+/// Bytes held by all live buffers (their capacity: that is the memory).
+static ALLOCATED: AtomicUsize = AtomicUsize::new(0);
+
+/// Bytes held by all buffers of the process right now.
+pub fn allocated() -> usize {
+    ALLOCATED.load(Ordering::Relaxed)
+}
 
 pub struct Buf {
     data: Vec<u8>,
@@ -17,10 +31,22 @@ impl Buf {
     /// A buffer of `capacity` zeroed bytes. Zeroing happens once, here, so
     /// reads can target the spare space without unsafe code.
     pub fn with_capacity(capacity: usize) -> Buf {
+        ALLOCATED.fetch_add(capacity, Ordering::Relaxed);
         Buf {
             data: vec![0; capacity],
             head: 0,
             tail: 0,
+        }
+    }
+
+    /// Gives memory back once the buffer is empty and bigger than `keep`
+    /// (a burst grew it; an idle connection should not hold the peak).
+    pub fn shrink_when_empty(&mut self, keep: usize) {
+        if self.is_empty() && self.data.len() > keep {
+            ALLOCATED.fetch_sub(self.data.len() - keep, Ordering::Relaxed);
+            self.data = vec![0; keep];
+            self.head = 0;
+            self.tail = 0;
         }
     }
 
@@ -60,6 +86,7 @@ impl Buf {
         self.compact();
         if self.data.len() - self.tail < n {
             let want = (self.tail + n).max(self.data.len() * 2);
+            ALLOCATED.fetch_add(want - self.data.len(), Ordering::Relaxed);
             self.data.resize(want, 0);
         }
     }
@@ -107,6 +134,12 @@ impl Buf {
     }
 }
 
+impl Drop for Buf {
+    fn drop(&mut self) {
+        ALLOCATED.fetch_sub(self.data.len(), Ordering::Relaxed);
+    }
+}
+
 impl Out for Buf {
     fn put(&mut self, bytes: &[u8]) {
         self.extend(bytes);
@@ -136,6 +169,19 @@ mod tests {
         b.consume(n);
         assert!(b.is_empty());
         assert_eq!(b.space().len(), b.capacity());
+    }
+
+    #[test]
+    fn memory_is_counted_and_returned() {
+        // Other tests allocate concurrently: compare with what this one holds.
+        let mut b = Buf::with_capacity(1000);
+        assert!(allocated() >= 1000);
+        b.extend(&[1; 3000]);
+        assert!(b.capacity() >= 3000 && allocated() >= b.capacity());
+        b.consume(3000);
+        b.shrink_when_empty(100);
+        assert_eq!(b.capacity(), 100);
+        drop(b);
     }
 
     #[test]

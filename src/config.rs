@@ -58,6 +58,13 @@ pub struct Config {
     pub ca_certs: Option<String>,
     /// Backend: `--fe_nocertcheck`.
     pub fe_nocertcheck: bool,
+    /// `--buffers`: bytes all connection buffers may hold together.
+    pub buffer_budget: usize,
+    /// `--max_conns`: public connections and tunnels (frontend) or streams
+    /// (backend) at once.
+    pub max_conns: usize,
+    /// `--stop_grace`: how long running streams may finish after SIGTERM.
+    pub stop_grace: Duration,
     /// pagekite.py flags given that mean nothing here (logged at debug).
     pub ignored: Vec<String>,
 }
@@ -209,6 +216,24 @@ fn options() -> Options {
         "",
         "fe_nocertcheck",
         "Backend: TLS straight to the frontend without checking its certificate (insecure).",
+    );
+    o.optopt(
+        "",
+        "buffers",
+        "KiB all buffers may hold together; past it new connections are refused (default 8192 on a backend, 131072 on a frontend).",
+        "KIB",
+    );
+    o.optopt(
+        "",
+        "max_conns",
+        "Connections at once: public ones and tunnels on a frontend, streams on a backend (default 16384 / 4096).",
+        "N",
+    );
+    o.optopt(
+        "",
+        "stop_grace",
+        "Seconds running streams may take to finish after SIGTERM/SIGINT (default 5).",
+        "SECONDS",
     );
     o.optopt(
         "",
@@ -383,6 +408,29 @@ pub fn parse(args: &[String]) -> Result<Parsed, ConfigError> {
             ));
         }
     }
+    let number = |flag: &str, min: u64| -> Result<Option<u64>, ConfigError> {
+        m.opt_str(flag)
+            .map(|v| {
+                v.trim()
+                    .parse::<u64>()
+                    .ok()
+                    .filter(|n| *n >= min)
+                    .ok_or_else(|| {
+                        bad(
+                            flag,
+                            format!("{v:?} is not a whole number of at least {min}"),
+                        )
+                    })
+            })
+            .transpose()
+    };
+    let buffer_budget = number("buffers", 64)?
+        .map(|kib| kib.saturating_mul(1024))
+        .unwrap_or(if is_frontend { 128 << 20 } else { 8 << 20 });
+    let buffer_budget = usize::try_from(buffer_budget).unwrap_or(usize::MAX);
+    let max_conns = number("max_conns", 1)?.unwrap_or(if is_frontend { 16384 } else { 4096 });
+    let max_conns = usize::try_from(max_conns).unwrap_or(usize::MAX);
+    let stop_grace = Duration::from_secs(number("stop_grace", 0)?.unwrap_or(5));
     let log_level = match (m.opt_present("quiet"), m.opt_count("verbose")) {
         (true, _) => LogLevel::Quiet,
         (false, 0) => LogLevel::Normal,
@@ -411,6 +459,9 @@ pub fn parse(args: &[String]) -> Result<Parsed, ConfigError> {
             .collect(),
         ca_certs: m.opt_str("ca_certs"),
         fe_nocertcheck: m.opt_present("fe_nocertcheck"),
+        buffer_budget,
+        max_conns,
+        stop_grace,
         ignored: IGNORED_SWITCHES
             .iter()
             .filter(|f| m.opt_present(f))

@@ -93,8 +93,10 @@ pub enum TimerKey {
     Slot(usize),
     /// Resume accepting after EMFILE/ENFILE.
     AcceptResume,
-    /// Graceful stop gave up waiting.
-    Shutdown,
+    /// Graceful stop: the running streams' time is up.
+    StopGrace,
+    /// Graceful stop: the last EOFs had their chance; exit.
+    StopFinal,
 }
 
 /// Everything that owns a socket.
@@ -279,6 +281,28 @@ impl RunQueue {
     }
 }
 
+/// Rate limit for a log line that a flood could repeat (refused
+/// connections): the first one, then at most one per period with a count.
+#[derive(Default)]
+pub struct Throttle {
+    quiet_until: Option<Instant>,
+    suppressed: u64,
+}
+
+impl Throttle {
+    const PERIOD: Duration = Duration::from_secs(10);
+
+    /// Some(number suppressed since the last line) when a line may go out.
+    pub fn allow(&mut self, now: Instant) -> Option<u64> {
+        if self.quiet_until.is_some_and(|q| now < q) {
+            self.suppressed += 1;
+            return None;
+        }
+        self.quiet_until = Some(now + Self::PERIOD);
+        Some(std::mem::take(&mut self.suppressed))
+    }
+}
+
 pub enum Role {
     Frontend(frontend::State),
     Backend(backend::State),
@@ -300,8 +324,8 @@ impl std::fmt::Display for Fatal {
     }
 }
 
-/// How long a graceful stop may take before the rest is cut off.
-const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
+/// After the grace period, how long the last EOFs may take to go out.
+const FINAL_FLUSH: Duration = Duration::from_secs(2);
 
 pub struct Engine {
     pub poll: Poll,
@@ -313,6 +337,8 @@ pub struct Engine {
     queue: RunQueue,
     signals: Signals,
     pub stopping: bool,
+    /// Log throttles for refusals: connection limit, buffer budget.
+    pub refusals: [Throttle; 2],
 }
 
 impl Engine {
@@ -337,7 +363,40 @@ impl Engine {
             queue: RunQueue::default(),
             signals,
             stopping: false,
+            refusals: Default::default(),
         })
+    }
+
+    /// Whether new work must be refused, and why (for the log line).
+    pub fn over_limits(&self, connections: usize) -> Option<String> {
+        if connections >= self.config.max_conns {
+            return Some(format!(
+                "connection limit of {} reached",
+                self.config.max_conns
+            ));
+        }
+        let held = crate::buf::allocated();
+        if held > self.config.buffer_budget {
+            return Some(format!(
+                "buffer budget of {} KiB reached ({} KiB held)",
+                self.config.buffer_budget / 1024,
+                held / 1024
+            ));
+        }
+        None
+    }
+
+    /// Logs a refusal, at most once per period per kind.
+    pub fn log_refusal(&mut self, reason: &str, what: &str) {
+        let kind = usize::from(reason.starts_with("buffer"));
+        if let Some(suppressed) = self.refusals[kind].allow(self.now) {
+            let more = if suppressed > 0 {
+                format!(" ({suppressed} more since the last such line)")
+            } else {
+                String::new()
+            };
+            warn!("{reason}: refusing {what}{more}");
+        }
     }
 
     /// Opens the role's sockets: listeners on a frontend, tunnels on a backend.
@@ -452,6 +511,7 @@ impl Engine {
             }
             self.fire_timers();
             self.drive_dirty();
+            self.sweep_timers();
         }
     }
 
@@ -482,16 +542,13 @@ impl Engine {
                 }
                 TimerKey::Slot(slot) => backend::on_slot_timer(self, slot, at),
                 TimerKey::AcceptResume => frontend::resume_accepting(self),
-                TimerKey::Shutdown => {
-                    if self.stopping {
-                        warn!(
-                            "graceful stop took longer than {SHUTDOWN_GRACE:?}; closing the rest"
-                        );
-                        for token in self.conns.tokens() {
-                            self.discard(token);
-                        }
+                TimerKey::StopGrace if self.stopping => self.end_grace(),
+                TimerKey::StopFinal if self.stopping => {
+                    for token in self.conns.tokens() {
+                        self.discard(token, &relay::Why::Stopping);
                     }
                 }
+                TimerKey::StopGrace | TimerKey::StopFinal => {}
             }
         }
     }
@@ -551,9 +608,9 @@ impl Engine {
     }
 
     /// Drops a connection at once (its socket closes when dropped).
-    pub fn discard(&mut self, token: Token) {
+    pub fn discard(&mut self, token: Token, why: &relay::Why) {
         match self.conns.remove(token) {
-            Some(Conn::Tunnel(t)) => relay::tunnel_gone(self, token, t, "stopping"),
+            Some(Conn::Tunnel(t)) => relay::tunnel_gone(self, token, t, why),
             Some(Conn::Stream(s)) => relay::stream_gone(self, token, s),
             _ => {}
         }
@@ -563,6 +620,7 @@ impl Engine {
         for signal in self.signals.drain() {
             match signal {
                 libc::SIGINT | libc::SIGTERM => self.begin_shutdown(signal),
+                libc::SIGUSR2 => self.log_stats(),
                 other => info!("ignoring signal {other}"),
             }
         }
@@ -575,34 +633,106 @@ impl Engine {
             warn!("second stop signal: exiting now");
             std::process::exit(0);
         }
-        info!(
-            "{} received: stopping",
-            if signal == libc::SIGINT {
-                "SIGINT"
-            } else {
-                "SIGTERM"
-            }
-        );
         self.stopping = true;
-        self.timers
-            .arm(self.now + SHUTDOWN_GRACE, TimerKey::Shutdown);
+        let grace = self.config.stop_grace;
+        let mut streams = 0;
         for token in self.conns.tokens() {
             let Some(conn) = self.conns.take(token) else {
                 continue;
             };
+            // Listeners close now, so new connections are refused at once.
             let conn = match conn {
                 Conn::Listener(_) | Conn::Sniff(_) | Conn::Reply(_) => None,
-                Conn::Stream(s) => relay::stream_shutdown(self, token, s),
+                Conn::Stream(s) => {
+                    streams += 1;
+                    Some(Conn::Stream(s))
+                }
                 other => Some(other),
             };
             self.settle(token, conn);
         }
+        info!(
+            "{} received: finishing {streams} stream(s), for up to {} s",
+            if signal == libc::SIGINT {
+                "SIGINT"
+            } else {
+                "SIGTERM"
+            },
+            grace.as_secs_f64()
+        );
+        self.timers.arm(self.now + grace, TimerKey::StopGrace);
+        // Tunnels without streams close once their output is written.
         for token in self.conns.tokens() {
             self.mark_dirty(token);
         }
         if let Role::Backend(be) = &mut self.role {
             be.stop();
         }
+    }
+
+    /// One line of counts for operators and leak tests (SIGUSR2).
+    fn log_stats(&mut self) {
+        let (mut tunnels, mut streams) = (0, 0);
+        for token in self.conns.tokens() {
+            match self.conns.get_mut(token) {
+                Some(Conn::Tunnel(_)) => tunnels += 1,
+                Some(Conn::Stream(_)) => streams += 1,
+                _ => {}
+            }
+        }
+        info!(
+            "stats: conns={} tunnels={tunnels} streams={streams} timers={} buffered={}",
+            self.conns.len(),
+            self.timers.len(),
+            crate::buf::allocated()
+        );
+    }
+
+    /// Drops timer entries nobody waits for once they outnumber the
+    /// connections by far, so churn can't grow the heap without bound.
+    fn sweep_timers(&mut self) {
+        if self.timers.len() <= 4 * self.conns.len() + 64 {
+            return;
+        }
+        let conns = &mut self.conns;
+        let slots = match &self.role {
+            Role::Backend(be) => be.waiting_slots(),
+            Role::Frontend(_) => Vec::new(),
+        };
+        self.timers.retain(|at, key| match key {
+            TimerKey::Conn(raw, kind) => conns
+                .get_mut(Token(raw))
+                .and_then(Conn::deadlines_mut)
+                .is_some_and(|d| d.get(kind) == Some(at)),
+            TimerKey::Slot(slot) => slots.contains(&(slot, at)),
+            _ => true,
+        });
+    }
+
+    /// The grace period is over: every stream still running gets its EOF,
+    /// the tunnels write that out and close; a last short wait, then exit.
+    fn end_grace(&mut self) {
+        let mut cut = 0;
+        for token in self.conns.tokens() {
+            let Some(conn) = self.conns.take(token) else {
+                continue;
+            };
+            let conn = match conn {
+                Conn::Stream(s) => {
+                    cut += 1;
+                    relay::stream_shutdown(self, token, s)
+                }
+                other => Some(other),
+            };
+            self.settle(token, conn);
+        }
+        if cut > 0 {
+            warn!("stop grace over: closing {cut} stream(s) still running");
+        }
+        for token in self.conns.tokens() {
+            self.mark_dirty(token);
+        }
+        self.timers.arm(self.now + FINAL_FLUSH, TimerKey::StopFinal);
     }
 }
 

@@ -225,6 +225,16 @@ pub fn drive_listener(eng: &mut Engine, token: Token, mut l: Listener) -> Option
                         );
                     }
                 }
+                let listeners = match &eng.role {
+                    Role::Frontend(fe) => fe.listeners.len(),
+                    Role::Backend(_) => 0,
+                };
+                if let Some(reason) = eng.over_limits(eng.conns.len().saturating_sub(listeners)) {
+                    // Closing at once is the cheapest answer a flood can get.
+                    eng.log_refusal(&reason, &format!("a connection from {peer}"));
+                    drop(sock);
+                    continue;
+                }
                 let _ = sock.set_nodelay(true);
                 let port = l.port;
                 let added = eng.add(sock, |sock, _| {
@@ -325,7 +335,7 @@ pub fn accept_tunnel(
     {
         if old != token {
             info!("[t{}] replaces tunnel t{}", tag(token), tag(old));
-            eng.discard(old);
+            eng.discard(old, &Why::Replaced);
         }
     }
     let answers = judge(eng, token, &request, peer);

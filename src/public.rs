@@ -17,7 +17,7 @@ use crate::buf::Buf;
 use crate::engine::{Conn, Deadlines, Engine, Role, TimerKind};
 use crate::frontend;
 use crate::net::Io;
-use crate::proto::flow::DEFAULT_WINDOW;
+use crate::proto::flow::INITIAL_WINDOW;
 use crate::proto::frame::{self, Line};
 use crate::proto::kite;
 use crate::proto::pages::{self, Side as PageSide};
@@ -398,8 +398,8 @@ fn route(eng: &mut Engine, token: Token, s: Sniff, proto: &str, host: &str) -> O
         tag(tunnel)
     );
     let read = data.len();
-    let mut stream = Stream::new(s.transport, tunnel, sid, DEFAULT_WINDOW, label);
-    stream.window.on_read(read);
+    let mut stream = Stream::new(s.transport, tunnel, sid, INITIAL_WINDOW, label);
+    stream.window.on_read(read, eng.now);
     eng.mark_dirty(tunnel);
     eng.mark_dirty(token);
     Some(Conn::Stream(stream))

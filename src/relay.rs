@@ -11,7 +11,7 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::net::{Shutdown, SocketAddr};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use log::{debug, info, trace, warn};
 use mio::Token;
@@ -55,6 +55,10 @@ pub enum Why {
     Timeout(&'static str),
     Done,
     Stopping,
+    /// A keepalive PING went unanswered.
+    NoAnswer,
+    /// A reconnecting backend took over (X-PageKite-Replace).
+    Replaced,
 }
 
 impl fmt::Display for Why {
@@ -67,6 +71,8 @@ impl fmt::Display for Why {
             Why::Timeout(what) => write!(f, "timed out {what}"),
             Why::Done => f.write_str("done"),
             Why::Stopping => f.write_str("stopping"),
+            Why::NoAnswer => f.write_str("no answer to PING: peer is gone"),
+            Why::Replaced => f.write_str("replaced by a new tunnel"),
         }
     }
 }
@@ -351,7 +357,7 @@ struct Pumped {
 }
 
 /// Reads a stream's socket into data frames on its tunnel.
-fn pump_in(token: Token, s: &mut Stream, t: &mut TunnelCore) -> Result<Pumped, Why> {
+fn pump_in(token: Token, s: &mut Stream, t: &mut TunnelCore, now: Instant) -> Result<Pumped, Why> {
     let mut budget = READ_BUDGET;
     while s.ends.is_reading() && !s.connecting && budget > 0 && s.transport.can_read() {
         let allowance = s.window.allowance();
@@ -380,7 +386,7 @@ fn pump_in(token: Token, s: &mut Stream, t: &mut TunnelCore) -> Result<Pumped, W
                     frame::fill_data_header(head, s.sid, n);
                 }
                 t.out.commit(header + n);
-                s.window.on_read(n);
+                s.window.on_read(n, now);
                 budget -= n.min(budget);
                 trace!("[s{} sid={}] {} bytes to the tunnel", tag(token), s.sid, n);
             }
@@ -421,13 +427,14 @@ pub fn drive_stream(eng: &mut Engine, token: Token, mut s: Stream) -> Option<Con
         return close_stream(eng, token, s, why);
     }
     let tunnel = s.tunnel;
+    let now = eng.now;
     let result = match eng.conns.get_mut(tunnel) {
         Some(Conn::Tunnel(t)) => {
             let core = &mut t.core;
             if let Some(kib) = s.acks.due() {
                 frame::encode_skb(&mut core.out, s.sid, kib);
             }
-            pump_in(token, &mut s, core)
+            pump_in(token, &mut s, core, now)
         }
         _ => Err(Why::Protocol("tunnel gone".into())),
     };
@@ -540,15 +547,15 @@ pub fn drive_tunnel(eng: &mut Engine, token: Token, mut t: Tunnel) -> Option<Con
     });
     match result {
         Err(why) => {
-            tunnel_gone(eng, token, t, &why.to_string());
+            tunnel_gone(eng, token, t, &why);
             None
         }
         Ok(()) if t.core.phase == Phase::Closing && t.core.out.is_empty() => {
-            tunnel_gone(eng, token, t, "closed after reply");
+            tunnel_gone(eng, token, t, &Why::Done);
             None
         }
         Ok(()) if eng.stopping && t.core.streams.is_empty() && t.core.out.is_empty() => {
-            tunnel_gone(eng, token, t, "stopping");
+            tunnel_gone(eng, token, t, &Why::Stopping);
             None
         }
         Ok(()) => Some(Conn::Tunnel(t)),
@@ -625,7 +632,16 @@ fn handle_frame(
     if let (Some(kib), Some(sid)) = (f.skb, f.sid) {
         if let Some(&st) = core.streams.get(&sid) {
             if let Some(Conn::Stream(s)) = eng.conns.get_mut(st) {
-                if s.window.on_skb(kib) {
+                let before = s.window.window();
+                let reopened = s.window.on_skb(kib, eng.now);
+                if s.window.window() > before {
+                    debug!(
+                        "[s{} sid={sid}] window grew to {} KiB",
+                        tag(st),
+                        s.window.window() / 1024
+                    );
+                }
+                if reopened {
                     eng.mark_dirty(st);
                 }
             }
@@ -749,12 +765,12 @@ pub fn tunnel_timer(
                 eng.mark_dirty(token);
             }
             Check::Dead => {
-                tunnel_gone(eng, token, t, "no answer to PING: peer is gone");
+                tunnel_gone(eng, token, t, &Why::NoAnswer);
                 return None;
             }
         },
         TimerKind::Deadline if !t.core.is_serving() => {
-            tunnel_gone(eng, token, t, "timed out in the handshake");
+            tunnel_gone(eng, token, t, &Why::Timeout("in the handshake"));
             return None;
         }
         TimerKind::Deadline => {}
@@ -786,7 +802,7 @@ fn unix_ping_token() -> String {
 
 /// A tunnel is gone: every stream on it goes too (PageKite has no way to
 /// move a stream), and the role forgets the tunnel's kites.
-pub fn tunnel_gone(eng: &mut Engine, token: Token, t: Tunnel, why: &str) {
+pub fn tunnel_gone(eng: &mut Engine, token: Token, t: Tunnel, why: &Why) {
     let live = t.core.is_serving();
     let streams = t.core.streams.len();
     for (_, st) in t.core.streams.iter() {

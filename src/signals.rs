@@ -1,4 +1,4 @@
-//! SIGINT/SIGTERM/SIGHUP/SIGUSR1 delivered to the reactor through a
+//! SIGINT/SIGTERM/SIGHUP/SIGUSR1/SIGUSR2 delivered to the reactor through a
 //! self-pipe: the handler only records the signal and writes one byte (both
 //! async-signal-safe); the reactor wakes on the pipe's read end and asks
 //! which signals arrived. The only `unsafe` in rkite lives here, around libc.
@@ -14,7 +14,13 @@ static WRITE_FD: AtomicI32 = AtomicI32::new(-1);
 /// One bit per signal number below 32.
 static PENDING: AtomicU32 = AtomicU32::new(0);
 
-const HANDLED: [i32; 4] = [libc::SIGINT, libc::SIGTERM, libc::SIGHUP, libc::SIGUSR1];
+const HANDLED: [i32; 5] = [
+    libc::SIGINT,
+    libc::SIGTERM,
+    libc::SIGHUP,
+    libc::SIGUSR1,
+    libc::SIGUSR2,
+];
 
 extern "C" fn on_signal(signal: i32) {
     if (0..32).contains(&signal) {
