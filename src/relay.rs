@@ -39,6 +39,11 @@ const TUNNEL_LOW_WATER: usize = 64 * 1024;
 /// acknowledgements) while it keeps sending is not reading: drop it rather
 /// than buffer without bound.
 const TUNNEL_OUT_LIMIT: usize = 4 * 1024 * 1024;
+/// A tunnel's input buffer holds a couple of ordinary chunks; it grows (up
+/// to the largest chunk a peer may send) only for a bigger one.
+const TUNNEL_IN: usize = 34 * 1024;
+/// A tunnel's output buffer between bursts; a burst may grow it.
+const TUNNEL_OUT: usize = 32 * 1024;
 /// Bytes read per socket per drive before others get a turn.
 const READ_BUDGET: usize = 256 * 1024;
 /// Back-off after ENOBUFS/ENOMEM.
@@ -150,11 +155,11 @@ impl Tunnel {
         Tunnel {
             transport,
             deadlines: Deadlines::default(),
-            inb: Buf::with_capacity(frame::MAX_PAYLOAD + 64),
+            inb: Buf::with_capacity(TUNNEL_IN),
             core: TunnelCore {
                 peer,
                 phase,
-                out: Buf::with_capacity(32 * 1024),
+                out: Buf::with_capacity(TUNNEL_OUT),
                 streams: HashMap::new(),
                 blocked: Vec::new(),
                 acks: Vec::new(),
@@ -565,6 +570,9 @@ pub fn drive_tunnel(eng: &mut Engine, token: Token, mut t: Tunnel) -> Option<Con
 fn read_frames(eng: &mut Engine, token: Token, t: &mut Tunnel) -> Result<(), Why> {
     let mut budget = READ_BUDGET;
     while budget > 0 && t.core.phase == Phase::Live && t.transport.can_read() {
+        if t.inb.space_compacted().len() < 4096 && t.inb.capacity() < frame::MAX_PAYLOAD + 64 {
+            t.inb.reserve(16 * 1024);
+        }
         let space = t.inb.space_compacted();
         if space.is_empty() {
             return Err(Why::Protocol("chunk larger than the input buffer".into()));
@@ -756,6 +764,12 @@ pub fn tunnel_timer(
     mut t: Tunnel,
     kind: TimerKind,
 ) -> Option<Conn> {
+    if kind == TimerKind::Keepalive {
+        // A keepalive check comes after a quiet spell: give back what a
+        // burst grew the buffers to.
+        t.inb.shrink_when_empty(TUNNEL_IN);
+        t.core.out.shrink_when_empty(TUNNEL_OUT);
+    }
     match kind {
         TimerKind::Keepalive => match t.core.keepalive.check(eng.now) {
             Check::Idle(at) => eng.arm_taken(token, &mut t.deadlines, TimerKind::Keepalive, at),

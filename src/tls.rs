@@ -32,7 +32,7 @@ const SYSTEM_BUNDLES: &[&str] = &[
 ];
 
 /// Plaintext plus ciphertext a session may buffer before writes push back.
-const BUFFER_LIMIT: usize = 256 * 1024;
+const BUFFER_LIMIT: usize = 64 * 1024;
 
 fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())

@@ -15,7 +15,12 @@ pub struct Keepalive {
     interval: Duration,
     last_rx: Instant,
     ping_sent: Option<Instant>,
+    /// A duplicate kite suggests the peer is gone: answer quickly or be.
+    suspected: bool,
 }
+
+/// How long a suspected peer has to answer a PING.
+const SUSPECT_GRACE: Duration = Duration::from_secs(5);
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Check {
@@ -33,22 +38,29 @@ impl Keepalive {
             interval,
             last_rx: now,
             ping_sent: None,
+            suspected: false,
         }
     }
 
-    /// How long a PING may go unanswered: half an interval, 5 s at least.
+    /// How long a PING may go unanswered: half an interval, 5 s at least
+    /// (just 5 s when the peer is suspected of being gone).
     pub fn grace(&self) -> Duration {
-        (self.interval / 2).max(Duration::from_secs(5))
+        if self.suspected {
+            return SUSPECT_GRACE;
+        }
+        (self.interval / 2).max(SUSPECT_GRACE)
     }
 
     pub fn on_receive(&mut self, now: Instant) {
         self.last_rx = now;
         self.ping_sent = None;
+        self.suspected = false;
     }
 
     /// Forces a PING at the next check (used when a duplicate kite suggests
     /// that this tunnel might be dead).
     pub fn suspect(&mut self, now: Instant) {
+        self.suspected = true;
         if self.ping_sent.is_none() {
             self.last_rx = now.checked_sub(self.interval).unwrap_or(self.last_rx);
         }
