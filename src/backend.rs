@@ -269,13 +269,13 @@ fn connect(eng: &mut Engine, slot: usize, addr: SocketAddr) {
     };
     let keepalive = Keepalive::new(eng.config.keepalive, eng.now);
     let added = eng.add(sock, |sock, _| {
-        Conn::Tunnel(Tunnel::new(
+        Conn::Tunnel(Box::new(Tunnel::new(
             Transport::plain(sock),
             addr,
             Phase::Dialing,
             Side::Backend(info),
             keepalive,
-        ))
+        )))
     });
     let token = match added {
         Ok(token) => token,

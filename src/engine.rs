@@ -106,7 +106,8 @@ pub enum Conn {
     Listener(frontend::Listener),
     Sniff(public::Sniff),
     Reply(Reply),
-    Tunnel(Tunnel),
+    /// Boxed: tunnels are few and big; the table's entries stay small.
+    Tunnel(Box<Tunnel>),
     Stream(Stream),
 }
 

@@ -379,7 +379,7 @@ pub fn accept_tunnel(
         relay::start_keepalive(eng, token, &mut t.core, &mut t.deadlines);
     }
     eng.mark_dirty(token);
-    Some(Conn::Tunnel(t))
+    Some(Conn::Tunnel(Box::new(t)))
 }
 
 fn session_tunnel(eng: &Engine, id: &str) -> Option<Token> {

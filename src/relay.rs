@@ -528,7 +528,7 @@ pub fn stream_timer(eng: &mut Engine, token: Token, s: Stream, kind: TimerKind) 
     }
 }
 
-pub fn drive_tunnel(eng: &mut Engine, token: Token, mut t: Tunnel) -> Option<Conn> {
+pub fn drive_tunnel(eng: &mut Engine, token: Token, mut t: Box<Tunnel>) -> Option<Conn> {
     let result = match t.core.phase {
         Phase::Dialing | Phase::ProxyConnect | Phase::AwaitingReply => {
             backend::drive_handshake(eng, token, &mut t)
@@ -761,7 +761,7 @@ fn flush_tunnel(eng: &mut Engine, token: Token, t: &mut Tunnel) -> Result<(), Wh
 pub fn tunnel_timer(
     eng: &mut Engine,
     token: Token,
-    mut t: Tunnel,
+    mut t: Box<Tunnel>,
     kind: TimerKind,
 ) -> Option<Conn> {
     if kind == TimerKind::Keepalive {
@@ -816,7 +816,7 @@ fn unix_ping_token() -> String {
 
 /// A tunnel is gone: every stream on it goes too (PageKite has no way to
 /// move a stream), and the role forgets the tunnel's kites.
-pub fn tunnel_gone(eng: &mut Engine, token: Token, t: Tunnel, why: &Why) {
+pub fn tunnel_gone(eng: &mut Engine, token: Token, t: Box<Tunnel>, why: &Why) {
     let live = t.core.is_serving();
     let streams = t.core.streams.len();
     for (_, st) in t.core.streams.iter() {

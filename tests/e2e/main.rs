@@ -9,9 +9,12 @@
 
 mod certs;
 mod cli;
+mod faults;
 mod fixture;
+mod flow;
 mod harness_selftest;
 mod interop;
+mod meter;
 mod origin;
 mod peers;
 mod relay;
