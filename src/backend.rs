@@ -691,9 +691,7 @@ pub fn open_stream(
         return Ok(());
     }
     let Some(be) = state(eng) else { return Ok(()) };
-    let found = kite::backend_candidates(&proto, &host, port)
-        .iter()
-        .find_map(|k| be.services.get(k).copied())
+    let found = kite::find_for_backend(&proto, &host, port, |k| be.services.get(k).copied())
         .and_then(|i| be.kites.get(i));
     let Some(service) = found else {
         info!("[t{}] sid={sid}: no kite for {label}", tag(token));

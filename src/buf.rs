@@ -16,9 +16,30 @@ use crate::proto::frame::Out;
 /// Bytes held by all live buffers (their capacity: that is the memory).
 static ALLOCATED: AtomicUsize = AtomicUsize::new(0);
 
-/// Bytes held by all buffers of the process right now.
+/// The smallest buffer the pool hands out: what a stream needs to hold one
+/// chunk its socket didn't take.
+pub const POOLED: usize = 16 * 1024;
+/// Bytes of empty buffers kept for reuse; beyond this they are freed.
+const POOL_BYTES: usize = 1024 * 1024;
+
+thread_local! {
+    /// Empty buffers for reuse, so a stream that is briefly blocked doesn't
+    /// allocate and free a buffer each time (the reactor is one thread).
+    static POOL: std::cell::RefCell<Vec<Buf>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Bytes of empty buffers waiting in the pool.
+static POOLED_BYTES: AtomicUsize = AtomicUsize::new(0);
+
+/// Bytes held by all buffers of the process right now, pooled ones included.
 pub fn allocated() -> usize {
     ALLOCATED.load(Ordering::Relaxed)
+}
+
+/// Bytes held by connections: what `--buffers` limits (the pool's empty
+/// buffers are free for the next taker).
+pub fn held() -> usize {
+    allocated().saturating_sub(POOLED_BYTES.load(Ordering::Relaxed))
 }
 
 pub struct Buf {
@@ -37,6 +58,40 @@ impl Buf {
             head: 0,
             tail: 0,
         }
+    }
+
+    /// An empty buffer of at least `min` bytes, from the pool when one
+    /// fits. A stream that a slow reader keeps blocking gets the same grown
+    /// buffer back each time instead of allocating and growing it again.
+    pub fn pooled(min: usize) -> Buf {
+        let reused = POOL.with(|p| {
+            let mut pool = p.borrow_mut();
+            let best = pool
+                .iter()
+                .enumerate()
+                .filter(|(_, b)| b.capacity() >= min)
+                .max_by_key(|(_, b)| b.capacity())
+                .map(|(i, _)| i)?;
+            let buf = pool.swap_remove(best);
+            POOLED_BYTES.fetch_sub(buf.capacity(), Ordering::Relaxed);
+            Some(buf)
+        });
+        reused.unwrap_or_else(|| Buf::with_capacity(min.max(POOLED)))
+    }
+
+    /// Returns an emptied buffer to the pool, or frees it when the pool
+    /// already holds its share of memory.
+    pub fn recycle(mut self) {
+        self.head = 0;
+        self.tail = 0;
+        POOL.with(|p| {
+            let mut pool = p.borrow_mut();
+            let pooled = POOLED_BYTES.load(Ordering::Relaxed);
+            if pooled + self.capacity() <= POOL_BYTES {
+                POOLED_BYTES.fetch_add(self.capacity(), Ordering::Relaxed);
+                pool.push(self);
+            }
+        });
     }
 
     /// Gives memory back once the buffer is empty and bigger than `keep`

@@ -235,6 +235,7 @@ impl Conns {
 struct RunQueue {
     now: VecDeque<Token>,
     next: Vec<Token>,
+    spare: Vec<Token>,
 }
 
 impl RunQueue {
@@ -268,9 +269,14 @@ impl RunQueue {
 
     /// Starts a round: what was deferred is queued now.
     fn begin_round(&mut self, conns: &mut Conns) {
-        for token in std::mem::take(&mut self.next) {
-            self.mark(conns, token);
+        // Swap with the spare so neither list reallocates round after round.
+        std::mem::swap(&mut self.next, &mut self.spare);
+        for i in 0..self.spare.len() {
+            if let Some(&token) = self.spare.get(i) {
+                self.mark(conns, token);
+            }
         }
+        self.spare.clear();
     }
 
     fn has_deferred(&self) -> bool {
@@ -376,7 +382,7 @@ impl Engine {
                 self.config.max_conns
             ));
         }
-        let held = crate::buf::allocated();
+        let held = crate::buf::held();
         if held > self.config.buffer_budget {
             return Some(format!(
                 "buffer budget of {} KiB reached ({} KiB held)",
@@ -681,11 +687,14 @@ impl Engine {
                 _ => {}
             }
         }
+        let allocs = crate::alloc_count::allocations()
+            .map(|n| format!(" allocs={n}"))
+            .unwrap_or_default();
         info!(
-            "stats: conns={} tunnels={tunnels} streams={streams} timers={} buffered={}",
+            "stats: conns={} tunnels={tunnels} streams={streams} timers={} buffered={}{allocs}",
             self.conns.len(),
             self.timers.len(),
-            crate::buf::allocated()
+            crate::buf::held()
         );
     }
 

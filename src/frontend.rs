@@ -127,9 +127,9 @@ impl State {
 
     /// The tunnel serving a public request, and the protocol it matched.
     pub fn route(&self, proto: &str, host: &str, port: u16) -> Option<(Token, String)> {
-        kite::frontend_candidates(proto, host, port)
-            .into_iter()
-            .find_map(|(key, p)| self.kites.get(&key).map(|t| (*t, p)))
+        kite::find_for_frontend(proto, host, port, |key, p| {
+            self.kites.get(key).map(|t| (*t, p.to_string()))
+        })
     }
 
     /// The next stream id to hand out.
@@ -453,9 +453,8 @@ fn judge(
                     }
                     _ => {
                         // The relay can also take HTTPS for this name itself.
-                        let http_like = kite::KiteId::parse(&line.proto).is_some_and(|id| {
-                            kite::fallbacks("websocket").contains(&id.base.as_str())
-                        });
+                        let http_like = kite::KiteId::parse(&line.proto)
+                            .is_some_and(|id| kite::fallbacks("websocket").any(|p| p == id.base));
                         let ssl = http_like && fe.endpoints.find(&line.domain).is_some();
                         answers.push(KiteAnswer::Ok { what: what.clone() });
                         if ssl {

@@ -4,9 +4,15 @@
 use std::process::ExitCode;
 
 use rkite::config::{self, Parsed};
+
+#[cfg(feature = "count-allocs")]
+#[global_allocator]
+static ALLOCATOR: rkite::alloc_count::Counting = rkite::alloc_count::Counting;
 use rkite::engine::Engine;
 
 fn main() -> ExitCode {
+    #[cfg(feature = "count-allocs")]
+    rkite::alloc_count::installed();
     let args: Vec<String> = std::env::args().skip(1).collect();
     let config = match config::parse(&args) {
         Ok(Parsed::Run(config)) => config,

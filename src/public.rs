@@ -281,9 +281,9 @@ fn tls(eng: &mut Engine, token: Token, mut s: Sniff, sni: Option<String>) -> Nex
         return Next::Done(None);
     };
     if let Some(name) = &name {
-        let passthrough = kite::frontend_candidates("https", name, port)
-            .iter()
-            .any(|(key, _)| fe.has_kite(key));
+        let passthrough =
+            kite::find_for_frontend("https", name, port, |key, _| fe.has_kite(key).then_some(()))
+                .is_some();
         if passthrough {
             let name = name.clone();
             return Next::Done(route(eng, token, s, "https", &name));

@@ -248,7 +248,7 @@ impl Stream {
         }
         if !data.is_empty() {
             self.out
-                .get_or_insert_with(|| Buf::with_capacity(data.len().max(16 * 1024)))
+                .get_or_insert_with(|| Buf::pooled(data.len()))
                 .extend(data);
         }
         true
@@ -317,7 +317,9 @@ impl Stream {
         }
         while let Some(out) = self.out.as_mut() {
             if out.is_empty() {
-                self.out = None;
+                if let Some(empty) = self.out.take() {
+                    empty.recycle();
+                }
                 break;
             }
             match self.transport.write(out.data()) {
@@ -708,7 +710,7 @@ fn handle_frame(
 /// At most one SKB per stream per batch of frames (pagekite.py breaks when
 /// it receives bursts of tiny chunks, protocol doc §3.4).
 fn send_acks(eng: &mut Engine, core: &mut TunnelCore) {
-    for st in std::mem::take(&mut core.acks) {
+    for st in core.acks.drain(..) {
         if let Some(Conn::Stream(s)) = eng.conns.get_mut(st) {
             s.ack_queued = false;
             if let Some(kib) = s.acks.due() {
@@ -748,7 +750,7 @@ fn flush_tunnel(eng: &mut Engine, token: Token, t: &mut Tunnel) -> Result<(), Wh
         }
     }
     if t.core.out.len() <= TUNNEL_LOW_WATER && !t.core.blocked.is_empty() {
-        for st in std::mem::take(&mut t.core.blocked) {
+        for st in t.core.blocked.drain(..) {
             if let Some(Conn::Stream(s)) = eng.conns.get_mut(st) {
                 s.blocked = false;
                 eng.mark_dirty(st);

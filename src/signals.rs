@@ -1,7 +1,8 @@
 //! SIGINT/SIGTERM/SIGHUP/SIGUSR1/SIGUSR2 delivered to the reactor through a
 //! self-pipe: the handler only records the signal and writes one byte (both
 //! async-signal-safe); the reactor wakes on the pipe's read end and asks
-//! which signals arrived. The only `unsafe` in rkite lives here, around libc.
+//! which signals arrived. Apart from the bench-only allocation counter, this
+//! is the only `unsafe` in rkite, around libc.
 
 use std::io;
 use std::os::fd::RawFd;

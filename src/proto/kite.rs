@@ -72,37 +72,79 @@ fn names(host: &str, include_tld: bool) -> impl Iterator<Item = String> + '_ {
     std::iter::once(host.to_string()).chain(wildcards(host, include_tld))
 }
 
-/// The protocols a request of `proto` may be served by, in order (§6.2).
-pub fn fallbacks(proto: &str) -> Vec<&str> {
-    match proto {
-        "websocket" => vec!["websocket", "http", "http2", "http3"],
-        "http" => vec!["http", "http2", "http3"],
-        other => vec![other],
-    }
+/// `host`'s parents that may be written as `*.parent` (see [`wildcards`]).
+fn parents(host: &str, include_tld: bool) -> impl Iterator<Item = &str> {
+    let min_dots = if include_tld { 0 } else { 1 };
+    host.match_indices('.').filter_map(move |(i, _)| {
+        let parent = host.get(i + 1..)?;
+        (parent.matches('.').count() >= min_dots && !parent.is_empty()).then_some(parent)
+    })
 }
 
-/// Keys the frontend tries, in order, to route a public request of `proto`
-/// for `host` on `port` (§6.2), each with the protocol it would be sent as.
-/// The catch-all comes last; rkite also tries a port-specific catch-all
-/// before the plain one, which pagekite.py lacks but nobody can object to.
-pub fn frontend_candidates(proto: &str, host: &str, port: u16) -> Vec<(String, String)> {
-    let protos = fallbacks(proto);
-    let mut out = Vec::new();
-    for p in &protos {
-        let with_port = format!("{p}-{port}");
-        for name in names(host, false) {
-            out.push((key(&with_port, &name), p.to_string()));
+/// The protocols a request of `proto` may be served by, in order (§6.2).
+pub fn fallbacks(proto: &str) -> impl Iterator<Item = &str> + Clone {
+    let extra: &[&str] = match proto {
+        "websocket" => &["http", "http2", "http3"],
+        "http" => &["http2", "http3"],
+        _ => &[],
+    };
+    std::iter::once(proto).chain(extra.iter().copied())
+}
+
+/// Calls `visit(key, proto)` with the keys the frontend tries, in order, to
+/// route a public request of `proto` for `host` on `port` (§6.2), each with
+/// the protocol it would be sent as, until `visit` finds one. The catch-all
+/// comes last; rkite also tries a port-specific catch-all before the plain
+/// one, which pagekite.py lacks but nobody can object to. Keys are built in
+/// one reused string: routing a request allocates once.
+pub fn find_for_frontend<T>(
+    proto: &str,
+    host: &str,
+    port: u16,
+    mut visit: impl FnMut(&str, &str) -> Option<T>,
+) -> Option<T> {
+    use std::fmt::Write;
+    let mut key = String::with_capacity(host.len() + 32);
+    let mut try_key = |key: &mut String, p: &str, with_port: bool, star: bool, name: &str| {
+        key.clear();
+        key.push_str(p);
+        if with_port {
+            let _ = write!(key, "-{port}");
         }
-        for name in names(host, false) {
-            out.push((key(p, &name), p.to_string()));
+        key.push(':');
+        if star {
+            key.push_str("*.");
+        }
+        key.push_str(name);
+        visit(key, p)
+    };
+    for p in fallbacks(proto) {
+        for with_port in [true, false] {
+            if let Some(found) = try_key(&mut key, p, with_port, false, host) {
+                return Some(found);
+            }
+            for parent in parents(host, false) {
+                if let Some(found) = try_key(&mut key, p, with_port, true, parent) {
+                    return Some(found);
+                }
+            }
         }
     }
-    let first = protos.first().copied().unwrap_or(proto);
-    out.push((
-        key(&format!("{first}-{port}"), CATCH_ALL),
-        first.to_string(),
-    ));
-    out.push((key(first, CATCH_ALL), first.to_string()));
+    for with_port in [true, false] {
+        if let Some(found) = try_key(&mut key, proto, with_port, false, CATCH_ALL) {
+            return Some(found);
+        }
+    }
+    None
+}
+
+/// Every key [`find_for_frontend`] would try, in order, with its protocol.
+pub fn frontend_candidates(proto: &str, host: &str, port: u16) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    find_for_frontend(proto, host, port, |key, p| {
+        out.push((key.to_string(), p.to_string()));
+        None::<()>
+    });
     out
 }
 
@@ -111,15 +153,53 @@ pub fn frontend_candidates(proto: &str, host: &str, port: u16) -> Vec<(String, S
 /// protocol, each host lookup also trying wildcards up to `*.tld`.
 pub fn backend_candidates(proto: &str, host: &str, port: Option<u16>) -> Vec<String> {
     let mut out = Vec::new();
-    for p in fallbacks(proto) {
-        if let Some(port) = port {
-            let with_port = format!("{p}-{port}");
-            out.extend(names(host, true).map(|n| key(&with_port, &n)));
-        }
-        out.extend(names(host, true).map(|n| key(p, &n)));
-        out.push(key(p, CATCH_ALL));
-    }
+    find_for_backend(proto, host, port, |key| {
+        out.push(key.to_string());
+        None::<()>
+    });
     out
+}
+
+/// Calls `visit(key)` with the keys of [`backend_candidates`], in order,
+/// until it finds one; built in one reused string.
+pub fn find_for_backend<T>(
+    proto: &str,
+    host: &str,
+    port: Option<u16>,
+    mut visit: impl FnMut(&str) -> Option<T>,
+) -> Option<T> {
+    use std::fmt::Write;
+    let mut key = String::with_capacity(host.len() + 32);
+    let mut try_key = |p: &str, port: Option<u16>, star: bool, name: &str| {
+        key.clear();
+        key.push_str(p);
+        if let Some(port) = port {
+            let _ = write!(key, "-{port}");
+        }
+        key.push(':');
+        if star {
+            key.push_str("*.");
+        }
+        key.push_str(name);
+        visit(&key)
+    };
+    for p in fallbacks(proto) {
+        // With the port first (when there is one), then without.
+        for port in port.map(Some).into_iter().chain([None]) {
+            if let Some(found) = try_key(p, port, false, host) {
+                return Some(found);
+            }
+            for parent in parents(host, true) {
+                if let Some(found) = try_key(p, port, true, parent) {
+                    return Some(found);
+                }
+            }
+        }
+        if let Some(found) = try_key(p, None, false, CATCH_ALL) {
+            return Some(found);
+        }
+    }
+    None
 }
 
 /// Keys under which a frontend's `--domain` secret for a kite is looked up
