@@ -46,6 +46,8 @@ pub struct Buf {
     data: Vec<u8>,
     head: usize,
     tail: usize,
+    /// Counted in the process-wide total.
+    counted: bool,
 }
 
 impl Buf {
@@ -57,6 +59,31 @@ impl Buf {
             data: vec![0; capacity],
             head: 0,
             tail: 0,
+            counted: true,
+        }
+    }
+
+    /// A buffer left out of the total: a tunnel's input buffer, which only
+    /// holds chunks being parsed and is bounded per tunnel (what `--buffers`
+    /// must stop is growth with the number of streams and slow readers).
+    pub fn uncounted(capacity: usize) -> Buf {
+        Buf {
+            data: vec![0; capacity],
+            head: 0,
+            tail: 0,
+            counted: false,
+        }
+    }
+
+    fn account_more(&self, bytes: usize) {
+        if self.counted {
+            ALLOCATED.fetch_add(bytes, Ordering::Relaxed);
+        }
+    }
+
+    fn account_less(&self, bytes: usize) {
+        if self.counted {
+            ALLOCATED.fetch_sub(bytes, Ordering::Relaxed);
         }
     }
 
@@ -82,6 +109,9 @@ impl Buf {
     /// Returns an emptied buffer to the pool, or frees it when the pool
     /// already holds its share of memory.
     pub fn recycle(mut self) {
+        if !self.counted {
+            return;
+        }
         self.head = 0;
         self.tail = 0;
         POOL.with(|p| {
@@ -98,7 +128,7 @@ impl Buf {
     /// (a burst grew it; an idle connection should not hold the peak).
     pub fn shrink_when_empty(&mut self, keep: usize) {
         if self.is_empty() && self.data.len() > keep {
-            ALLOCATED.fetch_sub(self.data.len() - keep, Ordering::Relaxed);
+            self.account_less(self.data.len() - keep);
             self.data = vec![0; keep];
             self.head = 0;
             self.tail = 0;
@@ -141,7 +171,7 @@ impl Buf {
         self.compact();
         if self.data.len() - self.tail < n {
             let want = (self.tail + n).max(self.data.len() * 2);
-            ALLOCATED.fetch_add(want - self.data.len(), Ordering::Relaxed);
+            self.account_more(want - self.data.len());
             self.data.resize(want, 0);
         }
     }
@@ -191,7 +221,7 @@ impl Buf {
 
 impl Drop for Buf {
     fn drop(&mut self) {
-        ALLOCATED.fetch_sub(self.data.len(), Ordering::Relaxed);
+        self.account_less(self.data.len());
     }
 }
 

@@ -73,6 +73,24 @@ pub fn read(src: &mut impl Read, buf: &mut [u8]) -> Io {
     }
 }
 
+/// One `readv`, retried on EINTR.
+pub fn read_vectored(src: &mut impl Read, bufs: &mut [std::io::IoSliceMut<'_>]) -> Io {
+    if bufs.iter().all(|b| b.is_empty()) {
+        return Io::Done(0);
+    }
+    loop {
+        match src.read_vectored(bufs) {
+            Ok(0) => return Io::Eof,
+            Ok(n) => return Io::Done(n),
+            Err(e) => {
+                if let Some(outcome) = classify(&e) {
+                    return outcome;
+                }
+            }
+        }
+    }
+}
+
 /// One `write`, retried on EINTR.
 pub fn write(dst: &mut impl Write, buf: &[u8]) -> Io {
     if buf.is_empty() {
@@ -80,6 +98,24 @@ pub fn write(dst: &mut impl Write, buf: &[u8]) -> Io {
     }
     loop {
         match dst.write(buf) {
+            Ok(0) => return Io::Failed(Failure(io::ErrorKind::WriteZero, 0)),
+            Ok(n) => return Io::Done(n),
+            Err(e) => {
+                if let Some(outcome) = classify(&e) {
+                    return outcome;
+                }
+            }
+        }
+    }
+}
+
+/// One `writev`, retried on EINTR.
+pub fn write_vectored(dst: &mut impl Write, pieces: &[std::io::IoSlice<'_>]) -> Io {
+    if pieces.iter().all(|p| p.is_empty()) {
+        return Io::Done(0);
+    }
+    loop {
+        match dst.write_vectored(pieces) {
             Ok(0) => return Io::Failed(Failure(io::ErrorKind::WriteZero, 0)),
             Ok(n) => return Io::Done(n),
             Err(e) => {

@@ -5,6 +5,7 @@
 //! both clear the readiness bit they hit WouldBlock on. Callers loop while
 //! [`Transport::can_read`] or until an operation says `WouldBlock`.
 
+use std::io::{IoSlice, IoSliceMut};
 use std::net::Shutdown;
 
 use mio::net::TcpStream;
@@ -64,6 +65,25 @@ impl Transport {
         }
     }
 
+    /// Reads into several buffers in one call (`readv` on a plain socket;
+    /// under TLS, into the first).
+    pub fn read_vectored(&mut self, bufs: &mut [IoSliceMut<'_>]) -> Io {
+        match &mut self.tls {
+            Some(tls) => match bufs.first_mut() {
+                Some(first) => tls.read(&mut self.sock, &mut self.ready.read, first),
+                None => Io::Done(0),
+            },
+            None if !self.ready.read => Io::WouldBlock,
+            None => {
+                let outcome = net::read_vectored(&mut self.sock, bufs);
+                if outcome == Io::WouldBlock {
+                    self.ready.read = false;
+                }
+                outcome
+            }
+        }
+    }
+
     /// Writes plaintext; `Done(n)` once the bytes are on their way (in the
     /// kernel, or encrypted and queued in the TLS session).
     pub fn write(&mut self, buf: &[u8]) -> Io {
@@ -78,6 +98,35 @@ impl Transport {
                 outcome
             }
         }
+    }
+
+    /// Writes several pieces of plaintext in one call (`writev` on a plain
+    /// socket; under TLS, piece by piece into the session).
+    pub fn write_vectored(&mut self, pieces: &[IoSlice<'_>]) -> Io {
+        if self.tls.is_some() {
+            let mut total = 0;
+            for piece in pieces {
+                match self.write(piece) {
+                    Io::Done(n) => {
+                        total += n;
+                        if n < piece.len() {
+                            break;
+                        }
+                    }
+                    _ if total > 0 => break,
+                    other => return other,
+                }
+            }
+            return Io::Done(total);
+        }
+        if !self.ready.write {
+            return Io::WouldBlock;
+        }
+        let outcome = net::write_vectored(&mut self.sock, pieces);
+        if outcome == Io::WouldBlock {
+            self.ready.write = false;
+        }
+        outcome
     }
 
     /// Sends queued TLS bytes; `Done(0)` when nothing is left.
