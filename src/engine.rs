@@ -311,7 +311,8 @@ impl Throttle {
 }
 
 pub enum Role {
-    Frontend(frontend::State),
+    /// Boxed: the frontend's tables are large, and there is one of them.
+    Frontend(Box<frontend::State>),
     Backend(backend::State),
 }
 
@@ -356,7 +357,7 @@ impl Engine {
             .map_err(|e| Fatal::Setup(format!("cannot install signal handlers: {e}")))?;
         let now = clock();
         let role = if config.is_frontend {
-            Role::Frontend(frontend::State::new(&config, poll.registry())?)
+            Role::Frontend(Box::new(frontend::State::new(&config, poll.registry())?))
         } else {
             Role::Backend(backend::State::new(&config, poll.registry(), WAKER_TOKEN)?)
         };

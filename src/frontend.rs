@@ -35,7 +35,8 @@ const ACCEPT_BURST: usize = 64;
 const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
 
 pub struct State {
-    bound: Vec<(std::net::TcpListener, u16)>,
+    /// Bound listeners waiting to be registered: socket, port, raw-only.
+    bound: Vec<(std::net::TcpListener, u16, bool)>,
     listeners: Vec<Token>,
     /// `proto[-port]:domain` → the tunnel serving it.
     kites: HashMap<String, Token>,
@@ -53,11 +54,21 @@ pub struct State {
     /// When accepting first failed for lack of descriptors (for one log line
     /// per episode instead of one per retry).
     fds_exhausted: Option<std::time::Instant>,
+    /// The name each client IP last asked for over HTTP, and when: how a
+    /// dedicated raw port shared by several kites picks one (§6.6).
+    recent: HashMap<std::net::IpAddr, (String, std::time::Instant)>,
 }
+
+/// How long a client's last HTTP name steers its raw-port connections.
+const RECENT_HOST: Duration = Duration::from_secs(120);
+/// Clients remembered for that at most.
+const RECENT_MAX: usize = 4096;
 
 pub struct Listener {
     sock: TcpListener,
     port: u16,
+    /// A dedicated `--rawports` port: connections go to a raw kite as they are.
+    raw: bool,
     pub ready: Ready,
 }
 
@@ -80,18 +91,27 @@ impl State {
         for &port in &config.ports {
             let listener = bind(config.host, port)?;
             let actual = listener.local_addr().map(|a| a.port()).unwrap_or(port);
-            bound.push((listener, actual));
+            bound.push((listener, actual, false));
         }
         let raw_ports: Vec<u16> = config
             .raw_ports
             .iter()
             .filter_map(|p| p.parse().ok())
             .collect();
+        for &port in &raw_ports {
+            if !config.ports.contains(&port) {
+                bound.push((bind(config.host, port)?, port, true));
+            }
+        }
         let raw_virtual = config.raw_ports.iter().any(|p| p == "virtual");
         Ok(State {
             info: FrontendInfo {
                 protos: config.protos.clone(),
-                ports: bound.iter().map(|(_, p)| *p).collect(),
+                ports: bound
+                    .iter()
+                    .filter(|(_, _, raw)| !raw)
+                    .map(|(_, p, _)| *p)
+                    .collect(),
                 raw_ports: config.raw_ports.clone(),
             },
             bound,
@@ -108,6 +128,7 @@ impl State {
                 .map_err(|e| Fatal::Setup(e.to_string()))?,
             accept_paused: false,
             fds_exhausted: None,
+            recent: HashMap::new(),
         })
     }
 }
@@ -130,6 +151,52 @@ impl State {
         kite::find_for_frontend(proto, host, port, |key, p| {
             self.kites.get(key).map(|t| (*t, p.to_string()))
         })
+    }
+
+    /// A public CONNECT to `host:port` may open a raw stream (§6.4): the
+    /// port is a raw port (or `virtual` is on) and a raw kite is registered
+    /// for exactly that name.
+    pub fn serves_raw(&self, host: &str, port: u16) -> bool {
+        (self.raw_virtual || self.raw_ports.contains(&port))
+            && self.has_exact_kite(&["raw", format!("raw-{port}").as_str()], host)
+    }
+
+    /// The kite name a connection to raw port `port` from `ip` goes to: the
+    /// only raw kite claiming the port, or, among several, the one the
+    /// client last asked for over HTTP (pagekite.py's heuristic, §6.6).
+    pub fn raw_port_host(
+        &self,
+        port: u16,
+        ip: std::net::IpAddr,
+        now: std::time::Instant,
+    ) -> Option<String> {
+        let prefix = format!("raw-{port}:");
+        let mut claimed = self.kites.keys().filter_map(|k| k.strip_prefix(&prefix));
+        let first = claimed.next()?;
+        if claimed.next().is_none() {
+            return Some(first.to_string());
+        }
+        let (host, at) = self.recent.get(&ip)?;
+        (now.saturating_duration_since(*at) <= RECENT_HOST
+            && self.kites.contains_key(&format!("{prefix}{host}")))
+        .then(|| host.clone())
+    }
+
+    /// Notes the name a client asked for over HTTP.
+    pub fn remember_host(&mut self, ip: std::net::IpAddr, host: &str, now: std::time::Instant) {
+        if self.recent.len() >= RECENT_MAX && !self.recent.contains_key(&ip) {
+            self.recent
+                .retain(|_, (_, at)| now.saturating_duration_since(*at) <= RECENT_HOST);
+            if self.recent.len() >= RECENT_MAX {
+                self.recent.clear();
+            }
+        }
+        match self.recent.get_mut(&ip) {
+            Some((last, at)) if last == host => *at = now,
+            _ => {
+                self.recent.insert(ip, (host.to_string(), now));
+            }
+        }
     }
 
     /// The next stream id to hand out.
@@ -181,7 +248,7 @@ pub fn start(eng: &mut Engine) -> Result<(), Fatal> {
     };
     let bound = std::mem::take(&mut fe.bound);
     let mut tokens = Vec::new();
-    for (std_listener, port) in bound {
+    for (std_listener, port, raw) in bound {
         let addr = std_listener.local_addr().ok();
         let sock = TcpListener::from_std(std_listener);
         let token = eng
@@ -189,6 +256,7 @@ pub fn start(eng: &mut Engine) -> Result<(), Fatal> {
                 Conn::Listener(Listener {
                     sock,
                     port,
+                    raw,
                     ready: Ready::default(),
                 })
             })
@@ -236,9 +304,11 @@ pub fn drive_listener(eng: &mut Engine, token: Token, mut l: Listener) -> Option
                     continue;
                 }
                 let _ = sock.set_nodelay(true);
-                let port = l.port;
+                let (port, raw) = (l.port, l.raw);
                 let added = eng.add(sock, |sock, _| {
-                    Conn::Sniff(public::Sniff::new(sock, peer, port))
+                    let mut sniff = public::Sniff::new(sock, peer, port);
+                    sniff.raw_port = raw;
+                    Conn::Sniff(sniff)
                 });
                 match added {
                     Ok(t) => {

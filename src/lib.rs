@@ -7,6 +7,7 @@
 pub mod alloc_count;
 pub mod backend;
 pub mod buf;
+pub mod client;
 pub mod config;
 pub mod engine;
 pub mod frontend;

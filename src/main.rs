@@ -20,6 +20,15 @@ fn main() -> ExitCode {
             print!("{text}");
             return ExitCode::SUCCESS;
         }
+        Ok(Parsed::Connect(client)) => {
+            return match rkite::client::run(&client) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("rkite --connect: {e}");
+                    ExitCode::from(2)
+                }
+            };
+        }
         Ok(Parsed::Version) => {
             println!("rkite {}", env!("CARGO_PKG_VERSION"));
             return ExitCode::SUCCESS;

@@ -52,6 +52,29 @@ pub struct Sniff {
     /// Bytes owed to the client before anything else (a CONNECT's 200).
     owed: Vec<u8>,
     layers: u8,
+    /// Accepted on a dedicated raw port: nothing to sniff.
+    pub raw_port: bool,
+}
+
+/// A connection to a dedicated raw port (§6.6): no protocol to sniff, so it
+/// goes straight to the raw kite that claims the port (or, if several do, to
+/// the one this client last asked for over HTTP).
+pub fn raw_port(eng: &mut Engine, token: Token, s: Sniff) -> Option<Conn> {
+    let Role::Frontend(fe) = &eng.role else {
+        return None;
+    };
+    let Some(host) = fe.raw_port_host(s.port, s.peer.ip(), eng.now) else {
+        info!(
+            "[p{} {}] no raw kite for port {}, closed",
+            tag(token),
+            s.peer,
+            s.port
+        );
+        return None;
+    };
+    let mut s = s;
+    s.target = Some((host.clone(), s.port));
+    route(eng, token, s, "raw", &host)
 }
 
 impl Sniff {
@@ -65,6 +88,7 @@ impl Sniff {
             target: None,
             owed: Vec::new(),
             layers: 0,
+            raw_port: false,
         }
     }
 
@@ -100,6 +124,9 @@ enum Next {
 }
 
 pub fn drive_sniff(eng: &mut Engine, token: Token, mut s: Sniff) -> Option<Conn> {
+    if s.raw_port {
+        return raw_port(eng, token, s);
+    }
     for _ in 0..=MAX_LAYERS {
         if !s.owed.is_empty() {
             match s.transport.write(&s.owed) {
@@ -208,6 +235,9 @@ fn step(eng: &mut Engine, token: Token, mut s: Sniff) -> Next {
                     Next::Done(Reply::start(eng, token, s.transport, page))
                 }
                 Some(host) => {
+                    if let Role::Frontend(fe) = &mut eng.role {
+                        fe.remember_host(s.peer.ip(), &host, eng.now);
+                    }
                     let websocket =
                         head.websocket && eng.config.protos.iter().any(|p| p == "websocket");
                     let proto = if websocket { "websocket" } else { "http" };
@@ -240,7 +270,8 @@ fn connect(
         }
         _ => false,
     };
-    if !servable || s.layers >= MAX_LAYERS || s.target.is_some() {
+    let raw = !servable && fe.serves_raw(&host, port);
+    if (!servable && !raw) || s.layers >= MAX_LAYERS || s.target.is_some() {
         info!(
             "[p{} {}] CONNECT {host}:{port}: nothing to serve it, sent 503",
             tag(token),
@@ -259,6 +290,13 @@ fn connect(
         s.peer
     );
     s.buf.consume(head_len);
+    if raw {
+        // A raw stream (§6.4): the client speaks next, so the stream opens
+        // now with no data; the 200 goes out ahead of whatever comes back.
+        s.owed.extend_from_slice(CONNECT_OK);
+        s.target = Some((host.clone(), port));
+        return Next::Done(route(eng, token, s, "raw", &host));
+    }
     s.owed.extend_from_slice(CONNECT_OK);
     s.target = Some((host, port));
     s.layers += 1;
@@ -400,6 +438,7 @@ fn route(eng: &mut Engine, token: Token, s: Sniff, proto: &str, host: &str) -> O
     let read = data.len();
     let mut stream = Stream::new(s.transport, tunnel, sid, INITIAL_WINDOW, label);
     stream.window.on_read(read, eng.now);
+    stream.push_unacked(&s.owed);
     eng.mark_dirty(tunnel);
     eng.mark_dirty(token);
     Some(Conn::Stream(stream))

@@ -224,6 +224,19 @@ impl Stream {
         }
     }
 
+    /// Bytes for the socket that are not stream data (a CONNECT's 200):
+    /// written ahead of everything, not counted in acknowledgements.
+    pub fn push_unacked(&mut self, bytes: &[u8]) {
+        if bytes.is_empty() {
+            return;
+        }
+        let written = self.acks.bytes_written();
+        if !self.write_or_queue(bytes) {
+            return;
+        }
+        self.acks.forget(self.acks.bytes_written() - written);
+    }
+
     /// The first bytes of a stream, queued while the local connect runs.
     pub fn queue_first(&mut self, body: &[u8]) {
         if let Err(why) = self.deliver(&[body]) {

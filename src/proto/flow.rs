@@ -145,6 +145,11 @@ impl AckCounter {
     pub fn bytes_written(&self) -> u64 {
         self.written
     }
+
+    /// Takes back bytes that were counted but were not stream data.
+    pub fn forget(&mut self, n: u64) {
+        self.written = self.written.saturating_sub(n);
+    }
 }
 
 #[cfg(test)]

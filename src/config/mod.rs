@@ -6,13 +6,16 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
+use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use getopts::Options;
 
 use crate::proto::keepalive::DEFAULT_INTERVAL;
+
+mod specs;
 use crate::proto::kite::{DEFAULT_PROTOS, KiteId};
+use specs::*;
 
 /// One `--service_on` kite on a backend.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -21,6 +24,8 @@ pub struct ServiceKite {
     pub domain: String,
     pub local: SocketAddr,
     pub secret: String,
+    /// Short-form options given with the kite (`+ip/...`), as written.
+    pub options: Vec<String>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -65,6 +70,15 @@ pub struct Config {
     pub max_conns: usize,
     /// `--stop_grace`: how long running streams may finish after SIGTERM.
     pub stop_grace: Duration,
+    /// Frontend: `--client_acl` and `--tunnel_acl` rules, as written.
+    pub client_acl: Vec<String>,
+    pub tunnel_acl: Vec<String>,
+    /// Frontend: `--max_conns_per_ip` (0: no limit).
+    pub max_conns_per_ip: usize,
+    /// Backend: `--be_config` specs, as written.
+    pub be_config: Vec<String>,
+    /// `--insecure`: no security filter on any kite.
+    pub insecure: bool,
     /// pagekite.py flags given that mean nothing here (logged at debug).
     pub ignored: Vec<String>,
 }
@@ -73,6 +87,8 @@ pub struct Config {
 #[derive(Debug)]
 pub enum Parsed {
     Run(Box<Config>),
+    /// `--connect`: the raw-kite client.
+    Connect(crate::client::ClientConfig),
     Help(String),
     Version,
 }
@@ -217,6 +233,41 @@ fn options() -> Options {
         "fe_nocertcheck",
         "Backend: TLS straight to the frontend without checking its certificate (insecure).",
     );
+    o.optmulti(
+        "",
+        "client_acl",
+        "Frontend: allow or deny public clients by IP (regex from the start, CIDR, `any` or `localhost`); first match decides. Repeatable.",
+        "allow|deny:PATTERN",
+    );
+    o.optmulti(
+        "",
+        "tunnel_acl",
+        "Frontend: the same for backends' tunnels. Repeatable.",
+        "allow|deny:PATTERN",
+    );
+    o.optopt(
+        "",
+        "max_conns_per_ip",
+        "Frontend: connections one client IP may hold at once (default 256; 0: no limit).",
+        "N",
+    );
+    o.optmulti(
+        "",
+        "be_config",
+        "Backend: a per-kite option, e.g. foo.example.com/80:password/bob:pw, .../ip/10.0.0.0/8:True, .../rewritehost:True. Repeatable.",
+        "DOMAIN/PORT:KEY:VALUE",
+    );
+    o.optflag(
+        "",
+        "insecure",
+        "Backend: do not block dangerous-looking HTTP paths (pagekite.py's security filter).",
+    );
+    o.optopt(
+        "",
+        "connect",
+        "Client: connect to a relay and open TARGET:PORT (a raw kite) with HTTP CONNECT, relaying stdin/stdout (for ssh's ProxyCommand); TLS with --fe_certname or --fe_nocertcheck.",
+        "RELAY:PORT",
+    );
     o.optopt(
         "",
         "buffers",
@@ -311,11 +362,8 @@ pub fn parse(args: &[String]) -> Result<Parsed, ConfigError> {
     if m.opt_present("version") {
         return Ok(Parsed::Version);
     }
-    if let Some(extra) = m.free.first() {
-        return Err(bad(
-            "",
-            format!("unexpected argument {extra:?} (flags start with --)"),
-        ));
+    if let Some(relay) = m.opt_str("connect") {
+        return parse_client(&m, &relay).map(Parsed::Connect);
     }
     let is_frontend = m.opt_present("isfrontend");
     let host = match m.opt_str("host") {
@@ -347,6 +395,7 @@ pub fn parse(args: &[String]) -> Result<Parsed, ConfigError> {
         .map(|f| parse_frontend(f))
         .collect::<Result<Vec<_>, _>>()?;
     let default_secret = m.opt_str("kitesecret");
+    let short_form = parse_short_form(&m.free, default_secret.as_deref())?;
     let mut kites = Vec::new();
     for (flag, spec) in m
         .opt_strs("service_on")
@@ -356,6 +405,7 @@ pub fn parse(args: &[String]) -> Result<Parsed, ConfigError> {
     {
         kites.extend(parse_service(&spec, flag, default_secret.as_deref())?);
     }
+    kites.extend(short_form);
     let keepalive = match m.opt_str("keepalive") {
         Some(v) => {
             let secs: u64 =
@@ -459,6 +509,12 @@ pub fn parse(args: &[String]) -> Result<Parsed, ConfigError> {
             .collect(),
         ca_certs: m.opt_str("ca_certs"),
         fe_nocertcheck: m.opt_present("fe_nocertcheck"),
+        client_acl: m.opt_strs("client_acl"),
+        tunnel_acl: m.opt_strs("tunnel_acl"),
+        max_conns_per_ip: usize::try_from(number("max_conns_per_ip", 0)?.unwrap_or(256))
+            .unwrap_or(usize::MAX),
+        be_config: m.opt_strs("be_config"),
+        insecure: m.opt_present("insecure"),
         buffer_budget,
         max_conns,
         stop_grace,
@@ -470,198 +526,41 @@ pub fn parse(args: &[String]) -> Result<Parsed, ConfigError> {
     })))
 }
 
-fn parse_port(text: &str, flag: &str) -> Result<u16, ConfigError> {
-    text.trim()
-        .parse::<u16>()
-        .ok()
-        .filter(|p| *p != 0)
-        .ok_or_else(|| bad(flag, format!("{text:?} is not a port number")))
-}
-
-fn parse_ports(list: &str, flag: &str) -> Result<Vec<u16>, ConfigError> {
-    let mut ports = Vec::new();
-    for item in list.split(',').filter(|s| !s.trim().is_empty()) {
-        // Port 0 lets the system pick a free port (handy for tests).
-        let port = if item.trim() == "0" {
-            0
-        } else {
-            parse_port(item, flag)?
-        };
-        if !ports.contains(&port) || port == 0 {
-            ports.push(port);
+/// `--connect=RELAY:PORT TARGET:PORT` with its TLS flags.
+fn parse_client(
+    m: &getopts::Matches,
+    relay: &str,
+) -> Result<crate::client::ClientConfig, ConfigError> {
+    let relay = parse_frontend(relay).map_err(|e| bad("connect", e.problem))?;
+    let target = match m.free.as_slice() {
+        [target]
+            if target
+                .rsplit_once(':')
+                .is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok()) =>
+        {
+            target.clone()
         }
-    }
-    if ports.is_empty() {
-        return Err(bad(flag, "no ports given"));
-    }
-    Ok(ports)
-}
-
-fn parse_protos(list: &str) -> Result<Vec<String>, ConfigError> {
-    let mut protos = Vec::new();
-    for p in list.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-        let p = p.to_ascii_lowercase();
-        if !p.bytes().all(|b| b.is_ascii_alphanumeric()) {
-            return Err(bad("protos", format!("{p:?} is not a protocol name")));
-        }
-        if !protos.contains(&p) {
-            protos.push(p);
-        }
-    }
-    if protos.is_empty() {
-        return Err(bad("protos", "no protocols given"));
-    }
-    Ok(protos)
-}
-
-fn parse_raw_ports(list: &str) -> Result<Vec<String>, ConfigError> {
-    list.split(',')
-        .map(str::trim)
-        .filter(|p| !p.is_empty())
-        .map(|p| {
-            if p.eq_ignore_ascii_case("virtual") {
-                Ok("virtual".to_string())
-            } else {
-                parse_port(p, "rawports").map(|n| n.to_string())
-            }
-        })
-        .collect()
-}
-
-fn valid_domain(domain: &str) -> bool {
-    !domain.is_empty()
-        && domain.len() <= 253
-        && domain
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-' || b == b'*' || b == b'_')
-}
-
-fn parse_domain(
-    spec: &str,
-    protos: &[String],
-    out: &mut HashMap<String, String>,
-) -> Result<(), ConfigError> {
-    let parts: Vec<&str> = spec.split(':').collect();
-    let [list, domain, secret] = parts[..] else {
-        return Err(bad(
-            "domain",
-            format!("{spec:?} is not PROTOS:DOMAIN:SECRET"),
-        ));
-    };
-    let domain = domain.trim().to_ascii_lowercase();
-    if !valid_domain(&domain) {
-        return Err(bad("domain", format!("{domain:?} is not a domain name")));
-    }
-    if secret.is_empty() {
-        return Err(bad("domain", format!("no secret for {domain}")));
-    }
-    let list: Vec<String> = if list.trim() == "*" || list.trim().is_empty() {
-        protos.to_vec()
-    } else {
-        let mut ids = Vec::new();
-        for p in list.split(',') {
-            let id = KiteId::parse(p)
-                .ok_or_else(|| bad("domain", format!("{p:?} is not a protocol")))?;
-            ids.push(id.name());
-        }
-        ids
-    };
-    for proto in list {
-        out.insert(format!("{proto}:{domain}"), secret.to_string());
-    }
-    Ok(())
-}
-
-fn parse_frontend(spec: &str) -> Result<(String, u16), ConfigError> {
-    let (host, port) = match spec.rsplit_once(':') {
-        Some((h, p)) => (
-            h.trim_start_matches('[').trim_end_matches(']'),
-            parse_port(p, "frontend")?,
-        ),
-        None => return Err(bad("frontend", format!("{spec:?} is not HOST:PORT"))),
-    };
-    if host.is_empty() {
-        return Err(bad("frontend", format!("{spec:?} has no host")));
-    }
-    Ok((host.to_string(), port))
-}
-
-/// `PROTOS:DOMAIN:HOST:PORT[:SECRET]` or `PROTOS:DOMAIN:PORT` (localhost).
-fn parse_service(
-    spec: &str,
-    flag: &str,
-    default_secret: Option<&str>,
-) -> Result<Vec<ServiceKite>, ConfigError> {
-    let parts: Vec<&str> = spec.split(':').collect();
-    let (protos, domain, host, port, secret) = match parts[..] {
-        [p, d, h, port, s] => (p, d, h, port, Some(s)),
-        [p, d, h, port] => (p, d, h, port, None),
-        [p, d, port] => (p, d, "localhost", port, None),
         _ => {
             return Err(bad(
-                flag,
-                format!("{spec:?} is not PROTO:DOMAIN:HOST:PORT:SECRET"),
+                "connect",
+                "give exactly one TARGET:PORT after the flags",
             ));
         }
     };
-    let secret = match secret.filter(|s| !s.is_empty()).or(default_secret) {
-        Some(s) => s.to_string(),
-        None => {
-            return Err(bad(
-                flag,
-                format!("no secret for {domain} (add :SECRET or --kitesecret)"),
-            ));
-        }
+    let names: Vec<String> = m.opt_strs("fe_certname");
+    let tls = if m.opt_present("fe_nocertcheck") {
+        Some(None)
+    } else if names.is_empty() {
+        None
+    } else {
+        Some(Some(names))
     };
-    let domain = domain.trim().to_ascii_lowercase().replace('/', "");
-    if !valid_domain(&domain) {
-        return Err(bad(flag, format!("{domain:?} is not a domain name")));
-    }
-    let port = parse_port(port, flag)?;
-    let local = resolve_local(host, port).map_err(|e| bad(flag, e))?;
-    let mut kites = Vec::new();
-    for p in protos.split(',') {
-        let id = if p.trim().eq_ignore_ascii_case("ssh") {
-            KiteId::parse("raw-22")
-        } else {
-            KiteId::parse(p)
-        };
-        let id = id.ok_or_else(|| {
-            bad(
-                flag,
-                format!("{p:?} is not a protocol (like http or http-8080)"),
-            )
-        })?;
-        kites.push(ServiceKite {
-            id,
-            domain: domain.clone(),
-            local,
-            secret: secret.clone(),
-        });
-    }
-    Ok(kites)
-}
-
-/// Local servers are named once, at start-up. IPv4 is preferred because
-/// `localhost` servers most often listen on 127.0.0.1 only.
-fn resolve_local(host: &str, port: u16) -> Result<SocketAddr, String> {
-    if let Ok(ip) = host
-        .trim_start_matches('[')
-        .trim_end_matches(']')
-        .parse::<IpAddr>()
-    {
-        return Ok(SocketAddr::new(ip, port));
-    }
-    let addrs: Vec<SocketAddr> = (host, port)
-        .to_socket_addrs()
-        .map_err(|e| format!("cannot resolve local server {host:?}: {e}"))?
-        .collect();
-    addrs
-        .iter()
-        .find(|a| a.is_ipv4())
-        .or(addrs.first())
-        .copied()
-        .ok_or_else(|| format!("local server {host:?} has no address"))
+    Ok(crate::client::ClientConfig {
+        relay,
+        target,
+        tls,
+        ca_certs: m.opt_str("ca_certs"),
+    })
 }
 
 #[cfg(test)]

@@ -1,0 +1,288 @@
+//! `rkite --connect=RELAY:PORT TARGET:PORT`: the client end of a raw kite,
+//! for ssh's ProxyCommand and the like. It connects to a relay (over TLS if
+//! asked, with the same certificate checks as a backend), asks for the
+//! target with an HTTP CONNECT, then copies stdin to the relay and the relay
+//! to stdout until the relay side ends. EOF on stdin half-closes the
+//! connection, so a remote command still delivers its last output. One
+//! small poll loop; nothing here is part of the relay's data path.
+
+use std::io::{self, Read, Write};
+use std::net::{TcpStream as StdTcpStream, ToSocketAddrs};
+use std::os::fd::{AsRawFd, RawFd};
+use std::time::{Duration, Instant};
+
+use mio::net::TcpStream;
+use mio::unix::SourceFd;
+use mio::{Events, Interest, Poll, Token};
+
+use crate::buf::Buf;
+use crate::net::Io;
+use crate::proto::frame;
+use crate::tls::{self, TlsSession, Verify};
+use crate::transport::Transport;
+
+const SOCKET: Token = Token(0);
+const STDIN: Token = Token(1);
+/// How long connecting and the CONNECT exchange may take.
+const SETUP_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// What `--connect` was asked to do.
+#[derive(Clone, Debug)]
+pub struct ClientConfig {
+    pub relay: (String, u16),
+    pub target: String,
+    /// TLS to the relay: `Some(None)` without checks, `Some(Some(names))`
+    /// verifying one of the names.
+    pub tls: Option<Option<Vec<String>>>,
+    pub ca_certs: Option<String>,
+}
+
+/// Runs the client; the error is for the user (exit code 2).
+pub fn run(config: &ClientConfig) -> Result<(), String> {
+    let (host, port) = (&config.relay.0, config.relay.1);
+    let addr = (host.as_str(), port)
+        .to_socket_addrs()
+        .map_err(|e| format!("cannot resolve {host}: {e}"))?
+        .next()
+        .ok_or_else(|| format!("{host} has no address"))?;
+    let std_sock = StdTcpStream::connect_timeout(&addr, SETUP_TIMEOUT)
+        .map_err(|e| format!("cannot connect to {addr}: {e}"))?;
+    let _ = std_sock.set_nodelay(true);
+    std_sock
+        .set_nonblocking(true)
+        .map_err(|e| format!("cannot configure the connection: {e}"))?;
+    let mut transport = Transport::plain(TcpStream::from_std(std_sock));
+    if let Some(names) = &config.tls {
+        let verify = match names {
+            Some(names) => Verify::Names {
+                ca_file: config.ca_certs.clone(),
+                names: names.clone(),
+            },
+            None => Verify::Nothing,
+        };
+        let setup = tls::client_config(&verify).map_err(|e| e.to_string())?;
+        let sni = names.as_ref().and_then(|n| n.first()).unwrap_or(host);
+        transport.start_tls(TlsSession::client(&setup, sni)?);
+    }
+    let mut poll = Poll::new().map_err(|e| e.to_string())?;
+    poll.registry()
+        .register(
+            &mut transport.sock,
+            SOCKET,
+            Interest::READABLE | Interest::WRITABLE,
+        )
+        .map_err(|e| e.to_string())?;
+    let stdin_fd = io::stdin().as_raw_fd();
+    let stdin_polled = set_nonblocking(stdin_fd)
+        && poll
+            .registry()
+            .register(&mut SourceFd(&stdin_fd), STDIN, Interest::READABLE)
+            .is_ok();
+    let mut session = Session {
+        transport,
+        to_relay: Buf::with_capacity(64 * 1024),
+        from_relay: Buf::with_capacity(64 * 1024),
+        stdin_open: true,
+        stdin_ready: !stdin_polled,
+        stdin_polled,
+        connected: false,
+        shut: false,
+        relay_done: false,
+    };
+    let request = format!(
+        "CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n\r\n",
+        target = config.target
+    );
+    session.to_relay.extend(request.as_bytes());
+    session.pump(&mut poll)
+}
+
+fn set_nonblocking(fd: RawFd) -> bool {
+    // SAFETY: fcntl on our own stdin descriptor with valid commands.
+    unsafe {
+        let flags = libc::fcntl(fd, libc::F_GETFL);
+        flags >= 0 && libc::fcntl(fd, libc::F_SETFL, flags | libc::O_NONBLOCK) == 0
+    }
+}
+
+struct Session {
+    transport: Transport,
+    to_relay: Buf,
+    from_relay: Buf,
+    stdin_open: bool,
+    stdin_ready: bool,
+    /// stdin is a pipe or socket the poll watches (not a plain file).
+    stdin_polled: bool,
+    /// The relay answered the CONNECT with 200.
+    connected: bool,
+    /// Our write side is shut (stdin ended).
+    shut: bool,
+    /// The relay ended its side.
+    relay_done: bool,
+}
+
+impl Session {
+    // The client is not the reactor: it keeps its own setup deadline.
+    #[allow(clippy::disallowed_methods)]
+    fn pump(&mut self, poll: &mut Poll) -> Result<(), String> {
+        let mut events = Events::with_capacity(16);
+        let started = Instant::now();
+        loop {
+            self.read_relay()?;
+            if !self.connected {
+                if started.elapsed() > SETUP_TIMEOUT {
+                    return Err("no answer to CONNECT from the relay".into());
+                }
+            } else {
+                self.write_stdout()?;
+            }
+            if self.connected
+                && self.stdin_open
+                && self.stdin_ready
+                && self.to_relay.len() < 32 * 1024
+            {
+                self.read_stdin();
+            }
+            if let Io::Failed(f) = self.transport.flush() {
+                return Err(self.transport.describe(f));
+            }
+            while !self.to_relay.is_empty() {
+                match self.transport.write(self.to_relay.data()) {
+                    Io::Done(n) => self.to_relay.consume(n),
+                    Io::WouldBlock | Io::Starved => break,
+                    Io::Failed(f) => return Err(self.transport.describe(f)),
+                    Io::Eof => return Err("the relay closed".into()),
+                }
+            }
+            if self.connected && !self.stdin_open && self.to_relay.is_empty() && !self.shut {
+                self.transport.shutdown_write();
+                self.shut = true;
+            }
+            if self.finished() {
+                return Ok(());
+            }
+            // Don't sleep while there is work we know of: readiness already
+            // seen on the socket, or a plain-file stdin (never polled).
+            let busy = self.transport.can_read()
+                || (self.transport.ready.write && !self.to_relay.is_empty())
+                || (!self.stdin_polled && self.stdin_open && self.connected);
+            let timeout = Some(if busy {
+                Duration::ZERO
+            } else {
+                Duration::from_millis(500)
+            });
+            match poll.poll(&mut events, timeout) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e.to_string()),
+            }
+            for event in events.iter() {
+                match event.token() {
+                    SOCKET => {
+                        self.transport.ready.read |= event.is_readable() || event.is_read_closed();
+                        self.transport.ready.write |= event.is_writable() || event.is_error();
+                    }
+                    _ => self.stdin_ready = true,
+                }
+            }
+        }
+    }
+
+    /// The relay ended: everything it sent has reached stdout.
+    fn finished(&self) -> bool {
+        self.relay_done && self.from_relay.is_empty()
+    }
+
+    fn read_relay(&mut self) -> Result<(), String> {
+        while self.transport.can_read() && self.from_relay.len() < 60 * 1024 {
+            let space = self.from_relay.space_compacted();
+            if space.is_empty() {
+                break;
+            }
+            match self.transport.read(space) {
+                Io::Done(n) => self.from_relay.commit(n),
+                Io::WouldBlock | Io::Starved => break,
+                Io::Eof => {
+                    self.relay_done = true;
+                    break;
+                }
+                Io::Failed(f) => return Err(self.transport.describe(f)),
+            }
+        }
+        if !self.connected {
+            let Some(end) = frame::find(self.from_relay.data(), b"\r\n\r\n") else {
+                if self.relay_done {
+                    return Err("the relay closed before answering CONNECT".into());
+                }
+                return Ok(());
+            };
+            let head =
+                String::from_utf8_lossy(self.from_relay.data().get(..end).unwrap_or_default())
+                    .to_string();
+            let status = head.lines().next().unwrap_or("").to_string();
+            if status.split(' ').nth(1) != Some("200") {
+                return Err(format!("the relay refused the CONNECT: {status}"));
+            }
+            self.from_relay.consume(end + 4);
+            self.connected = true;
+        }
+        Ok(())
+    }
+
+    fn write_stdout(&mut self) -> Result<(), String> {
+        if self.from_relay.is_empty() {
+            return Ok(());
+        }
+        // stdout may share a non-blocking file description with stdin (a
+        // socketpair from ssh): wait for room rather than fail.
+        let mut out = io::stdout().lock();
+        while !self.from_relay.is_empty() {
+            match out.write(self.from_relay.data()) {
+                Ok(0) => return Err("stdout is closed".into()),
+                Ok(n) => self.from_relay.consume(n),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    let mut fd = libc::pollfd {
+                        fd: out.as_raw_fd(),
+                        events: libc::POLLOUT,
+                        revents: 0,
+                    };
+                    // SAFETY: one valid pollfd, bounded wait.
+                    unsafe {
+                        libc::poll(&mut fd, 1, 1000);
+                    }
+                }
+                Err(e) => return Err(format!("cannot write to stdout: {e}")),
+            }
+        }
+        out.flush()
+            .map_err(|e| format!("cannot write to stdout: {e}"))
+    }
+
+    fn read_stdin(&mut self) {
+        let mut chunk = [0u8; 16 * 1024];
+        loop {
+            match io::stdin().lock().read(&mut chunk) {
+                Ok(0) => {
+                    self.stdin_open = false;
+                    return;
+                }
+                Ok(n) => {
+                    self.to_relay.extend(chunk.get(..n).unwrap_or_default());
+                    if self.to_relay.len() >= 32 * 1024 {
+                        return;
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    self.stdin_ready = !self.stdin_polled;
+                    return;
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => {
+                    self.stdin_open = false;
+                    return;
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,281 @@
+//! Parsing of the values of individual flags: ports, protocols, domains,
+//! frontends and kite specs (`--service_on` and pagekite.py's short form).
+//! Pure apart from resolving local server names once, at start-up.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
+
+use super::{ConfigError, ServiceKite, bad};
+use crate::proto::kite::KiteId;
+
+pub(super) fn parse_port(text: &str, flag: &str) -> Result<u16, ConfigError> {
+    text.trim()
+        .parse::<u16>()
+        .ok()
+        .filter(|p| *p != 0)
+        .ok_or_else(|| bad(flag, format!("{text:?} is not a port number")))
+}
+
+pub(super) fn parse_ports(list: &str, flag: &str) -> Result<Vec<u16>, ConfigError> {
+    let mut ports = Vec::new();
+    for item in list.split(',').filter(|s| !s.trim().is_empty()) {
+        // Port 0 lets the system pick a free port (handy for tests).
+        let port = if item.trim() == "0" {
+            0
+        } else {
+            parse_port(item, flag)?
+        };
+        if !ports.contains(&port) || port == 0 {
+            ports.push(port);
+        }
+    }
+    if ports.is_empty() {
+        return Err(bad(flag, "no ports given"));
+    }
+    Ok(ports)
+}
+
+pub(super) fn parse_protos(list: &str) -> Result<Vec<String>, ConfigError> {
+    let mut protos = Vec::new();
+    for p in list.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let p = p.to_ascii_lowercase();
+        if !p.bytes().all(|b| b.is_ascii_alphanumeric()) {
+            return Err(bad("protos", format!("{p:?} is not a protocol name")));
+        }
+        if !protos.contains(&p) {
+            protos.push(p);
+        }
+    }
+    if protos.is_empty() {
+        return Err(bad("protos", "no protocols given"));
+    }
+    Ok(protos)
+}
+
+pub(super) fn parse_raw_ports(list: &str) -> Result<Vec<String>, ConfigError> {
+    list.split(',')
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            if p.eq_ignore_ascii_case("virtual") {
+                Ok("virtual".to_string())
+            } else {
+                parse_port(p, "rawports").map(|n| n.to_string())
+            }
+        })
+        .collect()
+}
+
+pub(super) fn valid_domain(domain: &str) -> bool {
+    !domain.is_empty()
+        && domain.len() <= 253
+        && domain
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-' || b == b'*' || b == b'_')
+}
+
+pub(super) fn parse_domain(
+    spec: &str,
+    protos: &[String],
+    out: &mut HashMap<String, String>,
+) -> Result<(), ConfigError> {
+    let parts: Vec<&str> = spec.split(':').collect();
+    let [list, domain, secret] = parts[..] else {
+        return Err(bad(
+            "domain",
+            format!("{spec:?} is not PROTOS:DOMAIN:SECRET"),
+        ));
+    };
+    let domain = domain.trim().to_ascii_lowercase();
+    if !valid_domain(&domain) {
+        return Err(bad("domain", format!("{domain:?} is not a domain name")));
+    }
+    if secret.is_empty() {
+        return Err(bad("domain", format!("no secret for {domain}")));
+    }
+    let list: Vec<String> = if list.trim() == "*" || list.trim().is_empty() {
+        protos.to_vec()
+    } else {
+        let mut ids = Vec::new();
+        for p in list.split(',') {
+            let id = KiteId::parse(p)
+                .ok_or_else(|| bad("domain", format!("{p:?} is not a protocol")))?;
+            ids.push(id.name());
+        }
+        ids
+    };
+    for proto in list {
+        out.insert(format!("{proto}:{domain}"), secret.to_string());
+    }
+    Ok(())
+}
+
+pub(super) fn parse_frontend(spec: &str) -> Result<(String, u16), ConfigError> {
+    let (host, port) = match spec.rsplit_once(':') {
+        Some((h, p)) => (
+            h.trim_start_matches('[').trim_end_matches(']'),
+            parse_port(p, "frontend")?,
+        ),
+        None => return Err(bad("frontend", format!("{spec:?} is not HOST:PORT"))),
+    };
+    if host.is_empty() {
+        return Err(bad("frontend", format!("{spec:?} has no host")));
+    }
+    Ok((host.to_string(), port))
+}
+
+/// `PROTOS:DOMAIN:HOST:PORT[:SECRET]` or `PROTOS:DOMAIN:PORT` (localhost).
+pub(super) fn parse_service(
+    spec: &str,
+    flag: &str,
+    default_secret: Option<&str>,
+) -> Result<Vec<ServiceKite>, ConfigError> {
+    let parts: Vec<&str> = spec.split(':').collect();
+    let (protos, domain, host, port, secret) = match parts[..] {
+        [p, d, h, port, s] => (p, d, h, port, Some(s)),
+        [p, d, h, port] => (p, d, h, port, None),
+        [p, d, port] => (p, d, "localhost", port, None),
+        _ => {
+            return Err(bad(
+                flag,
+                format!("{spec:?} is not PROTO:DOMAIN:HOST:PORT:SECRET"),
+            ));
+        }
+    };
+    let secret = match secret.filter(|s| !s.is_empty()).or(default_secret) {
+        Some(s) => s.to_string(),
+        None => {
+            return Err(bad(
+                flag,
+                format!("no secret for {domain} (add :SECRET or --kitesecret)"),
+            ));
+        }
+    };
+    let domain = domain.trim().to_ascii_lowercase().replace('/', "");
+    if !valid_domain(&domain) {
+        return Err(bad(flag, format!("{domain:?} is not a domain name")));
+    }
+    let port = parse_port(port, flag)?;
+    let local = resolve_local(host, port).map_err(|e| bad(flag, e))?;
+    let mut kites = Vec::new();
+    for p in protos.split(',') {
+        let id = if p.trim().eq_ignore_ascii_case("ssh") {
+            KiteId::parse("raw-22")
+        } else {
+            KiteId::parse(p)
+        };
+        let id = id.ok_or_else(|| {
+            bad(
+                flag,
+                format!("{p:?} is not a protocol (like http or http-8080)"),
+            )
+        })?;
+        kites.push(ServiceKite {
+            id,
+            domain: domain.clone(),
+            local,
+            secret: secret.clone(),
+            options: Vec::new(),
+        });
+    }
+    Ok(kites)
+}
+
+/// Local servers are named once, at start-up. IPv4 is preferred because
+/// `localhost` servers most often listen on 127.0.0.1 only.
+pub(super) fn resolve_local(host: &str, port: u16) -> Result<SocketAddr, String> {
+    if let Ok(ip) = host
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .parse::<IpAddr>()
+    {
+        return Ok(SocketAddr::new(ip, port));
+    }
+    let addrs: Vec<SocketAddr> = (host, port)
+        .to_socket_addrs()
+        .map_err(|e| format!("cannot resolve local server {host:?}: {e}"))?
+        .collect();
+    addrs
+        .iter()
+        .find(|a| a.is_ipv4())
+        .or(addrs.first())
+        .copied()
+        .ok_or_else(|| format!("local server {host:?} has no address"))
+}
+
+/// pagekite.py's short form: `[BACKEND] KITE [+option ...] [AND ...]`, e.g.
+/// `8000 foo.example.com +ip/10.0.0.0/8`. BACKEND is `PORT`, `HOST:PORT`,
+/// `PROTO:PORT` or `PROTO:HOST:PORT` (default `http` on localhost); KITE is
+/// `NAME`, `NAME:PORT` (a port kite) or `PROTO://NAME[:PORT]`. The secret
+/// comes from `--kitesecret`.
+pub(super) fn parse_short_form(
+    free: &[String],
+    secret: Option<&str>,
+) -> Result<Vec<ServiceKite>, ConfigError> {
+    let mut kites = Vec::new();
+    for group in free.split(|a| a == "AND").filter(|g| !g.is_empty()) {
+        let (options, words): (Vec<&String>, Vec<&String>) =
+            group.iter().partition(|w| w.starts_with('+'));
+        let what = group
+            .iter()
+            .map(String::as_str)
+            .collect::<Vec<_>>()
+            .join(" ");
+        let short = |problem: &str| {
+            bad(
+                "",
+                format!("{what:?}: {problem} (short form: [PORT] KITENAME [+option ...])"),
+            )
+        };
+        let (backend, kite) = match words.as_slice() {
+            [kite] => (None, kite.as_str()),
+            [backend, kite] => (Some(backend.as_str()), kite.as_str()),
+            _ => return Err(short("expected a port and a kite name")),
+        };
+        let secret = secret.ok_or_else(|| {
+            bad(
+                "kitesecret",
+                format!("the short form {what:?} needs --kitesecret"),
+            )
+        })?;
+        let mut proto = "http".to_string();
+        let (host, port) = match backend.map(|b| b.split(':').collect::<Vec<_>>()).as_deref() {
+            None => ("localhost".to_string(), 80),
+            Some([port]) => ("localhost".to_string(), parse_port(port, "")?),
+            Some([first, port]) if first.parse::<u16>().is_err() && is_proto(first) => {
+                proto = first.to_ascii_lowercase();
+                ("localhost".to_string(), parse_port(port, "")?)
+            }
+            Some([host, port]) => (host.to_string(), parse_port(port, "")?),
+            Some([p, host, port]) => {
+                proto = p.to_ascii_lowercase();
+                (host.to_string(), parse_port(port, "")?)
+            }
+            _ => return Err(short("bad backend")),
+        };
+        let kite = kite.replace("://", ":").replace('/', "");
+        let parts: Vec<&str> = kite.split(':').collect();
+        let (kite_proto, name) = match parts.as_slice() {
+            [name] => (proto.clone(), name.to_string()),
+            [name, port] if port.parse::<u16>().is_ok() => {
+                (format!("{proto}-{port}"), name.to_string())
+            }
+            [p, name] => (p.to_ascii_lowercase(), name.to_string()),
+            [p, name, port] => (
+                format!("{}-{port}", p.to_ascii_lowercase()),
+                name.to_string(),
+            ),
+            _ => return Err(short("bad kite name")),
+        };
+        let spec = format!("{kite_proto}:{name}:{host}:{port}:{secret}");
+        for mut kite in parse_service(&spec, "service_on", None).map_err(|e| short(&e.problem))? {
+            kite.options = options.iter().map(|o| o.to_string()).collect();
+            kites.push(kite);
+        }
+    }
+    Ok(kites)
+}
+
+fn is_proto(word: &str) -> bool {
+    KiteId::parse(word).is_some_and(|id| id.port.is_none()) || word.eq_ignore_ascii_case("ssh")
+}
