@@ -138,6 +138,8 @@ struct Entry {
     generation: u32,
     /// In the run queue for this round.
     queued: bool,
+    /// The public client's address, counted in `per_ip`.
+    ip: Option<std::net::IpAddr>,
     conn: Conn,
 }
 
@@ -146,6 +148,8 @@ struct Entry {
 pub struct Conns {
     slab: Slab<Entry>,
     generations: Vec<u32>,
+    /// Open public connections per client address (`--max_conns_per_ip`).
+    per_ip: std::collections::HashMap<std::net::IpAddr, u32>,
 }
 
 impl Conns {
@@ -156,6 +160,14 @@ impl Conns {
     }
 
     pub fn insert(&mut self, conn: Conn) -> Token {
+        self.insert_for(conn, None)
+    }
+
+    /// Inserts a public client's connection, counted against its address.
+    pub fn insert_for(&mut self, conn: Conn, ip: Option<std::net::IpAddr>) -> Token {
+        if let Some(ip) = ip {
+            *self.per_ip.entry(ip).or_default() += 1;
+        }
         let index = self.slab.vacant_key();
         if self.generations.len() <= index {
             self.generations.resize(index + 1, 0);
@@ -164,6 +176,7 @@ impl Conns {
         self.slab.insert(Entry {
             generation,
             queued: false,
+            ip,
             conn,
         });
         pack(index, generation)
@@ -209,11 +222,24 @@ impl Conns {
         if let Some(g) = self.generations.get_mut(index) {
             *g = g.wrapping_add(1) & GEN_MASK;
         }
+        if let Some(ip) = entry.ip {
+            if let Some(count) = self.per_ip.get_mut(&ip) {
+                *count = count.saturating_sub(1);
+                if *count == 0 {
+                    self.per_ip.remove(&ip);
+                }
+            }
+        }
         Some(entry.conn)
     }
 
     pub fn len(&self) -> usize {
         self.slab.len()
+    }
+
+    /// Open public connections from `ip`.
+    pub fn from_ip(&self, ip: std::net::IpAddr) -> u32 {
+        self.per_ip.get(&ip).copied().unwrap_or(0)
     }
 
     pub fn is_empty(&self) -> bool {
@@ -345,8 +371,9 @@ pub struct Engine {
     queue: RunQueue,
     signals: Signals,
     pub stopping: bool,
-    /// Log throttles for refusals: connection limit, buffer budget.
-    pub refusals: [Throttle; 2],
+    /// Log throttles for refusals: connection limit, buffer budget, per-IP
+    /// limit, access lists.
+    pub refusals: [Throttle; 4],
 }
 
 impl Engine {
@@ -396,7 +423,15 @@ impl Engine {
 
     /// Logs a refusal, at most once per period per kind.
     pub fn log_refusal(&mut self, reason: &str, what: &str) {
-        let kind = usize::from(reason.starts_with("buffer"));
+        let kind = if reason.starts_with("buffer") {
+            1
+        } else if reason.starts_with("per-IP") {
+            2
+        } else if reason.contains("_acl") {
+            3
+        } else {
+            0
+        };
         if let Some(suppressed) = self.refusals[kind].allow(self.now) {
             let more = if suppressed > 0 {
                 format!(" ({suppressed} more since the last such line)")
@@ -427,7 +462,17 @@ impl Engine {
     /// write, once.
     pub fn add<S: mio::event::Source>(
         &mut self,
+        sock: S,
+        make: impl FnOnce(S, Token) -> Conn,
+    ) -> io::Result<Token> {
+        self.add_for(sock, None, make)
+    }
+
+    /// [`Engine::add`] for a public client's connection, counted per address.
+    pub fn add_for<S: mio::event::Source>(
+        &mut self,
         mut sock: S,
+        ip: Option<std::net::IpAddr>,
         make: impl FnOnce(S, Token) -> Conn,
     ) -> io::Result<Token> {
         let token = self
@@ -437,7 +482,7 @@ impl Engine {
         self.poll
             .registry()
             .register(&mut sock, token, Interest::READABLE | Interest::WRITABLE)?;
-        let inserted = self.conns.insert(make(sock, token));
+        let inserted = self.conns.insert_for(make(sock, token), ip);
         debug_assert_eq!(inserted, token);
         Ok(inserted)
     }

@@ -297,7 +297,14 @@ pub fn drive_listener(eng: &mut Engine, token: Token, mut l: Listener) -> Option
                     Role::Frontend(fe) => fe.listeners.len(),
                     Role::Backend(_) => 0,
                 };
-                if let Some(reason) = eng.over_limits(eng.conns.len().saturating_sub(listeners)) {
+                let per_ip = eng.config.max_conns_per_ip;
+                let crowded = per_ip > 0 && eng.conns.from_ip(peer.ip()) as usize >= per_ip;
+                let refusal = if crowded {
+                    Some(format!("per-IP limit of {per_ip} connections reached"))
+                } else {
+                    eng.over_limits(eng.conns.len().saturating_sub(listeners))
+                };
+                if let Some(reason) = refusal {
                     // Closing at once is the cheapest answer a flood can get.
                     eng.log_refusal(&reason, &format!("a connection from {peer}"));
                     drop(sock);
@@ -305,7 +312,7 @@ pub fn drive_listener(eng: &mut Engine, token: Token, mut l: Listener) -> Option
                 }
                 let _ = sock.set_nodelay(true);
                 let (port, raw) = (l.port, l.raw);
-                let added = eng.add(sock, |sock, _| {
+                let added = eng.add_for(sock, Some(peer.ip()), |sock, _| {
                     let mut sniff = public::Sniff::new(sock, peer, port);
                     sniff.raw_port = raw;
                     Conn::Sniff(sniff)
