@@ -16,23 +16,19 @@ use mio::{Registry, Token};
 use crate::config::{Config, ServiceKite};
 use crate::engine::{Conn, Engine, Fatal, Role, TimerKey, TimerKind};
 use crate::net::{Failure, Io};
-use crate::proto::flow::INITIAL_WINDOW;
-use crate::proto::frame::{self, Frame, Line};
+use crate::proto::frame::{self, Frame};
 use crate::proto::handshake::{self, KiteAnswer, KiteLine, TunnelReply};
-use crate::proto::http::{ForwardInfo, RequestRewriter};
 use crate::proto::keepalive::Keepalive;
 use crate::proto::kite;
-use crate::proto::pages::{self, Side as PageSide};
+use crate::proto::options::KiteOptions;
 use crate::random;
-use crate::relay::{self, Phase, Side, Stream, Tunnel, TunnelCore, Why, tag};
+use crate::relay::{self, Phase, Side, Tunnel, TunnelCore, Why, tag};
 use crate::resolve::Resolver;
 use crate::tls::{self, ClientSetup, TlsSession, Verify};
 use crate::transport::Transport;
 
 /// Connect plus handshake must finish in this time.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
-/// A local server that doesn't accept within this time is down.
-const LOCAL_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 const BACKOFF_FIRST: Duration = Duration::from_secs(1);
 const BACKOFF_MAX: Duration = Duration::from_secs(60);
 
@@ -42,6 +38,8 @@ pub struct State {
     slots: Vec<Slot>,
     tls: Option<BackendTls>,
     kites: Vec<ServiceKite>,
+    /// Each kite's options (short form and `--be_config`), by index.
+    options: Vec<KiteOptions>,
     /// `proto[-port]:domain` → index into `kites`.
     services: HashMap<String, usize>,
     resolver: Resolver,
@@ -155,6 +153,8 @@ impl State {
         Ok(State {
             slots,
             tls: BackendTls::new(config)?,
+            options: crate::config::kite_options(config)
+                .map_err(|e| Fatal::Setup(e.to_string()))?,
             kites: config.kites.clone(),
             services,
             resolver,
@@ -183,6 +183,32 @@ impl State {
             }
         }
     }
+}
+
+/// The local service (and its options) for a new stream (§4.1 order).
+pub(crate) fn service(
+    eng: &mut Engine,
+    proto: &str,
+    host: &str,
+    port: Option<u16>,
+) -> Option<(ServiceKite, KiteOptions)> {
+    let be = state(eng)?;
+    let i = kite::find_for_backend(proto, host, port, |k| be.services.get(k).copied())?;
+    Some((
+        be.kites.get(i)?.clone(),
+        be.options.get(i).cloned().unwrap_or_default(),
+    ))
+}
+
+/// The backend's id on its error pages.
+pub(crate) fn uuid(eng: &mut Engine) -> String {
+    state(eng).map(|be| be.uuid.clone()).unwrap_or_default()
+}
+
+/// Streams a backend may hold: every connection but its tunnels.
+pub(crate) fn streams_open(eng: &mut Engine) -> usize {
+    let tunnels = state(eng).map_or(0, |be| be.slots.len());
+    eng.conns.len().saturating_sub(tunnels)
 }
 
 fn state(eng: &mut Engine) -> Option<&mut State> {
@@ -506,7 +532,7 @@ fn send_request(eng: &mut Engine, token: Token, t: &mut Tunnel) {
 }
 
 /// Whether a non-blocking connect has finished (mio's recipe).
-fn connected(sock: &TcpStream) -> Result<bool, Failure> {
+pub(crate) fn connected(sock: &TcpStream) -> Result<bool, Failure> {
     if let Ok(Some(e)) | Err(e) = sock.take_error() {
         return Err(Failure::from(&e));
     }
@@ -662,158 +688,6 @@ pub fn on_noop(
     apply_answers(eng, token, core, &reply)
 }
 
-/// A chunk for a new SID: connect to the local server of the matching kite.
-pub fn open_stream(
-    eng: &mut Engine,
-    token: Token,
-    core: &mut TunnelCore,
-    f: &Frame<'_>,
-) -> Result<(), Why> {
-    let (Some(sid), Some(proto), Some(host)) = (f.sid, f.proto, f.host) else {
-        return Ok(());
-    };
-    let proto = proto.to_ascii_lowercase();
-    let host = host.to_ascii_lowercase();
-    let port = f.port.and_then(|p| p.trim().parse::<u16>().ok());
-    let label = format!("{proto}://{host}:{}", port.unwrap_or(0));
-    let tunnels = state(eng).map_or(0, |be| be.slots.len());
-    let busy = eng.conns.len().saturating_sub(tunnels);
-    let refusal = if eng.stopping {
-        Some("stopping".to_string())
-    } else {
-        eng.over_limits(busy)
-    };
-    if let Some(reason) = refusal {
-        let uuid = state(eng).map(|be| be.uuid.clone()).unwrap_or_default();
-        eng.log_refusal(&reason, &format!("stream {label}"));
-        refuse(core, sid, &proto, &host, &uuid);
-        frame::encode_eof(&mut core.out, sid, frame::Eof::BOTH);
-        return Ok(());
-    }
-    let Some(be) = state(eng) else { return Ok(()) };
-    let found = kite::find_for_backend(&proto, &host, port, |k| be.services.get(k).copied())
-        .and_then(|i| be.kites.get(i));
-    let Some(service) = found else {
-        info!("[t{}] sid={sid}: no kite for {label}", tag(token));
-        refuse(core, sid, &proto, &host, &be.uuid);
-        frame::encode_eof(&mut core.out, sid, frame::Eof::BOTH);
-        return Ok(());
-    };
-    let local = service.local;
-    let sock = match TcpStream::connect(local) {
-        Ok(sock) => sock,
-        Err(e) => {
-            info!(
-                "[t{}] sid={sid}: {label}: cannot connect to {local}: {e}",
-                tag(token)
-            );
-            refuse(core, sid, &proto, &host, &be.uuid);
-            frame::encode_eof(&mut core.out, sid, frame::Eof::BOTH);
-            return Ok(());
-        }
-    };
-    let _ = sock.set_nodelay(true);
-    let rewrite = matches!(proto.as_str(), "http" | "http2" | "http3" | "websocket").then(|| {
-        Box::new(RequestRewriter::new(ForwardInfo {
-            remote_ip: f.rip.unwrap_or("").to_string(),
-            port: port.unwrap_or(0),
-            tls: f.rtls,
-            rewrite_host: None,
-        }))
-    });
-    let stream_label = format!("{label} -> {local}");
-    let added = eng.add(sock, |sock, _| {
-        let mut stream = Stream::new(
-            Transport::plain(sock),
-            token,
-            sid,
-            INITIAL_WINDOW,
-            stream_label,
-        );
-        stream.connecting = true;
-        stream.rewrite = rewrite;
-        Conn::Stream(stream)
-    });
-    let st = match added {
-        Ok(st) => st,
-        Err(e) => {
-            warn!(
-                "[t{}] sid={sid}: cannot watch a local connection: {e}",
-                tag(token)
-            );
-            frame::encode_eof(&mut core.out, sid, frame::Eof::BOTH);
-            return Ok(());
-        }
-    };
-    debug!(
-        "[s{} sid={sid}] {label} from {} -> {local}",
-        tag(st),
-        f.rip.unwrap_or("?")
-    );
-    core.streams.insert(sid, st);
-    if let Some(Conn::Stream(s)) = eng.conns.get_mut(st) {
-        s.queue_first(f.body);
-    }
-    eng.arm(st, TimerKind::Deadline, eng.now + LOCAL_CONNECT_TIMEOUT);
-    Ok(())
-}
-
-/// The answer for a stream nobody local can serve (protocol doc §4.1).
-fn refuse(core: &mut TunnelCore, sid: u32, proto: &str, host: &str, uuid: &str) {
-    let body = match proto {
-        "http" | "http2" | "http3" | "websocket" => {
-            pages::unavailable(PageSide::Backend, "http", host, uuid)
-        }
-        "https" => pages::TLS_ALERT.to_vec(),
-        _ => return,
-    };
-    let sid = Line::number("SID", u64::from(sid));
-    frame::encode(&mut core.out, &[sid.as_bytes()], &body);
-}
-
-/// Connect completion of a local stream: Ok(true) once connected.
-pub fn finish_local_connect(token: Token, s: &mut Stream) -> Result<bool, Why> {
-    if !s.transport.ready.write {
-        return Ok(false);
-    }
-    match connected(&s.transport.sock) {
-        Ok(true) => {
-            s.connecting = false;
-            s.deadlines.clear(TimerKind::Deadline);
-            debug!(
-                "[s{} sid={}] connected to the local server",
-                tag(token),
-                s.sid
-            );
-            Ok(true)
-        }
-        Ok(false) => {
-            s.transport.ready.write = false;
-            Ok(false)
-        }
-        Err(f) => Err(Why::Failed(f)),
-    }
-}
-
-/// The local server is down: the visitor gets the `(be)` page.
-pub fn local_connect_failed(eng: &mut Engine, s: &mut Stream, why: &Why) {
-    info!(
-        "[sid={}] {}: local server unavailable: {why}",
-        s.sid, s.label
-    );
-    let (proto, host) = split_label(&s.label);
-    let uuid = state(eng).map(|be| be.uuid.clone()).unwrap_or_default();
-    if let Some(Conn::Tunnel(t)) = eng.conns.get_mut(s.tunnel) {
-        refuse(&mut t.core, s.sid, &proto, &host, &uuid);
-    }
-}
-
-fn split_label(label: &str) -> (String, String) {
-    let (proto, rest) = label.split_once("://").unwrap_or(("http", label));
-    let host = rest.split([':', ' ']).next().unwrap_or(rest);
-    (proto.to_string(), host.to_string())
-}
-
 /// A tunnel is gone: reconnect after back-off (at once for the reconnect
 /// flow's second round).
 pub fn tunnel_closed(eng: &mut Engine, info: TunnelInfo, summary: &str, why: &Why, was_live: bool) {
@@ -862,13 +736,5 @@ mod tests {
                 "{failures}: {d}"
             );
         }
-    }
-
-    #[test]
-    fn labels_split_back() {
-        assert_eq!(
-            split_label("http://foo.test:80 -> 127.0.0.1:8000"),
-            ("http".into(), "foo.test".into())
-        );
     }
 }

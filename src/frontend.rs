@@ -15,6 +15,7 @@ use mio::{Registry, Token};
 use crate::config::Config;
 use crate::engine::{Conn, Engine, Fatal, Ready, Role, TimerKey, TimerKind};
 use crate::net;
+use crate::proto::acl::Acl;
 use crate::proto::auth::{self, Policy, Verdict};
 use crate::proto::frame::{self, Frame};
 use crate::proto::handshake::{self, FrontendInfo, KiteAnswer, Prefix, TunnelRequest};
@@ -50,6 +51,9 @@ pub struct State {
     challenge_key: String,
     next_sid: u32,
     endpoints: Endpoints,
+    /// `--client_acl` and `--tunnel_acl`.
+    pub client_acl: Acl,
+    tunnel_acl: Acl,
     accept_paused: bool,
     /// When accepting first failed for lack of descriptors (for one log line
     /// per episode instead of one per retry).
@@ -126,6 +130,10 @@ impl State {
             next_sid: 1,
             endpoints: Endpoints::load(&config.tls_endpoints, config.tls_default.as_deref())
                 .map_err(|e| Fatal::Setup(e.to_string()))?,
+            client_acl: Acl::parse(&config.client_acl)
+                .map_err(|e| Fatal::Setup(format!("--client_acl: {e}")))?,
+            tunnel_acl: Acl::parse(&config.tunnel_acl)
+                .map_err(|e| Fatal::Setup(format!("--tunnel_acl: {e}")))?,
             accept_paused: false,
             fds_exhausted: None,
             recent: HashMap::new(),
@@ -386,6 +394,19 @@ pub fn accept_tunnel(
     peer: SocketAddr,
     head: &[u8],
 ) -> Option<Conn> {
+    let denied = match &eng.role {
+        Role::Frontend(fe) => !fe.tunnel_acl.allows(peer.ip()),
+        Role::Backend(_) => false,
+    };
+    if denied {
+        eng.log_refusal("denied by --tunnel_acl", &format!("a tunnel from {peer}"));
+        return Reply::start(
+            eng,
+            token,
+            transport,
+            b"HTTP/1.0 403 Forbidden\r\n\r\n".to_vec(),
+        );
+    }
     let request = match handshake::parse_request(head) {
         Ok(r) => r,
         Err(e) => {

@@ -383,6 +383,16 @@ fn route(eng: &mut Engine, token: Token, s: Sniff, proto: &str, host: &str) -> O
     let Role::Frontend(fe) = &mut eng.role else {
         return None;
     };
+    if !fe.client_acl.allows(s.peer.ip()) {
+        eng.log_refusal(
+            "denied by --client_acl",
+            &format!("{} for {proto}://{host}", s.peer),
+        );
+        return None;
+    }
+    let Role::Frontend(fe) = &mut eng.role else {
+        return None;
+    };
     let Some((tunnel, matched)) = fe.route(proto, host, port) else {
         info!(
             "[p{} {}] no kite for {proto}://{host}:{port}, sent 503",

@@ -10,7 +10,7 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::io::{IoSlice, IoSliceMut};
+use std::io::IoSliceMut;
 use std::net::{Shutdown, SocketAddr};
 use std::time::{Duration, Instant};
 
@@ -22,11 +22,9 @@ use crate::buf::Buf;
 use crate::engine::{Conn, Deadlines, Engine, TimerKind};
 use crate::frontend;
 use crate::net::{Failure, Io};
-use crate::proto::flow::{AckCounter, RECEIVE_LIMIT, SendWindow};
 use crate::proto::frame::{self, Eof, Frame};
-use crate::proto::http::RequestRewriter;
 use crate::proto::keepalive::{Check, Keepalive};
-use crate::proto::stream::Ends;
+pub use crate::stream::Stream;
 use crate::transport::Transport;
 
 /// Body bytes per data chunk we send: one read, one TLS record, and what
@@ -52,7 +50,7 @@ const SLOTS: usize = 4;
 /// Bytes read per socket per drive before others get a turn.
 const READ_BUDGET: usize = 256 * 1024;
 /// Back-off after ENOBUFS/ENOMEM.
-const STARVED_BACKOFF: Duration = Duration::from_millis(50);
+pub(crate) const STARVED_BACKOFF: Duration = Duration::from_millis(50);
 
 /// Why a connection was closed: decides the log line.
 #[derive(Clone, Debug)]
@@ -69,6 +67,8 @@ pub enum Why {
     NoAnswer,
     /// A reconnecting backend took over (X-PageKite-Replace).
     Replaced,
+    /// The security filter stopped a request on this stream.
+    Blocked,
 }
 
 impl fmt::Display for Why {
@@ -83,6 +83,7 @@ impl fmt::Display for Why {
             Why::Stopping => f.write_str("stopping"),
             Why::NoAnswer => f.write_str("no answer to PING: peer is gone"),
             Why::Replaced => f.write_str("replaced by a new tunnel"),
+            Why::Blocked => f.write_str("request blocked by the security filter"),
         }
     }
 }
@@ -177,240 +178,6 @@ impl Tunnel {
     }
 }
 
-/// Bytes and state of one relayed connection (public or local socket).
-pub struct Stream {
-    pub transport: Transport,
-    pub deadlines: Deadlines,
-    pub tunnel: Token,
-    pub sid: u32,
-    /// Backend: the local connect is still in progress.
-    pub connecting: bool,
-    /// Received data the socket has not taken yet; none while idle.
-    out: Option<Buf>,
-    pub window: SendWindow,
-    acks: AckCounter,
-    ack_queued: bool,
-    pub ends: Ends,
-    pub rewrite: Option<Box<RequestRewriter>>,
-    blocked: bool,
-    stopping: bool,
-    /// What this stream serves, for logs and error pages.
-    pub label: String,
-}
-
-impl Stream {
-    pub fn new(
-        transport: Transport,
-        tunnel: Token,
-        sid: u32,
-        window: u64,
-        label: String,
-    ) -> Stream {
-        Stream {
-            transport,
-            deadlines: Deadlines::default(),
-            tunnel,
-            sid,
-            connecting: false,
-            out: None,
-            window: SendWindow::new(window),
-            acks: AckCounter::default(),
-            ack_queued: false,
-            ends: Ends::default(),
-            rewrite: None,
-            blocked: false,
-            stopping: false,
-            label,
-        }
-    }
-
-    /// Bytes for the socket that are not stream data (a CONNECT's 200):
-    /// written ahead of everything, not counted in acknowledgements.
-    pub fn push_unacked(&mut self, bytes: &[u8]) {
-        if bytes.is_empty() {
-            return;
-        }
-        let written = self.acks.bytes_written();
-        if !self.write_or_queue(bytes) {
-            return;
-        }
-        self.acks.forget(self.acks.bytes_written() - written);
-    }
-
-    /// The first bytes of a stream, queued while the local connect runs.
-    pub fn queue_first(&mut self, body: &[u8]) {
-        if let Err(why) = self.deliver(&[body]) {
-            warn!("[sid={}] {}: {why}", self.sid, self.label);
-        }
-    }
-
-    pub fn queued(&self) -> usize {
-        self.out.as_ref().map_or(0, Buf::len)
-    }
-
-    /// Writes `data` to the socket if possible and keeps the rest. Returns
-    /// false if the socket failed.
-    fn write_or_queue(&mut self, data: &[u8]) -> bool {
-        self.write_or_queue_all(&[data])
-    }
-
-    /// [`Stream::write_or_queue`] for several pieces, in one writev.
-    fn write_or_queue_all(&mut self, pieces: &[&[u8]]) -> bool {
-        let mut first = 0;
-        let mut skip = 0;
-        if self.queued() == 0 && !self.connecting {
-            loop {
-                let rest = pieces.get(first..).unwrap_or_default();
-                let Some(head) = rest.first() else {
-                    break;
-                };
-                let mut slices: [IoSlice<'_>; RUN] = [IoSlice::new(&[]); RUN];
-                slices[0] = IoSlice::new(head.get(skip..).unwrap_or_default());
-                for (slot, piece) in slices.iter_mut().zip(rest).skip(1) {
-                    *slot = IoSlice::new(piece);
-                }
-                let count = rest.len().min(RUN);
-                match self.transport.write_vectored(&slices[..count]) {
-                    Io::Done(mut n) => {
-                        self.acks.on_written(n);
-                        // Step over what was written.
-                        while let Some(piece) = pieces.get(first) {
-                            let left = piece.len() - skip;
-                            if n < left {
-                                skip += n;
-                                break;
-                            }
-                            n -= left;
-                            first += 1;
-                            skip = 0;
-                        }
-                    }
-                    Io::WouldBlock | Io::Starved => break,
-                    _ => return false,
-                }
-            }
-        }
-        for (i, piece) in pieces.iter().enumerate().skip(first) {
-            let piece = if i == first {
-                piece.get(skip..).unwrap_or_default()
-            } else {
-                piece
-            };
-            if !piece.is_empty() {
-                self.out
-                    .get_or_insert_with(|| Buf::pooled(piece.len()))
-                    .extend(piece);
-            }
-        }
-        true
-    }
-
-    /// Data from the tunnel for this stream's socket (through the HTTP
-    /// rewriter on backend streams).
-    fn deliver(&mut self, bodies: &[&[u8]]) -> Result<(), Why> {
-        if !self.ends.is_writing() || bodies.iter().all(|b| b.is_empty()) {
-            return Ok(());
-        }
-        let mut ok = true;
-        match self.rewrite.as_mut() {
-            Some(rewriter) if !rewriter.is_passthrough() => {
-                let mut rewriter = std::mem::take(&mut self.rewrite);
-                if let Some(rw) = rewriter.as_mut() {
-                    let mut result = Ok(());
-                    for body in bodies {
-                        let fed = rw.feed(body, &mut |bytes| ok = ok && self.write_or_queue(bytes));
-                        if fed.is_err() {
-                            result = fed;
-                        }
-                    }
-                    if let Err(e) = result {
-                        warn!(
-                            "[s{} sid={}] {}: HTTP rewriting stopped: {e}",
-                            tag(self.tunnel),
-                            self.sid,
-                            self.label
-                        );
-                    }
-                }
-                self.rewrite = rewriter;
-            }
-            _ => ok = self.write_or_queue_all(bodies),
-        }
-        if !ok {
-            return Err(Why::Failed(Failure(std::io::ErrorKind::BrokenPipe, 0)));
-        }
-        if self.queued() > RECEIVE_LIMIT {
-            return Err(Why::Protocol(format!(
-                "peer sent {} bytes past the flow-control window",
-                self.queued()
-            )));
-        }
-        Ok(())
-    }
-
-    /// The peer's EOF flags; true if the stream has something to act on.
-    fn peer_eof(&mut self, eof: Eof) -> bool {
-        let effect = self.ends.peer_eof(eof);
-        if effect.shut_when_drained {
-            // A request head cut short by the visitor's EOF still goes out.
-            if let Some(mut rewriter) = self.rewrite.take() {
-                rewriter.flush(&mut |bytes| {
-                    self.write_or_queue(bytes);
-                });
-            }
-        }
-        effect.stop_reading || effect.shut_when_drained
-    }
-
-    /// Writes queued data; frees the buffer once empty; shuts the write side
-    /// if the peer is done sending. Err on socket failure.
-    fn flush(&mut self, eng: &mut Engine, token: Token) -> Result<(), Why> {
-        if self.connecting {
-            return Ok(());
-        }
-        if self.transport.has_pending() {
-            let outcome = self.transport.flush();
-            self.check(token, eng, outcome)?;
-        }
-        while let Some(out) = self.out.as_mut() {
-            if out.is_empty() {
-                if let Some(empty) = self.out.take() {
-                    empty.recycle();
-                }
-                break;
-            }
-            match self.transport.write(out.data()) {
-                Io::Done(n) => {
-                    out.consume(n);
-                    self.acks.on_written(n);
-                }
-                other => {
-                    self.check(token, eng, other)?;
-                    break;
-                }
-            }
-        }
-        if self.out.is_none() && self.ends.drained() {
-            self.transport.shutdown_write();
-        }
-        Ok(())
-    }
-
-    /// Turns an outcome that is not progress into what to do next.
-    fn check(&mut self, token: Token, eng: &mut Engine, outcome: Io) -> Result<(), Why> {
-        match outcome {
-            Io::Done(_) | Io::WouldBlock => Ok(()),
-            Io::Starved => {
-                let at = eng.now + STARVED_BACKOFF;
-                eng.arm_taken(token, &mut self.deadlines, TimerKind::Starved, at);
-                Ok(())
-            }
-            Io::Failed(f) => Err(failure(&self.transport, f)),
-            Io::Eof => Err(Why::PeerClosed),
-        }
-    }
-}
-
 /// What reading a stream's socket left to do.
 #[derive(Default)]
 struct Pumped {
@@ -494,11 +261,11 @@ fn pump_in(token: Token, s: &mut Stream, t: &mut TunnelCore, now: Instant) -> Re
 
 pub fn drive_stream(eng: &mut Engine, token: Token, mut s: Stream) -> Option<Conn> {
     if s.connecting {
-        match backend::finish_local_connect(token, &mut s) {
+        match crate::local::finish_local_connect(token, &mut s) {
             Ok(true) => {}
             Ok(false) => return Some(Conn::Stream(s)),
             Err(why) => {
-                backend::local_connect_failed(eng, &mut s, &why);
+                crate::local::local_connect_failed(eng, &mut s, &why);
                 return close_stream(eng, token, s, why);
             }
         }
@@ -593,7 +360,7 @@ pub fn stream_timer(eng: &mut Engine, token: Token, s: Stream, kind: TimerKind) 
         TimerKind::Deadline if s.connecting => {
             let mut s = s;
             let why = Why::Timeout("connecting to the local server");
-            backend::local_connect_failed(eng, &mut s, &why);
+            crate::local::local_connect_failed(eng, &mut s, &why);
             close_stream(eng, token, s, why)
         }
         _ => {
@@ -725,7 +492,7 @@ pub fn process_frames(eng: &mut Engine, token: Token, t: &mut Tunnel) -> Result<
 }
 
 /// Chunks delivered in one writev at most.
-const RUN: usize = 8;
+pub(crate) const RUN: usize = 8;
 
 /// A chunk that only carries data for a stream.
 fn is_plain_data(f: &Frame<'_>) -> bool {
@@ -761,7 +528,11 @@ fn deliver_run(eng: &mut Engine, token: Token, core: &mut TunnelCore, sid: u32, 
         eng.mark_dirty(st);
     }
     if let Err(why) = delivered {
+        let uuid = matches!(why, Why::Blocked).then(|| backend::uuid(eng));
         if let Some(Conn::Stream(mut s)) = eng.conns.remove(st) {
+            if let Some(uuid) = uuid {
+                crate::local::blocked_midstream(core, &s, &uuid);
+            }
             retire(&mut s, core, st);
             log_stream_end(st, &s, &why);
         }
@@ -819,7 +590,7 @@ fn handle_frame(
         }
         if f.proto.is_some() && f.host.is_some() {
             if let Side::Backend(_) = core.side {
-                return backend::open_stream(eng, token, core, f);
+                return crate::local::open_stream(eng, token, core, f);
             }
         }
         frame::encode_eof(&mut core.out, sid, Eof::BOTH);

@@ -11,7 +11,9 @@ use std::time::Duration;
 
 use getopts::Options;
 
+use crate::proto::acl::Acl;
 use crate::proto::keepalive::DEFAULT_INTERVAL;
+use crate::proto::options::{self, KiteOptions, OptionError};
 
 mod specs;
 use crate::proto::kite::{DEFAULT_PROTOS, KiteId};
@@ -236,7 +238,7 @@ fn options() -> Options {
     o.optmulti(
         "",
         "client_acl",
-        "Frontend: allow or deny public clients by IP (regex from the start, CIDR, `any` or `localhost`); first match decides. Repeatable.",
+        "Frontend: allow or deny public clients by IP (a regex matching the whole address, CIDR, `any` or `localhost`); first match decides. Repeatable.",
         "allow|deny:PATTERN",
     );
     o.optmulti(
@@ -487,7 +489,10 @@ pub fn parse(args: &[String]) -> Result<Parsed, ConfigError> {
         (false, 1) => LogLevel::Verbose,
         _ => LogLevel::Trace,
     };
-    Ok(Parsed::Run(Box::new(Config {
+    for (flag, rules) in [("client_acl", "client_acl"), ("tunnel_acl", "tunnel_acl")] {
+        Acl::parse(&m.opt_strs(rules)).map_err(|e| bad(flag, e.to_string()))?;
+    }
+    let config = Config {
         is_frontend,
         host,
         ports,
@@ -523,7 +528,42 @@ pub fn parse(args: &[String]) -> Result<Parsed, ConfigError> {
             .filter(|f| m.opt_present(f))
             .map(|f| format!("--{f}"))
             .collect(),
-    })))
+    };
+    for spec in &config.be_config {
+        let (_, _, key, value) =
+            options::parse_be_config(spec).map_err(|e| bad("be_config", e.to_string()))?;
+        KiteOptions::default()
+            .apply(key, value)
+            .map_err(|e| bad("be_config", e.to_string()))?;
+    }
+    for opt in config.kites.iter().flat_map(|k| &k.options) {
+        KiteOptions::default()
+            .apply_short(opt)
+            .map_err(|e| bad("", format!("{opt}: {e}")))?;
+    }
+    Ok(Parsed::Run(Box::new(config)))
+}
+
+/// Each kite's options: its short-form `+options`, then every `--be_config`
+/// naming its domain (and its public port, 80 for kites without one, as
+/// pagekite.py keys them; a `--be_config` without a port applies to all).
+pub fn kite_options(config: &Config) -> Result<Vec<KiteOptions>, OptionError> {
+    let mut all = Vec::new();
+    for kite in &config.kites {
+        let mut options = KiteOptions::default();
+        for opt in &kite.options {
+            options.apply_short(opt)?;
+        }
+        for spec in &config.be_config {
+            let (domain, port, key, value) = options::parse_be_config(spec)?;
+            let kite_port = kite.id.port.unwrap_or(80);
+            if domain.eq_ignore_ascii_case(&kite.domain) && port.is_none_or(|p| p == kite_port) {
+                options.apply(key, value)?;
+            }
+        }
+        all.push(options);
+    }
+    Ok(all)
 }
 
 /// `--connect=RELAY:PORT TARGET:PORT` with its TLS flags.

@@ -18,9 +18,25 @@
 //! as usual; anything else is the new protocol and passes through, silently.
 //! Both WebSocket frames and the HTTP/2 preface are told apart early (within
 //! two bytes and at the end of their first line), so nothing waits on them.
+//!
+//! With [`RequestRewriter::block_dangerous`] on, it is also pagekite.py's
+//! security filter: the first line of every head is checked with
+//! [`security_blocks`] before any of it is handed over, and a dangerous one
+//! stops the stream (`Blocked`) with nothing of that head, or of anything
+//! after it, delivered. Bytes that could carry a request past the check are
+//! refused the same way: a request line too long to check, a head whose body
+//! framing is ambiguous (the classic way to smuggle a second request), and a
+//! CONNECT (the frontend never forwards one as an HTTP stream, so it can only
+//! come later on a keep-alive connection). What still passes unchecked is
+//! what follows an accepted upgrade, a head too large to rewrite (its own
+//! request line was checked) and bytes after a line that is not a request.
+//! With [`RequestRewriter::raw_headers`] (`+rawheaders`) heads pass unchanged
+//! but are still followed, so the filter still sees every request.
 
 use std::fmt;
 use std::net::Ipv4Addr;
+
+use super::options::security_blocks;
 
 /// The most bytes of one request head held back while waiting for its end.
 pub const MAX_HEAD: usize = 16 * 1024;
@@ -61,6 +77,9 @@ pub enum RewriteError {
     HeadTooLarge,
     NotHttp,
     BadFraming,
+    /// The security filter refused a request: the caller answers with the
+    /// 500 page and closes the stream.
+    Blocked,
 }
 
 impl fmt::Display for RewriteError {
@@ -73,6 +92,7 @@ impl fmt::Display for RewriteError {
             RewriteError::BadFraming => {
                 f.write_str("HTTP request body framing is invalid or ambiguous")
             }
+            RewriteError::Blocked => f.write_str("request blocked by the security filter"),
         }
     }
 }
@@ -160,6 +180,8 @@ enum State {
     Chunked(Chunk),
     /// Upgraded, tunnelled or failed: bytes pass unchanged from now on.
     Passthrough,
+    /// The security filter refused a request: bytes are dropped from now on.
+    Blocked,
 }
 
 /// What follows a complete head. An upgrade request still has its own body
@@ -178,6 +200,9 @@ pub struct RequestRewriter {
     /// The header lines inserted after every request line, CRLF-terminated.
     inserts: Vec<u8>,
     rename_host: bool,
+    /// `+rawheaders`: heads pass unchanged (but are still followed and
+    /// checked).
+    raw: bool,
     /// A head split across feeds, held until it ends.
     buf: Vec<u8>,
     /// The rewritten head handed to the sink.
@@ -185,6 +210,8 @@ pub struct RequestRewriter {
     /// The request whose body is passing asked for an upgrade: what follows
     /// the body may be the new protocol.
     upgrading: bool,
+    /// Apply the security filter to every request.
+    block_dangerous: bool,
 }
 
 impl RequestRewriter {
@@ -205,10 +232,32 @@ impl RequestRewriter {
             state: State::Head(HeadScan::new(false)),
             inserts: inserts.into_bytes(),
             rename_host: info.rewrite_host.is_some(),
+            raw: false,
             buf: Vec::new(),
             out: Vec::new(),
             upgrading: false,
+            block_dangerous: false,
         }
+    }
+
+    /// Turns the security filter on or off (off by default). pagekite.py
+    /// runs it unless the kite is trusted: see
+    /// [`KiteOptions::filters_dangerous`](super::options::KiteOptions::filters_dangerous).
+    pub fn block_dangerous(mut self, on: bool) -> Self {
+        self.block_dangerous = on;
+        self
+    }
+
+    /// `+rawheaders`: nothing is inserted or renamed, but requests are still
+    /// followed, so the security filter can check every one (pagekite.py
+    /// filters such kites too).
+    pub fn raw_headers(mut self, on: bool) -> Self {
+        if on {
+            self.raw = true;
+            self.inserts.clear();
+            self.rename_host = false;
+        }
+        self
     }
 
     /// Feeds bytes from the tunnel. Calls `sink` with the bytes to write to the origin, in
@@ -218,6 +267,10 @@ impl RequestRewriter {
     /// (the caller logs it); the bytes are still delivered to sink in passthrough form, so
     /// no data is ever lost or reordered. After an Err, later calls return Ok and pass through.
     /// Switching to passthrough because an upgrade went ahead is expected and returns Ok.
+    ///
+    /// `Err(Blocked)` is different: nothing of the refused head or of what follows it reaches
+    /// sink (the bytes before it do), and every later call drops its input and returns
+    /// `Err(Blocked)` again. The caller sends the 500 page and closes the stream.
     pub fn feed(&mut self, input: &[u8], sink: &mut dyn FnMut(&[u8])) -> Result<(), RewriteError> {
         // input[start..pos] is data not yet handed over: unchanged data,
         // flushed in one piece when a rewritten head must follow it, or the
@@ -228,6 +281,13 @@ impl RequestRewriter {
         while let Some(rest) = input.get(pos..).filter(|r| !r.is_empty()) {
             match self.state {
                 State::Passthrough => pos = input.len(),
+                State::Blocked => {
+                    // Whatever of this input was not handed over yet belongs
+                    // to the refused head or comes after it.
+                    start = input.len();
+                    failure = Some(RewriteError::Blocked);
+                    break;
+                }
                 State::Body(left) => {
                     let take = usize::try_from(left).map_or(rest.len(), |l| l.min(rest.len()));
                     pos += take;
@@ -287,7 +347,12 @@ impl RequestRewriter {
                                 start = pos;
                                 &self.buf
                             };
-                            if request_method(line).is_ok() {
+                            if self.block_dangerous && security_blocks(line) {
+                                // Checked before the method, so that lines
+                                // pagekite.py refuses but we would pass
+                                // (`HTTP/2.0`, say) are refused too.
+                                self.block();
+                            } else if request_method(line).is_ok() {
                                 scan.line_ok = true;
                                 self.state = State::Head(scan);
                             } else {
@@ -305,6 +370,12 @@ impl RequestRewriter {
                                 failure = Some(e);
                             }
                         }
+                        Scan::Failed(RewriteError::HeadTooLarge)
+                            if self.block_dangerous && !scan.line_ok =>
+                        {
+                            // A request line this long can't be checked.
+                            self.block();
+                        }
                         Scan::Failed(e) => {
                             // The held bytes go first, then this input as is.
                             self.pass_held(sink);
@@ -313,6 +384,10 @@ impl RequestRewriter {
                     }
                 }
             }
+        }
+        if matches!(self.state, State::Blocked) {
+            start = input.len();
+            failure = Some(RewriteError::Blocked);
         }
         if let Some(done) = input.get(start..).filter(|d| !d.is_empty()) {
             sink(done);
@@ -324,7 +399,11 @@ impl RequestRewriter {
     /// At the end of the stream: hands over a held partial head unchanged, so
     /// the origin sees every byte, and passes everything through from now on.
     pub fn flush(&mut self, sink: &mut dyn FnMut(&[u8])) {
-        if !self.buf.is_empty() {
+        let unchecked = matches!(self.state, State::Head(scan) if !scan.line_ok);
+        if self.block_dangerous && unchecked && security_blocks(&self.buf) {
+            // A request line cut short by the end of the stream.
+            self.block();
+        } else if !self.buf.is_empty() {
             sink(&self.buf);
             self.state = State::Passthrough;
         }
@@ -336,6 +415,11 @@ impl RequestRewriter {
     /// write directly.
     pub fn is_passthrough(&self) -> bool {
         matches!(self.state, State::Passthrough)
+    }
+
+    /// True once the security filter has refused a request (see [`feed`](Self::feed)).
+    pub fn is_blocked(&self) -> bool {
+        matches!(self.state, State::Blocked)
     }
 
     /// Bytes held back waiting for the rest of a head (so the caller can account for them).
@@ -357,7 +441,14 @@ impl RequestRewriter {
             &self.buf
         };
         self.out.clear();
-        let next = rewrite(head, &self.inserts, self.rename_host, &mut self.out);
+        let renames = (!self.raw, self.rename_host);
+        let next = rewrite(head, &self.inserts, renames, &mut self.out);
+        if self.block_dangerous && matches!(next, Ok((Next::Bad | Next::Tunnel, _))) {
+            // Where this request ends is unknown or up to the origin, so
+            // what follows could not be checked.
+            self.block();
+            return Err(RewriteError::Blocked);
+        }
         // An upgrade takes effect (if the origin agrees) only once the whole
         // request, body included, has been sent.
         let (result, state) = match next {
@@ -388,6 +479,13 @@ impl RequestRewriter {
     /// asked to upgrade to.
     fn next_head(&mut self) -> State {
         State::Head(HeadScan::new(std::mem::take(&mut self.upgrading)))
+    }
+
+    /// Refuses the current head: the held bytes are dropped, and so is
+    /// everything from now on.
+    fn block(&mut self) {
+        self.release();
+        self.state = State::Blocked;
     }
 
     /// Gives up on the current head: the held bytes are handed over as they
@@ -499,10 +597,11 @@ fn follow_chunked(mut chunk: Chunk, bytes: &[u8]) -> Result<(usize, Option<Chunk
 /// Writes the rewritten `head` (a complete head, blank line included) into
 /// `out` and says what follows it, and whether it asks for an upgrade (which
 /// may take effect after its body). `Err(NotHttp)` leaves `out` unused.
+/// The pair says whether to rename the spoofable headers and `Host:`.
 fn rewrite(
     head: &[u8],
     inserts: &[u8],
-    rename_host: bool,
+    (rename_spoofable, rename_host): (bool, bool),
     out: &mut Vec<u8>,
 ) -> Result<(Next, bool), RewriteError> {
     let mut lines = head.split_inclusive(|&b| b == b'\n');
@@ -533,7 +632,8 @@ fn rewrite(
         let name = trim(raw_name);
         let value = trim(line.get(colon + 1..).unwrap_or_default());
         let is = |n: &[u8]| name.eq_ignore_ascii_case(n);
-        let rename = SPOOFABLE.iter().any(|s| is(s)) || (rename_host && is(b"Host"));
+        let rename =
+            (rename_spoofable && SPOOFABLE.iter().any(|s| is(s))) || (rename_host && is(b"Host"));
         if rename {
             out.extend_from_slice(b"X-Old-");
         }

@@ -16,7 +16,16 @@ fn info() -> ForwardInfo {
 
 /// Feeds `parts`, then flushes as at the end of the stream.
 fn run(info: &ForwardInfo, parts: &[&[u8]]) -> (Vec<u8>, Vec<RewriteError>) {
-    let mut rw = RequestRewriter::new(info.clone());
+    let (out, errs, _) = feed_all(RequestRewriter::new(info.clone()), parts);
+    (out, errs)
+}
+
+/// [`run`] with the security filter on; also says whether it ends blocked.
+fn run_filtered(parts: &[&[u8]]) -> (Vec<u8>, Vec<RewriteError>, bool) {
+    feed_all(RequestRewriter::new(info()).block_dangerous(true), parts)
+}
+
+fn feed_all(mut rw: RequestRewriter, parts: &[&[u8]]) -> (Vec<u8>, Vec<RewriteError>, bool) {
     let mut out = Vec::new();
     let mut errs = Vec::new();
     for part in parts {
@@ -26,7 +35,7 @@ fn run(info: &ForwardInfo, parts: &[&[u8]]) -> (Vec<u8>, Vec<RewriteError>) {
     }
     rw.flush(&mut |b| out.extend_from_slice(b));
     assert_eq!(rw.pending(), 0);
-    (out, errs)
+    (out, errs, rw.is_blocked())
 }
 
 /// The single-call result, after checking that every two-way split and
@@ -530,11 +539,12 @@ fn upgrade_request_body_comes_before_the_new_protocol() {
     }
 }
 
-const REQUESTS: [&str; 4] = [
+const REQUESTS: [&str; 5] = [
     "GET / HTTP/1.1\r\n",
     "POST /p HTTP/1.1\n",
     "CONNECT a:1 HTTP/1.0\r\n",
     "PUT /x?a=b HTTP/1.0\r\n",
+    "delete /xampp/ HTTP/1.1\r\n",
 ];
 const HEADERS: [&str; 11] = [
     "Host: h\r\n",
@@ -592,7 +602,7 @@ fn fuzz() {
         rewrite_host,
     });
     let mut stats = [0; 4];
-    let mut upgraded = 0;
+    let (mut upgraded, mut blocked) = (0, 0);
     for _ in 0..20_000 {
         let info = &infos[rand(2)];
         let insert = RequestRewriter::new(info.clone()).inserts;
@@ -656,15 +666,135 @@ fn fuzz() {
             parts.push(part);
             rest = tail;
         }
+        // With the security filter on: the same, up to a refused head.
+        let filtered = || RequestRewriter::new(info.clone()).block_dangerous(true);
+        let (f_out, f_errs, is_blocked) = feed_all(filtered(), &[&input]);
+        if is_blocked {
+            blocked += 1;
+            assert!(out.starts_with(&f_out));
+            assert_eq!(f_errs, [RewriteError::Blocked]);
+        } else {
+            assert_eq!((&f_out, &f_errs), (&out, &errs));
+        }
+        let split = feed_all(filtered(), &parts);
+        assert_eq!((split.0, split.2), (f_out, is_blocked));
         assert_eq!(run(info, &parts), (out, errs));
     }
-    // Success (with the switch after an upgrade among them), NotHttp and
-    // BadFraming were each reached often enough to mean something
-    // (HeadTooLarge has its own test).
+    // Success (with the switch after an upgrade among them), NotHttp,
+    // BadFraming and Blocked were each reached often enough to mean
+    // something (HeadTooLarge has its own test).
     assert!(
-        [stats[0], stats[2], stats[3], upgraded]
+        [stats[0], stats[2], stats[3], upgraded, blocked]
             .iter()
             .all(|&n| n > 1000),
-        "{stats:?} {upgraded}"
+        "{stats:?} {upgraded} {blocked}"
     );
+}
+
+/// Checks that `input`, whole, in every two-way split (every `step`th) and
+/// byte at a time, delivers exactly `want` and then is blocked.
+fn check_blocked(input: &str, want: &str, step: usize) {
+    let input = input.as_bytes();
+    let splits = (0..=input.len()).step_by(step).map(|k| input.split_at(k));
+    let splits = splits.map(|(a, b)| vec![a, b]);
+    for parts in splits.chain([input.chunks(1).collect()]) {
+        let (out, errs, blocked) = run_filtered(&parts);
+        let at = parts.first().map(|p| p.len());
+        assert_eq!(
+            (&*String::from_utf8_lossy(&out), blocked),
+            (want, true),
+            "{at:?}"
+        );
+        // (Blocked by flush, at the end of the stream, there is no error.)
+        assert!(errs.iter().all(|&e| e == RewriteError::Blocked));
+        assert_eq!(errs.is_empty(), !input.contains(&b'\n'));
+    }
+}
+
+#[test]
+fn security_filter_blocks_dangerous_heads() {
+    let good = "GET /a HTTP/1.1\r\nHost: h\r\n\r\n";
+    let post = "POST /p HTTP/1.1\r\nContent-Length: 3\r\n\r\nabc";
+    let chunked = "POST /c HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n";
+    let tail = "GET / HTTP/1.1\r\n\r\n";
+    for bad in [
+        "GET /xampp/ HTTP/1.1\r\nHost: h\r\n\r\n",
+        "get /x/../y HTTP/1.0\n\n",
+        "DELETE /wp-config.php HTTP/1.1\r\nContent-Length: 3\r\n\r\nabc",
+        // Not HTTP/1.x, so unchecked it would pass through.
+        "GET /.htaccess HTTP/2.0\r\n\r\n",
+        // Could hide the next request from the check.
+        "CONNECT h:80 HTTP/1.1\r\n\r\n",
+        "POST / HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
+    ] {
+        let bad = format!("{bad}{tail}");
+        check_blocked(&bad, "", 1);
+        for first in [good, post, chunked] {
+            let want = format!("{}\r\n", ok(first));
+            check_blocked(&format!("{first}\r\n{bad}"), &want, 1);
+        }
+        check_blocked(&format!("{H2C}{bad}"), &rewritten(H2C), 1);
+    }
+    // A request line too long to check.
+    let long = format!("{good}GET /{} HTTP/1.1\r\n\r\n", "a".repeat(MAX_HEAD));
+    check_blocked(&long, &ok(good), 997);
+    // One cut short by the end of the stream.
+    check_blocked("GET /xampp/ HTTP/1.1", "", 1);
+}
+
+#[test]
+fn security_filter_passes_the_rest() {
+    let same = |input: &[u8]| {
+        let (out, errs, blocked) = run_filtered(&[input]);
+        assert_eq!((out, errs), run(&info(), &[input]));
+        assert!(!blocked);
+    };
+    for input in [
+        "GET /wp-admin/admin-ajax?a=b HTTP/1.1\r\n\r\nPOST /wp-admin/css/x HTTP/1.1\r\n\r\n",
+        "HEAD /xampp/ HTTP/1.1\r\n\r\nGET /x/admin/ HTTP/1.1\r\n\r\n",
+        "POST / HTTP/1.1\r\nContent-Length: 24\r\n\r\nGET /xampp/ HTTP/1.1\r\n\r\n",
+        "GET / HTTP/1.1\r\n\r\nGET /xamp",
+        "GET /\r\n\r\nGET /xampp/ HTTP/1.1\r\n\r\n",
+    ] {
+        same(input.as_bytes());
+    }
+    // After an accepted upgrade, the new protocol.
+    let mut frames = WEBSOCKET.as_bytes().to_vec();
+    frames.extend_from_slice(b"\x81\x94\0\0\0\0GET /xampp/ HTTP/1.1\r\n\r\n");
+    same(&frames);
+    // +rawheaders: nothing added or renamed, every request still checked.
+    let raw = |input: &str| {
+        let rw = RequestRewriter::new(info()).block_dangerous(true);
+        feed_all(rw.raw_headers(true), &[input.as_bytes()])
+    };
+    let input = "GET / HTTP/1.1\r\nX-Forwarded-For: 6\r\nContent-Length: 1\r\n\r\nx";
+    assert_eq!(raw(input), (input.into(), vec![], false));
+    let bad = raw(&format!("{input}GET /xampp/ HTTP/1.1\r\n\r\n"));
+    assert_eq!(bad, (input.into(), vec![RewriteError::Blocked], true));
+    // A head too large to rewrite, once its request line has been checked.
+    let big = format!("GET / HTTP/1.1\r\nX: {}\r\n\r\n", "a".repeat(MAX_HEAD));
+    same(big.as_bytes());
+}
+
+#[test]
+fn blocked_is_final() {
+    let mut rw = RequestRewriter::new(info()).block_dangerous(true);
+    let mut out = Vec::new();
+    let mut sink = |b: &[u8]| out.extend_from_slice(b);
+    let input = b"GET /a HTTP/1.1\r\n\r\nGET /xampp/ HTTP/1.1\r\n\r\nGET /b HTTP/1.1\r\n";
+    assert_eq!(rw.feed(input, &mut sink), Err(RewriteError::Blocked));
+    assert!(rw.is_blocked() && !rw.is_passthrough());
+    assert_eq!(rw.pending(), 0);
+    for more in [&b"GET / HTTP/1.1\r\n\r\n"[..], b""] {
+        assert_eq!(rw.feed(more, &mut sink), Err(RewriteError::Blocked));
+    }
+    rw.flush(&mut sink);
+    assert_eq!(out, format!("GET /a HTTP/1.1\r\n{ADD}\r\n").as_bytes());
+    assert_eq!(
+        RewriteError::Blocked.to_string(),
+        "request blocked by the security filter"
+    );
+    // Off (the default), the same bytes pass.
+    let (out, errs) = run(&info(), &[input]);
+    assert_eq!((out.len(), errs), (input.len() + 2 * ADD.len(), vec![]));
 }

@@ -3,6 +3,7 @@
 //! Nothing below this module touches sockets, clocks, threads or TLS; time and
 //! entropy come in as arguments, so every function is a pure, testable step.
 
+pub mod acl;
 pub mod auth;
 pub mod flow;
 pub mod frame;
@@ -10,6 +11,7 @@ pub mod handshake;
 pub mod http;
 pub mod keepalive;
 pub mod kite;
+pub mod options;
 pub mod pages;
 pub mod sniff;
 pub mod stream;

@@ -26,8 +26,12 @@ impl Side {
 }
 
 fn response(status: &str, uuid: &str, body: &str) -> Vec<u8> {
+    response_with(status, uuid, "", body)
+}
+
+fn response_with(status: &str, uuid: &str, extra: &str, body: &str) -> Vec<u8> {
     format!(
-        "HTTP/1.1 {status}\r\nX-PageKite-UUID: {uuid}\r\nContent-Type: text/html; charset=utf-8\r\n\
+        "HTTP/1.1 {status}\r\nX-PageKite-UUID: {uuid}\r\n{extra}Content-Type: text/html; charset=utf-8\r\n\
          Pragma: no-cache\r\nExpires: 0\r\nCache-Control: no-store\r\nConnection: close\r\n\r\n{body}"
     )
     .into_bytes()
@@ -60,6 +64,37 @@ pub fn unavailable(side: Side, proto: &str, domain: &str, uuid: &str) -> Vec<u8>
         escape(domain)
     );
     response("503 Unavailable", uuid, &body)
+}
+
+/// Why a backend refuses a request itself (§4.1, §6.7): pagekite.py words
+/// each as its `(be)` page with another status code.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Refusal {
+    /// No local server, or the visitor's address is not allowed: 503.
+    Unavailable,
+    /// `+password` and no or wrong credentials: 401 with a Basic challenge.
+    NeedsAuth,
+    /// The security filter matched the path: 500.
+    Blocked,
+}
+
+/// The backend's page for a refused HTTP request.
+pub fn refused(refusal: Refusal, proto: &str, domain: &str, uuid: &str) -> Vec<u8> {
+    let (status, extra) = match refusal {
+        Refusal::Unavailable => return unavailable(Side::Backend, proto, domain, uuid),
+        Refusal::NeedsAuth => (
+            "401 Unavailable",
+            "WWW-Authenticate: Basic realm=PageKite\r\n",
+        ),
+        Refusal::Blocked => ("500 Unavailable", ""),
+    };
+    let body = format!(
+        "<html><body><h1>Sorry! (be)</h1><p>The {} <a href=\"https://pagekite.net/\"><i>PageKite</i></a> \
+         for <b>{}</b> is unavailable at the moment.</p><p>Please try again later.</p><!--  --></body></html>\n",
+        escape(&proto.to_ascii_uppercase()),
+        escape(domain)
+    );
+    response_with(status, uuid, extra, &body)
 }
 
 /// The answer to a liveness ping (§1.2). pagekite.py only connects to a
@@ -112,5 +147,12 @@ mod tests {
         assert!(bad.starts_with("HTTP/1.1 400 Bad request\r\n"));
         assert!(bad.ends_with("<p>Invalid request, no Host: found.</p></body></html>\n"));
         assert_eq!(pong("/x"), b"PONG /x\r\n\r\n");
+        let auth = String::from_utf8(refused(Refusal::NeedsAuth, "http", "a.test", UUID)).unwrap();
+        assert!(auth.starts_with("HTTP/1.1 401 Unavailable\r\n"));
+        assert!(auth.contains("\r\nWWW-Authenticate: Basic realm=PageKite\r\n"));
+        let blocked = String::from_utf8(refused(Refusal::Blocked, "http", "a.test", UUID)).unwrap();
+        assert!(
+            blocked.starts_with("HTTP/1.1 500 Unavailable\r\n") && blocked.contains("Sorry! (be)")
+        );
     }
 }

@@ -17,6 +17,7 @@ mod interop;
 mod meter;
 mod origin;
 mod peers;
+mod raw;
 mod relay;
 mod robust;
 mod tls;

@@ -1,0 +1,263 @@
+//! The connection table: a slab whose tokens carry a generation, so an
+//! event or timer for a connection that was closed and whose slot was reused
+//! is recognised and dropped; per-address counts of public connections; and
+//! the run queue of connections to drive in this round or the next. Pure
+//! bookkeeping over `Conn` values; the reactor loop is `engine`'s.
+
+use std::collections::VecDeque;
+
+use mio::Token;
+use slab::Slab;
+
+use crate::engine::Conn;
+
+/// Tokens pack a slab index and a generation, so an event or timer for a
+/// connection that was closed and whose slot was reused is recognised and
+/// dropped. 32-bit targets (MIPS routers) get 20 index bits.
+const INDEX_BITS: u32 = if usize::BITS >= 64 { 32 } else { 20 };
+const INDEX_MASK: usize = (1 << INDEX_BITS) - 1;
+const MAX_INDEX: usize = INDEX_MASK - 2;
+const GEN_MASK: u32 = if usize::BITS >= 64 {
+    u32::MAX
+} else {
+    (1 << (usize::BITS - INDEX_BITS)) - 1
+};
+
+pub(crate) fn pack(index: usize, generation: u32) -> Token {
+    Token(index | ((generation as usize) << INDEX_BITS))
+}
+
+pub(crate) fn unpack(token: Token) -> (usize, u32) {
+    (token.0 & INDEX_MASK, (token.0 >> INDEX_BITS) as u32)
+}
+
+struct Entry {
+    generation: u32,
+    /// In the run queue for this round.
+    queued: bool,
+    /// The public client's address, counted in `per_ip`.
+    ip: Option<std::net::IpAddr>,
+    conn: Conn,
+}
+
+/// The connection table.
+#[derive(Default)]
+pub struct Conns {
+    slab: Slab<Entry>,
+    generations: Vec<u32>,
+    /// Open public connections per client address (`--max_conns_per_ip`).
+    per_ip: std::collections::HashMap<std::net::IpAddr, u32>,
+}
+
+impl Conns {
+    /// The token the next insert will get (register the socket with it first).
+    pub fn next_token(&self) -> Option<Token> {
+        let index = self.slab.vacant_key();
+        (index <= MAX_INDEX).then(|| pack(index, self.generations.get(index).copied().unwrap_or(0)))
+    }
+
+    pub fn insert(&mut self, conn: Conn) -> Token {
+        self.insert_for(conn, None)
+    }
+
+    /// Inserts a public client's connection, counted against its address.
+    pub fn insert_for(&mut self, conn: Conn, ip: Option<std::net::IpAddr>) -> Token {
+        if let Some(ip) = ip {
+            *self.per_ip.entry(ip).or_default() += 1;
+        }
+        let index = self.slab.vacant_key();
+        if self.generations.len() <= index {
+            self.generations.resize(index + 1, 0);
+        }
+        let generation = self.generations[index];
+        self.slab.insert(Entry {
+            generation,
+            queued: false,
+            ip,
+            conn,
+        });
+        pack(index, generation)
+    }
+
+    fn entry(&mut self, token: Token) -> Option<&mut Entry> {
+        let (index, generation) = unpack(token);
+        self.slab
+            .get_mut(index)
+            .filter(|e| e.generation & GEN_MASK == generation)
+    }
+
+    pub fn get_mut(&mut self, token: Token) -> Option<&mut Conn> {
+        self.entry(token).map(|e| &mut e.conn)
+    }
+
+    pub fn contains(&self, token: Token) -> bool {
+        let (index, generation) = unpack(token);
+        self.slab.get(index).is_some_and(|e| {
+            e.generation & GEN_MASK == generation && !matches!(e.conn, Conn::Taken)
+        })
+    }
+
+    /// Takes a connection out to drive it; [`Conns::put`] returns it.
+    pub fn take(&mut self, token: Token) -> Option<Conn> {
+        let entry = self.entry(token)?;
+        match entry.conn {
+            Conn::Taken => None,
+            _ => Some(std::mem::replace(&mut entry.conn, Conn::Taken)),
+        }
+    }
+
+    pub fn put(&mut self, token: Token, conn: Conn) {
+        if let Some(entry) = self.entry(token) {
+            entry.conn = conn;
+        }
+    }
+
+    pub fn remove(&mut self, token: Token) -> Option<Conn> {
+        let (index, _) = unpack(token);
+        self.entry(token)?;
+        let entry = self.slab.remove(index);
+        if let Some(g) = self.generations.get_mut(index) {
+            *g = g.wrapping_add(1) & GEN_MASK;
+        }
+        if let Some(ip) = entry.ip {
+            if let Some(count) = self.per_ip.get_mut(&ip) {
+                *count = count.saturating_sub(1);
+                if *count == 0 {
+                    self.per_ip.remove(&ip);
+                }
+            }
+        }
+        Some(entry.conn)
+    }
+
+    pub fn len(&self) -> usize {
+        self.slab.len()
+    }
+
+    /// Open public connections from `ip`.
+    pub fn from_ip(&self, ip: std::net::IpAddr) -> u32 {
+        self.per_ip.get(&ip).copied().unwrap_or(0)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.slab.is_empty()
+    }
+
+    pub fn tokens(&self) -> Vec<Token> {
+        self.slab
+            .iter()
+            .map(|(i, e)| pack(i, e.generation))
+            .collect()
+    }
+}
+
+/// Which connections to drive in this round and which after the next poll.
+/// A connection is queued at most once per round (its entry's flag), and
+/// the flag is cleared whenever it leaves the round's queue, whichever way.
+#[derive(Default)]
+pub(crate) struct RunQueue {
+    now: VecDeque<Token>,
+    next: Vec<Token>,
+    spare: Vec<Token>,
+}
+
+impl RunQueue {
+    pub(crate) fn mark(&mut self, conns: &mut Conns, token: Token) {
+        if let Some(entry) = conns.entry(token) {
+            if !entry.queued {
+                entry.queued = true;
+                self.now.push_back(token);
+            }
+        }
+    }
+
+    pub(crate) fn defer(&mut self, token: Token) {
+        self.next.push(token);
+    }
+
+    pub(crate) fn pop(&mut self, conns: &mut Conns) -> Option<Token> {
+        let token = self.now.pop_front()?;
+        if let Some(entry) = conns.entry(token) {
+            entry.queued = false;
+        }
+        Some(token)
+    }
+
+    /// Moves what this round could not get to into the next round.
+    pub(crate) fn defer_rest(&mut self, conns: &mut Conns) {
+        while let Some(token) = self.pop(conns) {
+            self.next.push(token);
+        }
+    }
+
+    /// Starts a round: what was deferred is queued now.
+    pub(crate) fn begin_round(&mut self, conns: &mut Conns) {
+        // Swap with the spare so neither list reallocates round after round.
+        std::mem::swap(&mut self.next, &mut self.spare);
+        for i in 0..self.spare.len() {
+            if let Some(&token) = self.spare.get(i) {
+                self.mark(conns, token);
+            }
+        }
+        self.spare.clear();
+    }
+
+    pub(crate) fn has_deferred(&self) -> bool {
+        !self.next.is_empty()
+    }
+
+    pub(crate) fn queued_now(&self) -> usize {
+        self.now.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::{SIGNAL_TOKEN, WAKER_TOKEN};
+
+    #[test]
+    fn run_queue_never_loses_a_connection() {
+        let mut conns = Conns::default();
+        let (a, b) = (conns.insert(Conn::Taken), conns.insert(Conn::Taken));
+        let mut q = RunQueue::default();
+        q.mark(&mut conns, a);
+        q.mark(&mut conns, a);
+        q.mark(&mut conns, b);
+        assert_eq!(q.pop(&mut conns), Some(a));
+        // The round runs out of budget: b moves on, and marking it again in
+        // this round must still queue it (the flag is not left set).
+        q.defer_rest(&mut conns);
+        assert_eq!(q.pop(&mut conns), None);
+        q.mark(&mut conns, b);
+        assert_eq!(q.pop(&mut conns), Some(b));
+        q.begin_round(&mut conns);
+        q.mark(&mut conns, b);
+        assert_eq!(
+            q.pop(&mut conns),
+            Some(b),
+            "deferred, and marked again: queued once"
+        );
+        assert_eq!(q.pop(&mut conns), None);
+        // Stale tokens are ignored.
+        conns.remove(a);
+        q.mark(&mut conns, a);
+        assert_eq!(q.pop(&mut conns), None);
+    }
+
+    #[test]
+    fn stale_tokens_are_rejected() {
+        let mut conns = Conns::default();
+        let a = conns.insert(Conn::Taken);
+        assert!(conns.get_mut(a).is_some());
+        assert!(conns.remove(a).is_some());
+        let b = conns.insert(Conn::Taken);
+        assert_eq!(unpack(a).0, unpack(b).0, "the slot is reused");
+        assert_ne!(a, b, "with a new generation");
+        assert!(conns.get_mut(a).is_none());
+        assert!(conns.remove(a).is_none());
+        assert!(conns.get_mut(b).is_some());
+        assert_ne!(b, SIGNAL_TOKEN);
+        assert_ne!(b, WAKER_TOKEN);
+    }
+}

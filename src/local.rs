@@ -1,0 +1,263 @@
+//! A backend's local side: a chunk for a new stream becomes a non-blocking
+//! connection to the local server of the matching kite, after the kite's
+//! options had their say (visitor address allow list, HTTP Basic auth, the
+//! security filter); the visitor gets pagekite.py's `(be)` page, a 401, a
+//! 500 or the TLS alert when the stream is refused or the server is down.
+//! Bytes then flow as on any stream (`relay`, `stream`).
+
+use std::net::IpAddr;
+
+use log::{debug, info, warn};
+use mio::Token;
+use mio::net::TcpStream;
+
+use crate::backend;
+use crate::engine::{Conn, Engine, TimerKind};
+use crate::proto::flow::INITIAL_WINDOW;
+use crate::proto::frame::{self, Eof, Frame, Line};
+use crate::proto::http::{ForwardInfo, RequestRewriter};
+use crate::proto::options::{AuthCheck, security_blocks};
+use crate::proto::pages::{self, Refusal};
+use crate::relay::{TunnelCore, Why, tag};
+use crate::stream::Stream;
+use crate::transport::Transport;
+
+/// A local server that doesn't accept within this time is down.
+const LOCAL_CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+fn is_http(proto: &str) -> bool {
+    matches!(proto, "http" | "http2" | "http3" | "websocket")
+}
+
+/// A chunk for a new SID: connect to the local server of the matching kite.
+pub fn open_stream(
+    eng: &mut Engine,
+    token: Token,
+    core: &mut TunnelCore,
+    f: &Frame<'_>,
+) -> Result<(), Why> {
+    let (Some(sid), Some(proto), Some(host)) = (f.sid, f.proto, f.host) else {
+        return Ok(());
+    };
+    let proto = proto.to_ascii_lowercase();
+    let host = host.to_ascii_lowercase();
+    let port = f.port.and_then(|p| p.trim().parse::<u16>().ok());
+    let rip = f.rip.unwrap_or("");
+    let label = format!("{proto}://{host}:{}", port.unwrap_or(0));
+    let uuid = backend::uuid(eng);
+    let refusal = if eng.stopping {
+        Some("stopping".to_string())
+    } else {
+        let busy = backend::streams_open(eng);
+        eng.over_limits(busy)
+    };
+    if let Some(reason) = refusal {
+        eng.log_refusal(&reason, &format!("stream {label}"));
+        return refuse(core, sid, &proto, &host, &uuid, Refusal::Unavailable);
+    }
+    let Some((service, options)) = backend::service(eng, &proto, &host, port) else {
+        info!("[t{}] sid={sid}: no kite for {label}", tag(token));
+        return refuse(core, sid, &proto, &host, &uuid, Refusal::Unavailable);
+    };
+    if !options.ip_allowed(rip) {
+        info!(
+            "[t{}] sid={sid}: {label}: visitor {rip} is not on the kite's ip list",
+            tag(token)
+        );
+        return refuse(core, sid, &proto, &host, &uuid, Refusal::Unavailable);
+    }
+    let http = is_http(&proto);
+    if is_http(&proto) {
+        match options.check_basic_auth(f.body) {
+            AuthCheck::Ok => {}
+            check => {
+                info!(
+                    "[t{}] sid={sid}: {label}: {check:?} credentials from {rip}",
+                    tag(token)
+                );
+                return refuse(core, sid, &proto, &host, &uuid, Refusal::NeedsAuth);
+            }
+        }
+    }
+    let filter = is_http(&proto) && options.filters_dangerous(eng.config.insecure);
+    if filter && security_blocks(f.body) {
+        warn!(
+            "[t{}] sid={sid}: {label}: blocked a dangerous request from {rip}",
+            tag(token)
+        );
+        return refuse(core, sid, &proto, &host, &uuid, Refusal::Blocked);
+    }
+    let local = service.local;
+    let sock = match TcpStream::connect(local) {
+        Ok(sock) => sock,
+        Err(e) => {
+            info!(
+                "[t{}] sid={sid}: {label}: cannot connect to {local}: {e}",
+                tag(token)
+            );
+            return refuse(core, sid, &proto, &host, &uuid, Refusal::Unavailable);
+        }
+    };
+    let _ = sock.set_nodelay(true);
+    let rewrite = (http && (!options.raw_headers || filter)).then(|| {
+        let rewriter = RequestRewriter::new(ForwardInfo {
+            remote_ip: rip.to_string(),
+            port: port.unwrap_or(0),
+            tls: f.rtls,
+            rewrite_host: options.host_header(&local.to_string()),
+        });
+        Box::new(
+            rewriter
+                .raw_headers(options.raw_headers)
+                .block_dangerous(filter),
+        )
+    });
+    let rport = f
+        .rport
+        .and_then(|p| p.trim().parse::<u16>().ok())
+        .unwrap_or(0);
+    let proxy = options.proxy_header(rip, rport, port.unwrap_or(0));
+    let stream_label = format!("{label} -> {local}");
+    let added = eng.add(sock, |sock, _| {
+        let mut stream = Stream::new(
+            Transport::plain(sock),
+            token,
+            sid,
+            INITIAL_WINDOW,
+            stream_label,
+        );
+        stream.connecting = true;
+        stream.rewrite = rewrite;
+        Conn::Stream(stream)
+    });
+    let st = match added {
+        Ok(st) => st,
+        Err(e) => {
+            warn!(
+                "[t{}] sid={sid}: cannot watch a local connection: {e}",
+                tag(token)
+            );
+            frame::encode_eof(&mut core.out, sid, Eof::BOTH);
+            return Ok(());
+        }
+    };
+    debug!("[s{} sid={sid}] {label} from {rip} -> {local}", tag(st));
+    core.streams.insert(sid, st);
+    if let Some(Conn::Stream(s)) = eng.conns.get_mut(st) {
+        if let Some(header) = proxy {
+            // The PROXY header is not visitor data: not acknowledged.
+            s.push_unacked(&header);
+        }
+        s.queue_first(f.body);
+    }
+    eng.arm(st, TimerKind::Deadline, eng.now + LOCAL_CONNECT_TIMEOUT);
+    Ok(())
+}
+
+/// The answer for a stream nobody local will serve (protocol doc §4.1): a
+/// page for HTTP, the TLS alert for HTTPS, nothing for the rest; then EOF.
+fn refuse(
+    core: &mut TunnelCore,
+    sid: u32,
+    proto: &str,
+    host: &str,
+    uuid: &str,
+    why: Refusal,
+) -> Result<(), Why> {
+    send_refusal(core, sid, proto, host, uuid, why);
+    frame::encode_eof(&mut core.out, sid, Eof::BOTH);
+    Ok(())
+}
+
+fn send_refusal(
+    core: &mut TunnelCore,
+    sid: u32,
+    proto: &str,
+    host: &str,
+    uuid: &str,
+    why: Refusal,
+) {
+    let body = match proto {
+        p if is_http(p) => pages::refused(why, "http", host, uuid),
+        "https" => pages::TLS_ALERT.to_vec(),
+        _ => return,
+    };
+    let sid = Line::number("SID", u64::from(sid));
+    frame::encode(&mut core.out, &[sid.as_bytes()], &body);
+}
+
+/// A keep-alive request the security filter stopped mid-stream: the visitor
+/// gets the 500 page before the stream's EOF.
+pub fn blocked_midstream(core: &mut TunnelCore, s: &Stream, uuid: &str) {
+    let (proto, host) = split_label(&s.label);
+    send_refusal(core, s.sid, &proto, &host, uuid, Refusal::Blocked);
+}
+
+/// Connect completion of a local stream: Ok(true) once connected.
+pub fn finish_local_connect(token: Token, s: &mut Stream) -> Result<bool, Why> {
+    if !s.transport.ready.write {
+        return Ok(false);
+    }
+    match crate::backend::connected(&s.transport.sock) {
+        Ok(true) => {
+            s.connecting = false;
+            s.deadlines.clear(TimerKind::Deadline);
+            debug!(
+                "[s{} sid={}] connected to the local server",
+                tag(token),
+                s.sid
+            );
+            Ok(true)
+        }
+        Ok(false) => {
+            s.transport.ready.write = false;
+            Ok(false)
+        }
+        Err(f) => Err(Why::Failed(f)),
+    }
+}
+
+/// The local server is down: the visitor gets the `(be)` page.
+pub fn local_connect_failed(eng: &mut Engine, s: &mut Stream, why: &Why) {
+    info!(
+        "[sid={}] {}: local server unavailable: {why}",
+        s.sid, s.label
+    );
+    let (proto, host) = split_label(&s.label);
+    let uuid = backend::uuid(eng);
+    if let Some(Conn::Tunnel(t)) = eng.conns.get_mut(s.tunnel) {
+        send_refusal(
+            &mut t.core,
+            s.sid,
+            &proto,
+            &host,
+            &uuid,
+            Refusal::Unavailable,
+        );
+    }
+}
+
+fn split_label(label: &str) -> (String, String) {
+    let (proto, rest) = label.split_once("://").unwrap_or(("http", label));
+    let host = rest.split([':', ' ']).next().unwrap_or(rest);
+    (proto.to_string(), host.to_string())
+}
+
+/// Whether a visitor address is an IPv4 literal (for PROXY v1 wording).
+pub fn is_v4(rip: &str) -> bool {
+    rip.parse::<IpAddr>().is_ok_and(|ip| ip.is_ipv4())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn labels_split_back() {
+        assert_eq!(
+            split_label("http://foo.test:80 -> 127.0.0.1:8000"),
+            ("http".into(), "foo.test".into())
+        );
+        assert!(is_v4("1.2.3.4") && !is_v4("::1"));
+    }
+}

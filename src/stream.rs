@@ -1,0 +1,259 @@
+//! One relayed connection's socket side: the public client on a frontend,
+//! the local server on a backend. A stream writes what the tunnel delivers
+//! (straight from the tunnel's buffer when the socket takes it, through the
+//! backend's HTTP rewriter when there is one), keeps only what the socket
+//! doesn't take, counts what to acknowledge, and carries its flow window and
+//! half-close state. Reading its socket into the tunnel, and everything
+//! about tunnels, is `relay`'s.
+
+use std::io::IoSlice;
+
+use log::warn;
+use mio::Token;
+
+use crate::buf::Buf;
+use crate::engine::{Deadlines, Engine, TimerKind};
+use crate::net::{Failure, Io};
+use crate::proto::flow::{AckCounter, RECEIVE_LIMIT, SendWindow};
+use crate::proto::frame::Eof;
+use crate::proto::http::{RequestRewriter, RewriteError};
+use crate::proto::stream::Ends;
+use crate::relay::{RUN, STARVED_BACKOFF, Why, failure, tag};
+use crate::transport::Transport;
+
+/// Bytes and state of one relayed connection (public or local socket).
+pub struct Stream {
+    pub transport: Transport,
+    pub deadlines: Deadlines,
+    pub tunnel: Token,
+    pub sid: u32,
+    /// Backend: the local connect is still in progress.
+    pub connecting: bool,
+    /// Received data the socket has not taken yet; none while idle.
+    pub(crate) out: Option<Buf>,
+    pub window: SendWindow,
+    pub(crate) acks: AckCounter,
+    pub(crate) ack_queued: bool,
+    pub ends: Ends,
+    pub rewrite: Option<Box<RequestRewriter>>,
+    pub(crate) blocked: bool,
+    pub(crate) stopping: bool,
+    /// What this stream serves, for logs and error pages.
+    pub label: String,
+}
+
+impl Stream {
+    pub fn new(
+        transport: Transport,
+        tunnel: Token,
+        sid: u32,
+        window: u64,
+        label: String,
+    ) -> Stream {
+        Stream {
+            transport,
+            deadlines: Deadlines::default(),
+            tunnel,
+            sid,
+            connecting: false,
+            out: None,
+            window: SendWindow::new(window),
+            acks: AckCounter::default(),
+            ack_queued: false,
+            ends: Ends::default(),
+            rewrite: None,
+            blocked: false,
+            stopping: false,
+            label,
+        }
+    }
+
+    /// Bytes for the socket that are not stream data (a CONNECT's 200):
+    /// written ahead of everything, not counted in acknowledgements.
+    pub fn push_unacked(&mut self, bytes: &[u8]) {
+        if bytes.is_empty() {
+            return;
+        }
+        let written = self.acks.bytes_written();
+        if !self.write_or_queue(bytes) {
+            return;
+        }
+        self.acks.forget(self.acks.bytes_written() - written);
+    }
+
+    /// The first bytes of a stream, queued while the local connect runs.
+    pub fn queue_first(&mut self, body: &[u8]) {
+        if let Err(why) = self.deliver(&[body]) {
+            warn!("[sid={}] {}: {why}", self.sid, self.label);
+        }
+    }
+
+    pub fn queued(&self) -> usize {
+        self.out.as_ref().map_or(0, Buf::len)
+    }
+
+    /// Writes `data` to the socket if possible and keeps the rest. Returns
+    /// false if the socket failed.
+    pub(crate) fn write_or_queue(&mut self, data: &[u8]) -> bool {
+        self.write_or_queue_all(&[data])
+    }
+
+    /// [`Stream::write_or_queue`] for several pieces, in one writev.
+    fn write_or_queue_all(&mut self, pieces: &[&[u8]]) -> bool {
+        let mut first = 0;
+        let mut skip = 0;
+        if self.queued() == 0 && !self.connecting {
+            loop {
+                let rest = pieces.get(first..).unwrap_or_default();
+                let Some(head) = rest.first() else {
+                    break;
+                };
+                let mut slices: [IoSlice<'_>; RUN] = [IoSlice::new(&[]); RUN];
+                slices[0] = IoSlice::new(head.get(skip..).unwrap_or_default());
+                for (slot, piece) in slices.iter_mut().zip(rest).skip(1) {
+                    *slot = IoSlice::new(piece);
+                }
+                let count = rest.len().min(RUN);
+                match self.transport.write_vectored(&slices[..count]) {
+                    Io::Done(mut n) => {
+                        self.acks.on_written(n);
+                        // Step over what was written.
+                        while let Some(piece) = pieces.get(first) {
+                            let left = piece.len() - skip;
+                            if n < left {
+                                skip += n;
+                                break;
+                            }
+                            n -= left;
+                            first += 1;
+                            skip = 0;
+                        }
+                    }
+                    Io::WouldBlock | Io::Starved => break,
+                    _ => return false,
+                }
+            }
+        }
+        for (i, piece) in pieces.iter().enumerate().skip(first) {
+            let piece = if i == first {
+                piece.get(skip..).unwrap_or_default()
+            } else {
+                piece
+            };
+            if !piece.is_empty() {
+                self.out
+                    .get_or_insert_with(|| Buf::pooled(piece.len()))
+                    .extend(piece);
+            }
+        }
+        true
+    }
+
+    /// Data from the tunnel for this stream's socket (through the HTTP
+    /// rewriter on backend streams).
+    pub(crate) fn deliver(&mut self, bodies: &[&[u8]]) -> Result<(), Why> {
+        if !self.ends.is_writing() || bodies.iter().all(|b| b.is_empty()) {
+            return Ok(());
+        }
+        let mut ok = true;
+        match self.rewrite.as_mut() {
+            Some(rewriter) if !rewriter.is_passthrough() => {
+                let mut rewriter = std::mem::take(&mut self.rewrite);
+                if let Some(rw) = rewriter.as_mut() {
+                    let mut result = Ok(());
+                    for body in bodies {
+                        let fed = rw.feed(body, &mut |bytes| ok = ok && self.write_or_queue(bytes));
+                        if fed == Err(RewriteError::Blocked) {
+                            return Err(Why::Blocked);
+                        }
+                        if fed.is_err() {
+                            result = fed;
+                        }
+                    }
+                    if let Err(e) = result {
+                        warn!(
+                            "[s{} sid={}] {}: HTTP rewriting stopped: {e}",
+                            tag(self.tunnel),
+                            self.sid,
+                            self.label
+                        );
+                    }
+                }
+                self.rewrite = rewriter;
+            }
+            _ => ok = self.write_or_queue_all(bodies),
+        }
+        if !ok {
+            return Err(Why::Failed(Failure(std::io::ErrorKind::BrokenPipe, 0)));
+        }
+        if self.queued() > RECEIVE_LIMIT {
+            return Err(Why::Protocol(format!(
+                "peer sent {} bytes past the flow-control window",
+                self.queued()
+            )));
+        }
+        Ok(())
+    }
+
+    /// The peer's EOF flags; true if the stream has something to act on.
+    pub(crate) fn peer_eof(&mut self, eof: Eof) -> bool {
+        let effect = self.ends.peer_eof(eof);
+        if effect.shut_when_drained {
+            // A request head cut short by the visitor's EOF still goes out.
+            if let Some(mut rewriter) = self.rewrite.take() {
+                rewriter.flush(&mut |bytes| {
+                    self.write_or_queue(bytes);
+                });
+            }
+        }
+        effect.stop_reading || effect.shut_when_drained
+    }
+
+    /// Writes queued data; frees the buffer once empty; shuts the write side
+    /// if the peer is done sending. Err on socket failure.
+    pub(crate) fn flush(&mut self, eng: &mut Engine, token: Token) -> Result<(), Why> {
+        if self.connecting {
+            return Ok(());
+        }
+        if self.transport.has_pending() {
+            let outcome = self.transport.flush();
+            self.check(token, eng, outcome)?;
+        }
+        while let Some(out) = self.out.as_mut() {
+            if out.is_empty() {
+                if let Some(empty) = self.out.take() {
+                    empty.recycle();
+                }
+                break;
+            }
+            match self.transport.write(out.data()) {
+                Io::Done(n) => {
+                    out.consume(n);
+                    self.acks.on_written(n);
+                }
+                other => {
+                    self.check(token, eng, other)?;
+                    break;
+                }
+            }
+        }
+        if self.out.is_none() && self.ends.drained() {
+            self.transport.shutdown_write();
+        }
+        Ok(())
+    }
+
+    /// Turns an outcome that is not progress into what to do next.
+    fn check(&mut self, token: Token, eng: &mut Engine, outcome: Io) -> Result<(), Why> {
+        match outcome {
+            Io::Done(_) | Io::WouldBlock => Ok(()),
+            Io::Starved => {
+                let at = eng.now + STARVED_BACKOFF;
+                eng.arm_taken(token, &mut self.deadlines, TimerKind::Starved, at);
+                Ok(())
+            }
+            Io::Failed(f) => Err(failure(&self.transport, f)),
+            Io::Eof => Err(Why::PeerClosed),
+        }
+    }
+}
