@@ -50,9 +50,17 @@ demo:
 	$(CARGO) build --release
 	sh scripts/demo.sh target/release/rkite
 
+# make bench: the codec micro-bench, then bench/harness.py against direct loopback,
+# pagekite.py, rathole and bore; writes bench/RESULTS.md (see bench/README.md).
+# The harness installs its own peers; BENCH_ARGS=--quick gives a short smoke run.
+BENCH_DEPS := python3:python3 curl:curl
+BENCH_ARGS ?=
 bench:
+	$(call install_missing,$(BENCH_DEPS))
 	$(CARGO) build --release
-	$(CARGO) bench --bench frame
+	$(CARGO) bench --bench frame > target/bench-frame.txt
+	@cat target/bench-frame.txt
+	python3 bench/harness.py --rkite target/release/rkite --codec target/bench-frame.txt $(BENCH_ARGS)
 
 clean:
 	$(CARGO) clean
