@@ -10,6 +10,7 @@ pub mod buf;
 pub mod client;
 pub mod config;
 pub mod conns;
+pub mod daemon;
 pub mod engine;
 pub mod frontend;
 pub mod local;

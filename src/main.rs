@@ -4,6 +4,7 @@
 use std::process::ExitCode;
 
 use rkite::config::{self, Parsed};
+use rkite::daemon;
 
 #[cfg(feature = "count-allocs")]
 #[global_allocator]
@@ -29,6 +30,10 @@ fn main() -> ExitCode {
                 }
             };
         }
+        Ok(Parsed::Settings(text)) => {
+            print!("{text}");
+            return ExitCode::SUCCESS;
+        }
         Ok(Parsed::Version) => {
             println!("rkite {}", env!("CARGO_PKG_VERSION"));
             return ExitCode::SUCCESS;
@@ -45,15 +50,40 @@ fn main() -> ExitCode {
     for flag in &config.ignored {
         log::debug!("{flag} means nothing to rkite; ignored");
     }
-    let result = Engine::new(*config).and_then(|mut engine| {
-        engine.start()?;
-        engine.run()
-    });
-    match result {
+    match serve(*config) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             log::error!("{e}");
             ExitCode::from(2)
         }
     }
+}
+
+/// Binds, then does the daemon duties in the order they need (fork before
+/// any thread, the pid file before giving up root, root given up before
+/// the first byte from the network), then runs the reactor.
+fn serve(config: config::Config) -> Result<(), String> {
+    let runas = match &config.runas {
+        Some(spec) => Some(daemon::parse_runas(spec).map_err(|e| format!("--runas: {e}"))?),
+        None => None,
+    };
+    let daemonize = config.daemonize;
+    let pidfile = config.pidfile.clone();
+    let mut engine = Engine::new(config).map_err(|e| e.to_string())?;
+    if daemonize {
+        daemon::daemonize()?;
+    }
+    let pidfile_guard = pidfile
+        .as_deref()
+        .map(daemon::PidFile::create)
+        .transpose()?;
+    if let Some(to) = &runas {
+        if let Some(pidfile) = &pidfile_guard {
+            pidfile.hand_to(to);
+        }
+        daemon::drop_privileges(to)?;
+        log::info!("running as {} (uid {}, gid {})", to.user, to.uid, to.gid);
+    }
+    engine.start().map_err(|e| e.to_string())?;
+    engine.run().map_err(|e| e.to_string())
 }

@@ -9,14 +9,16 @@ use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
-use getopts::Options;
-
 use crate::proto::acl::Acl;
 use crate::proto::keepalive::DEFAULT_INTERVAL;
 use crate::proto::options::{self, KiteOptions, OptionError};
 
+mod files;
+mod flags;
+mod settings;
 mod specs;
 use crate::proto::kite::{DEFAULT_PROTOS, KiteId};
+use flags::IGNORED_SWITCHES;
 use specs::*;
 
 /// One `--service_on` kite on a backend.
@@ -83,6 +85,18 @@ pub struct Config {
     pub insecure: bool,
     /// pagekite.py flags given that mean nothing here (logged at debug).
     pub ignored: Vec<String>,
+    /// `--daemonize`.
+    pub daemonize: bool,
+    /// `--pidfile`.
+    pub pidfile: Option<String>,
+    /// `--runas=USER[:GROUP]`, as written.
+    pub runas: Option<String>,
+    /// `--status_file`.
+    pub status_file: Option<String>,
+    /// The command line as given, for SIGHUP to read again.
+    pub argv: Vec<String>,
+    /// The option files read, in order.
+    pub files: Vec<String>,
 }
 
 /// What `parse` decided.
@@ -92,6 +106,8 @@ pub enum Parsed {
     /// `--connect`: the raw-kite client.
     Connect(crate::client::ClientConfig),
     Help(String),
+    /// `--settings`: the effective configuration as an option file.
+    Settings(String),
     Version,
 }
 
@@ -100,10 +116,15 @@ pub enum Parsed {
 pub struct ConfigError {
     pub flag: String,
     pub problem: String,
+    /// `FILE:LINE` when the option came from an option file.
+    pub origin: Option<String>,
 }
 
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(origin) = &self.origin {
+            write!(f, "{origin}: ")?;
+        }
         if self.flag.is_empty() {
             write!(f, "{}", self.problem)
         } else {
@@ -116,274 +137,56 @@ fn bad(flag: &str, problem: impl Into<String>) -> ConfigError {
     ConfigError {
         flag: flag.to_string(),
         problem: problem.into(),
+        origin: None,
     }
-}
-
-/// pagekite.py flags that mean nothing for rkite; accepted so existing
-/// command lines and scripts keep working.
-const IGNORED_SWITCHES: &[&str] = &[
-    "clean",
-    "nullui",
-    "basicui",
-    "remoteui",
-    "nozchunks",
-    "noloop",
-    "autosave",
-    "noautosave",
-    "save",
-    "nocrashreport",
-    "noprobes",
-    "watch",
-    "local",
-    "new",
-    "all",
-];
-
-fn options() -> Options {
-    let mut o = Options::new();
-    o.optflag(
-        "f",
-        "isfrontend",
-        "Run as a frontend (relay) instead of a backend.",
-    );
-    o.optopt(
-        "",
-        "host",
-        "Frontend: address to listen on (default: all interfaces).",
-        "IP",
-    );
-    o.optopt(
-        "p",
-        "ports",
-        "Frontend: comma-separated public ports (default 80).",
-        "LIST",
-    );
-    o.optopt(
-        "",
-        "protos",
-        "Frontend: protocols kites may use (default http,http2,http3,https,websocket,irc,raw,xmpp).",
-        "LIST",
-    );
-    o.optopt(
-        "",
-        "rawports",
-        "Frontend: ports for raw kites; `virtual` allows any port via CONNECT.",
-        "LIST",
-    );
-    o.optmulti(
-        "",
-        "domain",
-        "Frontend: accept kites for DOMAIN (`*.x` or `unknown` allowed) signed with SECRET; PROTOS is a comma list or `*`. Repeatable.",
-        "PROTOS:DOMAIN:SECRET",
-    );
-    o.optmulti(
-        "",
-        "frontend",
-        "Backend: frontend to keep a tunnel to. Repeatable.",
-        "HOST:PORT",
-    );
-    o.optmulti(
-        "",
-        "service_on",
-        "Backend: a kite; PROTO may be `http`, `http-8080` or `http/8080`, a comma list, or `ssh` (raw-22). Repeatable.",
-        "PROTO:DOMAIN:HOST:PORT:SECRET",
-    );
-    o.optmulti(
-        "",
-        "backend",
-        "Same as --service_on.",
-        "PROTO:DOMAIN:HOST:PORT:SECRET",
-    );
-    o.optopt(
-        "",
-        "kitesecret",
-        "Backend: secret for --service_on kites given without one.",
-        "SECRET",
-    );
-    o.optopt(
-        "",
-        "keepalive",
-        "Seconds of tunnel silence before a PING (default 60, at least 5).",
-        "SECONDS",
-    );
-    o.optmulti(
-        "",
-        "tls_endpoint",
-        "Frontend: terminate TLS for NAME (`*.x` allowed) with the key and certificate chain in PEM. Repeatable.",
-        "NAME:PEM",
-    );
-    o.optopt(
-        "",
-        "tls_default",
-        "Frontend: the --tls_endpoint for TLS clients that send no SNI.",
-        "NAME",
-    );
-    o.optmulti(
-        "",
-        "fe_certname",
-        "Backend: reach the frontend over TLS (CONNECT NAME:443, then TLS) and require its certificate to be valid for NAME. Repeatable.",
-        "NAME",
-    );
-    o.optopt(
-        "",
-        "ca_certs",
-        "Backend: CA certificates (PEM) for --fe_certname (default: the system bundle).",
-        "FILE",
-    );
-    o.optflag(
-        "",
-        "fe_nocertcheck",
-        "Backend: TLS straight to the frontend without checking its certificate (insecure).",
-    );
-    o.optmulti(
-        "",
-        "client_acl",
-        "Frontend: allow or deny public clients by IP (a regex matching the whole address, CIDR, `any` or `localhost`); first match decides. Repeatable.",
-        "allow|deny:PATTERN",
-    );
-    o.optmulti(
-        "",
-        "tunnel_acl",
-        "Frontend: the same for backends' tunnels. Repeatable.",
-        "allow|deny:PATTERN",
-    );
-    o.optopt(
-        "",
-        "max_conns_per_ip",
-        "Frontend: connections one client IP may hold at once (default 256; 0: no limit).",
-        "N",
-    );
-    o.optmulti(
-        "",
-        "be_config",
-        "Backend: a per-kite option, e.g. foo.example.com/80:password/bob:pw, .../ip/10.0.0.0/8:True, .../rewritehost:True. Repeatable.",
-        "DOMAIN/PORT:KEY:VALUE",
-    );
-    o.optflag(
-        "",
-        "insecure",
-        "Backend: do not block dangerous-looking HTTP paths (pagekite.py's security filter).",
-    );
-    o.optopt(
-        "",
-        "connect",
-        "Client: connect to a relay and open TARGET:PORT (a raw kite) with HTTP CONNECT, relaying stdin/stdout (for ssh's ProxyCommand); TLS with --fe_certname or --fe_nocertcheck.",
-        "RELAY:PORT",
-    );
-    o.optopt(
-        "",
-        "buffers",
-        "KiB all buffers may hold together; past it new connections are refused (default 8192 on a backend, 131072 on a frontend).",
-        "KIB",
-    );
-    o.optopt(
-        "",
-        "max_conns",
-        "Connections at once: public ones and tunnels on a frontend, streams on a backend (default 16384 / 4096).",
-        "N",
-    );
-    o.optopt(
-        "",
-        "stop_grace",
-        "Seconds running streams may take to finish after SIGTERM/SIGINT (default 5).",
-        "SECONDS",
-    );
-    o.optopt(
-        "",
-        "logfile",
-        "Write the log to FILE instead of stderr (`stdio` = stderr).",
-        "FILE",
-    );
-    o.optflagmulti(
-        "v",
-        "verbose",
-        "More log output (-v: streams, -vv: chunks and bytes).",
-    );
-    o.optflag("q", "quiet", "Only warnings and errors.");
-    o.optflag(
-        "",
-        "debugio",
-        "Log every chunk and byte count (trace level).",
-    );
-    o.optflag("", "help", "Show this help.");
-    o.optflag("", "version", "Show the version.");
-    for flag in IGNORED_SWITCHES {
-        o.optflagmulti("", flag, "");
-    }
-    o
 }
 
 pub fn usage() -> String {
-    let brief = "Usage:\n  rkite --isfrontend --ports=PORTS --domain=PROTOS:DOMAIN:SECRET [...]\n  rkite --frontend=HOST:PORT --service_on=PROTO:DOMAIN:HOST:PORT:SECRET [...]\n\nA PageKite-compatible tunneled reverse proxy. Flags use pagekite.py's names;\n`--flag=value` and `--flag value` both work, and dashes may replace underscores.";
-    let text = options().usage(brief);
-    // getopts lists the ignored flags with empty descriptions; say it once.
-    let kept: Vec<&str> = text
-        .lines()
-        .filter(|l| {
-            let ignored = IGNORED_SWITCHES
-                .iter()
-                .any(|f| l.trim() == format!("--{f}"));
-            let padding = !l.is_empty() && l.trim().is_empty();
-            !ignored && !padding
-        })
-        .collect();
-    let mut text = kept.join("\n");
-    text.push_str(&format!(
-        "\n\nAccepted for pagekite.py compatibility and ignored: {}.\n\nExit codes: 0 stopped cleanly, 1 bad command line, 2 runtime failure.\nLogging: RUST_LOG overrides -v/-q (e.g. RUST_LOG=rkite=debug).\n",
-        IGNORED_SWITCHES.iter().map(|f| format!("--{f}")).collect::<Vec<_>>().join(" ")
-    ));
-    text
+    flags::usage()
 }
 
-/// Spells `--service-on` as `--service_on`, leaving values alone.
-fn normalize(args: &[String]) -> Vec<String> {
-    args.iter()
-        .map(|a| match a.strip_prefix("--") {
-            Some(rest) => {
-                let (name, value) = match rest.split_once('=') {
-                    Some((n, v)) => (n, Some(v)),
-                    None => (rest, None),
-                };
-                let name = name.replace('-', "_");
-                match value {
-                    Some(v) => format!("--{name}={v}"),
-                    None => format!("--{name}"),
-                }
-            }
-            None => a.clone(),
-        })
-        .collect()
-}
-
+/// Parses a command line, reading the option files it names.
 pub fn parse(args: &[String]) -> Result<Parsed, ConfigError> {
-    let args = normalize(args);
-    let m = options().parse(&args).map_err(|e| bad("", e.to_string()))?;
+    let expanded = files::expand(args)?;
+    parse_expanded(args, &expanded).map_err(|e| expanded.locate(e))
+}
+
+/// The last value given for a single-valued flag (later ones override
+/// earlier ones and option files, as in pagekite.py).
+fn last(m: &getopts::Matches, flag: &str) -> Option<String> {
+    m.opt_strs(flag).pop()
+}
+
+fn parse_expanded(argv: &[String], expanded: &files::Expanded) -> Result<Parsed, ConfigError> {
+    let m = flags::options()
+        .parse(&expanded.args)
+        .map_err(|e| bad("", e.to_string()))?;
     if m.opt_present("help") {
         return Ok(Parsed::Help(usage()));
     }
     if m.opt_present("version") {
         return Ok(Parsed::Version);
     }
-    if let Some(relay) = m.opt_str("connect") {
+    if let Some(relay) = last(&m, "connect") {
         return parse_client(&m, &relay).map(Parsed::Connect);
     }
     let is_frontend = m.opt_present("isfrontend");
-    let host = match m.opt_str("host") {
+    let host = match last(&m, "host") {
         Some(h) => Some(
             h.parse()
                 .map_err(|_| bad("host", format!("{h:?} is not an IP address")))?,
         ),
         None => None,
     };
-    let ports = match m.opt_str("ports") {
+    let ports = match last(&m, "ports") {
         Some(list) => parse_ports(&list, "ports")?,
         None => vec![80],
     };
-    let protos = match m.opt_str("protos") {
+    let protos = match last(&m, "protos") {
         Some(list) => parse_protos(&list)?,
         None => DEFAULT_PROTOS.iter().map(|p| p.to_string()).collect(),
     };
-    let raw_ports = match m.opt_str("rawports") {
+    let raw_ports = match last(&m, "rawports") {
         Some(list) => parse_raw_ports(&list)?,
         None => Vec::new(),
     };
@@ -396,7 +199,7 @@ pub fn parse(args: &[String]) -> Result<Parsed, ConfigError> {
         .iter()
         .map(|f| parse_frontend(f))
         .collect::<Result<Vec<_>, _>>()?;
-    let default_secret = m.opt_str("kitesecret");
+    let default_secret = last(&m, "kitesecret");
     let short_form = parse_short_form(&m.free, default_secret.as_deref())?;
     let mut kites = Vec::new();
     for (flag, spec) in m
@@ -408,7 +211,7 @@ pub fn parse(args: &[String]) -> Result<Parsed, ConfigError> {
         kites.extend(parse_service(&spec, flag, default_secret.as_deref())?);
     }
     kites.extend(short_form);
-    let keepalive = match m.opt_str("keepalive") {
+    let keepalive = match last(&m, "keepalive") {
         Some(v) => {
             let secs: u64 =
                 v.parse().ok().filter(|s| *s >= 5).ok_or_else(|| {
@@ -449,7 +252,7 @@ pub fn parse(args: &[String]) -> Result<Parsed, ConfigError> {
             })?;
         tls_endpoints.push((name.to_ascii_lowercase(), pem.to_string()));
     }
-    if let Some(name) = m.opt_str("tls_default") {
+    if let Some(name) = last(&m, "tls_default") {
         if !tls_endpoints
             .iter()
             .any(|(n, _)| n.eq_ignore_ascii_case(&name))
@@ -461,7 +264,7 @@ pub fn parse(args: &[String]) -> Result<Parsed, ConfigError> {
         }
     }
     let number = |flag: &str, min: u64| -> Result<Option<u64>, ConfigError> {
-        m.opt_str(flag)
+        last(&m, flag)
             .map(|v| {
                 v.trim()
                     .parse::<u64>()
@@ -504,15 +307,15 @@ pub fn parse(args: &[String]) -> Result<Parsed, ConfigError> {
         keepalive,
         log_level,
         debug_io: m.opt_present("debugio"),
-        logfile: m.opt_str("logfile").filter(|f| f != "stdio"),
+        logfile: last(&m, "logfile").filter(|f| f != "stdio"),
         tls_endpoints,
-        tls_default: m.opt_str("tls_default").map(|n| n.to_ascii_lowercase()),
+        tls_default: last(&m, "tls_default").map(|n| n.to_ascii_lowercase()),
         fe_certnames: m
             .opt_strs("fe_certname")
             .iter()
             .map(|n| n.to_ascii_lowercase())
             .collect(),
-        ca_certs: m.opt_str("ca_certs"),
+        ca_certs: last(&m, "ca_certs"),
         fe_nocertcheck: m.opt_present("fe_nocertcheck"),
         client_acl: m.opt_strs("client_acl"),
         tunnel_acl: m.opt_strs("tunnel_acl"),
@@ -528,6 +331,12 @@ pub fn parse(args: &[String]) -> Result<Parsed, ConfigError> {
             .filter(|f| m.opt_present(f))
             .map(|f| format!("--{f}"))
             .collect(),
+        daemonize: m.opt_present("daemonize"),
+        pidfile: last(&m, "pidfile"),
+        runas: last(&m, "runas"),
+        status_file: last(&m, "status_file"),
+        argv: argv.to_vec(),
+        files: expanded.files.clone(),
     };
     for spec in &config.be_config {
         let (_, _, key, value) =
@@ -540,6 +349,12 @@ pub fn parse(args: &[String]) -> Result<Parsed, ConfigError> {
         KiteOptions::default()
             .apply_short(opt)
             .map_err(|e| bad("", format!("{opt}: {e}")))?;
+    }
+    if let Some(spec) = &config.runas {
+        crate::daemon::parse_runas(spec).map_err(|e| bad("runas", e))?;
+    }
+    if m.opt_present("settings") {
+        return Ok(Parsed::Settings(settings::render(&m, &expanded.files)));
     }
     Ok(Parsed::Run(Box::new(config)))
 }
@@ -599,7 +414,7 @@ fn parse_client(
         relay,
         target,
         tls,
-        ca_certs: m.opt_str("ca_certs"),
+        ca_certs: last(m, "ca_certs"),
     })
 }
 

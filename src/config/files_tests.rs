@@ -1,0 +1,222 @@
+//! Option files: pagekite.py's line format, splicing where the file is
+//! named, precedence against the command line, nesting, and errors that
+//! name the file and line.
+
+use super::*;
+use crate::config::{Parsed, parse};
+
+fn args(list: &[&str]) -> Vec<String> {
+    list.iter().map(|s| s.to_string()).collect()
+}
+
+/// A scratch directory removed when dropped.
+struct Scratch(std::path::PathBuf);
+
+impl Scratch {
+    fn new(name: &str) -> Scratch {
+        let dir = std::env::temp_dir().join(format!(
+            "rkite-files-{name}-{}-{}",
+            std::process::id(),
+            crate::random::hex(4)
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        Scratch(dir)
+    }
+    fn file(&self, name: &str, text: &str) -> String {
+        let path = self.0.join(name);
+        std::fs::write(&path, text).unwrap();
+        path.to_string_lossy().into_owned()
+    }
+    fn path(&self) -> String {
+        self.0.to_string_lossy().into_owned()
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn config(list: &[String]) -> Result<crate::config::Config, ConfigError> {
+    match parse(list)? {
+        Parsed::Run(c) => Ok(*c),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn lines_become_flags_as_pagekite_reads_them() {
+    assert_eq!(line_to_arg("  # comment"), None);
+    assert_eq!(line_to_arg("   "), None);
+    assert_eq!(line_to_arg("isfrontend").as_deref(), Some("--isfrontend"));
+    assert_eq!(
+        line_to_arg("ports = 80,443").as_deref(),
+        Some("--ports=80,443")
+    );
+    assert_eq!(
+        line_to_arg("service_on = http : foo.test : localhost : 80 : pw").as_deref(),
+        Some("--service_on=http:foo.test:localhost:80:pw")
+    );
+    assert_eq!(line_to_arg("--verbose").as_deref(), Some("--verbose"));
+    assert_eq!(line_to_arg("-v").as_deref(), Some("-v"));
+    assert_eq!(line_to_arg("END of the file").as_deref(), Some("END"));
+    // Blanks inside a value, away from `=` and `:`, stay.
+    assert_eq!(
+        line_to_arg("be_config = a.test/80:password/bob:two words").as_deref(),
+        Some("--be_config=a.test/80:password/bob:two words")
+    );
+}
+
+#[test]
+fn a_backend_from_an_option_file() {
+    let dir = Scratch::new("backend");
+    let rc = dir.file(
+        "backend.rc",
+        "# my kites\n\nfrontend = 127.0.0.1:9080\nservice_on = http:foo.test:127.0.0.1:8000:pw\n\
+         service_on=http-8080:foo.test:127.0.0.1:8001:pw\nkeepalive = 30\nEND\nnot an option at all\n",
+    );
+    let c = config(&args(&["--optfile", &rc])).unwrap();
+    assert_eq!(c.frontends, [("127.0.0.1".to_string(), 9080)]);
+    assert_eq!(c.kites.len(), 2);
+    assert_eq!(c.keepalive, std::time::Duration::from_secs(30));
+    assert_eq!(c.files, std::slice::from_ref(&rc));
+    // The short flag and the attached forms work too.
+    let c = config(&args(&[&format!("-o{rc}")])).unwrap();
+    assert_eq!(c.kites.len(), 2);
+    let c = config(&args(&[&format!("--optfile={rc}")])).unwrap();
+    assert_eq!(c.kites.len(), 2);
+}
+
+#[test]
+fn later_flags_override_earlier_files_and_files_override_earlier_flags() {
+    let dir = Scratch::new("order");
+    let rc = dir.file(
+        "fe.rc",
+        "isfrontend\nports = 9000\ndomain = http:a.test:pa\nkeepalive = 30\n",
+    );
+    // The file comes after --ports=1000: its 9000 wins; --keepalive after it wins.
+    let c = config(&args(&[
+        "--ports=1000",
+        "-o",
+        &rc,
+        "--keepalive=40",
+        "--domain=http:b.test:pb",
+    ]))
+    .unwrap();
+    assert_eq!(c.ports, [9000]);
+    assert_eq!(c.keepalive, std::time::Duration::from_secs(40));
+    // Repeatable flags add up from every source.
+    assert_eq!(c.domain_secrets.len(), 2);
+    let c = config(&args(&["-o", &rc, "--ports=1000"])).unwrap();
+    assert_eq!(c.ports, [1000]);
+}
+
+#[test]
+fn a_directory_is_read_in_name_order_and_files_nest() {
+    let dir = Scratch::new("dir");
+    dir.file("20_second.rc", "ports = 2000\n");
+    dir.file(
+        "10_first.rc",
+        "isfrontend\nports = 1000\ndomain = http:a.test:pa\n",
+    );
+    dir.file("30_not_rc.txt", "this is not read\n");
+    dir.file(".40_hidden.rc", "this is not read either\n");
+    let c = config(&args(&["--optdir", &dir.path()])).unwrap();
+    assert_eq!(c.ports, [2000]);
+    assert_eq!(c.files.len(), 2);
+
+    let inner = dir.file("inner.conf", "ports = 3000\n");
+    let outer = dir.file(
+        "outer.conf",
+        &format!("isfrontend\ndomain = http:a.test:pa\noptfile = {inner}\nkeepalive = 9\n"),
+    );
+    let c = config(&args(&["-O", &dir.path(), "-o", &outer])).unwrap();
+    assert_eq!(c.ports, [3000]);
+    assert_eq!(c.keepalive, std::time::Duration::from_secs(9));
+
+    let looping = dir.file("loop.conf", "");
+    std::fs::write(&looping, format!("optfile = {looping}\n")).unwrap();
+    let err = config(&args(&["-o", &looping])).unwrap_err();
+    assert!(err.to_string().contains("nested more than 25"), "{err}");
+}
+
+#[test]
+fn bad_lines_name_the_file_and_line() {
+    let dir = Scratch::new("bad");
+    let cases = [
+        ("isfrontend\nportz = 80\n", ":2: unknown option \"portz\""),
+        (
+            "isfrontend\n\n# c\nisfrontend = yes\n",
+            ":4: isfrontend takes no value",
+        ),
+        ("ports\n", ":1: ports needs a value"),
+        ("-x\n", ":1: unknown option \"-x\""),
+    ];
+    for (text, expected) in cases {
+        let rc = dir.file("bad.rc", text);
+        let err = config(&args(&["-o", &rc])).unwrap_err();
+        let shown = err.to_string();
+        assert!(shown.starts_with(&rc), "{shown}");
+        assert!(shown.contains(expected), "{shown} lacks {expected}");
+    }
+    // A value the flag's own parser rejects is found in the file, too.
+    let rc = dir.file(
+        "values.rc",
+        "isfrontend\ndomain = http:a.test:pa\n\nports = 80,eighty\n",
+    );
+    let err = config(&args(&["-o", &rc])).unwrap_err();
+    assert_eq!(err.origin.as_deref(), Some(format!("{rc}:4").as_str()));
+    assert_eq!(err.flag, "ports");
+    // The same mistake on the command line has no file to name.
+    let err = config(&args(&["--isfrontend", "--ports=80,eighty"])).unwrap_err();
+    assert_eq!(err.origin, None);
+    // A file that is not there.
+    let err = config(&args(&["-o", "/nonexistent/rkite.rc"])).unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("cannot read /nonexistent/rkite.rc")
+    );
+    let err = config(&args(&["--optfile"])).unwrap_err();
+    assert!(err.to_string().contains("needs a file"), "{err}");
+}
+
+#[test]
+fn settings_print_an_option_file_that_reads_back_the_same() {
+    let dir = Scratch::new("settings");
+    let rc = dir.file(
+        "be.rc",
+        "frontend = 127.0.0.1:9080\nservice_on = http:foo.test:127.0.0.1:8000:hunter2\n\
+         be_config = foo.test/80:password/bob:pw2\nkitesecret = s3\n",
+    );
+    let Parsed::Settings(text) = parse(&args(&["-o", &rc, "--settings", "-v"])).unwrap() else {
+        panic!()
+    };
+    assert!(!text.contains("hunter2") && !text.contains("pw2"), "{text}");
+    assert!(!text.lines().any(|l| l.ends_with("s3")), "{text}");
+    assert!(text.contains("service_on = http:foo.test:127.0.0.1:8000:********"));
+    assert!(text.contains(&rc), "the files read are listed: {text}");
+    assert!(text.lines().any(|l| l == "verbose"));
+    // Read back, the printed settings give the same configuration.
+    let again = dir.file("again.rc", &text);
+    let Parsed::Settings(text2) = parse(&args(&["-o", &again, "--settings"])).unwrap() else {
+        panic!()
+    };
+    let body = |t: &str| {
+        t.lines()
+            .filter(|l| !l.starts_with('#'))
+            .map(str::to_string)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(body(&text), body(&text2));
+}
+
+#[test]
+fn files_are_checked_even_for_flags_that_come_later() {
+    // Expansion is lazy about nothing: a bad directory fails at once.
+    let err = expand(&args(&["--optdir=/nonexistent/rkite.d"])).unwrap_err();
+    assert!(err.to_string().contains("cannot read /nonexistent/rkite.d"));
+    // `--` ends the flags; what follows is left alone.
+    let e = expand(&args(&["--", "-o", "x"])).unwrap();
+    assert_eq!(e.args, ["--", "-o", "x"]);
+}

@@ -1,0 +1,340 @@
+//! The flag table: every option rkite takes, its pagekite.py name, whether
+//! it takes a value and whether it repeats. The getopts parser, `--help`,
+//! option-file checking and `--settings` are all built from this one table,
+//! so they cannot disagree. Holds no state and does no I/O.
+
+use getopts::{HasArg, Occur, Options};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Kind {
+    /// A switch (`--isfrontend`); saying it twice is the same as once.
+    Switch,
+    /// One value (`--ports=LIST`); the last one given wins, as in pagekite.py.
+    Value(&'static str),
+    /// A value that may repeat (`--domain`); every one counts.
+    Multi(&'static str),
+}
+
+pub(super) struct Flag {
+    pub short: &'static str,
+    pub long: &'static str,
+    pub kind: Kind,
+    pub help: &'static str,
+}
+
+const fn switch(short: &'static str, long: &'static str, help: &'static str) -> Flag {
+    Flag {
+        short,
+        long,
+        kind: Kind::Switch,
+        help,
+    }
+}
+
+const fn value(
+    short: &'static str,
+    long: &'static str,
+    hint: &'static str,
+    help: &'static str,
+) -> Flag {
+    Flag {
+        short,
+        long,
+        kind: Kind::Value(hint),
+        help,
+    }
+}
+
+const fn multi(long: &'static str, hint: &'static str, help: &'static str) -> Flag {
+    Flag {
+        short: "",
+        long,
+        kind: Kind::Multi(hint),
+        help,
+    }
+}
+
+pub(super) const FLAGS: &[Flag] = &[
+    switch(
+        "f",
+        "isfrontend",
+        "Run as a frontend (relay) instead of a backend.",
+    ),
+    value(
+        "",
+        "host",
+        "IP",
+        "Frontend: address to listen on (default: all interfaces).",
+    ),
+    value(
+        "p",
+        "ports",
+        "LIST",
+        "Frontend: comma-separated public ports (default 80).",
+    ),
+    value(
+        "",
+        "protos",
+        "LIST",
+        "Frontend: protocols kites may use (default http,http2,http3,https,websocket,irc,raw,xmpp).",
+    ),
+    value(
+        "",
+        "rawports",
+        "LIST",
+        "Frontend: ports for raw kites; `virtual` allows any port via CONNECT.",
+    ),
+    multi(
+        "domain",
+        "PROTOS:DOMAIN:SECRET",
+        "Frontend: accept kites for DOMAIN (`*.x` or `unknown` allowed) signed with SECRET; PROTOS is a comma list or `*`. Repeatable.",
+    ),
+    multi(
+        "frontend",
+        "HOST:PORT",
+        "Backend: frontend to keep a tunnel to. Repeatable.",
+    ),
+    multi(
+        "service_on",
+        "PROTO:DOMAIN:HOST:PORT:SECRET",
+        "Backend: a kite; PROTO may be `http`, `http-8080` or `http/8080`, a comma list, or `ssh` (raw-22). Repeatable.",
+    ),
+    multi(
+        "backend",
+        "PROTO:DOMAIN:HOST:PORT:SECRET",
+        "Same as --service_on.",
+    ),
+    value(
+        "",
+        "kitesecret",
+        "SECRET",
+        "Backend: secret for --service_on kites given without one.",
+    ),
+    value(
+        "",
+        "keepalive",
+        "SECONDS",
+        "Seconds of tunnel silence before a PING (default 60, at least 5).",
+    ),
+    multi(
+        "tls_endpoint",
+        "NAME:PEM",
+        "Frontend: terminate TLS for NAME (`*.x` allowed) with the key and certificate chain in PEM. Repeatable.",
+    ),
+    value(
+        "",
+        "tls_default",
+        "NAME",
+        "Frontend: the --tls_endpoint for TLS clients that send no SNI.",
+    ),
+    multi(
+        "fe_certname",
+        "NAME",
+        "Backend: reach the frontend over TLS (CONNECT NAME:443, then TLS) and require its certificate to be valid for NAME. Repeatable.",
+    ),
+    value(
+        "",
+        "ca_certs",
+        "FILE",
+        "Backend: CA certificates (PEM) for --fe_certname (default: the system bundle).",
+    ),
+    switch(
+        "",
+        "fe_nocertcheck",
+        "Backend: TLS straight to the frontend without checking its certificate (insecure).",
+    ),
+    multi(
+        "client_acl",
+        "allow|deny:PATTERN",
+        "Frontend: allow or deny public clients by IP (a regex matching the whole address, CIDR, `any` or `localhost`); first match decides. Repeatable.",
+    ),
+    multi(
+        "tunnel_acl",
+        "allow|deny:PATTERN",
+        "Frontend: the same for backends' tunnels. Repeatable.",
+    ),
+    value(
+        "",
+        "max_conns_per_ip",
+        "N",
+        "Frontend: connections one client IP may hold at once (default 256; 0: no limit).",
+    ),
+    multi(
+        "be_config",
+        "DOMAIN/PORT:KEY:VALUE",
+        "Backend: a per-kite option, e.g. foo.example.com/80:password/bob:pw, .../ip/10.0.0.0/8:True, .../rewritehost:True. Repeatable.",
+    ),
+    switch(
+        "",
+        "insecure",
+        "Backend: do not block dangerous-looking HTTP paths (pagekite.py's security filter).",
+    ),
+    value(
+        "",
+        "connect",
+        "RELAY:PORT",
+        "Client: connect to a relay and open TARGET:PORT (a raw kite) with HTTP CONNECT, relaying stdin/stdout (for ssh's ProxyCommand); TLS with --fe_certname or --fe_nocertcheck.",
+    ),
+    value(
+        "",
+        "buffers",
+        "KIB",
+        "KiB all buffers may hold together; past it new connections are refused (default 8192 on a backend, 131072 on a frontend).",
+    ),
+    value(
+        "",
+        "max_conns",
+        "N",
+        "Connections at once: public ones and tunnels on a frontend, streams on a backend (default 16384 / 4096).",
+    ),
+    value(
+        "",
+        "stop_grace",
+        "SECONDS",
+        "Seconds running streams may take to finish after SIGTERM/SIGINT (default 5).",
+    ),
+    value(
+        "o",
+        "optfile",
+        "FILE",
+        "Read options from FILE: one per line without the leading --, `#` comments, `END` stops; read where it appears, so later flags override it. Re-read on SIGHUP. Repeatable.",
+    ),
+    value(
+        "O",
+        "optdir",
+        "DIR",
+        "Read every DIR/*.rc option file, in name order. Repeatable.",
+    ),
+    switch(
+        "",
+        "settings",
+        "Print the effective configuration as an option file (secrets masked) and exit.",
+    ),
+    value(
+        "L",
+        "logfile",
+        "FILE",
+        "Write the log to FILE instead of stderr (`stdio` = stderr).",
+    ),
+    switch(
+        "Z",
+        "daemonize",
+        "Fork into the background after start-up (default: stay in the foreground, for procd and systemd).",
+    ),
+    value(
+        "I",
+        "pidfile",
+        "FILE",
+        "Write the process id to FILE while running; removed at exit.",
+    ),
+    value(
+        "U",
+        "runas",
+        "USER[:GROUP]",
+        "Drop root privileges to USER (and GROUP) once the listening ports are bound.",
+    ),
+    value(
+        "",
+        "status_file",
+        "PATH",
+        "Keep a JSON status (tunnels, kites, streams, bytes, RTT, errors, uptime) in PATH, replaced atomically on change, at most every 2 s.",
+    ),
+    switch(
+        "v",
+        "verbose",
+        "More log output (-v: streams, -vv: chunks and bytes).",
+    ),
+    switch("q", "quiet", "Only warnings and errors."),
+    switch(
+        "",
+        "debugio",
+        "Log every chunk and byte count (trace level).",
+    ),
+    switch("", "help", "Show this help."),
+    switch("", "version", "Show the version."),
+];
+
+/// pagekite.py flags that mean nothing for rkite; accepted so existing
+/// command lines, scripts and option files keep working.
+pub(super) const IGNORED_SWITCHES: &[&str] = &[
+    "clean",
+    "nullui",
+    "basicui",
+    "remoteui",
+    "nozchunks",
+    "noloop",
+    "autosave",
+    "noautosave",
+    "save",
+    "nocrashreport",
+    "noprobes",
+    "watch",
+    "local",
+    "new",
+    "all",
+    "nodaemonize",
+];
+
+/// The flag named `name` (underscores, no dashes), ignored ones included.
+pub(super) fn lookup(name: &str) -> Option<Kind> {
+    if IGNORED_SWITCHES.contains(&name) {
+        return Some(Kind::Switch);
+    }
+    FLAGS.iter().find(|f| f.long == name).map(|f| f.kind)
+}
+
+/// The flag whose short letter is `letter`.
+pub(super) fn lookup_short(letter: &str) -> Option<&'static Flag> {
+    FLAGS
+        .iter()
+        .find(|f| !f.short.is_empty() && f.short == letter)
+}
+
+/// The getopts parser. Every flag may be given more than once: single
+/// values keep the last one (option files and the command line combine as
+/// in pagekite.py), and switches stay on.
+pub(super) fn options() -> Options {
+    let mut o = Options::new();
+    for f in FLAGS {
+        let (hint, has_arg) = match f.kind {
+            Kind::Switch => ("", HasArg::No),
+            Kind::Value(h) | Kind::Multi(h) => (h, HasArg::Yes),
+        };
+        o.opt(f.short, f.long, f.help, hint, has_arg, Occur::Multi);
+    }
+    for flag in IGNORED_SWITCHES {
+        o.optflagmulti("", flag, "");
+    }
+    o
+}
+
+pub(super) fn usage() -> String {
+    let brief = "Usage:\n  rkite --isfrontend --ports=PORTS --domain=PROTOS:DOMAIN:SECRET [...]\n  rkite --frontend=HOST:PORT --service_on=PROTO:DOMAIN:HOST:PORT:SECRET [...]\n  rkite --optfile=FILE [...]\n\nA PageKite-compatible tunneled reverse proxy. Flags use pagekite.py's names;\n`--flag=value` and `--flag value` both work, and dashes may replace underscores.";
+    let text = options().usage(brief);
+    // getopts lists the ignored flags with empty descriptions; say it once.
+    let kept: Vec<&str> = text
+        .lines()
+        .filter(|l| {
+            let ignored = IGNORED_SWITCHES
+                .iter()
+                .any(|f| l.trim() == format!("--{f}"));
+            let padding = !l.is_empty() && l.trim().is_empty();
+            !ignored && !padding
+        })
+        .collect();
+    let mut text = kept.join("\n");
+    text.push_str(&format!(
+        "\n\nAccepted for pagekite.py compatibility and ignored: {}.\n\n\
+         Signals: SIGTERM/SIGINT stop (running streams get --stop_grace), SIGHUP re-reads the\n\
+         command line and option files and applies the changes live, SIGUSR1 makes a backend\n\
+         reconnect its tunnels now, SIGUSR2 logs a stats line.\n\
+         Exit codes: 0 stopped cleanly, 1 bad command line or option file, 2 runtime failure.\n\
+         Logging: RUST_LOG overrides -v/-q (e.g. RUST_LOG=rkite=debug).\n",
+        IGNORED_SWITCHES
+            .iter()
+            .map(|f| format!("--{f}"))
+            .collect::<Vec<_>>()
+            .join(" ")
+    ));
+    text
+}
