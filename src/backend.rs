@@ -34,6 +34,10 @@ const BACKOFF_MAX: Duration = Duration::from_secs(60);
 
 pub const VERSION: &str = concat!("rkite-", env!("CARGO_PKG_VERSION"));
 
+#[path = "backend_control.rs"]
+mod control;
+pub use control::{frontend_name, reconnect_now, reload};
+
 pub struct State {
     slots: Vec<Slot>,
     tls: Option<BackendTls>,
@@ -103,6 +107,8 @@ struct Slot {
     /// Our salt, the same in both rounds (the challenge signs it).
     srand: String,
     lookups: u64,
+    /// Why the last attempt failed (for the status file).
+    last_error: Option<String>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -111,6 +117,24 @@ enum SlotState {
     Connected(Token),
     Waiting(Instant),
     Stopped,
+    /// Taken out of the configuration by a reload; the index may be reused.
+    Removed,
+}
+
+impl Slot {
+    fn new(host: &str, port: u16) -> Slot {
+        Slot {
+            host: host.to_string(),
+            port,
+            state: SlotState::Stopped,
+            failures: 0,
+            session: None,
+            challenges: HashMap::new(),
+            srand: random::hex(18),
+            lookups: 0,
+            last_error: None,
+        }
+    }
 }
 
 /// Backend bookkeeping of one tunnel.
@@ -126,6 +150,11 @@ impl TunnelInfo {
     pub fn has_kites(&self) -> bool {
         !self.live.is_empty()
     }
+
+    /// The kites live on this tunnel.
+    pub fn live(&self) -> &[String] {
+        &self.live
+    }
 }
 
 impl State {
@@ -139,16 +168,7 @@ impl State {
         let slots = config
             .frontends
             .iter()
-            .map(|(host, port)| Slot {
-                host: host.clone(),
-                port: *port,
-                state: SlotState::Stopped,
-                failures: 0,
-                session: None,
-                challenges: HashMap::new(),
-                srand: random::hex(18),
-                lookups: 0,
-            })
+            .map(|(host, port)| Slot::new(host, *port))
             .collect();
         Ok(State {
             slots,
@@ -207,7 +227,12 @@ pub(crate) fn uuid(eng: &mut Engine) -> String {
 
 /// Streams a backend may hold: every connection but its tunnels.
 pub(crate) fn streams_open(eng: &mut Engine) -> usize {
-    let tunnels = state(eng).map_or(0, |be| be.slots.len());
+    let tunnels = state(eng).map_or(0, |be| {
+        be.slots
+            .iter()
+            .filter(|s| matches!(s.state, SlotState::Connected(_)))
+            .count()
+    });
     eng.conns.len().saturating_sub(tunnels)
 }
 
@@ -355,18 +380,21 @@ fn retry_later(eng: &mut Engine, slot: usize, why: &str, retry: Retry) {
     };
     let at = now + delay;
     s.state = SlotState::Waiting(at);
+    s.last_error = Some(why.to_string());
     let line = format!(
         "frontend {}:{}: {why}; retrying in {:.1} s",
         s.host,
         s.port,
         delay.as_secs_f64()
     );
+    let noted = format!("frontend {}:{}: {why}", s.host, s.port);
     // A certificate problem won't fix itself: say it loudly.
     if why.starts_with("TLS") {
         error!("{line}");
     } else {
         warn!("{line}");
     }
+    eng.note_error(&noted);
     eng.timers.arm(at, TimerKey::Slot(slot));
 }
 
@@ -690,7 +718,14 @@ pub fn on_noop(
 
 /// A tunnel is gone: reconnect after back-off (at once for the reconnect
 /// flow's second round).
-pub fn tunnel_closed(eng: &mut Engine, info: TunnelInfo, summary: &str, why: &Why, was_live: bool) {
+pub fn tunnel_closed(
+    eng: &mut Engine,
+    token: Token,
+    info: TunnelInfo,
+    summary: &str,
+    why: &Why,
+    was_live: bool,
+) {
     if was_live {
         info!("{summary}");
     } else {
@@ -704,6 +739,10 @@ pub fn tunnel_closed(eng: &mut Engine, info: TunnelInfo, summary: &str, why: &Wh
     let Some(s) = be.slots.get_mut(info.slot) else {
         return;
     };
+    if s.state != SlotState::Connected(token) {
+        // A reload removed the frontend, or SIGUSR1 already redialed it.
+        return;
+    }
     if !s.challenges.is_empty() && !be.stopped {
         // The reconnect flow's second round: answer the challenges at once.
         s.state = SlotState::Waiting(now);

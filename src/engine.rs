@@ -77,6 +77,8 @@ pub enum TimerKey {
     StopGrace,
     /// Graceful stop: the last EOFs had their chance; exit.
     StopFinal,
+    /// Time to write the `--status_file`.
+    Status,
 }
 
 /// Everything that owns a socket.
@@ -174,6 +176,8 @@ pub struct Engine {
     /// Log throttles for refusals: connection limit, buffer budget, per-IP
     /// limit, access lists.
     pub refusals: [Throttle; 4],
+    /// `--status_file`.
+    pub status: Option<crate::status::Status>,
 }
 
 impl Engine {
@@ -197,12 +201,16 @@ impl Engine {
             conns: Conns::default(),
             timers: TimerQueue::default(),
             now,
-            config,
             role,
             queue: RunQueue::default(),
             signals,
             stopping: false,
             refusals: Default::default(),
+            status: config
+                .status_file
+                .as_deref()
+                .map(|path| crate::status::Status::new(path, now)),
+            config,
         })
     }
 
@@ -248,6 +256,7 @@ impl Engine {
 
     /// Opens the role's sockets: listeners on a frontend, tunnels on a backend.
     pub fn start(&mut self) -> Result<(), Fatal> {
+        self.status_changed();
         match self.role {
             Role::Frontend(_) => frontend::start(self),
             Role::Backend(_) => {
@@ -288,7 +297,23 @@ impl Engine {
             .register(&mut sock, token, Interest::READABLE | Interest::WRITABLE)?;
         let inserted = self.conns.insert_for(make(sock, token), ip);
         debug_assert_eq!(inserted, token);
+        self.status_changed();
         Ok(inserted)
+    }
+
+    /// Something the `--status_file` shows changed.
+    pub fn status_changed(&mut self) {
+        if self.status.is_some() {
+            crate::status::changed(self);
+        }
+    }
+
+    /// Remembers an error for the `--status_file`.
+    pub fn note_error(&mut self, text: &str) {
+        if let Some(status) = &mut self.status {
+            status.error(text);
+            self.status_changed();
+        }
     }
 
     /// Queues a connection to be driven in this wakeup.
@@ -326,6 +351,9 @@ impl Engine {
         let mut poll_failures = 0;
         loop {
             if self.stopping && self.conns.is_empty() {
+                if self.status.is_some() {
+                    crate::status::on_timer(self, false);
+                }
                 info!("stopped");
                 return Ok(());
             }
@@ -406,6 +434,7 @@ impl Engine {
                     }
                 }
                 TimerKey::StopGrace | TimerKey::StopFinal => {}
+                TimerKey::Status => crate::status::on_timer(self, true),
             }
         }
     }
@@ -460,6 +489,7 @@ impl Engine {
             Some(conn) => self.conns.put(token, conn),
             None => {
                 self.conns.remove(token);
+                self.status_changed();
             }
         }
     }
@@ -471,6 +501,7 @@ impl Engine {
             Some(Conn::Stream(s)) => relay::stream_gone(self, token, s),
             _ => {}
         }
+        self.status_changed();
     }
 
     fn on_signals(&mut self) {
@@ -478,6 +509,8 @@ impl Engine {
             match signal {
                 libc::SIGINT | libc::SIGTERM => self.begin_shutdown(signal),
                 libc::SIGUSR2 => self.log_stats(),
+                libc::SIGUSR1 => backend::reconnect_now(self),
+                libc::SIGHUP => crate::reload::reload(self),
                 other => info!("ignoring signal {other}"),
             }
         }

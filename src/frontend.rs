@@ -28,6 +28,10 @@ use crate::reply::Reply;
 use crate::tls::{Endpoint, Endpoints};
 use crate::transport::Transport;
 
+#[path = "frontend_control.rs"]
+mod control;
+pub use control::reload;
+
 /// A tunnel whose backend has to answer a challenge in band gets this long.
 const INBAND_TIMEOUT: Duration = Duration::from_secs(60);
 /// Accepts per listener per wakeup.
@@ -36,8 +40,8 @@ const ACCEPT_BURST: usize = 64;
 const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
 
 pub struct State {
-    /// Bound listeners waiting to be registered: socket, port, raw-only.
-    bound: Vec<(std::net::TcpListener, u16, bool)>,
+    /// Bound listeners waiting to be registered.
+    bound: Vec<Bound>,
     listeners: Vec<Token>,
     /// `proto[-port]:domain` → the tunnel serving it.
     kites: HashMap<String, Token>,
@@ -68,8 +72,21 @@ const RECENT_HOST: Duration = Duration::from_secs(120);
 /// Clients remembered for that at most.
 const RECENT_MAX: usize = 4096;
 
+/// A bound listening socket, before the reactor watches it.
+struct Bound {
+    sock: std::net::TcpListener,
+    /// The port as configured (0: any free port).
+    configured: u16,
+    /// The port as bound.
+    port: u16,
+    /// A dedicated raw port.
+    raw: bool,
+}
+
 pub struct Listener {
     sock: TcpListener,
+    /// The port as configured (0: any), for reloads to match.
+    configured: u16,
     port: u16,
     /// A dedicated `--rawports` port: connections go to a raw kite as they are.
     raw: bool,
@@ -87,35 +104,25 @@ impl TunnelInfo {
     pub fn has_kites(&self) -> bool {
         !self.kites.is_empty()
     }
+
+    /// The kites this tunnel serves.
+    pub fn kites(&self) -> &[String] {
+        &self.kites
+    }
 }
 
 impl State {
     pub fn new(config: &Config, _: &Registry) -> Result<State, Fatal> {
         let mut bound = Vec::new();
-        for &port in &config.ports {
-            let listener = bind(config.host, port)?;
-            let actual = listener.local_addr().map(|a| a.port()).unwrap_or(port);
-            bound.push((listener, actual, false));
+        for (port, raw) in wanted_ports(config) {
+            bound.push(bind_port(config.host, port, raw)?);
         }
-        let raw_ports: Vec<u16> = config
-            .raw_ports
-            .iter()
-            .filter_map(|p| p.parse().ok())
-            .collect();
-        for &port in &raw_ports {
-            if !config.ports.contains(&port) {
-                bound.push((bind(config.host, port)?, port, true));
-            }
-        }
+        let raw_ports = numeric_raw_ports(config);
         let raw_virtual = config.raw_ports.iter().any(|p| p == "virtual");
         Ok(State {
             info: FrontendInfo {
                 protos: config.protos.clone(),
-                ports: bound
-                    .iter()
-                    .filter(|(_, _, raw)| !raw)
-                    .map(|(_, p, _)| *p)
-                    .collect(),
+                ports: bound.iter().filter(|b| !b.raw).map(|b| b.port).collect(),
                 raw_ports: config.raw_ports.clone(),
             },
             bound,
@@ -223,6 +230,36 @@ impl State {
     }
 }
 
+/// The ports to listen on: (configured port, dedicated raw port).
+fn wanted_ports(config: &Config) -> Vec<(u16, bool)> {
+    let mut wanted: Vec<(u16, bool)> = config.ports.iter().map(|p| (*p, false)).collect();
+    for port in numeric_raw_ports(config) {
+        if !config.ports.contains(&port) {
+            wanted.push((port, true));
+        }
+    }
+    wanted
+}
+
+fn numeric_raw_ports(config: &Config) -> Vec<u16> {
+    config
+        .raw_ports
+        .iter()
+        .filter_map(|p| p.parse().ok())
+        .collect()
+}
+
+fn bind_port(host: Option<IpAddr>, port: u16, raw: bool) -> Result<Bound, Fatal> {
+    let sock = bind(host, port)?;
+    let actual = sock.local_addr().map(|a| a.port()).unwrap_or(port);
+    Ok(Bound {
+        sock,
+        configured: port,
+        port: actual,
+        raw,
+    })
+}
+
 /// Binds one public port: the given address, or every interface (IPv6 and
 /// IPv4 on one socket where the system allows, IPv4 only where it doesn't).
 fn bind(host: Option<IpAddr>, port: u16) -> Result<std::net::TcpListener, Fatal> {
@@ -255,14 +292,25 @@ pub fn start(eng: &mut Engine) -> Result<(), Fatal> {
         return Ok(());
     };
     let bound = std::mem::take(&mut fe.bound);
+    let tokens = watch(eng, bound)?;
+    if let Role::Frontend(fe) = &mut eng.role {
+        fe.listeners = tokens;
+    }
+    Ok(())
+}
+
+/// Hands bound listeners to the reactor.
+fn watch(eng: &mut Engine, bound: Vec<Bound>) -> Result<Vec<Token>, Fatal> {
     let mut tokens = Vec::new();
-    for (std_listener, port, raw) in bound {
-        let addr = std_listener.local_addr().ok();
-        let sock = TcpListener::from_std(std_listener);
+    for b in bound {
+        let addr = b.sock.local_addr().ok();
+        let (configured, port, raw) = (b.configured, b.port, b.raw);
+        let sock = TcpListener::from_std(b.sock);
         let token = eng
             .add(sock, |sock, _| {
                 Conn::Listener(Listener {
                     sock,
+                    configured,
                     port,
                     raw,
                     ready: Ready::default(),
@@ -274,10 +322,7 @@ pub fn start(eng: &mut Engine) -> Result<(), Fatal> {
         }
         tokens.push(token);
     }
-    if let Role::Frontend(fe) = &mut eng.role {
-        fe.listeners = tokens;
-    }
-    Ok(())
+    Ok(tokens)
 }
 
 pub fn drive_listener(eng: &mut Engine, token: Token, mut l: Listener) -> Option<Conn> {

@@ -69,6 +69,8 @@ pub enum Why {
     Replaced,
     /// The security filter stopped a request on this stream.
     Blocked,
+    /// The operator's doing: a reload removed it, SIGUSR1 found it stale.
+    Operator(&'static str),
 }
 
 impl fmt::Display for Why {
@@ -84,6 +86,7 @@ impl fmt::Display for Why {
             Why::NoAnswer => f.write_str("no answer to PING: peer is gone"),
             Why::Replaced => f.write_str("replaced by a new tunnel"),
             Why::Blocked => f.write_str("request blocked by the security filter"),
+            Why::Operator(what) => f.write_str(what),
         }
     }
 }
@@ -137,6 +140,8 @@ pub struct TunnelCore {
     pub side: Side,
     pub bytes_in: u64,
     pub bytes_out: u64,
+    /// When the tunnel went live (for the status file's uptime).
+    pub live_since: Option<Instant>,
 }
 
 impl TunnelCore {
@@ -173,6 +178,7 @@ impl Tunnel {
                 side,
                 bytes_in: 0,
                 bytes_out: 0,
+                live_since: None,
             },
         }
     }
@@ -574,6 +580,9 @@ fn handle_frame(
             }
         }
     }
+    if f.pong.is_some() {
+        core.keepalive.on_pong(eng.now);
+    }
     if f.noop || f.pong.is_some() || f.zrst {
         return match &core.side {
             Side::Frontend(_) => frontend::on_noop(eng, token, core, f),
@@ -709,9 +718,17 @@ pub fn start_keepalive(
     deadlines: &mut Deadlines,
 ) {
     t.keepalive = Keepalive::new(eng.config.keepalive, eng.now);
+    t.live_since = Some(eng.now);
     if let Check::Idle(at) = t.keepalive.check(eng.now) {
         eng.arm_taken(token, deadlines, TimerKind::Keepalive, at);
     }
+    if let Side::Backend(_) = t.side {
+        // One PING up front, so the round trip is known (status file)
+        // before the first quiet spell.
+        frame::encode_ping(&mut t.out, unix_ping_token().as_bytes());
+        t.keepalive.ping_sent(eng.now);
+    }
+    eng.status_changed();
 }
 
 /// pagekite.py's PING value: unix time with four decimals.
@@ -740,9 +757,15 @@ pub fn tunnel_gone(eng: &mut Engine, token: Token, t: Box<Tunnel>, why: &Why) {
         t.core.bytes_in,
         t.core.bytes_out
     );
+    if let Some(status) = &mut eng.status {
+        status.tunnel_closed(t.core.bytes_in, t.core.bytes_out);
+    }
+    if live && !matches!(why, Why::Stopping | Why::Operator(_)) {
+        eng.note_error(&format!("tunnel to {} closed: {why}", t.core.peer));
+    }
     match t.core.side {
         Side::Frontend(info) => frontend::tunnel_closed(eng, token, info, &summary),
-        Side::Backend(info) => backend::tunnel_closed(eng, info, &summary, why, live),
+        Side::Backend(info) => backend::tunnel_closed(eng, token, info, &summary, why, live),
     }
 }
 

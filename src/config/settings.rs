@@ -64,16 +64,16 @@ pub(super) fn mask(flag: &str, value: &str) -> String {
         ("kitesecret", _) => return MASK.to_string(),
         ("domain", 3) => Some(2),
         ("service_on" | "backend", 5) => Some(4),
-        ("be_config", n) if n >= 3 && fields[1].starts_with("password/") => Some(n - 1),
+        // DOMAIN/PORT:password/USER:PASSWORD, and the password may hold `:`.
+        ("be_config", n) if n >= 3 && fields[1].starts_with("password/") => Some(2),
         _ => None,
     };
     match secret_field {
-        Some(i) => fields
-            .iter()
-            .enumerate()
-            .map(|(j, f)| if i == j { MASK } else { f })
-            .collect::<Vec<_>>()
-            .join(":"),
+        Some(i) => {
+            let mut kept: Vec<&str> = fields.iter().take(i).copied().collect();
+            kept.push(MASK);
+            kept.join(":")
+        }
         None => value.to_string(),
     }
 }
@@ -99,6 +99,10 @@ mod tests {
         assert_eq!(mask("kitesecret", "pw"), MASK);
         assert_eq!(
             mask("be_config", "foo.test/80:password/bob:hunter2"),
+            "foo.test/80:password/bob:********"
+        );
+        assert_eq!(
+            mask("be_config", "foo.test/80:password/bob:pa:ss=word"),
             "foo.test/80:password/bob:********"
         );
         assert_eq!(

@@ -67,6 +67,21 @@ pub fn judge(policy: &Policy<'_>, line: &KiteLine, unix_time: u64, tok8: &str) -
     let Some(id) = KiteId::parse(&line.proto) else {
         return Verdict::Reject(Reason::Proto);
     };
+    if let Err(reason) = served(policy, &id) {
+        return Verdict::Reject(reason);
+    }
+    if !check_challenge(policy.fe_secret, &line.what(), &line.token, unix_time) {
+        return Verdict::Reject(Reason::Unauthorized);
+    }
+    match secret_for(policy, &id, &line.domain) {
+        Some(secret) if verify(secret, &line.payload(), &line.sign) => Verdict::Accept,
+        Some(_) => Verdict::Reject(Reason::Signature),
+        None => Verdict::Reject(Reason::Unauthorized),
+    }
+}
+
+/// Whether the frontend serves a kite's protocol and port at all.
+fn served(policy: &Policy<'_>, id: &KiteId) -> Result<(), Reason> {
     if let Some(port) = id.port {
         let served = if id.base == "raw" {
             policy.raw_virtual || policy.raw_ports.contains(&port)
@@ -74,22 +89,36 @@ pub fn judge(policy: &Policy<'_>, line: &KiteLine, unix_time: u64, tok8: &str) -
             policy.ports.contains(&port)
         };
         if !served {
-            return Verdict::Reject(Reason::Port);
+            return Err(Reason::Port);
         }
     }
     if !policy.protos.contains(&id.base) {
-        return Verdict::Reject(Reason::Proto);
+        return Err(Reason::Proto);
     }
-    if !check_challenge(policy.fe_secret, &line.what(), &line.token, unix_time) {
-        return Verdict::Reject(Reason::Unauthorized);
-    }
-    let secret = secret_candidates(&id, &line.domain)
+    Ok(())
+}
+
+/// The secret a kite is checked against: its own name's, else the nearest
+/// wildcard's.
+fn secret_for<'a>(policy: &Policy<'a>, id: &KiteId, domain: &str) -> Option<&'a String> {
+    secret_candidates(id, domain)
         .iter()
-        .find_map(|k| policy.secrets.get(k));
-    match secret {
-        Some(secret) if verify(secret, &line.payload(), &line.sign) => Verdict::Accept,
-        Some(_) => Verdict::Reject(Reason::Signature),
-        None => Verdict::Reject(Reason::Unauthorized),
+        .find_map(|k| policy.secrets.get(k))
+}
+
+/// After a configuration change: whether a kite accepted under `old` would
+/// still be accepted under `new` with the same signature (served, and
+/// checked against the same secret).
+pub fn still_accepted(old: &Policy<'_>, new: &Policy<'_>, proto: &str, domain: &str) -> bool {
+    let Some(id) = KiteId::parse(proto) else {
+        return false;
+    };
+    if served(new, &id).is_err() {
+        return false;
+    }
+    match (secret_for(old, &id, domain), secret_for(new, &id, domain)) {
+        (Some(a), Some(b)) => a == b,
+        _ => false,
     }
 }
 
@@ -223,5 +252,53 @@ mod tests {
             two_rounds(&policy, "raw-2222", "ssh.test", "pw3"),
             Verdict::Accept
         );
+    }
+
+    #[test]
+    fn a_reload_keeps_kites_whose_secret_and_service_stay() {
+        let (secrets, protos) = fixture();
+        let old = Policy {
+            secrets: &secrets,
+            protos: &protos,
+            ports: &[9080, 9082],
+            raw_ports: &[],
+            raw_virtual: true,
+            fe_secret: "fe-key",
+        };
+        let mut changed = secrets.clone();
+        changed.insert("http:other.test".to_string(), "new-pw".to_string());
+        changed.remove("raw:ssh.test");
+        let http_only = ["http".to_string()];
+        let new = Policy {
+            secrets: &changed,
+            protos: &protos,
+            ports: &[9080],
+            ..old
+        };
+        assert!(still_accepted(&old, &new, "http", "foo.example.test"));
+        assert!(
+            !still_accepted(&old, &new, "http", "other.test"),
+            "new secret"
+        );
+        assert!(
+            !still_accepted(&old, &new, "raw-22", "ssh.test"),
+            "domain gone"
+        );
+        assert!(
+            !still_accepted(&old, &new, "http-9082", "foo.example.test"),
+            "port gone"
+        );
+        let narrower = Policy {
+            protos: &http_only,
+            ..new
+        };
+        assert!(!still_accepted(
+            &old,
+            &narrower,
+            "websocket",
+            "a.example.test"
+        ));
+        assert!(still_accepted(&old, &narrower, "http", "a.example.test"));
+        assert!(!still_accepted(&old, &old, "bogus!", "a.example.test"));
     }
 }

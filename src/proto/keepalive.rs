@@ -17,6 +17,10 @@ pub struct Keepalive {
     ping_sent: Option<Instant>,
     /// A duplicate kite suggests the peer is gone: answer quickly or be.
     suspected: bool,
+    /// When our latest PING went out (kept until its PONG, for the RTT).
+    last_ping: Option<Instant>,
+    /// Round trip of the latest PING answered with a PONG.
+    rtt: Option<Duration>,
 }
 
 /// How long a suspected peer has to answer a PING.
@@ -39,7 +43,27 @@ impl Keepalive {
             last_rx: now,
             ping_sent: None,
             suspected: false,
+            last_ping: None,
+            rtt: None,
         }
+    }
+
+    /// Notes a PING sent outside the keepalive schedule (to measure the
+    /// round trip at once).
+    pub fn ping_sent(&mut self, now: Instant) {
+        self.last_ping = Some(now);
+    }
+
+    /// A PONG arrived: the round trip of our latest PING.
+    pub fn on_pong(&mut self, now: Instant) {
+        if let Some(sent) = self.last_ping.take() {
+            self.rtt = Some(now.saturating_duration_since(sent));
+        }
+    }
+
+    /// The latest measured round trip, if any PING was answered yet.
+    pub fn rtt(&self) -> Option<Duration> {
+        self.rtt
     }
 
     /// How long a PING may go unanswered: half an interval, 5 s at least
@@ -78,6 +102,7 @@ impl Keepalive {
         let due = self.last_rx + self.interval;
         if now >= due {
             self.ping_sent = Some(now);
+            self.last_ping = Some(now);
             Check::Ping(now + self.grace())
         } else {
             Check::Idle(due)
@@ -104,6 +129,27 @@ mod tests {
         assert!(matches!(k.check(t0 + s(21)), Check::Ping(_)));
         k.on_receive(t0 + s(22));
         assert_eq!(k.check(t0 + s(30)), Check::Idle(t0 + s(42)));
+    }
+
+    #[test]
+    fn a_pong_measures_the_round_trip_even_after_other_traffic() {
+        let t0 = Instant::now();
+        let ms = Duration::from_millis;
+        let mut k = Keepalive::new(Duration::from_secs(20), t0);
+        assert_eq!(k.rtt(), None);
+        k.ping_sent(t0);
+        k.on_receive(t0 + ms(3));
+        k.on_pong(t0 + ms(7));
+        assert_eq!(k.rtt(), Some(ms(7)));
+        // A second PONG with no PING outstanding changes nothing.
+        k.on_pong(t0 + ms(50));
+        assert_eq!(k.rtt(), Some(ms(7)));
+        assert!(matches!(
+            k.check(t0 + Duration::from_secs(21)),
+            Check::Ping(_)
+        ));
+        k.on_pong(t0 + Duration::from_secs(21) + ms(2));
+        assert_eq!(k.rtt(), Some(ms(2)));
     }
 
     #[test]

@@ -2,7 +2,9 @@
 //! its backend against an rkite frontend (in-band AddKites by default, the
 //! reconnect flow with --nozchunks), and an rkite backend against its
 //! frontend. Each checks status and body through curl, a 16 MiB download
-//! and an unknown name. Under CI=true a missing pagekite fails the run.
+//! and an unknown name; a SIGHUP'd rkite backend adds a kite in band to a
+//! pagekite.py frontend's live tunnel. Under CI=true a missing pagekite
+//! fails the run.
 
 use crate::fixture::{T, backend, frontend, get, kite, live};
 use crate::origin::{INDEX_BODY, Origin, check_pattern_file};
@@ -108,4 +110,50 @@ fn rkite_backend_against_pagekite_frontend() {
         "{}",
         down.body_str()
     );
+}
+
+#[test]
+fn rkite_backend_adds_a_kite_in_band_on_sighup_against_pagekite_frontend() {
+    if !util::require_peer(PAGEKITE) {
+        return;
+    }
+    let origin = Origin::start();
+    let port = free_port();
+    let fe = peers::pagekite_frontend(
+        port,
+        &["--protos=http", "--domain=http:*.example.test:s3cret"],
+    );
+    peers::wait_frontend_ready(&fe, port);
+    let dir = util::temp_dir("interop-hup");
+    let rc = dir.join("be.rc");
+    let line = |name: &str| {
+        format!(
+            "service_on = {}\n",
+            kite("http", name, origin.port(), "s3cret")
+        )
+    };
+    std::fs::write(
+        &rc,
+        format!("frontend = 127.0.0.1:{port}\n{}", line("one.example.test")),
+    )
+    .expect("write rc");
+    let be = crate::util::rkite(&["-o", &rc.display().to_string()]);
+    live(&be, "http:one.example.test");
+    std::fs::write(
+        &rc,
+        format!(
+            "frontend = 127.0.0.1:{port}\n{}{}",
+            line("one.example.test"),
+            line("two.example.test")
+        ),
+    )
+    .expect("write rc");
+    be.signal(libc::SIGHUP);
+    live(&be, "http:two.example.test");
+    fe.wait_for(&peers::fe_kite_live("http", "two.example.test"), T);
+    let page = get(port, "two.example.test", "/");
+    assert_eq!((page.status, page.body_str().as_str()), (200, INDEX_BODY));
+    let page = get(port, "one.example.test", "/");
+    assert_eq!((page.status, page.body_str().as_str()), (200, INDEX_BODY));
+    assert_eq!(be.count("connecting to frontend"), 1, "{:?}", be.lines());
 }

@@ -15,6 +15,7 @@ mod flow;
 mod harness_selftest;
 mod interop;
 mod meter;
+mod ops;
 mod origin;
 mod peers;
 mod raw;

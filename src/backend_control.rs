@@ -1,0 +1,315 @@
+//! The operator's handles on a running backend: SIGUSR1's "reconnect now",
+//! SIGHUP's live reload of frontends and kites, and the backend's part of
+//! the status file. A child of `backend`, so it works on the slot table
+//! directly; it changes only what the new configuration changes, so
+//! tunnels and streams it does not touch keep running.
+
+use super::*;
+use crate::status::json_str;
+
+/// `host:port` of the frontend a tunnel belongs to.
+pub fn frontend_name(role: &Role, info: &TunnelInfo) -> Option<String> {
+    match role {
+        Role::Backend(be) => be
+            .slots
+            .get(info.slot)
+            .map(|s| format!("{}:{}", s.host, s.port)),
+        Role::Frontend(_) => None,
+    }
+}
+
+impl State {
+    /// Every configured kite as `proto:domain` with its local server.
+    pub(crate) fn kite_names(&self) -> Vec<(String, String)> {
+        self.kites
+            .iter()
+            .map(|k| (kite::key(&k.id.name(), &k.domain), k.local.to_string()))
+            .collect()
+    }
+
+    /// One JSON object per configured frontend.
+    pub(crate) fn slot_status(&self, now: Instant) -> Vec<String> {
+        self.slots
+            .iter()
+            .filter(|s| s.state != SlotState::Removed)
+            .map(|s| {
+                let (state, retry) = match s.state {
+                    SlotState::Resolving => ("resolving", None),
+                    SlotState::Connected(_) => ("connected", None),
+                    SlotState::Waiting(at) => ("waiting", Some(at.saturating_duration_since(now))),
+                    SlotState::Stopped | SlotState::Removed => ("stopped", None),
+                };
+                format!(
+                    "{{\"frontend\": {}, \"state\": \"{state}\", \"failures\": {}, \"retry_in_s\": {}, \"last_error\": {}}}",
+                    json_str(&format!("{}:{}", s.host, s.port)),
+                    s.failures,
+                    retry.map_or("null".to_string(), |d| format!("{:.1}", d.as_secs_f64())),
+                    s.last_error.as_deref().map_or("null".to_string(), json_str),
+                )
+            })
+            .collect()
+    }
+}
+
+/// SIGUSR1 (OpenWrt's hotplug on `ifup wan`): frontends waiting out a
+/// back-off are dialed at once; a tunnel whose local address has gone is
+/// replaced at once; every other live tunnel is PINGed now and replaced if
+/// it does not answer within a few seconds. Healthy tunnels, and their
+/// streams, are kept.
+pub fn reconnect_now(eng: &mut Engine) {
+    if eng.stopping {
+        return;
+    }
+    let Some(be) = state(eng) else {
+        info!("SIGUSR1: nothing to reconnect on a frontend");
+        return;
+    };
+    info!("SIGUSR1: redialing waiting frontends and checking live tunnels now");
+    let states: Vec<SlotState> = be.slots.iter().map(|s| s.state).collect();
+    for (slot, slot_state) in states.into_iter().enumerate() {
+        match slot_state {
+            SlotState::Waiting(_) => {
+                if let Some(s) = state(eng).and_then(|be| be.slots.get_mut(slot)) {
+                    s.failures = 0;
+                }
+                dial(eng, slot);
+            }
+            SlotState::Connected(token) => check_tunnel(eng, slot, token),
+            SlotState::Resolving | SlotState::Stopped | SlotState::Removed => {}
+        }
+    }
+}
+
+fn check_tunnel(eng: &mut Engine, slot: usize, token: Token) {
+    let now = eng.now;
+    let Some(Conn::Tunnel(t)) = eng.conns.get_mut(token) else {
+        return;
+    };
+    if t.core.phase != Phase::Live {
+        return;
+    }
+    let local = t.transport.sock.local_addr().ok();
+    let gone = local.is_some_and(|a| address_gone(a.ip()));
+    if !gone {
+        t.core.keepalive.suspect(now);
+        eng.arm(token, TimerKind::Keepalive, now);
+        return;
+    }
+    info!(
+        "[t{}] the tunnel's local address {} is gone: reconnecting",
+        tag(token),
+        local.map(|a| a.ip().to_string()).unwrap_or_default()
+    );
+    if let Some(s) = state(eng).and_then(|be| be.slots.get_mut(slot)) {
+        s.state = SlotState::Stopped;
+        s.failures = 0;
+    }
+    eng.discard(token, &Why::Operator("local address gone"));
+    dial(eng, slot);
+}
+
+/// Whether `ip` is no longer an address of this host (a new WAN lease).
+fn address_gone(ip: IpAddr) -> bool {
+    matches!(
+        std::net::TcpListener::bind(SocketAddr::new(ip, 0)),
+        Err(e) if e.kind() == std::io::ErrorKind::AddrNotAvailable
+    )
+}
+
+/// SIGHUP on a backend: new and removed frontends are dialed and closed,
+/// kites added to live tunnels in band (AddKites), removed kites refused
+/// from now on, changed local servers and options used by new streams.
+/// Fails, changing nothing, when the new TLS settings cannot be loaded.
+pub fn reload(eng: &mut Engine, new: &Config) -> Result<(), String> {
+    let tls = BackendTls::new(new).map_err(|e| e.to_string())?;
+    let options = crate::config::kite_options(new).map_err(|e| e.to_string())?;
+    let Some(be) = state(eng) else {
+        return Ok(());
+    };
+    let key = |k: &ServiceKite| kite::key(&k.id.name(), &k.domain);
+    let old: HashMap<String, (ServiceKite, KiteOptions)> = be
+        .kites
+        .iter()
+        .cloned()
+        .zip(be.options.iter().cloned())
+        .map(|(k, o)| (key(&k), (k, o)))
+        .collect();
+    let mut added = Vec::new();
+    for (i, k) in new.kites.iter().enumerate() {
+        let name = key(k);
+        match old.get(&name) {
+            None => {
+                info!("kite {name} added ({})", k.local);
+                added.push(name);
+            }
+            Some((was, was_options)) => {
+                if was.local != k.local {
+                    info!(
+                        "kite {name}: new streams go to {} (was {})",
+                        k.local, was.local
+                    );
+                }
+                if options.get(i) != Some(was_options) {
+                    info!("kite {name}: new options apply to new streams");
+                }
+                if was.secret != k.secret {
+                    info!("kite {name}: the new secret is used from the next connection");
+                }
+            }
+        }
+    }
+    let removed: Vec<String> = old
+        .keys()
+        .filter(|n| !new.kites.iter().any(|k| key(k) == **n))
+        .cloned()
+        .collect();
+    for name in &removed {
+        info!("kite {name} removed: its visitors get the 503 page until the tunnel reconnects");
+    }
+    be.services = new
+        .kites
+        .iter()
+        .enumerate()
+        .map(|(i, k)| (key(k), i))
+        .collect();
+    be.kites = new.kites.clone();
+    be.options = options;
+    be.tls = tls;
+
+    reload_frontends(eng, &new.frontends);
+
+    let live: Vec<(usize, Token)> = state(eng)
+        .map(|be| {
+            be.slots
+                .iter()
+                .enumerate()
+                .filter_map(|(i, s)| match s.state {
+                    SlotState::Connected(t) => Some((i, t)),
+                    _ => None,
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    for (slot, token) in live {
+        update_tunnel_kites(eng, slot, token, &added, &removed);
+    }
+    Ok(())
+}
+
+/// Closes tunnels to frontends no longer configured and dials new ones.
+fn reload_frontends(eng: &mut Engine, wanted: &[(String, u16)]) {
+    let Some(be) = state(eng) else { return };
+    let mut closing = Vec::new();
+    for s in be.slots.iter_mut() {
+        let keep = wanted.iter().any(|(h, p)| *h == s.host && *p == s.port);
+        if keep || s.state == SlotState::Removed {
+            continue;
+        }
+        info!(
+            "frontend {}:{} removed from the configuration",
+            s.host, s.port
+        );
+        if let SlotState::Connected(token) = s.state {
+            closing.push(token);
+        }
+        s.state = SlotState::Removed;
+    }
+    let mut dialing = Vec::new();
+    for (host, port) in wanted {
+        let present = be
+            .slots
+            .iter()
+            .any(|s| s.state != SlotState::Removed && s.host == *host && s.port == *port);
+        if present {
+            continue;
+        }
+        info!("frontend {host}:{port} added to the configuration");
+        let fresh = Slot::new(host, *port);
+        match be.slots.iter().position(|s| s.state == SlotState::Removed) {
+            Some(i) => {
+                // Reuse a tombstone: its tunnel, if any, is closed below and
+                // is not the slot's Connected tunnel any more.
+                if let Some(s) = be.slots.get_mut(i) {
+                    *s = fresh;
+                }
+                dialing.push(i);
+            }
+            _ => {
+                be.slots.push(fresh);
+                dialing.push(be.slots.len() - 1);
+            }
+        }
+    }
+    for token in closing {
+        eng.discard(
+            token,
+            &Why::Operator("frontend removed from the configuration"),
+        );
+    }
+    for slot in dialing {
+        dial(eng, slot);
+    }
+}
+
+/// Brings a live tunnel's kites in line with the configuration.
+fn update_tunnel_kites(
+    eng: &mut Engine,
+    slot: usize,
+    token: Token,
+    added: &[String],
+    removed: &[String],
+) {
+    let Some(Conn::Tunnel(t)) = eng.conns.get_mut(token) else {
+        return;
+    };
+    if t.core.phase != Phase::Live {
+        return;
+    }
+    let Side::Backend(info) = &mut t.core.side else {
+        return;
+    };
+    info.live.retain(|k| !removed.contains(k));
+    if added.is_empty() {
+        return;
+    }
+    if !info.addkites {
+        info!(
+            "[t{}] the frontend cannot add kites in band: reconnecting",
+            tag(token)
+        );
+        if let Some(s) = state(eng).and_then(|be| be.slots.get_mut(slot)) {
+            s.state = SlotState::Stopped;
+        }
+        eng.discard(token, &Why::Operator("reconnecting to add kites"));
+        dial(eng, slot);
+        return;
+    }
+    let Some(be) = (match &eng.role {
+        Role::Backend(be) => Some(be),
+        Role::Frontend(_) => None,
+    }) else {
+        return;
+    };
+    let Some(s) = be.slots.get(slot) else {
+        return;
+    };
+    let new_kites: Vec<ServiceKite> = be
+        .kites
+        .iter()
+        .filter(|k| added.contains(&kite::key(&k.id.name(), &k.domain)))
+        .cloned()
+        .collect();
+    let lines = signed_lines(&new_kites, &s.srand, &HashMap::new());
+    let lines = handshake::inband_request_lines(VERSION, &lines);
+    let lines: Vec<&[u8]> = lines.iter().map(|l| l.as_bytes()).collect();
+    let Some(Conn::Tunnel(t)) = eng.conns.get_mut(token) else {
+        return;
+    };
+    frame::encode(&mut t.core.out, &lines, b"\r\n!");
+    debug!(
+        "[t{}] asked for {} new kite(s) in band",
+        tag(token),
+        new_kites.len()
+    );
+    eng.mark_dirty(token);
+}

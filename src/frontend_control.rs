@@ -1,0 +1,147 @@
+//! SIGHUP on a frontend: the new configuration's ports, domains and
+//! secrets, protocols, TLS endpoints and access lists, applied without
+//! dropping what they do not touch. Listeners for ports that stay are kept
+//! (so are every open connection and tunnel); a kite is dropped only if the
+//! new configuration would no longer accept it with the same secret, and a
+//! tunnel only when none of its kites is left or `--tunnel_acl` now denies
+//! it. Everything that can fail (reading PEM files, binding new ports) is
+//! done before anything changes, so a failed reload changes nothing.
+
+use super::*;
+
+pub fn reload(eng: &mut Engine, new: &Config) -> Result<(), String> {
+    let endpoints = Endpoints::load(&new.tls_endpoints, new.tls_default.as_deref())
+        .map_err(|e| e.to_string())?;
+    let client_acl = Acl::parse(&new.client_acl).map_err(|e| format!("--client_acl: {e}"))?;
+    let tunnel_acl = Acl::parse(&new.tunnel_acl).map_err(|e| format!("--tunnel_acl: {e}"))?;
+
+    // Listeners, matched by configured port; only the new ones are bound.
+    let Role::Frontend(fe) = &eng.role else {
+        return Ok(());
+    };
+    let mut current = Vec::new();
+    for &token in &fe.listeners {
+        if let Some(Conn::Listener(l)) = eng.conns.get_mut(token) {
+            current.push((token, l.configured, l.port));
+        }
+    }
+    let mut kept: Vec<(Token, bool)> = Vec::new();
+    let mut fresh = Vec::new();
+    for (port, raw) in wanted_ports(new) {
+        let reuse = current
+            .iter()
+            .find(|(t, c, _)| *c == port && !kept.iter().any(|(k, _)| k == t));
+        match reuse {
+            Some((token, _, _)) => kept.push((*token, raw)),
+            None => fresh.push(bind_port(eng.config.host, port, raw).map_err(|e| e.to_string())?),
+        }
+    }
+
+    // From here on nothing fails.
+    for (token, _, port) in &current {
+        if !kept.iter().any(|(k, _)| k == token) {
+            info!("no longer listening on port {port}");
+            eng.conns.remove(*token);
+        }
+    }
+    let mut listeners: Vec<Token> = Vec::new();
+    let mut ports: Vec<u16> = Vec::new();
+    for (token, raw) in kept {
+        if let Some(Conn::Listener(l)) = eng.conns.get_mut(token) {
+            l.raw = raw;
+            if !raw {
+                ports.push(l.port);
+            }
+        }
+        listeners.push(token);
+    }
+    ports.extend(fresh.iter().filter(|b| !b.raw).map(|b| b.port));
+    let added = watch(eng, fresh).map_err(|e| e.to_string())?;
+    listeners.extend(added);
+
+    let raw_ports = numeric_raw_ports(new);
+    let raw_virtual = new.raw_ports.iter().any(|p| p == "virtual");
+    let Role::Frontend(fe) = &mut eng.role else {
+        return Ok(());
+    };
+    fe.listeners = listeners;
+
+    // Kites the new configuration would not accept with the same secret.
+    let revoked: Vec<(String, Token)> = {
+        let old_policy = Policy {
+            secrets: &fe.secrets,
+            protos: &eng.config.protos,
+            ports: &fe.info.ports,
+            raw_ports: &fe.raw_ports,
+            raw_virtual: fe.raw_virtual,
+            fe_secret: &fe.challenge_key,
+        };
+        let new_policy = Policy {
+            secrets: &new.domain_secrets,
+            protos: &new.protos,
+            ports: &ports,
+            raw_ports: &raw_ports,
+            raw_virtual,
+            fe_secret: &fe.challenge_key,
+        };
+        fe.kites
+            .iter()
+            .filter(|(name, _)| {
+                let (proto, domain) = name.split_once(':').unwrap_or((name.as_str(), ""));
+                !auth::still_accepted(&old_policy, &new_policy, proto, domain)
+            })
+            .map(|(name, token)| (name.clone(), *token))
+            .collect()
+    };
+    if fe.secrets != new.domain_secrets {
+        info!(
+            "domains: {} secret entries (were {})",
+            new.domain_secrets.len(),
+            fe.secrets.len()
+        );
+    }
+    fe.secrets = new.domain_secrets.clone();
+    fe.info = FrontendInfo {
+        protos: new.protos.clone(),
+        ports,
+        raw_ports: new.raw_ports.clone(),
+    };
+    fe.raw_ports = raw_ports;
+    fe.raw_virtual = raw_virtual;
+    fe.endpoints = endpoints;
+    fe.client_acl = client_acl;
+    fe.tunnel_acl = tunnel_acl;
+    for (name, _) in &revoked {
+        fe.kites.remove(name);
+    }
+
+    for (name, token) in revoked {
+        relay::log_kite(&name, "is down (the configuration no longer allows it)");
+        let Some(Conn::Tunnel(t)) = eng.conns.get_mut(token) else {
+            continue;
+        };
+        let Side::Frontend(info) = &mut t.core.side else {
+            continue;
+        };
+        info.kites.retain(|k| *k != name);
+        if info.kites.is_empty() {
+            eng.discard(
+                token,
+                &Why::Operator("none of its kites is configured any more"),
+            );
+        }
+    }
+
+    // Tunnels from addresses the new --tunnel_acl denies.
+    for token in eng.conns.tokens() {
+        let denied = match (&eng.role, eng.conns.get_mut(token)) {
+            (Role::Frontend(fe), Some(Conn::Tunnel(t))) => !fe.tunnel_acl.allows(t.core.peer.ip()),
+            _ => false,
+        };
+        if denied {
+            warn!("[t{}] closing a tunnel --tunnel_acl now denies", tag(token));
+            eng.discard(token, &Why::Operator("denied by --tunnel_acl"));
+        }
+    }
+    Ok(())
+}
