@@ -1,8 +1,11 @@
 //! Log set-up: env_logger writing one line per event to stderr (or a file),
 //! `RUST_LOG` taking precedence over -v/-q/--debugio. Lines carry a UTC
 //! timestamp and the level; the connection context is part of each message.
+//! A `--logfile` is opened again on SIGHUP, so logrotate can move it away.
 
+use std::fs::{File, OpenOptions};
 use std::io::Write;
+use std::sync::Mutex;
 
 use env_logger::{Builder, Target};
 use log::LevelFilter;
@@ -25,12 +28,11 @@ pub fn init(config: &Config) -> Result<(), String> {
         builder.parse_filters(&spec);
     }
     if let Some(path) = &config.logfile {
-        let file = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(path)
-            .map_err(|e| format!("--logfile: cannot open {path}: {e}"))?;
-        builder.target(Target::Pipe(Box::new(file)));
+        let file = open(path).map_err(|e| format!("--logfile: cannot open {path}: {e}"))?;
+        if let Ok(mut slot) = LOG_FILE.lock() {
+            *slot = Some((path.clone(), file));
+        }
+        builder.target(Target::Pipe(Box::new(LogFile)));
     }
     builder.format(|out, record| {
         writeln!(
@@ -42,6 +44,54 @@ pub fn init(config: &Config) -> Result<(), String> {
         )
     });
     builder.try_init().map_err(|e| e.to_string())
+}
+
+/// The `--logfile` and its path, shared by the logger and [`reopen`].
+static LOG_FILE: Mutex<Option<(String, File)>> = Mutex::new(None);
+
+fn open(path: &str) -> std::io::Result<File> {
+    OpenOptions::new().create(true).append(true).open(path)
+}
+
+/// Writes to whatever file [`LOG_FILE`] holds now.
+struct LogFile;
+
+impl Write for LogFile {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match LOG_FILE.lock() {
+            Ok(mut slot) => match slot.as_mut() {
+                Some((_, file)) => file.write(buf),
+                None => Ok(buf.len()),
+            },
+            Err(_) => Ok(buf.len()),
+        }
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        match LOG_FILE.lock() {
+            Ok(mut slot) => slot.as_mut().map_or(Ok(()), |(_, f)| f.flush()),
+            Err(_) => Ok(()),
+        }
+    }
+}
+
+/// Opens the `--logfile` again (after logrotate moved it). Keeps the old
+/// one when the new cannot be opened.
+pub fn reopen() {
+    let Ok(mut slot) = LOG_FILE.lock() else {
+        return;
+    };
+    let Some((path, _)) = slot.as_ref() else {
+        return;
+    };
+    let path = path.clone();
+    match open(&path) {
+        Ok(file) => *slot = Some((path, file)),
+        Err(e) => {
+            drop(slot);
+            log::warn!("--logfile: cannot open {path} again: {e}; still writing to the old file");
+        }
+    }
 }
 
 /// `2026-11-22T00:10:00.123Z`, computed here because env_logger's own

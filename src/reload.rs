@@ -15,6 +15,7 @@ pub fn reload(eng: &mut Engine) {
     if eng.stopping {
         return;
     }
+    crate::logging::reopen();
     info!("SIGHUP: reading the configuration again");
     let new = match config::parse(&eng.config.argv) {
         Ok(Parsed::Run(c)) => *c,

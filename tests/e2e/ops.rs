@@ -455,3 +455,28 @@ fn option_file_mistakes_exit_1_naming_file_and_line() {
     );
     assert!(!stdout.contains("hunter2"), "{stdout}");
 }
+
+#[test]
+fn sighup_reopens_the_logfile_for_logrotate() {
+    let dir = util::temp_dir("logrotate");
+    let log = dir.join("rkite.log");
+    let port = free_port();
+    let fe = rkite_with(&[
+        "--isfrontend".into(),
+        "--host=127.0.0.1".into(),
+        format!("--ports={port}"),
+        format!("--domain=http:log.test:{SECRET}"),
+        format!("--logfile={}", log.display()),
+    ]);
+    let read = |p: &Path| std::fs::read_to_string(p).unwrap_or_default();
+    util::wait_until("the log file to say it listens", T, || {
+        read(&log).contains(&format!("listening on 127.0.0.1:{port}"))
+    });
+    let rotated = dir.join("rkite.log.1");
+    std::fs::rename(&log, &rotated).expect("rotate");
+    fe.signal(libc::SIGHUP);
+    util::wait_until("a fresh log file after SIGHUP", T, || {
+        read(&log).contains("SIGHUP: the new configuration is in effect")
+    });
+    assert!(!read(&rotated).contains("SIGHUP"), "{}", read(&rotated));
+}
