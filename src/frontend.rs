@@ -149,6 +149,18 @@ impl State {
 }
 
 impl State {
+    /// What kites are judged by: the secrets, `protos`, and the ports.
+    fn policy<'a>(&'a self, protos: &'a [String]) -> Policy<'a> {
+        Policy {
+            secrets: &self.secrets,
+            protos,
+            ports: &self.info.ports,
+            raw_ports: &self.raw_ports,
+            raw_virtual: self.raw_virtual,
+            fe_secret: &self.challenge_key,
+        }
+    }
+
     pub fn has_kite(&self, key: &str) -> bool {
         self.kites.contains_key(key)
     }
@@ -559,14 +571,7 @@ fn judge(
     let Role::Frontend(fe) = &mut eng.role else {
         return answers;
     };
-    let policy = Policy {
-        secrets: &fe.secrets,
-        protos: &eng.config.protos,
-        ports: &fe.info.ports,
-        raw_ports: &fe.raw_ports,
-        raw_virtual: fe.raw_virtual,
-        fe_secret: &fe.challenge_key,
-    };
+    let policy = fe.policy(&eng.config.protos);
     for line in &request.kites {
         let what = line.what();
         let name = kite::key(&line.proto, &line.domain);

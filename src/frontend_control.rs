@@ -68,14 +68,7 @@ pub fn reload(eng: &mut Engine, new: &Config) -> Result<(), String> {
 
     // Kites the new configuration would not accept with the same secret.
     let revoked: Vec<(String, Token)> = {
-        let old_policy = Policy {
-            secrets: &fe.secrets,
-            protos: &eng.config.protos,
-            ports: &fe.info.ports,
-            raw_ports: &fe.raw_ports,
-            raw_virtual: fe.raw_virtual,
-            fe_secret: &fe.challenge_key,
-        };
+        let old_policy = fe.policy(&eng.config.protos);
         let new_policy = Policy {
             secrets: &new.domain_secrets,
             protos: &new.protos,
