@@ -42,13 +42,87 @@ lint:
 	@if grep -rnE '(mio|rustls)::|Tcp(Stream|Listener)|UdpSocket|SystemTime::now|std::thread' src/proto; then \
 	  echo "src/proto must stay sans-IO (no sockets, no clock, no TLS)"; exit 1; fi
 
-test: deps lint
+# `static` first: tests/static_bin.rs runs dist/rkite-<target> in an empty chroot.
+test: deps lint static
 	$(CARGO) test --all-targets
 
 demo:
 	$(call install_missing,$(DEMO_DEPS))
 	$(CARGO) build --release
 	sh scripts/demo.sh target/release/rkite
+
+# make static: a fully static release binary in dist/rkite-<target>, which must be
+# at most STATIC_MAX_BYTES (2 MiB). The target is x86_64-unknown-linux-musl: rustup
+# adds it and apt installs musl-tools when missing, and ring's C and assembly are
+# compiled with musl-gcc (with cc when musl-gcc cannot be had; ring needs no libc
+# headers beyond the compiler's own). Rust links it self-contained (its own musl
+# libc.a and crt objects), so no linker setting is needed. When rustup cannot
+# provide the musl target (no rustup, offline), the fallback is glibc with
+# -C target-feature=+crt-static for x86_64-unknown-linux-gnu; that binary is about
+# 2.6 MiB, so it fails the size check unless STATIC_MAX_BYTES is raised.
+STATIC_TARGET := x86_64-unknown-linux-musl
+STATIC_FALLBACK := x86_64-unknown-linux-gnu
+STATIC_MAX_BYTES ?= 2097152
+
+# check_static FILE: prints its type and size; fails unless it is statically
+# linked and at most STATIC_MAX_BYTES bytes.
+define check_static
+	@f=$(1); desc=$$(file -b $$f); echo "$$f: $$desc"; \
+	case "$$desc" in *"statically linked"*|*"static-pie linked"*) ;; \
+	  *) echo "$$f is not statically linked"; exit 1;; esac; \
+	awk -v f=$$f -v s=$$(wc -c <$$f) -v max=$(STATIC_MAX_BYTES) 'BEGIN { \
+	  printf "%s: %d bytes (%.3f MiB); limit %d bytes (%.3f MiB)\n", f, s, s / 1048576, max, max / 1048576; \
+	  if (s > max) { print f " is over the size limit"; exit 1 } }'
+endef
+
+.PHONY: static cross
+static:
+	$(call install_missing,file:file)
+	@set -e; target=$(STATIC_TARGET); flags=""; \
+	if ! rustup target list --installed 2>/dev/null | grep -qx $(STATIC_TARGET) && \
+	   ! rustup target add $(STATIC_TARGET); then \
+	  target=$(STATIC_FALLBACK); flags="-C target-feature=+crt-static"; \
+	  echo "static: no $(STATIC_TARGET) target; falling back to glibc $$flags"; \
+	else \
+	  command -v musl-gcc >/dev/null 2>&1 || { echo "installing: musl-tools"; \
+	    $(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive \
+	      apt-get install -y -qq --no-install-recommends musl-tools; } || \
+	    echo "static: musl-tools not installed; ring's C is compiled with cc"; \
+	  if command -v musl-gcc >/dev/null 2>&1; then export CC_x86_64_unknown_linux_musl=musl-gcc; fi; \
+	fi; \
+	echo "$(CARGO) build --release --target $$target $${flags:+(RUSTFLAGS=$$flags)}"; \
+	RUSTFLAGS="$${RUSTFLAGS:-} $$flags" $(CARGO) build --release --target $$target; \
+	mkdir -p dist; cp $${CARGO_TARGET_DIR:-target}/$$target/release/rkite dist/rkite-$$target; \
+	ldd dist/rkite-$$target 2>&1 | grep -Eq 'statically linked|not a dynamic executable' || \
+	  { echo "ldd: dist/rkite-$$target has dynamic dependencies:"; ldd dist/rkite-$$target; exit 1; }; \
+	dist/rkite-$$target --version; \
+	echo dist/rkite-$$target > dist/.static-binary
+	$(call check_static,$$(cat dist/.static-binary))
+
+# make cross: aarch64-unknown-linux-musl into dist/rkite-aarch64-unknown-linux-musl,
+# then scripts/cross-smoke.sh runs it under qemu-user (--version, --help, a real
+# loopback tunnel). Debian's gcc-aarch64-linux-gnu is the linker (with Rust's
+# self-contained musl libc and crt objects) and compiles ring's C and assembly.
+#
+# mips/mipsel (most OpenWrt routers) are tier-3 Rust targets with no rustup
+# std, so they are not built here: the OpenWrt SDK builds them. Its
+# feeds/packages lang/rust package builds a rustc with the
+# mips(el)-unknown-linux-musl std from source, and a package Makefile that
+# includes rust-package.mk runs cargo with the SDK's musl toolchain as linker and
+# as CC (which compiles ring) for the router's target; see openwrt/README.md.
+CROSS_TARGET := aarch64-unknown-linux-musl
+CROSS_DEPS := aarch64-linux-gnu-gcc:gcc-aarch64-linux-gnu qemu-aarch64:qemu-user \
+	file:file curl:curl python3:python3
+cross:
+	$(call install_missing,$(CROSS_DEPS))
+	@rustup target list --installed | grep -qx $(CROSS_TARGET) || rustup target add $(CROSS_TARGET)
+	CC_aarch64_unknown_linux_musl=aarch64-linux-gnu-gcc \
+	AR_aarch64_unknown_linux_musl=aarch64-linux-gnu-ar \
+	CARGO_TARGET_AARCH64_UNKNOWN_LINUX_MUSL_LINKER=aarch64-linux-gnu-gcc \
+	  $(CARGO) build --release --target $(CROSS_TARGET)
+	@mkdir -p dist && cp $${CARGO_TARGET_DIR:-target}/$(CROSS_TARGET)/release/rkite dist/rkite-$(CROSS_TARGET)
+	$(call check_static,dist/rkite-$(CROSS_TARGET))
+	sh scripts/cross-smoke.sh dist/rkite-$(CROSS_TARGET) qemu-aarch64
 
 # make bench: the codec micro-bench, then bench/harness.py against direct loopback,
 # pagekite.py, rathole and bore; writes bench/RESULTS.md (see bench/README.md).
