@@ -129,12 +129,12 @@ cross:
 # The harness installs its own peers; BENCH_ARGS=--quick gives a short smoke run.
 BENCH_DEPS := python3:python3 curl:curl
 BENCH_ARGS ?=
-bench:
+# The binary measured is the one users run: the static build of `make static`.
+bench: static
 	$(call install_missing,$(BENCH_DEPS))
-	$(CARGO) build --release
 	$(CARGO) bench --bench frame > target/bench-frame.txt
 	@cat target/bench-frame.txt
-	python3 bench/harness.py --rkite target/release/rkite --codec target/bench-frame.txt $(BENCH_ARGS)
+	python3 bench/harness.py --rkite $$(cat dist/.static-binary) --codec target/bench-frame.txt $(BENCH_ARGS)
 
 clean:
 	$(CARGO) clean
