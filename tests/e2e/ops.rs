@@ -1,8 +1,9 @@
 //! Operating a running rkite the way an operator or a router's init system
 //! does: option files on the command line, `--settings`, `--pidfile` and
-//! `--runas`, SIGHUP reloads that add and remove kites, domains and ports
-//! while another kite's stream keeps flowing, SIGUSR1 reconnects, and the
-//! `--status_file` JSON before and after traffic.
+//! `--runas`, SIGHUP reloads that add and remove kites, domains, ports and
+//! TLS endpoints while another kite's stream keeps flowing, the log file
+//! reopened for logrotate, SIGUSR1 reconnects, and the `--status_file` JSON
+//! before and after traffic.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -479,4 +480,67 @@ fn sighup_reopens_the_logfile_for_logrotate() {
         read(&log).contains("SIGHUP: the new configuration is in effect")
     });
     assert!(!read(&rotated).contains("SIGHUP"), "{}", read(&rotated));
+}
+
+#[test]
+fn sighup_on_a_frontend_loads_new_tls_endpoints() {
+    if !util::require_peer("openssl") {
+        return;
+    }
+    let pki = crate::certs::pki();
+    let (a, b) = (pki.leaf(&["a.ep.test"]), pki.leaf(&["b.ep.test"]));
+    let origin = Origin::start();
+    let dir = util::temp_dir("hup-endpoints");
+    let port = free_port();
+    let fe_rc = dir.join("fe.rc");
+    let rc = |endpoints: &[&crate::certs::Leaf]| {
+        let mut text = frontend_rc(&port.to_string(), &["*.ep.test"]);
+        for (leaf, name) in endpoints.iter().zip(["a.ep.test", "b.ep.test"]) {
+            text.push_str(&format!("tls_endpoint = {name}:{}\n", leaf.pem_str()));
+        }
+        text
+    };
+    write(&fe_rc, &rc(&[&a]));
+    let fe = rkite_with(&[format!("--optfile={}", fe_rc.display())]);
+    fe.wait_for(&format!("listening on 127.0.0.1:{port}"), T);
+    let be = rkite_with(&[
+        format!("--frontend=127.0.0.1:{port}"),
+        format!(
+            "--service_on={}",
+            kite("http", "a.ep.test", origin.port(), SECRET)
+        ),
+        format!(
+            "--service_on={}",
+            kite("http", "b.ep.test", origin.port(), SECRET)
+        ),
+    ]);
+    live(&be, "http:a.ep.test");
+    live(&be, "http:b.ep.test");
+    let https = |name: &str| {
+        let resolve = format!("{name}:{port}:127.0.0.1");
+        util::try_curl(&[
+            "--cacert",
+            pki.ca_cert_str(),
+            "--resolve",
+            &resolve,
+            &format!("https://{name}:{port}/"),
+        ])
+    };
+    assert_eq!(
+        https("a.ep.test").expect("a's endpoint").body_str(),
+        INDEX_BODY
+    );
+    assert!(https("b.ep.test").is_err(), "no endpoint for b yet");
+    write(&fe_rc, &rc(&[&a, &b]));
+    fe.signal(libc::SIGHUP);
+    fe.wait_for("SIGHUP: the new configuration is in effect", T);
+    assert_eq!(
+        https("b.ep.test").expect("b's new endpoint").body_str(),
+        INDEX_BODY
+    );
+    assert_eq!(
+        https("a.ep.test").expect("a's endpoint").body_str(),
+        INDEX_BODY
+    );
+    assert!(!be.contains("tunnel closed"), "{:?}", be.lines());
 }
