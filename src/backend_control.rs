@@ -262,9 +262,7 @@ fn update_tunnel_kites(
     let Some(Conn::Tunnel(t)) = eng.conns.get_mut(token) else {
         return;
     };
-    if t.core.phase != Phase::Live {
-        return;
-    }
+    let handshaking = t.core.phase != Phase::Live;
     let Side::Backend(info) = &mut t.core.side else {
         return;
     };
@@ -272,11 +270,10 @@ fn update_tunnel_kites(
     if added.is_empty() {
         return;
     }
-    if !info.addkites {
-        info!(
-            "[t{}] the frontend cannot add kites in band: reconnecting",
-            tag(token)
-        );
+    if handshaking || !info.addkites {
+        // A request already sent without the new kites, or a frontend that
+        // cannot take them in band: ask again from the start.
+        info!("[t{}] reconnecting to ask for the new kite(s)", tag(token));
         if let Some(s) = state(eng).and_then(|be| be.slots.get_mut(slot)) {
             s.state = SlotState::Stopped;
         }
