@@ -29,3 +29,4 @@ pub mod stream;
 pub mod timer;
 pub mod tls;
 pub mod transport;
+pub mod why;

@@ -1,0 +1,46 @@
+//! Why a connection or tunnel ended: one small enum whose `Display` is the
+//! reason in the closing log line and the status file. Only words, no
+//! behaviour: the roles decide what each reason means for retries.
+
+use std::fmt;
+
+use crate::net::Failure;
+
+/// Why a connection was closed: decides the log line.
+#[derive(Clone, Debug)]
+pub enum Why {
+    PeerClosed,
+    Failed(Failure),
+    /// A TLS handshake or record failed; rustls' reason.
+    Tls(String),
+    Protocol(String),
+    Timeout(&'static str),
+    Done,
+    Stopping,
+    /// A keepalive PING went unanswered.
+    NoAnswer,
+    /// A reconnecting backend took over (X-PageKite-Replace).
+    Replaced,
+    /// The security filter stopped a request on this stream.
+    Blocked,
+    /// The operator's doing: a reload removed it, SIGUSR1 found it stale.
+    Operator(&'static str),
+}
+
+impl fmt::Display for Why {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Why::PeerClosed => f.write_str("closed by peer"),
+            Why::Failed(e) => write!(f, "socket error: {e}"),
+            Why::Tls(e) => write!(f, "TLS error: {e}"),
+            Why::Protocol(what) => write!(f, "protocol error: {what}"),
+            Why::Timeout(what) => write!(f, "timed out {what}"),
+            Why::Done => f.write_str("done"),
+            Why::Stopping => f.write_str("stopping"),
+            Why::NoAnswer => f.write_str("no answer to PING: peer is gone"),
+            Why::Replaced => f.write_str("replaced by a new tunnel"),
+            Why::Blocked => f.write_str("request blocked by the security filter"),
+            Why::Operator(what) => f.write_str(what),
+        }
+    }
+}
