@@ -281,10 +281,7 @@ fn update_tunnel_kites(
         dial(eng, slot);
         return;
     }
-    let Some(be) = (match &eng.role {
-        Role::Backend(be) => Some(be),
-        Role::Frontend(_) => None,
-    }) else {
+    let Some(be) = state(eng) else {
         return;
     };
     let Some(s) = be.slots.get(slot) else {

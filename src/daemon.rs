@@ -39,7 +39,9 @@ pub fn parse_runas(spec: &str) -> Result<RunAs, String> {
 
 fn lookup_user(name: &str) -> Result<(libc::uid_t, libc::gid_t), String> {
     let cname = CString::new(name).map_err(|_| format!("{name:?} is not a user name"))?;
-    let mut pwd: libc::passwd = unsafe_zeroed_passwd();
+    // SAFETY: an all-zero `passwd` (null pointers, zero ids) is a valid
+    // value for getpwnam_r to overwrite.
+    let mut pwd: libc::passwd = unsafe { std::mem::zeroed() };
     let mut buf = vec![0 as libc::c_char; 16 * 1024];
     let mut found: *mut libc::passwd = std::ptr::null_mut();
     // SAFETY: every pointer is to a live local of the right type, and the
@@ -87,12 +89,6 @@ fn lookup_group(name: &str) -> Result<libc::gid_t, String> {
     } else {
         Err(format!("no such group {name:?}"))
     }
-}
-
-fn unsafe_zeroed_passwd() -> libc::passwd {
-    // SAFETY: an all-zero `passwd` (null pointers, zero ids) is a valid
-    // value for getpwnam_r to overwrite.
-    unsafe { std::mem::zeroed() }
 }
 
 /// Gives up root for good: supplementary groups, then the group, then the

@@ -634,3 +634,15 @@ impl Engine {
 fn clock() -> Instant {
     Instant::now()
 }
+
+/// Wall-clock seconds since 1970, for what leaves the process (session
+/// ids, challenge times, the status file); 0 if the clock is before 1970.
+pub fn unix_now() -> u64 {
+    match std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH) {
+        Ok(d) => d.as_secs(),
+        Err(e) => {
+            error!("system clock is before 1970: {e}");
+            0
+        }
+    }
+}

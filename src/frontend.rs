@@ -8,12 +8,12 @@ use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::Duration;
 
-use log::{debug, error, info, warn};
+use log::{debug, info, warn};
 use mio::net::TcpListener;
 use mio::{Registry, Token};
 
 use crate::config::Config;
-use crate::engine::{Conn, Engine, Fatal, Ready, Role, TimerKey, TimerKind};
+use crate::engine::{Conn, Engine, Fatal, Ready, Role, TimerKey, TimerKind, unix_now};
 use crate::net;
 use crate::proto::acl::Acl;
 use crate::proto::auth::{self, Policy, Verdict};
@@ -546,11 +546,7 @@ fn session_tunnel(eng: &Engine, id: &str) -> Option<Token> {
 
 /// A fresh session id (`HEXTIME:SHA1`-shaped, as pagekite.py's), remembered.
 fn new_session(eng: &mut Engine, token: Token) -> String {
-    let secs = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    let id = format!("{:x}:{}", secs, random::hex(20));
+    let id = format!("{:x}:{}", unix_now(), random::hex(20));
     if let Role::Frontend(fe) = &mut eng.role {
         fe.sessions.insert(id.clone(), token);
     }
@@ -696,15 +692,5 @@ pub fn tunnel_closed(eng: &mut Engine, token: Token, info: TunnelInfo, summary: 
         debug!("{summary}");
     } else {
         info!("{summary}");
-    }
-}
-
-fn unix_now() -> u64 {
-    match std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH) {
-        Ok(d) => d.as_secs(),
-        Err(e) => {
-            error!("system clock is before 1970: {e}");
-            0
-        }
     }
 }

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use log::warn;
 
-use crate::engine::{Conn, Engine, Role, TimerKey};
+use crate::engine::{Conn, Engine, Role, TimerKey, unix_now};
 use crate::relay::{Phase, Side, tag};
 
 /// Writes are at least this far apart.
@@ -78,7 +78,7 @@ pub fn changed(eng: &mut Engine) {
 
 /// The status timer: write the file, and come back while streams run.
 pub fn on_timer(eng: &mut Engine, running: bool) {
-    let text = render(eng, running);
+    let (text, streams) = render(eng, running);
     let now = eng.now;
     let Some(status) = eng.status.as_mut() else {
         return;
@@ -94,12 +94,7 @@ pub fn on_timer(eng: &mut Engine, running: bool) {
             status.failing = true;
         }
     }
-    let streams = eng
-        .conns
-        .tokens()
-        .into_iter()
-        .any(|t| matches!(eng.conns.get_mut(t), Some(Conn::Stream(_))));
-    if running && streams {
+    if running && streams > 0 {
         if let Some(s) = eng.status.as_mut() {
             s.armed = true;
         }
@@ -111,13 +106,6 @@ fn write_atomically(path: &str, text: &str) -> std::io::Result<()> {
     let tmp = format!("{path}.tmp");
     std::fs::write(&tmp, text)?;
     std::fs::rename(&tmp, path)
-}
-
-fn unix_now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
 }
 
 /// A JSON string literal.
@@ -160,8 +148,8 @@ fn phase_name(phase: Phase) -> &'static str {
     }
 }
 
-/// The status document.
-fn render(eng: &mut Engine, running: bool) -> String {
+/// The status document, and how many streams it counted.
+fn render(eng: &mut Engine, running: bool) -> (String, usize) {
     let (started, started_unix, last_error, mut total_in, mut total_out) = match &eng.status {
         Some(s) => (
             s.started,
@@ -302,7 +290,7 @@ fn render(eng: &mut Engine, running: bool) -> String {
     let _ = writeln!(out, "  \"kites\": [{}],", kites.join(", "));
     let _ = writeln!(out, "  \"tunnels\": [{}]", tunnels.join(", "));
     out.push_str("}\n");
-    out
+    (out, streams)
 }
 
 #[cfg(test)]

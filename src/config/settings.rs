@@ -28,10 +28,9 @@ pub(super) fn render(m: &getopts::Matches, files: &[String]) -> String {
     for flag in FLAGS.iter().filter(|f| !NOT_SETTINGS.contains(&f.long)) {
         match flag.kind {
             Kind::Switch => {
-                for _ in 0..m
-                    .opt_count(flag.long)
-                    .min(if flag.long == "verbose" { 2 } else { 1 })
-                {
+                // Only -v counts (-vv is more than -v); other switches are on or off.
+                let most = if flag.long == "verbose" { 2 } else { 1 };
+                for _ in 0..m.opt_count(flag.long).min(most) {
                     out.push_str(flag.long);
                     out.push('\n');
                 }

@@ -12,6 +12,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use crate::fixture::{T, get, kite, live};
+use crate::meter::{read_head, status_of};
 use crate::origin::{INDEX_BODY, Origin};
 use crate::util::{self, Proc, free_port, local};
 
@@ -42,34 +43,26 @@ impl HeldStream {
         self.sock
             .write_all(request.as_bytes())
             .unwrap_or_else(|e| panic!("{when}: the held stream is gone: {e}"));
-        let mut got = Vec::new();
-        let mut chunk = [0u8; 4096];
-        let deadline = Instant::now() + T;
-        loop {
-            if let Some(end) = got.windows(4).position(|w| w == b"\r\n\r\n") {
-                let head = String::from_utf8_lossy(&got[..end]).to_string();
-                let length: usize = head
-                    .lines()
-                    .find_map(|l| {
-                        let (k, v) = l.split_once(':')?;
-                        k.eq_ignore_ascii_case("content-length")
-                            .then(|| v.trim().parse().ok())?
-                    })
-                    .unwrap_or_else(|| panic!("{when}: no Content-Length in {head}"));
-                if got.len() >= end + 4 + length {
-                    assert!(head.starts_with("HTTP/1.1 200"), "{when}: {head}");
-                    let body = String::from_utf8_lossy(&got[end + 4..end + 4 + length]);
-                    assert_eq!(body, INDEX_BODY, "{when}");
-                    return;
-                }
-            }
-            assert!(Instant::now() < deadline, "{when}: no full response");
-            match self.sock.read(&mut chunk) {
-                Ok(0) => panic!("{when}: the held stream was closed"),
-                Ok(n) => got.extend_from_slice(&chunk[..n]),
-                Err(e) => panic!("{when}: the held stream failed: {e}"),
-            }
-        }
+        let (head, mut body) = read_head(&mut self.sock, T)
+            .unwrap_or_else(|(end, _)| panic!("{when}: the held stream ended: {end:?}"));
+        assert_eq!(status_of(&head), 200, "{when}: {head}");
+        let length: usize = head
+            .lines()
+            .find_map(|l| {
+                let (k, v) = l.split_once(':')?;
+                k.eq_ignore_ascii_case("content-length")
+                    .then(|| v.trim().parse().ok())?
+            })
+            .unwrap_or_else(|| panic!("{when}: no Content-Length in {head}"));
+        let more = length
+            .checked_sub(body.len())
+            .unwrap_or_else(|| panic!("{when}: more body than announced"));
+        let mut rest = vec![0u8; more];
+        self.sock
+            .read_exact(&mut rest)
+            .unwrap_or_else(|e| panic!("{when}: the held stream failed: {e}"));
+        body.extend_from_slice(&rest);
+        assert_eq!(String::from_utf8_lossy(&body), INDEX_BODY, "{when}");
     }
 }
 
