@@ -18,8 +18,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use rkite::proto::frame;
-use rkite::proto::handshake::{self, KiteAnswer, KiteLine};
+use rkite::proto::handshake::KiteAnswer;
 
 use crate::fixture::{T, backend, frontend, get, kite, live};
 use crate::meter::{
@@ -27,6 +26,7 @@ use crate::meter::{
     send_get, status_of,
 };
 use crate::origin::{HALFCLOSE_BODY, INDEX_BODY, Origin, check_pattern, fill_pattern};
+use crate::robust::{fake_backend, read_until};
 use crate::util::{self, Proc, find_subslice, free_port, local};
 
 const SECRET: &str = "s3cret";
@@ -121,67 +121,6 @@ impl Drop for ResetOrigin {
             let _ = t.join();
         }
     }
-}
-
-// ---------------------------------------------------------------------------------------
-// A hand-made backend (as in `robust`)
-
-/// Reads from `s` into `buf` until `done(buf)`, or panics after `T`.
-fn read_until(s: &mut TcpStream, buf: &mut Vec<u8>, what: &str, done: impl Fn(&[u8]) -> bool) {
-    let deadline = Instant::now() + T;
-    let mut chunk = [0u8; 4096];
-    while !done(buf) {
-        let left = deadline.saturating_duration_since(Instant::now());
-        assert!(!left.is_zero(), "timed out waiting for {what}");
-        s.set_read_timeout(Some(left)).expect("timeout");
-        match s.read(&mut chunk) {
-            Ok(0) => panic!(
-                "EOF while waiting for {what}: {:?}",
-                String::from_utf8_lossy(buf)
-            ),
-            Ok(n) => buf.extend_from_slice(&chunk[..n]),
-            Err(e) => panic!("read failed waiting for {what}: {e}"),
-        }
-    }
-}
-
-/// Registers one http kite over a hand-made tunnel (challenge answered in band); returns
-/// the socket and the frontend's answers.
-fn fake_backend(port: u16, domain: &str, secret: &str) -> (TcpStream, Vec<KiteAnswer>) {
-    let mut s = TcpStream::connect(local(port)).expect("connect");
-    let mut line = KiteLine {
-        proto: "http".into(),
-        domain: domain.into(),
-        srand: "0123456789abcdef".into(),
-        token: String::new(),
-        sign: String::new(),
-    };
-    line.sign = handshake::sign(secret, &line.payload(), "1234abcd");
-    s.write_all(handshake::build_request("fake", None, std::slice::from_ref(&line)).as_bytes())
-        .expect("send request");
-    let mut buf = Vec::new();
-    read_until(&mut s, &mut buf, "the reply head", |b| {
-        frame::find(b, b"\r\n\r\n").is_some()
-    });
-    let end = frame::find(&buf, b"\r\n\r\n").expect("head") + 4;
-    let (_, headers) = handshake::split_head(&buf[..end]).expect("text");
-    let reply = handshake::parse_reply(headers);
-    let Some(KiteAnswer::SignThis { challenge, .. }) = reply.answers.first() else {
-        panic!("expected SignThis: {reply:?}");
-    };
-    line.token = challenge.clone();
-    line.sign = handshake::sign(secret, &line.payload(), "5678abcd");
-    let lines = handshake::inband_request_lines("fake", std::slice::from_ref(&line));
-    let lines: Vec<&[u8]> = lines.iter().map(|l| l.as_bytes()).collect();
-    let mut out = Vec::new();
-    frame::encode(&mut out, &lines, b"\r\n!");
-    s.write_all(&out).expect("send signed kite");
-    buf.drain(..end);
-    read_until(&mut s, &mut buf, "the in-band answer", |b| {
-        matches!(frame::decode(b), Ok(Some(_)))
-    });
-    let (f, _) = frame::decode(&buf).expect("frame").expect("whole");
-    (s, handshake::parse_reply(f.headers()).answers)
 }
 
 // ---------------------------------------------------------------------------------------

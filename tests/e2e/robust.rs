@@ -15,7 +15,12 @@ use crate::origin::{INDEX_BODY, Origin};
 use crate::util::{self, free_port, local};
 
 /// Reads from `s` into `buf` until `done(buf)` says enough, or panics.
-fn read_until(s: &mut TcpStream, buf: &mut Vec<u8>, what: &str, done: impl Fn(&[u8]) -> bool) {
+pub(crate) fn read_until(
+    s: &mut TcpStream,
+    buf: &mut Vec<u8>,
+    what: &str,
+    done: impl Fn(&[u8]) -> bool,
+) {
     let deadline = Instant::now() + T;
     let mut chunk = [0u8; 4096];
     while !done(buf) {
@@ -104,7 +109,9 @@ fn fake_backend_replacing(
     (s, handshake::parse_reply(f.headers()))
 }
 
-fn fake_backend(port: u16, domain: &str, secret: &str) -> (TcpStream, Vec<KiteAnswer>) {
+/// Registers one http kite over a hand-made tunnel (challenge answered in
+/// band); returns the socket and the frontend's answers. Shared with `faults`.
+pub(crate) fn fake_backend(port: u16, domain: &str, secret: &str) -> (TcpStream, Vec<KiteAnswer>) {
     let (s, reply) = fake_backend_replacing(port, domain, secret, None);
     (s, reply.answers)
 }
