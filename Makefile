@@ -4,7 +4,7 @@
 CARGO ?= cargo
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # command:package pairs the tests and the demo need.
-TEST_DEPS := curl:curl openssl:openssl pagekite:pagekite python3:python3 socat:socat
+TEST_DEPS := curl:curl openssl:openssl pagekite:pagekite python3:python3 socat:socat nginx:nginx
 DEMO_DEPS := curl:curl python3:python3
 
 .PHONY: all build release test lint deps demo bench clean
@@ -32,6 +32,8 @@ endef
 
 deps:
 	$(call install_missing,$(TEST_DEPS))
+	@# Debian starts nginx on port 80 when it installs it; the tests run their own.
+	@if pgrep -x nginx >/dev/null 2>&1 && [ -x /etc/init.d/nginx ]; then $(SUDO) /etc/init.d/nginx stop >/dev/null 2>&1 || true; fi
 	@python3 -c 'import websockets' 2>/dev/null || /usr/bin/python3 -c 'import websockets' 2>/dev/null || \
 	  { echo "installing: python3-websockets"; $(SUDO) apt-get update -qq && \
 	    $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends python3-websockets; }

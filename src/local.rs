@@ -15,8 +15,7 @@ use crate::backend;
 use crate::engine::{Conn, Engine, TimerKind};
 use crate::proto::flow::INITIAL_WINDOW;
 use crate::proto::frame::{self, Eof, Frame, Line};
-use crate::proto::http::{ForwardInfo, RequestRewriter};
-use crate::proto::options::{AuthCheck, security_blocks};
+use crate::proto::http::{ForwardInfo, Refused, RequestRewriter, Rules};
 use crate::proto::pages::{self, Refusal};
 use crate::relay::{TunnelCore, Why, tag};
 use crate::stream::Stream;
@@ -67,27 +66,37 @@ pub fn open_stream(
         return refuse(core, sid, &proto, &host, &uuid, Refusal::Unavailable);
     }
     let http = is_http(&proto);
-    if is_http(&proto) {
-        match options.check_basic_auth(f.body) {
-            AuthCheck::Ok => {}
-            check => {
-                info!(
-                    "[t{}] sid={sid}: {label}: {check:?} credentials from {rip}",
-                    tag(token)
-                );
-                return refuse(core, sid, &proto, &host, &uuid, Refusal::NeedsAuth);
-            }
+    let filter = http && options.filters_dangerous(eng.config.insecure);
+    // Every request of the stream is judged by the guard, the first one
+    // included, before anything reaches the local server. Only a
+    // `+rawheaders` kite with nothing to check goes unguarded.
+    let duties = filter || options.has_passwords() || !options.ip_allow.is_empty();
+    let local = service.local;
+    let mut rewrite = (http && (!options.raw_headers || duties)).then(|| {
+        let mut rules = Rules::new(&host);
+        rules.filter = filter;
+        rules.auth = options.has_passwords().then(|| Box::new(options.clone()));
+        let rewriter = RequestRewriter::new(
+            ForwardInfo {
+                remote_ip: rip.to_string(),
+                port: port.unwrap_or(0),
+                tls: f.rtls,
+                rewrite_host: options.host_header(&local.to_string()),
+            },
+            rules,
+        );
+        Box::new(rewriter.raw_headers(options.raw_headers))
+    });
+    let mut first = Vec::new();
+    if let Some(rw) = rewrite.as_mut() {
+        if let Err(r) = rw.feed(f.body, &mut |b| first.extend_from_slice(b)) {
+            eng.log_refusal(
+                &r.to_string(),
+                &format!("stream {label} from {}", rip.escape_debug()),
+            );
+            return refuse(core, sid, &proto, &host, &uuid, refusal_for(r));
         }
     }
-    let filter = is_http(&proto) && options.filters_dangerous(eng.config.insecure);
-    if filter && security_blocks(f.body) {
-        warn!(
-            "[t{}] sid={sid}: {label}: blocked a dangerous request from {rip}",
-            tag(token)
-        );
-        return refuse(core, sid, &proto, &host, &uuid, Refusal::Blocked);
-    }
-    let local = service.local;
     let sock = match TcpStream::connect(local) {
         Ok(sock) => sock,
         Err(e) => {
@@ -99,19 +108,6 @@ pub fn open_stream(
         }
     };
     let _ = sock.set_nodelay(true);
-    let rewrite = (http && (!options.raw_headers || filter)).then(|| {
-        let rewriter = RequestRewriter::new(ForwardInfo {
-            remote_ip: rip.to_string(),
-            port: port.unwrap_or(0),
-            tls: f.rtls,
-            rewrite_host: options.host_header(&local.to_string()),
-        });
-        Box::new(
-            rewriter
-                .raw_headers(options.raw_headers)
-                .block_dangerous(filter),
-        )
-    });
     let rport = f
         .rport
         .and_then(|p| p.trim().parse::<u16>().ok())
@@ -127,7 +123,6 @@ pub fn open_stream(
             stream_label,
         );
         stream.connecting = true;
-        stream.rewrite = rewrite;
         Conn::Stream(stream)
     });
     let st = match added {
@@ -148,7 +143,12 @@ pub fn open_stream(
             // The PROXY header is not visitor data: not acknowledged.
             s.push_unacked(&header);
         }
-        s.queue_first(f.body);
+        match &rewrite {
+            // Judged and rewritten above; the guard takes over from here.
+            Some(_) => s.queue_first(&first),
+            None => s.queue_first(f.body),
+        }
+        s.rewrite = rewrite;
     }
     eng.arm(st, TimerKind::Deadline, eng.now + LOCAL_CONNECT_TIMEOUT);
     Ok(())
@@ -186,11 +186,21 @@ fn send_refusal(
     frame::encode(&mut core.out, &[sid.as_bytes()], &body);
 }
 
-/// A keep-alive request the security filter stopped mid-stream: the visitor
-/// gets the 500 page before the stream's EOF.
-pub fn blocked_midstream(core: &mut TunnelCore, s: &Stream, uuid: &str) {
+/// A request the guard refused mid-stream: the visitor gets its page
+/// before the stream's EOF.
+pub fn refused_midstream(core: &mut TunnelCore, s: &Stream, uuid: &str, why: Refused) {
     let (proto, host) = split_label(&s.label);
-    send_refusal(core, s.sid, &proto, &host, uuid, Refusal::Blocked);
+    send_refusal(core, s.sid, &proto, &host, uuid, refusal_for(why));
+}
+
+/// The page a refused request gets.
+fn refusal_for(why: Refused) -> Refusal {
+    match why {
+        Refused::BadRequest(_) => Refusal::BadRequest,
+        Refused::Misdirected => Refusal::Misdirected,
+        Refused::NeedsAuth => Refusal::NeedsAuth,
+        Refused::Blocked => Refusal::Blocked,
+    }
 }
 
 /// Connect completion of a local stream: Ok(true) once connected.

@@ -187,6 +187,16 @@ fn pump_in(token: Token, s: &mut Stream, t: &mut TunnelCore, now: Instant) -> Re
         }
         match s.transport.read_vectored(&mut bodies[..slots]) {
             Io::Done(n) => {
+                // The request guard may wait on how the response starts.
+                let mut probe = [0u8; 12];
+                let probed = n.min(probe.len()).min(CHUNK_BODY);
+                if s.wants_response() {
+                    if let (Some(dst), Some(src)) =
+                        (probe.get_mut(..probed), space.get(header..header + probed))
+                    {
+                        dst.copy_from_slice(src);
+                    }
+                }
                 let mut left = n;
                 let mut used = 0;
                 for slot in space.chunks_mut(stride) {
@@ -202,6 +212,9 @@ fn pump_in(token: Token, s: &mut Stream, t: &mut TunnelCore, now: Instant) -> Re
                 }
                 t.out.commit(used);
                 s.window.on_read(n, now);
+                if s.wants_response() {
+                    s.show_response(probe.get(..probed).unwrap_or_default())?;
+                }
                 budget -= n.min(budget);
                 trace!("[s{} sid={}] {} bytes to the tunnel", tag(token), s.sid, n);
             }
@@ -273,7 +286,11 @@ pub fn drive_stream(eng: &mut Engine, token: Token, mut s: Stream) -> Option<Con
 
 /// Closes a stream that is out of the slab: tells the peer, unlinks it.
 pub fn close_stream(eng: &mut Engine, token: Token, mut s: Stream, why: Why) -> Option<Conn> {
+    let uuid = matches!(why, Why::Refused(_)).then(|| backend::uuid(eng));
     if let Some(Conn::Tunnel(t)) = eng.conns.get_mut(s.tunnel) {
+        if let (Why::Refused(r), Some(uuid)) = (&why, uuid) {
+            crate::local::refused_midstream(&mut t.core, &s, &uuid, *r);
+        }
         retire(&mut s, &mut t.core, token);
         eng.mark_dirty(s.tunnel);
     }
@@ -496,10 +513,10 @@ fn deliver_run(eng: &mut Engine, token: Token, core: &mut TunnelCore, sid: u32, 
         eng.mark_dirty(st);
     }
     if let Err(why) = delivered {
-        let uuid = matches!(why, Why::Blocked).then(|| backend::uuid(eng));
+        let uuid = matches!(why, Why::Refused(_)).then(|| backend::uuid(eng));
         if let Some(Conn::Stream(mut s)) = eng.conns.remove(st) {
-            if let Some(uuid) = uuid {
-                crate::local::blocked_midstream(core, &s, &uuid);
+            if let (Why::Refused(r), Some(uuid)) = (&why, uuid) {
+                crate::local::refused_midstream(core, &s, &uuid, *r);
             }
             retire(&mut s, core, st);
             log_stream_end(st, &s, &why);

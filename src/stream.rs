@@ -16,9 +16,9 @@ use crate::engine::{Deadlines, Engine, TimerKind};
 use crate::net::{Failure, Io};
 use crate::proto::flow::{AckCounter, RECEIVE_LIMIT, SendWindow};
 use crate::proto::frame::Eof;
-use crate::proto::http::{RequestRewriter, RewriteError};
+use crate::proto::http::RequestRewriter;
 use crate::proto::stream::Ends;
-use crate::relay::{RUN, STARVED_BACKOFF, Why, failure, tag};
+use crate::relay::{RUN, STARVED_BACKOFF, Why, failure};
 use crate::transport::Transport;
 
 /// Bytes and state of one relayed connection (public or local socket).
@@ -159,27 +159,20 @@ impl Stream {
         match self.rewrite.as_mut() {
             Some(rewriter) if !rewriter.is_passthrough() => {
                 let mut rewriter = std::mem::take(&mut self.rewrite);
+                let mut refused = None;
                 if let Some(rw) = rewriter.as_mut() {
-                    let mut result = Ok(());
                     for body in bodies {
                         let fed = rw.feed(body, &mut |bytes| ok = ok && self.write_or_queue(bytes));
-                        if fed == Err(RewriteError::Blocked) {
-                            return Err(Why::Blocked);
+                        if let Err(r) = fed {
+                            refused = Some(r);
+                            break;
                         }
-                        if fed.is_err() {
-                            result = fed;
-                        }
-                    }
-                    if let Err(e) = result {
-                        warn!(
-                            "[s{} sid={}] {}: HTTP rewriting stopped: {e}",
-                            tag(self.tunnel),
-                            self.sid,
-                            self.label
-                        );
                     }
                 }
                 self.rewrite = rewriter;
+                if let Some(r) = refused {
+                    return Err(Why::Refused(r));
+                }
             }
             _ => ok = self.write_or_queue_all(bodies),
         }
@@ -195,15 +188,36 @@ impl Stream {
         Ok(())
     }
 
+    /// True while the request guard wants to see the local server's first
+    /// response bytes (to know whether an upgrade went ahead).
+    pub(crate) fn wants_response(&self) -> bool {
+        self.rewrite.as_ref().is_some_and(|rw| rw.wants_response())
+    }
+
+    /// The local server's first response bytes, for the request guard;
+    /// bytes it held for an upgrade's answer may go out now.
+    pub(crate) fn show_response(&mut self, bytes: &[u8]) -> Result<(), Why> {
+        let Some(mut rw) = self.rewrite.take() else {
+            return Ok(());
+        };
+        let mut ok = true;
+        let seen = rw.on_response(bytes, &mut |b| ok = ok && self.write_or_queue(b));
+        self.rewrite = Some(rw);
+        seen.map_err(Why::Refused)?;
+        if !ok {
+            return Err(Why::Failed(Failure(std::io::ErrorKind::BrokenPipe, 0)));
+        }
+        Ok(())
+    }
+
     /// The peer's EOF flags; true if the stream has something to act on.
     pub(crate) fn peer_eof(&mut self, eof: Eof) -> bool {
         let effect = self.ends.peer_eof(eof);
         if effect.shut_when_drained {
-            // A request head cut short by the visitor's EOF still goes out.
-            if let Some(mut rewriter) = self.rewrite.take() {
-                rewriter.flush(&mut |bytes| {
-                    self.write_or_queue(bytes);
-                });
+            // A request head cut short by the visitor's EOF was never
+            // judged: it is dropped.
+            if let Some(rewriter) = self.rewrite.as_mut() {
+                rewriter.flush();
             }
         }
         effect.stop_reading || effect.shut_when_drained

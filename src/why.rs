@@ -5,6 +5,7 @@
 use std::fmt;
 
 use crate::net::Failure;
+use crate::proto::http::Refused;
 
 /// Why a connection was closed: decides the log line.
 #[derive(Clone, Debug)]
@@ -21,8 +22,9 @@ pub enum Why {
     NoAnswer,
     /// A reconnecting backend took over (X-PageKite-Replace).
     Replaced,
-    /// The security filter stopped a request on this stream.
-    Blocked,
+    /// The backend's request guard refused a request on this stream (the
+    /// visitor gets the matching page).
+    Refused(Refused),
     /// The operator's doing: a reload removed it, SIGUSR1 found it stale.
     Operator(&'static str),
 }
@@ -39,7 +41,7 @@ impl fmt::Display for Why {
             Why::Stopping => f.write_str("stopping"),
             Why::NoAnswer => f.write_str("no answer to PING: peer is gone"),
             Why::Replaced => f.write_str("replaced by a new tunnel"),
-            Why::Blocked => f.write_str("request blocked by the security filter"),
+            Why::Refused(r) => write!(f, "request refused: {r}"),
             Why::Operator(what) => f.write_str(what),
         }
     }

@@ -1,9 +1,12 @@
-//! Tests of `http.rs` (kept apart so the module itself stays readable).
+//! Tests of `http.rs` and `http_head.rs`: every request of a stream judged,
+//! at every split point of the input.
 use super::*;
+use crate::proto::options::KiteOptions;
 
 /// What every head gets with [`info`].
 const ADD: &str =
     "X-Forwarded-For: 127.0.0.1\r\nX-Forwarded-Proto: http\r\nX-PageKite-Port: 9080\r\n";
+const HOST: &str = "h.test";
 
 fn info() -> ForwardInfo {
     ForwardInfo {
@@ -14,580 +17,577 @@ fn info() -> ForwardInfo {
     }
 }
 
-/// Feeds `parts`, then flushes as at the end of the stream.
-fn run(info: &ForwardInfo, parts: &[&[u8]]) -> (Vec<u8>, Vec<RewriteError>) {
-    let (out, errs, _) = feed_all(RequestRewriter::new(info.clone()), parts);
-    (out, errs)
+fn rules() -> Rules {
+    Rules::new(HOST)
 }
 
-/// [`run`] with the security filter on; also says whether it ends blocked.
-fn run_filtered(parts: &[&[u8]]) -> (Vec<u8>, Vec<RewriteError>, bool) {
-    feed_all(RequestRewriter::new(info()).block_dangerous(true), parts)
-}
+/// What came out, and the refusal if the stream ended refused.
+type Outcome = (Vec<u8>, Option<Refused>);
 
-fn feed_all(mut rw: RequestRewriter, parts: &[&[u8]]) -> (Vec<u8>, Vec<RewriteError>, bool) {
+fn feed_all(mut rw: RequestRewriter, parts: &[&[u8]]) -> Outcome {
     let mut out = Vec::new();
-    let mut errs = Vec::new();
+    let mut refused = None;
     for part in parts {
-        if let Err(e) = rw.feed(part, &mut |b| out.extend_from_slice(b)) {
-            errs.push(e);
+        let fed = rw.feed(part, &mut |b| out.extend_from_slice(b));
+        if let Err(e) = fed {
+            // Once refused, always refused, with the same reason.
+            assert!(refused.is_none_or(|r| r == e));
+            refused = Some(e);
         }
     }
-    rw.flush(&mut |b| out.extend_from_slice(b));
+    assert_eq!(rw.refused(), refused);
+    rw.flush();
     assert_eq!(rw.pending(), 0);
-    (out, errs, rw.is_blocked())
+    (out, refused)
 }
 
-/// The single-call result, after checking that every two-way split and
-/// byte-at-a-time feeding give the same bytes and errors.
-fn check_with(info: &ForwardInfo, input: &[u8]) -> (Vec<u8>, Vec<RewriteError>) {
-    let whole = run(info, &[input]);
+/// Feeding `input` whole, in every two-way split and byte at a time gives
+/// the same result, which is returned.
+fn check_with(make: &dyn Fn() -> RequestRewriter, input: &[u8]) -> Outcome {
+    let whole = feed_all(make(), &[input]);
     for k in 0..=input.len() {
         let (a, b) = input.split_at(k);
-        assert_eq!(run(info, &[a, b]), whole, "split at {k}");
+        assert_eq!(feed_all(make(), &[a, b]), whole, "split at {k}");
     }
     let bytes: Vec<&[u8]> = input.chunks(1).collect();
-    assert_eq!(run(info, &bytes), whole, "byte at a time");
+    assert_eq!(feed_all(make(), &bytes), whole, "byte at a time");
     whole
 }
 
-fn check(input: &str) -> (String, Vec<RewriteError>) {
-    let (out, errs) = check_with(&info(), input.as_bytes());
-    (String::from_utf8(out).unwrap(), errs)
+fn check(input: &str) -> (String, Option<Refused>) {
+    let (out, r) = check_with(&|| RequestRewriter::new(info(), rules()), input.as_bytes());
+    (String::from_utf8(out).unwrap(), r)
 }
 
 fn ok(input: &str) -> String {
-    let (out, errs) = check(input);
-    assert_eq!(errs, []);
+    let (out, r) = check(input);
+    assert_eq!(r, None, "{input:?}");
     out
 }
 
+/// `input` is refused for `why` after exactly `delivered` went out.
+fn refused(input: &str, delivered: &str, why: Refused) {
+    assert_eq!(check(input), (delivered.to_owned(), Some(why)), "{input:?}");
+}
+
+const BAD_LINE: Refused = Refused::BadRequest(Malformed::RequestLine);
+
 #[test]
 fn protocol_doc_example() {
-    let input = "GET /hello HTTP/1.1\r\nHost: foo.test\r\nUser-Agent: curl/7.88.1\r\n\
+    let input = "GET /hello HTTP/1.1\r\nHost: h.test\r\nUser-Agent: curl/7.88.1\r\n\
                  Accept: */*\r\nX-Forwarded-For: 6.6.6.6\r\n\r\n";
     let want = "GET /hello HTTP/1.1\r\nX-Forwarded-For: 127.0.0.1\r\nX-Forwarded-Proto: http\r\n\
-                X-PageKite-Port: 9080\r\nHost: foo.test\r\nUser-Agent: curl/7.88.1\r\n\
+                X-PageKite-Port: 9080\r\nHost: h.test\r\nUser-Agent: curl/7.88.1\r\n\
                 Accept: */*\r\nX-Old-X-Forwarded-For: 6.6.6.6\r\n\r\n";
     assert_eq!(ok(input), want);
 }
 
 #[test]
 fn keep_alive_gets() {
-    let input = "GET /a HTTP/1.1\r\nHost: h\r\n\r\nGET /b HTTP/1.1\r\nx-forwarded-for: 1\r\n\r\n";
-    let want = format!(
-        "GET /a HTTP/1.1\r\n{ADD}Host: h\r\n\r\nGET /b HTTP/1.1\r\n{ADD}X-Old-x-forwarded-for: 1\r\n\r\n"
-    );
-    assert_eq!(ok(input), want);
-}
-
-#[test]
-fn content_length_body_is_not_rewritten() {
-    let body = "GET / HTTP/1.1\r\nX-Forwarded-For: x\r\n\r\n";
-    let input = format!(
-        "POST /f HTTP/1.1\r\nContent-Length: {}\r\n\r\n{body}GET /n HTTP/1.1\r\n\r\n",
-        body.len()
-    );
-    let want = format!(
-        "POST /f HTTP/1.1\r\n{ADD}Content-Length: {}\r\n\r\n{body}GET /n HTTP/1.1\r\n{ADD}\r\n",
-        body.len()
-    );
-    assert_eq!(ok(&input), want);
-    // A zero length and a repeated identical one are fine too.
-    let input = "PUT / HTTP/1.1\r\nContent-Length: 0\r\n\r\nPUT / HTTP/1.1\r\n\
-                 Content-Length: 2, 2\r\nContent-length: 2\r\n\r\nhiGET / HTTP/1.0\r\n\r\n";
-    assert_eq!(ok(input).matches(ADD).count(), 3);
-}
-
-#[test]
-fn chunked_body_with_extensions_and_trailers() {
-    let body = "5;name=val\r\nhello\r\n1B ; x=\"y\"\r\nGET / HTTP/1.1\r\nX-Forwarded\r\n\
-                0\r\nX-Forwarded-For: trailer\r\nX-T: t\r\n\r\n";
-    let input = format!(
-        "POST /c HTTP/1.1\r\nTransfer-Encoding: gzip, Chunked\r\n\r\n{body}GET /n HTTP/1.1\r\n\r\n"
-    );
-    let want = format!(
-        "POST /c HTTP/1.1\r\n{ADD}Transfer-Encoding: gzip, Chunked\r\n\r\n{body}\
-         GET /n HTTP/1.1\r\n{ADD}\r\n"
-    );
-    assert_eq!(ok(&input), want);
-    // Bare LF line endings and no trailers.
-    let input = "POST / HTTP/1.1\nTransfer-Encoding: chunked\n\n3\nabc\n0\n\nGET / HTTP/1.1\n\n";
-    let want = format!(
-        "POST / HTTP/1.1\n{ADD}Transfer-Encoding: chunked\n\n3\nabc\n0\n\nGET / HTTP/1.1\n{ADD}\n"
-    );
-    assert_eq!(ok(input), want);
-}
-
-#[test]
-fn websocket_upgrade_passes_the_rest() {
-    let head = "GET /ws HTTP/1.1\r\nUpgrade: websocket\r\nConnection: keep-alive, Upgrade\r\n\r\n";
-    let after = "\u{1}\u{5}hello GET / HTTP/1.1\r\nX-Forwarded-For: x\r\n\r\n";
-    let (out, errs) = check(&format!("{head}{after}"));
-    assert_eq!(errs, []);
-    let want = format!(
-        "GET /ws HTTP/1.1\r\n{ADD}Upgrade: websocket\r\nConnection: keep-alive, Upgrade\r\n\r\n{after}"
-    );
-    assert_eq!(out, want);
-    // Only the origin knows whether the upgrade went ahead: the first byte
-    // of a frame tells.
-    let mut rw = RequestRewriter::new(info());
-    assert_eq!(rw.feed(head.as_bytes(), &mut |_| {}), Ok(()));
-    assert!(!rw.is_passthrough());
-    assert_eq!(rw.feed(b"\x81", &mut |_| {}), Ok(()));
-    assert!(rw.is_passthrough());
-    // Upgrade without the Connection token is an ordinary request.
-    let input = "GET / HTTP/1.1\r\nUpgrade: h2c\r\n\r\nGET / HTTP/1.1\r\n\r\n";
-    assert_eq!(ok(input).matches(ADD).count(), 2);
-}
-
-#[test]
-fn connect_passes_the_rest() {
-    let input = "CONNECT h:22 HTTP/1.1\r\nHost: h:22\r\n\r\nSSH-2.0-x\r\nGET / HTTP/1.1\r\n\r\n";
-    let want = format!(
-        "CONNECT h:22 HTTP/1.1\r\n{ADD}Host: h:22\r\n\r\nSSH-2.0-x\r\nGET / HTTP/1.1\r\n\r\n"
-    );
-    assert_eq!(ok(input), want);
-    let mut rw = RequestRewriter::new(info());
-    assert_eq!(
-        rw.feed(b"CONNECT h:22 HTTP/1.1\r\n\r\n", &mut |_| {}),
-        Ok(())
-    );
-    assert!(rw.is_passthrough());
-}
-
-#[test]
-fn bare_lf_and_blank_lines_between_requests() {
     let input =
-        "GET / HTTP/1.0\nHost: a\nX-Forwarded-Proto: https\n\n\r\n\nGET /b HTTP/1.1\r\n\r\n";
+        "GET /a HTTP/1.1\r\nHost: h.test\r\n\r\nGET /b HTTP/1.1\r\nHost: H.Test.:80\r\n\r\n";
     let want = format!(
-        "GET / HTTP/1.0\n{ADD}Host: a\nX-Old-X-Forwarded-Proto: https\n\n\r\n\nGET /b HTTP/1.1\r\n{ADD}\r\n"
+        "GET /a HTTP/1.1\r\n{ADD}Host: h.test\r\n\r\nGET /b HTTP/1.1\r\n{ADD}Host: H.Test.:80\r\n\r\n"
     );
     assert_eq!(ok(input), want);
 }
 
 #[test]
-fn renames_only_the_forwarding_headers() {
-    let input = "GET / HTTP/1.1\r\nX-PAGEKITE-PORT: 1\r\nX-Forwarded-Port: 2\r\nX-PageKite-For: 3\r\n\
-                 X-PageKite-Proto: 4\r\nX-Forwarded-Proto : 5\r\nX-Forwarded-Host: 6\r\n\
-                 X-Forwarded-Forx: 7\r\nHost: h\r\n\r\n";
-    let want = format!(
-        "GET / HTTP/1.1\r\n{ADD}X-Old-X-PAGEKITE-PORT: 1\r\nX-Old-X-Forwarded-Port: 2\r\n\
-         X-Old-X-PageKite-For: 3\r\nX-Old-X-PageKite-Proto: 4\r\nX-Old-X-Forwarded-Proto : 5\r\n\
-         X-Forwarded-Host: 6\r\nX-Forwarded-Forx: 7\r\nHost: h\r\n\r\n"
-    );
-    assert_eq!(ok(input), want);
-}
-
-#[test]
-fn forward_info_variants() {
-    let input = b"GET / HTTP/1.1\r\nHost: foo.test\r\n\r\n";
-    let mut info = ForwardInfo {
-        remote_ip: "::FFFF:10.1.2.3".into(),
-        port: 443,
-        tls: true,
-        rewrite_host: Some("localhost:8000".into()),
-    };
-    let (out, errs) = check_with(&info, input);
-    assert_eq!(errs, []);
-    let want = "GET / HTTP/1.1\r\nX-Forwarded-For: 10.1.2.3\r\nX-Forwarded-Proto: https\r\n\
-                X-PageKite-Port: 443\r\nHost: localhost:8000\r\nX-Old-Host: foo.test\r\n\r\n";
-    assert_eq!(String::from_utf8(out).unwrap(), want);
-
-    let first_line = |info: &ForwardInfo| {
-        let out = run(info, &[input]).0;
-        let text = String::from_utf8(out).unwrap();
-        text.lines().nth(1).unwrap().to_owned()
-    };
-    info.remote_ip = "::ffff:2001:db8::1".into();
-    assert_eq!(first_line(&info), "X-Forwarded-For: ::ffff:2001:db8::1");
-    info.remote_ip = "2001:db8::1".into();
-    assert_eq!(first_line(&info), "X-Forwarded-For: 2001:db8::1");
-    info.remote_ip = String::new();
-    assert_eq!(first_line(&info), "X-Forwarded-For: unknown");
-    info.remote_ip = "1.2.3.4\r\nX-Evil: 1".into();
-    assert_eq!(first_line(&info), "X-Forwarded-For: 1.2.3.4X-Evil: 1");
-}
-
-#[test]
-fn partial_heads_are_held() {
-    let mut rw = RequestRewriter::new(info());
-    let mut out = Vec::new();
-    assert_eq!(
-        rw.feed(b"\r\nGET / HT", &mut |b| out.extend_from_slice(b)),
-        Ok(())
-    );
-    assert_eq!((out.as_slice(), rw.pending()), (&b"\r\n"[..], 8));
-    assert_eq!(
-        rw.feed(b"TP/1.1\r\nA: b\r\n", &mut |b| out.extend_from_slice(b)),
-        Ok(())
-    );
-    assert_eq!((out.len(), rw.pending()), (2, 22));
-    assert_eq!(
-        rw.feed(b"\r\nPOST", &mut |b| out.extend_from_slice(b)),
-        Ok(())
-    );
-    assert_eq!(rw.pending(), 4);
-    assert_eq!(
-        out,
-        format!("\r\nGET / HTTP/1.1\r\n{ADD}A: b\r\n\r\n").as_bytes()
-    );
-    assert!(!rw.is_passthrough());
-}
-
-#[test]
-fn bodies_are_not_copied() {
-    let mut rw = RequestRewriter::new(info());
-    let head = b"POST / HTTP/1.1\r\nContent-Length: 100\r\n\r\n0123";
-    assert_eq!(rw.feed(head, &mut |_| {}), Ok(()));
-    let body = [b'x'; 96];
-    let mut slices = Vec::new();
-    assert_eq!(
-        rw.feed(&body, &mut |b| slices.push((b.as_ptr(), b.len()))),
-        Ok(())
-    );
-    assert_eq!(slices, [(body.as_ptr(), body.len())]);
-}
-
-/// Feeds `good` then `bad` in every split and checks that `bad` becomes
-/// `head` (its rewritten first `from` bytes) and then passes through,
-/// with exactly one `err` reported.
-fn check_fallback(good: &str, bad: &str, from: usize, head: &str, err: RewriteError) {
-    let input = format!("{good}{bad}");
-    let (out, errs) = check_with(&info(), input.as_bytes());
-    assert_eq!(errs, [err]);
-    let want = format!("{}{head}{}", ok(good), &bad[from..]);
-    assert_eq!(String::from_utf8_lossy(&out), want);
-    let mut rw = RequestRewriter::new(info());
-    assert_eq!(rw.feed(input.as_bytes(), &mut |_| {}), Err(err));
-    assert!(rw.is_passthrough());
-    assert_eq!(rw.feed(b"GET / HTTP/1.1\r\n\r\n", &mut |_| {}), Ok(()));
-    assert_eq!(rw.pending(), 0);
-}
-
-#[test]
-fn garbage_passes_through() {
-    let good = "GET / HTTP/1.1\r\nX-Forwarded-For: 1\r\n\r\n";
-    let tail = "GET / HTTP/1.1\r\nX-Forwarded-For: 2\r\n\r\n";
-    let e = RewriteError::NotHttp;
-    let method = "A".repeat(MAX_METHOD);
-    for bad in [
-        "\u{16}\u{3}\u{1}",
-        "GET /\r\n\r\n",
-        "GET / SIP/2.0\r\n\r\n",
-        "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n",
-        "GET  HTTP/1.1\r\n\r\n",
-        &format!("{method}x"),
-    ] {
-        check_fallback(good, &format!("{bad}{tail}"), 0, "", e);
+fn every_spelling_of_forwarding_headers_is_renamed() {
+    let names = [
+        "X-Forwarded-For",
+        "x-forwarded-for",
+        "X_Forwarded_For",
+        "X-Forwarded_Proto",
+        "X-Forwarded-Host",
+        "x_forwarded_port",
+        "Forwarded",
+        "X-Real-IP",
+        "X_Real_Ip",
+        "X-Client-IP",
+        "True-Client-IP",
+        "X-PageKite-Port",
+        "X-PageKite-Anything",
+    ];
+    for name in names {
+        let input = format!("GET / HTTP/1.1\r\nHost: h.test\r\n{name}: 6.6.6.6\r\n\r\n");
+        let want = format!("GET / HTTP/1.1\r\n{ADD}Host: h.test\r\nX-Old-{name}: 6.6.6.6\r\n\r\n");
+        assert_eq!(ok(&input), want, "{name}");
     }
-    // Refused at the first bad byte, not after buffering.
-    let mut rw = RequestRewriter::new(info());
-    let mut out = Vec::new();
-    assert_eq!(
-        rw.feed(b"\x16\x03", &mut |b| out.extend_from_slice(b)),
-        Err(e)
-    );
-    assert_eq!((out.as_slice(), rw.pending()), (&b"\x16\x03"[..], 0));
-    // A request line that is not HTTP/1.x is refused where it ends.
-    let mut rw = RequestRewriter::new(info());
-    let mut out = Vec::new();
-    let line = b"PRI * HTTP/2.0\r\n";
-    assert_eq!(rw.feed(line, &mut |b| out.extend_from_slice(b)), Err(e));
-    assert_eq!((out.as_slice(), rw.pending()), (&line[..], 0));
+    for name in ["X-Forwarded", "Forwarded-For", "X-Realip", "Accept"] {
+        let input = format!("GET / HTTP/1.1\r\nHost: h.test\r\n{name}: v\r\n\r\n");
+        assert!(!ok(&input).contains("X-Old-"), "{name}");
+    }
 }
 
 #[test]
-fn bad_framing_passes_through_after_the_head() {
-    let good = "POST / HTTP/1.1\r\nContent-Length: 1\r\n\r\nx";
-    let tail = "GET / HTTP/1.1\r\nX-Forwarded-For: 2\r\n\r\n";
-    let e = RewriteError::BadFraming;
-    for framing in [
-        "Content-Length: 5\r\nContent-Length: 6",
-        "Content-Length: 5, 6",
-        "Content-Length: 5x",
-        "Content-Length: -1",
-        "Content-Length: +1",
-        "Content-Length:",
-        "Content-Length: 99999999999999999999",
-        "Content-Length : 1",
-        "Content-Length: 1\r\n 2",
-        "Transfer-Encoding: chunked, gzip",
-        "Transfer-Encoding: chunked\r\nTransfer-Encoding: chunked",
-        "Transfer-Encoding: chunked\r\nContent-Length: 3",
-    ] {
-        let head = format!("POST /b HTTP/1.1\r\n{framing}\r\n\r\n");
-        let bad = format!("{head}{tail}");
-        let out = format!("POST /b HTTP/1.1\r\n{ADD}{framing}\r\n\r\n");
-        check_fallback(good, &bad, head.len(), &out, e);
+fn a_request_for_another_site_is_misdirected() {
+    let first = "GET /a HTTP/1.1\r\nHost: h.test\r\n\r\n";
+    let done = format!("GET /a HTTP/1.1\r\n{ADD}Host: h.test\r\n\r\n");
+    // Host switched on the second request of a keep-alive connection.
+    let input = format!("{first}GET /secret HTTP/1.1\r\nHost: locked.test\r\n\r\n");
+    refused(&input, &done, Refused::Misdirected);
+    // The absolute form names the site, whatever Host says (RFC 9112 §3.2.2).
+    let input = format!("{first}GET http://locked.test/ HTTP/1.1\r\nHost: h.test\r\n\r\n");
+    refused(&input, &done, Refused::Misdirected);
+    let input = "GET http://user@locked.test:80/x HTTP/1.1\r\nHost: h.test\r\n\r\n";
+    refused(input, "", Refused::Misdirected);
+    // A name under the stream's, or one it is under, is another site.
+    for host in ["a.h.test", "test", "h.test.evil", "h.tesT2"] {
+        let input = format!("GET / HTTP/1.1\r\nHost: {host}\r\n\r\n");
+        refused(&input, "", Refused::Misdirected);
     }
-    let chunked = "POST /c HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n";
-    for body in [
-        "zz\r\n",
-        "\r\n",
-        "3\rabc",
-        "3\r\nabcX",
-        "0\r\n\rX",
-        "fffffffffffffffff\r\n",
+    // The same site in absolute form is fine.
+    let input = "GET HTTP://H.test:9080/x?y HTTP/1.1\r\nHost: h.test\r\n\r\n";
+    assert!(ok(input).starts_with("GET HTTP://H.test:9080/x?y HTTP/1.1\r\n"));
+    assert!(ok("OPTIONS * HTTP/1.1\r\nHost: h.test\r\n\r\n").contains(ADD));
+}
+
+#[test]
+fn host_must_be_there_once_and_well_formed() {
+    let bad = Refused::BadRequest(Malformed::Host);
+    refused("GET / HTTP/1.1\r\n\r\n", "", bad);
+    refused("GET / HTTP/1.0\r\nAccept: */*\r\n\r\n", "", bad);
+    refused(
+        "GET / HTTP/1.1\r\nHost: h.test\r\nHost: other.test\r\n\r\n",
+        "",
+        bad,
+    );
+    refused(
+        "GET / HTTP/1.1\r\nHost: h.test\r\nhost: h.test\r\n\r\n",
+        "",
+        bad,
+    );
+    for host in ["", "h.test:8x", "h test", "[::1", "h.test/x", "h.test@x"] {
+        refused(&format!("GET / HTTP/1.1\r\nHost: {host}\r\n\r\n"), "", bad);
+    }
+    // Targets that are no form a server takes.
+    refused("GET x HTTP/1.1\r\nHost: h.test\r\n\r\n", "", BAD_LINE);
+    refused("GET * HTTP/1.1\r\nHost: h.test\r\n\r\n", "", BAD_LINE);
+}
+
+#[test]
+fn what_cannot_be_parsed_is_refused_not_passed() {
+    let first = "GET /a HTTP/1.1\r\nHost: h.test\r\n\r\n";
+    let done = format!("GET /a HTTP/1.1\r\n{ADD}Host: h.test\r\n\r\n");
+    let header = Refused::BadRequest(Malformed::HeaderLine);
+    for (next, why) in [
+        (" GET /wp-admin/ HTTP/1.1\r\nHost: h.test\r\n\r\n", BAD_LINE),
+        ("\tGET / HTTP/1.1\r\nHost: h.test\r\n\r\n", BAD_LINE),
+        ("GET / HTTP/1.10\r\nHost: h.test\r\n\r\n", BAD_LINE),
+        ("GET / HTTP/2.0\r\nHost: h.test\r\n\r\n", BAD_LINE),
+        ("GET  / HTTP/1.1\r\nHost: h.test\r\n\r\n", BAD_LINE),
+        ("GET / http/1.1\r\nHost: h.test\r\n\r\n", BAD_LINE),
+        ("GET /\x01 HTTP/1.1\r\nHost: h.test\r\n\r\n", BAD_LINE),
+        ("GET / HTTP/1.1 \r\nHost: h.test\r\n\r\n", BAD_LINE),
+        ("\x16\x03\x01\x02\x00\x01\x00\x01\x7c\x03\x03", BAD_LINE),
+        ("GET / HTTP/1.1\r\nHost: h.test\r\n folded\r\n\r\n", header),
+        ("GET / HTTP/1.1\r\nHost : h.test\r\n\r\n", header),
+        ("GET / HTTP/1.1\r\nHost: h.test\r\nno colon\r\n\r\n", header),
+        ("GET / HTTP/1.1\r\nHost: h.test\r\nX: a\rb\r\n\r\n", header),
+        ("GET / HTTP/1.1\r\nHost: h.test\r\nX: a\0b\r\n\r\n", header),
+        ("GET / HTTP/1.1\r\nHo(st: h.test\r\n\r\n", header),
     ] {
-        let bad = format!("{chunked}{body}\r\n0\r\n\r\n{tail}");
-        check_fallback(good, &bad, chunked.len(), &ok(chunked), e);
+        refused(&format!("{first}{next}"), &done, why);
     }
 }
 
 #[test]
 fn head_size_limit() {
-    let good = "GET / HTTP/1.1\r\nX-Forwarded-For: 1\r\n\r\n";
-    let start = "GET / HTTP/1.1\r\nX-Big: ";
-    let fill = |len: usize| "a".repeat(len - start.len() - 4);
-    let exact = format!("{start}{}\r\n\r\n", fill(MAX_HEAD));
-    assert_eq!(exact.len(), MAX_HEAD);
-    assert_eq!(run(&info(), &[exact.as_bytes()]).1, []);
-    let over = format!(
-        "{start}{}\r\n\r\nGET / HTTP/1.1\r\n\r\n",
-        fill(MAX_HEAD + 1)
+    let filler = format!("X-F: {}\r\n", "a".repeat(MAX_HEAD));
+    let input = format!("GET / HTTP/1.1\r\nHost: h.test\r\n{filler}\r\n");
+    let r = feed_all(RequestRewriter::new(info(), rules()), &[input.as_bytes()]);
+    assert_eq!(r, (vec![], Some(Refused::BadRequest(Malformed::TooLarge))));
+    // Just under the limit is fine.
+    let head = "GET / HTTP/1.1\r\nHost: h.test\r\nX-F: \r\n\r\n";
+    let pad = "a".repeat(MAX_HEAD - head.len());
+    let input = format!("GET / HTTP/1.1\r\nHost: h.test\r\nX-F: {pad}\r\n\r\n");
+    let (out, r) = feed_all(RequestRewriter::new(info(), rules()), &[input.as_bytes()]);
+    assert_eq!((out.len(), r), (input.len() + ADD.len(), None));
+}
+
+#[test]
+fn bodies_are_followed_not_scanned() {
+    let body = "GET / HTTP/1.1\r\nHost: other.test\r\nX-Forwarded-For: x\r\n\r\n";
+    let input = format!(
+        "POST /f HTTP/1.1\r\nHost: h.test\r\nContent-Length: {}\r\n\r\n{body}GET /n HTTP/1.1\r\nHost: h.test\r\n\r\n",
+        body.len()
     );
-    let input = format!("{good}{over}");
-    let want = format!("{}{over}", ok(good));
-    let whole = run(&info(), &[input.as_bytes()]);
-    assert_eq!(whole, (want.into_bytes(), vec![RewriteError::HeadTooLarge]));
-    let bytes: Vec<&[u8]> = input.as_bytes().chunks(1).collect();
-    assert_eq!(run(&info(), &bytes), whole);
-    for k in (0..input.len()).step_by(997) {
-        let (a, b) = input.as_bytes().split_at(k);
-        assert_eq!(run(&info(), &[a, b]), whole, "split at {k}");
+    let want = format!(
+        "POST /f HTTP/1.1\r\n{ADD}Host: h.test\r\nContent-Length: {}\r\n\r\n{body}GET /n HTTP/1.1\r\n{ADD}Host: h.test\r\n\r\n",
+        body.len()
+    );
+    assert_eq!(ok(&input), want);
+    let chunks = "5;name=val\r\nhello\r\n1B ; x=\"y\"\r\nGET / HTTP/1.1\r\nX-Forwarded\r\n\
+                  0\r\nX-Forwarded-For: trailer\r\nX-T: t\r\n\r\n";
+    let input = format!(
+        "POST /c HTTP/1.1\r\nHost: h.test\r\nTransfer-Encoding: gzip, Chunked\r\n\r\n{chunks}\
+         GET /n HTTP/1.1\nHost: h.test\n\n"
+    );
+    let want = format!(
+        "POST /c HTTP/1.1\r\n{ADD}Host: h.test\r\nTransfer-Encoding: gzip, Chunked\r\n\r\n{chunks}\
+         GET /n HTTP/1.1\n{ADD}Host: h.test\n\n"
+    );
+    assert_eq!(ok(&input), want);
+}
+
+#[test]
+fn ambiguous_framing_and_connect_are_refused() {
+    let framing = Refused::BadRequest(Malformed::Framing);
+    for head in [
+        "POST / HTTP/1.1\r\nHost: h.test\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n",
+        "POST / HTTP/1.1\r\nHost: h.test\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\n",
+        "POST / HTTP/1.1\r\nHost: h.test\r\nContent-Length: -3\r\n\r\n",
+        "POST / HTTP/1.1\r\nHost: h.test\r\nTransfer-Encoding: chunked, gzip\r\n\r\n",
+        "POST / HTTP/1.1\r\nHost: h.test\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n",
+    ] {
+        refused(head, "", framing);
     }
+    let head = "POST / HTTP/1.1\r\nHost: h.test\r\nTransfer-Encoding: chunked\r\n\r\n";
+    let delivered =
+        format!("POST / HTTP/1.1\r\n{ADD}Host: h.test\r\nTransfer-Encoding: chunked\r\n\r\n");
+    for body in [
+        "x\r\n",
+        "5\rhello",
+        "3\r\nabcX",
+        "1;a\x0bb\r\nx\r\n0\r\n\r\n",
+    ] {
+        let (out, r) = check(&format!("{head}{body}"));
+        assert_eq!(r, Some(framing), "{body:?}");
+        assert!(out.starts_with(&delivered));
+    }
+    refused(
+        "CONNECT h.test:443 HTTP/1.1\r\nHost: h.test:443\r\n\r\n",
+        "",
+        Refused::BadRequest(Malformed::Connect),
+    );
+}
+
+#[test]
+fn passwords_are_checked_on_every_request() {
+    let mut opts = KiteOptions::default();
+    opts.apply_short("+password/bob=s3cret").unwrap();
+    let make = || {
+        let mut rules = rules();
+        rules.auth = Some(Box::new(opts.clone()));
+        RequestRewriter::new(info(), rules)
+    };
+    // bob:s3cret
+    let good = "GET / HTTP/1.1\r\nHost: h.test\r\nAuthorization: Basic Ym9iOnMzY3JldA==\r\n\r\n";
+    let none = "GET /private HTTP/1.1\r\nHost: h.test\r\n\r\n";
+    let wrong = "GET / HTTP/1.1\r\nHost: h.test\r\nAuthorization: Basic Ym9iOnh4eA==\r\n\r\n";
+    let (out, r) = check_with(&make, format!("{good}{good}").as_bytes());
+    assert_eq!((out.len(), r), (2 * (good.len() + ADD.len()), None));
+    for bad in [none, wrong] {
+        let (out, r) = check_with(&make, format!("{good}{bad}").as_bytes());
+        assert_eq!(
+            (out.len(), r),
+            (good.len() + ADD.len(), Some(Refused::NeedsAuth))
+        );
+    }
+}
+
+#[test]
+fn the_filter_sees_every_request() {
+    let make = || {
+        let mut rules = rules();
+        rules.filter = true;
+        RequestRewriter::new(info(), rules)
+    };
+    let first = "GET / HTTP/1.1\r\nHost: h.test\r\n\r\n";
+    for bad in [
+        "GET /wp-admin/ HTTP/1.1\r\nHost: h.test\r\n\r\n",
+        "POST /phpMyAdmin/index.php HTTP/1.1\r\nHost: h.test\r\n\r\n",
+    ] {
+        let (out, r) = check_with(&make, format!("{first}{bad}").as_bytes());
+        assert_eq!(
+            (out.len(), r),
+            (first.len() + ADD.len(), Some(Refused::Blocked))
+        );
+    }
+    // Refused at the end of its request line: the rest never has to come.
+    let (out, r) = feed_all(make(), &[b"GET /wp-admin/ HTTP/1.1\r\n"]);
+    assert_eq!((out, r), (vec![], Some(Refused::Blocked)));
+}
+
+#[test]
+fn raw_headers_are_judged_but_not_changed() {
+    let make = || RequestRewriter::new(info(), rules()).raw_headers(true);
+    let input = "GET / HTTP/1.1\r\nHost: h.test\r\nX-Forwarded-For: 1\r\n\r\n";
+    assert_eq!(check_with(&make, input.as_bytes()), (input.into(), None));
+    let other = format!("{input}GET / HTTP/1.1\r\nHost: x.test\r\n\r\n");
+    assert_eq!(
+        check_with(&make, other.as_bytes()),
+        (input.into(), Some(Refused::Misdirected))
+    );
+}
+
+#[test]
+fn rewrite_host_renames_the_clients() {
+    let mut info = info();
+    info.rewrite_host = Some("localhost:8000".into());
+    let make = || RequestRewriter::new(info.clone(), rules());
+    let (out, r) = check_with(&make, b"GET / HTTP/1.1\r\nHost: h.test\r\n\r\n");
+    assert_eq!(r, None);
+    assert_eq!(
+        String::from_utf8(out).unwrap(),
+        format!("GET / HTTP/1.1\r\n{ADD}Host: localhost:8000\r\nX-Old-Host: h.test\r\n\r\n")
+    );
 }
 
 /// What `curl --http2` sends; an origin that knows nothing of h2c answers
 /// it in HTTP/1.1 and the connection goes on.
-const H2C: &str = "GET / HTTP/1.1\r\nHost: h\r\nConnection: Upgrade, HTTP2-Settings\r\n\
+const H2C: &str = "GET / HTTP/1.1\r\nHost: h.test\r\nConnection: Upgrade, HTTP2-Settings\r\n\
                    Upgrade: h2c\r\nHTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\n\r\n";
-const WEBSOCKET: &str = "GET /ws HTTP/1.1\r\nHost: h\r\nUpgrade: websocket\r\n\
+const WEBSOCKET: &str = "GET /ws HTTP/1.1\r\nHost: h.test\r\nUpgrade: websocket\r\n\
                          Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\n\r\n";
-const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 /// Masked client frames: "GET / HTTP/1.1" as text, then a close.
 const FRAMES: &[u8] = b"\x81\x8e\0\0\0\0GET / HTTP/1.1\x88\x82\x01\x02\x03\x04\x02\xea";
 
-/// `head`, a single request without spoofable headers, as rewritten with
-/// [`info`].
-fn rewritten(head: &str) -> String {
-    let (first, rest) = head.split_at(head.find('\n').unwrap() + 1);
-    format!("{first}{ADD}{rest}")
-}
-
-/// [`check_with`] on bytes that must pass without an error.
-fn ok_bytes(input: &[u8]) -> Vec<u8> {
-    let (out, errs) = check_with(&info(), input);
-    assert_eq!(errs, []);
-    out
-}
-
-#[test]
-fn refused_upgrade_goes_on_rewriting() {
-    let next = "GET /2 HTTP/1.1\r\nX-Forwarded-For: 6.6.6.6\r\n\r\n";
-    let next_out = format!("GET /2 HTTP/1.1\r\n{ADD}X-Old-X-Forwarded-For: 6.6.6.6\r\n\r\n");
-    for upgrade in [H2C, WEBSOCKET] {
-        let input = format!("{upgrade}{next}{next}");
-        let want = format!("{}{next_out}{next_out}", rewritten(upgrade));
-        assert_eq!(ok(&input), want);
-        // Blank lines may come first, as before any request.
-        let input = format!("{upgrade}\r\n\n{next}");
-        assert_eq!(
-            ok(&input),
-            format!("{}\r\n\n{next_out}", rewritten(upgrade))
-        );
-        // Then an upgrade that goes ahead, after which nothing is touched.
-        let mut input = format!("{upgrade}{WEBSOCKET}").into_bytes();
-        input.extend_from_slice(FRAMES);
-        let mut want = format!("{}{}", rewritten(upgrade), rewritten(WEBSOCKET)).into_bytes();
-        want.extend_from_slice(FRAMES);
-        assert_eq!(ok_bytes(&input), want);
-    }
-    // Once a request line is seen, its faults are reported as usual.
-    let bad = "POST / HTTP/1.1\r\nContent-Length: x\r\n\r\nGET / HTTP/1.1\r\n\r\n";
-    let (out, errs) = check(&format!("{H2C}{bad}"));
-    assert_eq!(errs, [RewriteError::BadFraming]);
-    let want = format!(
-        "{}POST / HTTP/1.1\r\n{ADD}Content-Length: x\r\n\r\nGET / HTTP/1.1\r\n\r\n",
-        rewritten(H2C)
-    );
-    assert_eq!(out, want);
-}
-
-#[test]
-fn accepted_upgrade_passes_the_new_protocol() {
-    let mut preface = PREFACE.to_vec();
-    // SETTINGS, then a HEADERS frame whose block happens to read like
-    // HTTP/1.1.
-    preface.extend_from_slice(b"\0\0\0\x04\0\0\0\0\0\0\0\x10\x01\x05\0\0\0\x01");
-    preface.extend_from_slice(b"GET / HTTP/1.1\r\n");
-    let not_http = b"GET / SIP/2.0\r\nX-Forwarded-For: 1\r\n\r\nGET / HTTP/1.1\r\n\r\n";
-    let text = b"hello there\n\x80";
-    for (head, after) in [
-        (WEBSOCKET, FRAMES),
-        (H2C, &preface[..]),
-        (H2C, not_http),
-        (WEBSOCKET, text),
-    ] {
-        let mut input = head.as_bytes().to_vec();
-        input.extend_from_slice(after);
-        let mut want = rewritten(head).into_bytes();
-        want.extend_from_slice(after);
-        assert_eq!(ok_bytes(&input), want);
-    }
-    // A line that never ends is given up silently at the head size limit.
-    let long = format!("{WEBSOCKET}ab {}", "c".repeat(MAX_HEAD));
-    let mut rw = RequestRewriter::new(info());
+/// Feeds `head` then `after`, shows the origin's answer `response` in the
+/// given pieces, and returns what reached the origin and the outcome.
+fn upgrade(head: &str, after: &[u8], response: &[&[u8]], answer_first: bool) -> Outcome {
+    let mut rw = RequestRewriter::new(info(), rules());
     let mut out = Vec::new();
-    assert_eq!(
-        rw.feed(long.as_bytes(), &mut |b| out.extend_from_slice(b)),
-        Ok(())
-    );
-    assert!(rw.is_passthrough());
-    assert_eq!(
-        out,
-        format!("{}ab {}", rewritten(WEBSOCKET), "c".repeat(MAX_HEAD)).as_bytes()
-    );
-}
-
-/// Feeds `head`, then `after` one byte at a time, checking that nothing is
-/// reported and that what was handed over is always a prefix of `after`.
-/// Returns the rewriter and how much of `after` had gone after each byte.
-fn released(head: &str, after: &[u8]) -> (RequestRewriter, Vec<usize>) {
-    let mut rw = RequestRewriter::new(info());
-    let mut out = Vec::new();
+    let mut result = Ok(());
+    let mut answer = |rw: &mut RequestRewriter, out: &mut Vec<u8>| {
+        for part in response {
+            if rw.wants_response() {
+                result = result.and(rw.on_response(part, &mut |b| out.extend_from_slice(b)));
+            }
+        }
+    };
     assert_eq!(
         rw.feed(head.as_bytes(), &mut |b| out.extend_from_slice(b)),
         Ok(())
     );
-    assert_eq!(out, rewritten(head).as_bytes());
-    out.clear();
-    let mut seen = Vec::new();
-    for byte in after.chunks(1) {
-        assert_eq!(rw.feed(byte, &mut |b| out.extend_from_slice(b)), Ok(()));
-        assert_eq!(out, after[..out.len()]);
-        assert_eq!(out.len() + rw.pending(), seen.len() + 1);
-        seen.push(out.len());
+    if answer_first {
+        answer(&mut rw, &mut out);
     }
-    (rw, seen)
+    let fed = rw.feed(after, &mut |b| out.extend_from_slice(b));
+    if !answer_first {
+        // Nothing of what follows goes before the answer.
+        assert_eq!(out.len(), head.len() + ADD.len());
+        assert_eq!(rw.pending(), after.len());
+        answer(&mut rw, &mut out);
+    }
+    let r = fed.and(result).err();
+    assert_eq!(rw.refused(), r);
+    (out, r)
 }
 
 #[test]
-fn websocket_frames_are_let_through_within_two_bytes() {
-    // Every first byte a client frame can start with (FIN, RSV1-3, the
-    // defined opcodes), with every masked second byte.
-    for first in (0..=0xffu8).filter(|b| b & 0x0f <= 0x0a) {
-        for second in 0x80..=0xffu8 {
-            let frame = [first, second, 1, 2, 3, 4, b'G', b'E', b'T', b' ', b'/'];
-            let (rw, seen) = released(WEBSOCKET, &frame);
-            let want: Vec<usize> = (1..=frame.len()).collect();
-            assert_eq!(seen[1..], want[1..], "{first:#x} {second:#x}");
-            assert!(rw.is_passthrough());
-            assert_eq!(rw.pending(), 0);
+fn an_accepted_upgrade_passes_the_new_protocol() {
+    let switched = b"HTTP/1.1 101 Switching Protocols\r\n\r\n";
+    for answer_first in [false, true] {
+        for split in [1, 5, 11, 12, 40] {
+            let parts: Vec<&[u8]> = switched.chunks(split).collect();
+            let (out, r) = upgrade(WEBSOCKET, FRAMES, &parts, answer_first);
+            assert_eq!(r, None);
+            let want = [rewritten(WEBSOCKET).as_bytes(), FRAMES].concat();
+            assert_eq!(out, want, "split {split}");
         }
     }
-    // Frames in the same feed as the head, and split anywhere.
-    let mut input = WEBSOCKET.as_bytes().to_vec();
-    for first in [0x01, 0x0a, 0x41, 0xc1, 0x7a, 0x82, 0x00, 0x89] {
-        input.extend_from_slice(&[first, 0x81, 9, 9, 9, 9, b'x']);
-    }
-    let mut want = rewritten(WEBSOCKET).into_bytes();
-    want.extend_from_slice(&input[WEBSOCKET.len()..]);
-    assert_eq!(ok_bytes(&input), want);
 }
 
 #[test]
-fn h2c_preface_is_let_through_where_its_first_line_ends() {
-    let (rw, seen) = released(H2C, PREFACE);
-    // "PRI * HTTP/2.0" could still be a request line until the line ends:
-    // the request target may hold spaces, as the head parser allows.
-    let line = PREFACE.iter().position(|&b| b == b'\n').unwrap() + 1;
-    let want: Vec<usize> = (line..=PREFACE.len()).collect();
-    assert_eq!(seen[line - 1..], want);
-    assert!(rw.is_passthrough());
+fn a_refused_upgrade_goes_on_as_requests() {
+    let not = b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n";
+    let next = "GET /x HTTP/1.1\r\nHost: h.test\r\n\r\n";
+    for answer_first in [false, true] {
+        let (out, r) = upgrade(H2C, next.as_bytes(), &[not], answer_first);
+        assert_eq!(r, None);
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            format!("{}{}", rewritten(H2C), rewritten(next))
+        );
+        // Frames (or anything else) after a refused upgrade are no request.
+        let (out, r) = upgrade(
+            WEBSOCKET,
+            FRAMES,
+            &[b"HTTP/1.1 426 Upgrade Required\r\n"],
+            answer_first,
+        );
+        assert_eq!(
+            (out, r),
+            (rewritten(WEBSOCKET).into_bytes(), Some(BAD_LINE))
+        );
+        let sneaky = b" GET /wp-admin/ HTTP/1.1\r\nHost: h.test\r\n\r\n";
+        let (_, r) = upgrade(WEBSOCKET, sneaky, &[b"HTTP/1.1 400 No\r\n"], answer_first);
+        assert_eq!(r, Some(BAD_LINE));
+    }
+    // A body that merely starts like a switch is not one.
+    let (_, r) = upgrade(WEBSOCKET, FRAMES, &[b"HTTP/1.1 1010"], false);
+    assert_eq!(r, None);
+    let (_, r) = upgrade(WEBSOCKET, FRAMES, &[b"HTTP/1.1 200 HTTP/1.1 101"], false);
+    assert_eq!(r, Some(BAD_LINE));
 }
 
 #[test]
-fn upgrade_request_body_comes_before_the_new_protocol() {
-    let up = "Upgrade: websocket\r\nConnection: upgrade\r\n";
-    let next = "GET /n HTTP/1.1\r\nX-Forwarded-For: n\r\n\r\n";
-    let next_out = format!("GET /n HTTP/1.1\r\n{ADD}X-Old-X-Forwarded-For: n\r\n\r\n");
-    // Without framing headers there is no body: the next request follows.
-    let head = format!("GET /u HTTP/1.1\r\n{up}\r\n");
-    let want = format!("{}{next_out}", rewritten(&head));
-    assert_eq!(ok(&format!("{head}{next}")), want);
-    // A body that looks like a request is passed as it is, and only then
-    // can the new protocol (or the next request) start.
-    let body = "GET / HTTP/1.1\r\nX-Forwarded-For: b\r\n\r\n";
-    let chunked = format!("{:x}\r\n{body}\r\n0\r\n\r\n", body.len());
-    for (framing, body) in [
-        (format!("Content-Length: {}\r\n", body.len()), body),
-        (
-            "Transfer-Encoding: chunked\r\n".to_owned(),
-            chunked.as_str(),
-        ),
-    ] {
-        let head = format!("POST /u HTTP/1.1\r\n{up}{framing}\r\n");
-        let want = format!("{}{body}{next_out}", rewritten(&head));
-        assert_eq!(ok(&format!("{head}{body}{next}")), want);
-        let mut input = format!("{head}{body}").into_bytes();
-        input.extend_from_slice(FRAMES);
-        let mut want = format!("{}{body}", rewritten(&head)).into_bytes();
-        want.extend_from_slice(FRAMES);
-        assert_eq!(ok_bytes(&input), want);
-    }
+fn only_the_first_request_can_switch() {
+    let first = "GET / HTTP/1.1\r\nHost: h.test\r\n\r\n";
+    let input = [format!("{first}{WEBSOCKET}").as_bytes(), FRAMES].concat();
+    let mut rw = RequestRewriter::new(info(), rules());
+    let mut out = Vec::new();
+    let sink = &mut |b: &[u8]| out.extend_from_slice(b);
+    assert_eq!(rw.on_response(b"HTTP/1.1 200 OK\r\n", sink), Ok(()));
+    assert!(!rw.wants_response());
+    assert_eq!(rw.feed(&input, sink), Err(BAD_LINE));
 }
 
-const REQUESTS: [&str; 5] = [
-    "GET / HTTP/1.1\r\n",
-    "POST /p HTTP/1.1\n",
-    "CONNECT a:1 HTTP/1.0\r\n",
-    "PUT /x?a=b HTTP/1.0\r\n",
-    "delete /xampp/ HTTP/1.1\r\n",
+#[test]
+fn too_much_before_the_answer_is_refused() {
+    let big = vec![b'x'; MAX_HEAD + 1];
+    let mut rw = RequestRewriter::new(info(), rules());
+    let sink = &mut |_: &[u8]| {};
+    assert_eq!(rw.feed(WEBSOCKET.as_bytes(), sink), Ok(()));
+    assert_eq!(
+        rw.feed(&big, sink),
+        Err(Refused::BadRequest(Malformed::EarlyData))
+    );
+    assert_eq!(rw.pending(), 0);
+}
+
+#[test]
+fn an_upgrade_body_comes_before_the_new_protocol() {
+    let head = "POST /up HTTP/1.1\r\nHost: h.test\r\nUpgrade: x\r\nConnection: upgrade\r\n\
+                Content-Length: 5\r\n\r\n";
+    let mut rw = RequestRewriter::new(info(), rules());
+    let mut out = Vec::new();
+    let input = [head.as_bytes(), b"hello", FRAMES].concat();
+    assert_eq!(rw.feed(&input, &mut |b| out.extend_from_slice(b)), Ok(()));
+    assert_eq!(out, [rewritten(head).as_bytes(), b"hello"].concat());
+    assert_eq!(rw.pending(), FRAMES.len());
+    let sink = &mut |b: &[u8]| out.extend_from_slice(b);
+    assert_eq!(
+        rw.on_response(b"HTTP/1.1 101 Switching\r\n\r\n", sink),
+        Ok(())
+    );
+    assert!(rw.is_passthrough() && out.ends_with(FRAMES));
+}
+
+/// `head`, a single request without spoofable headers, as rewritten.
+fn rewritten(head: &str) -> String {
+    let (line, rest) = head.split_once("\r\n").unwrap();
+    format!("{line}\r\n{ADD}{rest}")
+}
+
+#[test]
+fn blank_lines_between_requests_pass() {
+    let input = "\r\nGET / HTTP/1.1\nHost: h.test\n\n\r\n\nGET / HTTP/1.0\r\nHost: h.test\r\n\r\n";
+    let out = ok(input);
+    assert_eq!(out.matches(ADD).count(), 2);
+    assert!(out.starts_with("\r\nGET / HTTP/1.1\n"));
+}
+
+#[test]
+fn forward_info_variants() {
+    let head = "GET / HTTP/1.1\r\nHost: h.test\r\n\r\n";
+    let run = |info: ForwardInfo| {
+        let (out, _) = feed_all(RequestRewriter::new(info, rules()), &[head.as_bytes()]);
+        String::from_utf8(out).unwrap()
+    };
+    let mut i = info();
+    i.remote_ip = "::ffff:10.1.2.3".into();
+    i.tls = true;
+    assert!(run(i.clone()).contains("X-Forwarded-For: 10.1.2.3\r\nX-Forwarded-Proto: https\r\n"));
+    i.remote_ip = "evil\r\nX-Injected: 1".into();
+    assert!(!run(i.clone()).contains("\r\nX-Injected"));
+    i.remote_ip = String::new();
+    assert!(run(i).contains("X-Forwarded-For: unknown\r\n"));
+}
+
+/// Pieces for the generated keep-alive sequences below.
+const REQUESTS: [&str; 8] = [
+    "GET / HTTP/1.1\r\nHost: h.test\r\n",
+    "GET /x HTTP/1.0\r\nHost: H.TEST:80\r\n",
+    "POST /p HTTP/1.1\r\nHost: h.test\r\nContent-Length: 4\r\n",
+    "POST /c HTTP/1.1\r\nHost: h.test\r\nTransfer-Encoding: chunked\r\n",
+    "GET /wp-admin/ HTTP/1.1\r\nHost: h.test\r\n",
+    "GET http://h.test/abs HTTP/1.1\r\nHost: h.test\r\n",
+    "GET / HTTP/1.1\r\nHost: other.test\r\n",
+    " GET / HTTP/1.1\r\nHost: h.test\r\n",
 ];
-const HEADERS: [&str; 11] = [
-    "Host: h\r\n",
+const HEADERS: [&str; 7] = [
+    "Accept: */*\r\n",
     "X-Forwarded-For: 6.6.6.6\r\n",
-    "x-pagekite-port: 1\n",
-    "Content-Length: 3\r\n",
-    "Content-Length: 0\r\n",
-    "Transfer-Encoding: chunked\r\n",
-    "Upgrade: websocket\r\nConnection: upgrade\r\n",
-    "Connection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\n",
-    " folded\r\n",
-    "Connection: keep-alive\r\n",
-    "X-Old-Host: a\r\n",
+    "X_Forwarded_For: 6.6.6.6\r\n",
+    "Forwarded: for=6.6.6.6\r\n",
+    "X-Real-IP: 6.6.6.6\r\n",
+    "Content-Length: 4\r\n",
+    "Host: h.test\r\n",
 ];
-const BODIES: [&str; 10] = [
-    "abc",
-    "3\r\nabc\r\n",
-    "1;x=y\r\nZ\r\n",
-    "0\r\n\r\n",
-    "0\r\nT: x\r\n\r\n",
-    "\r\n",
-    "\n",
-    "GET / HTTP/1.1\r\nX-Forwarded-For: 1\r\n\r\n",
-    "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n",
-    "\u{1}\u{85}",
+const BODIES: [&str; 3] = [
+    "body",
+    "4\r\nbody\r\n0\r\n\r\n",
+    "GET /smuggled HTTP/1.1\r\n\r\n",
 ];
 
-fn remove(hay: &[u8], needle: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(hay.len());
-    let mut i = 0;
-    while i < hay.len() {
-        if hay[i..].starts_with(needle) {
-            i += needle.len();
-        } else {
-            out.push(hay[i]);
-            i += 1;
+/// The heads in `out`, found by following it as a client would, each
+/// checked: the request names the stream's site and the filter would pass
+/// it, the inserts follow its request line, and every client-sent
+/// forwarding header was renamed.
+fn check_heads(mut out: &[u8], filter: bool) {
+    while !out.is_empty() {
+        let skip = out
+            .iter()
+            .take_while(|&&b| b == b'\r' || b == b'\n')
+            .count();
+        out = &out[skip..];
+        if out.is_empty() {
+            break;
+        }
+        let end = out
+            .windows(4)
+            .position(|w| w == b"\r\n\r\n")
+            .map(|p| p + 4)
+            .or_else(|| out.windows(2).position(|w| w == b"\n\n").map(|p| p + 2))
+            .expect("a whole head");
+        let head = &out[..end];
+        let text = String::from_utf8_lossy(head);
+        let (line, rest) = text.split_once('\n').unwrap();
+        assert!(
+            super::http_head::request_line(line.as_bytes()).is_some(),
+            "{text}"
+        );
+        assert!(rest.starts_with(ADD), "{text}");
+        assert!(!filter || !crate::proto::options::security_blocks(line.as_bytes()));
+        let mut body = Body::None;
+        for l in rest[ADD.len()..].lines() {
+            let Some((name, value)) = l.split_once(':') else {
+                continue;
+            };
+            assert!(!super::http_head::is_forwarding(name.as_bytes()), "{text}");
+            if name.eq_ignore_ascii_case("host") {
+                assert_eq!(
+                    super::http_head::normal_host(value.as_bytes()).unwrap(),
+                    HOST
+                );
+            }
+            if name.eq_ignore_ascii_case("content-length") {
+                body = Body::Length(value.trim().parse().unwrap());
+            }
+            if name.eq_ignore_ascii_case("transfer-encoding") {
+                body = Body::Chunked;
+            }
+        }
+        out = &out[end..];
+        match body {
+            Body::None => {}
+            Body::Length(n) => out = &out[(n as usize).min(out.len())..],
+            Body::Chunked => {
+                let end = out
+                    .windows(5)
+                    .position(|w| w == b"0\r\n\r\n")
+                    .map_or(out.len(), |p| p + 5);
+                out = &out[end..];
+            }
         }
     }
-    out
 }
 
 #[test]
-fn fuzz() {
+fn generated_keep_alive_sequences() {
     let mut seed = 0x9e37_79b9_7f4a_7c15u64;
     let mut rand = |n: usize| {
         seed ^= seed << 13;
@@ -595,70 +595,29 @@ fn fuzz() {
         seed ^= seed << 17;
         (seed % n as u64) as usize
     };
-    let infos = [None, Some("rh.test".to_owned())].map(|rewrite_host| ForwardInfo {
-        remote_ip: "10.9.8.7".into(),
-        port: 4242,
-        tls: rewrite_host.is_some(),
-        rewrite_host,
-    });
-    let mut stats = [0; 4];
-    let (mut upgraded, mut blocked) = (0, 0);
-    for _ in 0..20_000 {
-        let info = &infos[rand(2)];
-        let insert = RequestRewriter::new(info.clone()).inserts;
-        // Mostly well-formed messages, with the odd piece dropped in
-        // anywhere, so that every state is reached.
+    let mut outcomes = std::collections::HashMap::new();
+    for round in 0..5_000 {
+        let filter = round % 2 == 0;
+        let make = || {
+            let mut rules = rules();
+            rules.filter = filter;
+            RequestRewriter::new(info(), rules)
+        };
         let mut input = Vec::new();
         for _ in 0..1 + rand(4) {
-            let mut pieces = vec![REQUESTS[rand(REQUESTS.len())]];
-            for _ in 0..rand(5) {
-                pieces.push(HEADERS[rand(HEADERS.len())]);
-            }
-            pieces.push(["\r\n", "\n"][rand(2)]);
+            input.extend_from_slice(REQUESTS[rand(REQUESTS.len())].as_bytes());
             for _ in 0..rand(3) {
-                pieces.push(BODIES[rand(BODIES.len())]);
+                input.extend_from_slice(HEADERS[rand(HEADERS.len())].as_bytes());
             }
-            for piece in pieces {
-                match rand(24) {
-                    0 => {
-                        for _ in 0..rand(4) {
-                            input.push(rand(256) as u8);
-                        }
-                    }
-                    1 => input.extend_from_slice(HEADERS[rand(HEADERS.len())].as_bytes()),
-                    2 => input.extend_from_slice(BODIES[rand(BODIES.len())].as_bytes()),
-                    3 => continue,
-                    _ => {}
-                }
-                input.extend_from_slice(piece.as_bytes());
+            input.extend_from_slice(b"\r\n");
+            if rand(3) == 0 {
+                input.extend_from_slice(BODIES[rand(BODIES.len())].as_bytes());
+            }
+            if rand(16) == 0 {
+                input.push(rand(256) as u8);
             }
         }
-        let (out, errs) = run(info, &[&input]);
-        assert!(errs.len() <= 1);
-        assert!(out.len() >= input.len());
-        // Without what was added, the output is exactly the input.
-        assert_eq!(
-            remove(&remove(&out, &insert), b"X-Old-"),
-            remove(&input, b"X-Old-")
-        );
-        stats[errs.first().map_or(0, |&e| e as usize + 1)] += 1;
-        if errs.is_empty() {
-            // Upgrades that went ahead (told apart from refused ones, and
-            // from CONNECT tunnels by leaving those out).
-            let mut rw = RequestRewriter::new(info.clone());
-            assert_eq!(rw.feed(&input, &mut |_| {}), Ok(()));
-            let connect = input.windows(7).any(|w| w == b"CONNECT");
-            upgraded += usize::from(rw.is_passthrough() && !connect);
-        }
-        // After an upgrade request the same bytes fare exactly as at the
-        // start of a stream, except that not being a request at all is then
-        // no error: it is the new protocol.
-        let (upgrade, _) = run(info, &[WEBSOCKET.as_bytes()]);
-        let after = run(info, &[WEBSOCKET.as_bytes(), &input]);
-        // (Nothing rewritten but an error: the first head was refused.)
-        let refused = out == input && !errs.is_empty();
-        let want_errs = if refused { vec![] } else { errs.clone() };
-        assert_eq!(after, ([upgrade, out.clone()].concat(), want_errs));
+        let whole = feed_all(make(), &[&input]);
         let mut parts = Vec::new();
         let mut rest = input.as_slice();
         while !rest.is_empty() {
@@ -666,135 +625,27 @@ fn fuzz() {
             parts.push(part);
             rest = tail;
         }
-        // With the security filter on: the same, up to a refused head.
-        let filtered = || RequestRewriter::new(info.clone()).block_dangerous(true);
-        let (f_out, f_errs, is_blocked) = feed_all(filtered(), &[&input]);
-        if is_blocked {
-            blocked += 1;
-            assert!(out.starts_with(&f_out));
-            assert_eq!(f_errs, [RewriteError::Blocked]);
-        } else {
-            assert_eq!((&f_out, &f_errs), (&out, &errs));
+        assert_eq!(feed_all(make(), &parts), whole);
+        // Whatever went out is whole, judged heads and their bodies; an
+        // accepted stream delivered everything.
+        if whole.1.is_none() {
+            assert!(whole.0.len() >= input.len());
         }
-        let split = feed_all(filtered(), &parts);
-        assert_eq!((split.0, split.2), (f_out, is_blocked));
-        assert_eq!(run(info, &parts), (out, errs));
+        if whole.0.iter().all(|&b| b.is_ascii()) {
+            check_heads(&whole.0, filter);
+        }
+        *outcomes.entry(format!("{:?}", whole.1)).or_insert(0) += 1;
     }
-    // Success (with the switch after an upgrade among them), NotHttp,
-    // BadFraming and Blocked were each reached often enough to mean
-    // something (HeadTooLarge has its own test).
-    assert!(
-        [stats[0], stats[2], stats[3], upgraded, blocked]
-            .iter()
-            .all(|&n| n > 1000),
-        "{stats:?} {upgraded} {blocked}"
-    );
-}
-
-/// Checks that `input`, whole, in every two-way split (every `step`th) and
-/// byte at a time, delivers exactly `want` and then is blocked.
-fn check_blocked(input: &str, want: &str, step: usize) {
-    let input = input.as_bytes();
-    let splits = (0..=input.len()).step_by(step).map(|k| input.split_at(k));
-    let splits = splits.map(|(a, b)| vec![a, b]);
-    for parts in splits.chain([input.chunks(1).collect()]) {
-        let (out, errs, blocked) = run_filtered(&parts);
-        let at = parts.first().map(|p| p.len());
-        assert_eq!(
-            (&*String::from_utf8_lossy(&out), blocked),
-            (want, true),
-            "{at:?}"
+    // Acceptance and each common refusal were reached often enough to mean something.
+    for key in [
+        "None",
+        "Some(Misdirected)",
+        "Some(Blocked)",
+        "Some(BadRequest(RequestLine))",
+    ] {
+        assert!(
+            outcomes.get(key).copied().unwrap_or(0) > 100,
+            "{outcomes:?}"
         );
-        // (Blocked by flush, at the end of the stream, there is no error.)
-        assert!(errs.iter().all(|&e| e == RewriteError::Blocked));
-        assert_eq!(errs.is_empty(), !input.contains(&b'\n'));
     }
-}
-
-#[test]
-fn security_filter_blocks_dangerous_heads() {
-    let good = "GET /a HTTP/1.1\r\nHost: h\r\n\r\n";
-    let post = "POST /p HTTP/1.1\r\nContent-Length: 3\r\n\r\nabc";
-    let chunked = "POST /c HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n";
-    let tail = "GET / HTTP/1.1\r\n\r\n";
-    for bad in [
-        "GET /xampp/ HTTP/1.1\r\nHost: h\r\n\r\n",
-        "get /x/../y HTTP/1.0\n\n",
-        "DELETE /wp-config.php HTTP/1.1\r\nContent-Length: 3\r\n\r\nabc",
-        // Not HTTP/1.x, so unchecked it would pass through.
-        "GET /.htaccess HTTP/2.0\r\n\r\n",
-        // Could hide the next request from the check.
-        "CONNECT h:80 HTTP/1.1\r\n\r\n",
-        "POST / HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
-    ] {
-        let bad = format!("{bad}{tail}");
-        check_blocked(&bad, "", 1);
-        for first in [good, post, chunked] {
-            let want = format!("{}\r\n", ok(first));
-            check_blocked(&format!("{first}\r\n{bad}"), &want, 1);
-        }
-        check_blocked(&format!("{H2C}{bad}"), &rewritten(H2C), 1);
-    }
-    // A request line too long to check.
-    let long = format!("{good}GET /{} HTTP/1.1\r\n\r\n", "a".repeat(MAX_HEAD));
-    check_blocked(&long, &ok(good), 997);
-    // One cut short by the end of the stream.
-    check_blocked("GET /xampp/ HTTP/1.1", "", 1);
-}
-
-#[test]
-fn security_filter_passes_the_rest() {
-    let same = |input: &[u8]| {
-        let (out, errs, blocked) = run_filtered(&[input]);
-        assert_eq!((out, errs), run(&info(), &[input]));
-        assert!(!blocked);
-    };
-    for input in [
-        "GET /wp-admin/admin-ajax?a=b HTTP/1.1\r\n\r\nPOST /wp-admin/css/x HTTP/1.1\r\n\r\n",
-        "HEAD /xampp/ HTTP/1.1\r\n\r\nGET /x/admin/ HTTP/1.1\r\n\r\n",
-        "POST / HTTP/1.1\r\nContent-Length: 24\r\n\r\nGET /xampp/ HTTP/1.1\r\n\r\n",
-        "GET / HTTP/1.1\r\n\r\nGET /xamp",
-        "GET /\r\n\r\nGET /xampp/ HTTP/1.1\r\n\r\n",
-    ] {
-        same(input.as_bytes());
-    }
-    // After an accepted upgrade, the new protocol.
-    let mut frames = WEBSOCKET.as_bytes().to_vec();
-    frames.extend_from_slice(b"\x81\x94\0\0\0\0GET /xampp/ HTTP/1.1\r\n\r\n");
-    same(&frames);
-    // +rawheaders: nothing added or renamed, every request still checked.
-    let raw = |input: &str| {
-        let rw = RequestRewriter::new(info()).block_dangerous(true);
-        feed_all(rw.raw_headers(true), &[input.as_bytes()])
-    };
-    let input = "GET / HTTP/1.1\r\nX-Forwarded-For: 6\r\nContent-Length: 1\r\n\r\nx";
-    assert_eq!(raw(input), (input.into(), vec![], false));
-    let bad = raw(&format!("{input}GET /xampp/ HTTP/1.1\r\n\r\n"));
-    assert_eq!(bad, (input.into(), vec![RewriteError::Blocked], true));
-    // A head too large to rewrite, once its request line has been checked.
-    let big = format!("GET / HTTP/1.1\r\nX: {}\r\n\r\n", "a".repeat(MAX_HEAD));
-    same(big.as_bytes());
-}
-
-#[test]
-fn blocked_is_final() {
-    let mut rw = RequestRewriter::new(info()).block_dangerous(true);
-    let mut out = Vec::new();
-    let mut sink = |b: &[u8]| out.extend_from_slice(b);
-    let input = b"GET /a HTTP/1.1\r\n\r\nGET /xampp/ HTTP/1.1\r\n\r\nGET /b HTTP/1.1\r\n";
-    assert_eq!(rw.feed(input, &mut sink), Err(RewriteError::Blocked));
-    assert!(rw.is_blocked() && !rw.is_passthrough());
-    assert_eq!(rw.pending(), 0);
-    for more in [&b"GET / HTTP/1.1\r\n\r\n"[..], b""] {
-        assert_eq!(rw.feed(more, &mut sink), Err(RewriteError::Blocked));
-    }
-    rw.flush(&mut sink);
-    assert_eq!(out, format!("GET /a HTTP/1.1\r\n{ADD}\r\n").as_bytes());
-    assert_eq!(
-        RewriteError::Blocked.to_string(),
-        "request blocked by the security filter"
-    );
-    // Off (the default), the same bytes pass.
-    let (out, errs) = run(&info(), &[input]);
-    assert_eq!((out.len(), errs), (input.len() + 2 * ADD.len(), vec![]));
 }

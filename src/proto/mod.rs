@@ -9,6 +9,7 @@ pub mod flow;
 pub mod frame;
 pub mod handshake;
 pub mod http;
+pub mod http_head;
 pub mod keepalive;
 pub mod kite;
 pub mod options;

@@ -347,6 +347,11 @@ impl KiteOptions {
         self.passwords.iter().map(|(u, _)| u.as_str())
     }
 
+    /// Whether `+password/` guards this kite.
+    pub fn has_passwords(&self) -> bool {
+        !self.passwords.is_empty()
+    }
+
     /// Whether the dangerous-URL filter applies to this kite's requests.
     /// pagekite.py skips it for "trusted" visitors: with `--insecure` or
     /// `+insecure`, and for kites whose visitors passed an `+ip/` or

@@ -76,6 +76,10 @@ pub enum Refusal {
     NeedsAuth,
     /// The security filter matched the path: 500.
     Blocked,
+    /// A request for another site than the stream's: 421.
+    Misdirected,
+    /// A request that can't be parsed or could be read two ways: 400.
+    BadRequest,
 }
 
 /// The backend's page for a refused HTTP request.
@@ -87,6 +91,8 @@ pub fn refused(refusal: Refusal, proto: &str, domain: &str, uuid: &str) -> Vec<u
             "WWW-Authenticate: Basic realm=PageKite\r\n",
         ),
         Refusal::Blocked => ("500 Unavailable", ""),
+        Refusal::Misdirected => ("421 Misdirected Request", ""),
+        Refusal::BadRequest => ("400 Bad Request", ""),
     };
     let body = format!(
         "<html><body><h1>Sorry! (be)</h1><p>The {} <a href=\"https://pagekite.net/\"><i>PageKite</i></a> \

@@ -12,6 +12,7 @@ mod cli;
 mod faults;
 mod fixture;
 mod flow;
+mod guard;
 mod harness_selftest;
 mod interop;
 mod meter;
