@@ -36,6 +36,16 @@ pub fn allocated() -> usize {
     ALLOCATED.load(Ordering::Relaxed)
 }
 
+/// Memory held outside `Buf`s (the request guard's head buffers) changed
+/// from `old` to `new` bytes: counted like buffers, so `--buffers` sees it.
+pub fn count_held(old: usize, new: usize) {
+    if new > old {
+        ALLOCATED.fetch_add(new - old, Ordering::Relaxed);
+    } else {
+        ALLOCATED.fetch_sub(old - new, Ordering::Relaxed);
+    }
+}
+
 /// Bytes held by connections: what `--buffers` limits (the pool's empty
 /// buffers are free for the next taker).
 pub fn held() -> usize {

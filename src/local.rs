@@ -148,7 +148,7 @@ pub fn open_stream(
             Some(_) => s.queue_first(&first),
             None => s.queue_first(f.body),
         }
-        s.rewrite = rewrite;
+        s.set_guard(rewrite);
     }
     eng.arm(st, TimerKind::Deadline, eng.now + LOCAL_CONNECT_TIMEOUT);
     Ok(())

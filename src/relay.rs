@@ -281,6 +281,12 @@ pub fn drive_stream(eng: &mut Engine, token: Token, mut s: Stream) -> Option<Con
     if s.ends.is_finished() || (s.stopping && s.queued() == 0) {
         return close_stream(eng, token, s, Why::Done);
     }
+    if s.idle_mark.is_none() && !s.connecting {
+        if let Some(idle) = eng.config.stream_idle {
+            s.idle_mark = Some(s.traffic());
+            eng.arm_taken(token, &mut s.deadlines, TimerKind::Deadline, eng.now + idle);
+        }
+    }
     Some(Conn::Stream(s))
 }
 
@@ -347,6 +353,23 @@ pub fn stream_timer(eng: &mut Engine, token: Token, s: Stream, kind: TimerKind) 
             let why = Why::Timeout("connecting to the local server");
             crate::local::local_connect_failed(eng, &mut s, &why);
             close_stream(eng, token, s, why)
+        }
+        TimerKind::Deadline => {
+            // The idle timer: armed once, it looks back at whether any byte
+            // moved since, instead of being re-armed for every chunk.
+            let mut s = s;
+            let traffic = s.traffic();
+            match eng.config.stream_idle {
+                Some(_) if s.idle_mark == Some(traffic) => {
+                    close_stream(eng, token, s, Why::Timeout("idle (--stream_idle)"))
+                }
+                Some(idle) => {
+                    s.idle_mark = Some(traffic);
+                    eng.arm_taken(token, &mut s.deadlines, TimerKind::Deadline, eng.now + idle);
+                    Some(Conn::Stream(s))
+                }
+                None => Some(Conn::Stream(s)),
+            }
         }
         _ => {
             eng.mark_dirty(token);

@@ -40,6 +40,16 @@ pub struct Stream {
     pub(crate) stopping: bool,
     /// What this stream serves, for logs and error pages.
     pub label: String,
+    /// Traffic counted when the idle timer was last armed (`None`: not armed).
+    pub(crate) idle_mark: Option<u64>,
+    /// Bytes the request guard holds, as counted in the buffer budget.
+    guard_counted: usize,
+}
+
+impl Drop for Stream {
+    fn drop(&mut self) {
+        crate::buf::count_held(self.guard_counted, 0);
+    }
 }
 
 impl Stream {
@@ -65,6 +75,8 @@ impl Stream {
             blocked: false,
             stopping: false,
             label,
+            idle_mark: None,
+            guard_counted: 0,
         }
     }
 
@@ -79,6 +91,25 @@ impl Stream {
             return;
         }
         self.acks.forget(self.acks.bytes_written() - written);
+    }
+
+    /// Bytes moved either way so far: what the idle timer watches.
+    pub(crate) fn traffic(&self) -> u64 {
+        self.window.bytes_read() + self.acks.bytes_written()
+    }
+
+    /// Counts what the request guard holds (a partial head, bytes waiting
+    /// for an upgrade's answer) in the buffer budget, like any buffer.
+    fn recount_guard(&mut self) {
+        let now = self.rewrite.as_ref().map_or(0, |rw| rw.held_capacity());
+        crate::buf::count_held(self.guard_counted, now);
+        self.guard_counted = now;
+    }
+
+    /// Puts the request guard in place (it may already hold a partial head).
+    pub fn set_guard(&mut self, guard: Option<Box<RequestRewriter>>) {
+        self.rewrite = guard;
+        self.recount_guard();
     }
 
     /// The first bytes of a stream, queued while the local connect runs.
@@ -170,6 +201,7 @@ impl Stream {
                     }
                 }
                 self.rewrite = rewriter;
+                self.recount_guard();
                 if let Some(r) = refused {
                     return Err(Why::Refused(r));
                 }
@@ -203,6 +235,7 @@ impl Stream {
         let mut ok = true;
         let seen = rw.on_response(bytes, &mut |b| ok = ok && self.write_or_queue(b));
         self.rewrite = Some(rw);
+        self.recount_guard();
         seen.map_err(Why::Refused)?;
         if !ok {
             return Err(Why::Failed(Failure(std::io::ErrorKind::BrokenPipe, 0)));
@@ -219,6 +252,7 @@ impl Stream {
             if let Some(rewriter) = self.rewrite.as_mut() {
                 rewriter.flush();
             }
+            self.recount_guard();
         }
         effect.stop_reading || effect.shut_when_drained
     }

@@ -189,6 +189,12 @@ pub(super) const FLAGS: &[Flag] = &[
     ),
     value(
         "",
+        "stream_idle",
+        "SECONDS",
+        "Close a relayed connection after this long with no byte in either direction (default 3600, 0 = never).",
+    ),
+    value(
+        "",
         "stop_grace",
         "SECONDS",
         "Seconds running streams may take to finish after SIGTERM/SIGINT (default 5).",

@@ -11,6 +11,10 @@ use std::time::Duration;
 
 use crate::proto::acl::Acl;
 use crate::proto::keepalive::DEFAULT_INTERVAL;
+
+/// `--stream_idle` by default: long enough for an idle SSH session or a
+/// quiet WebSocket, short enough that abandoned connections don't pile up.
+pub const DEFAULT_STREAM_IDLE: u64 = 3600;
 use crate::proto::options::{self, KiteOptions, OptionError};
 
 mod files;
@@ -74,6 +78,8 @@ pub struct Config {
     pub max_conns: usize,
     /// `--stop_grace`: how long running streams may finish after SIGTERM.
     pub stop_grace: Duration,
+    /// `--stream_idle`: a stream with no traffic this long is closed.
+    pub stream_idle: Option<Duration>,
     /// Frontend: `--client_acl` and `--tunnel_acl` rules, as written.
     pub client_acl: Vec<String>,
     pub tunnel_acl: Vec<String>,
@@ -286,6 +292,10 @@ fn parse_expanded(argv: &[String], expanded: &files::Expanded) -> Result<Parsed,
     let max_conns = number("max_conns", 1)?.unwrap_or(if is_frontend { 16384 } else { 4096 });
     let max_conns = usize::try_from(max_conns).unwrap_or(usize::MAX);
     let stop_grace = Duration::from_secs(number("stop_grace", 0)?.unwrap_or(5));
+    let stream_idle = match number("stream_idle", 0)?.unwrap_or(DEFAULT_STREAM_IDLE) {
+        0 => None,
+        secs => Some(Duration::from_secs(secs)),
+    };
     let log_level = match (m.opt_present("quiet"), m.opt_count("verbose")) {
         (true, _) => LogLevel::Quiet,
         (false, 0) => LogLevel::Normal,
@@ -326,6 +336,7 @@ fn parse_expanded(argv: &[String], expanded: &files::Expanded) -> Result<Parsed,
         buffer_budget,
         max_conns,
         stop_grace,
+        stream_idle,
         ignored: IGNORED_SWITCHES
             .iter()
             .filter(|f| m.opt_present(f))

@@ -384,9 +384,14 @@ impl RequestRewriter {
     }
 
     /// Bytes held back (a partial head, or data waiting for an upgrade's
-    /// answer), so the caller can account for them.
+    /// answer).
     pub fn pending(&self) -> usize {
         self.buf.len()
+    }
+
+    /// Memory its buffers hold, for the caller's buffer budget.
+    pub fn held_capacity(&self) -> usize {
+        self.buf.capacity() + self.out.capacity()
     }
 
     /// Judges the head that ends with `tail` (the held bytes come first) and

@@ -256,3 +256,73 @@ fn every_spelling_of_forwarding_headers_is_renamed() {
         }
     }
 }
+
+#[test]
+fn held_request_heads_count_in_the_buffer_budget() {
+    let Some(nginx) = Nginx::start() else { return };
+    let (port, _fe, be) = relay(&nginx);
+    let before = crate::meter::stats(&be).buffered;
+    // Each connection's second head stops short of its end: the backend
+    // holds it, unjudged, and must count it.
+    let pad = "a".repeat(12 * 1024);
+    let mut conns = Vec::new();
+    for _ in 0..16 {
+        let mut s = TcpStream::connect(local(port)).expect("connect");
+        s.write_all(get("open.test", "/", "").as_bytes())
+            .expect("send");
+        assert_eq!(response(&mut s).0, 200);
+        let partial = format!("GET / HTTP/1.1\r\nHost: open.test\r\nX-Pad: {pad}");
+        s.write_all(partial.as_bytes()).expect("send");
+        conns.push(s);
+    }
+    let want = before + 16 * 12 * 1024;
+    let (peak, ok) = crate::meter::poll_stats(&be, T, |st| st.buffered >= want);
+    assert!(ok, "held heads not counted: {peak:?}, wanted {want}");
+    drop(conns);
+    // Released with their streams (the tunnel's own buffers may have grown
+    // meanwhile, by less than the heads' half).
+    let released = |st: &crate::meter::Stats| st.buffered + 8 * 12 * 1024 <= peak.buffered;
+    let (st, ok) = crate::meter::poll_stats(&be, T, |st| st.streams == 0 && released(st));
+    assert!(ok, "held heads not released: {st:?} after {peak:?}");
+}
+
+#[test]
+fn idle_streams_are_closed() {
+    let origin = Origin::start();
+    let port = free_port();
+    let fe = frontend(&[port], &["http:idle.test:s3cret"], &["--stream_idle=1"]);
+    let be = backend(
+        port,
+        &[kite("http", "idle.test", origin.port(), "s3cret")],
+        &["--stream_idle=1"],
+    );
+    live(&be, "http:idle.test");
+    let started = std::time::Instant::now();
+    let mut idle = TcpStream::connect(local(port)).expect("connect");
+    idle.write_all(get("idle.test", "/", "").as_bytes())
+        .expect("send");
+    assert_eq!(response(&mut idle).0, 200);
+    // A connection that keeps talking stays open meanwhile. Each round
+    // also looks (for at most 300 ms) whether the idle one was closed.
+    let mut busy = TcpStream::connect(local(port)).expect("connect");
+    idle.set_read_timeout(Some(std::time::Duration::from_millis(300)))
+        .expect("timeout");
+    let mut talks = 0;
+    let mut closed = false;
+    while !closed && started.elapsed() < std::time::Duration::from_secs(10) {
+        busy.write_all(get("idle.test", "/", "").as_bytes())
+            .expect("busy send");
+        assert_eq!(response(&mut busy).0, 200, "a busy stream was cut");
+        talks += 1;
+        let mut probe = [0u8; 64];
+        closed = matches!(idle.read(&mut probe), Ok(0));
+    }
+    assert!(closed, "the idle stream was not closed within 10 s");
+    assert!(talks >= 3, "closed too early: after {talks} rounds");
+    // Whichever side's timer fired first says so.
+    let said = |p: &Proc| p.contains("idle (--stream_idle)");
+    util::wait_until("the idle log line", T, || said(&fe) || said(&be));
+    busy.write_all(get("idle.test", "/", "").as_bytes())
+        .expect("busy send");
+    assert_eq!(response(&mut busy).0, 200, "the busy stream survived");
+}
