@@ -17,6 +17,9 @@ use log::{debug, info, trace, warn};
 use mio::Token;
 
 use crate::backend;
+use std::cell::Cell;
+use std::rc::Rc;
+
 use crate::buf::Buf;
 use crate::engine::{Conn, Deadlines, Engine, TimerKind};
 use crate::frontend;
@@ -48,6 +51,13 @@ const TUNNEL_OUT: usize = 32 * 1024;
 const SLOTS: usize = 4;
 /// Bytes read per socket per drive before others get a turn.
 const READ_BUDGET: usize = 256 * 1024;
+/// The part of a frontend's `--buffers` one tunnel's streams may fill before
+/// it stops reading from that backend: one tenant whose visitors don't read
+/// (or who ignores flow control) must not lock every other tenant out.
+const TUNNEL_SHARE_DIVISOR: usize = 8;
+/// ...but never less than this: a share of a few stream windows would stall
+/// every download of a tenant behind its slowest visitors.
+const TUNNEL_SHARE_MIN: usize = 4 * 1024 * 1024;
 /// Back-off after ENOBUFS/ENOMEM.
 pub(crate) const STARVED_BACKOFF: Duration = Duration::from_millis(50);
 
@@ -104,6 +114,11 @@ pub struct TunnelCore {
     pub bytes_out: u64,
     /// When the tunnel went live (for the status file's uptime).
     pub live_since: Option<Instant>,
+    /// Bytes its streams hold for their sockets, shared with each stream
+    /// (single-threaded), so a tunnel can be held to its share of `--buffers`.
+    pub held: Rc<Cell<usize>>,
+    /// Reading from the peer is paused until its streams drain.
+    pub paused: bool,
 }
 
 impl TunnelCore {
@@ -141,6 +156,8 @@ impl Tunnel {
                 bytes_in: 0,
                 bytes_out: 0,
                 live_since: None,
+                held: Rc::new(Cell::new(0)),
+                paused: false,
             },
         }
     }
@@ -251,7 +268,9 @@ pub fn drive_stream(eng: &mut Engine, token: Token, mut s: Stream) -> Option<Con
             }
         }
     }
-    if let Err(why) = s.flush(eng, token) {
+    let flushed = s.flush(eng, token);
+    s.sync_held();
+    if let Err(why) = flushed {
         return close_stream(eng, token, s, why);
     }
     let tunnel = s.tunnel;
@@ -417,9 +436,36 @@ pub fn drive_tunnel(eng: &mut Engine, token: Token, mut t: Box<Tunnel>) -> Optio
     }
 }
 
+/// How much a tunnel's streams may hold before reading from it pauses.
+fn tunnel_share(eng: &Engine) -> usize {
+    if eng.config.is_frontend {
+        (eng.config.buffer_budget / TUNNEL_SHARE_DIVISOR).max(TUNNEL_SHARE_MIN)
+    } else {
+        // A backend's tunnels all carry its own kites: no one to protect.
+        usize::MAX
+    }
+}
+
 fn read_frames(eng: &mut Engine, token: Token, t: &mut Tunnel) -> Result<(), Why> {
     let mut budget = READ_BUDGET;
+    let share = tunnel_share(eng);
+    // Paused tunnels resume once their streams drained to half the share
+    // (streams mark their tunnel dirty whenever they are driven).
+    let limit = if t.core.paused { share / 2 } else { share };
+    t.core.paused = t.core.held.get() > limit;
+    if t.core.paused {
+        trace!(
+            "[t{}] paused: streams hold {} bytes",
+            tag(token),
+            t.core.held.get()
+        );
+        return Ok(());
+    }
     while budget > 0 && t.core.phase == Phase::Live && t.transport.can_read() {
+        if t.core.held.get() > share {
+            t.core.paused = true;
+            break;
+        }
         if t.inb.space_compacted().len() < 4096 && t.inb.capacity() < frame::MAX_PAYLOAD + 64 {
             t.inb.reserve(16 * 1024);
         }
@@ -490,7 +536,7 @@ pub fn process_frames(eng: &mut Engine, token: Token, t: &mut Tunnel) -> Result<
                 }
             }
             let sid = first.sid.unwrap_or_default();
-            deliver_run(eng, token, &mut t.core, sid, &bodies[..count]);
+            deliver_run(eng, token, &mut t.core, sid, &bodies[..count])?;
         }
         t.inb.consume(used);
         if t.core.phase != Phase::Live {
@@ -516,17 +562,28 @@ fn is_plain_data(f: &Frame<'_>) -> bool {
 }
 
 /// Data chunks for a known stream (an unknown one gets EOF, §3.4).
-fn deliver_run(eng: &mut Engine, token: Token, core: &mut TunnelCore, sid: u32, bodies: &[&[u8]]) {
+/// Err when the peer broke the protocol badly enough to lose the tunnel.
+fn deliver_run(
+    eng: &mut Engine,
+    token: Token,
+    core: &mut TunnelCore,
+    sid: u32,
+    bodies: &[&[u8]],
+) -> Result<(), Why> {
     let Some(&st) = core.streams.get(&sid) else {
         trace!("[t{}] data for unknown sid={sid}", tag(token));
         frame::encode_eof(&mut core.out, sid, Eof::BOTH);
-        return;
+        return Ok(());
     };
     let Some(Conn::Stream(s)) = eng.conns.get_mut(st) else {
         core.streams.remove(&sid);
-        return;
+        return Ok(());
     };
+    if s.tunnel_held.is_none() {
+        s.tunnel_held = Some(Rc::clone(&core.held));
+    }
     let delivered = s.deliver(bodies);
+    s.sync_held();
     if !s.ack_queued {
         s.ack_queued = true;
         core.acks.push(st);
@@ -544,7 +601,13 @@ fn deliver_run(eng: &mut Engine, token: Token, core: &mut TunnelCore, sid: u32, 
             retire(&mut s, core, st);
             log_stream_end(st, &s, &why);
         }
+        if let Why::Overrun(_) = why {
+            // A sender past every window a peer keeps ignores flow control:
+            // the whole tunnel goes, not just the stream it overran.
+            return Err(why);
+        }
     }
+    Ok(())
 }
 
 fn handle_frame(
@@ -620,8 +683,7 @@ fn handle_frame(
         }
         return Ok(());
     }
-    deliver_run(eng, token, core, sid, &[f.body]);
-    Ok(())
+    deliver_run(eng, token, core, sid, &[f.body])
 }
 
 /// At most one SKB per stream per batch of frames (pagekite.py breaks when
@@ -688,6 +750,10 @@ pub fn tunnel_timer(
         // burst grew the buffers to.
         t.inb.shrink_when_empty(TUNNEL_IN);
         t.core.out.shrink_when_empty(TUNNEL_OUT);
+    }
+    if kind == TimerKind::Keepalive && t.core.paused {
+        // We stopped reading, not the peer talking: not a sign of death.
+        t.core.keepalive.on_receive(eng.now);
     }
     match kind {
         TimerKind::Keepalive => match t.core.keepalive.check(eng.now) {

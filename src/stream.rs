@@ -6,7 +6,9 @@
 //! half-close state. Reading its socket into the tunnel, and everything
 //! about tunnels, is `relay`'s.
 
+use std::cell::Cell;
 use std::io::IoSlice;
+use std::rc::Rc;
 
 use log::warn;
 use mio::Token;
@@ -44,11 +46,17 @@ pub struct Stream {
     pub(crate) idle_mark: Option<u64>,
     /// Bytes the request guard holds, as counted in the buffer budget.
     guard_counted: usize,
+    /// Its tunnel's count of what its streams hold, and this stream's part.
+    pub(crate) tunnel_held: Option<Rc<Cell<usize>>>,
+    counted_in_tunnel: usize,
 }
 
 impl Drop for Stream {
     fn drop(&mut self) {
         crate::buf::count_held(self.guard_counted, 0);
+        if let Some(held) = &self.tunnel_held {
+            held.set(held.get().saturating_sub(self.counted_in_tunnel));
+        }
     }
 }
 
@@ -77,6 +85,8 @@ impl Stream {
             label,
             idle_mark: None,
             guard_counted: 0,
+            tunnel_held: None,
+            counted_in_tunnel: 0,
         }
     }
 
@@ -104,6 +114,15 @@ impl Stream {
         let now = self.rewrite.as_ref().map_or(0, |rw| rw.held_capacity());
         crate::buf::count_held(self.guard_counted, now);
         self.guard_counted = now;
+    }
+
+    /// Brings its tunnel's count of what its streams hold up to date.
+    pub(crate) fn sync_held(&mut self) {
+        let now = self.queued() + self.guard_counted;
+        if let Some(held) = &self.tunnel_held {
+            held.set(held.get().saturating_sub(self.counted_in_tunnel) + now);
+            self.counted_in_tunnel = now;
+        }
     }
 
     /// Puts the request guard in place (it may already hold a partial head).
@@ -212,10 +231,7 @@ impl Stream {
             return Err(Why::Failed(Failure(std::io::ErrorKind::BrokenPipe, 0)));
         }
         if self.queued() > RECEIVE_LIMIT {
-            return Err(Why::Protocol(format!(
-                "peer sent {} bytes past the flow-control window",
-                self.queued()
-            )));
+            return Err(Why::Overrun(self.queued()));
         }
         Ok(())
     }

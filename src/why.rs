@@ -25,6 +25,9 @@ pub enum Why {
     /// The backend's request guard refused a request on this stream (the
     /// visitor gets the matching page).
     Refused(Refused),
+    /// The peer sent this many bytes for one stream past any flow-control
+    /// window a well-behaved sender keeps: it ignores flow control.
+    Overrun(usize),
     /// The operator's doing: a reload removed it, SIGUSR1 found it stale.
     Operator(&'static str),
 }
@@ -42,6 +45,7 @@ impl fmt::Display for Why {
             Why::NoAnswer => f.write_str("no answer to PING: peer is gone"),
             Why::Replaced => f.write_str("replaced by a new tunnel"),
             Why::Refused(r) => write!(f, "request refused: {r}"),
+            Why::Overrun(n) => write!(f, "peer ignores flow control: {n} bytes past the window"),
             Why::Operator(what) => f.write_str(what),
         }
     }

@@ -22,5 +22,6 @@ mod peers;
 mod raw;
 mod relay;
 mod robust;
+mod tenants;
 mod tls;
 mod util;
