@@ -399,11 +399,25 @@ fn route(eng: &mut Engine, token: Token, s: Sniff, proto: &str, host: &str) -> O
             tag(token),
             s.peer
         );
-        if proto == "https" {
-            return Reply::start(eng, token, s.transport, pages::TLS_ALERT.to_vec());
+        return refuse(eng, token, s, proto, host);
+    };
+    // The first chunk's headers are built before anything changes, so a
+    // name that can't be sent exactly refuses this stream and nothing else.
+    let rip = s.peer.ip().to_string();
+    let (proto_line, host_line, rip_line) = match (
+        Line::new("Proto", matched.as_bytes()),
+        Line::new("Host", host.as_bytes()),
+        Line::new("RIP", rip.as_bytes()),
+    ) {
+        (Ok(p), Ok(h), Ok(r)) => (p, h, r),
+        (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => {
+            info!(
+                "[p{} {}] {proto}://{host}: {e}, refused",
+                tag(token),
+                s.peer
+            );
+            return refuse(eng, token, s, proto, host);
         }
-        let page = pages::unavailable(PageSide::Frontend, "http", host, frontend::uuid(eng));
-        return Reply::start(eng, token, s.transport, page);
     };
     let preferred = fe.next_sid();
     let Some(Conn::Tunnel(t)) = eng.conns.get_mut(tunnel) else {
@@ -420,21 +434,25 @@ fn route(eng: &mut Engine, token: Token, s: Sniff, proto: &str, host: &str) -> O
     let rtls = s.transport.is_tls();
     let data = s.buf.data();
     let (first, rest) = data.split_at(data.len().min(CHUNK_BODY));
-    let mut lines = vec![
-        Line::number("SID", u64::from(sid)),
-        Line::new("Proto", matched.as_bytes()),
-        Line::new("Host", host.as_bytes()),
-        Line::number("Port", u64::from(port)),
-        Line::new("RIP", s.peer.ip().to_string().as_bytes()),
-        Line::number("RPort", u64::from(s.peer.port())),
+    let sid_line = Line::number("SID", u64::from(sid));
+    let port_line = Line::number("Port", u64::from(port));
+    let rport_line = Line::number("RPort", u64::from(s.peer.port()));
+    let headers: [&[u8]; 7] = [
+        sid_line.as_bytes(),
+        proto_line.as_bytes(),
+        host_line.as_bytes(),
+        port_line.as_bytes(),
+        rip_line.as_bytes(),
+        rport_line.as_bytes(),
+        b"RTLS: 1",
     ];
-    if rtls {
-        lines.push(Line::new("RTLS", b"1"));
-    }
-    let headers: Vec<&[u8]> = lines.iter().map(Line::as_bytes).collect();
-    frame::encode(&mut core.out, &headers, first);
+    let count = if rtls { 7 } else { 6 };
+    frame::encode(
+        &mut core.out,
+        headers.get(..count).unwrap_or(&headers),
+        first,
+    );
     for piece in rest.chunks(CHUNK_BODY) {
-        let sid_line = Line::number("SID", u64::from(sid));
         frame::encode(&mut core.out, &[sid_line.as_bytes()], piece);
     }
     core.streams.insert(sid, token);
@@ -452,4 +470,14 @@ fn route(eng: &mut Engine, token: Token, s: Sniff, proto: &str, host: &str) -> O
     eng.mark_dirty(tunnel);
     eng.mark_dirty(token);
     Some(Conn::Stream(stream))
+}
+
+/// The frontend's refusal of a stream it can't open: the TLS alert for
+/// TLS, the `(fe)` 503 page for anything else.
+fn refuse(eng: &mut Engine, token: Token, s: Sniff, proto: &str, host: &str) -> Option<Conn> {
+    if proto == "https" {
+        return Reply::start(eng, token, s.transport, pages::TLS_ALERT.to_vec());
+    }
+    let page = pages::unavailable(PageSide::Frontend, "http", host, frontend::uuid(eng));
+    Reply::start(eng, token, s.transport, page)
 }

@@ -80,53 +80,121 @@ pub fn encode(out: &mut impl Out, headers: &[&[u8]], body: &[u8]) {
     out.put(body);
 }
 
+/// The longest value a chunk header carries: a DNS name (RFC 1035 allows
+/// 253 bytes of text), which is what `Host:` holds. Every other value rkite
+/// writes (numbers, protocol names, addresses, ping tokens) is shorter.
+pub const MAX_VALUE: usize = 253;
+/// The longest header name a [`Line`] takes; rkite's are at most 5 bytes.
+pub const MAX_NAME: usize = 16;
+/// Room for the longest legal line, `MAX_NAME: MAX_VALUE`.
+const LINE_CAP: usize = MAX_NAME + 2 + MAX_VALUE;
+
+/// Why a header line could not be encoded. A line is written exactly or not
+/// at all: a cut `Host:` would route to another kite than the one the
+/// frontend authorised, and a CR or LF inside a value would forge headers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LineError {
+    /// The header name is longer than [`MAX_NAME`] (a bug in the caller).
+    NameTooLong(usize),
+    /// The value of header `name` is `len` bytes, over [`MAX_VALUE`].
+    ValueTooLong { name: &'static str, len: usize },
+    /// The value of header `name` holds a control byte (CR, LF, NUL, ...).
+    ControlByte { name: &'static str },
+}
+
+impl fmt::Display for LineError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            LineError::NameTooLong(n) => {
+                write!(f, "chunk header name of {n} bytes exceeds {MAX_NAME}")
+            }
+            LineError::ValueTooLong { name, len } => write!(
+                f,
+                "chunk header {name} of {len} bytes exceeds the {MAX_VALUE}-byte limit"
+            ),
+            LineError::ControlByte { name } => {
+                write!(f, "chunk header {name} would hold a control byte")
+            }
+        }
+    }
+}
+
+impl std::error::Error for LineError {}
+
 /// A `Name: value` line assembled on the stack, for building frame headers
-/// without allocating.
+/// without allocating. It holds the whole line or is never made: see
+/// [`LineError`].
 pub struct Line {
-    buf: [u8; 96],
+    buf: [u8; LINE_CAP],
     len: usize,
 }
 
 impl Line {
-    pub fn new(name: &str, value: &[u8]) -> Line {
+    /// The line `name: value`, or why it can't be sent as it is.
+    pub fn new(name: &'static str, value: &[u8]) -> Result<Line, LineError> {
+        if name.len() > MAX_NAME {
+            return Err(LineError::NameTooLong(name.len()));
+        }
+        if value.len() > MAX_VALUE {
+            return Err(LineError::ValueTooLong {
+                name,
+                len: value.len(),
+            });
+        }
+        if value.iter().any(|b| b.is_ascii_control()) {
+            return Err(LineError::ControlByte { name });
+        }
         let mut line = Line {
-            buf: [0; 96],
+            buf: [0; LINE_CAP],
             len: 0,
         };
-        line.push(name.as_bytes());
-        line.push(b": ");
-        line.push(value);
-        line
+        for part in [name.as_bytes(), b": ", value] {
+            let end = line.len + part.len();
+            // Can't miss: the lengths were checked against LINE_CAP above.
+            let Some(dst) = line.buf.get_mut(line.len..end) else {
+                return Err(LineError::ValueTooLong {
+                    name,
+                    len: value.len(),
+                });
+            };
+            dst.copy_from_slice(part);
+            line.len = end;
+        }
+        Ok(line)
     }
 
-    pub fn number(name: &str, value: u64) -> Line {
+    /// `name: decimal`. Infallible for rkite's own header names (`SID`,
+    /// `Port`, `RPort`, `SKB`): twenty digits always fit, and a name over
+    /// [`MAX_NAME`] is a bug that the unit tests and debug builds catch. In a
+    /// release build such a line would come out as `X-Bad-Name: n`, which
+    /// every peer ignores, rather than cut.
+    pub fn number(name: &'static str, value: u64) -> Line {
+        debug_assert!(name.len() <= MAX_NAME, "header name {name:?} too long");
         let mut digits = [0u8; 20];
         let n = decimal(&mut digits, value);
-        Line::new(name, &digits[..n])
-    }
-
-    fn push(&mut self, bytes: &[u8]) {
-        let room = self.buf.len() - self.len;
-        let take = bytes.len().min(room);
-        self.buf[self.len..self.len + take].copy_from_slice(&bytes[..take]);
-        self.len += take;
+        let digits = digits.get(..n).unwrap_or_default();
+        Line::new(name, digits)
+            .or_else(|_| Line::new("X-Bad-Name", digits))
+            .unwrap_or(Line {
+                buf: [0; LINE_CAP],
+                len: 0,
+            })
     }
 
     pub fn as_bytes(&self) -> &[u8] {
-        &self.buf[..self.len]
+        self.buf.get(..self.len).unwrap_or_default()
     }
 }
 
 /// `SID: n` + `EOF: 1R|1W|1WR` with the customary `Bye!` body.
 pub fn encode_eof(out: &mut impl Out, sid: u32, eof: Eof) {
     let flags: &[u8] = match (eof.read, eof.write) {
-        (true, false) => b"1R",
-        (false, true) => b"1W",
-        _ => b"1WR",
+        (true, false) => b"EOF: 1R",
+        (false, true) => b"EOF: 1W",
+        _ => b"EOF: 1WR",
     };
     let sid = Line::number("SID", u64::from(sid));
-    let eof = Line::new("EOF", flags);
-    encode(out, &[sid.as_bytes(), eof.as_bytes()], b"Bye!");
+    encode(out, &[sid.as_bytes(), flags], b"Bye!");
 }
 
 /// `NOOP: 1` + `SID: n` + `SKB: kib`: flow-control progress (§5.1).
@@ -136,17 +204,25 @@ pub fn encode_skb(out: &mut impl Out, sid: u32, kib: u64) {
     encode(out, &[b"NOOP: 1", sid.as_bytes(), skb.as_bytes()], b"");
 }
 
-/// `NOOP: 1` + `PING: token` (§5.3).
+/// `NOOP: 1` + `PING: token` (§5.3). rkite's tokens are short timestamps,
+/// so this always sends; a token that could not be sent exactly (a bug that
+/// debug builds catch) is not sent at all, and the keepalive pings again.
 pub fn encode_ping(out: &mut impl Out, token: &[u8]) {
     let ping = Line::new("PING", token);
-    encode(out, &[b"NOOP: 1", ping.as_bytes()], b"!");
+    debug_assert!(ping.is_ok(), "unsendable PING token");
+    if let Ok(ping) = ping {
+        encode(out, &[b"NOOP: 1", ping.as_bytes()], b"!");
+    }
 }
 
-/// `NOOP: 1` + `PONG: token`, echoing at most 64 bytes of the PING (§3.2).
+/// `NOOP: 1` + `PONG: token`, echoing at most 64 bytes of the PING as
+/// pagekite.py does (§3.2). A token with control bytes gets no PONG: only a
+/// broken or hostile peer sends one, and its keepalive judges it.
 pub fn encode_pong(out: &mut impl Out, token: &[u8]) {
     let token = token.get(..64).unwrap_or(token);
-    let pong = Line::new("PONG", token);
-    encode(out, &[b"NOOP: 1", pong.as_bytes()], b"!");
+    if let Ok(pong) = Line::new("PONG", token) {
+        encode(out, &[b"NOOP: 1", pong.as_bytes()], b"!");
+    }
 }
 
 /// End-of-stream flags (§4.3): `read` = the sender's socket gave EOF, so no
@@ -582,5 +658,109 @@ mod tests {
         frame.resize(frame.len() + max_data_body(sid), b'z');
         assert_eq!(&frame[..4], b"ffff");
         assert_eq!(one(&frame).body.len(), max_data_body(sid));
+    }
+
+    /// A DNS name of exactly `len` bytes: 63-byte labels joined by dots.
+    fn name_of(len: usize) -> String {
+        let mut name = String::new();
+        while name.len() < len {
+            if !name.is_empty() {
+                name.push('.');
+            }
+            let take = (len - name.len()).min(63);
+            name.push_str(&"a".repeat(take));
+        }
+        assert_eq!(name.len(), len);
+        name
+    }
+
+    #[test]
+    fn host_lines_are_exact_up_to_253_bytes_and_refused_beyond() {
+        for len in [1, 90, 91, 200, 252, 253] {
+            let host = name_of(len);
+            let line = Line::new("Host", host.as_bytes()).unwrap();
+            assert_eq!(line.as_bytes(), format!("Host: {host}").as_bytes());
+            let mut out = Vec::new();
+            let sid = Line::number("SID", 7);
+            encode(&mut out, &[sid.as_bytes(), line.as_bytes()], b"x");
+            assert_eq!(one(&out).host, Some(host.as_str()), "{len}");
+        }
+        let host = name_of(254);
+        assert_eq!(
+            Line::new("Host", host.as_bytes()).err(),
+            Some(LineError::ValueTooLong {
+                name: "Host",
+                len: 254
+            })
+        );
+        assert!(Line::new("Host", &[b'a'; 5000]).is_err());
+    }
+
+    #[test]
+    fn lines_refuse_control_bytes_and_long_names() {
+        for bad in [&b"a.test\r\nSID: 9"[..], b"a\nb", b"a\rb", b"a\0b", b"\x7f"] {
+            assert_eq!(
+                Line::new("Host", bad).err(),
+                Some(LineError::ControlByte { name: "Host" }),
+                "{bad:?}"
+            );
+        }
+        let long = "X-Seventeen-Bytes";
+        assert_eq!(long.len(), MAX_NAME + 1);
+        assert_eq!(
+            Line::new(long, b"1").err(),
+            Some(LineError::NameTooLong(17))
+        );
+        assert_eq!(
+            Line::number("RPort", u64::MAX).as_bytes(),
+            b"RPort: 18446744073709551615"
+        );
+        let mut out = Vec::new();
+        encode_pong(&mut out, b"a\rb");
+        assert!(
+            out.is_empty(),
+            "a PONG that can't be echoed exactly is not sent"
+        );
+    }
+
+    #[test]
+    fn long_kite_names_cross_the_handshake_whole() {
+        use crate::proto::handshake::{self, KiteAnswer, KiteLine, Prefix};
+        for len in [200, 253] {
+            let domain = name_of(len);
+            let kite = KiteLine {
+                proto: "http".into(),
+                domain: domain.clone(),
+                srand: "0123456789abcdef".into(),
+                token: "t".repeat(36),
+                sign: "s".repeat(36),
+            };
+            let head = handshake::build_request("v", None, std::slice::from_ref(&kite));
+            let request = handshake::parse_request(head.as_bytes()).unwrap();
+            assert_eq!(request.kites, vec![kite.clone()]);
+
+            let lines = handshake::inband_request_lines("v", std::slice::from_ref(&kite));
+            let lines: Vec<&[u8]> = lines.iter().map(|l| l.as_bytes()).collect();
+            let mut out = Vec::new();
+            encode(&mut out, &lines, b"\r\n!");
+            let f = one(&out);
+            let request = handshake::parse_kite_headers(f.headers()).unwrap();
+            assert_eq!(request.kites, vec![kite.clone()]);
+
+            let answers = [
+                KiteAnswer::Ok { what: kite.what() },
+                KiteAnswer::Invalid {
+                    what: kite.what(),
+                    why: "signature".into(),
+                },
+            ];
+            let lines = handshake::inband_reply_lines(Prefix::PageKite, &answers, "sess");
+            let lines: Vec<&[u8]> = lines.iter().map(|l| l.as_bytes()).collect();
+            let mut out = Vec::new();
+            encode(&mut out, &lines, b"!");
+            let reply = handshake::parse_reply(one(&out).headers());
+            assert_eq!(reply.answers.first(), answers.first());
+            assert!(reply.answers.iter().all(|a| a.what() == kite.what()));
+        }
     }
 }

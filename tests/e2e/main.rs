@@ -23,3 +23,4 @@ mod relay;
 mod robust;
 mod tls;
 mod util;
+mod wire;
