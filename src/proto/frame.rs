@@ -168,20 +168,29 @@ impl Line {
     /// `name: decimal`. Infallible for rkite's own header names (`SID`,
     /// `Port`, `RPort`, `SKB`): twenty digits always fit, and a name over
     /// [`MAX_NAME`] is a bug that the unit tests and debug builds catch. In a
-    /// release build such a line would come out as `X-Bad-Name: n`, which
+    /// release build such a line would come out as [`Line::BAD_NAME`], which
     /// every peer ignores, rather than cut.
     pub fn number(name: &'static str, value: u64) -> Line {
         debug_assert!(name.len() <= MAX_NAME, "header name {name:?} too long");
         let mut digits = [0u8; 20];
         let n = decimal(&mut digits, value);
-        let digits = digits.get(..n).unwrap_or_default();
-        Line::new(name, digits)
-            .or_else(|_| Line::new("X-Bad-Name", digits))
-            .unwrap_or(Line {
-                buf: [0; LINE_CAP],
-                len: 0,
-            })
+        Line::new(name, digits.get(..n).unwrap_or_default()).unwrap_or(Line::BAD_NAME)
     }
+
+    /// `X-Bad-Name: 0`, built at compile time (so it can't fail at run time).
+    const BAD_NAME: Line = {
+        let text = b"X-Bad-Name: 0";
+        let mut buf = [0u8; LINE_CAP];
+        let mut i = 0;
+        while i < text.len() {
+            buf[i] = text[i];
+            i += 1;
+        }
+        Line {
+            buf,
+            len: text.len(),
+        }
+    };
 
     pub fn as_bytes(&self) -> &[u8] {
         self.buf.get(..self.len).unwrap_or_default()

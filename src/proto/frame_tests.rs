@@ -223,6 +223,7 @@ fn lines_refuse_control_bytes_and_long_names() {
         Line::number("RPort", u64::MAX).as_bytes(),
         b"RPort: 18446744073709551615"
     );
+    assert_eq!(Line::BAD_NAME.as_bytes(), b"X-Bad-Name: 0");
     let mut out = Vec::new();
     encode_pong(&mut out, b"a\rb");
     assert!(
