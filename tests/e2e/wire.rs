@@ -297,3 +297,27 @@ fn a_backends_tunnel_is_not_a_visitor_for_the_per_ip_limit() {
         assert_eq!((r.status, r.body_str().as_str()), (200, INDEX_BODY));
     }
 }
+
+#[test]
+fn a_pagekite_backend_from_an_address_the_client_acl_denies_still_pings_and_connects() {
+    if !util::require_peer(PAGEKITE) {
+        return;
+    }
+    let origin = Origin::start();
+    let port = free_port();
+    let fe = frontend(&[port], &DOMAINS, &["--client_acl=deny:localhost"]);
+    let pk = peers::kite("http", "acl.example.test", origin.port(), SECRET);
+    let be = peers::pagekite_backend(port, &[&pk], &[]);
+    // pagekite.py pings a relay (`Host: ping.pagekite`) before it connects.
+    let ping = be.wait_for(&format!("FE=127.0.0.1:{port}; http_ping_ms="), T);
+    // The uuid is from rkite's answer: the ping was answered, not refused.
+    assert!(ping.contains("; uuid="), "{ping}");
+    peers::wait_kite_up(&be, "http", "acl.example.test");
+    live(&fe, "http:acl.example.test");
+    assert_closed_silently(
+        local(port),
+        b"GET / HTTP/1.1\r\nHost: acl.example.test\r\n\r\n",
+        AT_ONCE,
+    );
+    assert!(origin.requests().is_empty(), "{:?}", origin.requests());
+}
