@@ -1,10 +1,12 @@
 //! The connection table: a slab whose tokens carry a generation, so an
 //! event or timer for a connection that was closed and whose slot was reused
-//! is recognised and dropped; per-address counts of public connections; and
+//! is recognised and dropped; per-address counts of public connections
+//! (keyed by IPv4 address or IPv6 /64, see [`limit_key`]); and
 //! the run queue of connections to drive in this round or the next. Pure
 //! bookkeeping over `Conn` values; the reactor loop is `engine`'s.
 
 use std::collections::VecDeque;
+use std::net::{IpAddr, Ipv6Addr};
 
 use mio::Token;
 use slab::Slab;
@@ -31,12 +33,22 @@ pub(crate) fn unpack(token: Token) -> (usize, u32) {
     (token.0 & INDEX_MASK, (token.0 >> INDEX_BITS) as u32)
 }
 
+/// The key `--max_conns_per_ip` counts under: an IPv4 address, or the /64
+/// an IPv6 address is in, since one subscriber gets at least a /64 and can
+/// use every address in it. IPv4-mapped addresses count as IPv4.
+pub fn limit_key(ip: IpAddr) -> IpAddr {
+    match ip.to_canonical() {
+        IpAddr::V6(v6) => IpAddr::V6(Ipv6Addr::from(u128::from(v6) & !(u128::MAX >> 64))),
+        v4 => v4,
+    }
+}
+
 struct Entry {
     generation: u32,
     /// In the run queue for this round.
     queued: bool,
-    /// The public client's address, counted in `per_ip`.
-    ip: Option<std::net::IpAddr>,
+    /// The public client's [`limit_key`], counted in `per_ip`.
+    ip: Option<IpAddr>,
     conn: Conn,
 }
 
@@ -46,7 +58,7 @@ pub struct Conns {
     slab: Slab<Entry>,
     generations: Vec<u32>,
     /// Open public connections per client address (`--max_conns_per_ip`).
-    per_ip: std::collections::HashMap<std::net::IpAddr, u32>,
+    per_ip: std::collections::HashMap<IpAddr, u32>,
 }
 
 impl Conns {
@@ -61,7 +73,8 @@ impl Conns {
     }
 
     /// Inserts a public client's connection, counted against its address.
-    pub fn insert_for(&mut self, conn: Conn, ip: Option<std::net::IpAddr>) -> Token {
+    pub fn insert_for(&mut self, conn: Conn, ip: Option<IpAddr>) -> Token {
+        let ip = ip.map(limit_key);
         if let Some(ip) = ip {
             *self.per_ip.entry(ip).or_default() += 1;
         }
@@ -119,7 +132,19 @@ impl Conns {
         if let Some(g) = self.generations.get_mut(index) {
             *g = g.wrapping_add(1) & GEN_MASK;
         }
-        if let Some(ip) = entry.ip {
+        self.uncount_key(entry.ip);
+        Some(entry.conn)
+    }
+
+    /// Stops counting a connection against its address: it turned out to
+    /// be a backend's tunnel, not a visitor.
+    pub fn uncount(&mut self, token: Token) {
+        let key = self.entry(token).and_then(|e| e.ip.take());
+        self.uncount_key(key);
+    }
+
+    fn uncount_key(&mut self, key: Option<IpAddr>) {
+        if let Some(ip) = key {
             if let Some(count) = self.per_ip.get_mut(&ip) {
                 *count = count.saturating_sub(1);
                 if *count == 0 {
@@ -127,16 +152,15 @@ impl Conns {
                 }
             }
         }
-        Some(entry.conn)
     }
 
     pub fn len(&self) -> usize {
         self.slab.len()
     }
 
-    /// Open public connections from `ip`.
-    pub fn from_ip(&self, ip: std::net::IpAddr) -> u32 {
-        self.per_ip.get(&ip).copied().unwrap_or(0)
+    /// Open public connections from `ip`'s [`limit_key`].
+    pub fn from_ip(&self, ip: IpAddr) -> u32 {
+        self.per_ip.get(&limit_key(ip)).copied().unwrap_or(0)
     }
 
     pub fn is_empty(&self) -> bool {
@@ -243,6 +267,29 @@ mod tests {
         conns.remove(a);
         q.mark(&mut conns, a);
         assert_eq!(q.pop(&mut conns), None);
+    }
+
+    #[test]
+    fn per_ip_counts_key_ipv6_by_64_and_let_tunnels_go() {
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        let mut conns = Conns::default();
+        let a = conns.insert_for(Conn::Taken, Some(ip("2001:db8:1:2::1")));
+        let b = conns.insert_for(Conn::Taken, Some(ip("2001:db8:1:2:ffff:ffff:ffff:ffff")));
+        conns.insert_for(Conn::Taken, Some(ip("2001:db8:1:3::1")));
+        assert_eq!(conns.from_ip(ip("2001:db8:1:2::99")), 2, "one /64");
+        assert_eq!(conns.from_ip(ip("2001:db8:1:3::")), 1, "the next /64");
+        conns.insert_for(Conn::Taken, Some(ip("::ffff:192.0.2.1")));
+        assert_eq!(conns.from_ip(ip("192.0.2.1")), 1, "mapped counts as IPv4");
+        assert_eq!(conns.from_ip(ip("192.0.2.2")), 0, "IPv4 is per address");
+        // A connection found to be a backend's tunnel stops counting, once.
+        conns.uncount(a);
+        conns.uncount(a);
+        assert_eq!(conns.from_ip(ip("2001:db8:1:2::1")), 1);
+        conns.remove(a);
+        assert_eq!(conns.from_ip(ip("2001:db8:1:2::1")), 1);
+        conns.remove(b);
+        assert_eq!(conns.from_ip(ip("2001:db8:1:2::1")), 0);
+        assert_eq!(limit_key(ip("::1")), ip("::"));
     }
 
     #[test]

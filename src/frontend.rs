@@ -57,7 +57,7 @@ pub struct State {
     endpoints: Endpoints,
     /// `--client_acl` and `--tunnel_acl`.
     pub client_acl: Acl,
-    tunnel_acl: Acl,
+    pub tunnel_acl: Acl,
     accept_paused: bool,
     /// When accepting first failed for lack of descriptors (for one log line
     /// per episode instead of one per retry).
@@ -350,6 +350,9 @@ pub fn drive_listener(eng: &mut Engine, token: Token, mut l: Listener) -> Option
         }
         match l.sock.accept() {
             Ok((sock, peer)) => {
+                let Some(peer) = public::admit(eng, peer) else {
+                    continue;
+                };
                 if let Role::Frontend(fe) = &mut eng.role {
                     if let Some(since) = fe.fds_exhausted.take() {
                         info!(

@@ -6,6 +6,7 @@
 
 use std::fmt;
 use std::io::{self, Read, Write};
+use std::net::SocketAddr;
 
 /// How a non-blocking read or write went.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -127,6 +128,16 @@ pub fn write_vectored(dst: &mut impl Write, pieces: &[std::io::IoSlice<'_>]) -> 
     }
 }
 
+/// A peer's address as the rest of the program sees it: an IPv4 client of
+/// a dual-stack listener arrives as `::ffff:a.b.c.d` and becomes `a.b.c.d`,
+/// so `RIP`, logs, ACLs, per-IP limits and the status file all see one
+/// spelling (a pagekite.py backend would otherwise hand its origin
+/// `X-Forwarded-For: ::ffff:a.b.c.d`). Every accepted address goes through
+/// here first.
+pub fn canonical(addr: SocketAddr) -> SocketAddr {
+    SocketAddr::new(addr.ip().to_canonical(), addr.port())
+}
+
 /// Whether an accept error means "out of descriptors": stop accepting for a
 /// while instead of spinning on a listener that stays readable.
 pub fn is_fd_exhaustion(e: &io::Error) -> bool {
@@ -151,6 +162,21 @@ mod tests {
         }
         fn flush(&mut self) -> io::Result<()> {
             Ok(())
+        }
+    }
+
+    #[test]
+    fn mapped_addresses_become_plain_ipv4() {
+        let mapped: SocketAddr = "[::ffff:127.0.0.1]:4000".parse().unwrap();
+        assert_eq!(canonical(mapped), "127.0.0.1:4000".parse().unwrap());
+        for kept in [
+            "[::1]:1",
+            "[2001:db8::7f00:1]:2",
+            "10.0.0.1:3",
+            "[::127.0.0.1]:4",
+        ] {
+            let addr: SocketAddr = kept.parse().unwrap();
+            assert_eq!(canonical(addr), addr, "{kept}");
         }
     }
 

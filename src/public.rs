@@ -5,6 +5,12 @@
 //! or as a one-shot reply (ping answer, error page, TLS alert). What the
 //! first bytes mean comes from `proto::sniff`; which kite serves a name and
 //! what a tunnel does are `frontend`'s and `relay`'s.
+//!
+//! `--client_acl` is judged here, at accept and again when the connection
+//! says what it is: a denied client gets nothing (no CONNECT 200, no 503
+//! page, no TLS handshake for a kite). A backend's tunnel is only known
+//! after sniffing, so an address the client ACL denies but `--tunnel_acl`
+//! allows is kept until then and served nothing but a tunnel.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -16,7 +22,7 @@ use mio::net::TcpStream;
 use crate::buf::Buf;
 use crate::engine::{Conn, Deadlines, Engine, Role, TimerKind};
 use crate::frontend;
-use crate::net::Io;
+use crate::net::{self, Io};
 use crate::proto::flow::INITIAL_WINDOW;
 use crate::proto::frame::{self, Line};
 use crate::proto::kite;
@@ -60,6 +66,9 @@ pub struct Sniff {
 /// goes straight to the raw kite that claims the port (or, if several do, to
 /// the one this client last asked for over HTTP).
 pub fn raw_port(eng: &mut Engine, token: Token, s: Sniff) -> Option<Conn> {
+    if !may_visit(eng, &s, "a raw port") {
+        return None;
+    }
     let Role::Frontend(fe) = &eng.role else {
         return None;
     };
@@ -75,6 +84,59 @@ pub fn raw_port(eng: &mut Engine, token: Token, s: Sniff) -> Option<Conn> {
     let mut s = s;
     s.target = Some((host.clone(), s.port));
     route(eng, token, s, "raw", &host)
+}
+
+/// Judges a connection at accept, before a byte is read, and gives the
+/// address to use from then on ([`net::canonical`]: IPv4-mapped made
+/// plain). `None`: the address is denied by `--client_acl` and by
+/// `--tunnel_acl` alike, so it may be neither a visitor nor a backend:
+/// close it at once (the cheapest answer a flood can get).
+pub fn admit(eng: &mut Engine, peer: SocketAddr) -> Option<SocketAddr> {
+    let peer = net::canonical(peer);
+    let standing = Standing::of(eng, peer);
+    if standing.visitor || standing.backend {
+        return Some(peer);
+    }
+    eng.log_refusal(
+        "denied by --client_acl and --tunnel_acl",
+        &format!("a connection from {peer}"),
+    );
+    None
+}
+
+/// What the ACLs, as they are now, let an address be.
+#[derive(Clone, Copy)]
+struct Standing {
+    /// `--client_acl` allows it: it may reach kites.
+    visitor: bool,
+    /// `--tunnel_acl` allows it: it may be a backend's tunnel.
+    backend: bool,
+}
+
+impl Standing {
+    fn of(eng: &Engine, peer: SocketAddr) -> Standing {
+        match &eng.role {
+            Role::Frontend(fe) => Standing {
+                visitor: fe.client_acl.allows(peer.ip()),
+                backend: fe.tunnel_acl.allows(peer.ip()),
+            },
+            Role::Backend(_) => Standing {
+                visitor: false,
+                backend: false,
+            },
+        }
+    }
+}
+
+/// Whether `--client_acl` lets this connection be served as a visitor;
+/// if not, the refusal is logged (rate-limited) and the caller closes it
+/// without a byte of reply.
+fn may_visit(eng: &mut Engine, s: &Sniff, what: &str) -> bool {
+    if Standing::of(eng, s.peer).visitor {
+        return true;
+    }
+    eng.log_refusal("denied by --client_acl", &format!("{} ({what})", s.peer));
+    false
 }
 
 impl Sniff {
@@ -172,7 +234,22 @@ fn step(eng: &mut Engine, token: Token, mut s: Sniff) -> Next {
             }
         }
     }
-    match sniff::sniff(s.buf.data()) {
+    let sniffed = sniff::sniff(s.buf.data());
+    let visitor_only = match &sniffed {
+        Sniffed::Connect { .. } => Some("CONNECT"),
+        Sniffed::Http(_) => Some("HTTP"),
+        Sniffed::PingMethod { .. } => Some("PING"),
+        // A backend pings a relay before it connects (pagekite.py's
+        // `Host: ping.pagekite`), so that is a backend's too.
+        Sniffed::Ping { .. } if !Standing::of(eng, s.peer).backend => Some("relay ping"),
+        _ => None,
+    };
+    if let Some(what) = visitor_only {
+        if !may_visit(eng, &s, what) {
+            return Next::Done(None);
+        }
+    }
+    match sniffed {
         Sniffed::NeedMore if eof => {
             debug!(
                 "[p{} {}] closed before saying anything useful",
@@ -203,6 +280,9 @@ fn step(eng: &mut Engine, token: Token, mut s: Sniff) -> Next {
             Next::Done(Reply::start(eng, token, s.transport, pages::pong(&path)))
         }
         Sniffed::Tunnel { head_len } => {
+            // A backend, not a visitor: `--max_conns_per_ip` is for visitors,
+            // and `accept_tunnel` judges it by `--tunnel_acl`.
+            eng.conns.uncount(token);
             let head = s.buf.data().get(..head_len).unwrap_or_default().to_vec();
             Next::Done(frontend::accept_tunnel(
                 eng,
@@ -315,10 +395,22 @@ fn tls(eng: &mut Engine, token: Token, mut s: Sniff, sni: Option<String>) -> Nex
     }
     let name = s.target.as_ref().map(|(h, _)| h.clone()).or(sni);
     let port = s.public_port();
+    let standing = Standing::of(eng, s.peer);
     let Role::Frontend(fe) = &eng.role else {
         return Next::Done(None);
     };
-    if let Some(name) = &name {
+    // An address only `--tunnel_acl` allows may be a backend whose tunnel
+    // runs over TLS, which only a TLS endpoint here can terminate; it never
+    // reaches an https kite, and what it says inside must be a tunnel.
+    let endpoint = match &name {
+        Some(name) => fe.endpoint(name),
+        None => fe.default_endpoint(),
+    };
+    if !standing.visitor && endpoint.is_none() {
+        may_visit(eng, &s, "TLS");
+        return Next::Done(None);
+    }
+    if let (true, Some(name)) = (standing.visitor, &name) {
         let passthrough =
             kite::find_for_frontend("https", name, port, |key, _| fe.has_kite(key).then_some(()))
                 .is_some();
@@ -327,10 +419,6 @@ fn tls(eng: &mut Engine, token: Token, mut s: Sniff, sni: Option<String>) -> Nex
             return Next::Done(route(eng, token, s, "https", &name));
         }
     }
-    let endpoint = match &name {
-        Some(name) => fe.endpoint(name),
-        None => fe.default_endpoint(),
-    };
     let Some(endpoint) = endpoint else {
         info!(
             "[p{} {}] TLS for {}: no TLS endpoint or https kite, sent an alert",
@@ -383,27 +471,31 @@ fn route(eng: &mut Engine, token: Token, s: Sniff, proto: &str, host: &str) -> O
     let Role::Frontend(fe) = &mut eng.role else {
         return None;
     };
-    if !fe.client_acl.allows(s.peer.ip()) {
-        eng.log_refusal(
-            "denied by --client_acl",
-            &format!("{} for {proto}://{host}", s.peer),
-        );
-        return None;
-    }
-    let Role::Frontend(fe) = &mut eng.role else {
-        return None;
-    };
     let Some((tunnel, matched)) = fe.route(proto, host, port) else {
         info!(
             "[p{} {}] no kite for {proto}://{host}:{port}, sent 503",
             tag(token),
             s.peer
         );
-        if proto == "https" {
-            return Reply::start(eng, token, s.transport, pages::TLS_ALERT.to_vec());
+        return refuse(eng, token, s, proto, host);
+    };
+    // The first chunk's headers are built before anything changes, so a
+    // name that can't be sent exactly refuses this stream and nothing else.
+    let rip = s.peer.ip().to_string();
+    let (proto_line, host_line, rip_line) = match (
+        Line::new("Proto", matched.as_bytes()),
+        Line::new("Host", host.as_bytes()),
+        Line::new("RIP", rip.as_bytes()),
+    ) {
+        (Ok(p), Ok(h), Ok(r)) => (p, h, r),
+        (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => {
+            info!(
+                "[p{} {}] {proto}://{host}: {e}, refused",
+                tag(token),
+                s.peer
+            );
+            return refuse(eng, token, s, proto, host);
         }
-        let page = pages::unavailable(PageSide::Frontend, "http", host, frontend::uuid(eng));
-        return Reply::start(eng, token, s.transport, page);
     };
     let preferred = fe.next_sid();
     let Some(Conn::Tunnel(t)) = eng.conns.get_mut(tunnel) else {
@@ -420,21 +512,25 @@ fn route(eng: &mut Engine, token: Token, s: Sniff, proto: &str, host: &str) -> O
     let rtls = s.transport.is_tls();
     let data = s.buf.data();
     let (first, rest) = data.split_at(data.len().min(CHUNK_BODY));
-    let mut lines = vec![
-        Line::number("SID", u64::from(sid)),
-        Line::new("Proto", matched.as_bytes()),
-        Line::new("Host", host.as_bytes()),
-        Line::number("Port", u64::from(port)),
-        Line::new("RIP", s.peer.ip().to_string().as_bytes()),
-        Line::number("RPort", u64::from(s.peer.port())),
+    let sid_line = Line::number("SID", u64::from(sid));
+    let port_line = Line::number("Port", u64::from(port));
+    let rport_line = Line::number("RPort", u64::from(s.peer.port()));
+    let headers: [&[u8]; 7] = [
+        sid_line.as_bytes(),
+        proto_line.as_bytes(),
+        host_line.as_bytes(),
+        port_line.as_bytes(),
+        rip_line.as_bytes(),
+        rport_line.as_bytes(),
+        b"RTLS: 1",
     ];
-    if rtls {
-        lines.push(Line::new("RTLS", b"1"));
-    }
-    let headers: Vec<&[u8]> = lines.iter().map(Line::as_bytes).collect();
-    frame::encode(&mut core.out, &headers, first);
+    let count = if rtls { 7 } else { 6 };
+    frame::encode(
+        &mut core.out,
+        headers.get(..count).unwrap_or(&headers),
+        first,
+    );
     for piece in rest.chunks(CHUNK_BODY) {
-        let sid_line = Line::number("SID", u64::from(sid));
         frame::encode(&mut core.out, &[sid_line.as_bytes()], piece);
     }
     core.streams.insert(sid, token);
@@ -452,4 +548,14 @@ fn route(eng: &mut Engine, token: Token, s: Sniff, proto: &str, host: &str) -> O
     eng.mark_dirty(tunnel);
     eng.mark_dirty(token);
     Some(Conn::Stream(stream))
+}
+
+/// The frontend's refusal of a stream it can't open: the TLS alert for
+/// TLS, the `(fe)` 503 page for anything else.
+fn refuse(eng: &mut Engine, token: Token, s: Sniff, proto: &str, host: &str) -> Option<Conn> {
+    if proto == "https" {
+        return Reply::start(eng, token, s.transport, pages::TLS_ALERT.to_vec());
+    }
+    let page = pages::unavailable(PageSide::Frontend, "http", host, frontend::uuid(eng));
+    Reply::start(eng, token, s.transport, page)
 }

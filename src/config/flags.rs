@@ -157,7 +157,7 @@ pub(super) const FLAGS: &[Flag] = &[
         "",
         "max_conns_per_ip",
         "N",
-        "Frontend: connections one client IP may hold at once (default 256; 0: no limit).",
+        "Frontend: connections one client (IPv4 address or IPv6 /64) may hold at once; backends' tunnels don't count (default 256; 0: no limit).",
     ),
     multi(
         "be_config",

@@ -3,7 +3,9 @@
 //! frames borrowed from an input slice and encodes frames into an [`Out`]; it
 //! never touches sockets or clocks. It does not interpret what a chunk means
 //! for a stream (that is the relay's job), it only checks that the frame is
-//! well formed and parses the headers every role needs.
+//! well formed and parses the headers every role needs. A header line is
+//! encoded whole or refused with a [`LineError`], never cut: a cut `Host:`
+//! would reach another kite than the one the frontend authorised.
 //!
 //! Compressed frames (`ULENZCLEN`) are refused: rkite never advertises ZChunks,
 //! so a peer that sends one is broken. The `R` (reset) suffix is tolerated.
@@ -80,53 +82,130 @@ pub fn encode(out: &mut impl Out, headers: &[&[u8]], body: &[u8]) {
     out.put(body);
 }
 
+/// The longest value a chunk header carries: a DNS name (RFC 1035 allows
+/// 253 bytes of text), which is what `Host:` holds. Every other value rkite
+/// writes (numbers, protocol names, addresses, ping tokens) is shorter.
+pub const MAX_VALUE: usize = 253;
+/// The longest header name a [`Line`] takes; rkite's are at most 5 bytes.
+pub const MAX_NAME: usize = 16;
+/// Room for the longest legal line, `MAX_NAME: MAX_VALUE`.
+const LINE_CAP: usize = MAX_NAME + 2 + MAX_VALUE;
+
+/// Why a header line could not be encoded. A line is written exactly or not
+/// at all: a cut `Host:` would route to another kite than the one the
+/// frontend authorised, and a CR or LF inside a value would forge headers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LineError {
+    /// The header name is longer than [`MAX_NAME`] (a bug in the caller).
+    NameTooLong(usize),
+    /// The value of header `name` is `len` bytes, over [`MAX_VALUE`].
+    ValueTooLong { name: &'static str, len: usize },
+    /// The value of header `name` holds a control byte (CR, LF, NUL, ...).
+    ControlByte { name: &'static str },
+}
+
+impl fmt::Display for LineError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            LineError::NameTooLong(n) => {
+                write!(f, "chunk header name of {n} bytes exceeds {MAX_NAME}")
+            }
+            LineError::ValueTooLong { name, len } => write!(
+                f,
+                "chunk header {name} of {len} bytes exceeds the {MAX_VALUE}-byte limit"
+            ),
+            LineError::ControlByte { name } => {
+                write!(f, "chunk header {name} would hold a control byte")
+            }
+        }
+    }
+}
+
+impl std::error::Error for LineError {}
+
 /// A `Name: value` line assembled on the stack, for building frame headers
-/// without allocating.
+/// without allocating. It holds the whole line or is never made: see
+/// [`LineError`].
 pub struct Line {
-    buf: [u8; 96],
+    buf: [u8; LINE_CAP],
     len: usize,
 }
 
 impl Line {
-    pub fn new(name: &str, value: &[u8]) -> Line {
+    /// The line `name: value`, or why it can't be sent as it is.
+    pub fn new(name: &'static str, value: &[u8]) -> Result<Line, LineError> {
+        if name.len() > MAX_NAME {
+            return Err(LineError::NameTooLong(name.len()));
+        }
+        if value.len() > MAX_VALUE {
+            return Err(LineError::ValueTooLong {
+                name,
+                len: value.len(),
+            });
+        }
+        if value.iter().any(|b| b.is_ascii_control()) {
+            return Err(LineError::ControlByte { name });
+        }
         let mut line = Line {
-            buf: [0; 96],
+            buf: [0; LINE_CAP],
             len: 0,
         };
-        line.push(name.as_bytes());
-        line.push(b": ");
-        line.push(value);
-        line
+        for part in [name.as_bytes(), b": ", value] {
+            let end = line.len + part.len();
+            // Can't miss: the lengths were checked against LINE_CAP above.
+            let Some(dst) = line.buf.get_mut(line.len..end) else {
+                return Err(LineError::ValueTooLong {
+                    name,
+                    len: value.len(),
+                });
+            };
+            dst.copy_from_slice(part);
+            line.len = end;
+        }
+        Ok(line)
     }
 
-    pub fn number(name: &str, value: u64) -> Line {
+    /// `name: decimal`. Infallible for rkite's own header names (`SID`,
+    /// `Port`, `RPort`, `SKB`): twenty digits always fit, and a name over
+    /// [`MAX_NAME`] is a bug that the unit tests and debug builds catch. In a
+    /// release build such a line would come out as [`Line::BAD_NAME`], which
+    /// every peer ignores, rather than cut.
+    pub fn number(name: &'static str, value: u64) -> Line {
+        debug_assert!(name.len() <= MAX_NAME, "header name {name:?} too long");
         let mut digits = [0u8; 20];
         let n = decimal(&mut digits, value);
-        Line::new(name, &digits[..n])
+        Line::new(name, digits.get(..n).unwrap_or_default()).unwrap_or(Line::BAD_NAME)
     }
 
-    fn push(&mut self, bytes: &[u8]) {
-        let room = self.buf.len() - self.len;
-        let take = bytes.len().min(room);
-        self.buf[self.len..self.len + take].copy_from_slice(&bytes[..take]);
-        self.len += take;
-    }
+    /// `X-Bad-Name: 0`, built at compile time (so it can't fail at run time).
+    const BAD_NAME: Line = {
+        let text = b"X-Bad-Name: 0";
+        let mut buf = [0u8; LINE_CAP];
+        let mut i = 0;
+        while i < text.len() {
+            buf[i] = text[i];
+            i += 1;
+        }
+        Line {
+            buf,
+            len: text.len(),
+        }
+    };
 
     pub fn as_bytes(&self) -> &[u8] {
-        &self.buf[..self.len]
+        self.buf.get(..self.len).unwrap_or_default()
     }
 }
 
 /// `SID: n` + `EOF: 1R|1W|1WR` with the customary `Bye!` body.
 pub fn encode_eof(out: &mut impl Out, sid: u32, eof: Eof) {
     let flags: &[u8] = match (eof.read, eof.write) {
-        (true, false) => b"1R",
-        (false, true) => b"1W",
-        _ => b"1WR",
+        (true, false) => b"EOF: 1R",
+        (false, true) => b"EOF: 1W",
+        _ => b"EOF: 1WR",
     };
     let sid = Line::number("SID", u64::from(sid));
-    let eof = Line::new("EOF", flags);
-    encode(out, &[sid.as_bytes(), eof.as_bytes()], b"Bye!");
+    encode(out, &[sid.as_bytes(), flags], b"Bye!");
 }
 
 /// `NOOP: 1` + `SID: n` + `SKB: kib`: flow-control progress (§5.1).
@@ -136,17 +215,25 @@ pub fn encode_skb(out: &mut impl Out, sid: u32, kib: u64) {
     encode(out, &[b"NOOP: 1", sid.as_bytes(), skb.as_bytes()], b"");
 }
 
-/// `NOOP: 1` + `PING: token` (§5.3).
+/// `NOOP: 1` + `PING: token` (§5.3). rkite's tokens are short timestamps,
+/// so this always sends; a token that could not be sent exactly (a bug that
+/// debug builds catch) is not sent at all, and the keepalive pings again.
 pub fn encode_ping(out: &mut impl Out, token: &[u8]) {
     let ping = Line::new("PING", token);
-    encode(out, &[b"NOOP: 1", ping.as_bytes()], b"!");
+    debug_assert!(ping.is_ok(), "unsendable PING token");
+    if let Ok(ping) = ping {
+        encode(out, &[b"NOOP: 1", ping.as_bytes()], b"!");
+    }
 }
 
-/// `NOOP: 1` + `PONG: token`, echoing at most 64 bytes of the PING (§3.2).
+/// `NOOP: 1` + `PONG: token`, echoing at most 64 bytes of the PING as
+/// pagekite.py does (§3.2). A token with control bytes gets no PONG: only a
+/// broken or hostile peer sends one, and its keepalive judges it.
 pub fn encode_pong(out: &mut impl Out, token: &[u8]) {
     let token = token.get(..64).unwrap_or(token);
-    let pong = Line::new("PONG", token);
-    encode(out, &[b"NOOP: 1", pong.as_bytes()], b"!");
+    if let Ok(pong) = Line::new("PONG", token) {
+        encode(out, &[b"NOOP: 1", pong.as_bytes()], b"!");
+    }
 }
 
 /// End-of-stream flags (§4.3): `read` = the sender's socket gave EOF, so no
@@ -414,173 +501,5 @@ impl SliceWriter<'_> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn one(input: &[u8]) -> Frame<'_> {
-        let (frame, used) = decode(input).unwrap().unwrap();
-        assert_eq!(used, input.len());
-        frame
-    }
-
-    #[test]
-    fn decodes_first_stream_chunk() {
-        let raw = b"9c\r\nSID: 12\r\nProto: http\r\nHost: down.test\r\nPort: 9080\r\nRIP: 127.0.0.1\r\nRPort: 50588\r\n\r\nGET / HTTP/1.1\r\nHost: down.test\r\nUser-Agent: curl/7.88.1\r\nAccept: */*\r\n\r\n";
-        let f = one(raw);
-        assert_eq!(f.sid, Some(12));
-        assert_eq!(f.proto, Some("http"));
-        assert_eq!(f.host, Some("down.test"));
-        assert_eq!(f.port, Some("9080"));
-        assert_eq!(f.rip, Some("127.0.0.1"));
-        assert_eq!(f.rport, Some("50588"));
-        assert!(f.body.starts_with(b"GET / HTTP/1.1\r\n"));
-        assert!(!f.rtls && !f.noop && f.eof.is_none());
-    }
-
-    #[test]
-    fn decodes_control_chunks() {
-        let f = one(b"1b\r\nNOOP: 1\r\nSID: 5\r\nSKB: 0\r\n\r\n");
-        assert!(f.noop);
-        assert_eq!((f.sid, f.skb), (Some(5), Some(0)));
-        let f = one(b"23\r\nNOOP: 1\r\nPING: 1795303899.5038\r\n\r\n!");
-        assert_eq!(f.ping, Some("1795303899.5038"));
-        let f = one(b"17\r\nSID: 5\r\nEOF: 1R\r\n\r\nBye!");
-        assert_eq!(
-            f.eof,
-            Some(Eof {
-                read: true,
-                write: false
-            })
-        );
-        let f = one(b"18\r\nSID: 5\r\nEOF: 1WR\r\n\r\nBye!");
-        assert_eq!(f.eof, Some(Eof::BOTH));
-    }
-
-    #[test]
-    fn eof_letters_in_any_order_and_case() {
-        assert_eq!(Eof::parse("1RW"), Eof::BOTH);
-        assert_eq!(Eof::parse("1rw"), Eof::BOTH);
-        assert_eq!(Eof::parse("1"), Eof::BOTH);
-        assert_eq!(
-            Eof::parse("1w"),
-            Eof {
-                read: false,
-                write: true
-            }
-        );
-    }
-
-    #[test]
-    fn needs_more_at_every_split() {
-        let raw = b"17\r\nSID: 5\r\nEOF: 1R\r\n\r\nBye!";
-        for cut in 0..raw.len() {
-            assert_eq!(decode(&raw[..cut]), Ok(None), "cut at {cut}");
-        }
-    }
-
-    #[test]
-    fn back_to_back_frames() {
-        let raw = b"a\r\nSID: 5\r\n\r\n17\r\nSID: 5\r\nEOF: 1R\r\n\r\nBye!";
-        let (f, used) = decode(raw).unwrap().unwrap();
-        assert_eq!((f.sid, f.body), (Some(5), &b""[..]));
-        let (f, rest) = decode(&raw[used..]).unwrap().unwrap();
-        assert!(f.eof.is_some());
-        assert_eq!(used + rest, raw.len());
-    }
-
-    #[test]
-    fn tolerates_reset_suffix_and_leading_zeros() {
-        let f = one(b"000aR\r\nSID: 5\r\n\r\n");
-        assert!(f.reset);
-        assert_eq!(f.sid, Some(5));
-    }
-
-    #[test]
-    fn rejects_malformed_frames() {
-        assert_eq!(decode(b"0\r\n"), Err(FrameError::ZeroLength));
-        assert_eq!(decode(b"zz\r\n"), Err(FrameError::BadLength));
-        assert_eq!(decode(b"\r\n"), Err(FrameError::BadLength));
-        assert_eq!(decode(b"99Z82\r\nxx"), Err(FrameError::Compressed));
-        assert_eq!(
-            decode(b"ffffffff\r\n"),
-            Err(FrameError::Oversized(0xffffffff))
-        );
-        assert_eq!(decode(b"123456789\r\n"), Err(FrameError::BadLength));
-        assert_eq!(decode(&[b'1'; 40]), Err(FrameError::BadLength));
-        assert_eq!(decode(b"4\r\nabcd"), Err(FrameError::NoHeaderEnd));
-        assert_eq!(decode(b"6\r\nX: y\r\n"), Err(FrameError::NoHeaderEnd));
-        assert_eq!(decode(b"8\r\nX: y\r\n\r\n"), Err(FrameError::MissingSid));
-        assert_eq!(
-            decode(b"a\r\nSID: x\r\n\r\n"),
-            Err(FrameError::BadNumber("SID"))
-        );
-        assert_eq!(
-            decode(b"1b\r\nNOOP: 1\r\nSID: 1\r\nSKB: -\r\n\r\n"),
-            Err(FrameError::BadNumber("SKB"))
-        );
-        assert_eq!(decode(b"b\r\nSID: 1\xff\r\n\r\n"), Err(FrameError::NotText));
-        let mut many = Vec::new();
-        for _ in 0..65 {
-            many.extend_from_slice(b"X: 1\r\n");
-        }
-        many.extend_from_slice(b"SID: 1\r\n\r\n");
-        let mut framed = format!("{:x}\r\n", many.len()).into_bytes();
-        framed.extend_from_slice(&many);
-        assert_eq!(decode(&framed), Err(FrameError::TooManyHeaders));
-    }
-
-    #[test]
-    fn encodes_what_pagekite_sends() {
-        let mut out = Vec::new();
-        encode_eof(&mut out, 5, Eof::BOTH);
-        assert_eq!(out, b"18\r\nSID: 5\r\nEOF: 1WR\r\n\r\nBye!");
-        out.clear();
-        encode_eof(
-            &mut out,
-            5,
-            Eof {
-                read: true,
-                write: false,
-            },
-        );
-        assert_eq!(out, b"17\r\nSID: 5\r\nEOF: 1R\r\n\r\nBye!");
-        out.clear();
-        encode_skb(&mut out, 5, 0);
-        assert_eq!(out, b"1b\r\nNOOP: 1\r\nSID: 5\r\nSKB: 0\r\n\r\n");
-        out.clear();
-        encode_ping(&mut out, b"1795303899.5038");
-        assert_eq!(out, b"23\r\nNOOP: 1\r\nPING: 1795303899.5038\r\n\r\n!");
-        out.clear();
-        encode_pong(&mut out, b"1795303899.5038");
-        assert_eq!(out, b"23\r\nNOOP: 1\r\nPONG: 1795303899.5038\r\n\r\n!");
-    }
-
-    #[test]
-    fn pong_echoes_at_most_64_bytes() {
-        let mut out = Vec::new();
-        encode_pong(&mut out, &[b'7'; 100]);
-        let f = one(&out);
-        assert_eq!(f.pong.map(str::len), Some(64));
-    }
-
-    #[test]
-    fn data_slot_round_trip() {
-        for sid in [1u32, 9, 10, 131071, u32::MAX] {
-            for body in [&b""[..], b"x", &[b'y'; 5000]] {
-                let hl = data_header_len(sid);
-                let mut frame = vec![0u8; hl];
-                fill_data_header(&mut frame, sid, body.len());
-                frame.extend_from_slice(body);
-                let f = one(&frame);
-                assert_eq!(f.sid, Some(sid));
-                assert_eq!(f.body, body);
-            }
-        }
-        let sid = 3;
-        let mut frame = vec![0u8; data_header_len(sid)];
-        fill_data_header(&mut frame, sid, max_data_body(sid));
-        frame.resize(frame.len() + max_data_body(sid), b'z');
-        assert_eq!(&frame[..4], b"ffff");
-        assert_eq!(one(&frame).body.len(), max_data_body(sid));
-    }
-}
+#[path = "frame_tests.rs"]
+mod tests;

@@ -25,3 +25,4 @@ mod robust;
 mod tenants;
 mod tls;
 mod util;
+mod wire;

@@ -113,7 +113,7 @@ fn finish(mut s: TcpStream) -> RawResponse {
 
 #[test]
 fn max_conns_per_ip_refuses_the_fourth_connection() {
-    // No backend: its tunnel from 127.0.0.1 would be one more connection from that IP.
+    // No backend: nothing but these visitors from 127.0.0.1 (a tunnel would not count).
     let (port, fe) = raw_frontend(&["--max_conns_per_ip=3"]);
     let open: Vec<TcpStream> = (0..3)
         .map(|_| {
