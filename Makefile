@@ -127,7 +127,8 @@ cross:
 	sh scripts/cross-smoke.sh dist/rkite-$(CROSS_TARGET) qemu-aarch64
 
 # make bench: the codec micro-bench, then bench/harness.py against direct loopback,
-# pagekite.py, rathole and bore; writes bench/RESULTS.md (see bench/README.md).
+# pagekite.py, rathole and bore, which writes bench/RESULTS.md, then bench/hostile.py
+# (floods and one tenant exhausting the buffers), which appends to it (bench/README.md).
 # The harness installs its own peers; BENCH_ARGS=--quick gives a short smoke run.
 BENCH_DEPS := python3:python3 curl:curl
 BENCH_ARGS ?=
@@ -137,6 +138,7 @@ bench: static
 	$(CARGO) bench --bench frame > target/bench-frame.txt
 	@cat target/bench-frame.txt
 	python3 bench/harness.py --rkite $$(cat dist/.static-binary) --codec target/bench-frame.txt $(BENCH_ARGS)
+	python3 bench/hostile.py --rkite $$(cat dist/.static-binary)
 
 clean:
 	$(CARGO) clean
