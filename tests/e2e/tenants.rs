@@ -8,6 +8,9 @@ use std::io::Write;
 use std::net::TcpStream;
 use std::time::Duration;
 
+use rkite::proto::frame;
+use rkite::proto::handshake::KiteAnswer;
+
 use crate::fixture::{T, backend, frontend, kite, live};
 use crate::meter::{self, End, connect_small_rcvbuf, read_head, status_of};
 use crate::origin::Origin;
@@ -101,4 +104,52 @@ fn a_tenant_whose_visitors_do_not_read_holds_only_its_share() {
         matches!(end, End::Complete),
         "A's download stalled for good ({end:?}) at {got} of {want}"
     );
+}
+
+#[test]
+fn a_backend_that_ignores_flow_control_loses_its_tunnel() {
+    let port = free_port();
+    let fe = frontend(&[port], &["http:*.tenant.test:s3cret"], &[]);
+    let (_b_origin, _b) = tenant(port, "b.tenant.test");
+    let (mut tunnel, answers) = crate::robust::fake_backend(port, "evil.tenant.test", "s3cret");
+    assert!(
+        matches!(answers.as_slice(), [KiteAnswer::Ok { .. }]),
+        "{answers:?}"
+    );
+    live(&fe, "http:evil.tenant.test");
+    // A visitor who reads nothing, so nothing is acknowledged.
+    let mut visitor = connect_small_rcvbuf(port, 4096);
+    visitor
+        .write_all(&meter::get_request("evil.tenant.test", "/", false))
+        .expect("send");
+    let mut buf = Vec::new();
+    crate::robust::read_until(&mut tunnel, &mut buf, "the stream's first chunk", |b| {
+        crate::util::find_subslice(b, b"GET / HTTP/1.1").is_some()
+    });
+    let text = String::from_utf8_lossy(&buf);
+    let sid: u32 = text
+        .split("SID: ")
+        .nth(1)
+        .and_then(|rest| rest.split("\r\n").next())
+        .and_then(|n| n.trim().parse().ok())
+        .expect("a SID in the first chunk");
+    // 16 KiB chunks for that stream, never waiting for an SKB: at most 32
+    // MiB, far past any window a well-behaved sender keeps (4 MiB).
+    let mut chunk = Vec::new();
+    frame::encode(
+        &mut chunk,
+        &[format!("SID: {sid}").as_bytes()],
+        &vec![b'x'; 16 * 1024 - 64],
+    );
+    tunnel.set_write_timeout(Some(T)).expect("timeout");
+    for _ in 0..2048 {
+        if tunnel.write_all(&chunk).is_err() {
+            break;
+        }
+    }
+    fe.wait_for("peer ignores flow control", T);
+    fe.wait_for("kite http:evil.tenant.test is down", T);
+    // The other tenant never noticed.
+    let got = crate::fixture::get(port, "b.tenant.test", "/");
+    assert_eq!(got.status, 200);
 }
