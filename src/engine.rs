@@ -521,7 +521,12 @@ impl Engine {
     fn begin_shutdown(&mut self, signal: i32) {
         if self.stopping {
             warn!("second stop signal: exiting now");
-            std::process::exit(0);
+            // Not process::exit: the loop's way out writes the final status,
+            // and the pid file goes when `main` drops its guard.
+            for token in self.conns.tokens() {
+                self.discard(token, &relay::Why::Stopping);
+            }
+            return;
         }
         self.stopping = true;
         let grace = self.config.stop_grace;

@@ -1,0 +1,168 @@
+//! Loose ends of process life and logging, each shown on a running rkite:
+//! the open-files limit raised at start, a second SIGTERM that still
+//! removes the pid file and writes the final status, a backend that takes
+//! only an exact `HTTP/1.x 200` status line as the tunnel's reply, a failed
+//! frontend reload that leaves every listener serving, and stream log lines
+//! tagged with the stream's own token. Each test fails on the code before
+//! its fix.
+
+use std::io::Write;
+use std::net::TcpStream;
+use std::os::unix::process::CommandExt;
+use std::process::Command;
+use std::time::Duration;
+
+use crate::fixture::{T, backend, frontend, kite, live};
+use crate::origin::Origin;
+use crate::util::{self, Proc, free_port, local};
+
+const SECRET: &str = "misc-secret";
+
+/// The rkite binary with the environment `util::rkite` gives it, as a
+/// `Command` the test can still adjust before it spawns.
+fn rkite_command(args: &[String]) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_rkite"));
+    util::no_proxy_env(&mut cmd);
+    let level = std::env::var("RUST_LOG").unwrap_or_else(|_| "debug".to_string());
+    cmd.args(args)
+        .env("RUST_LOG", level)
+        .env("RUST_BACKTRACE", "1");
+    cmd
+}
+
+/// `Max open files` (soft, hard) from /proc/PID/limits.
+fn nofile_limits(pid: u32) -> (String, String) {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/limits")).expect("read limits");
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .unwrap_or_else(|| panic!("no open files line in {text}"));
+    let fields: Vec<&str> = line.split_whitespace().collect();
+    match fields.as_slice() {
+        [_, _, _, soft, hard, ..] => (soft.to_string(), hard.to_string()),
+        _ => panic!("unexpected limits line {line:?}"),
+    }
+}
+
+#[test]
+fn the_soft_open_files_limit_is_raised_to_the_hard_limit() {
+    const LOW: libc::rlim_t = 256;
+    let mut hard: libc::rlimit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: a valid resource and a pointer to a live rlimit.
+    assert_eq!(
+        unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut hard) },
+        0
+    );
+    if hard.rlim_max != libc::RLIM_INFINITY && hard.rlim_max <= LOW {
+        eprintln!(
+            "skipping: the hard open files limit is only {}",
+            hard.rlim_max
+        );
+        return;
+    }
+    let port = free_port();
+    let mut cmd = rkite_command(&[
+        "--isfrontend".into(),
+        "--host=127.0.0.1".into(),
+        format!("--ports={port}"),
+        format!("--domain=http:nofile.test:{SECRET}"),
+    ]);
+    // SAFETY: setrlimit is async-signal-safe and touches only the child.
+    unsafe {
+        cmd.pre_exec(|| {
+            let mut lim = libc::rlimit {
+                rlim_cur: 0,
+                rlim_max: 0,
+            };
+            if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            lim.rlim_cur = LOW;
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let fe = Proc::spawn("rkite", cmd);
+    fe.wait_for(&format!("listening on 127.0.0.1:{port}"), T);
+    let (soft, hard_seen) = nofile_limits(fe.pid());
+    assert_ne!(soft, LOW.to_string(), "the soft limit was left at {LOW}");
+    if hard.rlim_max == libc::RLIM_INFINITY {
+        assert_eq!(hard_seen, "unlimited");
+        assert_eq!(soft, (1u64 << 20).to_string());
+    } else {
+        assert_eq!(soft, hard_seen, "soft limit raised to the hard one");
+        assert_eq!(soft, hard.rlim_max.to_string());
+    }
+    let line = fe.wait_for("open files limit raised to", T);
+    assert!(
+        line.contains(&format!("raised to {soft} (was {LOW})")),
+        "{line}"
+    );
+}
+
+/// A frontend and a backend serving `domain` from `origin`.
+fn pair(origin: &Origin, domain: &str, fe_extra: &[&str]) -> (u16, Proc, Proc) {
+    let port = free_port();
+    let fe = frontend(&[port], &[&format!("http:{domain}:{SECRET}")], fe_extra);
+    let be = backend(port, &[kite("http", domain, origin.port(), SECRET)], &[]);
+    live(&fe, &format!("http:{domain}"));
+    live(&be, &format!("http:{domain}"));
+    (port, fe, be)
+}
+
+/// A stream that never ends by itself: the origin half-closes `/halfclose`
+/// and the visitor keeps its own side open.
+fn endless_stream(port: u16, host: &str) -> TcpStream {
+    let mut v = TcpStream::connect(local(port)).expect("connect");
+    v.write_all(&crate::meter::get_request(host, "/halfclose", false))
+        .expect("send");
+    let mut got = 0;
+    assert!(
+        crate::meter::closed_within(&mut v, T, &mut got),
+        "the origin's half of the stream ends"
+    );
+    v
+}
+
+#[test]
+fn a_second_sigterm_still_removes_the_pid_file_and_writes_the_final_status() {
+    let origin = Origin::start();
+    let dir = util::temp_dir("second-sigterm");
+    let pidfile = dir.join("rkite.pid");
+    let status = dir.join("status.json");
+    let pid_arg = format!("--pidfile={}", pidfile.display());
+    let status_arg = format!("--status_file={}", status.display());
+    let (port, fe, _be) = pair(
+        &origin,
+        "twice.misc.test",
+        &["--stop_grace=30", &pid_arg, &status_arg],
+    );
+    let _open = endless_stream(port, "twice.misc.test");
+    let written = std::fs::read_to_string(&pidfile).expect("the pid file");
+    assert_eq!(written.trim(), fe.pid().to_string());
+    util::wait_until("the status file to say running", T, || {
+        std::fs::read_to_string(&status).is_ok_and(|s| s.contains("\"running\": true"))
+    });
+    fe.signal(libc::SIGTERM);
+    fe.wait_for("SIGTERM received", T);
+    assert!(fe.exit_status().is_none(), "still finishing its stream");
+    fe.signal(libc::SIGTERM);
+    let exit = fe
+        .wait_exit(Duration::from_secs(5))
+        .expect("a second SIGTERM exits at once");
+    assert_eq!(exit.code(), Some(0));
+    assert!(
+        !pidfile.exists(),
+        "the pid file is removed by a fast exit too"
+    );
+    let last = std::fs::read_to_string(&status).expect("the status file");
+    assert!(
+        last.contains("\"running\": false"),
+        "the final status is written by a fast exit too: {last}"
+    );
+}
