@@ -6,8 +6,8 @@
 //! tagged with the stream's own token. Each test fails on the code before
 //! its fix.
 
-use std::io::Write;
-use std::net::TcpStream;
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
 use std::os::unix::process::CommandExt;
 use std::process::Command;
 use std::time::Duration;
@@ -164,5 +164,56 @@ fn a_second_sigterm_still_removes_the_pid_file_and_writes_the_final_status() {
     assert!(
         last.contains("\"running\": false"),
         "the final status is written by a fast exit too: {last}"
+    );
+}
+
+/// Reads one HTTP head (up to the blank line) from `sock`, bounded in size.
+fn read_request_head(sock: &mut TcpStream) -> String {
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        assert!(head.len() < 64 * 1024, "an endless request head");
+        match sock.read(&mut byte) {
+            Ok(1) => head.push(byte[0]),
+            other => panic!("the tunnel request ended early: {other:?}"),
+        }
+    }
+    String::from_utf8_lossy(&head).into_owned()
+}
+
+#[test]
+fn a_backend_takes_only_http1_200_as_the_tunnel_reply() {
+    // A fake frontend that refuses with a reason phrase that mentions 200,
+    // and an OK line that a lenient backend would act on.
+    let fake = TcpListener::bind("127.0.0.1:0").expect("bind the fake frontend");
+    let port = fake.local_addr().expect("its port").port();
+    let answer = std::thread::spawn(move || {
+        let (mut sock, _) = fake.accept().expect("the backend dials");
+        sock.set_read_timeout(Some(T)).expect("timeout");
+        let request = read_request_head(&mut sock);
+        sock.write_all(
+            b"HTTP/1.1 404 Not 200 here\r\nX-PageKite-OK: http:no200.misc.test:x\r\n\r\n",
+        )
+        .expect("answer the backend");
+        request
+    });
+    let origin = Origin::start();
+    let be = backend(
+        port,
+        &[kite("http", "no200.misc.test", origin.port(), SECRET)],
+        &[],
+    );
+    let request = answer.join().expect("the fake frontend");
+    assert!(request.contains("X-PageKite:"), "{request}");
+    let line = be.wait_for("retrying in", T);
+    assert!(
+        line.contains("the reply's status is 404, not 200")
+            && line.contains("\"HTTP/1.1 404 Not 200 here\""),
+        "a clear reason: {line}"
+    );
+    assert!(
+        !be.contains("is live"),
+        "no kite is live after a 404: {:?}",
+        be.lines()
     );
 }
