@@ -12,8 +12,9 @@ use std::os::unix::process::CommandExt;
 use std::process::Command;
 use std::time::Duration;
 
-use crate::fixture::{T, backend, frontend, kite, live};
-use crate::origin::Origin;
+use crate::fixture::{T, backend, frontend, get, kite, live};
+use crate::meter::{read_head, status_of};
+use crate::origin::{INDEX_BODY, Origin};
 use crate::util::{self, Proc, free_port, local};
 
 const SECRET: &str = "misc-secret";
@@ -215,5 +216,105 @@ fn a_backend_takes_only_http1_200_as_the_tunnel_reply() {
         !be.contains("is live"),
         "no kite is live after a 404: {:?}",
         be.lines()
+    );
+}
+
+/// `(tag, sid)` from a line holding `[s<tag> sid=<sid>]`.
+fn stream_tag(line: &str) -> Option<(u32, u32)> {
+    let rest = line.split("[s").nth(1)?;
+    let (tag, rest) = rest.split_once(" sid=")?;
+    let (sid, _) = rest.split_once(']')?;
+    Some((tag.parse().ok()?, sid.parse().ok()?))
+}
+
+#[test]
+fn stream_log_lines_carry_the_streams_own_tag() {
+    let origin = Origin::start();
+    let port = free_port();
+    let fe = frontend(
+        &[port],
+        &[
+            &format!("http:ok.tag.misc.test:{SECRET}"),
+            &format!("http:down.tag.misc.test:{SECRET}"),
+        ],
+        &[],
+    );
+    let be = backend(
+        port,
+        &[
+            kite("http", "ok.tag.misc.test", origin.port(), SECRET),
+            // Nothing listens there: the local connect fails.
+            kite("http", "down.tag.misc.test", free_port(), SECRET),
+        ],
+        &[],
+    );
+    live(&fe, "http:ok.tag.misc.test");
+    live(&be, "http:down.tag.misc.test");
+
+    // A request the rewriter takes, then one it cannot parse (a leading
+    // space): the rewriter's complaint is about this stream.
+    let mut v = TcpStream::connect(local(port)).expect("connect");
+    v.write_all(&crate::meter::get_request("ok.tag.misc.test", "/", false))
+        .expect("send");
+    let (head, mut body) = read_head(&mut v, T).unwrap_or_else(|(end, _)| panic!("{end:?}"));
+    assert_eq!(status_of(&head), 200, "{head}");
+    while body.len() < INDEX_BODY.len() {
+        let mut piece = [0u8; 256];
+        match v.read(&mut piece) {
+            Ok(n) if n > 0 => body.extend_from_slice(&piece[..n]),
+            other => panic!("the index page was cut: {other:?}"),
+        }
+    }
+    v.write_all(b" GET / HTTP/1.1\r\nHost: ok.tag.misc.test\r\n\r\n")
+        .expect("send the second request");
+    v.shutdown(std::net::Shutdown::Write).expect("half-close");
+    let page = get(port, "down.tag.misc.test", "/");
+    assert_eq!(page.status, 503, "{}", page.body_str());
+    drop(v);
+    util::wait_until("both streams to end on the backend", T, || {
+        let lines = be.lines();
+        ["ok.tag.misc.test", "down.tag.misc.test"].iter().all(|k| {
+            lines
+                .iter()
+                .any(|l| l.contains(k) && l.contains(" closed ("))
+        })
+    });
+
+    let lines = be.lines();
+    let tunnel = lines
+        .iter()
+        .find_map(|l| {
+            let rest = l.split("[t").nth(1)?;
+            let (tag, _) = rest.split_once(']')?;
+            l.contains("connecting to frontend")
+                .then(|| tag.parse::<u32>().ok())?
+        })
+        .unwrap_or_else(|| panic!("no tunnel tag in {lines:?}"));
+    // Each stream's own tag, from the line that opens it (it is logged
+    // with the token the stream was just given).
+    let own: Vec<(u32, u32)> = lines
+        .iter()
+        .filter(|l| l.contains(" from ") && l.contains(" -> "))
+        .filter_map(|l| stream_tag(l))
+        .collect();
+    assert_eq!(own.len(), 2, "two streams opened: {lines:?}");
+    for line in &lines {
+        assert!(
+            !line.contains("[sid="),
+            "a stream line without a tag: {line}"
+        );
+        let Some((tag, sid)) = stream_tag(line) else {
+            continue;
+        };
+        let want = own.iter().find(|(_, s)| *s == sid).map(|(t, _)| *t);
+        assert_eq!(Some(tag), want, "stream sid={sid} logged as s{tag}: {line}");
+        assert_ne!(
+            tag, tunnel,
+            "a stream tagged with its tunnel's token: {line}"
+        );
+    }
+    assert!(
+        lines.iter().any(|l| l.contains("local server unavailable")),
+        "{lines:?}"
     );
 }
