@@ -4,7 +4,8 @@
 //! the rules every connection lives by: sockets are registered once for read
 //! and write (edge-triggered) and their readiness is remembered until an
 //! operation says WouldBlock; work is bounded per wakeup so one busy socket
-//! can't starve the others; the clock is read once per wakeup. Protocol logic
+//! can't starve the others; the clock is read once per wakeup, and once
+//! more to measure the wait until the next deadline. Protocol logic
 //! lives in `proto`, the roles in `frontend` and `backend`, the shared
 //! stream/tunnel pump in `relay`.
 
@@ -357,13 +358,11 @@ impl Engine {
                 info!("stopped");
                 return Ok(());
             }
-            let timeout = if !self.queue.has_deferred() {
-                self.timers
-                    .next_deadline()
-                    .map(|at| at.saturating_duration_since(self.now))
-            } else {
-                Some(Duration::ZERO)
-            };
+            let timeout = poll_timeout(
+                self.timers.next_deadline(),
+                self.queue.has_deferred(),
+                clock(),
+            );
             if let Err(e) = self.poll.poll(&mut events, timeout) {
                 if e.kind() == io::ErrorKind::Interrupted {
                     continue;
@@ -634,6 +633,18 @@ impl Engine {
     }
 }
 
+/// How long the next poll may wait: not at all while work is deferred,
+/// else until the next deadline (for ever if there is none). `now` must be
+/// read right before the poll: the round's start (`Engine::now`) is older
+/// by the round's work, and a wait measured from it would fire every timer
+/// late by that much.
+fn poll_timeout(next: Option<Instant>, deferred: bool, now: Instant) -> Option<Duration> {
+    if deferred {
+        return Some(Duration::ZERO);
+    }
+    next.map(|at| at.saturating_duration_since(now))
+}
+
 /// The only place that reads the clock.
 #[allow(clippy::disallowed_methods)]
 fn clock() -> Instant {
@@ -649,5 +660,28 @@ pub fn unix_now() -> u64 {
             error!("system clock is before 1970: {e}");
             0
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_poll_waits_from_the_instant_it_is_given() {
+        let start = clock();
+        let due = start + Duration::from_millis(100);
+        // A round that worked 60 ms: 40 ms are left, not 100.
+        let after_work = start + Duration::from_millis(60);
+        assert_eq!(
+            poll_timeout(Some(due), false, after_work),
+            Some(Duration::from_millis(40))
+        );
+        // A round that worked past the deadline: no wait at all.
+        let late = start + Duration::from_millis(150);
+        assert_eq!(poll_timeout(Some(due), false, late), Some(Duration::ZERO));
+        assert_eq!(poll_timeout(None, false, late), None);
+        assert_eq!(poll_timeout(None, true, late), Some(Duration::ZERO));
+        assert_eq!(poll_timeout(Some(due), true, start), Some(Duration::ZERO));
     }
 }
