@@ -4,7 +4,8 @@
 //! only an exact `HTTP/1.x 200` status line as the tunnel's reply, a failed
 //! frontend reload that leaves every listener serving, and stream log lines
 //! tagged with the stream's own token. Each test fails on the code before
-//! its fix.
+//! its fix, except the reload one, which guards a case that already held
+//! (its failing twin is a unit test, see there).
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -317,4 +318,40 @@ fn stream_log_lines_carry_the_streams_own_tag() {
         lines.iter().any(|l| l.contains("local server unavailable")),
         "{lines:?}"
     );
+}
+
+#[test]
+fn a_frontend_reload_that_cannot_bind_a_new_port_keeps_the_old_one_serving() {
+    // The fault-injected case (a listener that cannot join the reactor after
+    // the old one would be gone) is the unit test in
+    // src/frontend_reload_tests.rs; this is the operator's everyday one.
+    let origin = Origin::start();
+    let dir = util::temp_dir("reload-bind");
+    let old = free_port();
+    let held = TcpListener::bind("127.0.0.1:0").expect("hold a port");
+    let taken = held.local_addr().expect("its address").port();
+    let rc = dir.join("fe.rc");
+    let rc_text = |port: u16| {
+        format!(
+            "isfrontend\nhost = 127.0.0.1\nports = {port}\nprotos = http\n\
+             domain = http:keep.misc.test:{SECRET}\n"
+        )
+    };
+    std::fs::write(&rc, rc_text(old)).expect("write the rc file");
+    let fe = util::rkite(&[&format!("--optfile={}", rc.display())]);
+    fe.wait_for(&format!("listening on 127.0.0.1:{old}"), T);
+    let be = backend(
+        old,
+        &[kite("http", "keep.misc.test", origin.port(), SECRET)],
+        &[],
+    );
+    live(&be, "http:keep.misc.test");
+
+    std::fs::write(&rc, rc_text(taken)).expect("rewrite the rc file");
+    fe.signal(libc::SIGHUP);
+    let line = fe.wait_for("the running configuration stays", T);
+    assert!(line.contains(&taken.to_string()), "{line}");
+    assert!(!fe.contains("no longer listening"), "{:?}", fe.lines());
+    assert_eq!(get(old, "keep.misc.test", "/").body_str(), INDEX_BODY);
+    drop(held);
 }
