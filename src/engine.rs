@@ -347,6 +347,21 @@ impl Engine {
         self.timers.arm(at, TimerKey::Conn(token.0, kind));
     }
 
+    /// How long the next poll may wait: not at all while work is deferred,
+    /// else until the next deadline (for ever if there is none), measured
+    /// from a fresh clock reading: the round's start (`self.now`) is older
+    /// by the round's work, and a wait measured from it would fire every
+    /// timer late by that much.
+    fn poll_timeout(&self) -> Option<Duration> {
+        if self.queue.has_deferred() {
+            return Some(Duration::ZERO);
+        }
+        let now = clock();
+        self.timers
+            .next_deadline()
+            .map(|at| at.saturating_duration_since(now))
+    }
+
     pub fn run(&mut self) -> Result<(), Fatal> {
         let mut events = Events::with_capacity(1024);
         let mut poll_failures = 0;
@@ -358,11 +373,7 @@ impl Engine {
                 info!("stopped");
                 return Ok(());
             }
-            let timeout = poll_timeout(
-                self.timers.next_deadline(),
-                self.queue.has_deferred(),
-                clock(),
-            );
+            let timeout = self.poll_timeout();
             if let Err(e) = self.poll.poll(&mut events, timeout) {
                 if e.kind() == io::ErrorKind::Interrupted {
                     continue;
@@ -633,18 +644,6 @@ impl Engine {
     }
 }
 
-/// How long the next poll may wait: not at all while work is deferred,
-/// else until the next deadline (for ever if there is none). `now` must be
-/// read right before the poll: the round's start (`Engine::now`) is older
-/// by the round's work, and a wait measured from it would fire every timer
-/// late by that much.
-fn poll_timeout(next: Option<Instant>, deferred: bool, now: Instant) -> Option<Duration> {
-    if deferred {
-        return Some(Duration::ZERO);
-    }
-    next.map(|at| at.saturating_duration_since(now))
-}
-
 /// The only place that reads the clock.
 #[allow(clippy::disallowed_methods)]
 fn clock() -> Instant {
@@ -666,22 +665,53 @@ pub fn unix_now() -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::{self, Parsed};
+
+    /// A frontend engine on any free loopback port.
+    fn engine() -> Engine {
+        let args = ["--isfrontend", "--host=127.0.0.1", "--ports=0"].map(String::from);
+        match config::parse(&args) {
+            Ok(Parsed::Run(c)) => Engine::new(*c).expect("an engine"),
+            _ => panic!("a frontend configuration"),
+        }
+    }
 
     #[test]
-    fn the_poll_waits_from_the_instant_it_is_given() {
-        let start = clock();
-        let due = start + Duration::from_millis(100);
-        // A round that worked 60 ms: 40 ms are left, not 100.
-        let after_work = start + Duration::from_millis(60);
-        assert_eq!(
-            poll_timeout(Some(due), false, after_work),
-            Some(Duration::from_millis(40))
-        );
-        // A round that worked past the deadline: no wait at all.
-        let late = start + Duration::from_millis(150);
-        assert_eq!(poll_timeout(Some(due), false, late), Some(Duration::ZERO));
-        assert_eq!(poll_timeout(None, false, late), None);
-        assert_eq!(poll_timeout(None, true, late), Some(Duration::ZERO));
-        assert_eq!(poll_timeout(Some(due), true, start), Some(Duration::ZERO));
+    fn the_poll_wait_is_measured_after_the_rounds_work() {
+        let mut eng = engine();
+        // The round began a second ago (its work took that long): a timer
+        // due half a second after its start is overdue, not 500 ms away.
+        let Some(round_start) = clock().checked_sub(Duration::from_secs(1)) else {
+            return; // a clock that started less than a second ago
+        };
+        eng.now = round_start;
+        eng.timers
+            .arm(round_start + Duration::from_millis(500), TimerKey::Status);
+        assert_eq!(eng.poll_timeout(), Some(Duration::ZERO));
+
+        // A later deadline is that much nearer than it was at the start.
+        let mut eng = engine();
+        eng.now = round_start;
+        eng.timers
+            .arm(round_start + Duration::from_secs(3600), TimerKey::Status);
+        let wait = eng.poll_timeout().expect("a deadline");
+        assert!(wait <= Duration::from_secs(3599), "{wait:?}");
+
+        eng.timers = TimerQueue::default();
+        assert_eq!(eng.poll_timeout(), None, "no deadline: wait for events");
+        drop(eng);
+        // Engine::new took over the stop signals for this test process.
+        for signal in [
+            libc::SIGINT,
+            libc::SIGTERM,
+            libc::SIGHUP,
+            libc::SIGUSR1,
+            libc::SIGUSR2,
+        ] {
+            // SAFETY: restoring the default action is always valid.
+            unsafe {
+                libc::signal(signal, libc::SIG_DFL);
+            }
+        }
     }
 }
