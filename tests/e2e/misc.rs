@@ -253,7 +253,7 @@ fn stream_log_lines_carry_the_streams_own_tag() {
     live(&be, "http:down.tag.misc.test");
 
     // A request the rewriter takes, then one it cannot parse (a leading
-    // space): the rewriter's complaint is about this stream.
+    // space): what the backend logs about it is about this stream.
     let mut v = TcpStream::connect(local(port)).expect("connect");
     v.write_all(&crate::meter::get_request("ok.tag.misc.test", "/", false))
         .expect("send");
