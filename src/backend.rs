@@ -21,6 +21,7 @@ use crate::proto::handshake::{self, KiteAnswer, KiteLine, TunnelReply};
 use crate::proto::keepalive::Keepalive;
 use crate::proto::kite;
 use crate::proto::options::KiteOptions;
+use crate::proto::status_line;
 use crate::random;
 use crate::relay::{self, Phase, Side, Tunnel, TunnelCore, Why, tag};
 use crate::resolve::Resolver;
@@ -455,7 +456,7 @@ pub fn drive_handshake(eng: &mut Engine, token: Token, t: &mut Tunnel) -> Result
             return Ok(());
         };
         let status = head.lines().next().unwrap_or("").to_string();
-        if !status.starts_with("HTTP/1.") || status.split(' ').nth(1) != Some("200") {
+        if status_line::check_200(status.trim_end()).is_err() {
             let name = state(eng)
                 .and_then(|be| be.tls.as_ref())
                 .and_then(|tls| tls.names.first().cloned())
@@ -484,8 +485,10 @@ pub fn drive_handshake(eng: &mut Engine, token: Token, t: &mut Tunnel) -> Result
             .ok_or_else(|| Why::Protocol("reply is not text".into()))?;
         let reply = handshake::parse_reply(headers);
         debug!("[t{} {}] reply: {status}", tag(token), t.core.peer);
-        if !status.starts_with("HTTP/1.") || !status.contains(" 200") {
-            return Err(Why::Protocol(format!("frontend answered {status:?}")));
+        if let Err(bad) = status_line::check_200(status) {
+            return Err(Why::Protocol(format!(
+                "{bad} (frontend answered {status:?})"
+            )));
         }
         if let Side::Backend(info) = &mut t.core.side {
             info.addkites = reply.has_feature("AddKites");

@@ -1,6 +1,6 @@
 //! Daemon duties around the reactor: `--daemonize` (fork into the
-//! background), `--pidfile`, and `--runas` (drop root for an ordinary user
-//! once the listening ports are bound). rkite stays in the foreground unless
+//! background), `--pidfile`, `--runas` (drop root for an ordinary user
+//! once the listening ports are bound), and the open-files limit. rkite stays in the foreground unless
 //! told otherwise, so procd and systemd can supervise it. Everything here
 //! runs once at start-up or exit, before or after the reactor, never in it.
 
@@ -158,6 +158,44 @@ pub fn daemonize() -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// When the hard limit is unlimited, the soft limit goes this high (the
+/// kernel's default `fs.nr_open`; more is refused anyway).
+const NOFILE_CEILING: libc::rlim_t = 1 << 20;
+
+/// Raises the soft limit on open files to the hard limit: the usual default
+/// of 1024 descriptors runs out at a few hundred visitors, since each
+/// relayed connection holds one on a backend and one or two on a frontend.
+/// Returns the limit now in force, and the one before if it changed.
+pub fn raise_nofile_limit() -> Result<(libc::rlim_t, Option<libc::rlim_t>), String> {
+    // SAFETY: an all-zero rlimit is a valid value for getrlimit to fill.
+    let mut lim: libc::rlimit = unsafe { std::mem::zeroed() };
+    // SAFETY: a valid resource and a pointer to a live rlimit.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
+        return Err(format!("getrlimit: {}", io::Error::last_os_error()));
+    }
+    let target = if lim.rlim_max == libc::RLIM_INFINITY {
+        NOFILE_CEILING.max(lim.rlim_cur)
+    } else {
+        lim.rlim_max
+    };
+    if lim.rlim_cur >= target {
+        return Ok((lim.rlim_cur, None));
+    }
+    let raised = libc::rlimit {
+        rlim_cur: target,
+        rlim_max: lim.rlim_max,
+    };
+    // SAFETY: a valid resource and a pointer to a live rlimit.
+    if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } != 0 {
+        return Err(format!(
+            "cannot raise the open files limit from {} to {target}: {}",
+            lim.rlim_cur,
+            io::Error::last_os_error()
+        ));
+    }
+    Ok((target, Some(lim.rlim_cur)))
 }
 
 /// `--pidfile`: written at start, removed at exit (if it still holds our pid).

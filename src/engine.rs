@@ -4,7 +4,8 @@
 //! the rules every connection lives by: sockets are registered once for read
 //! and write (edge-triggered) and their readiness is remembered until an
 //! operation says WouldBlock; work is bounded per wakeup so one busy socket
-//! can't starve the others; the clock is read once per wakeup. Protocol logic
+//! can't starve the others; the clock is read once per wakeup, and once
+//! more to measure the wait until the next deadline. Protocol logic
 //! lives in `proto`, the roles in `frontend` and `backend`, the shared
 //! stream/tunnel pump in `relay`.
 
@@ -346,6 +347,21 @@ impl Engine {
         self.timers.arm(at, TimerKey::Conn(token.0, kind));
     }
 
+    /// How long the next poll may wait: not at all while work is deferred,
+    /// else until the next deadline (for ever if there is none), measured
+    /// from a fresh clock reading: the round's start (`self.now`) is older
+    /// by the round's work, and a wait measured from it would fire every
+    /// timer late by that much.
+    fn poll_timeout(&self) -> Option<Duration> {
+        if self.queue.has_deferred() {
+            return Some(Duration::ZERO);
+        }
+        let now = clock();
+        self.timers
+            .next_deadline()
+            .map(|at| at.saturating_duration_since(now))
+    }
+
     pub fn run(&mut self) -> Result<(), Fatal> {
         let mut events = Events::with_capacity(1024);
         let mut poll_failures = 0;
@@ -357,13 +373,7 @@ impl Engine {
                 info!("stopped");
                 return Ok(());
             }
-            let timeout = if !self.queue.has_deferred() {
-                self.timers
-                    .next_deadline()
-                    .map(|at| at.saturating_duration_since(self.now))
-            } else {
-                Some(Duration::ZERO)
-            };
+            let timeout = self.poll_timeout();
             if let Err(e) = self.poll.poll(&mut events, timeout) {
                 if e.kind() == io::ErrorKind::Interrupted {
                     continue;
@@ -521,7 +531,12 @@ impl Engine {
     fn begin_shutdown(&mut self, signal: i32) {
         if self.stopping {
             warn!("second stop signal: exiting now");
-            std::process::exit(0);
+            // Not process::exit: the loop's way out writes the final status,
+            // and the pid file goes when `main` drops its guard.
+            for token in self.conns.tokens() {
+                self.discard(token, &relay::Why::Stopping);
+            }
+            return;
         }
         self.stopping = true;
         let grace = self.config.stop_grace;
@@ -643,6 +658,60 @@ pub fn unix_now() -> u64 {
         Err(e) => {
             error!("system clock is before 1970: {e}");
             0
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{self, Parsed};
+
+    /// A frontend engine on any free loopback port.
+    fn engine() -> Engine {
+        let args = ["--isfrontend", "--host=127.0.0.1", "--ports=0"].map(String::from);
+        match config::parse(&args) {
+            Ok(Parsed::Run(c)) => Engine::new(*c).expect("an engine"),
+            _ => panic!("a frontend configuration"),
+        }
+    }
+
+    #[test]
+    fn the_poll_wait_is_measured_after_the_rounds_work() {
+        let mut eng = engine();
+        // The round began a second ago (its work took that long): a timer
+        // due half a second after its start is overdue, not 500 ms away.
+        let Some(round_start) = clock().checked_sub(Duration::from_secs(1)) else {
+            return; // a clock that started less than a second ago
+        };
+        eng.now = round_start;
+        eng.timers
+            .arm(round_start + Duration::from_millis(500), TimerKey::Status);
+        assert_eq!(eng.poll_timeout(), Some(Duration::ZERO));
+
+        // A later deadline is that much nearer than it was at the start.
+        let mut eng = engine();
+        eng.now = round_start;
+        eng.timers
+            .arm(round_start + Duration::from_secs(3600), TimerKey::Status);
+        let wait = eng.poll_timeout().expect("a deadline");
+        assert!(wait <= Duration::from_secs(3599), "{wait:?}");
+
+        eng.timers = TimerQueue::default();
+        assert_eq!(eng.poll_timeout(), None, "no deadline: wait for events");
+        drop(eng);
+        // Engine::new took over the stop signals for this test process.
+        for signal in [
+            libc::SIGINT,
+            libc::SIGTERM,
+            libc::SIGHUP,
+            libc::SIGUSR1,
+            libc::SIGUSR2,
+        ] {
+            // SAFETY: restoring the default action is always valid.
+            unsafe {
+                libc::signal(signal, libc::SIG_DFL);
+            }
         }
     }
 }

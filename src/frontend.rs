@@ -311,28 +311,36 @@ pub fn start(eng: &mut Engine) -> Result<(), Fatal> {
     Ok(())
 }
 
-/// Hands bound listeners to the reactor.
+/// Hands bound listeners to the reactor: all of them, or (when one cannot
+/// be registered) none, so that a reload can fail without a trace.
 fn watch(eng: &mut Engine, bound: Vec<Bound>) -> Result<Vec<Token>, Fatal> {
     let mut tokens = Vec::new();
+    let mut addrs = Vec::new();
     for b in bound {
-        let addr = b.sock.local_addr().ok();
+        addrs.push(b.sock.local_addr().ok());
         let (configured, port, raw) = (b.configured, b.port, b.raw);
         let sock = TcpListener::from_std(b.sock);
-        let token = eng
-            .add(sock, |sock, _| {
-                Conn::Listener(Listener {
-                    sock,
-                    configured,
-                    port,
-                    raw,
-                    ready: Ready::default(),
-                })
+        let added = eng.add(sock, |sock, _| {
+            Conn::Listener(Listener {
+                sock,
+                configured,
+                port,
+                raw,
+                ready: Ready::default(),
             })
-            .map_err(|e| Fatal::Setup(format!("cannot watch port {port}: {e}")))?;
-        if let Some(addr) = addr {
-            info!("listening on {addr}");
+        });
+        match added {
+            Ok(token) => tokens.push(token),
+            Err(e) => {
+                for token in tokens {
+                    eng.conns.remove(token);
+                }
+                return Err(Fatal::Setup(format!("cannot watch port {port}: {e}")));
+            }
         }
-        tokens.push(token);
+    }
+    for addr in addrs.into_iter().flatten() {
+        info!("listening on {addr}");
     }
     Ok(tokens)
 }

@@ -9,6 +9,10 @@
 
 use super::*;
 
+#[cfg(test)]
+#[path = "frontend_reload_tests.rs"]
+mod tests;
+
 pub fn reload(eng: &mut Engine, new: &Config) -> Result<(), String> {
     let endpoints = Endpoints::load(&new.tls_endpoints, new.tls_default.as_deref())
         .map_err(|e| e.to_string())?;
@@ -37,6 +41,11 @@ pub fn reload(eng: &mut Engine, new: &Config) -> Result<(), String> {
         }
     }
 
+    // The new listeners join the reactor while the old ones still serve:
+    // if that fails, `watch` has dropped them again and nothing changed.
+    let fresh_ports: Vec<u16> = fresh.iter().filter(|b| !b.raw).map(|b| b.port).collect();
+    let added = watch(eng, fresh).map_err(|e| e.to_string())?;
+
     // From here on nothing fails.
     for (token, _, port) in &current {
         if !kept.iter().any(|(k, _)| k == token) {
@@ -55,8 +64,7 @@ pub fn reload(eng: &mut Engine, new: &Config) -> Result<(), String> {
         }
         listeners.push(token);
     }
-    ports.extend(fresh.iter().filter(|b| !b.raw).map(|b| b.port));
-    let added = watch(eng, fresh).map_err(|e| e.to_string())?;
+    ports.extend(fresh_ports);
     listeners.extend(added);
 
     let raw_ports = numeric_raw_ports(new);

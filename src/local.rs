@@ -145,8 +145,8 @@ pub fn open_stream(
         }
         match &rewrite {
             // Judged and rewritten above; the guard takes over from here.
-            Some(_) => s.queue_first(&first),
-            None => s.queue_first(f.body),
+            Some(_) => s.queue_first(st, &first),
+            None => s.queue_first(st, f.body),
         }
         s.set_guard(rewrite);
     }
@@ -228,10 +228,12 @@ pub fn finish_local_connect(token: Token, s: &mut Stream) -> Result<bool, Why> {
 }
 
 /// The local server is down: the visitor gets the `(be)` page.
-pub fn local_connect_failed(eng: &mut Engine, s: &mut Stream, why: &Why) {
+pub fn local_connect_failed(eng: &mut Engine, token: Token, s: &mut Stream, why: &Why) {
     info!(
-        "[sid={}] {}: local server unavailable: {why}",
-        s.sid, s.label
+        "[s{} sid={}] {}: local server unavailable: {why}",
+        tag(token),
+        s.sid,
+        s.label
     );
     let (proto, host) = split_label(&s.label);
     let uuid = backend::uuid(eng);

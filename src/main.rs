@@ -67,6 +67,12 @@ fn serve(config: config::Config) -> Result<(), String> {
         Some(spec) => Some(daemon::parse_runas(spec).map_err(|e| format!("--runas: {e}"))?),
         None => None,
     };
+    match daemon::raise_nofile_limit() {
+        Ok((now, Some(was))) => log::info!("open files limit raised to {now} (was {was})"),
+        Ok((now, None)) => log::info!("open files limit is {now}"),
+        // Not fatal: rkite still runs, with fewer connections.
+        Err(e) => log::warn!("{e}"),
+    }
     let daemonize = config.daemonize;
     let pidfile = config.pidfile.clone();
     let mut engine = Engine::new(config).map_err(|e| e.to_string())?;

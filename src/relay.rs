@@ -263,7 +263,7 @@ pub fn drive_stream(eng: &mut Engine, token: Token, mut s: Stream) -> Option<Con
             Ok(true) => {}
             Ok(false) => return Some(Conn::Stream(s)),
             Err(why) => {
-                crate::local::local_connect_failed(eng, &mut s, &why);
+                crate::local::local_connect_failed(eng, token, &mut s, &why);
                 return close_stream(eng, token, s, why);
             }
         }
@@ -370,7 +370,7 @@ pub fn stream_timer(eng: &mut Engine, token: Token, s: Stream, kind: TimerKind) 
         TimerKind::Deadline if s.connecting => {
             let mut s = s;
             let why = Why::Timeout("connecting to the local server");
-            crate::local::local_connect_failed(eng, &mut s, &why);
+            crate::local::local_connect_failed(eng, token, &mut s, &why);
             close_stream(eng, token, s, why)
         }
         TimerKind::Deadline => {

@@ -20,7 +20,7 @@ use crate::proto::flow::{AckCounter, RECEIVE_LIMIT, SendWindow};
 use crate::proto::frame::Eof;
 use crate::proto::http::RequestRewriter;
 use crate::proto::stream::Ends;
-use crate::relay::{RUN, STARVED_BACKOFF, Why, failure};
+use crate::relay::{RUN, STARVED_BACKOFF, Why, failure, tag};
 use crate::transport::Transport;
 
 /// Bytes and state of one relayed connection (public or local socket).
@@ -132,9 +132,9 @@ impl Stream {
     }
 
     /// The first bytes of a stream, queued while the local connect runs.
-    pub fn queue_first(&mut self, body: &[u8]) {
+    pub fn queue_first(&mut self, token: Token, body: &[u8]) {
         if let Err(why) = self.deliver(&[body]) {
-            warn!("[sid={}] {}: {why}", self.sid, self.label);
+            warn!("[s{} sid={}] {}: {why}", tag(token), self.sid, self.label);
         }
     }
 

@@ -15,6 +15,7 @@ pub mod kite;
 pub mod options;
 pub mod pages;
 pub mod sniff;
+pub mod status_line;
 pub mod stream;
 
 #[cfg(test)]

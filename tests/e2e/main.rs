@@ -16,6 +16,7 @@ mod guard;
 mod harness_selftest;
 mod interop;
 mod meter;
+mod misc;
 mod ops;
 mod origin;
 mod peers;

@@ -1,0 +1,86 @@
+//! Tests of the frontend's SIGHUP reload on a real reactor over loopback
+//! sockets, for what an end-to-end test cannot provoke: a listener that
+//! cannot join the reactor after the old ones would have been removed.
+//! Only tests live here; the reload itself is `frontend_control.rs`.
+
+use std::net::TcpStream;
+use std::os::fd::AsRawFd;
+
+use super::*;
+use crate::config::Parsed;
+
+fn free_port() -> u16 {
+    let probe = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a probe");
+    probe.local_addr().expect("its address").port()
+}
+
+fn config(port: u16) -> Config {
+    let args: Vec<String> = [
+        "--isfrontend".to_string(),
+        "--host=127.0.0.1".to_string(),
+        format!("--ports={port}"),
+        "--domain=http:reload.test:secret".to_string(),
+    ]
+    .to_vec();
+    match crate::config::parse(&args) {
+        Ok(Parsed::Run(config)) => *config,
+        _ => panic!("a frontend configuration"),
+    }
+}
+
+fn listening_ports(eng: &mut Engine) -> Vec<u16> {
+    let Role::Frontend(fe) = &eng.role else {
+        panic!("a frontend");
+    };
+    let tokens = fe.listeners.clone();
+    tokens
+        .into_iter()
+        .filter_map(|t| match eng.conns.get_mut(t) {
+            Some(Conn::Listener(l)) => Some(l.port),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_reload_whose_new_listener_cannot_be_watched_keeps_the_old_one() {
+    // Port 0: any free one, so only the new port is chosen by a probe.
+    let mut eng = Engine::new(config(0)).expect("an engine");
+    eng.start().expect("listening");
+    let [old] = listening_ports(&mut eng)[..] else {
+        panic!("one listener");
+    };
+    let new = free_port();
+
+    // The reactor refuses every new socket from now on: its epoll
+    // descriptor becomes /dev/null, so epoll_ctl fails with EINVAL.
+    let null = std::fs::File::open("/dev/null").expect("/dev/null");
+    // SAFETY: both descriptors are open; dup2 replaces the engine's epoll
+    // descriptor in place, and the engine still owns (and closes) it.
+    let replaced = unsafe { libc::dup2(null.as_raw_fd(), eng.poll.as_raw_fd()) };
+    assert!(replaced >= 0, "dup2: {}", std::io::Error::last_os_error());
+
+    let err = reload(&mut eng, &config(new)).expect_err("the new port cannot be watched");
+    assert!(err.contains(&format!("cannot watch port {new}")), "{err}");
+    assert_eq!(listening_ports(&mut eng), [old], "the old listener stays");
+    TcpStream::connect(("127.0.0.1", old)).expect("the old port still accepts");
+    assert!(
+        TcpStream::connect(("127.0.0.1", new)).is_err(),
+        "the new port was closed again"
+    );
+    drop(eng);
+    // Engine::new took over the stop signals for this test process; give
+    // them back, so the test runner can still be stopped.
+    for signal in [
+        libc::SIGINT,
+        libc::SIGTERM,
+        libc::SIGHUP,
+        libc::SIGUSR1,
+        libc::SIGUSR2,
+    ] {
+        // SAFETY: restoring the default action is always valid.
+        unsafe {
+            libc::signal(signal, libc::SIG_DFL);
+        }
+    }
+}
