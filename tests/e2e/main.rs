@@ -13,6 +13,7 @@ mod faults;
 mod fixture;
 mod flow;
 mod harness_selftest;
+mod hostile;
 mod interop;
 mod meter;
 mod ops;
