@@ -19,7 +19,7 @@ use crate::config::Config;
 pub use crate::conns::Conns;
 use crate::conns::RunQueue;
 use crate::frontend;
-use crate::logging::{Noise, Throttles};
+use crate::logging::Noise;
 use crate::public;
 use crate::relay::{self, Stream, Tunnel};
 use crate::reply::{self, Reply};
@@ -153,8 +153,6 @@ pub struct Engine {
     queue: RunQueue,
     signals: Signals,
     pub stopping: bool,
-    /// Log throttles for the kinds of line a peer can repeat.
-    pub noise: Throttles,
     /// `--status_file`.
     pub status: Option<crate::status::Status>,
 }
@@ -184,7 +182,6 @@ impl Engine {
             queue: RunQueue::default(),
             signals,
             stopping: false,
-            noise: Throttles::default(),
             status: config
                 .status_file
                 .as_deref()
@@ -236,7 +233,7 @@ impl Engine {
 
     /// Logs a line a peer could repeat at will, rate-limited per kind.
     pub fn noisy(&mut self, kind: Noise, level: Level, line: std::fmt::Arguments<'_>) {
-        self.noise.log(self.now, kind, level, line);
+        crate::logging::noisy(self.now, kind, level, line);
     }
 
     /// Opens the role's sockets: listeners on a frontend, tunnels on a backend.

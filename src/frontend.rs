@@ -15,7 +15,7 @@ use mio::{Registry, Token};
 
 use crate::config::Config;
 use crate::engine::{Conn, Engine, Fatal, Limit, Ready, Role, TimerKey, TimerKind, unix_now};
-use crate::logging::{Noise, escape};
+use crate::logging::{self, Noise, escape};
 use crate::net;
 use crate::proto::acl::Acl;
 use crate::proto::auth::{self, Policy, Verdict};
@@ -593,7 +593,7 @@ fn judge(
         match auth::judge(&policy, line, now, &handshake::tok8(random::bytes4())) {
             Verdict::SignThis(challenge) => answers.push(KiteAnswer::SignThis { what, challenge }),
             Verdict::Reject(reason) => {
-                eng.noise.log(
+                logging::noisy(
                     eng.now,
                     Noise::KiteRejected,
                     Level::Warn,
@@ -615,7 +615,7 @@ fn judge(
                     .filter(|holder| *holder != token);
                 match holder {
                     Some(other) if eng.conns.contains(other) => {
-                        eng.noise.log(
+                        logging::noisy(
                             eng.now,
                             Noise::KiteDuplicate,
                             Level::Warn,

@@ -6,9 +6,10 @@
 //! It also owns the two defences against a peer writing the log: every line
 //! goes out through [`escape`], so bytes a peer sent (versions, kite names,
 //! hosts, reasons) can't inject CR/LF, ANSI sequences or bidi overrides, and
-//! [`Throttles`] rate-limit each kind of line ([`Noise`]) a peer can repeat.
+//! [`noisy`] rate-limits each kind of line ([`Noise`]) a peer can repeat.
 //! It does not decide what is logged or when; the roles do.
 
+use std::cell::RefCell;
 use std::fmt;
 use std::fs::{File, OpenOptions};
 use std::io::Write;
@@ -170,22 +171,25 @@ impl Throttle {
     }
 }
 
-/// One [`Throttle`] per [`Noise`].
-#[derive(Default)]
-pub struct Throttles([Throttle; Noise::COUNT]);
+thread_local! {
+    /// One [`Throttle`] per [`Noise`], for the reactor's thread (the only
+    /// one that logs what peers cause).
+    static THROTTLES: RefCell<[Throttle; Noise::COUNT]> = RefCell::new(Default::default());
+}
 
-impl Throttles {
-    /// Logs `line` at `level` unless its kind is over its rate; the first
-    /// line after a quiet spell says how many were left out.
-    pub fn log(&mut self, now: Instant, kind: Noise, level: log::Level, line: fmt::Arguments<'_>) {
-        let Some(throttle) = self.0.get_mut(kind as usize) else {
-            return;
-        };
-        match throttle.allow(now) {
-            Some(0) => log::log!(level, "{line}"),
-            Some(n) => log::log!(level, "{line} ({n} more such lines left out)"),
-            None => {}
-        }
+/// Logs `line` at `level` unless its kind is over its rate; the first line
+/// after a quiet spell says how many were left out. For every line a remote
+/// peer can make us repeat.
+pub fn noisy(now: Instant, kind: Noise, level: log::Level, line: fmt::Arguments<'_>) {
+    let allowed = THROTTLES.with(|t| {
+        t.borrow_mut()
+            .get_mut(kind as usize)
+            .and_then(|throttle| throttle.allow(now))
+    });
+    match allowed {
+        Some(0) => log::log!(level, "{line}"),
+        Some(n) => log::log!(level, "{line} ({n} more such lines left out)"),
+        None => {}
     }
 }
 
