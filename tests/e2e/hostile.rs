@@ -26,6 +26,10 @@ use crate::util::{self, Proc, free_port, local};
 const FLOOD: Duration = Duration::from_secs(5);
 /// At most this many in-band rounds are written (the time bound ends it first).
 const MAX_ROUNDS: u64 = 100_000_000;
+/// In-band rounds of the probe write on each tunnel (more than a frontend
+/// should allow a tunnel without a kite), and how long it may take to close.
+const PROBE_ROUNDS: u64 = 8;
+const PROBE_WAIT: Duration = Duration::from_millis(200);
 /// In-band rounds per write.
 const BATCH: u64 = 256;
 /// The frontend's resident memory may grow by at most this much during the flood.
@@ -165,6 +169,11 @@ fn flood(port: u16, stop: Arc<AtomicBool>, rounds: Arc<AtomicU64>) -> u64 {
         flood_round(&mut batch, r, if r % 16 == 0 { 8 } else { 0 });
     }
     let batch = &batch;
+    let mut probe = Vec::new();
+    for r in 0..PROBE_ROUNDS {
+        flood_round(&mut probe, r, if r == 0 { 8 } else { 0 });
+    }
+    let probe = &probe;
     let mut tunnels = 0;
     let started = Instant::now();
     while started.elapsed() < FLOOD
@@ -189,6 +198,16 @@ fn flood(port: u16, stop: Arc<AtomicBool>, rounds: Arc<AtomicU64>) -> u64 {
             })
         };
         let _ = s.set_write_timeout(Some(Duration::from_secs(1)));
+        // A probe of a few rounds first: a frontend that closes the tunnel
+        // for them is not worth a bulk write (which only fills the kernel's
+        // buffers and starves the other tests of CPU).
+        rounds.fetch_add(PROBE_ROUNDS, Ordering::Relaxed);
+        if s.write_all(probe).is_ok() {
+            let probed = Instant::now();
+            while !closed.load(Ordering::Relaxed) && probed.elapsed() < PROBE_WAIT {
+                thread::sleep(Duration::from_millis(2));
+            }
+        }
         while started.elapsed() < FLOOD
             && !closed.load(Ordering::Relaxed)
             && rounds.load(Ordering::Relaxed) < MAX_ROUNDS
