@@ -132,10 +132,17 @@ pub enum Noise {
     Replaced,
     /// A kite a frontend told this backend it rejected.
     RejectedByFrontend,
+    /// A public connection closed or answered with an error page (nothing
+    /// recognisable, no kite, TLS failure, bad request).
+    Visitor,
+    /// A stream a backend refuses (no kite, IP list, credentials, filter).
+    StreamRefused,
+    /// A stream that failed (local server, rewriting, protocol).
+    StreamFailed,
 }
 
 impl Noise {
-    const COUNT: usize = Noise::RejectedByFrontend as usize + 1;
+    const COUNT: usize = Noise::StreamFailed as usize + 1;
 }
 
 /// Rate limit for one kind of line: up to [`Throttle::BURST`] lines per

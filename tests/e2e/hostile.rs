@@ -342,3 +342,52 @@ fn peer_strings_with_control_bytes_are_logged_escaped() {
     );
     assert!(fe.contains(r"1.0\rFAKE\x1b[2J"), "the version, escaped");
 }
+
+#[test]
+fn a_hostile_frontends_rejections_reach_the_backend_log_escaped_and_throttled() {
+    const ANSWERS: usize = 50;
+    let listener = std::net::TcpListener::bind(local(0)).expect("bind the fake frontend");
+    let fe_port = listener.local_addr().expect("addr").port();
+    let be = backend(
+        fe_port,
+        &[kite("http", "a.example.test", free_port(), "s3cret")],
+        &[],
+    );
+    let (mut s, _) = listener.accept().expect("the backend dials");
+    let mut head = Vec::new();
+    let mut chunk = [0u8; 4096];
+    s.set_read_timeout(Some(T)).expect("timeout");
+    while frame::find(&head, b"\r\n\r\n").is_none() {
+        let n = s.read(&mut chunk).expect("the tunnel request");
+        assert!(n > 0, "EOF before the tunnel request");
+        head.extend_from_slice(&chunk[..n]);
+    }
+    let mut reply = String::from(
+        "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nX-PageKite-Features: AddKites\r\n",
+    );
+    for i in 0..ANSWERS {
+        let what = format!("http:k{i}\u{1b}[31m.example.test:0123");
+        reply.push_str(&format!(
+            "X-PageKite-Invalid: {what}\r\nX-PageKite-Invalid-Why: {what};sig\u{1b}[2J\rnature\r\n"
+        ));
+    }
+    reply.push_str("\r\n");
+    s.write_all(reply.as_bytes()).expect("send the reply");
+    be.wait_for("accepted none of our kites", T);
+    let rejected = be.count("rejected by");
+    assert!(
+        (1..=5).contains(&rejected),
+        "{rejected} rejection lines for {ANSWERS} rejections (at most 5 per 10 s)"
+    );
+    for l in be.lines() {
+        assert!(
+            !l.contains('\u{1b}') && !l.contains('\r'),
+            "a raw control byte reached the log: {l:?}"
+        );
+    }
+    assert!(
+        be.contains(r"k0\x1b[31m.example.test rejected by"),
+        "the name, escaped"
+    );
+    assert!(be.contains(r"sig\x1b[2J\rnature"), "the reason, escaped");
+}
