@@ -1,12 +1,13 @@
-//! A hostile tenant against a frontend: a hand-made backend that opens
-//! tunnels it can never authenticate and floods them with in-band kite
-//! rounds (unsigned and forged `X-PageKite:` lines), and a peer whose
-//! version and kite names carry CR and ANSI escapes. The frontend must keep
-//! its memory and its log bounded, close the unauthenticated tunnel within
-//! its short deadline, log peer strings escaped, and keep serving a
-//! legitimate backend's visitors all along. Limits are stated as constants
-//! below; each test fails on a frontend without the handshake caps and the
-//! log throttles.
+//! Hostile peers against rkite: a hand-made backend that opens tunnels it
+//! can never authenticate and floods them with in-band kite rounds (unsigned
+//! and forged `X-PageKite:` lines), an authenticated one that floods rounds
+//! too, peers whose version and kite names carry CR and ANSI escapes, and a
+//! fake frontend that answers a backend with a pile of escaped rejections.
+//! The frontend must keep its memory and its log bounded, close the
+//! unauthenticated tunnel within its short deadline, keep only a tunnel's
+//! newest session ids, log peer strings escaped, and keep serving a
+//! legitimate backend's visitors all along. Limits are the constants below;
+//! each test fails on rkite before the handshake caps and log throttles.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -390,4 +391,81 @@ fn a_hostile_frontends_rejections_reach_the_backend_log_escaped_and_throttled() 
         "the name, escaped"
     );
     assert!(be.contains(r"sig\x1b[2J\rnature"), "the reason, escaped");
+}
+
+#[test]
+fn an_authenticated_tunnel_may_not_flood_in_band_rounds_either() {
+    let port = free_port();
+    let fe = frontend_info(port);
+    let (mut tunnel, answers) = crate::robust::fake_backend(port, "auth.example.test", "s3cret");
+    assert!(
+        matches!(answers.as_slice(), [KiteAnswer::Ok { .. }]),
+        "{answers:?}"
+    );
+    // More rounds at once than any backend sends (16 is the burst).
+    let mut out = Vec::new();
+    for round in 0..40 {
+        flood_round(&mut out, round, 0);
+    }
+    tunnel.write_all(&out).expect("send the rounds");
+    assert!(
+        closed_within(&mut tunnel, Duration::from_secs(5)),
+        "the flooding tunnel is closed"
+    );
+    fe.wait_for("in-band kite requests faster than", T);
+    fe.wait_for("kite http:auth.example.test is down", T);
+}
+
+/// The frontend's in-band answers in `buf`, as long as they are whole.
+fn answers_in(buf: &[u8]) -> Vec<handshake::TunnelReply> {
+    let mut replies = Vec::new();
+    let mut at = 0;
+    while let Ok(Some((f, used))) = frame::decode(buf.get(at..).unwrap_or_default()) {
+        replies.push(handshake::parse_reply(f.headers()));
+        at += used;
+    }
+    replies
+}
+
+#[test]
+fn a_tunnel_keeps_only_its_newest_session_ids() {
+    let port = free_port();
+    let _fe = frontend_info(port);
+    let domain = "sess.example.test";
+    let (mut first, reply) = crate::robust::fake_backend_replacing(port, domain, "s3cret", None);
+    assert!(matches!(reply.answers.as_slice(), [KiteAnswer::Ok { .. }]));
+    let oldest = reply.session_id.expect("a session id");
+    // Eight more rounds (within the in-band burst), eight more session ids.
+    let mut out = Vec::new();
+    for round in 0..8 {
+        flood_round(&mut out, round, 0);
+    }
+    first.write_all(&out).expect("send the rounds");
+    let mut buf = Vec::new();
+    crate::robust::read_until(&mut first, &mut buf, "eight in-band answers", |b| {
+        answers_in(b).len() >= 8
+    });
+    let newest = answers_in(&buf)
+        .pop()
+        .and_then(|r| r.session_id)
+        .expect("the newest session id");
+
+    // The oldest id no longer names the tunnel: the kite is a duplicate.
+    let (_second, reply) =
+        crate::robust::fake_backend_replacing(port, domain, "s3cret", Some(&oldest));
+    assert!(
+        matches!(reply.answers.as_slice(), [KiteAnswer::Duplicate { .. }]),
+        "a forgotten session id replaced the tunnel: {reply:?}"
+    );
+    // The newest one still does.
+    let (_third, reply) =
+        crate::robust::fake_backend_replacing(port, domain, "s3cret", Some(&newest));
+    assert!(
+        matches!(reply.answers.as_slice(), [KiteAnswer::Ok { .. }]),
+        "the newest session id replaces the tunnel: {reply:?}"
+    );
+    assert!(
+        closed_within(&mut first, T),
+        "the replaced tunnel is closed"
+    );
 }
