@@ -202,7 +202,9 @@ pub fn noisy(now: Instant, kind: Noise, level: log::Level, line: fmt::Arguments<
 
 /// `s` for a log line: control characters (C0, DEL, C1), and the Unicode
 /// format characters that reorder or hide text, written as `\r`, `\x1b`,
-/// `\u{202e}`. Printable text, including non-ASCII, is left as is. Every
+/// `\u{202e}`. Printable text, including non-ASCII, is left as is, and so
+/// are backslashes (our own lines quote ACL regexes): a peer's literal
+/// `\x1b` then reads like an escaped one, which is harmless. Every
 /// log line is written through this (see [`init`]); call it directly to
 /// escape peer text that goes elsewhere.
 pub fn escape(s: &str) -> Escaped<'_> {
