@@ -9,12 +9,13 @@ use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
-use log::{debug, error, info, warn};
+use log::{Level, debug, error, info, warn};
 use mio::net::TcpStream;
 use mio::{Registry, Token};
 
 use crate::config::{Config, ServiceKite};
 use crate::engine::{Conn, Engine, Fatal, Role, TimerKey, TimerKind};
+use crate::logging::{self, Noise};
 use crate::net::{Failure, Io};
 use crate::proto::frame::{self, Frame};
 use crate::proto::handshake::{self, KiteAnswer, KiteLine, TunnelReply};
@@ -613,6 +614,7 @@ fn apply_answers(
     let Side::Backend(info) = &mut core.side else {
         return Ok(());
     };
+    let now = eng.now;
     let Some(be) = state(eng) else { return Ok(()) };
     let Some(slot) = be.slots.get_mut(info.slot) else {
         return Ok(());
@@ -639,10 +641,14 @@ fn apply_answers(
                     "port" | "proto" => " (the frontend does not serve it)",
                     _ => "",
                 };
-                error!("kite {name} rejected by {fe}: {why}{hint}");
+                let line = format_args!("kite {name} rejected by {fe}: {why}{hint}");
+                logging::noisy(now, Noise::RejectedByFrontend, Level::Error, line);
             }
             KiteAnswer::Duplicate { .. } => {
-                warn!("kite {name} rejected by {fe}: duplicate (another backend holds it)");
+                let line = format_args!(
+                    "kite {name} rejected by {fe}: duplicate (another backend holds it)"
+                );
+                logging::noisy(now, Noise::RejectedByFrontend, Level::Warn, line);
             }
         }
     }

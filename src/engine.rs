@@ -12,7 +12,7 @@
 use std::io;
 use std::time::{Duration, Instant};
 
-use log::{error, info, warn};
+use log::{Level, error, info, warn};
 use mio::{Events, Interest, Poll, Registry, Token};
 
 use crate::backend;
@@ -20,11 +20,13 @@ use crate::config::Config;
 pub use crate::conns::Conns;
 use crate::conns::RunQueue;
 use crate::frontend;
+use crate::logging::Noise;
 use crate::public;
 use crate::relay::{self, Stream, Tunnel};
 use crate::reply::{self, Reply};
 use crate::signals::Signals;
 use crate::timer::TimerQueue;
+pub use crate::why::Limit;
 
 /// Token of the signal self-pipe.
 pub const SIGNAL_TOKEN: Token = Token(usize::MAX);
@@ -117,28 +119,6 @@ impl Conn {
     }
 }
 
-/// Rate limit for a log line that a flood could repeat (refused
-/// connections): the first one, then at most one per period with a count.
-#[derive(Default)]
-pub struct Throttle {
-    quiet_until: Option<Instant>,
-    suppressed: u64,
-}
-
-impl Throttle {
-    const PERIOD: Duration = Duration::from_secs(10);
-
-    /// Some(number suppressed since the last line) when a line may go out.
-    pub fn allow(&mut self, now: Instant) -> Option<u64> {
-        if self.quiet_until.is_some_and(|q| now < q) {
-            self.suppressed += 1;
-            return None;
-        }
-        self.quiet_until = Some(now + Self::PERIOD);
-        Some(std::mem::take(&mut self.suppressed))
-    }
-}
-
 pub enum Role {
     /// Boxed: the frontend's tables are large, and there is one of them.
     Frontend(Box<frontend::State>),
@@ -174,9 +154,6 @@ pub struct Engine {
     queue: RunQueue,
     signals: Signals,
     pub stopping: bool,
-    /// Log throttles for refusals: connection limit, buffer budget, per-IP
-    /// limit, access lists.
-    pub refusals: [Throttle; 4],
     /// `--status_file`.
     pub status: Option<crate::status::Status>,
 }
@@ -206,7 +183,6 @@ impl Engine {
             queue: RunQueue::default(),
             signals,
             stopping: false,
-            refusals: Default::default(),
             status: config
                 .status_file
                 .as_deref()
@@ -217,42 +193,48 @@ impl Engine {
 
     /// Whether new work must be refused, and why (for the log line).
     pub fn over_limits(&self, connections: usize) -> Option<String> {
+        self.limit_reached(connections).map(|l| l.to_string())
+    }
+
+    /// The limit new work would exceed, if any. Frontend handshake state
+    /// (session ids) counts against the buffer budget with the buffers.
+    pub fn limit_reached(&self, connections: usize) -> Option<Limit> {
         if connections >= self.config.max_conns {
-            return Some(format!(
-                "connection limit of {} reached",
-                self.config.max_conns
-            ));
+            return Some(Limit::Conns(self.config.max_conns));
         }
-        let held = crate::buf::held();
+        let held = crate::buf::held() + frontend::handshake_held(self);
         if held > self.config.buffer_budget {
-            return Some(format!(
-                "buffer budget of {} KiB reached ({} KiB held)",
-                self.config.buffer_budget / 1024,
-                held / 1024
-            ));
+            return Some(Limit::Buffers {
+                budget: self.config.buffer_budget,
+                held,
+            });
         }
         None
     }
 
-    /// Logs a refusal, at most once per period per kind.
-    pub fn log_refusal(&mut self, reason: &str, what: &str) {
-        let kind = if reason.starts_with("buffer") {
-            1
-        } else if reason.starts_with("per-IP") {
-            2
-        } else if reason.contains("_acl") {
-            3
-        } else {
-            0
+    /// Logs a refusal, throttled per kind.
+    pub fn refuse(&mut self, limit: &Limit, what: &str) {
+        let kind = match limit {
+            Limit::Conns(_) => Noise::ConnLimit,
+            Limit::Buffers { .. } => Noise::BufferBudget,
+            Limit::PerIp(_) => Noise::PerIpLimit,
+            Limit::Acl(_) => Noise::AccessList,
         };
-        if let Some(suppressed) = self.refusals[kind].allow(self.now) {
-            let more = if suppressed > 0 {
-                format!(" ({suppressed} more since the last such line)")
-            } else {
-                String::new()
-            };
-            warn!("{reason}: refusing {what}{more}");
-        }
+        self.noisy(kind, Level::Warn, format_args!("{limit}: refusing {what}"));
+    }
+
+    /// Logs a refusal given only as text (one throttle for all of them).
+    pub fn log_refusal(&mut self, reason: &str, what: &str) {
+        self.noisy(
+            Noise::Refused,
+            Level::Warn,
+            format_args!("{reason}: refusing {what}"),
+        );
+    }
+
+    /// Logs a line a peer could repeat at will, rate-limited per kind.
+    pub fn noisy(&mut self, kind: Noise, level: Level, line: std::fmt::Arguments<'_>) {
+        crate::logging::noisy(self.now, kind, level, line);
     }
 
     /// Opens the role's sockets: listeners on a frontend, tunnels on a backend.

@@ -2,18 +2,20 @@
 //! connection, the tunnel handshake's server side, the kite routing table,
 //! and the turning of a routed public connection into a stream on the right
 //! tunnel. Protocol decisions come from `proto` (sniff, auth, handshake,
-//! kite); relaying the bytes afterwards is `relay`'s job.
+//! kite); relaying the bytes afterwards is `relay`'s job. What a backend may
+//! cost before and after it proves a kite is `frontend_guard.rs`'s.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::Duration;
 
-use log::{debug, info, warn};
+use log::{Level, debug, info, warn};
 use mio::net::TcpListener;
 use mio::{Registry, Token};
 
 use crate::config::Config;
-use crate::engine::{Conn, Engine, Fatal, Ready, Role, TimerKey, TimerKind, unix_now};
+use crate::engine::{Conn, Engine, Fatal, Limit, Ready, Role, TimerKey, TimerKind, unix_now};
+use crate::logging::{self, Noise, escape};
 use crate::net;
 use crate::proto::acl::Acl;
 use crate::proto::auth::{self, Policy, Verdict};
@@ -31,9 +33,9 @@ use crate::transport::Transport;
 #[path = "frontend_control.rs"]
 mod control;
 pub use control::reload;
-
-/// A tunnel whose backend has to answer a challenge in band gets this long.
-const INBAND_TIMEOUT: Duration = Duration::from_secs(60);
+#[path = "frontend_guard.rs"]
+mod guard;
+pub use guard::{UNAUTHENTICATED_TIMEOUT, handshake_held};
 /// Accepts per listener per wakeup.
 const ACCEPT_BURST: usize = 64;
 /// Pause after EMFILE/ENFILE before trying to accept again.
@@ -47,6 +49,8 @@ pub struct State {
     kites: HashMap<String, Token>,
     /// Every session id handed out → its tunnel (for X-PageKite-Replace).
     sessions: HashMap<String, Token>,
+    /// What `sessions` costs, counted against `--buffers`.
+    handshake_bytes: usize,
     secrets: HashMap<String, String>,
     info: FrontendInfo,
     raw_ports: Vec<u16>,
@@ -96,8 +100,11 @@ pub struct Listener {
 /// Frontend bookkeeping of one tunnel.
 pub struct TunnelInfo {
     kites: Vec<String>,
+    /// The newest session ids handed to this tunnel (at most `MAX_SESSIONS`).
     sessions: Vec<String>,
     prefix: Prefix,
+    /// In-band kite rounds still allowed.
+    rounds: guard::Rounds,
 }
 
 impl TunnelInfo {
@@ -129,6 +136,7 @@ impl State {
             listeners: Vec::new(),
             kites: HashMap::new(),
             sessions: HashMap::new(),
+            handshake_bytes: 0,
             secrets: config.domain_secrets.clone(),
             raw_ports,
             raw_virtual,
@@ -376,13 +384,13 @@ pub fn drive_listener(eng: &mut Engine, token: Token, mut l: Listener) -> Option
                 let per_ip = eng.config.max_conns_per_ip;
                 let crowded = per_ip > 0 && eng.conns.from_ip(peer.ip()) as usize >= per_ip;
                 let refusal = if crowded {
-                    Some(format!("per-IP limit of {per_ip} connections reached"))
+                    Some(Limit::PerIp(per_ip))
                 } else {
-                    eng.over_limits(eng.conns.len().saturating_sub(listeners))
+                    eng.limit_reached(eng.conns.len().saturating_sub(listeners))
                 };
-                if let Some(reason) = refusal {
+                if let Some(limit) = refusal {
                     // Closing at once is the cheapest answer a flood can get.
-                    eng.log_refusal(&reason, &format!("a connection from {peer}"));
+                    eng.refuse(&limit, &format!("a connection from {peer}"));
                     drop(sock);
                     continue;
                 }
@@ -467,7 +475,10 @@ pub fn accept_tunnel(
         Role::Backend(_) => false,
     };
     if denied {
-        eng.log_refusal("denied by --tunnel_acl", &format!("a tunnel from {peer}"));
+        eng.refuse(
+            &Limit::Acl("--tunnel_acl"),
+            &format!("a tunnel from {peer}"),
+        );
         return Reply::start(
             eng,
             token,
@@ -478,7 +489,11 @@ pub fn accept_tunnel(
     let request = match handshake::parse_request(head) {
         Ok(r) => r,
         Err(e) => {
-            warn!("[t{} {peer}] bad tunnel request: {e}", tag(token));
+            eng.noisy(
+                Noise::BadTunnelRequest,
+                Level::Warn,
+                format_args!("[t{} {peer}] bad tunnel request: {e}", tag(token)),
+            );
             return Reply::start(
                 eng,
                 token,
@@ -487,20 +502,17 @@ pub fn accept_tunnel(
             );
         }
     };
-    info!(
-        "[t{} {}] tunnel request from {} with {} kite(s)",
-        tag(token),
-        peer,
-        request.version.as_deref().unwrap_or("unknown version"),
-        request.kites.len()
-    );
     if let Some(old) = request
         .replace
         .as_ref()
         .and_then(|id| session_tunnel(eng, id))
     {
         if old != token {
-            info!("[t{}] replaces tunnel t{}", tag(token), tag(old));
+            eng.noisy(
+                Noise::Replaced,
+                Level::Info,
+                format_args!("[t{}] replaces tunnel t{}", tag(token), tag(old)),
+            );
             eng.discard(old, &Why::Replaced);
         }
     }
@@ -510,10 +522,24 @@ pub fn accept_tunnel(
         .iter()
         .any(|a| matches!(a, KiteAnswer::SignThis { .. }));
     let in_band = signing && !any_ok && request.has_feature("AddKites");
-    let session = new_session(eng, token);
+    // Only a tunnel that proved a kite is logged every time.
+    let line = format_args!(
+        "[t{} {}] tunnel request from {} with {} kite(s)",
+        tag(token),
+        peer,
+        escape(request.version.as_deref().unwrap_or("unknown version")),
+        request.kites.len()
+    );
+    if any_ok {
+        info!("{line}");
+    } else {
+        eng.noisy(Noise::UnauthenticatedTunnel, Level::Info, line);
+    }
     let Role::Frontend(fe) = &mut eng.role else {
         return None;
     };
+    let mut sessions = Vec::new();
+    let session = guard::new_session(fe, token, &mut sessions);
     let reply = handshake::build_reply(request.prefix, &fe.info, &answers, &session);
     let kites = register(fe, token, &answers);
     let phase = if any_ok || in_band {
@@ -523,8 +549,9 @@ pub fn accept_tunnel(
     };
     let info = TunnelInfo {
         kites,
-        sessions: vec![session],
+        sessions,
         prefix: request.prefix,
+        rounds: guard::Rounds::default(),
     };
     let keepalive = Keepalive::new(eng.config.keepalive, eng.now);
     let over_tls = transport.is_tls();
@@ -533,12 +560,13 @@ pub fn accept_tunnel(
         debug!("[t{}] the tunnel runs over TLS", tag(token));
     }
     t.core.out.extend(reply.as_bytes());
-    if in_band {
+    if !any_ok {
+        // Closed then unless a kite was proven in band meanwhile.
         eng.arm_taken(
             token,
             &mut t.deadlines,
             TimerKind::Deadline,
-            eng.now + INBAND_TIMEOUT,
+            eng.now + UNAUTHENTICATED_TIMEOUT,
         );
     }
     if phase == Phase::Live {
@@ -553,15 +581,6 @@ fn session_tunnel(eng: &Engine, id: &str) -> Option<Token> {
         Role::Frontend(fe) => fe.sessions.get(id).copied(),
         Role::Backend(_) => None,
     }
-}
-
-/// A fresh session id (`HEXTIME:SHA1`-shaped, as pagekite.py's), remembered.
-fn new_session(eng: &mut Engine, token: Token) -> String {
-    let id = format!("{:x}:{}", unix_now(), random::hex(20));
-    if let Role::Frontend(fe) = &mut eng.role {
-        fe.sessions.insert(id.clone(), token);
-    }
-    id
 }
 
 /// Judges every kite of a request, including the duplicate check against
@@ -585,7 +604,16 @@ fn judge(
         match auth::judge(&policy, line, now, &handshake::tok8(random::bytes4())) {
             Verdict::SignThis(challenge) => answers.push(KiteAnswer::SignThis { what, challenge }),
             Verdict::Reject(reason) => {
-                warn!("[t{} {peer}] kite {name} rejected: {reason}", tag(token));
+                logging::noisy(
+                    eng.now,
+                    Noise::KiteRejected,
+                    Level::Warn,
+                    format_args!(
+                        "[t{} {peer}] kite {} rejected: {reason}",
+                        tag(token),
+                        escape(&name)
+                    ),
+                );
                 answers.push(KiteAnswer::Invalid {
                     what,
                     why: reason.as_str().to_string(),
@@ -598,10 +626,16 @@ fn judge(
                     .filter(|holder| *holder != token);
                 match holder {
                     Some(other) if eng.conns.contains(other) => {
-                        warn!(
-                            "[t{} {peer}] kite {name} rejected: duplicate (held by t{})",
-                            tag(token),
-                            tag(other)
+                        logging::noisy(
+                            eng.now,
+                            Noise::KiteDuplicate,
+                            Level::Warn,
+                            format_args!(
+                                "[t{} {peer}] kite {} rejected: duplicate (held by t{})",
+                                tag(token),
+                                escape(&name),
+                                tag(other)
+                            ),
                         );
                         suspects.push(other);
                         answers.push(KiteAnswer::Duplicate { what });
@@ -662,14 +696,32 @@ pub fn on_noop(
     if request.kites.is_empty() {
         return Ok(());
     }
+    let Side::Frontend(info) = &mut core.side else {
+        return Ok(());
+    };
+    let authenticated = info.has_kites();
+    if let Err(refusal) = info.rounds.take(authenticated, eng.now) {
+        eng.noisy(
+            Noise::InBandRounds,
+            Level::Warn,
+            format_args!("[t{} {}] {refusal}: closing", tag(token), core.peer),
+        );
+        return Err(Why::Protocol(refusal.to_string()));
+    }
+    if !authenticated {
+        if let Some(limit @ Limit::Buffers { .. }) = eng.limit_reached(0) {
+            // Handshake state of a tunnel that proved nothing is the first to go.
+            return Err(Why::Protocol(limit.to_string()));
+        }
+    }
     let answers = judge(eng, token, &request, core.peer);
-    let session = new_session(eng, token);
     let Role::Frontend(fe) = &mut eng.role else {
         return Ok(());
     };
     let Side::Frontend(info) = &mut core.side else {
         return Ok(());
     };
+    let session = guard::new_session(fe, token, &mut info.sessions);
     let lines = handshake::inband_reply_lines(info.prefix, &answers, &session);
     let lines: Vec<&[u8]> = lines.iter().map(|l| l.as_bytes()).collect();
     frame::encode(&mut core.out, &lines, b"!");
@@ -696,9 +748,7 @@ pub fn tunnel_closed(eng: &mut Engine, token: Token, info: TunnelInfo, summary: 
             relay::log_kite(name, "is down");
         }
     }
-    for id in &info.sessions {
-        fe.sessions.remove(id);
-    }
+    guard::forget_sessions(fe, &info.sessions);
     if info.kites.is_empty() {
         debug!("{summary}");
     } else {

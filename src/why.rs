@@ -1,6 +1,7 @@
-//! Why a connection or tunnel ended: one small enum whose `Display` is the
-//! reason in the closing log line and the status file. Only words, no
-//! behaviour: the roles decide what each reason means for retries.
+//! Why a connection or tunnel ended (`Why`), or why new work is refused
+//! (`Limit`): small enums whose `Display` is the reason in the log line and
+//! the status file. Only words, no behaviour: the roles decide what each
+//! reason means for retries.
 
 use std::fmt;
 
@@ -47,6 +48,35 @@ impl fmt::Display for Why {
             Why::Refused(r) => write!(f, "request refused: {r}"),
             Why::Overrun(n) => write!(f, "peer ignores flow control: {n} bytes past the window"),
             Why::Operator(what) => f.write_str(what),
+        }
+    }
+}
+
+/// A limit that new work would exceed: what a refusal line says.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Limit {
+    Conns(usize),
+    Buffers {
+        budget: usize,
+        held: usize,
+    },
+    PerIp(usize),
+    /// Denied by this access list flag.
+    Acl(&'static str),
+}
+
+impl std::fmt::Display for Limit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Limit::Conns(n) => write!(f, "connection limit of {n} reached"),
+            Limit::Buffers { budget, held } => write!(
+                f,
+                "buffer budget of {} KiB reached ({} KiB held)",
+                budget / 1024,
+                held / 1024
+            ),
+            Limit::PerIp(n) => write!(f, "per-IP limit of {n} connections reached"),
+            Limit::Acl(flag) => write!(f, "denied by {flag}"),
         }
     }
 }

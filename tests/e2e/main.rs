@@ -14,6 +14,7 @@ mod fixture;
 mod flow;
 mod guard;
 mod harness_selftest;
+mod hostile;
 mod interop;
 mod meter;
 mod misc;

@@ -67,7 +67,7 @@ fn closed_within(s: &mut TcpStream, timeout: Duration) -> bool {
 /// A backend made by hand: handshake (with `X-PageKite-Replace` if given),
 /// in-band answer to the challenge. Returns the socket and the frontend's
 /// in-band answer (kite results and the session id).
-fn fake_backend_replacing(
+pub(crate) fn fake_backend_replacing(
     port: u16,
     domain: &str,
     secret: &str,

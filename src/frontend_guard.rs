@@ -1,0 +1,186 @@
+//! What one backend may cost a frontend through the tunnel handshake, before
+//! and after it proves a kite: the short deadline of a tunnel that has no
+//! authenticated kite, the caps on in-band kite rounds (AddKites NOOPs) and
+//! on session ids per tunnel, and the bytes of session state, which count
+//! against `--buffers` like the connection buffers do. Only counts and
+//! times; judging kites is `auth`'s, the wire format `handshake`'s.
+//!
+//! What a real backend sends, for the limits below: pagekite.py and rkite
+//! answer a challenge with one NOOP round (a second if the challenge window
+//! turned meanwhile), and rkite adds kites after a reload with two rounds.
+
+use std::time::{Duration, Instant};
+
+use mio::Token;
+
+use super::State;
+use crate::engine::{Engine, Role, unix_now};
+use crate::random;
+
+/// A tunnel without an authenticated kite is closed after this long. The
+/// in-band answer to a challenge is one round trip, so a few seconds is
+/// ample even on a slow link; an attacker's tunnel costs us at most this.
+pub const UNAUTHENTICATED_TIMEOUT: Duration = Duration::from_secs(5);
+/// In-band kite rounds a tunnel may send before it has any kite.
+pub const UNAUTHENTICATED_ROUNDS: u32 = 4;
+/// In-band kite rounds an authenticated tunnel may send in a burst...
+pub const INBAND_BURST: u32 = 16;
+/// ...and how often it earns one more after that.
+pub const INBAND_REFILL: Duration = Duration::from_secs(5);
+/// Session ids remembered per tunnel: the newest, which is what a
+/// reconnecting backend names in X-PageKite-Replace.
+pub const MAX_SESSIONS: usize = 4;
+
+/// Why an in-band round is refused (the tunnel is then closed).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RoundRefusal {
+    /// More rounds than [`UNAUTHENTICATED_ROUNDS`] without a kite.
+    Unauthenticated,
+    /// An authenticated tunnel over its round rate.
+    TooFast,
+}
+
+impl std::fmt::Display for RoundRefusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RoundRefusal::Unauthenticated => write!(
+                f,
+                "more than {UNAUTHENTICATED_ROUNDS} in-band kite requests without a valid kite"
+            ),
+            RoundRefusal::TooFast => write!(
+                f,
+                "in-band kite requests faster than {INBAND_BURST} plus one per {} s",
+                INBAND_REFILL.as_secs()
+            ),
+        }
+    }
+}
+
+/// One tunnel's allowance of in-band kite rounds.
+#[derive(Debug)]
+pub struct Rounds {
+    /// Rounds taken while the tunnel had no kite.
+    unauthenticated: u32,
+    /// Rounds an authenticated tunnel may still send at once.
+    tokens: u32,
+    /// When `tokens` was last topped up.
+    refilled: Option<Instant>,
+}
+
+impl Default for Rounds {
+    fn default() -> Rounds {
+        Rounds {
+            unauthenticated: 0,
+            tokens: INBAND_BURST,
+            refilled: None,
+        }
+    }
+}
+
+impl Rounds {
+    /// Takes one round, or says why the tunnel may not have it.
+    pub fn take(&mut self, authenticated: bool, now: Instant) -> Result<(), RoundRefusal> {
+        if !authenticated {
+            self.unauthenticated += 1;
+            return if self.unauthenticated > UNAUTHENTICATED_ROUNDS {
+                Err(RoundRefusal::Unauthenticated)
+            } else {
+                Ok(())
+            };
+        }
+        let since = *self.refilled.get_or_insert(now);
+        let earned = now.saturating_duration_since(since).as_secs() / INBAND_REFILL.as_secs();
+        if earned > 0 {
+            let earned = u32::try_from(earned).unwrap_or(u32::MAX);
+            self.tokens = self.tokens.saturating_add(earned).min(INBAND_BURST);
+            self.refilled = Some(now);
+        }
+        if self.tokens == 0 {
+            return Err(RoundRefusal::TooFast);
+        }
+        self.tokens -= 1;
+        Ok(())
+    }
+}
+
+/// Bytes one remembered session id costs: its text twice (the table and
+/// the tunnel's list), the two `String`s and the table entry.
+fn cost(id: &str) -> usize {
+    2 * (id.len() + std::mem::size_of::<String>()) + std::mem::size_of::<Token>() + 16
+}
+
+/// A fresh session id (`HEXTIME:SHA1`-shaped, as pagekite.py's) for the
+/// tunnel `token`, remembered in the table and in `sessions`, the tunnel's
+/// own list; the oldest beyond [`MAX_SESSIONS`] is forgotten.
+pub fn new_session(fe: &mut State, token: Token, sessions: &mut Vec<String>) -> String {
+    let id = format!("{:x}:{}", unix_now(), random::hex(20));
+    while sessions.len() >= MAX_SESSIONS {
+        let old = sessions.remove(0);
+        forget(fe, &old);
+    }
+    fe.handshake_bytes += cost(&id);
+    fe.sessions.insert(id.clone(), token);
+    sessions.push(id.clone());
+    id
+}
+
+/// Forgets the session ids of a closed tunnel.
+pub fn forget_sessions(fe: &mut State, sessions: &[String]) {
+    for id in sessions {
+        forget(fe, id);
+    }
+}
+
+fn forget(fe: &mut State, id: &str) {
+    if fe.sessions.remove(id).is_some() {
+        fe.handshake_bytes = fe.handshake_bytes.saturating_sub(cost(id));
+    }
+}
+
+/// Bytes of handshake state held now (0 on a backend).
+pub fn handshake_held(eng: &Engine) -> usize {
+    match &eng.role {
+        Role::Frontend(fe) => fe.handshake_bytes,
+        Role::Backend(_) => 0,
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::disallowed_methods)] // tests need a base instant
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_unauthenticated_tunnel_gets_a_few_rounds() {
+        let now = Instant::now();
+        let mut r = Rounds::default();
+        for _ in 0..UNAUTHENTICATED_ROUNDS {
+            assert_eq!(r.take(false, now), Ok(()));
+        }
+        assert_eq!(r.take(false, now), Err(RoundRefusal::Unauthenticated));
+    }
+
+    #[test]
+    fn an_authenticated_tunnel_gets_a_burst_then_a_rate() {
+        let now = Instant::now();
+        let mut r = Rounds::default();
+        for _ in 0..INBAND_BURST {
+            assert_eq!(r.take(true, now), Ok(()));
+        }
+        assert_eq!(r.take(true, now), Err(RoundRefusal::TooFast));
+        assert_eq!(
+            r.take(true, now + INBAND_REFILL / 2),
+            Err(RoundRefusal::TooFast)
+        );
+        assert_eq!(r.take(true, now + INBAND_REFILL), Ok(()));
+        assert_eq!(
+            r.take(true, now + INBAND_REFILL),
+            Err(RoundRefusal::TooFast)
+        );
+        let later = now + INBAND_REFILL * (2 * INBAND_BURST + 1);
+        for _ in 0..INBAND_BURST {
+            assert_eq!(r.take(true, later), Ok(()));
+        }
+        assert_eq!(r.take(true, later), Err(RoundRefusal::TooFast));
+    }
+}
