@@ -20,6 +20,7 @@ pub mod proto;
 pub mod public;
 pub mod random;
 pub mod relay;
+pub mod relay_stream;
 pub mod reload;
 pub mod reply;
 pub mod resolve;

@@ -7,7 +7,9 @@
 
 use std::net::IpAddr;
 
-use log::{debug, info, warn};
+use crate::logging::Noise;
+use log::Level;
+use log::{debug, warn};
 use mio::Token;
 use mio::net::TcpStream;
 
@@ -55,13 +57,23 @@ pub fn open_stream(
         return refuse(core, sid, &proto, &host, &uuid, Refusal::Unavailable);
     }
     let Some((service, options)) = backend::service(eng, &proto, &host, port) else {
-        info!("[t{}] sid={sid}: no kite for {label}", tag(token));
+        crate::logging::noisy(
+            eng.now,
+            Noise::StreamRefused,
+            Level::Info,
+            format_args!("[t{}] sid={sid}: no kite for {label}", tag(token)),
+        );
         return refuse(core, sid, &proto, &host, &uuid, Refusal::Unavailable);
     };
     if !options.ip_allowed(rip) {
-        info!(
-            "[t{}] sid={sid}: {label}: visitor {rip} is not on the kite's ip list",
-            tag(token)
+        crate::logging::noisy(
+            eng.now,
+            Noise::StreamRefused,
+            Level::Info,
+            format_args!(
+                "[t{}] sid={sid}: {label}: visitor {rip} is not on the kite's ip list",
+                tag(token)
+            ),
         );
         return refuse(core, sid, &proto, &host, &uuid, Refusal::Unavailable);
     }
@@ -90,9 +102,11 @@ pub fn open_stream(
     let mut first = Vec::new();
     if let Some(rw) = rewrite.as_mut() {
         if let Err(r) = rw.feed(f.body, &mut |b| first.extend_from_slice(b)) {
-            eng.log_refusal(
-                &r.to_string(),
-                &format!("stream {label} from {}", rip.escape_debug()),
+            crate::logging::noisy(
+                eng.now,
+                Noise::StreamRefused,
+                Level::Info,
+                format_args!("[t{}] sid={sid}: {label} from {rip}: {r}", tag(token)),
             );
             return refuse(core, sid, &proto, &host, &uuid, refusal_for(r));
         }
@@ -100,9 +114,14 @@ pub fn open_stream(
     let sock = match TcpStream::connect(local) {
         Ok(sock) => sock,
         Err(e) => {
-            info!(
-                "[t{}] sid={sid}: {label}: cannot connect to {local}: {e}",
-                tag(token)
+            crate::logging::noisy(
+                eng.now,
+                Noise::StreamFailed,
+                Level::Info,
+                format_args!(
+                    "[t{}] sid={sid}: {label}: cannot connect to {local}: {e}",
+                    tag(token)
+                ),
             );
             return refuse(core, sid, &proto, &host, &uuid, Refusal::Unavailable);
         }
@@ -229,11 +248,16 @@ pub fn finish_local_connect(token: Token, s: &mut Stream) -> Result<bool, Why> {
 
 /// The local server is down: the visitor gets the `(be)` page.
 pub fn local_connect_failed(eng: &mut Engine, token: Token, s: &mut Stream, why: &Why) {
-    info!(
-        "[s{} sid={}] {}: local server unavailable: {why}",
-        tag(token),
-        s.sid,
-        s.label
+    crate::logging::noisy(
+        eng.now,
+        Noise::StreamFailed,
+        Level::Info,
+        format_args!(
+            "[s{} sid={}] {}: local server unavailable: {why}",
+            tag(token),
+            s.sid,
+            s.label
+        ),
     );
     let (proto, host) = split_label(&s.label);
     let uuid = backend::uuid(eng);

@@ -15,7 +15,9 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use log::{debug, info};
+use crate::logging::Noise;
+use log::Level;
+use log::debug;
 use mio::Token;
 use mio::net::TcpStream;
 
@@ -73,11 +75,16 @@ pub fn raw_port(eng: &mut Engine, token: Token, s: Sniff) -> Option<Conn> {
         return None;
     };
     let Some(host) = fe.raw_port_host(s.port, s.peer.ip(), eng.now) else {
-        info!(
-            "[p{} {}] no raw kite for port {}, closed",
-            tag(token),
-            s.peer,
-            s.port
+        crate::logging::noisy(
+            eng.now,
+            Noise::Visitor,
+            Level::Info,
+            format_args!(
+                "[p{} {}] no raw kite for port {}, closed",
+                tag(token),
+                s.peer,
+                s.port
+            ),
         );
         return None;
     };
@@ -160,17 +167,22 @@ impl Sniff {
     }
 }
 
-pub fn sniff_timeout(_: &mut Engine, token: Token, mut s: Sniff) -> Option<Conn> {
+pub fn sniff_timeout(eng: &mut Engine, token: Token, mut s: Sniff) -> Option<Conn> {
     let handshaking = s.transport.tls_mut().is_some_and(|t| t.is_handshaking());
     let what = if handshaking {
         "TLS handshake not finished".to_string()
     } else {
         format!("nothing recognisable ({} bytes)", s.buf.len())
     };
-    info!(
-        "[p{} {}] closed: {what} within {SNIFF_TIMEOUT:?}",
-        tag(token),
-        s.peer
+    crate::logging::noisy(
+        eng.now,
+        Noise::Visitor,
+        Level::Info,
+        format_args!(
+            "[p{} {}] closed: {what} within {SNIFF_TIMEOUT:?}",
+            tag(token),
+            s.peer
+        ),
     );
     None
 }
@@ -208,7 +220,12 @@ pub fn drive_sniff(eng: &mut Engine, token: Token, mut s: Sniff) -> Option<Conn>
             Next::Done(conn) => return conn,
         }
     }
-    info!("[p{}] closed: too many layers", tag(token));
+    crate::logging::noisy(
+        eng.now,
+        Noise::Visitor,
+        Level::Info,
+        format_args!("[p{}] closed: too many layers", tag(token)),
+    );
     None
 }
 
@@ -224,11 +241,16 @@ fn step(eng: &mut Engine, token: Token, mut s: Sniff) -> Next {
                 break;
             }
             Io::Failed(f) => {
-                info!(
-                    "[p{} {}] closed while sniffing: {}",
-                    tag(token),
-                    s.peer,
-                    s.transport.describe(f)
+                crate::logging::noisy(
+                    eng.now,
+                    Noise::Visitor,
+                    Level::Info,
+                    format_args!(
+                        "[p{} {}] closed while sniffing: {}",
+                        tag(token),
+                        s.peer,
+                        s.transport.describe(f)
+                    ),
                 );
                 return Next::Done(None);
             }
@@ -259,16 +281,26 @@ fn step(eng: &mut Engine, token: Token, mut s: Sniff) -> Next {
             Next::Done(None)
         }
         Sniffed::NeedMore if s.buf.len() >= SNIFF_LIMIT => {
-            info!(
-                "[p{} {}] closed: too much data without a recognisable request",
-                tag(token),
-                s.peer
+            crate::logging::noisy(
+                eng.now,
+                Noise::Visitor,
+                Level::Info,
+                format_args!(
+                    "[p{} {}] closed: too much data without a recognisable request",
+                    tag(token),
+                    s.peer
+                ),
             );
             Next::Done(None)
         }
         Sniffed::NeedMore => Next::Wait(s),
         Sniffed::Reject(e) => {
-            info!("[p{} {}] closed: {e}", tag(token), s.peer);
+            crate::logging::noisy(
+                eng.now,
+                Noise::Visitor,
+                Level::Info,
+                format_args!("[p{} {}] closed: {e}", tag(token), s.peer),
+            );
             Next::Done(None)
         }
         Sniffed::Ping { .. } => {
@@ -304,12 +336,17 @@ fn step(eng: &mut Engine, token: Token, mut s: Sniff) -> Next {
                 .or_else(|| s.target.as_ref().map(|(h, _)| h.clone()));
             match host {
                 None => {
-                    info!(
-                        "[p{} {}] {} {}: no Host header, sent 400",
-                        tag(token),
-                        s.peer,
-                        head.method,
-                        head.path
+                    crate::logging::noisy(
+                        eng.now,
+                        Noise::Visitor,
+                        Level::Info,
+                        format_args!(
+                            "[p{} {}] {} {}: no Host header, sent 400",
+                            tag(token),
+                            s.peer,
+                            head.method,
+                            head.path
+                        ),
                     );
                     let page = pages::no_host(frontend::uuid(eng));
                     Next::Done(Reply::start(eng, token, s.transport, page))
@@ -352,10 +389,15 @@ fn connect(
     };
     let raw = !servable && fe.serves_raw(&host, port);
     if (!servable && !raw) || s.layers >= MAX_LAYERS || s.target.is_some() {
-        info!(
-            "[p{} {}] CONNECT {host}:{port}: nothing to serve it, sent 503",
-            tag(token),
-            s.peer
+        crate::logging::noisy(
+            eng.now,
+            Noise::Visitor,
+            Level::Info,
+            format_args!(
+                "[p{} {}] CONNECT {host}:{port}: nothing to serve it, sent 503",
+                tag(token),
+                s.peer
+            ),
         );
         return Next::Done(Reply::start(
             eng,
@@ -390,7 +432,12 @@ fn connect(
 /// plaintext is sniffed again; anything else gets the alert.
 fn tls(eng: &mut Engine, token: Token, mut s: Sniff, sni: Option<String>) -> Next {
     if s.transport.is_tls() {
-        info!("[p{} {}] closed: TLS inside TLS", tag(token), s.peer);
+        crate::logging::noisy(
+            eng.now,
+            Noise::Visitor,
+            Level::Info,
+            format_args!("[p{} {}] closed: TLS inside TLS", tag(token), s.peer),
+        );
         return Next::Done(None);
     }
     let name = s.target.as_ref().map(|(h, _)| h.clone()).or(sni);
@@ -420,11 +467,16 @@ fn tls(eng: &mut Engine, token: Token, mut s: Sniff, sni: Option<String>) -> Nex
         }
     }
     let Some(endpoint) = endpoint else {
-        info!(
-            "[p{} {}] TLS for {}: no TLS endpoint or https kite, sent an alert",
-            tag(token),
-            s.peer,
-            name.as_deref().unwrap_or("(no SNI)")
+        crate::logging::noisy(
+            eng.now,
+            Noise::Visitor,
+            Level::Info,
+            format_args!(
+                "[p{} {}] TLS for {}: no TLS endpoint or https kite, sent an alert",
+                tag(token),
+                s.peer,
+                name.as_deref().unwrap_or("(no SNI)")
+            ),
         );
         return Next::Done(Reply::start(
             eng,
@@ -441,10 +493,15 @@ fn tls(eng: &mut Engine, token: Token, mut s: Sniff, sni: Option<String>) -> Nex
     let session = match session {
         Ok(session) => session,
         Err(why) => {
-            info!(
-                "[p{} {}] TLS for {endpoint_name} failed: {why}",
-                tag(token),
-                s.peer
+            crate::logging::noisy(
+                eng.now,
+                Noise::Visitor,
+                Level::Info,
+                format_args!(
+                    "[p{} {}] TLS for {endpoint_name} failed: {why}",
+                    tag(token),
+                    s.peer
+                ),
             );
             return Next::Done(None);
         }
@@ -472,10 +529,15 @@ fn route(eng: &mut Engine, token: Token, s: Sniff, proto: &str, host: &str) -> O
         return None;
     };
     let Some((tunnel, matched)) = fe.route(proto, host, port) else {
-        info!(
-            "[p{} {}] no kite for {proto}://{host}:{port}, sent 503",
-            tag(token),
-            s.peer
+        crate::logging::noisy(
+            eng.now,
+            Noise::Visitor,
+            Level::Info,
+            format_args!(
+                "[p{} {}] no kite for {proto}://{host}:{port}, sent 503",
+                tag(token),
+                s.peer
+            ),
         );
         return refuse(eng, token, s, proto, host);
     };
@@ -489,10 +551,15 @@ fn route(eng: &mut Engine, token: Token, s: Sniff, proto: &str, host: &str) -> O
     ) {
         (Ok(p), Ok(h), Ok(r)) => (p, h, r),
         (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => {
-            info!(
-                "[p{} {}] {proto}://{host}: {e}, refused",
-                tag(token),
-                s.peer
+            crate::logging::noisy(
+                eng.now,
+                Noise::Visitor,
+                Level::Info,
+                format_args!(
+                    "[p{} {}] {proto}://{host}: {e}, refused",
+                    tag(token),
+                    s.peer
+                ),
             );
             return refuse(eng, token, s, proto, host);
         }

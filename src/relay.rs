@@ -8,17 +8,16 @@
 //! from `proto`; what a role does with a handshake or a new stream lives in
 //! `frontend` and `backend`.
 
+use std::cell::Cell;
 use std::collections::HashMap;
-use std::io::IoSliceMut;
 use std::net::{Shutdown, SocketAddr};
+use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use log::{debug, info, trace, warn};
+use log::{debug, info, trace};
 use mio::Token;
 
 use crate::backend;
-use std::cell::Cell;
-use std::rc::Rc;
 
 use crate::buf::Buf;
 use crate::engine::{Conn, Deadlines, Engine, TimerKind};
@@ -26,6 +25,10 @@ use crate::frontend;
 use crate::net::{Failure, Io};
 use crate::proto::frame::{self, Eof, Frame};
 use crate::proto::keepalive::{Check, Keepalive};
+pub use crate::relay_stream::{
+    close_stream, drive_stream, stream_gone, stream_shutdown, stream_timer,
+};
+pub(crate) use crate::relay_stream::{log_stream_end, retire};
 pub use crate::stream::Stream;
 use crate::transport::Transport;
 
@@ -33,7 +36,7 @@ use crate::transport::Transport;
 /// libpagekite can take in one piece.
 pub const CHUNK_BODY: usize = 16 * 1024 - 64;
 /// Above this much queued output, streams stop feeding the tunnel.
-const TUNNEL_HIGH_WATER: usize = 256 * 1024;
+pub(crate) const TUNNEL_HIGH_WATER: usize = 256 * 1024;
 /// ...and they resume below this.
 const TUNNEL_LOW_WATER: usize = 64 * 1024;
 /// A peer that lets this much of our output pile up (answers to its PINGs,
@@ -48,9 +51,9 @@ const TUNNEL_IN_BURST: usize = 256 * 1024;
 /// A tunnel's output buffer between bursts; a burst may grow it.
 const TUNNEL_OUT: usize = 32 * 1024;
 /// Chunks a stream reads in one `readv`.
-const SLOTS: usize = 4;
+pub(crate) const SLOTS: usize = 4;
 /// Bytes read per socket per drive before others get a turn.
-const READ_BUDGET: usize = 256 * 1024;
+pub(crate) const READ_BUDGET: usize = 256 * 1024;
 /// The part of a frontend's `--buffers` one tunnel's streams may fill before
 /// it stops reading from that backend: one tenant whose visitors don't read
 /// (or who ignores flow control) must not lock every other tenant out.
@@ -105,7 +108,7 @@ pub struct TunnelCore {
     pub out: Buf,
     pub streams: HashMap<u32, Token>,
     /// Streams waiting for room in `out`.
-    blocked: Vec<Token>,
+    pub(crate) blocked: Vec<Token>,
     /// Streams written to in this batch that may owe an SKB.
     acks: Vec<Token>,
     pub keepalive: Keepalive,
@@ -159,240 +162,6 @@ impl Tunnel {
                 held: Rc::new(Cell::new(0)),
                 paused: false,
             },
-        }
-    }
-}
-
-/// What reading a stream's socket left to do.
-#[derive(Default)]
-struct Pumped {
-    /// Budget used up while still readable: drive again after the next poll.
-    again: bool,
-    /// The kernel was short of memory: retry on a timer.
-    starved: bool,
-}
-
-/// Reads a stream's socket into data frames on its tunnel.
-fn pump_in(token: Token, s: &mut Stream, t: &mut TunnelCore, now: Instant) -> Result<Pumped, Why> {
-    let mut budget = READ_BUDGET;
-    while s.ends.is_reading() && !s.connecting && budget > 0 && s.transport.can_read() {
-        let allowance = s.window.allowance();
-        if allowance == 0 {
-            return Ok(Pumped::default());
-        }
-        if t.out.len() >= TUNNEL_HIGH_WATER || t.phase != Phase::Live {
-            if !s.blocked {
-                s.blocked = true;
-                t.blocked.push(token);
-            }
-            return Ok(Pumped::default());
-        }
-        // Read up to SLOTS chunks in one readv: each lands in its own frame
-        // slot, so a bulk stream costs a quarter of the syscalls.
-        let max = allowance.min(budget).min(SLOTS * CHUNK_BODY);
-        let header = frame::data_header_len(s.sid);
-        let stride = header + CHUNK_BODY;
-        let slots = max.div_ceil(CHUNK_BODY).clamp(1, SLOTS);
-        let span = (slots - 1) * stride + header + (max - (slots - 1) * CHUNK_BODY);
-        t.out.reserve(span);
-        let Some(space) = t.out.space().get_mut(..span) else {
-            return Ok(Pumped::default());
-        };
-        let mut bodies: [IoSliceMut<'_>; SLOTS] = std::array::from_fn(|_| IoSliceMut::new(&mut []));
-        for (body, slot) in bodies.iter_mut().zip(space.chunks_mut(stride)) {
-            *body = IoSliceMut::new(slot.get_mut(header..).unwrap_or_default());
-        }
-        match s.transport.read_vectored(&mut bodies[..slots]) {
-            Io::Done(n) => {
-                // The request guard may wait on how the response starts.
-                let mut probe = [0u8; 12];
-                let probed = n.min(probe.len()).min(CHUNK_BODY);
-                if s.wants_response() {
-                    if let (Some(dst), Some(src)) =
-                        (probe.get_mut(..probed), space.get(header..header + probed))
-                    {
-                        dst.copy_from_slice(src);
-                    }
-                }
-                let mut left = n;
-                let mut used = 0;
-                for slot in space.chunks_mut(stride) {
-                    let len = left.min(CHUNK_BODY);
-                    if len == 0 {
-                        break;
-                    }
-                    if let Some(head) = slot.get_mut(..header) {
-                        frame::fill_data_header(head, s.sid, len);
-                    }
-                    used += header + len;
-                    left -= len;
-                }
-                t.out.commit(used);
-                s.window.on_read(n, now);
-                if s.wants_response() {
-                    s.show_response(probe.get(..probed).unwrap_or_default())?;
-                }
-                budget -= n.min(budget);
-                trace!("[s{} sid={}] {} bytes to the tunnel", tag(token), s.sid, n);
-            }
-            Io::WouldBlock => break,
-            Io::Eof => {
-                s.transport.ready.read = false;
-                if let Some(eof) = s.ends.local_read_eof() {
-                    frame::encode_eof(&mut t.out, s.sid, eof);
-                }
-            }
-            Io::Starved => {
-                return Ok(Pumped {
-                    again: false,
-                    starved: true,
-                });
-            }
-            Io::Failed(f) => return Err(failure(&s.transport, f)),
-        }
-    }
-    Ok(Pumped {
-        again: budget == 0 && s.transport.can_read(),
-        starved: false,
-    })
-}
-
-pub fn drive_stream(eng: &mut Engine, token: Token, mut s: Stream) -> Option<Conn> {
-    if s.connecting {
-        match crate::local::finish_local_connect(token, &mut s) {
-            Ok(true) => {}
-            Ok(false) => return Some(Conn::Stream(s)),
-            Err(why) => {
-                crate::local::local_connect_failed(eng, token, &mut s, &why);
-                return close_stream(eng, token, s, why);
-            }
-        }
-    }
-    let flushed = s.flush(eng, token);
-    s.sync_held();
-    if let Err(why) = flushed {
-        return close_stream(eng, token, s, why);
-    }
-    let tunnel = s.tunnel;
-    let now = eng.now;
-    let result = match eng.conns.get_mut(tunnel) {
-        Some(Conn::Tunnel(t)) => {
-            let core = &mut t.core;
-            if let Some(kib) = s.acks.due() {
-                frame::encode_skb(&mut core.out, s.sid, kib);
-            }
-            pump_in(token, &mut s, core, now)
-        }
-        _ => Err(Why::Protocol("tunnel gone".into())),
-    };
-    eng.mark_dirty(tunnel);
-    match result {
-        Err(why) => return close_stream(eng, token, s, why),
-        Ok(p) if p.starved => eng.arm_taken(
-            token,
-            &mut s.deadlines,
-            TimerKind::Starved,
-            eng.now + STARVED_BACKOFF,
-        ),
-        Ok(p) if p.again => eng.mark_again(token),
-        Ok(_) => {}
-    }
-    if s.ends.is_finished() || (s.stopping && s.queued() == 0) {
-        return close_stream(eng, token, s, Why::Done);
-    }
-    if s.idle_mark.is_none() && !s.connecting {
-        if let Some(idle) = eng.config.stream_idle {
-            s.idle_mark = Some(s.traffic());
-            eng.arm_taken(token, &mut s.deadlines, TimerKind::Deadline, eng.now + idle);
-        }
-    }
-    Some(Conn::Stream(s))
-}
-
-/// Closes a stream that is out of the slab: tells the peer, unlinks it.
-pub fn close_stream(eng: &mut Engine, token: Token, mut s: Stream, why: Why) -> Option<Conn> {
-    let uuid = matches!(why, Why::Refused(_)).then(|| backend::uuid(eng));
-    if let Some(Conn::Tunnel(t)) = eng.conns.get_mut(s.tunnel) {
-        if let (Why::Refused(r), Some(uuid)) = (&why, uuid) {
-            crate::local::refused_midstream(&mut t.core, &s, &uuid, *r);
-        }
-        retire(&mut s, &mut t.core, token);
-        eng.mark_dirty(s.tunnel);
-    }
-    log_stream_end(token, &s, &why);
-    None
-}
-
-fn retire(s: &mut Stream, core: &mut TunnelCore, token: Token) {
-    if let Some(eof) = s.ends.final_eof() {
-        frame::encode_eof(&mut core.out, s.sid, eof);
-    }
-    if core.streams.get(&s.sid) == Some(&token) {
-        core.streams.remove(&s.sid);
-    }
-}
-
-fn log_stream_end(token: Token, s: &Stream, why: &Why) {
-    let line = format!(
-        "[s{} sid={}] {} closed ({}): {} bytes in, {} bytes out",
-        tag(token),
-        s.sid,
-        s.label,
-        why,
-        s.window.bytes_read(),
-        s.acks.bytes_written()
-    );
-    match why {
-        Why::Protocol(_) => warn!("{line}"),
-        _ => debug!("{line}"),
-    }
-}
-
-/// A stream was dropped with its tunnel: no frames, just the log line.
-pub fn stream_gone(_: &mut Engine, token: Token, s: Stream) {
-    log_stream_end(token, &s, &Why::Stopping);
-}
-
-/// Graceful stop: send the peer our EOF, finish writing, then close.
-pub fn stream_shutdown(eng: &mut Engine, token: Token, mut s: Stream) -> Option<Conn> {
-    s.stopping = true;
-    if s.queued() == 0 {
-        return close_stream(eng, token, s, Why::Stopping);
-    }
-    if let Some(Conn::Tunnel(t)) = eng.conns.get_mut(s.tunnel) {
-        retire(&mut s, &mut t.core, token);
-    }
-    Some(Conn::Stream(s))
-}
-
-pub fn stream_timer(eng: &mut Engine, token: Token, s: Stream, kind: TimerKind) -> Option<Conn> {
-    match kind {
-        TimerKind::Deadline if s.connecting => {
-            let mut s = s;
-            let why = Why::Timeout("connecting to the local server");
-            crate::local::local_connect_failed(eng, token, &mut s, &why);
-            close_stream(eng, token, s, why)
-        }
-        TimerKind::Deadline => {
-            // The idle timer: armed once, it looks back at whether any byte
-            // moved since, instead of being re-armed for every chunk.
-            let mut s = s;
-            let traffic = s.traffic();
-            match eng.config.stream_idle {
-                Some(_) if s.idle_mark == Some(traffic) => {
-                    close_stream(eng, token, s, Why::Timeout("idle (--stream_idle)"))
-                }
-                Some(idle) => {
-                    s.idle_mark = Some(traffic);
-                    eng.arm_taken(token, &mut s.deadlines, TimerKind::Deadline, eng.now + idle);
-                    Some(Conn::Stream(s))
-                }
-                None => Some(Conn::Stream(s)),
-            }
-        }
-        _ => {
-            eng.mark_dirty(token);
-            Some(Conn::Stream(s))
         }
     }
 }
@@ -599,7 +368,7 @@ fn deliver_run(
                 crate::local::refused_midstream(core, &s, &uuid, *r);
             }
             retire(&mut s, core, st);
-            log_stream_end(st, &s, &why);
+            log_stream_end(eng.now, st, &s, &why);
         }
         if let Why::Overrun(_) = why {
             // A sender past every window a peer keeps ignores flow control:
