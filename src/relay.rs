@@ -230,12 +230,22 @@ fn read_frames(eng: &mut Engine, token: Token, t: &mut Tunnel) -> Result<(), Why
         );
         return Ok(());
     }
+    // A tunnel with no kite yet may only be answering its challenge: its
+    // input buffer stays at the base size (small NOOP rounds fit), so a
+    // flood of unauthenticated tunnels costs little that `--buffers` can't
+    // see, for the few seconds they are given.
+    let trusted = t.core.is_serving();
+    let most = if trusted {
+        frame::MAX_PAYLOAD + 64
+    } else {
+        TUNNEL_IN
+    };
     while budget > 0 && t.core.phase == Phase::Live && t.transport.can_read() {
         if t.core.held.get() > share {
             t.core.paused = true;
             break;
         }
-        if t.inb.space_compacted().len() < 4096 && t.inb.capacity() < frame::MAX_PAYLOAD + 64 {
+        if t.inb.space_compacted().len() < 4096 && t.inb.capacity() < most {
             t.inb.reserve(16 * 1024);
         }
         let space = t.inb.space_compacted();
@@ -248,7 +258,7 @@ fn read_frames(eng: &mut Engine, token: Token, t: &mut Tunnel) -> Result<(), Why
                 t.inb.commit(n);
                 // A read that fills the buffer means a burst: read bigger
                 // pieces (fewer syscalls) while it lasts.
-                if n == room && t.inb.capacity() < TUNNEL_IN_BURST {
+                if trusted && n == room && t.inb.capacity() < TUNNEL_IN_BURST {
                     t.inb.reserve(t.inb.capacity());
                 }
                 t.core.bytes_in += n as u64;
