@@ -156,6 +156,8 @@ pub struct RequestRewriter {
     /// The start of the origin's response, while it matters.
     probe: [u8; PROBE],
     answer: Answer,
+    /// Every head handed over, when a checker asked for them.
+    recorded: Option<Vec<Vec<u8>>>,
 }
 
 impl RequestRewriter {
@@ -184,6 +186,7 @@ impl RequestRewriter {
             upgrading: false,
             probe: [0; PROBE],
             answer: Answer::Pending { seen: 0 },
+            recorded: None,
         }
     }
 
@@ -196,6 +199,20 @@ impl RequestRewriter {
             self.rename_host = false;
         }
         self
+    }
+
+    /// Keeps a copy of every head handed over, for invariant checks (fuzzing,
+    /// tests); see [`recorded_heads`](Self::recorded_heads).
+    #[doc(hidden)]
+    pub fn record_heads(mut self) -> Self {
+        self.recorded = Some(Vec::new());
+        self
+    }
+
+    /// The heads handed over so far, if [`record_heads`](Self::record_heads).
+    #[doc(hidden)]
+    pub fn recorded_heads(&self) -> &[Vec<u8>] {
+        self.recorded.as_deref().unwrap_or_default()
     }
 
     /// Feeds bytes from the tunnel. Calls `sink` with the bytes to write to
@@ -411,7 +428,11 @@ impl RequestRewriter {
         };
         match http_head::judge(head, &self.rules, &rewrite, &mut self.out) {
             Ok(Accepted { body, upgrade }) => {
-                sink(if self.raw { head } else { &self.out });
+                let emitted = if self.raw { head } else { &self.out };
+                sink(emitted);
+                if let Some(heads) = self.recorded.as_mut() {
+                    heads.push(emitted.to_vec());
+                }
                 // Only the stream's first request can switch: its answer is
                 // the first thing the origin sends.
                 self.upgrading = upgrade && self.requests == 0;

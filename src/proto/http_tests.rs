@@ -635,6 +635,12 @@ fn generated_keep_alive_sequences() {
             check_heads(&whole.0, filter);
         }
         *outcomes.entry(format!("{:?}", whole.1)).or_insert(0) += 1;
+        if round % 10 == 0 {
+            // The fuzz target's invariants, on the same sequences.
+            let config = (round / 10 % 16) as u8;
+            let head = [config, rand(256) as u8];
+            crate::proto::http_fuzz::request_guard(&[&head[..], &input].concat());
+        }
     }
     // Acceptance and each common refusal were reached often enough to mean something.
     for key in [

@@ -9,6 +9,8 @@ pub mod flow;
 pub mod frame;
 pub mod handshake;
 pub mod http;
+#[doc(hidden)]
+pub mod http_fuzz;
 pub mod http_head;
 pub mod keepalive;
 pub mod kite;
