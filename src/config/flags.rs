@@ -179,7 +179,7 @@ pub(super) const FLAGS: &[Flag] = &[
         "",
         "buffers",
         "KIB",
-        "KiB all buffers may hold together; past it new connections are refused (default 8192 on a backend, 131072 on a frontend).",
+        "KiB all buffers may hold together; past it new connections are refused (default 8192 on a backend, 131072 on a frontend). On a frontend one tunnel's streams may hold an eighth of it (at least 4 MiB) before that tunnel is paused.",
     ),
     value(
         "",
