@@ -1,0 +1,95 @@
+//! Invariants of the first-bytes sniffer (`proto::sniff`): the frontend calls
+//! it again with the whole buffer each time bytes arrive, so a prefix must
+//! either need more or decide exactly as the whole input does; lengths it
+//! reports lie inside the input and end a head; hosts it returns are
+//! normalised names.
+
+use crate::proto::sniff::{self as s, MAX_HEAD, Sniff};
+
+pub fn sniff(data: &[u8]) {
+    let whole = s::sniff(data);
+    check_result(data, &whole);
+    for cut in super::cut_points(data.len()) {
+        let got = s::sniff(data.get(..cut).unwrap_or_default());
+        if got != Sniff::NeedMore {
+            assert_eq!(got, whole, "a prefix of {cut} bytes decides differently");
+        }
+    }
+    if let Ok(text) = std::str::from_utf8(data) {
+        if let Some(host) = s::normalize_host(text) {
+            check_host(&host);
+        }
+    }
+}
+
+fn check_result(data: &[u8], result: &Sniff) {
+    let head_len = match result {
+        Sniff::NeedMore => {
+            assert!(data.len() < MAX_HEAD || data.first() == Some(&0x16));
+            return;
+        }
+        Sniff::Reject(_) => return,
+        Sniff::Tls { sni } => {
+            assert!(matches!(data.first(), Some(0x16 | 0x80)));
+            if let Some(host) = sni {
+                check_host(host);
+            }
+            return;
+        }
+        Sniff::Ping { head_len } | Sniff::Tunnel { head_len } => *head_len,
+        Sniff::PingMethod { path, head_len } => {
+            check_target(path);
+            *head_len
+        }
+        Sniff::Connect {
+            host,
+            port,
+            head_len,
+        } => {
+            assert_ne!(*port, 0);
+            check_host(host);
+            *head_len
+        }
+        Sniff::Http(head) => {
+            check_target(&head.path);
+            if let Some(host) = &head.host {
+                check_host(host);
+            }
+            head.head_len
+        }
+    };
+    assert!(
+        head_len <= data.len() && head_len <= MAX_HEAD,
+        "head_len {head_len}"
+    );
+    let head = data.get(..head_len).unwrap_or_default();
+    assert!(
+        head.ends_with(b"\n\n") || head.ends_with(b"\n\r\n"),
+        "head {head:?} does not end with a blank line"
+    );
+}
+
+/// A request target as the sniffer passes it on: no blanks or controls.
+fn check_target(target: &str) {
+    assert!(!target.is_empty());
+    assert!(
+        !target.bytes().any(|b| b <= b' ' || b == 0x7f),
+        "target {target:?}"
+    );
+}
+
+/// A normalised host: lowercase name characters or a bracketed IPv6
+/// literal, at most 253 bytes, no port.
+fn check_host(host: &str) {
+    assert!(!host.is_empty() && host.len() <= 253, "host {host:?}");
+    let ok = match host.strip_prefix('[') {
+        Some(inner) => inner.strip_suffix(']').is_some_and(|v6| {
+            v6.bytes()
+                .all(|b| b.is_ascii_hexdigit() || b == b':' || b == b'.')
+        }),
+        None => host
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"-._*".contains(&b)),
+    };
+    assert!(ok, "host {host:?}");
+}
