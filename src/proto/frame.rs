@@ -142,9 +142,15 @@ pub fn encode_ping(out: &mut impl Out, token: &[u8]) {
     encode(out, &[b"NOOP: 1", ping.as_bytes()], b"!");
 }
 
-/// `NOOP: 1` + `PONG: token`, echoing at most 64 bytes of the PING (§3.2).
+/// `NOOP: 1` + `PONG: token`, echoing at most 64 bytes of the PING (§3.2),
+/// cut where a character starts: half a UTF-8 character would make the
+/// headers not text, and the peer would drop the tunnel.
 pub fn encode_pong(out: &mut impl Out, token: &[u8]) {
-    let token = token.get(..64).unwrap_or(token);
+    let mut end = token.len().min(64);
+    while token.get(end).is_some_and(|b| b & 0xc0 == 0x80) {
+        end -= 1;
+    }
+    let token = token.get(..end).unwrap_or(token);
     let pong = Line::new("PONG", token);
     encode(out, &[b"NOOP: 1", pong.as_bytes()], b"!");
 }
@@ -561,6 +567,20 @@ mod tests {
         encode_pong(&mut out, &[b'7'; 100]);
         let f = one(&out);
         assert_eq!(f.pong.map(str::len), Some(64));
+    }
+
+    #[test]
+    fn pong_cuts_a_long_token_between_characters() {
+        // Found by the frame fuzz target: 63 ASCII bytes then a two-byte
+        // character used to be cut in half, and the PONG was not text.
+        let token = format!("{}é", "a".repeat(63));
+        let mut out = Vec::new();
+        encode_pong(&mut out, token.as_bytes());
+        assert_eq!(one(&out).pong, Some("a".repeat(63).as_str()));
+        let token = "é".repeat(40);
+        out.clear();
+        encode_pong(&mut out, token.as_bytes());
+        assert_eq!(one(&out).pong, Some("é".repeat(32).as_str()));
     }
 
     #[test]
