@@ -2,8 +2,9 @@
 //! it again with the whole buffer each time bytes arrive, so a prefix must
 //! either need more or decide exactly as the whole input does; lengths it
 //! reports lie inside the input and end a head; hosts it returns are
-//! normalised names.
+//! normalised names; a tunnel request is one the handshake accepts too.
 
+use crate::proto::handshake::is_tunnel_request_line;
 use crate::proto::sniff::{self as s, MAX_HEAD, Sniff};
 
 pub fn sniff(data: &[u8]) {
@@ -36,7 +37,15 @@ fn check_result(data: &[u8], result: &Sniff) {
             }
             return;
         }
-        Sniff::Ping { head_len } | Sniff::Tunnel { head_len } => *head_len,
+        Sniff::Ping { head_len } => *head_len,
+        Sniff::Tunnel { head_len } => {
+            // What the sniffer hands to the handshake must be a tunnel
+            // request there too, or the backend is refused for nothing.
+            let line = data.split(|&b| b == b'\n').next().unwrap_or_default();
+            let line = std::str::from_utf8(line).unwrap_or_default();
+            assert!(is_tunnel_request_line(line), "{line:?} is half a tunnel");
+            *head_len
+        }
         Sniff::PingMethod { path, head_len } => {
             check_target(path);
             *head_len
