@@ -63,6 +63,10 @@ fn check_result(data: &[u8], result: &Sniff) {
             check_target(&head.path);
             if let Some(host) = &head.host {
                 check_host(host);
+                // RFC 9112 §3.2: a Host to route by is the only one.
+                let block = data.get(..head.head_len).unwrap_or_default();
+                let hosts = s::headers(block).filter(|(n, _)| n.eq_ignore_ascii_case(b"host"));
+                assert_eq!(hosts.count(), 1, "routed by one of several Host lines");
             }
             head.head_len
         }
