@@ -9,7 +9,7 @@
 
 use std::path::{Path, PathBuf};
 
-use rkite::proto::sniff::{Sniff, normalize_host, sniff};
+use rkite::proto::sniff::{MAX_HEAD, Sniff, normalize_host, sniff};
 
 /// What one parser made of a head.
 #[derive(Debug, PartialEq, Eq)]
@@ -24,7 +24,8 @@ struct Head {
 }
 
 fn by_httparse(input: &[u8]) -> Result<Option<Head>, httparse::Error> {
-    let mut headers = [httparse::EMPTY_HEADER; 128];
+    // As many as a 16 KiB head can hold, so the limit is never the difference.
+    let mut headers = vec![httparse::EMPTY_HEADER; MAX_HEAD / 2];
     let mut req = httparse::Request::new(&mut headers);
     let httparse::Status::Complete(head_len) = req.parse(input)? else {
         return Ok(None);
