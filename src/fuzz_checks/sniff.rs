@@ -2,10 +2,11 @@
 //! it again with the whole buffer each time bytes arrive, so a prefix must
 //! either need more or decide exactly as the whole input does; lengths it
 //! reports lie inside the input and end a head; hosts it returns are
-//! normalised names; a tunnel request is one the handshake accepts too.
+//! normalised names; a tunnel request is one the handshake accepts too; a
+//! ClientHello cut into records of another size gives the same answer.
 
 use crate::proto::handshake::is_tunnel_request_line;
-use crate::proto::sniff::{self as s, MAX_HEAD, Sniff};
+use crate::proto::sniff::{self as s, MAX_HEAD, Sniff, SniffError};
 
 pub fn sniff(data: &[u8]) {
     let whole = s::sniff(data);
@@ -21,6 +22,44 @@ pub fn sniff(data: &[u8]) {
             check_host(&host);
         }
     }
+    if matches!(whole, Sniff::Tls { .. } | Sniff::Reject(SniffError::BadSni)) {
+        refragmented(data, &whole);
+    }
+}
+
+/// The same ClientHello in records of another size (taken from the input)
+/// must give the same answer: TLS lets a client cut it anywhere.
+fn refragmented(data: &[u8], whole: &Sniff) {
+    // Reassemble the handshake bytes the sniffer read.
+    let mut msg = Vec::new();
+    let mut rest = data;
+    let mut version = 1;
+    while let Some(&[0x16, 3, v, hi, lo]) = rest.get(..5) {
+        version = v;
+        let len = usize::from(u16::from_be_bytes([hi, lo]));
+        let fragment = rest.get(5..5 + len).unwrap_or_default();
+        msg.extend_from_slice(fragment);
+        rest = rest.get(5 + len..).unwrap_or_default();
+        if fragment.len() < len {
+            break;
+        }
+    }
+    let Some(&[1, a, b, c]) = msg.get(..4) else {
+        return; // SSLv2
+    };
+    let total = 4 + (usize::from(a) << 16 | usize::from(b) << 8 | usize::from(c));
+    let Some(hello) = msg.get(..total) else {
+        return;
+    };
+    let size = 1 + usize::from(data.last().copied().unwrap_or(0)) * 64;
+    let mut records = Vec::new();
+    for piece in hello.chunks(size) {
+        let len = u16::try_from(piece.len()).unwrap_or(u16::MAX).to_be_bytes();
+        records.extend_from_slice(&[0x16, 3, version]);
+        records.extend_from_slice(&len);
+        records.extend_from_slice(piece);
+    }
+    assert_eq!(&s::sniff(&records), whole, "in records of {size} bytes");
 }
 
 fn check_result(data: &[u8], result: &Sniff) {
