@@ -7,7 +7,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 TEST_DEPS := curl:curl openssl:openssl pagekite:pagekite python3:python3 socat:socat nginx:nginx
 DEMO_DEPS := curl:curl python3:python3
 
-.PHONY: all build release test lint deps demo bench clean
+.PHONY: all build release test lint deps demo bench clean fuzz fuzz-cmin
 
 all: build
 
@@ -139,6 +139,40 @@ bench: static
 	@cat target/bench-frame.txt
 	python3 bench/harness.py --rkite $$(cat dist/.static-binary) --codec target/bench-frame.txt $(BENCH_ARGS)
 	python3 bench/hostile.py --rkite $$(cat dist/.static-binary)
+
+# make fuzz: every cargo-fuzz target in fuzz/fuzz_targets for FUZZ_SECONDS
+# each (libFuzzer, nightly; cargo-fuzz is installed when missing), starting
+# from the committed corpora in fuzz/corpus/<target>, which stay untouched:
+# new inputs go to fuzz/corpus-new/<target>, crashes to fuzz/artifacts/<target>
+# (both ignored by git). `make test` replays fuzz/corpus on stable
+# (tests/fuzz_corpus.rs). make fuzz-cmin folds corpus-new into the committed
+# corpus, minimised with cargo fuzz cmin. The parsers have no unsafe code, so
+# no sanitizer (twice the executions); -a keeps overflow checks on.
+FUZZ_SECONDS ?= 60
+# sniff_httparse (the sniffer against httparse) shares sniff's corpus.
+FUZZ_TARGETS ?= frame handshake sniff sniff_httparse config acl_regex
+FUZZ_FLAGS := -O -a -s none
+define fuzz_tools
+	@command -v cargo-fuzz >/dev/null 2>&1 || { echo "installing: cargo-fuzz"; $(CARGO) install cargo-fuzz --locked; }
+	@rustup toolchain list | grep -q '^nightly' || rustup toolchain install nightly --profile minimal
+endef
+fuzz:
+	$(call fuzz_tools)
+	@set -e; for t in $(FUZZ_TARGETS); do \
+	  c=$${t%_httparse}; mkdir -p fuzz/corpus-new/$$c; \
+	  dict=; [ ! -f fuzz/$$t.dict ] || dict=-dict=fuzz/$$t.dict; \
+	  echo "fuzz: $$t for $(FUZZ_SECONDS)s"; \
+	  $(CARGO) +nightly fuzz run $(FUZZ_FLAGS) $$t fuzz/corpus-new/$$c fuzz/corpus/$$c -- \
+	    -max_total_time=$(FUZZ_SECONDS) -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 $$dict; \
+	done
+
+fuzz-cmin:
+	$(call fuzz_tools)
+	@set -e; for t in $(filter-out sniff_httparse,$(FUZZ_TARGETS)); do \
+	  mkdir -p fuzz/corpus/$$t; \
+	  if [ -d fuzz/corpus-new/$$t ]; then cp -n fuzz/corpus-new/$$t/* fuzz/corpus/$$t/ 2>/dev/null || true; fi; \
+	  $(CARGO) +nightly fuzz cmin $(FUZZ_FLAGS) $$t fuzz/corpus/$$t; \
+	done
 
 clean:
 	$(CARGO) clean

@@ -13,6 +13,8 @@ pub mod conns;
 pub mod daemon;
 pub mod engine;
 pub mod frontend;
+#[doc(hidden)]
+pub mod fuzz_checks;
 pub mod local;
 pub mod logging;
 pub mod net;

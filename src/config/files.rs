@@ -4,7 +4,8 @@
 //! where it is named, so flags after it override it and flags before it are
 //! overridden, exactly as pagekite.py combines them. Every line is checked
 //! against the flag table here, so a bad line is reported with its file and
-//! line number. Reads files; knows nothing of what the options mean.
+//! line number. Reads files (none while `offline` parses text for the fuzz
+//! checks); knows nothing of what the options mean.
 
 use super::flags::{self, Kind};
 use super::{ConfigError, bad};
@@ -144,6 +145,9 @@ fn read_flag(
 ) -> Result<(), ConfigError> {
     match flag {
         FileFlag::File => read_file(out, path, depth),
+        FileFlag::Dir if super::offline::active() => {
+            Err(bad("optdir", format!("cannot read {path}: offline")))
+        }
         FileFlag::Dir => {
             let entries = std::fs::read_dir(path)
                 .map_err(|e| bad("optdir", format!("cannot read {path}: {e}")))?;
@@ -172,8 +176,22 @@ fn read_file(out: &mut Expanded, path: &str, depth: usize) -> Result<(), ConfigE
             format!("{path}: option files nested more than {MAX_DEPTH} deep"),
         ));
     }
+    if super::offline::active() {
+        return Err(bad("optfile", format!("cannot read {path}: offline")));
+    }
     let text = std::fs::read_to_string(path)
         .map_err(|e| bad("optfile", format!("cannot read {path}: {e}")))?;
+    splice(out, path, &text, depth)
+}
+
+/// Splices the lines of option file `path`, whose contents are `text`, into
+/// `out`; option files it names are read at `depth + 1`.
+pub(super) fn splice(
+    out: &mut Expanded,
+    path: &str,
+    text: &str,
+    depth: usize,
+) -> Result<(), ConfigError> {
     out.files.push(path.to_string());
     for (n, raw) in text.lines().enumerate() {
         let at = format!("{path}:{}", n + 1);
@@ -236,7 +254,7 @@ fn squeeze_around(text: &str, marks: &[char]) -> String {
 }
 
 /// Whether one option-file argument names a known flag used the right way.
-fn check(arg: &str) -> Result<(), String> {
+pub(super) fn check(arg: &str) -> Result<(), String> {
     if let Some(rest) = arg.strip_prefix("--") {
         let (name, value) = match rest.split_once('=') {
             Some((n, v)) => (n, Some(v)),

@@ -19,6 +19,8 @@ use crate::proto::options::{self, KiteOptions, OptionError};
 
 mod files;
 mod flags;
+#[doc(hidden)]
+pub mod offline;
 mod settings;
 mod specs;
 use crate::proto::kite::{DEFAULT_PROTOS, KiteId};
@@ -361,7 +363,7 @@ fn parse_expanded(argv: &[String], expanded: &files::Expanded) -> Result<Parsed,
             .apply_short(opt)
             .map_err(|e| bad("", format!("{opt}: {e}")))?;
     }
-    if let Some(spec) = &config.runas {
+    if let Some(spec) = config.runas.as_ref().filter(|_| !offline::active()) {
         crate::daemon::parse_runas(spec).map_err(|e| bad("runas", e))?;
     }
     if m.opt_present("settings") {

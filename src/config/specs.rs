@@ -191,6 +191,10 @@ pub(super) fn resolve_local(host: &str, port: u16) -> Result<SocketAddr, String>
     {
         return Ok(SocketAddr::new(ip, port));
     }
+    if super::offline::active() {
+        // Fuzzed names must not become DNS queries.
+        return Err(format!("local server {host:?} is not resolved offline"));
+    }
     let addrs: Vec<SocketAddr> = (host, port)
         .to_socket_addrs()
         .map_err(|e| format!("cannot resolve local server {host:?}: {e}"))?

@@ -158,6 +158,25 @@ impl Regex {
     /// advance together, one character at a time, with at most one thread
     /// per instruction, so no pattern can take exponential time.
     pub fn is_match(&self, text: &str) -> bool {
+        self.run(text).0
+    }
+
+    /// [`Regex::is_match`] and the work it did (threads stepped plus
+    /// instructions visited), which the fuzz checks hold to the promised
+    /// bound of a few steps per instruction per character.
+    #[doc(hidden)]
+    pub fn is_match_counting(&self, text: &str) -> (bool, usize) {
+        self.run(text)
+    }
+
+    /// Instructions in the compiled program (at most `MAX_PROGRAM`).
+    #[doc(hidden)]
+    pub fn program_len(&self) -> usize {
+        self.prog.len()
+    }
+
+    fn run(&self, text: &str) -> (bool, usize) {
+        let mut steps = 0;
         let chars: Vec<char> = text.chars().collect();
         let n = self.prog.len();
         // The position a thread at each instruction was last added for.
@@ -165,33 +184,34 @@ impl Regex {
         let mut now = Vec::with_capacity(n);
         let mut next = Vec::with_capacity(n);
         let mut stack = Vec::new();
-        self.add(&mut now, &mut seen, &mut stack, 0, 0, &chars);
+        steps += self.add(&mut now, &mut seen, &mut stack, 0, 0, &chars);
         for pos in 0..=chars.len() {
             if now.is_empty() {
-                return false;
+                return (false, steps);
             }
             let c = chars.get(pos).copied();
             for &pc in &now {
+                steps += 1;
                 let step = match (self.prog.get(pc), c) {
-                    (Some(Inst::Match), _) => return true,
+                    (Some(Inst::Match), _) => return (true, steps),
                     (Some(Inst::Char(want)), Some(c)) => *want == c,
                     (Some(Inst::Any), Some(c)) => c != '\n',
                     (Some(Inst::Class(class)), Some(c)) => class.matches(c),
                     _ => false,
                 };
                 if step {
-                    self.add(&mut next, &mut seen, &mut stack, pc + 1, pos + 1, &chars);
+                    steps += self.add(&mut next, &mut seen, &mut stack, pc + 1, pos + 1, &chars);
                 }
             }
             std::mem::swap(&mut now, &mut next);
             next.clear();
         }
-        false
+        (false, steps)
     }
 
     /// Adds the thread at `pc` to `list`, following jumps and checking
     /// anchors first, so the list holds only instructions that consume a
-    /// character (or `Match`).
+    /// character (or `Match`). Returns how many stack entries it popped.
     fn add(
         &self,
         list: &mut Vec<usize>,
@@ -200,10 +220,12 @@ impl Regex {
         pc: usize,
         pos: usize,
         chars: &[char],
-    ) {
+    ) -> usize {
+        let mut popped = 0;
         stack.clear();
         stack.push(pc);
         while let Some(pc) = stack.pop() {
+            popped += 1;
             match seen.get_mut(pc) {
                 Some(s) if *s != pos => *s = pos,
                 _ => continue,
@@ -228,6 +250,7 @@ impl Regex {
                 Some(_) => list.push(pc),
             }
         }
+        popped
     }
 }
 

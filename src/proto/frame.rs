@@ -227,10 +227,16 @@ pub fn encode_ping(out: &mut impl Out, token: &[u8]) {
 }
 
 /// `NOOP: 1` + `PONG: token`, echoing at most 64 bytes of the PING as
-/// pagekite.py does (§3.2). A token with control bytes gets no PONG: only a
-/// broken or hostile peer sends one, and its keepalive judges it.
+/// pagekite.py does (§3.2), cut where a character starts: half a UTF-8
+/// character would make the headers not text, and the peer would drop the
+/// tunnel. A token with control bytes gets no PONG: only a broken or hostile
+/// peer sends one, and its keepalive judges it.
 pub fn encode_pong(out: &mut impl Out, token: &[u8]) {
-    let token = token.get(..64).unwrap_or(token);
+    let mut end = token.len().min(64);
+    while token.get(end).is_some_and(|b| b & 0xc0 == 0x80) {
+        end -= 1;
+    }
+    let token = token.get(..end).unwrap_or(token);
     if let Ok(pong) = Line::new("PONG", token) {
         encode(out, &[b"NOOP: 1", pong.as_bytes()], b"!");
     }

@@ -272,3 +272,17 @@ fn long_kite_names_cross_the_handshake_whole() {
         assert!(reply.answers.iter().all(|a| a.what() == kite.what()));
     }
 }
+
+#[test]
+fn pong_cuts_a_long_token_between_characters() {
+    // Found by the frame fuzz target: 63 ASCII bytes then a two-byte
+    // character used to be cut in half, and the PONG was not text.
+    let token = format!("{}é", "a".repeat(63));
+    let mut out = Vec::new();
+    encode_pong(&mut out, token.as_bytes());
+    assert_eq!(one(&out).pong, Some("a".repeat(63).as_str()));
+    let token = "é".repeat(40);
+    out.clear();
+    encode_pong(&mut out, token.as_bytes());
+    assert_eq!(one(&out).pong, Some("é".repeat(32).as_str()));
+}

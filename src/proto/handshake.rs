@@ -247,7 +247,9 @@ pub fn parse_request(head: &[u8]) -> Result<TunnelRequest, HandshakeError> {
     Ok(request)
 }
 
-/// `CONNECT pagekite:<anything> HTTP/1.x`, case-insensitive on the prefix.
+/// `CONNECT pagekite:<anything> HTTP/1.x`, case-insensitive on the prefix
+/// and on the version, as the sniffer that routes it here (and pagekite.py,
+/// which upper-cases the version) reads it.
 pub fn is_tunnel_request_line(line: &str) -> bool {
     let mut words = line.trim_end().split(' ');
     let method = words.next().unwrap_or("");
@@ -257,7 +259,9 @@ pub fn is_tunnel_request_line(line: &str) -> bool {
         && path
             .get(..9)
             .is_some_and(|p| p.eq_ignore_ascii_case("pagekite:"))
-        && version.starts_with("HTTP/1.")
+        && version
+            .get(.."HTTP/1.".len())
+            .is_some_and(|v| v.eq_ignore_ascii_case("HTTP/1."))
 }
 
 /// Collects the `X-PageKite*` request headers (in a CONNECT head or a NOOP
@@ -602,6 +606,11 @@ mod tests {
             parse_request(b"GET / HTTP/1.0\r\n\r\n"),
             Err(HandshakeError::NotTunnelRequest)
         );
+        // The sniffer routes a lower-case version here as a tunnel (found
+        // by the sniff fuzz check's tunnel cross-check), so the handshake
+        // must take it too.
+        let lower = b"CONNECT pagekite:1 http/1.0\r\nX-PageKite: http:a:b::c\r\n\r\n";
+        assert_eq!(parse_request(lower).map(|r| r.kites.len()), Ok(1));
         assert!(matches!(
             parse_request(b"CONNECT PageKite:1 HTTP/1.0\r\nX-PageKite: a:b:c\r\n\r\n"),
             Err(HandshakeError::BadKiteLine(_))

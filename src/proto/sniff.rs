@@ -58,8 +58,8 @@ pub enum Sniff {
 pub struct HttpHead {
     pub method: String,
     pub path: String,
-    /// Host header normalised with normalize_host; None when absent or
-    /// unusable (-> caller sends 400).
+    /// Host header normalised with normalize_host; None when absent,
+    /// unusable or given more than once (-> caller sends 400).
     pub host: Option<String>,
     /// `Upgrade: websocket` present (case-insensitive value contains "websocket").
     pub websocket: bool,
@@ -233,10 +233,14 @@ fn text(input: &[u8]) -> Result<Option<Sniff>, SniffError> {
             head_len,
         }));
     }
-    let host = headers(head)
-        .find(|(name, _)| name.eq_ignore_ascii_case(b"host"))
-        .and_then(|(_, value)| std::str::from_utf8(value).ok())
-        .and_then(normalize_host);
+    // RFC 9112 §3.2: more than one Host line is a 400, never a guess at
+    // which one counts (an origin that takes the last would serve a kite
+    // other than the one this request was routed to and judged for).
+    let mut hosts = headers(head).filter(|(name, _)| name.eq_ignore_ascii_case(b"host"));
+    let host = match (hosts.next(), hosts.next()) {
+        (Some((_, value)), None) => std::str::from_utf8(value).ok().and_then(normalize_host),
+        _ => None,
+    };
     let websocket = headers(head).any(|(name, value)| {
         name.eq_ignore_ascii_case(b"upgrade") && contains_ignore_case(value, b"websocket")
     });

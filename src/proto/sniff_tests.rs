@@ -181,8 +181,12 @@ fn host_header_variants() {
     );
     let prefixed = b"GET / HTTP/1.1\r\nHost: 0x0A000001--Foo.Test:80\r\n\r\n";
     assert_eq!(host_of(prefixed).as_deref(), Some("foo.test"));
+    // RFC 9112 §3.2: two Host lines are a 400 (found by the httparse
+    // differential test; the first one used to win).
     let duplicate = b"GET / HTTP/1.1\r\nHost: first.test\r\nHost: second.test\r\n\r\n";
-    assert_eq!(host_of(duplicate).as_deref(), Some("first.test"));
+    assert_eq!(host_of(duplicate), None);
+    let same = b"GET / HTTP/1.1\r\nHost: a.test\r\nhost: a.test\r\n\r\n";
+    assert_eq!(host_of(same), None);
     // Unusable: a space before the colon, junk, non-UTF-8, empty.
     assert_eq!(host_of(b"GET / HTTP/1.1\r\nHost : foo.test\r\n\r\n"), None);
     assert_eq!(host_of(b"GET / HTTP/1.1\r\nHost: foo bar\r\n\r\n"), None);

@@ -1,0 +1,46 @@
+//! The invariants the fuzz targets check, one function per target taking
+//! the fuzzer's bytes, so that `fuzz/fuzz_targets/*.rs` are one-liners and
+//! the stable test `tests/fuzz_corpus.rs` replays every committed corpus file
+//! through exactly the same code. A broken invariant is a panic (that is how
+//! libFuzzer learns of it); the parsers themselves must never panic. This
+//! module holds checks only: it changes no parser and does no I/O.
+
+mod acl_regex;
+mod frame;
+mod handshake;
+mod sniff;
+
+pub use acl_regex::acl_regex;
+pub use frame::frame;
+pub use handshake::handshake;
+pub use sniff::sniff;
+
+/// Option files and flags (`config::offline`, which never touches the
+/// filesystem or DNS).
+pub fn config(data: &[u8]) {
+    crate::config::offline::fuzz_check(data);
+}
+
+/// A target's check: panics when an invariant breaks.
+pub type Check = fn(&[u8]);
+
+/// Every target by its `fuzz/fuzz_targets` (and corpus directory) name.
+pub const TARGETS: &[(&str, Check)] = &[
+    ("frame", frame),
+    ("handshake", handshake),
+    ("sniff", sniff),
+    ("config", config),
+    ("acl_regex", acl_regex),
+];
+
+/// The places to cut an input of `len` bytes for the "fed in pieces equals
+/// fed whole" checks: all of them for short inputs, an even spread plus the
+/// last few for long ones, so one run stays well under a millisecond.
+pub fn cut_points(len: usize) -> impl Iterator<Item = usize> {
+    const ALL_UP_TO: usize = 256;
+    let step = if len <= ALL_UP_TO { 1 } else { len / ALL_UP_TO };
+    let tail = len.saturating_sub(16);
+    (0..=len)
+        .step_by(step)
+        .chain((tail..=len).filter(move |_| step > 1))
+}
