@@ -121,10 +121,18 @@ fn re_encode(f: &Frame<'_>) {
 }
 
 /// The PONG answering a decoded PING must decode, echoing the token (cut
-/// to 64 bytes).
+/// to 64 bytes); a token with control bytes gets no PONG at all (a header
+/// line is never sent with them).
 fn pong(token: &str) {
     let mut out = Vec::new();
     frame::encode_pong(&mut out, token.as_bytes());
+    if out.is_empty() {
+        assert!(
+            token.bytes().take(64).any(|b| b.is_ascii_control()),
+            "no PONG for PING {token:?}"
+        );
+        return;
+    }
     match frame::decode(&out) {
         Ok(Some((f, _))) => {
             let echoed = f.pong.unwrap_or_default();

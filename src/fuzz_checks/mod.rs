@@ -21,6 +21,11 @@ pub fn config(data: &[u8]) {
     crate::config::offline::fuzz_check(data);
 }
 
+/// The backend's HTTP request guard (`proto::http_fuzz`, beside the guard).
+pub fn request_guard(data: &[u8]) {
+    crate::proto::http_fuzz::request_guard(data);
+}
+
 /// A target's check: panics when an invariant breaks.
 pub type Check = fn(&[u8]);
 
@@ -31,6 +36,7 @@ pub const TARGETS: &[(&str, Check)] = &[
     ("sniff", sniff),
     ("config", config),
     ("acl_regex", acl_regex),
+    ("request_guard", request_guard),
 ];
 
 /// The places to cut an input of `len` bytes for the "fed in pieces equals
