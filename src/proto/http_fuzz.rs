@@ -113,7 +113,9 @@ fn check_head(head: &[u8], config: u8) {
         if name.eq_ignore_ascii_case("authorization") {
             // The scheme is case-insensitive (RFC 9110 §11.1).
             let mut words = value.split_ascii_whitespace();
-            let basic = words.next().is_some_and(|w| w.eq_ignore_ascii_case("basic"));
+            let basic = words
+                .next()
+                .is_some_and(|w| w.eq_ignore_ascii_case("basic"));
             authorized |= basic && words.next().is_some_and(|c| c.as_bytes() == CREDENTIALS);
         }
     }
