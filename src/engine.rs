@@ -683,17 +683,6 @@ mod tests {
         assert_eq!(eng.poll_timeout(), None, "no deadline: wait for events");
         drop(eng);
         // Engine::new took over the stop signals for this test process.
-        for signal in [
-            libc::SIGINT,
-            libc::SIGTERM,
-            libc::SIGHUP,
-            libc::SIGUSR1,
-            libc::SIGUSR2,
-        ] {
-            // SAFETY: restoring the default action is always valid.
-            unsafe {
-                libc::signal(signal, libc::SIG_DFL);
-            }
-        }
+        crate::signals::restore_defaults();
     }
 }

@@ -71,16 +71,5 @@ fn a_reload_whose_new_listener_cannot_be_watched_keeps_the_old_one() {
     drop(eng);
     // Engine::new took over the stop signals for this test process; give
     // them back, so the test runner can still be stopped.
-    for signal in [
-        libc::SIGINT,
-        libc::SIGTERM,
-        libc::SIGHUP,
-        libc::SIGUSR1,
-        libc::SIGUSR2,
-    ] {
-        // SAFETY: restoring the default action is always valid.
-        unsafe {
-            libc::signal(signal, libc::SIG_DFL);
-        }
-    }
+    crate::signals::restore_defaults();
 }

@@ -89,3 +89,21 @@ impl Signals {
             .collect()
     }
 }
+
+/// Gives the signals `Engine::new` takes over back to their default action,
+/// so a test that built an engine leaves its test runner stoppable.
+#[cfg(test)]
+pub(crate) fn restore_defaults() {
+    for signal in [
+        libc::SIGINT,
+        libc::SIGTERM,
+        libc::SIGHUP,
+        libc::SIGUSR1,
+        libc::SIGUSR2,
+    ] {
+        // SAFETY: restoring the default action is always valid.
+        unsafe {
+            libc::signal(signal, libc::SIG_DFL);
+        }
+    }
+}

@@ -529,7 +529,7 @@ fn a_backend_is_back_within_seconds_of_a_frontend_restart() {
 // Graceful stop
 
 /// A frontend and backend for `domain`, both live.
-fn pair(origin: &Origin, domain: &str, fe_extra: &[&str]) -> (u16, Proc, Proc) {
+pub(crate) fn pair(origin: &Origin, domain: &str, fe_extra: &[&str]) -> (u16, Proc, Proc) {
     let port = free_port();
     let fe = frontend(&[port], &[&format!("http:{domain}:{SECRET}")], fe_extra);
     let be = backend(port, &[kite("http", domain, origin.port(), SECRET)], &[]);

@@ -138,23 +138,7 @@ fn flood_round(out: &mut Vec<u8>, round: u64, forged_kites: usize) {
 /// True once the peer closed (EOF or reset) within `timeout`; reads and
 /// discards whatever comes before.
 fn closed_within(s: &mut TcpStream, timeout: Duration) -> bool {
-    let deadline = Instant::now() + timeout;
-    let mut sink = [0u8; 16 * 1024];
-    while Instant::now() < deadline {
-        s.set_read_timeout(Some(Duration::from_millis(100)))
-            .expect("timeout");
-        match s.read(&mut sink) {
-            Ok(0) => return true,
-            Ok(_) => {}
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                ) => {}
-            Err(_) => return true,
-        }
-    }
-    false
+    crate::meter::closed_within(s, timeout, &mut 0)
 }
 
 /// The attacker: for `FLOOD`, opens unauthenticated tunnels and writes

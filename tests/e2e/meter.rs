@@ -332,3 +332,19 @@ fn stats_lines_parse() {
         }
     );
 }
+
+/// `n` visitors held open, each having sent only a request line, so each
+/// keeps its place (per-IP limits, sniffing) until the test finishes it.
+pub fn half_requests(port: u16, n: usize) -> Vec<TcpStream> {
+    (0..n)
+        .map(|_| {
+            let addr = local(port);
+            let mut s =
+                TcpStream::connect_timeout(&addr, Duration::from_secs(20)).expect("connect");
+            s.set_read_timeout(Some(Duration::from_secs(20)))
+                .expect("read timeout");
+            s.write_all(b"GET / HTTP/1.1\r\n").expect("start a request");
+            s
+        })
+        .collect()
+}

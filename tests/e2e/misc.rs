@@ -13,6 +13,7 @@ use std::os::unix::process::CommandExt;
 use std::process::Command;
 use std::time::Duration;
 
+use crate::faults::pair;
 use crate::fixture::{T, backend, frontend, get, kite, live};
 use crate::meter::{read_head, status_of};
 use crate::origin::{INDEX_BODY, Origin};
@@ -105,16 +106,6 @@ fn the_soft_open_files_limit_is_raised_to_the_hard_limit() {
         line.contains(&format!("raised to {soft} (was {LOW})")),
         "{line}"
     );
-}
-
-/// A frontend and a backend serving `domain` from `origin`.
-fn pair(origin: &Origin, domain: &str, fe_extra: &[&str]) -> (u16, Proc, Proc) {
-    let port = free_port();
-    let fe = frontend(&[port], &[&format!("http:{domain}:{SECRET}")], fe_extra);
-    let be = backend(port, &[kite("http", domain, origin.port(), SECRET)], &[]);
-    live(&fe, &format!("http:{domain}"));
-    live(&be, &format!("http:{domain}"));
-    (port, fe, be)
 }
 
 /// A stream that never ends by itself: the origin half-closes `/halfclose`

@@ -275,14 +275,7 @@ fn a_backends_tunnel_is_not_a_visitor_for_the_per_ip_limit() {
     live(&fe, "http:acl.example.test");
     // Two visitors from the tunnel's address, both held open: the tunnel used to
     // take one of their places.
-    let open: Vec<TcpStream> = (0..2)
-        .map(|_| {
-            let mut s = TcpStream::connect_timeout(&local(port), T).expect("connect");
-            s.set_read_timeout(Some(T)).expect("read timeout");
-            s.write_all(b"GET / HTTP/1.1\r\n").expect("start a request");
-            s
-        })
-        .collect();
+    let open: Vec<TcpStream> = crate::meter::half_requests(port, 2);
     // The listener accepts in arrival order, so these two are in before the next.
     let full = b"GET / HTTP/1.1\r\nHost: acl.example.test\r\nConnection: close\r\n\r\n";
     // The limit still holds for visitors.

@@ -115,14 +115,7 @@ fn finish(mut s: TcpStream) -> RawResponse {
 fn max_conns_per_ip_refuses_the_fourth_connection() {
     // No backend: nothing but these visitors from 127.0.0.1 (a tunnel would not count).
     let (port, fe) = raw_frontend(&["--max_conns_per_ip=3"]);
-    let open: Vec<TcpStream> = (0..3)
-        .map(|_| {
-            let mut s = TcpStream::connect_timeout(&local(port), T).expect("connect");
-            s.set_read_timeout(Some(T)).expect("read timeout");
-            s.write_all(b"GET / HTTP/1.1\r\n").expect("start a request");
-            s
-        })
-        .collect();
+    let open: Vec<TcpStream> = crate::meter::half_requests(port, 3);
     let full = b"GET / HTTP/1.1\r\nHost: nosuch.example.test\r\nConnection: close\r\n\r\n";
     assert_closed_silently(local(port), full, AT_ONCE);
     fe.wait_for("per-IP limit", T);
