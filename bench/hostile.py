@@ -15,8 +15,10 @@ and time. Usage: bench/hostile.py --rkite PATH [--out bench/RESULTS.md]
 """
 
 import argparse
+import multiprocessing
 import os
 import platform
+import shlex
 import shutil
 import socket
 import statistics
@@ -111,6 +113,7 @@ class Run:
         for p in self.procs:
             p.kill()
             p.wait()
+        self.procs = []
 
 
 def get_keepalive(sock, host, path="/"):
@@ -175,7 +178,24 @@ def flood_worker(port, stop, counts):
                 pass
 
 
-def flood(run, report):
+def flood_process(port, writer):
+    """FLOOD_CONNS attacker threads for FLOOD_SECONDS; sends back the counts."""
+    stop = threading.Event()
+    counts = {"conns": 0, "rounds": 0, "closed": 0}
+    threads = [
+        threading.Thread(target=flood_worker, args=(port, stop, counts), daemon=True)
+        for _ in range(FLOOD_CONNS)
+    ]
+    for t in threads:
+        t.start()
+    time.sleep(FLOOD_SECONDS)  # the flood's length (a load duration, not a sync)
+    stop.set()
+    for t in threads:
+        t.join(5)
+    writer.send(counts)
+
+
+def flood(run):
     port = free_port()
     origin = run.nginx(1)
     fe, fe_log = run.start(
@@ -189,16 +209,13 @@ def flood(run, report):
     )
     wait_log(fe_log, "kite http:ok.test is live")
     rss_idle = status_kib(fe.pid, "VmRSS")
-    stop = threading.Event()
-    counts = {"conns": 0, "rounds": 0, "closed": 0}
-    threads = [
-        threading.Thread(target=flood_worker, args=(port, stop, counts), daemon=True)
-        for _ in range(FLOOD_CONNS)
-    ]
+    # The attacker runs in a process of its own, so its threads don't slow
+    # the tenant's measurements through this interpreter's lock.
+    reader, writer = multiprocessing.Pipe(duplex=False)
+    attacker = multiprocessing.Process(target=flood_process, args=(port, writer), daemon=True)
     log_before = os.path.getsize(fe_log)
     started = time.time()
-    for t in threads:
-        t.start()
+    attacker.start()
     times, failed, peak = [], 0, 0
     # One tenant request every 100 ms, each on a new connection, timed.
     for _ in range(FLOOD_SECONDS * 10):
@@ -216,29 +233,49 @@ def flood(run, report):
             failed += 1
         peak = max(peak, status_kib(fe.pid, "VmRSS"))
         time.sleep(0.1)
-    stop.set()
-    for t in threads:
-        t.join(5)
+    counts = reader.recv() if reader.poll(FLOOD_SECONDS + 10) else {"conns": 0, "rounds": 0}
+    attacker.join(5)
+    if attacker.is_alive():
+        attacker.kill()
     hwm = status_kib(fe.pid, "VmHWM")
     logged = os.path.getsize(fe_log) - log_before
-    report.append("## Under attack: unauthenticated flood\n")
-    report.append(
-        f"{FLOOD_CONNS} flooding connections for {FLOOD_SECONDS} s, each sending a tunnel request "
-        "with an unsigned kite line (and an ANSI escape in its version), then in-band NOOP rounds "
-        "with unsigned `X-PageKite:` lines as fast as the socket takes them; a real tenant's "
-        "visitor fetches a page through the same frontend meanwhile.\n"
-    )
-    report.append("| figure | value |\n|---|---|")
-    report.append(f"| flood connections opened / NOOP rounds sent | {counts['conns']:,} / {counts['rounds']:,} |")
-    report.append(f"| frontend RSS idle / peak sampled / VmHWM | {rss_idle / 1024:.1f} / {peak / 1024:.1f} / {hwm / 1024:.1f} MiB |")
-    report.append(f"| frontend log bytes during the flood | {logged:,} |")
+    run.stop()
     med = statistics.median(times) if times else float("nan")
     worst = max(times) if times else float("nan")
-    report.append(f"| tenant's requests served / failed during the flood | {len(times) - failed} / {failed} |")
-    report.append(f"| tenant's request time (new connection), median / worst | {med:.2f} / {worst:.2f} ms |\n")
+    return [
+        ("flood connections opened / NOOP rounds sent", f"{counts['conns']:,} / {counts['rounds']:,}"),
+        ("frontend RSS idle / peak sampled / VmHWM",
+         f"{rss_idle / 1024:.1f} / {peak / 1024:.1f} / {hwm / 1024:.1f} MiB"),
+        ("frontend log bytes during the flood", f"{logged:,}"),
+        ("tenant's requests served / failed during the flood", f"{len(times) - failed} / {failed}"),
+        ("tenant's request time (new connection), median / worst", f"{med:.2f} / {worst:.2f} ms"),
+    ]
 
 
-def exhaustion(run, report):
+def flood_report(report, figures, before):
+    report.append("## Under attack: unauthenticated flood\n")
+    report.append(
+        f"{FLOOD_CONNS} flooding connections for {FLOOD_SECONDS} s (from a process of their own), "
+        "each sending a tunnel request with an unsigned kite line (and an ANSI escape in its "
+        "version), then in-band NOOP rounds with unsigned `X-PageKite:` lines as fast as the "
+        "socket takes them; a real tenant's visitor fetches a page through the same frontend "
+        "every 100 ms meanwhile.\n"
+    )
+    if before is None:
+        report.append("| figure | value |\n|---|---|")
+        for name, value in figures:
+            report.append(f"| {name} | {value} |")
+    else:
+        label, old = before
+        report.append(f"| figure | this build | {label} |\n|---|---|---|")
+        for (name, value), (_, was) in zip(figures, old):
+            report.append(f"| {name} | {value} | {was} |")
+    report.append("")
+
+
+def exhaustion(run):
+    """Tenant B's latency idle and while tenant A's visitors hold their
+    buffers; B's measurement while A hogs is None when B was refused."""
     port = free_port()
     fe, fe_log = run.start(
         "tenants-fe",
@@ -263,36 +300,55 @@ def exhaustion(run, report):
         try:
             s.connect(("127.0.0.1", port))
             s.sendall(b"GET /big HTTP/1.1\r\nHost: a.test\r\n\r\n")
-            s.recv(1)
+            if not s.recv(1):
+                raise OSError("refused")
             hogs.append(s)
         except OSError:
             s.close()
             break
     time.sleep(2)  # let A's streams fill what they may (a measurement pause, not a sync)
     held = status_kib(fe.pid, "VmRSS")
-    busy = latencies(port, "b.test", LATENCY_REQUESTS)
+    try:
+        busy = latencies(port, "b.test", LATENCY_REQUESTS)
+    except (OSError, RuntimeError):
+        busy = None
     for s in hogs:
         s.close()
-    ratio = busy[0] / idle[0]
+    run.stop()
+    return {"hogs": len(hogs), "idle": idle, "busy": busy, "rss": held}
+
+
+def exhaustion_report(report, now, before):
     report.append("## Under attack: one tenant exhausting the buffers\n")
     report.append(
-        f"Frontend with `--buffers=16384` (16 MiB; a tunnel's share is 4 MiB). Tenant A: {len(hogs)} "
-        "visitors start 256 MiB downloads and read nothing (4 KiB receive buffers). Tenant B: "
-        f"{LATENCY_REQUESTS} sequential keep-alive GETs, idle and while A's visitors hold their buffers.\n"
+        f"Frontend with `--buffers=16384` (16 MiB; this build holds a tunnel to a 4 MiB share). "
+        f"Tenant A: up to {HOGS} visitors start 256 MiB downloads and read nothing (4 KiB receive "
+        f"buffers; new ones stop once one gets no reply within 3 s). Tenant B: {LATENCY_REQUESTS} "
+        "sequential keep-alive GETs on a new connection, idle and while A's visitors hold their buffers.\n"
     )
-    report.append("| figure | idle | A hogging | ratio | target |\n|---|---|---|---|---|")
-    report.append(
-        f"| B's latency, median | {idle[0]:.3f} ms | {busy[0]:.3f} ms | {ratio:.2f}x | ≤ 2x: "
-        f"{'met' if ratio <= 2 else 'NOT met'} |"
-    )
-    report.append(f"| B's latency, p99 | {idle[1]:.3f} ms | {busy[1]:.3f} ms | {busy[1] / idle[1]:.2f}x | |")
-    report.append(f"| frontend RSS while A hogs | | {held / 1024:.1f} MiB | | |\n")
+    report.append("| build | A's stalled visitors | B idle, median / p99 | B while A hogs, median / p99 "
+                  "| ratio (median) | target ≤ 2x | frontend RSS |\n|---|---|---|---|---|---|---|")
+    for label, r in [("this build", now)] + ([before] if before else []):
+        idle = r["idle"]
+        if r["busy"] is None:
+            busy, ratio, met = "refused", "—", "NOT met"
+        else:
+            busy = f"{r['busy'][0]:.3f} / {r['busy'][1]:.3f} ms"
+            q = r["busy"][0] / idle[0]
+            ratio, met = f"{q:.2f}x", ("met" if q <= 2 else "NOT met")
+        report.append(
+            f"| {label} | {r['hogs']} | {idle[0]:.3f} / {idle[1]:.3f} ms | {busy} | {ratio} | {met} "
+            f"| {r['rss'] / 1024:.1f} MiB |"
+        )
+    report.append("")
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--rkite", required=True)
     ap.add_argument("--out", default="bench/RESULTS.md")
+    ap.add_argument("--before", help="also flood this older rkite binary, for a before/after column")
+    ap.add_argument("--before-label", default="before", help="the column's heading")
     args = ap.parse_args()
     if not shutil.which("nginx"):
         sys.exit("hostile.py needs nginx (apt-get install nginx)")
@@ -301,15 +357,24 @@ def main():
     report = [
         "",
         f"<!-- bench/hostile.py, appended after the harness's report -->\n",
-        f"Measured by `bench/hostile.py --rkite {args.rkite}` on "
+        f"Measured by `python3 bench/hostile.py {shlex.join(sys.argv[1:])}` on "
         f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, {os.cpu_count()} cores, "
         f"{platform.platform()}.\n",
     ]
+    older = None
+    if args.before:
+        os.makedirs(os.path.join(work, "before"))
+        older = Run(os.path.abspath(args.before), os.path.join(work, "before"))
+    label = f"`{args.before_label}`"
     try:
-        flood(run, report)
-        exhaustion(run, report)
+        figures = flood(run)
+        flood_report(report, figures, (label, flood(older)) if older else None)
+        tenants = exhaustion(run)
+        exhaustion_report(report, tenants, (label, exhaustion(older)) if older else None)
     finally:
         run.stop()
+        if older:
+            older.stop()
     text = "\n".join(report) + "\n"
     print(text)
     with open(args.out, "a") as f:
