@@ -202,6 +202,15 @@ pub(super) fn splice(
             break;
         }
         let arg = normalize(&arg);
+        if arg == "--abort_not_configured" {
+            // Debian's account file ships with this line: stop here, before
+            // later files (its `defaults`) are even looked at.
+            return Err(ConfigError {
+                flag: "abort_not_configured".into(),
+                problem: super::NOT_CONFIGURED.into(),
+                origin: Some(at),
+            });
+        }
         check(&arg).map_err(|problem| ConfigError {
             flag: String::new(),
             problem,

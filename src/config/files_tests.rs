@@ -220,3 +220,78 @@ fn files_are_checked_even_for_flags_that_come_later() {
     let e = expand(&args(&["--", "-o", "x"])).unwrap();
     assert_eq!(e.args, ["--", "-o", "x"]);
 }
+
+/// Debian's /etc/pagekite.d as its comments ask a user to fill it in, and
+/// the kite lines pagekite.py writes: `kitename`, `@kitename`/`@kitesecret`,
+/// blanks around colons, `raw/22`, `service_off`, `service_cfg`.
+#[test]
+fn debian_style_account_and_kite_files() {
+    let dir = Scratch::new("debian");
+    dir.file(
+        "10_account.rc",
+        "# Replace the following with your account details.\n\n\
+         kitename   = home.example.test\nkitesecret = s3cret\n",
+    );
+    dir.file("20_frontends.rc", "frontend = 127.0.0.1:9080\n");
+    dir.file(
+        "80_httpd.rc",
+        "service_on = http:@kitename : localhost:8080 : @kitesecret\n\
+         service_cfg = home.example.test/80 : password/bob : pw\n",
+    );
+    dir.file(
+        "80_sshd.rc",
+        "service_off = raw/22:@kitename : localhost:22 : @kitesecret\n",
+    );
+    let c = match parse(&args(&["-O", &dir.path()])).unwrap() {
+        Parsed::Run(c) => *c,
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(c.kites.len(), 1);
+    let kite = &c.kites[0];
+    assert_eq!(kite.domain, "home.example.test");
+    assert_eq!(kite.secret, "s3cret");
+    assert_eq!(kite.local.port(), 8080);
+    assert_eq!(c.kites_off.len(), 1);
+    assert_eq!(c.kites_off[0].id.name(), "raw-22");
+    assert_eq!(c.be_config, ["home.example.test/80:password/bob:pw"]);
+    // --settings shows every line, secrets masked.
+    let Parsed::Settings(text) = parse(&args(&["-O", &dir.path(), "--settings"])).unwrap() else {
+        panic!("no settings");
+    };
+    assert!(text.contains("kitename = home.example.test\n"), "{text}");
+    assert!(
+        text.contains("service_off = raw/22:@kitename:localhost:22:********\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("service_cfg = home.example.test/80:password/bob:********\n"),
+        "{text}"
+    );
+    assert!(
+        !text.contains("s3cret") && !text.contains(":pw\n"),
+        "{text}"
+    );
+}
+
+#[test]
+fn debian_account_file_left_unedited_stops_with_its_line() {
+    let dir = Scratch::new("unedited");
+    let file = dir.file(
+        "10_account.rc",
+        "kitename   = NAME.pagekite.me\nkitesecret = YOURSECRET\n\n# Delete this line!\nabort_not_configured\n",
+    );
+    let err = parse(&args(&["-O", &dir.path()])).unwrap_err();
+    assert_eq!(
+        err.origin.as_deref(),
+        Some(format!("{file}:5").as_str()),
+        "{err}"
+    );
+    assert!(err.to_string().contains("never edited"), "{err}");
+    // @kitename without a kitename says what is missing.
+    let err = parse(&args(&[
+        "--frontend=127.0.0.1:9080",
+        "--service_on=http:@kitename:localhost:80:pw",
+    ]))
+    .unwrap_err();
+    assert!(err.to_string().contains("no kitename is set"), "{err}");
+}

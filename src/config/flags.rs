@@ -108,7 +108,28 @@ pub(super) const FLAGS: &[Flag] = &[
         "",
         "kitesecret",
         "SECRET",
-        "Backend: secret for --service_on kites given without one.",
+        "Backend: secret for --service_on kites given without one; `@kitesecret` in a kite spec stands for it.",
+    ),
+    value(
+        "",
+        "kitename",
+        "NAME",
+        "Backend: the main kite's name; `@kitename` in a kite spec stands for it (pagekite.py's .rc files).",
+    ),
+    multi(
+        "service_off",
+        "PROTO:DOMAIN:HOST:PORT:SECRET",
+        "Backend: a kite that is configured but not flown (pagekite.py's disabled kite). Repeatable.",
+    ),
+    multi(
+        "define_backend",
+        "PROTO:DOMAIN:HOST:PORT:SECRET",
+        "Same as --service_off.",
+    ),
+    switch(
+        "",
+        "abort_not_configured",
+        "Stop with exit 1: the option file holding it was never edited (Debian's /etc/pagekite.d/10_account.rc).",
     ),
     value(
         "",
@@ -163,6 +184,11 @@ pub(super) const FLAGS: &[Flag] = &[
         "be_config",
         "DOMAIN/PORT:KEY:VALUE",
         "Backend: a per-kite option, e.g. foo.example.com/80:password/bob:pw, .../ip/10.0.0.0/8:True, .../rewritehost:True. Repeatable.",
+    ),
+    multi(
+        "service_cfg",
+        "DOMAIN/PORT:KEY:VALUE",
+        "Same as --be_config (the name pagekite.py writes).",
     ),
     switch(
         "",

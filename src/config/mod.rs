@@ -87,8 +87,10 @@ pub struct Config {
     pub tunnel_acl: Vec<String>,
     /// Frontend: `--max_conns_per_ip` (0: no limit).
     pub max_conns_per_ip: usize,
-    /// Backend: `--be_config` specs, as written.
+    /// Backend: `--be_config` and `--service_cfg` specs, as written.
     pub be_config: Vec<String>,
+    /// Backend: `--service_off`/`--define_backend` kites: checked, not flown.
+    pub kites_off: Vec<ServiceKite>,
     /// `--insecure`: no security filter on any kite.
     pub insecure: bool,
     /// pagekite.py flags given that mean nothing here (logged at debug).
@@ -140,6 +142,10 @@ impl fmt::Display for ConfigError {
         }
     }
 }
+
+/// What `abort_not_configured` says.
+const NOT_CONFIGURED: &str = "this configuration was never edited: put your kite name and \
+                              secret in it and delete the abort_not_configured line";
 
 fn bad(flag: &str, problem: impl Into<String>) -> ConfigError {
     ConfigError {
@@ -207,16 +213,32 @@ fn parse_expanded(argv: &[String], expanded: &files::Expanded) -> Result<Parsed,
         .iter()
         .map(|f| parse_frontend(f))
         .collect::<Result<Vec<_>, _>>()?;
+    if m.opt_present("abort_not_configured") {
+        let at = expanded
+            .args
+            .iter()
+            .position(|a| a == "--abort_not_configured")
+            .and_then(|i| expanded.origins.get(i).cloned().flatten());
+        return Err(ConfigError {
+            flag: "abort_not_configured".into(),
+            problem: NOT_CONFIGURED.into(),
+            origin: at,
+        });
+    }
     let default_secret = last(&m, "kitesecret");
+    let kitename = last(&m, "kitename");
     let short_form = parse_short_form(&m.free, default_secret.as_deref())?;
     let mut kites = Vec::new();
-    for (flag, spec) in m
-        .opt_strs("service_on")
-        .into_iter()
-        .map(|s| ("service_on", s))
-        .chain(m.opt_strs("backend").into_iter().map(|s| ("backend", s)))
-    {
-        kites.extend(parse_service(&spec, flag, default_secret.as_deref())?);
+    let mut kites_off = Vec::new();
+    for flag in ["service_on", "backend", "service_off", "define_backend"] {
+        for spec in m.opt_strs(flag) {
+            let spec = expand_names(&spec, flag, kitename.as_deref(), default_secret.as_deref())?;
+            let parsed = parse_service(&spec, flag, default_secret.as_deref())?;
+            match flag {
+                "service_off" | "define_backend" => kites_off.extend(parsed),
+                _ => kites.extend(parsed),
+            }
+        }
     }
     kites.extend(short_form);
     let keepalive = match last(&m, "keepalive") {
@@ -244,7 +266,15 @@ fn parse_expanded(argv: &[String], expanded: &files::Expanded) -> Result<Parsed,
             ));
         }
         if kites.is_empty() {
-            return Err(bad("service_on", "a backend needs at least one kite"));
+            let off = if kites_off.is_empty() {
+                String::new()
+            } else {
+                format!(" ({} configured with service_off)", kites_off.len())
+            };
+            return Err(bad(
+                "service_on",
+                format!("a backend needs at least one kite{off}"),
+            ));
         }
     }
     let mut tls_endpoints = Vec::new();
@@ -333,7 +363,9 @@ fn parse_expanded(argv: &[String], expanded: &files::Expanded) -> Result<Parsed,
         tunnel_acl: m.opt_strs("tunnel_acl"),
         max_conns_per_ip: usize::try_from(number("max_conns_per_ip", 0)?.unwrap_or(256))
             .unwrap_or(usize::MAX),
-        be_config: m.opt_strs("be_config"),
+        // pagekite.py's `service_cfg` is `be_config` by another name.
+        be_config: [m.opt_strs("be_config"), m.opt_strs("service_cfg")].concat(),
+        kites_off,
         insecure: m.opt_present("insecure"),
         buffer_budget,
         max_conns,
@@ -392,6 +424,33 @@ pub fn kite_options(config: &Config) -> Result<Vec<KiteOptions>, OptionError> {
         all.push(options);
     }
     Ok(all)
+}
+
+/// `@kitename` and `@kitesecret` in a kite spec stand for `--kitename` and
+/// `--kitesecret`, as in the `.rc` files pagekite.py writes and Debian ships
+/// (`service_on = http:@kitename : localhost:80 : @kitesecret`).
+fn expand_names(
+    spec: &str,
+    flag: &str,
+    kitename: Option<&str>,
+    kitesecret: Option<&str>,
+) -> Result<String, ConfigError> {
+    let mut spec = spec.to_string();
+    for (marker, value, name) in [
+        ("@kitename", kitename, "kitename"),
+        ("@kitesecret", kitesecret, "kitesecret"),
+    ] {
+        if spec.contains(marker) {
+            let value = value.ok_or_else(|| {
+                bad(
+                    flag,
+                    format!("{marker} is used, but no {name} is set (add `{name} = ...`)"),
+                )
+            })?;
+            spec = spec.replace(marker, value);
+        }
+    }
+    Ok(spec)
 }
 
 /// `--connect=RELAY:PORT TARGET:PORT` with its TLS flags.

@@ -62,9 +62,9 @@ pub(super) fn mask(flag: &str, value: &str) -> String {
     let secret_field = match (flag, fields.len()) {
         ("kitesecret", _) => return MASK.to_string(),
         ("domain", 3) => Some(2),
-        ("service_on" | "backend", 5) => Some(4),
+        ("service_on" | "backend" | "service_off" | "define_backend", 5) => Some(4),
         // DOMAIN/PORT:password/USER:PASSWORD, and the password may hold `:`.
-        ("be_config", n) if n >= 3 && fields[1].starts_with("password/") => Some(2),
+        ("be_config" | "service_cfg", n) if n >= 3 && fields[1].starts_with("password/") => Some(2),
         _ => None,
     };
     match secret_field {

@@ -22,6 +22,7 @@ mod ops;
 mod origin;
 mod peers;
 mod raw;
+mod rcfiles;
 mod relay;
 mod robust;
 mod tenants;
