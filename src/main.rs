@@ -48,7 +48,7 @@ fn main() -> ExitCode {
         return ExitCode::from(1);
     }
     for flag in &config.ignored {
-        log::debug!("{flag} means nothing to rkite; ignored");
+        log::info!("{flag}: accepted for pagekite.py compatibility and ignored");
     }
     match serve(*config) {
         Ok(()) => ExitCode::SUCCESS,

@@ -269,6 +269,9 @@ pub(super) fn check(arg: &str) -> Result<(), String> {
             Some((n, v)) => (n, Some(v)),
             None => (rest, None),
         };
+        if let Some(super::compat::Status::Refused(why)) = super::compat::status(name) {
+            return Err(format!("{name}: refused: {why}"));
+        }
         return match (flags::lookup(name), value) {
             (None, _) => Err(format!("unknown option {name:?}")),
             (Some(Kind::Switch), Some(_)) => Err(format!("{name} takes no value")),
@@ -283,7 +286,10 @@ pub(super) fn check(arg: &str) -> Result<(), String> {
     let (letter, value) = letters
         .split_at_checked(1)
         .ok_or_else(|| format!("{arg:?} is not an option"))?;
-    match flags::lookup_short(letter).map(|f| f.kind) {
+    if let Some(super::compat::Status::Refused(why)) = super::compat::short_status(letter) {
+        return Err(format!("-{letter}: refused: {why}"));
+    }
+    match flags::short_kind(letter) {
         None => Err(format!("unknown option {arg:?}")),
         Some(Kind::Switch) if !value.is_empty() => {
             // Bundled switches such as `-vv`.

@@ -295,3 +295,60 @@ fn debian_account_file_left_unedited_stops_with_its_line() {
     .unwrap_err();
     assert!(err.to_string().contains("no kitename is set"), "{err}");
 }
+
+/// Lines from pagekite.py's own `--settings` output and its manual that rkite
+/// does not implement: accepted ones are read and ignored, refused ones stop
+/// with the file, the line and why (never "unknown option").
+#[test]
+fn pagekite_options_rkite_does_not_implement() {
+    let dir = Scratch::new("compat");
+    let ok = dir.file(
+        "ok.rc",
+        "frontend = 127.0.0.1:9080\nservice_on = http:a.test:localhost:80:pw\n\
+         max_read_bytes = 102400\nselect_loop_min_ms = 5\nsavefile = /tmp/x.rc\n\
+         uiport = 9999\nnullui\nnoisfrontend\nwatch = 2\nlocal = 80\n-R7\n-a\n",
+    );
+    assert!(matches!(parse(&args(&["-o", &ok])), Ok(Parsed::Run(_))));
+    for (line, why) in [
+        ("errorurl = http://example.test/err", "built-in error pages"),
+        (
+            "frontends = 2:relays.example.test:443",
+            "--frontend=HOST:PORT",
+        ),
+        ("defaults", "public relays"),
+        ("-E http://example.test/", "built-in error pages"),
+        ("httpd = localhost:9999", "web server"),
+    ] {
+        let file = dir.file(
+            "bad.rc",
+            &format!(
+                "frontend = 127.0.0.1:9080\n{line}\nservice_on = http:a.test:localhost:80:pw\n"
+            ),
+        );
+        let err = parse(&args(&["-o", &file])).unwrap_err();
+        assert_eq!(
+            err.origin.as_deref(),
+            Some(format!("{file}:2").as_str()),
+            "{line}: {err}"
+        );
+        let text = err.to_string();
+        assert!(
+            text.contains(why) && !text.contains("unknown option"),
+            "{line}: {text}"
+        );
+    }
+    // The same on the command line.
+    let err = parse(&args(&[
+        "--frontend=127.0.0.1:9080",
+        "--service_on=http:a.test:localhost:80:pw",
+        "--proxy=http://127.0.0.1:3128/",
+    ]))
+    .unwrap_err();
+    assert!(err.to_string().contains("outbound proxies"), "{err}");
+    // -h is pagekite.py's --host.
+    let Ok(Parsed::Run(c)) = parse(&args(&["--isfrontend", "-h", "127.0.0.1", "--ports=9080"]))
+    else {
+        panic!("-h is --host");
+    };
+    assert_eq!(c.host, Some("127.0.0.1".parse().unwrap()));
+}

@@ -3,6 +3,7 @@
 //! option-file checking and `--settings` are all built from this one table,
 //! so they cannot disagree. Holds no state and does no I/O.
 
+use super::compat;
 use getopts::{HasArg, Occur, Options};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -61,7 +62,7 @@ pub(super) const FLAGS: &[Flag] = &[
         "Run as a frontend (relay) instead of a backend.",
     ),
     value(
-        "",
+        "h",
         "host",
         "IP",
         "Frontend: address to listen on (default: all interfaces).",
@@ -300,19 +301,19 @@ pub(super) const IGNORED_SWITCHES: &[&str] = &[
     "save",
     "nocrashreport",
     "noprobes",
-    "watch",
-    "local",
-    "new",
-    "all",
     "nodaemonize",
 ];
 
-/// The flag named `name` (underscores, no dashes), ignored ones included.
+/// The flag named `name` (underscores, no dashes), ignored ones and
+/// pagekite.py's accepted and refused ones included.
 pub(super) fn lookup(name: &str) -> Option<Kind> {
     if IGNORED_SWITCHES.contains(&name) {
         return Some(Kind::Switch);
     }
-    FLAGS.iter().find(|f| f.long == name).map(|f| f.kind)
+    if let Some(f) = FLAGS.iter().find(|f| f.long == name) {
+        return Some(f.kind);
+    }
+    compat_kind(|_, long| long == name && !long.is_empty())
 }
 
 /// The flag whose short letter is `letter`.
@@ -322,10 +323,54 @@ pub(super) fn lookup_short(letter: &str) -> Option<&'static Flag> {
         .find(|f| !f.short.is_empty() && f.short == letter)
 }
 
+/// The kind of a short flag, pagekite.py's accepted and refused ones included.
+pub(super) fn short_kind(letter: &str) -> Option<Kind> {
+    lookup_short(letter)
+        .map(|f| f.kind)
+        .or_else(|| compat_kind(|short, _| short == letter && !short.is_empty()))
+}
+
+/// The kind of the first accepted or refused pagekite.py option that `is`.
+fn compat_kind(is: impl Fn(&str, &str) -> bool) -> Option<Kind> {
+    let accepted = compat::ACCEPTED
+        .iter()
+        .find(|a| is(a.0, a.1))
+        .map(|a| a.2.map_or(Kind::Switch, Kind::Multi));
+    accepted.or_else(|| {
+        compat::REFUSED.iter().find(|r| is(r.0, r.1)).map(|r| {
+            if r.2 {
+                Kind::Multi("VALUE")
+            } else {
+                Kind::Switch
+            }
+        })
+    })
+}
+
 /// The getopts parser. Every flag may be given more than once: single
 /// values keep the last one (option files and the command line combine as
-/// in pagekite.py), and switches stay on.
+/// in pagekite.py), and switches stay on. pagekite.py's accepted and refused
+/// options are parsed too, for `mod` to ignore or refuse with a reason.
 pub(super) fn options() -> Options {
+    let mut o = visible_options();
+    for (short, long, hint, _) in compat::ACCEPTED {
+        match hint {
+            Some(_) => o.optmulti(short, long, "", ""),
+            None => o.optflagmulti(short, long, ""),
+        };
+    }
+    for (short, long, value, _) in compat::REFUSED {
+        if *value {
+            o.optmulti(short, long, "", "");
+        } else {
+            o.optflagmulti(short, long, "");
+        }
+    }
+    o
+}
+
+/// The flags `--help` lists: rkite's own and the ignored switches.
+fn visible_options() -> Options {
     let mut o = Options::new();
     for f in FLAGS {
         let (hint, has_arg) = match f.kind {
@@ -342,7 +387,7 @@ pub(super) fn options() -> Options {
 
 pub(super) fn usage() -> String {
     let brief = "Usage:\n  rkite --isfrontend --ports=PORTS --domain=PROTOS:DOMAIN:SECRET [...]\n  rkite --frontend=HOST:PORT --service_on=PROTO:DOMAIN:HOST:PORT:SECRET [...]\n  rkite --optfile=FILE [...]\n\nA PageKite-compatible tunneled reverse proxy. Flags use pagekite.py's names;\n`--flag=value` and `--flag value` both work, and dashes may replace underscores.";
-    let text = options().usage(brief);
+    let text = visible_options().usage(brief);
     // getopts lists the ignored flags with empty descriptions; say it once.
     let kept: Vec<&str> = text
         .lines()
@@ -356,7 +401,8 @@ pub(super) fn usage() -> String {
         .collect();
     let mut text = kept.join("\n");
     text.push_str(&format!(
-        "\n\nAccepted for pagekite.py compatibility and ignored: {}.\n\n\
+        "\n\nAccepted for pagekite.py compatibility and ignored: {}; pagekite.py's other\n\
+         options are accepted or refused with a reason (README: pagekite.py's options).\n\n\
          Signals: SIGTERM/SIGINT stop (running streams get --stop_grace), SIGHUP re-reads the\n\
          command line and option files and applies the changes live, SIGUSR1 makes a backend\n\
          reconnect its tunnels now, SIGUSR2 logs a stats line.\n\

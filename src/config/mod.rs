@@ -17,6 +17,7 @@ use crate::proto::keepalive::DEFAULT_INTERVAL;
 pub const DEFAULT_STREAM_IDLE: u64 = 3600;
 use crate::proto::options::{self, KiteOptions, OptionError};
 
+pub mod compat;
 mod files;
 mod flags;
 #[doc(hidden)]
@@ -177,6 +178,12 @@ fn parse_expanded(argv: &[String], expanded: &files::Expanded) -> Result<Parsed,
         .map_err(|e| bad("", e.to_string()))?;
     if m.opt_present("help") {
         return Ok(Parsed::Help(usage()));
+    }
+    for (short, long, _, why) in compat::REFUSED {
+        let name = if long.is_empty() { short } else { long };
+        if m.opt_present(name) {
+            return Err(bad(long, format!("refused: {why}")));
+        }
     }
     if m.opt_present("version") {
         return Ok(Parsed::Version);
@@ -373,8 +380,14 @@ fn parse_expanded(argv: &[String], expanded: &files::Expanded) -> Result<Parsed,
         stream_idle,
         ignored: IGNORED_SWITCHES
             .iter()
-            .filter(|f| m.opt_present(f))
-            .map(|f| format!("--{f}"))
+            .map(|f| (*f, "means nothing to rkite"))
+            .chain(
+                compat::ACCEPTED
+                    .iter()
+                    .map(|a| (if a.1.is_empty() { a.0 } else { a.1 }, a.3)),
+            )
+            .filter(|(f, _)| m.opt_present(f))
+            .map(|(f, why)| format!("--{f} ({why})"))
             .collect(),
         daemonize: m.opt_present("daemonize"),
         pidfile: last(&m, "pidfile"),

@@ -124,6 +124,25 @@ fn pagekite_only_flags_are_accepted_and_ignored() {
         &port,
         "--domain=*:x.test:s",
     ]);
-    fe.wait_for("--clean means nothing to rkite; ignored", T);
+    fe.wait_for(
+        "--clean (means nothing to rkite): accepted for pagekite.py compatibility and ignored",
+        T,
+    );
     fe.wait_for(&format!("listening on 127.0.0.1:{port}"), T);
+    // pagekite.py's options with a value that mean nothing here are
+    // accepted too, in either spelling; one rkite can't honour stops it,
+    // saying why, with exit 1.
+    let fe2 = util::rkite(&[
+        "--isfrontend",
+        "--host=127.0.0.1",
+        "--ports=0",
+        "--select_loop_min_ms",
+        "5",
+        "--max_read_bytes=4096",
+        "--domain=*:x.test:s",
+    ]);
+    fe2.wait_for("--max_read_bytes (Python buffer tuning", T);
+    let refused = util::rkite(&["--isfrontend", "--ports=0", "--motd=hello"]);
+    assert_eq!(refused.wait_exit(T).and_then(|s| s.code()), Some(1));
+    refused.wait_for("--motd: refused: not supported yet", T);
 }

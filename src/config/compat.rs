@@ -1,0 +1,532 @@
+//! Every option pagekite.py 1.5.2 knows, and what rkite does with those it
+//! does not implement: *accepted* (no effect worth having here: UI,
+//! packaging, Python tuning, deprecated no-ops), or *refused* with a reason
+//! and what to use instead, so an existing command line or `.rc` file never
+//! meets "unknown option". Options rkite implements live in `flags`' table.
+//! Data only: the parser (`flags`, `files`, `mod`) applies it.
+
+/// pagekite.py's options that rkite accepts and ignores, with a value
+/// (`name = value`) or without (`None` hint), and why they mean nothing here.
+pub(super) const ACCEPTED: &[(&str, &str, Option<&str>, &str)] = &[
+    // (short, long, value hint, why)
+    ("", "nopyopenssl", None, "Python TLS library choice"),
+    (
+        "",
+        "nossl",
+        None,
+        "rkite's TLS is built in and used only where asked for",
+    ),
+    ("", "friendly", None, "interactive UI"),
+    ("", "uiport", Some("PORT"), "pagekite.py's built-in UI"),
+    (
+        "S",
+        "savefile",
+        Some("FILE"),
+        "rkite never rewrites option files",
+    ),
+    (
+        "",
+        "service_xmlrpc",
+        Some("URL"),
+        "pagekite.net's account service",
+    ),
+    (
+        "",
+        "controlpanel",
+        None,
+        "opens pagekite.net's control panel",
+    ),
+    (
+        "",
+        "controlpass",
+        None,
+        "prints the pagekite.net control-panel secret",
+    ),
+    ("", "noisfrontend", None, "the default"),
+    (
+        "",
+        "auththreads",
+        Some("N"),
+        "rkite is single-threaded; it needs no auth threads",
+    ),
+    (
+        "",
+        "authfail_closed",
+        None,
+        "only for --authdomain, which rkite refuses",
+    ),
+    ("", "noupgradeinfo", None, "pagekite.net upgrade notices"),
+    (
+        "",
+        "upgradeinfo",
+        Some("TEXT"),
+        "pagekite.net upgrade notices",
+    ),
+    ("", "tls_legacy", None, "rustls speaks TLS 1.2 and 1.3 only"),
+    (
+        "",
+        "max_read_bytes",
+        Some("N"),
+        "Python buffer tuning; rkite's memory is set by --buffers",
+    ),
+    (
+        "",
+        "select_loop_min_ms",
+        Some("MS"),
+        "Python select-loop tuning",
+    ),
+    ("", "noproxy", None, "rkite uses no proxy"),
+    ("", "noall", None, "the default"),
+    (
+        "",
+        "sslzlib",
+        None,
+        "rkite offers no compression inside TLS",
+    ),
+    ("", "loglevel", Some("LEVEL"), "use -v or -q (or RUST_LOG)"),
+    (
+        "",
+        "watchdog",
+        Some("SECONDS"),
+        "pagekite.py's self-watchdog thread",
+    ),
+    (
+        "",
+        "reloadfile",
+        Some("FILE"),
+        "deprecated; pagekite.py ignores it too",
+    ),
+    (
+        "",
+        "webroot",
+        Some("DIR"),
+        "deprecated; pagekite.py ignores it too",
+    ),
+    (
+        "",
+        "webaccess",
+        Some("TEXT"),
+        "deprecated; pagekite.py ignores it too",
+    ),
+    (
+        "",
+        "webindexes",
+        Some("TEXT"),
+        "deprecated; pagekite.py ignores it too",
+    ),
+    (
+        "",
+        "delete_backend",
+        Some("SPEC"),
+        "deprecated; pagekite.py ignores it too",
+    ),
+    (
+        "R",
+        "",
+        Some("VALUE"),
+        "-R is in pagekite.py's list but does nothing there",
+    ),
+    (
+        "",
+        "local",
+        Some("PORTS"),
+        "pagekite.py's local-only mode for its built-in server",
+    ),
+    ("N", "new", None, "pagekite.py's interactive kite creation"),
+    (
+        "a",
+        "all",
+        None,
+        "pagekite.py's require-every-frontend mode; rkite keeps a tunnel to each",
+    ),
+    (
+        "",
+        "watch",
+        Some("LEVEL"),
+        "pagekite.py's UI traffic display; see -v and --debugio",
+    ),
+];
+
+/// pagekite.py's options that rkite refuses: (short, long, takes a value,
+/// why, and what to use instead).
+pub(super) const REFUSED: &[(&str, &str, bool, &str)] = &[
+    (
+        "",
+        "shell",
+        false,
+        "pagekite.py's interactive shell is not part of rkite",
+    ),
+    (
+        "",
+        "signup",
+        false,
+        "pagekite.net sign-up is not part of rkite; create kites with your relay's operator",
+    ),
+    (
+        "",
+        "list",
+        false,
+        "rkite keeps no kite list of its own: use --settings",
+    ),
+    (
+        "",
+        "add",
+        false,
+        "rkite never rewrites option files: add a service_on line to one",
+    ),
+    (
+        "",
+        "only",
+        false,
+        "rkite never rewrites option files: edit the service_on lines",
+    ),
+    (
+        "",
+        "disable",
+        false,
+        "rkite never rewrites option files: change the kite's service_on to service_off",
+    ),
+    (
+        "",
+        "remove",
+        false,
+        "rkite never rewrites option files: delete the kite's service_on line",
+    ),
+    (
+        "",
+        "register",
+        true,
+        "pagekite.net kite registration is not part of rkite",
+    ),
+    (
+        "H",
+        "httpd",
+        true,
+        "the built-in web server is not supported yet: run a web server and fly a kite for it",
+    ),
+    (
+        "P",
+        "pemfile",
+        true,
+        "the built-in web server's TLS is not supported: use --tls_endpoint on the frontend",
+    ),
+    (
+        "X",
+        "httppass",
+        true,
+        "the built-in web server is not supported yet",
+    ),
+    (
+        "",
+        "webpath",
+        true,
+        "the built-in web server is not supported yet",
+    ),
+    (
+        "E",
+        "errorurl",
+        true,
+        "not supported yet: visitors get rkite's built-in error pages",
+    ),
+    (
+        "",
+        "defaults",
+        false,
+        "pagekite.net's service defaults would dial public relays: name your relay with --frontend=HOST:PORT",
+    ),
+    (
+        "",
+        "whitelabel",
+        true,
+        "pagekite.net's service defaults would dial public relays: name your relay with --frontend=HOST:PORT",
+    ),
+    (
+        "",
+        "whitelabels",
+        true,
+        "pagekite.net's service defaults would dial public relays: name your relay with --frontend=HOST:PORT",
+    ),
+    (
+        "A",
+        "authdomain",
+        true,
+        "DNS-based remote kite authentication is not supported: give each domain's secret with --domain",
+    ),
+    ("", "motd", true, "not supported yet"),
+    (
+        "",
+        "portalias",
+        true,
+        "not supported yet: listen on both ports with --ports",
+    ),
+    (
+        "",
+        "selfsign",
+        false,
+        "make a certificate with openssl and use --tls_endpoint",
+    ),
+    (
+        "",
+        "ratelimit_ips",
+        true,
+        "not supported yet: use --max_conns_per_ip",
+    ),
+    (
+        "",
+        "accept_acl_file",
+        true,
+        "not supported yet: use --client_acl and --tunnel_acl",
+    ),
+    (
+        "",
+        "nofrontend",
+        true,
+        "not supported yet: list the relays to use with --frontend",
+    ),
+    (
+        "",
+        "frontends",
+        true,
+        "not supported yet: give each relay with --frontend=HOST:PORT",
+    ),
+    ("", "torify", true, "outbound proxies are not supported yet"),
+    (
+        "",
+        "socksify",
+        true,
+        "outbound proxies are not supported yet",
+    ),
+    ("", "proxy", true, "outbound proxies are not supported yet"),
+    (
+        "D",
+        "dyndns",
+        true,
+        "dynamic DNS updates are not supported yet",
+    ),
+    (
+        "",
+        "wschunks",
+        false,
+        "the WebSocket tunnel transport is not supported: tunnels use CONNECT, with TLS if asked",
+    ),
+    (
+        "",
+        "overload",
+        true,
+        "not supported yet: use --max_conns and --buffers",
+    ),
+    (
+        "",
+        "overload_cpu",
+        true,
+        "not supported yet: use --max_conns and --buffers",
+    ),
+    (
+        "",
+        "overload_mem",
+        true,
+        "not supported yet: use --max_conns and --buffers",
+    ),
+    (
+        "",
+        "overload_file",
+        true,
+        "not supported yet: use --max_conns and --buffers",
+    ),
+];
+
+/// How rkite treats one of pagekite.py's options.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Status {
+    Implemented,
+    Accepted(&'static str),
+    Refused(&'static str),
+}
+
+/// The status of pagekite.py's long option `name`, if rkite knows it.
+pub fn status(name: &str) -> Option<Status> {
+    if super::flags::FLAGS.iter().any(|f| f.long == name) {
+        return Some(Status::Implemented);
+    }
+    if super::flags::IGNORED_SWITCHES.contains(&name) {
+        return Some(Status::Accepted("means nothing to rkite"));
+    }
+    if let Some((_, _, _, why)) = ACCEPTED.iter().find(|a| a.1 == name && !name.is_empty()) {
+        return Some(Status::Accepted(why));
+    }
+    REFUSED
+        .iter()
+        .find(|r| r.1 == name)
+        .map(|(_, _, _, why)| Status::Refused(why))
+}
+
+/// The status of pagekite.py's short option `letter`.
+pub fn short_status(letter: &str) -> Option<Status> {
+    if let Some(f) = super::flags::FLAGS.iter().find(|f| f.short == letter) {
+        return status(f.long);
+    }
+    if let Some(a) = ACCEPTED
+        .iter()
+        .find(|a| a.0 == letter && !letter.is_empty())
+    {
+        return Some(Status::Accepted(a.3));
+    }
+    REFUSED
+        .iter()
+        .find(|r| r.0 == letter && !letter.is_empty())
+        .map(|r| Status::Refused(r.3))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// pagekite.py 1.5.2's `OPT_FLAGS` and `OPT_ARGS` (pk.py), as shipped.
+    const OPT_FLAGS: &str = "o:O:S:H:P:X:L:ZI:fA:R:h:p:aD:U:NE:";
+    const OPT_ARGS: &[&str] = &[
+        "noloop",
+        "clean",
+        "nopyopenssl",
+        "nossl",
+        "nocrashreport",
+        "nullui",
+        "remoteui",
+        "uiport=",
+        "help",
+        "settings",
+        "optfile=",
+        "optdir=",
+        "savefile=",
+        "friendly",
+        "shell",
+        "signup",
+        "list",
+        "add",
+        "only",
+        "disable",
+        "remove",
+        "save",
+        "service_xmlrpc=",
+        "controlpanel",
+        "controlpass",
+        "httpd=",
+        "pemfile=",
+        "httppass=",
+        "errorurl=",
+        "webpath=",
+        "logfile=",
+        "daemonize",
+        "nodaemonize",
+        "runas=",
+        "pidfile=",
+        "isfrontend",
+        "noisfrontend",
+        "settings",
+        "defaults",
+        "whitelabel=",
+        "whitelabels=",
+        "local=",
+        "domain=",
+        "auththreads=",
+        "authdomain=",
+        "authfail_closed",
+        "motd=",
+        "register=",
+        "host=",
+        "noupgradeinfo",
+        "upgradeinfo=",
+        "ports=",
+        "protos=",
+        "portalias=",
+        "rawports=",
+        "tls_legacy",
+        "tls_default=",
+        "tls_endpoint=",
+        "selfsign",
+        "fe_certname=",
+        "fe_nocertcheck",
+        "ca_certs=",
+        "kitename=",
+        "kitesecret=",
+        "backend=",
+        "define_backend=",
+        "be_config=",
+        "insecure",
+        "ratelimit_ips=",
+        "max_read_bytes=",
+        "select_loop_min_ms=",
+        "service_on=",
+        "service_off=",
+        "service_cfg=",
+        "tunnel_acl=",
+        "client_acl=",
+        "accept_acl_file=",
+        "frontend=",
+        "nofrontend=",
+        "frontends=",
+        "keepalive=",
+        "torify=",
+        "socksify=",
+        "proxy=",
+        "noproxy",
+        "new",
+        "all",
+        "noall",
+        "dyndns=",
+        "nozchunks",
+        "sslzlib",
+        "wschunks",
+        "buffers=",
+        "noprobes",
+        "debugio",
+        "watch=",
+        "loglevel=",
+        "watchdog=",
+        "overload=",
+        "overload_cpu=",
+        "overload_mem=",
+        "overload_file=",
+        "reloadfile=",
+        "autosave",
+        "noautosave",
+        "webroot=",
+        "webaccess=",
+        "webindexes=",
+        "delete_backend=",
+    ];
+
+    #[test]
+    fn every_pagekite_option_has_a_status() {
+        let mut missing = Vec::new();
+        for arg in OPT_ARGS {
+            let name = arg.trim_end_matches('=');
+            if status(name).is_none() {
+                missing.push(format!("--{name}"));
+            }
+        }
+        for letter in OPT_FLAGS.chars().filter(|c| *c != ':') {
+            if short_status(&letter.to_string()).is_none() {
+                missing.push(format!("-{letter}"));
+            }
+        }
+        assert!(missing.is_empty(), "no status for {missing:?}");
+        // Nothing is listed twice, and nothing rkite implements is also
+        // accepted or refused.
+        let mut names: Vec<&str> = ACCEPTED
+            .iter()
+            .map(|a| a.1)
+            .chain(REFUSED.iter().map(|r| r.1))
+            .filter(|n| !n.is_empty())
+            .collect();
+        let all = names.len();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), all, "listed twice");
+        for name in names {
+            assert!(
+                !super::super::flags::FLAGS.iter().any(|f| f.long == name),
+                "{name} is implemented and listed"
+            );
+        }
+    }
+}
