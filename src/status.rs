@@ -229,6 +229,14 @@ fn render(eng: &mut Engine, running: bool) -> (String, usize) {
                     json_list(&on)
                 )
             })
+            // Kites configured with service_off: known, not flown.
+            .chain(eng.config.kites_off.iter().map(|k| {
+                format!(
+                    "{{\"name\": {}, \"local\": {}, \"state\": \"disabled\", \"live_on\": []}}",
+                    json_str(&crate::proto::kite::key(&k.id.name(), &k.domain)),
+                    json_str(&k.local.to_string())
+                )
+            }))
             .collect::<Vec<_>>(),
         Role::Frontend(_) => live_kites
             .iter()

@@ -49,7 +49,11 @@ fn debians_pagekite_d_configured_as_its_comments_ask() {
     let Some(dir) = stock_copy() else { return };
     let origin = Origin::start();
     let port = free_port();
-    let fe = frontend(&[port], &[&format!("http,raw:{NAME}:s3cret")], &[]);
+    let fe = frontend(
+        &[port],
+        &[&format!("http,raw:{NAME}:s3cret")],
+        &["--rawports=virtual"],
+    );
 
     // As shipped, the account file stops everything, naming its line.
     let unedited = util::rkite(&["-O", &dir.to_string_lossy()]);
@@ -88,7 +92,12 @@ fn debians_pagekite_d_configured_as_its_comments_ask() {
     assert!(sshd.contains("service_off = raw/22:@kitename : localhost:22 : @kitesecret"));
     std::fs::write(dir.join("80_sshd.rc"), sshd).expect("write");
 
-    let be = util::rkite(&["-O", &dir.to_string_lossy()]);
+    let status = dir.join("status.json");
+    let be = util::rkite(&[
+        "-O",
+        &dir.to_string_lossy(),
+        &format!("--status_file={}", status.display()),
+    ]);
     live(&be, &format!("http:{NAME}"));
     live(&fe, &format!("http:{NAME}"));
     let url = format!("http://127.0.0.1:{port}/");
@@ -107,5 +116,24 @@ fn debians_pagekite_d_configured_as_its_comments_ask() {
     let reply = String::from_utf8_lossy(&reply);
     assert!(reply.starts_with("HTTP/1.0 503"), "{reply}");
     assert!(!be.contains("raw-22"), "a service_off kite was flown");
+    // The status file shows it as disabled.
+    util::wait_until("the status file names the disabled kite", T, || {
+        std::fs::read_to_string(&status).is_ok_and(|text| {
+            text.contains(&format!(
+                "\"name\": \"raw-22:{NAME}\", \"local\": \"127.0.0.1:22\", \"state\": \"disabled\""
+            ))
+        })
+    });
+    // Switched on in the file and SIGHUP: it flies, the web kite stays.
+    edit(
+        &dir,
+        "80_sshd.rc",
+        "service_off = raw/22",
+        "service_on = raw/22",
+    );
+    be.signal(libc::SIGHUP);
+    live(&fe, &format!("raw-22:{NAME}"));
+    let again = util::curl(&["-u", "bob:pw", "-H", &host, &url]);
+    assert_eq!(again.status, 200);
     eprintln!("served {NAME} from Debian's files: 401, then 200 with the password");
 }
