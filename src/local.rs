@@ -18,7 +18,7 @@ use crate::engine::{Conn, Engine, TimerKind};
 use crate::proto::flow::INITIAL_WINDOW;
 use crate::proto::frame::{self, Eof, Frame, Line};
 use crate::proto::http::{ForwardInfo, Refused, RequestRewriter, Rules};
-use crate::proto::pages::{self, Refusal};
+use crate::proto::pages::{self, ErrorFrame, Refusal};
 use crate::relay::{TunnelCore, Why, tag};
 use crate::stream::Stream;
 use crate::transport::Transport;
@@ -54,7 +54,15 @@ pub fn open_stream(
     };
     if let Some(reason) = refusal {
         eng.log_refusal(&reason, &format!("stream {label}"));
-        return refuse(core, sid, &proto, &host, &uuid, Refusal::Unavailable);
+        return refuse(
+            core,
+            sid,
+            &proto,
+            &host,
+            &uuid,
+            Refusal::Unavailable,
+            eng.config.error_urls.frame_for(&host),
+        );
     }
     let Some((service, options)) = backend::service(eng, &proto, &host, port) else {
         crate::logging::noisy(
@@ -63,7 +71,15 @@ pub fn open_stream(
             Level::Info,
             format_args!("[t{}] sid={sid}: no kite for {label}", tag(token)),
         );
-        return refuse(core, sid, &proto, &host, &uuid, Refusal::Unavailable);
+        return refuse(
+            core,
+            sid,
+            &proto,
+            &host,
+            &uuid,
+            Refusal::Unavailable,
+            eng.config.error_urls.frame_for(&host),
+        );
     };
     if !options.ip_allowed(rip) {
         crate::logging::noisy(
@@ -75,7 +91,15 @@ pub fn open_stream(
                 tag(token)
             ),
         );
-        return refuse(core, sid, &proto, &host, &uuid, Refusal::Unavailable);
+        return refuse(
+            core,
+            sid,
+            &proto,
+            &host,
+            &uuid,
+            Refusal::Unavailable,
+            eng.config.error_urls.frame_for(&host),
+        );
     }
     let http = is_http(&proto);
     let filter = http && options.filters_dangerous(eng.config.insecure);
@@ -108,7 +132,7 @@ pub fn open_stream(
                 Level::Info,
                 format_args!("[t{}] sid={sid}: {label} from {rip}: {r}", tag(token)),
             );
-            return refuse(core, sid, &proto, &host, &uuid, refusal_for(r));
+            return refuse(core, sid, &proto, &host, &uuid, refusal_for(r), None);
         }
     }
     let sock = match TcpStream::connect(local) {
@@ -123,7 +147,15 @@ pub fn open_stream(
                     tag(token)
                 ),
             );
-            return refuse(core, sid, &proto, &host, &uuid, Refusal::Unavailable);
+            return refuse(
+                core,
+                sid,
+                &proto,
+                &host,
+                &uuid,
+                Refusal::Unavailable,
+                eng.config.error_urls.frame_for(&host),
+            );
         }
     };
     let _ = sock.set_nodelay(true);
@@ -182,8 +214,9 @@ fn refuse(
     host: &str,
     uuid: &str,
     why: Refusal,
+    frame: Option<ErrorFrame<'_>>,
 ) -> Result<(), Why> {
-    send_refusal(core, sid, proto, host, uuid, why);
+    send_refusal(core, sid, proto, host, uuid, why, frame);
     frame::encode_eof(&mut core.out, sid, Eof::BOTH);
     Ok(())
 }
@@ -195,9 +228,10 @@ fn send_refusal(
     host: &str,
     uuid: &str,
     why: Refusal,
+    frame: Option<ErrorFrame<'_>>,
 ) {
     let body = match proto {
-        p if is_http(p) => pages::refused(why, "http", host, uuid),
+        p if is_http(p) => pages::refused(why, "http", host, uuid, frame),
         "https" => pages::TLS_ALERT.to_vec(),
         _ => return,
     };
@@ -209,7 +243,7 @@ fn send_refusal(
 /// before the stream's EOF.
 pub fn refused_midstream(core: &mut TunnelCore, s: &Stream, uuid: &str, why: Refused) {
     let (proto, host) = split_label(&s.label);
-    send_refusal(core, s.sid, &proto, &host, uuid, refusal_for(why));
+    send_refusal(core, s.sid, &proto, &host, uuid, refusal_for(why), None);
 }
 
 /// The page a refused request gets.
@@ -261,6 +295,7 @@ pub fn local_connect_failed(eng: &mut Engine, token: Token, s: &mut Stream, why:
     );
     let (proto, host) = split_label(&s.label);
     let uuid = backend::uuid(eng);
+    let frame = eng.config.error_urls.frame_for(&host);
     if let Some(Conn::Tunnel(t)) = eng.conns.get_mut(s.tunnel) {
         send_refusal(
             &mut t.core,
@@ -269,6 +304,7 @@ pub fn local_connect_failed(eng: &mut Engine, token: Token, s: &mut Stream, why:
             &host,
             &uuid,
             Refusal::Unavailable,
+            frame,
         );
     }
 }

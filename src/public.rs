@@ -623,6 +623,8 @@ fn refuse(eng: &mut Engine, token: Token, s: Sniff, proto: &str, host: &str) -> 
     if proto == "https" {
         return Reply::start(eng, token, s.transport, pages::TLS_ALERT.to_vec());
     }
-    let page = pages::unavailable(PageSide::Frontend, "http", host, frontend::uuid(eng));
+    let uuid = frontend::uuid(eng);
+    let frame = eng.config.error_urls.frame_for(host);
+    let page = pages::unavailable_framed(PageSide::Frontend, "http", host, uuid, frame);
     Reply::start(eng, token, s.transport, page)
 }

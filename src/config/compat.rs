@@ -223,12 +223,6 @@ pub(super) const REFUSED: &[(&str, &str, bool, &str)] = &[
         "the built-in web server is not supported yet",
     ),
     (
-        "E",
-        "errorurl",
-        true,
-        "not supported yet: visitors get rkite's built-in error pages",
-    ),
-    (
         "",
         "defaults",
         false,
@@ -528,5 +522,49 @@ mod tests {
                 "{name} is implemented and listed"
             );
         }
+    }
+
+    /// Prints the README's table (`cargo test --lib readme_table -- --ignored
+    /// --nocapture`), so the README can't drift from this data by hand.
+    #[test]
+    #[ignore]
+    fn readme_table() {
+        let shorts: Vec<char> = OPT_FLAGS.chars().filter(|c| *c != ':').collect();
+        let mut counts = [0; 3];
+        let mut seen = Vec::new();
+        for arg in OPT_ARGS {
+            let name = arg.trim_end_matches('=');
+            if seen.contains(&name) {
+                continue;
+            }
+            seen.push(name);
+            let short = shorts.iter().find(|c| {
+                let letter = c.to_string();
+                super::super::flags::FLAGS
+                    .iter()
+                    .any(|f| f.long == name && f.short == letter)
+                    || ACCEPTED.iter().any(|a| a.1 == name && a.0 == letter)
+                    || REFUSED.iter().any(|r| r.1 == name && r.0 == letter)
+            });
+            let short = short.map(|c| format!(", `-{c}`")).unwrap_or_default();
+            let (status, note) = match status(name) {
+                Some(Status::Implemented) => ("implemented", "see Flags"),
+                Some(Status::Accepted(why)) => ("accepted", why),
+                Some(Status::Refused(why)) => ("refused", why),
+                None => ("?", "?"),
+            };
+            counts[match status {
+                "implemented" => 0,
+                "accepted" => 1,
+                _ => 2,
+            }] += 1;
+            println!("| `--{name}`{short} | {status} | {note} |");
+        }
+        println!(
+            "| `-R` | accepted | {} |",
+            ACCEPTED.iter().find(|a| a.0 == "R").map_or("", |a| a.3)
+        );
+        counts[1] += 1;
+        println!("counts: {counts:?}");
     }
 }

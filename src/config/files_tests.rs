@@ -306,17 +306,16 @@ fn pagekite_options_rkite_does_not_implement() {
         "ok.rc",
         "frontend = 127.0.0.1:9080\nservice_on = http:a.test:localhost:80:pw\n\
          max_read_bytes = 102400\nselect_loop_min_ms = 5\nsavefile = /tmp/x.rc\n\
-         uiport = 9999\nnullui\nnoisfrontend\nwatch = 2\nlocal = 80\n-R7\n-a\n",
+         uiport = 9999\nnullui\nnoisfrontend\nwatch = 2\nlocal = 80\n-R7\n-a\n\
+         errorurl = http://errors.test/?\nerrorurl = a.test : http://a.test/down\n",
     );
     assert!(matches!(parse(&args(&["-o", &ok])), Ok(Parsed::Run(_))));
     for (line, why) in [
-        ("errorurl = http://example.test/err", "built-in error pages"),
         (
             "frontends = 2:relays.example.test:443",
             "--frontend=HOST:PORT",
         ),
         ("defaults", "public relays"),
-        ("-E http://example.test/", "built-in error pages"),
         ("httpd = localhost:9999", "web server"),
     ] {
         let file = dir.file(

@@ -186,6 +186,12 @@ pub(super) const FLAGS: &[Flag] = &[
         "DOMAIN/PORT:KEY:VALUE",
         "Backend: a per-kite option, e.g. foo.example.com/80:password/bob:pw, .../ip/10.0.0.0/8:True, .../rewritehost:True. Repeatable.",
     ),
+    Flag {
+        short: "E",
+        long: "errorurl",
+        kind: Kind::Multi("[DOMAIN:]URL"),
+        help: "Both: show URL (framed, as pagekite.py does) instead of the built-in page when a kite is unknown or its server is down; DOMAIN:URL for a domain and its subdomains. Repeatable.",
+    },
     multi(
         "service_cfg",
         "DOMAIN/PORT:KEY:VALUE",

@@ -92,6 +92,8 @@ pub struct Config {
     pub be_config: Vec<String>,
     /// Backend: `--service_off`/`--define_backend` kites: checked, not flown.
     pub kites_off: Vec<ServiceKite>,
+    /// `--errorurl`: pages framed instead of the built-in unavailable page.
+    pub error_urls: crate::proto::pages::ErrorUrls,
     /// `--insecure`: no security filter on any kite.
     pub insecure: bool,
     /// pagekite.py flags given that mean nothing here (logged at debug).
@@ -373,6 +375,13 @@ fn parse_expanded(argv: &[String], expanded: &files::Expanded) -> Result<Parsed,
         // pagekite.py's `service_cfg` is `be_config` by another name.
         be_config: [m.opt_strs("be_config"), m.opt_strs("service_cfg")].concat(),
         kites_off,
+        error_urls: {
+            let mut urls = crate::proto::pages::ErrorUrls::default();
+            for arg in m.opt_strs("errorurl") {
+                urls.add(&arg);
+            }
+            urls
+        },
         insecure: m.opt_present("insecure"),
         buffer_budget,
         max_conns,

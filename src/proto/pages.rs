@@ -53,6 +53,102 @@ fn escape(text: &str) -> String {
     out
 }
 
+/// `--errorurl`: where visitors of an unavailable kite are sent instead of
+/// the built-in page, for every domain or for a domain and its subdomains.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ErrorUrls {
+    pub default: Option<String>,
+    /// (domain, URL), from `errorurl = DOMAIN:URL`.
+    pub by_domain: Vec<(String, String)>,
+}
+
+impl ErrorUrls {
+    /// pagekite.py's reading of one `--errorurl`: `DOMAIN:URL` when it holds
+    /// `:http`, else a URL for every domain.
+    pub fn add(&mut self, arg: &str) {
+        match arg.split_once(':').filter(|_| arg.contains(":http")) {
+            Some((domain, url)) => self
+                .by_domain
+                .push((domain.to_ascii_lowercase(), url.to_owned())),
+            None => self.default = Some(arg.to_owned()),
+        }
+    }
+
+    /// The page for `host`: the URL of its own domain or the nearest parent
+    /// domain's (without PageKite's name on the page, as pagekite.py does for
+    /// such white-label URLs), else the general one.
+    pub fn frame_for(&self, host: &str) -> Option<ErrorFrame<'_>> {
+        let host = host.split(':').next().unwrap_or(host).to_ascii_lowercase();
+        let mut rest = host.as_str();
+        loop {
+            if let Some((_, url)) = self.by_domain.iter().rev().find(|(d, _)| d == rest) {
+                return Some(ErrorFrame {
+                    url,
+                    advertise: false,
+                });
+            }
+            match rest.split_once('.') {
+                Some((_, parent)) => rest = parent,
+                None => break,
+            }
+        }
+        self.default.as_deref().map(|url| ErrorFrame {
+            url,
+            advertise: true,
+        })
+    }
+}
+
+/// An error page that frames the operator's URL.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ErrorFrame<'a> {
+    pub url: &'a str,
+    /// Name PageKite on the page (not for a domain's own error URL).
+    pub advertise: bool,
+}
+
+/// `503 Unavailable` for a domain nobody serves (`Sorry! (fe)`) or whose
+/// local server is down (`Sorry! (be)`), framing `--errorurl`'s page when
+/// there is one, as pagekite.py does: a URL with a `?` gets
+/// `&where=FE&proto=http&domain=NAME` added.
+pub fn unavailable_framed(
+    side: Side,
+    proto: &str,
+    domain: &str,
+    uuid: &str,
+    frame: Option<ErrorFrame<'_>>,
+) -> Vec<u8> {
+    let Some(frame) = frame else {
+        return unavailable(side, proto, domain, uuid);
+    };
+    let whatis = if frame.advertise {
+        "<a href=\"https://pagekite.net/\"><i>PageKite</i></a>"
+    } else {
+        "connection"
+    };
+    let message = format!(
+        "<h1>Sorry! ({})</h1><p>The {} {whatis} for <b>{}</b> is unavailable at the moment.</p>\
+         <p>Please try again later.</p><!--  -->",
+        side.tag(),
+        escape(&proto.to_ascii_uppercase()),
+        escape(domain)
+    );
+    let mut url = escape(frame.url);
+    if frame.url.contains('?') {
+        url.push_str(&format!(
+            "&amp;where={}&amp;proto={}&amp;domain={}",
+            side.tag().to_ascii_uppercase(),
+            escape(proto),
+            escape(domain)
+        ));
+    }
+    let body = format!(
+        "<html><frameset cols=\"*\"><frame target=\"_top\" src=\"{url}\" />\
+         <noframes>{message}</noframes></frameset></html>\n"
+    );
+    response("503 Unavailable", uuid, &body)
+}
+
 /// `503 Unavailable` for a domain nobody serves (`Sorry! (fe)`) or whose
 /// local server is down (`Sorry! (be)`).
 pub fn unavailable(side: Side, proto: &str, domain: &str, uuid: &str) -> Vec<u8> {
@@ -82,10 +178,19 @@ pub enum Refusal {
     BadRequest,
 }
 
-/// The backend's page for a refused HTTP request.
-pub fn refused(refusal: Refusal, proto: &str, domain: &str, uuid: &str) -> Vec<u8> {
+/// The backend's page for a refused HTTP request (`frame`: `--errorurl`'s,
+/// for the unavailable page).
+pub fn refused(
+    refusal: Refusal,
+    proto: &str,
+    domain: &str,
+    uuid: &str,
+    frame: Option<ErrorFrame<'_>>,
+) -> Vec<u8> {
     let (status, extra) = match refusal {
-        Refusal::Unavailable => return unavailable(Side::Backend, proto, domain, uuid),
+        Refusal::Unavailable => {
+            return unavailable_framed(Side::Backend, proto, domain, uuid, frame);
+        }
         Refusal::NeedsAuth => (
             "401 Unavailable",
             "WWW-Authenticate: Basic realm=PageKite\r\n",
@@ -153,12 +258,53 @@ mod tests {
         assert!(bad.starts_with("HTTP/1.1 400 Bad request\r\n"));
         assert!(bad.ends_with("<p>Invalid request, no Host: found.</p></body></html>\n"));
         assert_eq!(pong("/x"), b"PONG /x\r\n\r\n");
-        let auth = String::from_utf8(refused(Refusal::NeedsAuth, "http", "a.test", UUID)).unwrap();
+        let auth =
+            String::from_utf8(refused(Refusal::NeedsAuth, "http", "a.test", UUID, None)).unwrap();
         assert!(auth.starts_with("HTTP/1.1 401 Unavailable\r\n"));
         assert!(auth.contains("\r\nWWW-Authenticate: Basic realm=PageKite\r\n"));
-        let blocked = String::from_utf8(refused(Refusal::Blocked, "http", "a.test", UUID)).unwrap();
+        let blocked =
+            String::from_utf8(refused(Refusal::Blocked, "http", "a.test", UUID, None)).unwrap();
         assert!(
             blocked.starts_with("HTTP/1.1 500 Unavailable\r\n") && blocked.contains("Sorry! (be)")
         );
+    }
+
+    #[test]
+    fn error_urls_frame_the_page_as_pagekite_does() {
+        let mut urls = ErrorUrls::default();
+        urls.add("https://errors.test/offline/?");
+        urls.add("home.test:http://home.test/down.html");
+        let fe = unavailable_framed(
+            Side::Frontend,
+            "http",
+            "nosuch.test",
+            UUID,
+            urls.frame_for("nosuch.test:8080"),
+        );
+        let text = String::from_utf8(fe).unwrap();
+        assert!(text.starts_with("HTTP/1.1 503 Unavailable\r\n"));
+        assert!(text.ends_with(
+            "<html><frameset cols=\"*\"><frame target=\"_top\" \
+             src=\"https://errors.test/offline/?&amp;where=FE&amp;proto=http&amp;domain=nosuch.test\" />\
+             <noframes><h1>Sorry! (fe)</h1><p>The HTTP <a href=\"https://pagekite.net/\"><i>PageKite</i></a> \
+             for <b>nosuch.test</b> is unavailable at the moment.</p><p>Please try again later.</p>\
+             <!--  --></noframes></frameset></html>\n"
+        ));
+        // A subdomain gets its parent's own URL, without PageKite's name.
+        let frame = urls.frame_for("www.Home.test");
+        assert_eq!(
+            frame,
+            Some(ErrorFrame {
+                url: "http://home.test/down.html",
+                advertise: false
+            })
+        );
+        let be =
+            String::from_utf8(refused(Refusal::Unavailable, "http", "<x>", UUID, frame)).unwrap();
+        assert!(be.contains("src=\"http://home.test/down.html\""), "{be}");
+        assert!(
+            be.contains("The HTTP connection for <b>&lt;x&gt;</b>") && !be.contains("PageKite</i>")
+        );
+        assert_eq!(ErrorUrls::default().frame_for("a.test"), None);
     }
 }

@@ -137,3 +137,50 @@ fn debians_pagekite_d_configured_as_its_comments_ask() {
     assert_eq!(again.status, 200);
     eprintln!("served {NAME} from Debian's files: 401, then 200 with the password");
 }
+
+/// `errorurl`, as pagekite.py has it: the unavailable page frames the
+/// operator's URL (with where/proto/domain added to a URL with a `?`), on the
+/// frontend for unknown names and on the backend for a local server that is
+/// down; `DOMAIN:URL` for a domain's own page, without PageKite's name.
+#[test]
+fn errorurl_frames_the_unavailable_pages() {
+    let port = free_port();
+    let fe = frontend(
+        &[port],
+        &["http:*.down.test:s3cret"],
+        &["--errorurl=http://errors.test/offline/?"],
+    );
+    let closed = free_port();
+    let be = crate::fixture::backend(
+        port,
+        &[crate::fixture::kite(
+            "http",
+            "www.down.test",
+            closed,
+            "s3cret",
+        )],
+        &["-E", "down.test:http://down.test/sorry.html"],
+    );
+    live(&fe, "http:www.down.test");
+    live(&be, "http:www.down.test");
+    let nobody = crate::fixture::get(port, "nosuch.down.test", "/");
+    assert_eq!(nobody.status, 503);
+    let body = nobody.body_str();
+    assert!(
+        body.contains(
+            "<frame target=\"_top\" src=\"http://errors.test/offline/?&amp;where=FE&amp;proto=http&amp;domain=nosuch.down.test\" />"
+        ),
+        "{body}"
+    );
+    let down = crate::fixture::get(port, "www.down.test", "/");
+    assert_eq!(down.status, 503);
+    let body = down.body_str();
+    assert!(
+        body.contains("src=\"http://down.test/sorry.html\""),
+        "{body}"
+    );
+    assert!(
+        body.contains("Sorry! (be)") && !body.contains("PageKite</i>"),
+        "{body}"
+    );
+}
