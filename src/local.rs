@@ -54,15 +54,7 @@ pub fn open_stream(
     };
     if let Some(reason) = refusal {
         eng.log_refusal(&reason, &format!("stream {label}"));
-        return refuse(
-            core,
-            sid,
-            &proto,
-            &host,
-            &uuid,
-            Refusal::Unavailable,
-            eng.config.error_urls.frame_for(&host),
-        );
+        return unavailable(eng, core, sid, &proto, &host, &uuid);
     }
     let Some((service, options)) = backend::service(eng, &proto, &host, port) else {
         crate::logging::noisy(
@@ -71,15 +63,7 @@ pub fn open_stream(
             Level::Info,
             format_args!("[t{}] sid={sid}: no kite for {label}", tag(token)),
         );
-        return refuse(
-            core,
-            sid,
-            &proto,
-            &host,
-            &uuid,
-            Refusal::Unavailable,
-            eng.config.error_urls.frame_for(&host),
-        );
+        return unavailable(eng, core, sid, &proto, &host, &uuid);
     };
     if !options.ip_allowed(rip) {
         crate::logging::noisy(
@@ -91,15 +75,7 @@ pub fn open_stream(
                 tag(token)
             ),
         );
-        return refuse(
-            core,
-            sid,
-            &proto,
-            &host,
-            &uuid,
-            Refusal::Unavailable,
-            eng.config.error_urls.frame_for(&host),
-        );
+        return unavailable(eng, core, sid, &proto, &host, &uuid);
     }
     let http = is_http(&proto);
     let filter = http && options.filters_dangerous(eng.config.insecure);
@@ -147,15 +123,7 @@ pub fn open_stream(
                     tag(token)
                 ),
             );
-            return refuse(
-                core,
-                sid,
-                &proto,
-                &host,
-                &uuid,
-                Refusal::Unavailable,
-                eng.config.error_urls.frame_for(&host),
-            );
+            return unavailable(eng, core, sid, &proto, &host, &uuid);
         }
     };
     let _ = sock.set_nodelay(true);
@@ -207,6 +175,19 @@ pub fn open_stream(
 
 /// The answer for a stream nobody local will serve (protocol doc §4.1): a
 /// page for HTTP, the TLS alert for HTTPS, nothing for the rest; then EOF.
+/// [`refuse`] with the unavailable page (`--errorurl`'s, if set).
+fn unavailable(
+    eng: &Engine,
+    core: &mut TunnelCore,
+    sid: u32,
+    proto: &str,
+    host: &str,
+    uuid: &str,
+) -> Result<(), Why> {
+    let frame = eng.config.error_urls.frame_for(host);
+    refuse(core, sid, proto, host, uuid, Refusal::Unavailable, frame)
+}
+
 fn refuse(
     core: &mut TunnelCore,
     sid: u32,
