@@ -112,8 +112,10 @@ impl Stream {
     /// for an upgrade's answer) in the buffer budget, like any buffer.
     fn recount_guard(&mut self) {
         let now = self.rewrite.as_ref().map_or(0, |rw| rw.held_capacity());
-        crate::buf::count_held(self.guard_counted, now);
-        self.guard_counted = now;
+        if now != self.guard_counted {
+            crate::buf::count_held(self.guard_counted, now);
+            self.guard_counted = now;
+        }
     }
 
     /// Brings its tunnel's count of what its streams hold up to date.

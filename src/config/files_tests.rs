@@ -240,7 +240,8 @@ fn debian_style_account_and_kite_files() {
     );
     dir.file(
         "80_sshd.rc",
-        "service_off = raw/22:@kitename : localhost:22 : @kitesecret\n",
+        "service_off = raw/22:@kitename : localhost:22 : @kitesecret\n\
+         define_backend = http/8080:@kitename : localhost:8081 : @kitesecret\n",
     );
     let c = match parse(&args(&["-O", &dir.path()])).unwrap() {
         Parsed::Run(c) => *c,
@@ -251,8 +252,9 @@ fn debian_style_account_and_kite_files() {
     assert_eq!(kite.domain, "home.example.test");
     assert_eq!(kite.secret, "s3cret");
     assert_eq!(kite.local.port(), 8080);
-    assert_eq!(c.kites_off.len(), 1);
+    assert_eq!(c.kites_off.len(), 2);
     assert_eq!(c.kites_off[0].id.name(), "raw-22");
+    assert_eq!(c.kites_off[1].id.name(), "http-8080");
     assert_eq!(c.be_config, ["home.example.test/80:password/bob:pw"]);
     // --settings shows every line, secrets masked.
     let Parsed::Settings(text) = parse(&args(&["-O", &dir.path(), "--settings"])).unwrap() else {

@@ -428,10 +428,11 @@ impl RequestRewriter {
         };
         match http_head::judge(head, &self.rules, &rewrite, &mut self.out) {
             Ok(Accepted { body, upgrade }) => {
-                let emitted = if self.raw { head } else { &self.out };
-                sink(emitted);
+                // With `+rawheaders` nothing is inserted or renamed, so
+                // this is the head as it came.
+                sink(&self.out);
                 if let Some(heads) = self.recorded.as_mut() {
-                    heads.push(emitted.to_vec());
+                    heads.push(self.out.clone());
                 }
                 // Only the stream's first request can switch: its answer is
                 // the first thing the origin sends.

@@ -315,12 +315,7 @@ fn peer_strings_with_control_bytes_are_logged_escaped() {
     s.write_all(request.as_bytes()).expect("send");
     assert!(closed_within(&mut s, T), "the rejected tunnel is closed");
     fe.wait_for("red.example.test rejected", T);
-    for l in fe.lines() {
-        assert!(
-            !l.contains('\u{1b}') && !l.contains('\r'),
-            "a raw control byte reached the log: {l:?}"
-        );
-    }
+    assert_no_raw_control_bytes(&fe);
     assert!(
         fe.contains(r"evil\x1b[31mred.example.test"),
         "the name, escaped"
@@ -364,12 +359,7 @@ fn a_hostile_frontends_rejections_reach_the_backend_log_escaped_and_throttled() 
         (1..=5).contains(&rejected),
         "{rejected} rejection lines for {ANSWERS} rejections (at most 5 per 10 s)"
     );
-    for l in be.lines() {
-        assert!(
-            !l.contains('\u{1b}') && !l.contains('\r'),
-            "a raw control byte reached the log: {l:?}"
-        );
-    }
+    assert_no_raw_control_bytes(&be);
     assert!(
         be.contains(r"k0\x1b[31m.example.test rejected by"),
         "the name, escaped"
@@ -452,4 +442,14 @@ fn a_tunnel_keeps_only_its_newest_session_ids() {
         closed_within(&mut first, T),
         "the replaced tunnel is closed"
     );
+}
+
+/// No line `p` logged holds a raw ESC or CR: peer text was escaped.
+fn assert_no_raw_control_bytes(p: &Proc) {
+    for l in p.lines() {
+        assert!(
+            !l.contains('\u{1b}') && !l.contains('\r'),
+            "a raw control byte reached the log: {l:?}"
+        );
+    }
 }
