@@ -168,7 +168,7 @@ impl State {
             services.insert(kite::key(&k.id.name(), &k.domain), i);
         }
         let slots = config
-            .frontends
+            .dialed_frontends()
             .iter()
             .map(|(host, port)| Slot::new(host, *port))
             .collect();

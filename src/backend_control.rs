@@ -176,7 +176,7 @@ pub fn reload(eng: &mut Engine, new: &Config) -> Result<(), String> {
     be.options = options;
     be.tls = tls;
 
-    reload_frontends(eng, &new.frontends);
+    reload_frontends(eng, &new.dialed_frontends());
 
     let live: Vec<(usize, Token)> = state(eng)
         .map(|be| {

@@ -271,18 +271,6 @@ pub(super) const REFUSED: &[(&str, &str, bool, &str)] = &[
         true,
         "not supported yet: use --client_acl and --tunnel_acl",
     ),
-    (
-        "",
-        "nofrontend",
-        true,
-        "not supported yet: list the relays to use with --frontend",
-    ),
-    (
-        "",
-        "frontends",
-        true,
-        "not supported yet: give each relay with --frontend=HOST:PORT",
-    ),
     ("", "torify", true, "outbound proxies are not supported yet"),
     (
         "",
@@ -524,11 +512,12 @@ mod tests {
         }
     }
 
-    /// Prints the README's table (`cargo test --lib readme_table -- --ignored
-    /// --nocapture`), so the README can't drift from this data by hand.
+    /// The README's option table and its counts are this data, written out:
+    /// the test fails when they differ, and `RKITE_BLESS=1 cargo test --lib
+    /// readme_table` rewrites them.
     #[test]
-    #[ignore]
     fn readme_table() {
+        let mut table = String::new();
         let shorts: Vec<char> = OPT_FLAGS.chars().filter(|c| *c != ':').collect();
         let mut counts = [0; 3];
         let mut seen = Vec::new();
@@ -558,13 +547,38 @@ mod tests {
                 "accepted" => 1,
                 _ => 2,
             }] += 1;
-            println!("| `--{name}`{short} | {status} | {note} |");
+            table.push_str(&format!("| `--{name}`{short} | {status} | {note} |\n"));
         }
-        println!(
-            "| `-R` | accepted | {} |",
+        table.push_str(&format!(
+            "| `-R` | accepted | {} |\n",
             ACCEPTED.iter().find(|a| a.0 == "R").map_or("", |a| a.3)
-        );
+        ));
         counts[1] += 1;
-        println!("counts: {counts:?}");
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/README.md");
+        let readme = std::fs::read_to_string(path).unwrap();
+        let wanted = readme_with(&readme, &table, counts).unwrap();
+        if std::env::var_os("RKITE_BLESS").is_some() {
+            std::fs::write(path, &wanted).unwrap();
+            return;
+        }
+        assert!(
+            readme == wanted,
+            "README.md's option table is stale: run RKITE_BLESS=1 cargo test --lib readme_table"
+        );
+    }
+
+    /// `readme` with the table after its header row and the three counts in
+    /// the paragraph above replaced.
+    fn readme_with(readme: &str, table: &str, counts: [usize; 3]) -> Option<String> {
+        let head = "| option | status | note |\n|---|---|---|\n";
+        let start = readme.find(head)? + head.len();
+        let end = start + readme[start..].find("\n\n")? + 1;
+        let mut out = format!("{}{table}{}", &readme[..start], &readme[end..]);
+        for (word, n) in ["implemented", "accepted", "refused"].iter().zip(counts) {
+            let at = out.find(&format!("**{word}** ("))? + word.len() + 6;
+            let close = at + out[at..].find(')')?;
+            out.replace_range(at..close, &n.to_string());
+        }
+        Some(out)
     }
 }

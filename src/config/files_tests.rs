@@ -312,11 +312,39 @@ fn pagekite_options_rkite_does_not_implement() {
          errorurl = http://errors.test/?\nerrorurl = a.test : http://a.test/down\n",
     );
     assert!(matches!(parse(&args(&["-o", &ok])), Ok(Parsed::Run(_))));
+    // A fleet under one name, in pagekite.py's spacing, is enough for a backend.
+    let fleet = dir.file(
+        "fleet.rc",
+        "frontends = 2:relays.example.test:443\nnofrontend = 10.1.2.3:443\n\
+         service_on = http:a.test:localhost:80:pw\n",
+    );
+    let Ok(Parsed::Run(c)) = parse(&args(&["-o", &fleet])) else {
+        panic!("frontends= alone names the relays");
+    };
+    assert_eq!(
+        c.frontend_pool,
+        Some(crate::config::FrontendPool {
+            count: 2,
+            name: "relays.example.test".into(),
+            port: 443
+        })
+    );
+    assert_eq!(c.nofrontends, [("10.1.2.3".to_string(), 443)]);
+    for bad in [
+        "0:relays.test:443",
+        "2:relays.test",
+        "2::443",
+        "x:relays.test:443",
+    ] {
+        let err = parse(&args(&[
+            &format!("--frontends={bad}"),
+            "--service_on=http:a.test:localhost:80:pw",
+        ]))
+        .unwrap_err();
+        assert_eq!(err.flag, "frontends", "{bad}: {err}");
+    }
     for (line, why) in [
-        (
-            "frontends = 2:relays.example.test:443",
-            "--frontend=HOST:PORT",
-        ),
+        ("frontends = two:relays.example.test:443", "N must be"),
         ("defaults", "public relays"),
         ("httpd = localhost:9999", "web server"),
     ] {

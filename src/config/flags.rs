@@ -95,6 +95,17 @@ pub(super) const FLAGS: &[Flag] = &[
         "HOST:PORT",
         "Backend: frontend to keep a tunnel to. Repeatable.",
     ),
+    value(
+        "",
+        "frontends",
+        "N:NAME:PORT",
+        "Backend: keep tunnels to the N fastest of NAME's addresses (all A and AAAA records), measured by a tunnel handshake, re-checked periodically and when one fails.",
+    ),
+    multi(
+        "nofrontend",
+        "HOST:PORT",
+        "Backend: never use this frontend address, even if NAME of --frontends resolves to it. Repeatable.",
+    ),
     multi(
         "service_on",
         "PROTO:DOMAIN:HOST:PORT:SECRET",

@@ -59,6 +59,10 @@ pub struct Config {
     /// `proto:domain` → secret, one entry per protocol of each `--domain`.
     pub domain_secrets: HashMap<String, String>,
     pub frontends: Vec<(String, u16)>,
+    /// Backend: `--frontends=N:NAME:PORT`, a fleet of relays under one name.
+    pub frontend_pool: Option<FrontendPool>,
+    /// Backend: `--nofrontend` addresses never to dial, as written.
+    pub nofrontends: Vec<(String, u16)>,
     pub kites: Vec<ServiceKite>,
     pub keepalive: Duration,
     pub log_level: LogLevel,
@@ -110,6 +114,26 @@ pub struct Config {
     pub argv: Vec<String>,
     /// The option files read, in order.
     pub files: Vec<String>,
+}
+
+impl Config {
+    /// Every frontend the backend dials: `--frontend`s, then the pool's name.
+    pub fn dialed_frontends(&self) -> Vec<(String, u16)> {
+        let mut all = self.frontends.clone();
+        if let Some(pool) = &self.frontend_pool {
+            all.push((pool.name.clone(), pool.port));
+        }
+        all
+    }
+}
+
+/// `--frontends=N:NAME:PORT`: keep tunnels to the `count` fastest addresses
+/// NAME resolves to (pagekite.py's `servers_auto`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FrontendPool {
+    pub count: usize,
+    pub name: String,
+    pub port: u16,
 }
 
 /// What `parse` decided.
@@ -222,6 +246,15 @@ fn parse_expanded(argv: &[String], expanded: &files::Expanded) -> Result<Parsed,
         .iter()
         .map(|f| parse_frontend(f))
         .collect::<Result<Vec<_>, _>>()?;
+    let frontend_pool = match last(&m, "frontends") {
+        Some(spec) => Some(parse_frontend_pool(&spec)?),
+        None => None,
+    };
+    let nofrontends = m
+        .opt_strs("nofrontend")
+        .iter()
+        .map(|f| parse_frontend(f).map_err(|e| bad("nofrontend", e.problem)))
+        .collect::<Result<Vec<_>, _>>()?;
     if m.opt_present("abort_not_configured") {
         let at = expanded
             .args
@@ -268,10 +301,10 @@ fn parse_expanded(argv: &[String], expanded: &files::Expanded) -> Result<Parsed,
             ));
         }
     } else {
-        if frontends.is_empty() {
+        if frontends.is_empty() && frontend_pool.is_none() {
             return Err(bad(
                 "frontend",
-                "a backend needs at least one --frontend=HOST:PORT (or run a relay with --isfrontend)",
+                "a backend needs at least one --frontend=HOST:PORT or --frontends=N:NAME:PORT (or run a relay with --isfrontend)",
             ));
         }
         if kites.is_empty() {
@@ -354,6 +387,8 @@ fn parse_expanded(argv: &[String], expanded: &files::Expanded) -> Result<Parsed,
         raw_ports,
         domain_secrets,
         frontends,
+        frontend_pool,
+        nofrontends,
         kites,
         keepalive,
         log_level,

@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 
-use super::{ConfigError, ServiceKite, bad};
+use super::{ConfigError, FrontendPool, ServiceKite, bad};
 use crate::proto::kite::KiteId;
 
 pub(super) fn parse_port(text: &str, flag: &str) -> Result<u16, ConfigError> {
@@ -122,6 +122,24 @@ pub(super) fn parse_frontend(spec: &str) -> Result<(String, u16), ConfigError> {
         return Err(bad("frontend", format!("{spec:?} has no host")));
     }
     Ok((host.to_string(), port))
+}
+
+/// `N:NAME:PORT` (`--frontends`): N at least 1, NAME a host name or address.
+pub(super) fn parse_frontend_pool(spec: &str) -> Result<FrontendPool, ConfigError> {
+    let wrong = || bad("frontends", format!("{spec:?} is not N:NAME:PORT"));
+    let (count, rest) = spec.split_once(':').ok_or_else(wrong)?;
+    let count: usize = count
+        .trim()
+        .parse()
+        .ok()
+        .filter(|n| (1..=64).contains(n))
+        .ok_or_else(|| bad("frontends", format!("{spec:?}: N must be 1 to 64")))?;
+    let (name, port) = parse_frontend(rest.trim()).map_err(|_| wrong())?;
+    Ok(FrontendPool {
+        count,
+        name: name.trim().to_string(),
+        port,
+    })
 }
 
 /// `PROTOS:DOMAIN:HOST:PORT[:SECRET]` or `PROTOS:DOMAIN:PORT` (localhost).
