@@ -296,7 +296,15 @@ fn bind(host: Option<IpAddr>, port: u16) -> Result<std::net::TcpListener, Fatal>
             Ok(l) => {
                 l.set_nonblocking(true)
                     .map_err(|e| Fatal::Setup(format!("cannot configure {addr}: {e}")))?;
+                if last.is_some() {
+                    info!("no IPv6 on this system: listening on {addr} (IPv4 only)");
+                }
                 return Ok(l);
+            }
+            // Only a system without IPv6 falls back to IPv4; a port in use
+            // or forbidden on [::] is the same on 0.0.0.0 and must be said.
+            Err(e) if host.is_none() && addr.is_ipv6() && !no_ipv6(&e) => {
+                return Err(Fatal::Setup(format!("cannot listen on {addr}: {e}")));
             }
             Err(e) => last = Some(format!("cannot listen on {addr}: {e}")),
         }
@@ -304,6 +312,14 @@ fn bind(host: Option<IpAddr>, port: u16) -> Result<std::net::TcpListener, Fatal>
     Err(Fatal::Setup(
         last.unwrap_or_else(|| "no address to listen on".into()),
     ))
+}
+
+/// Errors that mean the system has no IPv6 (disabled, or not built in).
+fn no_ipv6(e: &std::io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::EAFNOSUPPORT | libc::EADDRNOTAVAIL | libc::EPROTONOSUPPORT)
+    )
 }
 
 /// Registers the bound listeners with the reactor.

@@ -2,8 +2,9 @@
 //! the open-files limit raised at start, a second SIGTERM that still
 //! removes the pid file and writes the final status, a backend that takes
 //! only an exact `HTTP/1.x 200` status line as the tunnel's reply, a failed
-//! frontend reload that leaves every listener serving, and stream log lines
-//! tagged with the stream's own token. Each test fails on the code before
+//! frontend reload that leaves every listener serving, stream log lines
+//! tagged with the stream's own token, and a port taken on IPv6 that stops
+//! the frontend instead of leaving it IPv4-only. Each test fails on the code before
 //! its fix, except the reload one, which guards a case that already held
 //! (its failing twin is a unit test, see there).
 
@@ -345,4 +346,26 @@ fn a_frontend_reload_that_cannot_bind_a_new_port_keeps_the_old_one_serving() {
     assert!(!fe.contains("no longer listening"), "{:?}", fe.lines());
     assert_eq!(get(old, "keep.misc.test", "/").body_str(), INDEX_BODY);
     drop(held);
+}
+
+/// A frontend listening on every interface binds `[::]` (IPv6 and IPv4 on
+/// one socket). When that fails because the port is taken on IPv6, falling
+/// back to 0.0.0.0 would quietly leave every IPv6 visitor out: rkite must
+/// say so and exit 2. (Only a system without IPv6 falls back.)
+#[test]
+fn a_port_taken_on_ipv6_is_an_error_not_an_ipv4_fallback() {
+    let Ok(taken) = TcpListener::bind("[::1]:0") else {
+        eprintln!("skipped: no IPv6 loopback here");
+        return;
+    };
+    let port = taken.local_addr().expect("addr").port().to_string();
+    let p = util::rkite(&["--isfrontend", "--ports", &port, "--domain=http:a.test:pw"]);
+    let status = p.wait_exit(T);
+    // The old code went on listening on 0.0.0.0 and never exited.
+    assert_eq!(status.and_then(|s| s.code()), Some(2), "{:?}", p.lines());
+    assert!(
+        p.contains(&format!("cannot listen on [::]:{port}")),
+        "{:?}",
+        p.lines()
+    );
 }
