@@ -142,6 +142,7 @@ pub fn open_stream(
             stream_label,
         );
         stream.connecting = true;
+        stream.kite = Some((proto.clone(), host.clone()));
         Conn::Stream(stream)
     });
     let st = match added {
@@ -223,8 +224,8 @@ fn send_refusal(
 /// A request the guard refused mid-stream: the visitor gets its page
 /// before the stream's EOF.
 pub fn refused_midstream(core: &mut TunnelCore, s: &Stream, uuid: &str, why: Refused) {
-    let (proto, host) = split_label(&s.label);
-    send_refusal(core, s.sid, &proto, &host, uuid, refusal_for(why), None);
+    let Some((proto, host)) = &s.kite else { return };
+    send_refusal(core, s.sid, proto, host, uuid, refusal_for(why), None);
 }
 
 /// The page a refused request gets.
@@ -274,7 +275,9 @@ pub fn local_connect_failed(eng: &mut Engine, token: Token, s: &mut Stream, why:
             s.label
         ),
     );
-    let (proto, host) = split_label(&s.label);
+    let Some((proto, host)) = s.kite.clone() else {
+        return;
+    };
     let uuid = backend::uuid(eng);
     let frame = eng.config.error_urls.frame_for(&host);
     if let Some(Conn::Tunnel(t)) = eng.conns.get_mut(s.tunnel) {
@@ -290,12 +293,6 @@ pub fn local_connect_failed(eng: &mut Engine, token: Token, s: &mut Stream, why:
     }
 }
 
-fn split_label(label: &str) -> (String, String) {
-    let (proto, rest) = label.split_once("://").unwrap_or(("http", label));
-    let host = rest.split([':', ' ']).next().unwrap_or(rest);
-    (proto.to_string(), host.to_string())
-}
-
 /// Whether a visitor address is an IPv4 literal (for PROXY v1 wording).
 pub fn is_v4(rip: &str) -> bool {
     rip.parse::<IpAddr>().is_ok_and(|ip| ip.is_ipv4())
@@ -306,11 +303,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn labels_split_back() {
-        assert_eq!(
-            split_label("http://foo.test:80 -> 127.0.0.1:8000"),
-            ("http".into(), "foo.test".into())
-        );
+    fn ipv4_literals() {
         assert!(is_v4("1.2.3.4") && !is_v4("::1"));
     }
 }

@@ -40,8 +40,11 @@ pub struct Stream {
     pub rewrite: Option<Box<RequestRewriter>>,
     pub(crate) blocked: bool,
     pub(crate) stopping: bool,
-    /// What this stream serves, for logs and error pages.
+    /// What this stream serves, for logs.
     pub label: String,
+    /// Backend: the kite's protocol and host as the frontend sent them, for
+    /// the error pages a refused or failed request gets.
+    pub kite: Option<(String, String)>,
     /// Traffic counted when the idle timer was last armed (`None`: not armed).
     pub(crate) idle_mark: Option<u64>,
     /// Bytes the request guard holds, as counted in the buffer budget.
@@ -83,6 +86,7 @@ impl Stream {
             blocked: false,
             stopping: false,
             label,
+            kite: None,
             idle_mark: None,
             guard_counted: 0,
             tunnel_held: None,
