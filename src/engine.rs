@@ -192,10 +192,6 @@ impl Engine {
     }
 
     /// Whether new work must be refused, and why (for the log line).
-    pub fn over_limits(&self, connections: usize) -> Option<String> {
-        self.limit_reached(connections).map(|l| l.to_string())
-    }
-
     /// The limit new work would exceed, if any. Frontend handshake state
     /// (session ids) counts against the buffer budget with the buffers.
     pub fn limit_reached(&self, connections: usize) -> Option<Limit> {
@@ -219,19 +215,12 @@ impl Engine {
             Limit::Buffers { .. } => Noise::BufferBudget,
             Limit::PerIp(_) => Noise::PerIpLimit,
             Limit::Acl(_) => Noise::AccessList,
+            Limit::Stopping => Noise::Stopping,
         };
         self.noisy(kind, Level::Warn, format_args!("{limit}: refusing {what}"));
     }
 
     /// Logs a refusal given only as text (one throttle for all of them).
-    pub fn log_refusal(&mut self, reason: &str, what: &str) {
-        self.noisy(
-            Noise::Refused,
-            Level::Warn,
-            format_args!("{reason}: refusing {what}"),
-        );
-    }
-
     /// Logs a line a peer could repeat at will, rate-limited per kind.
     pub fn noisy(&mut self, kind: Noise, level: Level, line: std::fmt::Arguments<'_>) {
         crate::logging::noisy(self.now, kind, level, line);

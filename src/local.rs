@@ -22,6 +22,7 @@ use crate::proto::pages::{self, ErrorFrame, Refusal};
 use crate::relay::{TunnelCore, Why, tag};
 use crate::stream::Stream;
 use crate::transport::Transport;
+use crate::why::Limit;
 
 /// A local server that doesn't accept within this time is down.
 const LOCAL_CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
@@ -47,13 +48,13 @@ pub fn open_stream(
     let label = format!("{proto}://{host}:{}", port.unwrap_or(0));
     let uuid = backend::uuid(eng);
     let refusal = if eng.stopping {
-        Some("stopping".to_string())
+        Some(Limit::Stopping)
     } else {
         let busy = backend::streams_open(eng);
-        eng.over_limits(busy)
+        eng.limit_reached(busy)
     };
-    if let Some(reason) = refusal {
-        eng.log_refusal(&reason, &format!("stream {label}"));
+    if let Some(limit) = refusal {
+        eng.refuse(&limit, &format!("stream {label}"));
         return unavailable(eng, core, sid, &proto, &host, &uuid);
     }
     let Some((service, options)) = backend::service(eng, &proto, &host, port) else {

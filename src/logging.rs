@@ -116,8 +116,8 @@ pub enum Noise {
     PerIpLimit,
     /// Refused by `--client_acl` / `--tunnel_acl`.
     AccessList,
-    /// Refusals whose callers still pass only text (`Engine::log_refusal`).
-    Refused,
+    /// New work refused while shutting down.
+    Stopping,
     /// A tunnel request that does not parse.
     BadTunnelRequest,
     /// A tunnel request none of whose kites was accepted at once.

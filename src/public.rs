@@ -34,6 +34,7 @@ use crate::relay::{self, CHUNK_BODY, Stream, tag};
 use crate::reply::Reply;
 use crate::tls::TlsSession;
 use crate::transport::Transport;
+use crate::why::Limit;
 
 /// A public connection that says nothing recognisable in this time is
 /// closed; each layer peeled (a CONNECT, a TLS handshake) grants it again.
@@ -104,8 +105,8 @@ pub fn admit(eng: &mut Engine, peer: SocketAddr) -> Option<SocketAddr> {
     if standing.visitor || standing.backend {
         return Some(peer);
     }
-    eng.log_refusal(
-        "denied by --client_acl and --tunnel_acl",
+    eng.refuse(
+        &Limit::Acl("--client_acl and --tunnel_acl"),
         &format!("a connection from {peer}"),
     );
     None
@@ -142,7 +143,7 @@ fn may_visit(eng: &mut Engine, s: &Sniff, what: &str) -> bool {
     if Standing::of(eng, s.peer).visitor {
         return true;
     }
-    eng.log_refusal("denied by --client_acl", &format!("{} ({what})", s.peer));
+    eng.refuse(&Limit::Acl("--client_acl"), &format!("{} ({what})", s.peer));
     false
 }
 

@@ -63,6 +63,8 @@ pub enum Limit {
     PerIp(usize),
     /// Denied by this access list flag.
     Acl(&'static str),
+    /// The process is shutting down (SIGTERM): no new work.
+    Stopping,
 }
 
 impl std::fmt::Display for Limit {
@@ -77,6 +79,7 @@ impl std::fmt::Display for Limit {
             ),
             Limit::PerIp(n) => write!(f, "per-IP limit of {n} connections reached"),
             Limit::Acl(flag) => write!(f, "denied by {flag}"),
+            Limit::Stopping => f.write_str("stopping"),
         }
     }
 }
