@@ -166,12 +166,7 @@ pub fn verify(secret: &str, payload: &str, signature: &str) -> bool {
         return false;
     }
     let expected = sign(secret, payload, salt);
-    ring_eq(expected.as_bytes(), signature.as_bytes())
-}
-
-fn ring_eq(a: &[u8], b: &[u8]) -> bool {
-    // Constant time, so a network peer can't probe a secret byte by byte.
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    super::ct::ct_eq(expected.as_bytes(), signature.as_bytes())
 }
 
 /// Seconds per challenge window; a challenge verifies in its own window and
@@ -212,7 +207,7 @@ pub fn check_challenge(fe_secret: &str, what: &str, token: &str, unix_time: u64)
     }
     [0, CHALLENGE_WINDOW].iter().any(|back| {
         let expected = challenge(fe_secret, what, unix_time.saturating_sub(*back), tok);
-        ring_eq(expected.as_bytes(), token.as_bytes())
+        super::ct::ct_eq(expected.as_bytes(), token.as_bytes())
     })
 }
 

@@ -5,6 +5,7 @@
 
 pub mod acl;
 pub mod auth;
+pub mod ct;
 pub mod flow;
 pub mod frame;
 pub mod handshake;

@@ -18,6 +18,7 @@ use std::fmt;
 use std::net::IpAddr;
 
 use super::acl::Cidr;
+use super::ct::ct_eq;
 
 /// An option's name, with what the name itself carries.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -465,15 +466,6 @@ fn header<'a>(head: &'a [u8], name: &[u8]) -> Option<&'a [u8]> {
         }
     }
     None
-}
-
-/// Equality whose running time depends only on the lengths.
-fn ct_eq(a: &[u8], b: &[u8]) -> bool {
-    let mut diff = u8::from(a.len() != b.len());
-    for i in 0..a.len().max(b.len()) {
-        diff |= a.get(i).copied().unwrap_or(0) ^ b.get(i).copied().unwrap_or(0);
-    }
-    std::hint::black_box(diff) == 0
 }
 
 /// Standard-alphabet base64 with `=` padding (RFC 4648 §4); bits left over

@@ -459,15 +459,6 @@ fn base64_vectors() {
 }
 
 #[test]
-fn constant_time_equality() {
-    assert!(ct_eq(b"", b""));
-    assert!(ct_eq(b"secret", b"secret"));
-    assert!(!ct_eq(b"secret", b"secreT"));
-    assert!(!ct_eq(b"secret", b"secret\0"));
-    assert!(!ct_eq(b"", b"\0"));
-}
-
-#[test]
 fn trusted_kites_skip_the_filter() {
     assert!(KiteOptions::default().filters_dangerous(false));
     assert!(!KiteOptions::default().filters_dangerous(true));
