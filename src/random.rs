@@ -21,7 +21,7 @@ pub fn bytes4() -> [u8; 4] {
 pub fn hex(n: usize) -> String {
     let mut bytes = vec![0u8; n];
     fill(&mut bytes);
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    crate::proto::ct::hex(&bytes)
 }
 
 /// A random fraction in [0, 1).

@@ -127,24 +127,12 @@ fn sha1_hex(parts: &[&[u8]]) -> String {
     for p in parts {
         ctx.update(p);
     }
-    let digest = ctx.finish();
-    let mut out = String::with_capacity(40);
-    for b in digest.as_ref() {
-        out.push(char::from(HEX[usize::from(b >> 4)]));
-        out.push(char::from(HEX[usize::from(b & 0xf)]));
-    }
-    out
+    super::ct::hex(ctx.finish().as_ref())
 }
-
-const HEX: &[u8; 16] = b"0123456789abcdef";
 
 /// Eight lowercase hex characters from four random bytes: a signature salt.
 pub fn salt8(random: [u8; 4]) -> String {
-    random
-        .iter()
-        .flat_map(|b| [HEX[usize::from(b >> 4)], HEX[usize::from(b & 0xf)]])
-        .map(char::from)
-        .collect()
+    super::ct::hex(&random)
 }
 
 /// The backend's kite signature (pagekite.py `signToken`): salt8 + the first
