@@ -448,24 +448,9 @@ impl KiteOptions {
 /// request head; the request line is skipped and the head ends at its blank
 /// line. Like pagekite.py, a name with spaces before its colon is not it.
 fn header<'a>(head: &'a [u8], name: &[u8]) -> Option<&'a [u8]> {
-    let mut lines = head.split(|&b| b == b'\n');
-    lines.next();
-    for line in lines {
-        let line = line.strip_suffix(b"\r").unwrap_or(line);
-        if line.is_empty() {
-            break;
-        }
-        let Some(colon) = line.iter().position(|&b| b == b':') else {
-            continue;
-        };
-        if line
-            .get(..colon)
-            .is_some_and(|n| n.eq_ignore_ascii_case(name))
-        {
-            return Some(line.get(colon + 1..).unwrap_or_default().trim_ascii());
-        }
-    }
-    None
+    super::sniff::headers(head)
+        .find(|(n, _)| n.eq_ignore_ascii_case(name))
+        .map(|(_, value)| value)
 }
 
 /// Standard-alphabet base64 with `=` padding (RFC 4648 §4); bits left over

@@ -138,21 +138,26 @@ pub fn normalize_host(raw: &str) -> Option<String> {
     (valid && !host.is_empty() && host.len() <= 253).then(|| host.to_string())
 }
 
-/// The `(name, value)` pairs of a complete request head (`&input[..head_len]`),
-/// after the request line, values trimmed. Lines that are not `name: value`
-/// are skipped: a name with whitespace in it (an obs-fold continuation, or
-/// `Host : x`) is not a header any HTTP/1.1 server may honour.
+/// The `(name, value)` pairs of a request head, after the request line and
+/// up to its blank line, values trimmed: the one lenient HTTP header reader
+/// (the request guard's strict judge is `http_head`). Lines that are not
+/// `name: value` are skipped: a name with whitespace in it (an obs-fold
+/// continuation, or `Host : x`) is not a header any HTTP/1.1 server may
+/// honour, and pagekite.py does not match it either.
 pub fn headers(head: &[u8]) -> impl Iterator<Item = (&[u8], &[u8])> {
-    head.split(|&b| b == b'\n').skip(1).filter_map(|line| {
-        let line = line.strip_suffix(b"\r").unwrap_or(line);
-        let colon = line.iter().position(|&b| b == b':')?;
-        let name = line.get(..colon)?;
-        let value = line.get(colon + 1..)?;
-        if name.is_empty() || name.iter().any(|b| b.is_ascii_whitespace()) {
-            return None;
-        }
-        Some((name, value.trim_ascii()))
-    })
+    let lines = head.split(|&b| b == b'\n').skip(1);
+    let lines = lines.map(|line| line.strip_suffix(b"\r").unwrap_or(line));
+    lines
+        .take_while(|line| !line.is_empty())
+        .filter_map(|line| {
+            let colon = line.iter().position(|&b| b == b':')?;
+            let name = line.get(..colon)?;
+            let value = line.get(colon + 1..)?;
+            if name.is_empty() || name.iter().any(|b| b.is_ascii_whitespace()) {
+                return None;
+            }
+            Some((name, value.trim_ascii()))
+        })
 }
 
 fn strip_port(host: &str) -> Option<&str> {
