@@ -5,7 +5,72 @@
 //! runs once at start-up or exit, before or after the reactor, never in it.
 
 use std::ffi::CString;
+use std::fmt;
 use std::io;
+
+/// What went wrong in a daemon duty; each one stops rkite at start-up.
+#[derive(Debug)]
+pub enum DaemonError {
+    /// `--runas` is not `USER[:GROUP]`.
+    NotRunAs(String),
+    NoUser(String),
+    NoGroup(String),
+    /// Only root can change user.
+    NotRoot {
+        user: String,
+        euid: libc::uid_t,
+    },
+    /// A system call failed (`setgid(1000)`, `fork`, …).
+    Sys {
+        call: String,
+        err: io::Error,
+    },
+    /// setuid(0) worked after giving root up.
+    RootRegained,
+    PidFile {
+        path: String,
+        err: io::Error,
+    },
+    /// The open-files limit could not be raised (a warning, not fatal).
+    NoFileLimit {
+        from: libc::rlim_t,
+        to: libc::rlim_t,
+        err: io::Error,
+    },
+}
+
+impl fmt::Display for DaemonError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DaemonError::NotRunAs(spec) => write!(f, "{spec:?} is not USER[:GROUP]"),
+            DaemonError::NoUser(name) => write!(f, "no such user {name:?}"),
+            DaemonError::NoGroup(name) => write!(f, "no such group {name:?}"),
+            DaemonError::NotRoot { user, euid } => write!(
+                f,
+                "--runas={user}: only root can change user (running as uid {euid})"
+            ),
+            DaemonError::Sys { call, err } => write!(f, "{call}: {err}"),
+            DaemonError::RootRegained => {
+                f.write_str("root privileges could be regained after setuid")
+            }
+            DaemonError::PidFile { path, err } => {
+                write!(f, "--pidfile: cannot write {path}: {err}")
+            }
+            DaemonError::NoFileLimit { from, to, err } => write!(
+                f,
+                "cannot raise the open files limit from {from} to {to}: {err}"
+            ),
+        }
+    }
+}
+
+/// The last system call's failure, named.
+fn sys(call: impl Into<String>) -> DaemonError {
+    DaemonError::Sys {
+        call: call.into(),
+        err: io::Error::last_os_error(),
+    }
+}
 
 /// A resolved `--runas=USER[:GROUP]`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -17,13 +82,13 @@ pub struct RunAs {
 
 /// Resolves `USER[:GROUP]` (names or numbers) against the password and
 /// group databases. The group defaults to the user's primary group.
-pub fn parse_runas(spec: &str) -> Result<RunAs, String> {
+pub fn parse_runas(spec: &str) -> Result<RunAs, DaemonError> {
     let (user, group) = match spec.split_once(':') {
         Some((u, g)) => (u, Some(g)),
         None => (spec, None),
     };
     if user.is_empty() {
-        return Err(format!("{spec:?} is not USER[:GROUP]"));
+        return Err(DaemonError::NotRunAs(spec.to_string()));
     }
     let (uid, primary_gid) = lookup_user(user)?;
     let gid = match group.filter(|g| !g.is_empty()) {
@@ -37,8 +102,8 @@ pub fn parse_runas(spec: &str) -> Result<RunAs, String> {
     })
 }
 
-fn lookup_user(name: &str) -> Result<(libc::uid_t, libc::gid_t), String> {
-    let cname = CString::new(name).map_err(|_| format!("{name:?} is not a user name"))?;
+fn lookup_user(name: &str) -> Result<(libc::uid_t, libc::gid_t), DaemonError> {
+    let cname = CString::new(name).map_err(|_| DaemonError::NoUser(name.to_string()))?;
     // SAFETY: an all-zero `passwd` (null pointers, zero ids) is a valid
     // value for getpwnam_r to overwrite.
     let mut pwd: libc::passwd = unsafe { std::mem::zeroed() };
@@ -61,15 +126,15 @@ fn lookup_user(name: &str) -> Result<(libc::uid_t, libc::gid_t), String> {
     match name.parse::<libc::uid_t>() {
         // A bare number need not be in /etc/passwd; its group is the same number.
         Ok(uid) => Ok((uid, uid)),
-        Err(_) => Err(format!("no such user {name:?}")),
+        Err(_) => Err(DaemonError::NoUser(name.to_string())),
     }
 }
 
-fn lookup_group(name: &str) -> Result<libc::gid_t, String> {
+fn lookup_group(name: &str) -> Result<libc::gid_t, DaemonError> {
     if let Ok(gid) = name.parse::<libc::gid_t>() {
         return Ok(gid);
     }
-    let cname = CString::new(name).map_err(|_| format!("{name:?} is not a group name"))?;
+    let cname = CString::new(name).map_err(|_| DaemonError::NoGroup(name.to_string()))?;
     // SAFETY: an all-zero `group` is a valid value to be overwritten.
     let mut grp: libc::group = unsafe { std::mem::zeroed() };
     let mut buf = vec![0 as libc::c_char; 16 * 1024];
@@ -87,46 +152,37 @@ fn lookup_group(name: &str) -> Result<libc::gid_t, String> {
     if rc == 0 && !found.is_null() {
         Ok(grp.gr_gid)
     } else {
-        Err(format!("no such group {name:?}"))
+        Err(DaemonError::NoGroup(name.to_string()))
     }
 }
 
 /// Gives up root for good: supplementary groups, then the group, then the
 /// user (in that order, since each step needs the privilege the next
 /// removes), and checks that root cannot be regained.
-pub fn drop_privileges(to: &RunAs) -> Result<(), String> {
+pub fn drop_privileges(to: &RunAs) -> Result<(), DaemonError> {
     // SAFETY: plain syscalls on integer arguments; a one-element group list.
     unsafe {
         if libc::geteuid() != 0 {
             if libc::geteuid() == to.uid {
                 return Ok(());
             }
-            return Err(format!(
-                "--runas={}: only root can change user (running as uid {})",
-                to.user,
-                libc::geteuid()
-            ));
+            return Err(DaemonError::NotRoot {
+                user: to.user.clone(),
+                euid: libc::geteuid(),
+            });
         }
         let groups = [to.gid];
         if libc::setgroups(1, groups.as_ptr()) != 0 {
-            return Err(format!("setgroups: {}", io::Error::last_os_error()));
+            return Err(sys("setgroups"));
         }
         if libc::setgid(to.gid) != 0 {
-            return Err(format!(
-                "setgid({}): {}",
-                to.gid,
-                io::Error::last_os_error()
-            ));
+            return Err(sys(format!("setgid({})", to.gid)));
         }
         if libc::setuid(to.uid) != 0 {
-            return Err(format!(
-                "setuid({}): {}",
-                to.uid,
-                io::Error::last_os_error()
-            ));
+            return Err(sys(format!("setuid({})", to.uid)));
         }
         if to.uid != 0 && libc::setuid(0) == 0 {
-            return Err("root privileges could be regained after setuid".to_string());
+            return Err(DaemonError::RootRegained);
         }
     }
     Ok(())
@@ -135,17 +191,17 @@ pub fn drop_privileges(to: &RunAs) -> Result<(), String> {
 /// `--daemonize`: forks; the parent exits at once with success, the child
 /// becomes a session leader with stdin/stdout/stderr on /dev/null. Call it
 /// before any thread exists.
-pub fn daemonize() -> Result<(), String> {
+pub fn daemonize() -> Result<(), DaemonError> {
     // SAFETY: fork in a single-threaded process; the parent leaves with
     // _exit so no destructor or atexit handler runs twice.
     unsafe {
         match libc::fork() {
-            -1 => return Err(format!("fork: {}", io::Error::last_os_error())),
+            -1 => return Err(sys("fork")),
             0 => {}
             _ => libc::_exit(0),
         }
         if libc::setsid() == -1 {
-            return Err(format!("setsid: {}", io::Error::last_os_error()));
+            return Err(sys("setsid"));
         }
         let null = libc::open(c"/dev/null".as_ptr(), libc::O_RDWR);
         if null >= 0 {
@@ -168,12 +224,12 @@ const NOFILE_CEILING: libc::rlim_t = 1 << 20;
 /// of 1024 descriptors runs out at a few hundred visitors, since each
 /// relayed connection holds one on a backend and one or two on a frontend.
 /// Returns the limit now in force, and the one before if it changed.
-pub fn raise_nofile_limit() -> Result<(libc::rlim_t, Option<libc::rlim_t>), String> {
+pub fn raise_nofile_limit() -> Result<(libc::rlim_t, Option<libc::rlim_t>), DaemonError> {
     // SAFETY: an all-zero rlimit is a valid value for getrlimit to fill.
     let mut lim: libc::rlimit = unsafe { std::mem::zeroed() };
     // SAFETY: a valid resource and a pointer to a live rlimit.
     if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
-        return Err(format!("getrlimit: {}", io::Error::last_os_error()));
+        return Err(sys("getrlimit"));
     }
     let target = if lim.rlim_max == libc::RLIM_INFINITY {
         NOFILE_CEILING.max(lim.rlim_cur)
@@ -189,11 +245,11 @@ pub fn raise_nofile_limit() -> Result<(libc::rlim_t, Option<libc::rlim_t>), Stri
     };
     // SAFETY: a valid resource and a pointer to a live rlimit.
     if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } != 0 {
-        return Err(format!(
-            "cannot raise the open files limit from {} to {target}: {}",
-            lim.rlim_cur,
-            io::Error::last_os_error()
-        ));
+        return Err(DaemonError::NoFileLimit {
+            from: lim.rlim_cur,
+            to: target,
+            err: io::Error::last_os_error(),
+        });
     }
     Ok((target, Some(lim.rlim_cur)))
 }
@@ -205,14 +261,17 @@ pub struct PidFile {
 }
 
 impl PidFile {
-    pub fn create(path: &str) -> Result<PidFile, String> {
+    pub fn create(path: &str) -> Result<PidFile, DaemonError> {
         let pid = std::process::id();
         let tmp = format!("{path}.tmp{pid}");
         std::fs::write(&tmp, format!("{pid}\n"))
             .and_then(|()| std::fs::rename(&tmp, path))
-            .map_err(|e| {
+            .map_err(|err| {
                 let _ = std::fs::remove_file(&tmp);
-                format!("--pidfile: cannot write {path}: {e}")
+                DaemonError::PidFile {
+                    path: path.to_string(),
+                    err,
+                }
             })?;
         Ok(PidFile {
             path: path.to_string(),
@@ -265,8 +324,14 @@ mod tests {
         let numeric = parse_runas("65534:65534").unwrap();
         assert_eq!((numeric.uid, numeric.gid), (65534, 65534));
         assert_eq!(parse_runas("root:0").unwrap().gid, 0);
-        assert!(parse_runas("no-such-user-rkite").is_err());
-        assert!(parse_runas("root:no-such-group-rkite").is_err());
-        assert!(parse_runas(":0").is_err());
+        assert!(matches!(
+            parse_runas("no-such-user-rkite"),
+            Err(DaemonError::NoUser(_))
+        ));
+        assert!(matches!(
+            parse_runas("root:no-such-group-rkite"),
+            Err(DaemonError::NoGroup(_))
+        ));
+        assert!(matches!(parse_runas(":0"), Err(DaemonError::NotRunAs(_))));
     }
 }

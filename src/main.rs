@@ -62,9 +62,9 @@ fn main() -> ExitCode {
 /// Binds, then does the daemon duties in the order they need (fork before
 /// any thread, the pid file before giving up root, root given up before
 /// the first byte from the network), then runs the reactor.
-fn serve(config: config::Config) -> Result<(), String> {
+fn serve(config: config::Config) -> Result<(), ServeError> {
     let runas = match &config.runas {
-        Some(spec) => Some(daemon::parse_runas(spec).map_err(|e| format!("--runas: {e}"))?),
+        Some(spec) => Some(daemon::parse_runas(spec).map_err(ServeError::RunAs)?),
         None => None,
     };
     match daemon::raise_nofile_limit() {
@@ -75,7 +75,7 @@ fn serve(config: config::Config) -> Result<(), String> {
     }
     let daemonize = config.daemonize;
     let pidfile = config.pidfile.clone();
-    let mut engine = Engine::new(config).map_err(|e| e.to_string())?;
+    let mut engine = Engine::new(config)?;
     if daemonize {
         daemon::daemonize()?;
     }
@@ -90,6 +90,35 @@ fn serve(config: config::Config) -> Result<(), String> {
         daemon::drop_privileges(to)?;
         log::info!("running as {} (uid {}, gid {})", to.user, to.uid, to.gid);
     }
-    engine.start().map_err(|e| e.to_string())?;
-    engine.run().map_err(|e| e.to_string())
+    engine.start()?;
+    Ok(engine.run()?)
+}
+
+/// Why `serve` stopped rkite (exit code 2).
+enum ServeError {
+    RunAs(daemon::DaemonError),
+    Daemon(daemon::DaemonError),
+    Fatal(rkite::engine::Fatal),
+}
+
+impl From<daemon::DaemonError> for ServeError {
+    fn from(e: daemon::DaemonError) -> ServeError {
+        ServeError::Daemon(e)
+    }
+}
+
+impl From<rkite::engine::Fatal> for ServeError {
+    fn from(e: rkite::engine::Fatal) -> ServeError {
+        ServeError::Fatal(e)
+    }
+}
+
+impl std::fmt::Display for ServeError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ServeError::RunAs(e) => write!(f, "--runas: {e}"),
+            ServeError::Daemon(e) => e.fmt(f),
+            ServeError::Fatal(e) => e.fmt(f),
+        }
+    }
 }

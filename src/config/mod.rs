@@ -453,7 +453,7 @@ fn parse_expanded(argv: &[String], expanded: &files::Expanded) -> Result<Parsed,
             .map_err(|e| bad("", format!("{opt}: {e}")))?;
     }
     if let Some(spec) = config.runas.as_ref().filter(|_| !offline::active()) {
-        crate::daemon::parse_runas(spec).map_err(|e| bad("runas", e))?;
+        crate::daemon::parse_runas(spec).map_err(|e| bad("runas", e.to_string()))?;
     }
     if m.opt_present("settings") {
         return Ok(Parsed::Settings(settings::render(&m, &expanded.files)));
