@@ -191,7 +191,6 @@ impl Engine {
         })
     }
 
-    /// Whether new work must be refused, and why (for the log line).
     /// The limit new work would exceed, if any. Frontend handshake state
     /// (session ids) counts against the buffer budget with the buffers.
     pub fn limit_reached(&self, connections: usize) -> Option<Limit> {
