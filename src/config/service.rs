@@ -79,7 +79,9 @@ impl DynDns {
         }
         if let Some((userpass, provider)) = arg.rsplit_once('@') {
             let (user, pass) = userpass.split_once(':').unwrap_or((userpass, ""));
-            return Some(DynDns {
+            // Without a provider there is nothing to update (and nothing
+            // an option file could hold).
+            return (!provider.is_empty()).then(|| DynDns {
                 url: known(provider),
                 user: user.to_string(),
                 pass: pass.to_string(),
@@ -409,6 +411,7 @@ mod tests {
             assert!(!d.safe_name().contains("pw"), "{arg}");
         }
         assert_eq!(DynDns::parse(""), None);
+        assert_eq!(DynDns::parse("bob:pw@"), None);
         // beanstalks.net is written as its URL, as pagekite.py does.
         let b = DynDns::parse("beanstalks.net").unwrap();
         assert!(b.to_arg().starts_with("http://up.b5p.us/"));
