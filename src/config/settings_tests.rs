@@ -388,3 +388,30 @@ fn every_flag_has_a_place_and_rkite_only_ones_are_not_pagekite_py_s() {
         }
     }
 }
+
+#[test]
+fn front_end_choices_go_round() {
+    let text = round_trip(&[
+        "--frontends=2:relays.example.test:443",
+        "--frontend=[::1]:9080",
+        "--frontend=127.0.0.1:9081",
+        "--nofrontend=10.1.2.3:443",
+        "--fe_certname=Relays.example.test",
+        "--ca_certs=/etc/ssl/certs/ca-certificates.crt",
+        "--service_on=http:a.test:127.0.0.1:80:pw",
+        "--daemonize",
+        "--pidfile=/run/rkite.pid",
+    ]);
+    for line in [
+        "\n##[ Custom front-end and dynamic DNS settings ]##\n\
+         frontends = 2:relays.example.test:443\n\
+         frontend = [::1]:9080\n\
+         frontend = 127.0.0.1:9081\n\
+         nofrontend = 10.1.2.3:443\n\
+         fe_certname = relays.example.test\n",
+        "ca_certs = /etc/ssl/certs/ca-certificates.crt\n",
+        "\n##[ Systems administration settings ]##\ndaemonize\npidfile = /run/rkite.pid\n",
+    ] {
+        assert!(text.contains(line), "{line:?} missing:\n{text}");
+    }
+}
