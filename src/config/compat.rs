@@ -76,6 +76,12 @@ pub(super) const ACCEPTED: &[(&str, &str, Option<&str>, &str)] = &[
         "Python select-loop tuning",
     ),
     ("", "noproxy", None, "rkite uses no proxy"),
+    (
+        "D",
+        "dyndns",
+        Some("PROVIDER"),
+        "read, kept and written back by --settings (also as set by --defaults), but rkite sends no dynamic DNS updates yet: one info line at start says so",
+    ),
     ("", "noall", None, "the default"),
     (
         "",
@@ -223,24 +229,6 @@ pub(super) const REFUSED: &[(&str, &str, bool, &str)] = &[
         "the built-in web server is not supported yet",
     ),
     (
-        "",
-        "defaults",
-        false,
-        "pagekite.net's service defaults would dial public relays: name your relay with --frontend=HOST:PORT",
-    ),
-    (
-        "",
-        "whitelabel",
-        true,
-        "pagekite.net's service defaults would dial public relays: name your relay with --frontend=HOST:PORT",
-    ),
-    (
-        "",
-        "whitelabels",
-        true,
-        "pagekite.net's service defaults would dial public relays: name your relay with --frontend=HOST:PORT",
-    ),
-    (
         "A",
         "authdomain",
         true,
@@ -279,12 +267,6 @@ pub(super) const REFUSED: &[(&str, &str, bool, &str)] = &[
         "outbound proxies are not supported yet",
     ),
     ("", "proxy", true, "outbound proxies are not supported yet"),
-    (
-        "D",
-        "dyndns",
-        true,
-        "dynamic DNS updates are not supported yet",
-    ),
     (
         "",
         "wschunks",
@@ -360,12 +342,12 @@ pub fn short_status(letter: &str) -> Option<Status> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
 
     /// pagekite.py 1.5.2's `OPT_FLAGS` and `OPT_ARGS` (pk.py), as shipped.
-    const OPT_FLAGS: &str = "o:O:S:H:P:X:L:ZI:fA:R:h:p:aD:U:NE:";
-    const OPT_ARGS: &[&str] = &[
+    pub(crate) const OPT_FLAGS: &str = "o:O:S:H:P:X:L:ZI:fA:R:h:p:aD:U:NE:";
+    pub(crate) const OPT_ARGS: &[&str] = &[
         "noloop",
         "clean",
         "nopyopenssl",

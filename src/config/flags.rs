@@ -101,6 +101,23 @@ pub(super) const FLAGS: &[Flag] = &[
         "N:NAME:PORT",
         "Backend: keep tunnels to the N fastest of NAME's addresses (all A and AAAA records), measured by a tunnel handshake, re-checked periodically and when one fails.",
     ),
+    switch(
+        "",
+        "defaults",
+        "Backend: pagekite.net's service defaults, as pagekite.py 1.5.2 sets them: --frontends=1:fe4_152.b5p.us:443, its --fe_certnames, --errorurl and --dyndns (later options win). --settings shows the expansion.",
+    ),
+    value(
+        "",
+        "whitelabel",
+        "DOMAIN",
+        "Backend: a white-label service's defaults: --frontends=1:fe4_152.DOMAIN:443, --fe_certname=fe.DOMAIN and DOMAIN (and pagekite.net's), error page and dynamic DNS at DOMAIN over http.",
+    ),
+    value(
+        "",
+        "whitelabels",
+        "DOMAIN",
+        "Backend: the same as --whitelabel, with https for the error page and dynamic DNS.",
+    ),
     multi(
         "nofrontend",
         "HOST:PORT",
@@ -258,7 +275,7 @@ pub(super) const FLAGS: &[Flag] = &[
     switch(
         "",
         "settings",
-        "Print the effective configuration as an option file (secrets masked) and exit.",
+        "Print the effective configuration in pagekite.py's option-file format (secrets in clear, as pagekite.py writes them) and exit.",
     ),
     value(
         "L",

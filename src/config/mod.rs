@@ -22,6 +22,7 @@ mod files;
 mod flags;
 #[doc(hidden)]
 pub mod offline;
+pub mod service;
 mod settings;
 mod specs;
 use crate::proto::kite::{DEFAULT_PROTOS, KiteId};
@@ -33,6 +34,8 @@ use specs::*;
 pub struct ServiceKite {
     pub id: KiteId,
     pub domain: String,
+    /// The local server's name as written (`localhost`), for `--settings`.
+    pub host: String,
     pub local: SocketAddr,
     pub secret: String,
     /// Short-form options given with the kite (`+ip/...`), as written.
@@ -98,6 +101,12 @@ pub struct Config {
     pub kites_off: Vec<ServiceKite>,
     /// `--errorurl`: pages framed instead of the built-in unavailable page.
     pub error_urls: crate::proto::pages::ErrorUrls,
+    /// `--kitename` and `--kitesecret`, as given (`@kitename`, `@kitesecret`).
+    pub kitename: Option<String>,
+    pub kitesecret: Option<String>,
+    /// `--dyndns` (or the one `defaults`/`whitelabel` set): kept and shown
+    /// by `--settings`; rkite sends no dynamic DNS updates yet.
+    pub dyndns: Option<service::DynDns>,
     /// `--insecure`: no security filter on any kite.
     pub insecure: bool,
     /// pagekite.py flags given that mean nothing here (logged at debug).
@@ -246,10 +255,10 @@ fn parse_expanded(argv: &[String], expanded: &files::Expanded) -> Result<Parsed,
         .iter()
         .map(|f| parse_frontend(f))
         .collect::<Result<Vec<_>, _>>()?;
-    let frontend_pool = match last(&m, "frontends") {
-        Some(spec) => Some(parse_frontend_pool(&spec)?),
-        None => None,
-    };
+    // `frontends`, `fe_certname`, `errorurl` and `dyndns`, with what
+    // `defaults`/`whitelabel` set for them, in pagekite.py's order.
+    let front = service::Front::from_matches(&m)?;
+    let frontend_pool = front.pool.clone();
     let nofrontends = m
         .opt_strs("nofrontend")
         .iter()
@@ -379,6 +388,13 @@ fn parse_expanded(argv: &[String], expanded: &files::Expanded) -> Result<Parsed,
     for (flag, rules) in [("client_acl", "client_acl"), ("tunnel_acl", "tunnel_acl")] {
         Acl::parse(&m.opt_strs(rules)).map_err(|e| bad(flag, e.to_string()))?;
     }
+    // One info line at start: pagekite.py would send updates here.
+    let dyndns_note = front.dyndns.as_ref().map(|d| {
+        format!(
+            "--dyndns={} (kept and shown by --settings; rkite sends no dynamic DNS updates yet)",
+            d.safe_name()
+        )
+    });
     let config = Config {
         is_frontend,
         host,
@@ -396,11 +412,7 @@ fn parse_expanded(argv: &[String], expanded: &files::Expanded) -> Result<Parsed,
         logfile: last(&m, "logfile").filter(|f| f != "stdio"),
         tls_endpoints,
         tls_default: last(&m, "tls_default").map(|n| n.to_ascii_lowercase()),
-        fe_certnames: m
-            .opt_strs("fe_certname")
-            .iter()
-            .map(|n| n.to_ascii_lowercase())
-            .collect(),
+        fe_certnames: front.certs,
         ca_certs: last(&m, "ca_certs"),
         fe_nocertcheck: m.opt_present("fe_nocertcheck"),
         client_acl: m.opt_strs("client_acl"),
@@ -415,8 +427,12 @@ fn parse_expanded(argv: &[String], expanded: &files::Expanded) -> Result<Parsed,
             for arg in m.opt_strs("errorurl") {
                 urls.add(&arg);
             }
+            urls.default = front.error_url;
             urls
         },
+        kitename,
+        kitesecret: default_secret,
+        dyndns: front.dyndns,
         insecure: m.opt_present("insecure"),
         buffer_budget,
         max_conns,
@@ -430,8 +446,9 @@ fn parse_expanded(argv: &[String], expanded: &files::Expanded) -> Result<Parsed,
                     .iter()
                     .map(|a| (if a.1.is_empty() { a.0 } else { a.1 }, a.3)),
             )
-            .filter(|(f, _)| m.opt_present(f))
+            .filter(|(f, _)| m.opt_present(f) && *f != "dyndns")
             .map(|(f, why)| format!("--{f} ({why})"))
+            .chain(dyndns_note)
             .collect(),
         daemonize: m.opt_present("daemonize"),
         pidfile: last(&m, "pidfile"),
@@ -456,7 +473,7 @@ fn parse_expanded(argv: &[String], expanded: &files::Expanded) -> Result<Parsed,
         crate::daemon::parse_runas(spec).map_err(|e| bad("runas", e.to_string()))?;
     }
     if m.opt_present("settings") {
-        return Ok(Parsed::Settings(settings::render(&m, &expanded.files)));
+        return Ok(Parsed::Settings(settings::render(&m, &config)));
     }
     Ok(Parsed::Run(Box::new(config)))
 }

@@ -1,113 +1,395 @@
-//! `--settings`: the effective configuration written back as an option file
-//! (the format `--optfile` reads), after the command line and every option
-//! file have been combined, so a user can see what rkite will actually run
-//! with. Secrets are masked; nothing else is changed or invented.
+//! `--settings`: the effective configuration, after the command line and
+//! every option file have been combined, written as an option file in
+//! pagekite.py's format (`GenerateConfig` in pk.py: its sections, spellings
+//! and padding), so the same file can go to pagekite.py and come back.
+//! Secrets are written in clear, as pagekite.py writes them: the output is
+//! the user's own configuration on their terminal, not a log. Options
+//! pagekite.py does not know go in a last section that says so. It renders;
+//! it does not decide what any option means (that is `mod` and `service`).
 
+use super::files;
 use super::flags::{FLAGS, Kind};
-
-const MASK: &str = "********";
+use super::service::Service;
+use super::{Config, ServiceKite};
+use crate::proto::options::{self, Value};
 
 /// Flags that steer the parsing itself rather than the service.
 const NOT_SETTINGS: &[&str] = &[
-    "optfile", "optdir", "settings", "help", "version", "connect",
+    "optfile",
+    "optdir",
+    "settings",
+    "help",
+    "version",
+    "connect",
+    "abort_not_configured",
 ];
 
-pub(super) fn render(m: &getopts::Matches, files: &[String]) -> String {
-    let mut out = format!(
-        "# rkite {}: effective settings (secrets masked)\n",
-        env!("CARGO_PKG_VERSION")
-    );
-    if files.is_empty() {
-        out.push_str("# from the command line only\n");
-    } else {
-        out.push_str("# from the command line and:\n");
-        for f in files {
-            out.push_str(&format!("#   {f}\n"));
-        }
-    }
-    for flag in FLAGS.iter().filter(|f| !NOT_SETTINGS.contains(&f.long)) {
-        match flag.kind {
-            Kind::Switch => {
-                // Only -v counts (-vv is more than -v); other switches are on or off.
-                let most = if flag.long == "verbose" { 2 } else { 1 };
-                for _ in 0..m.opt_count(flag.long).min(most) {
-                    out.push_str(flag.long);
-                    out.push('\n');
-                }
-            }
-            Kind::Value(_) => {
-                if let Some(v) = m.opt_strs(flag.long).pop() {
-                    out.push_str(&format!("{} = {}\n", flag.long, mask(flag.long, &v)));
-                }
-            }
-            Kind::Multi(_) => {
-                for v in m.opt_strs(flag.long) {
-                    out.push_str(&format!("{} = {}\n", flag.long, mask(flag.long, &v)));
-                }
-            }
-        }
-    }
-    if !m.free.is_empty() {
-        out.push_str(&format!(
-            "# kites in pagekite.py's short form, command line only: {}\n",
-            m.free.join(" ")
-        ));
-    }
-    out
+/// Flags written in pagekite.py's sections below; every other flag rkite
+/// has goes in the rkite-only section.
+const PAGEKITE_SECTIONS: &[&str] = &[
+    "kitename",
+    "kitesecret",
+    "defaults",
+    "whitelabel",
+    "whitelabels",
+    "frontends",
+    "frontend",
+    "nofrontend",
+    "fe_certname",
+    "fe_nocertcheck",
+    "errorurl",
+    "ca_certs",
+    "keepalive",
+    "service_on",
+    "backend",
+    "service_off",
+    "define_backend",
+    "be_config",
+    "service_cfg",
+    "insecure",
+    "isfrontend",
+    "host",
+    "ports",
+    "protos",
+    "rawports",
+    "domain",
+    "tls_endpoint",
+    "tls_default",
+    "client_acl",
+    "tunnel_acl",
+    "logfile",
+    "debugio",
+    "daemonize",
+    "runas",
+    "pidfile",
+];
+
+/// Lines of the file being written, in sections.
+#[derive(Default)]
+struct Out {
+    text: String,
+    section: Vec<String>,
 }
 
-/// A flag's value with any secret in it replaced by [`MASK`].
-pub(super) fn mask(flag: &str, value: &str) -> String {
-    let fields: Vec<&str> = value.split(':').collect();
-    let secret_field = match (flag, fields.len()) {
-        ("kitesecret", _) => return MASK.to_string(),
-        ("domain", 3) => Some(2),
-        ("service_on" | "backend" | "service_off" | "define_backend", 5) => Some(4),
-        // DOMAIN/PORT:password/USER:PASSWORD, and the password may hold `:`.
-        ("be_config" | "service_cfg", n) if n >= 3 && fields[1].starts_with("password/") => Some(2),
-        _ => None,
-    };
-    match secret_field {
-        Some(i) => {
-            let mut kept: Vec<&str> = fields.iter().take(i).copied().collect();
-            kept.push(MASK);
-            kept.join(":")
+impl Out {
+    /// `name = value`, preceded by a warning when reading the line back
+    /// would not give `name` this value (option files drop blanks next to
+    /// `:` and `=`, so such a value cannot be kept in any option file).
+    fn opt(&mut self, name: &str, value: &str) {
+        let line = format!("{name} = {value}");
+        self.checked(line, name, value);
+    }
+
+    fn checked(&mut self, line: String, name: &str, value: &str) {
+        let read = files::line_to_arg(&line).map(|a| files::normalize(&a));
+        if read.as_deref() != Some(format!("--{name}={value}").as_str()) {
+            self.section.push(format!(
+                "# rkite: the next line does not read back as given; check the {name} value"
+            ));
         }
-        None => value.to_string(),
+        self.section.push(line);
+    }
+
+    fn switch(&mut self, name: &str, on: bool) {
+        if on {
+            self.section.push(name.to_string());
+        }
+    }
+
+    fn comment(&mut self, text: &str) {
+        self.section.push(text.to_string());
+    }
+
+    /// Ends a section: its title and lines, if it has any.
+    fn close(&mut self, title: &str) {
+        if self.section.is_empty() {
+            return;
+        }
+        self.text.push_str(&format!("\n##[ {title} ]##\n"));
+        for line in self.section.drain(..) {
+            self.text.push_str(&line);
+            self.text.push('\n');
+        }
+    }
+}
+
+pub(super) fn render(m: &getopts::Matches, c: &Config) -> String {
+    let mut out = Out::default();
+    out.text.push_str(&format!(
+        "###[ Current settings for rkite {}, in pagekite.py's format ]#########\n\
+         #\n\
+         ## pagekite.py reads this file too (not the rkite-only section at the end,\n\
+         ## if there is one). Secrets are written in clear, as pagekite.py writes\n\
+         ## them: keep this file as private as the configuration it came from.\n",
+        env!("CARGO_PKG_VERSION")
+    ));
+    if c.files.is_empty() {
+        out.text.push_str("## From the command line only.\n");
+    } else {
+        out.text.push_str("## From the command line and:\n");
+        for f in &c.files {
+            out.text.push_str(&format!("##   {f}\n"));
+        }
+    }
+    out.text.push_str("#\n");
+
+    if let Some(name) = &c.kitename {
+        out.checked(format!("kitename   = {name}"), "kitename", name);
+    }
+    if let Some(secret) = &c.kitesecret {
+        out.checked(format!("kitesecret = {secret}"), "kitesecret", secret);
+    }
+    out.close("Default kite and account details");
+
+    front_ends(&mut out, m, c);
+    kites(&mut out, c);
+
+    out.switch("insecure", c.insecure);
+    out.close("Allow risky known-to-be-risky incoming HTTP requests?");
+
+    out.switch("isfrontend", c.is_frontend);
+    for name in ["host", "ports", "protos", "rawports", "domain"] {
+        as_given(&mut out, m, name);
+    }
+    out.close("Front-end Options");
+    for name in ["tls_endpoint", "tls_default"] {
+        as_given(&mut out, m, name);
+    }
+    out.close("Domains we terminate SSL/TLS for natively, with key/cert-files");
+    for name in ["client_acl", "tunnel_acl"] {
+        as_given(&mut out, m, name);
+    }
+    out.close("Front-end access controls (default=deny, if configured)");
+
+    as_given(&mut out, m, "logfile");
+    out.switch("debugio", c.debug_io);
+    out.close("Miscellaneous settings");
+    out.switch("daemonize", c.daemonize);
+    as_given(&mut out, m, "runas");
+    as_given(&mut out, m, "pidfile");
+    out.close("Systems administration settings");
+
+    rkite_only(&mut out, m);
+    out.close(
+        "rkite only: pagekite.py does not know these (its buffers means something else); \
+         remove them before pagekite.py reads this file",
+    );
+    out.text
+        .push_str("\n###[ End of rkite configuration ]#########\nEND\n");
+    out.text
+}
+
+/// The front-end choice: `defaults`/`whitelabel` when the values are
+/// exactly a service's (pagekite.py's check), else each value.
+fn front_ends(out: &mut Out, m: &getopts::Matches, c: &Config) {
+    let front = super::service::Front {
+        pool: c.frontend_pool.clone(),
+        certs: c.fe_certnames.clone(),
+        error_url: c.error_urls.default.clone(),
+        dyndns: c.dyndns.clone(),
+    };
+    if let Some(service) = Service::matching(&front) {
+        let d = service.defaults();
+        out.comment(&service.line());
+        out.comment("# which pagekite.py 1.5.2 and rkite both expand to:");
+        out.comment(&format!(
+            "#   frontends = {}:{}:{}",
+            d.pool.count, d.pool.name, d.pool.port
+        ));
+        for cert in &d.certs {
+            out.comment(&format!("#   fe_certname = {cert}"));
+        }
+        out.comment(&format!("#   errorurl = {}", d.error_url));
+        out.comment(&format!(
+            "#   dyndns = {}  (rkite sends no dynamic DNS updates yet)",
+            d.dyndns.to_arg()
+        ));
+        let title = match &service {
+            Service::PageKiteNet => "pagekite.net".to_string(),
+            Service::Whitelabel { domain, .. } => domain.clone(),
+        };
+        out.close(&format!("Front-end settings: use {title} defaults"));
+        manual_front_ends(out, c);
+        out.switch("fe_nocertcheck", c.fe_nocertcheck);
+        out.close("Manual front-ends");
+    } else {
+        if let Some(pool) = &c.frontend_pool {
+            out.opt(
+                "frontends",
+                &format!("{}:{}:{}", pool.count, pool.name, pool.port),
+            );
+        }
+        manual_front_ends(out, c);
+        for cert in &c.fe_certnames {
+            out.opt("fe_certname", cert);
+        }
+        out.switch("fe_nocertcheck", c.fe_nocertcheck);
+        if let Some(d) = &c.dyndns {
+            out.opt("dyndns", &d.to_arg());
+        }
+        if let Some(url) = &c.error_urls.default {
+            out.opt("errorurl", url);
+        }
+        out.close("Custom front-end and dynamic DNS settings");
+    }
+    as_given(out, m, "ca_certs");
+    as_given(out, m, "keepalive");
+    for (domain, url) in &c.error_urls.by_domain {
+        out.opt("errorurl", &format!("{domain}:{url}"));
+    }
+    out.close("Front-end connection settings");
+}
+
+fn manual_front_ends(out: &mut Out, c: &Config) {
+    let spell = |host: &str, port: u16| {
+        if host.contains(':') {
+            format!("[{host}]:{port}")
+        } else {
+            format!("{host}:{port}")
+        }
+    };
+    for (host, port) in &c.frontends {
+        out.opt("frontend", &spell(host, *port));
+    }
+    for (host, port) in &c.nofrontends {
+        out.opt("nofrontend", &spell(host, *port));
+    }
+}
+
+/// Kites as pagekite.py writes them, `@kitename`/`@kitesecret` where they
+/// apply, then their options as `service_cfg` lines: the `+options` of
+/// short-form kites first (pagekite.py turns them into the same), then every
+/// `be_config`/`service_cfg`, in the order they apply.
+fn kites(out: &mut Out, c: &Config) {
+    for kite in &c.kites {
+        kite_line(out, c, kite, "service_on ");
+    }
+    for kite in &c.kites_off {
+        kite_line(out, c, kite, "service_off");
+    }
+    let mut cfgs: Vec<String> = Vec::new();
+    for kite in &c.kites {
+        for opt in &kite.options {
+            let port = kite.id.port.unwrap_or(80);
+            let (key, value) = match options::parse_short(opt) {
+                Ok((_, Value::Flag(on))) => {
+                    let name = opt.trim_start_matches('+');
+                    let name = if on {
+                        name
+                    } else {
+                        name.get(2..).unwrap_or(name)
+                    };
+                    (
+                        name.to_string(),
+                        if on { "True" } else { "False" }.to_string(),
+                    )
+                }
+                _ => match opt.trim_start_matches('+').split_once('=') {
+                    Some((k, v)) => (k.to_string(), v.to_string()),
+                    None => (opt.trim_start_matches('+').to_string(), "True".into()),
+                },
+            };
+            cfgs.push(format!("{}/{port}:{key}:{value}", kite.domain));
+        }
+    }
+    cfgs.extend(c.be_config.iter().cloned());
+    let mut configs = Out::default();
+    for spec in &cfgs {
+        match split_cfg(spec) {
+            Some((host, key, value)) => configs.checked(
+                format!("service_cfg = {host:<30}: {key:<15}: {value}"),
+                "service_cfg",
+                spec,
+            ),
+            None => configs.opt("service_cfg", spec),
+        }
+    }
+    if !configs.section.is_empty() {
+        out.section.push(String::new());
+        out.section.append(&mut configs.section);
+    }
+    if !c.is_frontend || !out.section.is_empty() {
+        if c.kites.is_empty() && c.kites_off.is_empty() {
+            out.comment("# No back-ends!  How boring!");
+        }
+        out.close("Back-ends and local services");
+    }
+}
+
+fn kite_line(out: &mut Out, c: &Config, kite: &ServiceKite, flag: &str) {
+    let is_kitename = c
+        .kitename
+        .as_deref()
+        .is_some_and(|n| n.eq_ignore_ascii_case(&kite.domain));
+    let domain = if is_kitename {
+        "@kitename"
+    } else {
+        &kite.domain
+    };
+    let secret = if c.kitesecret.as_deref() == Some(kite.secret.as_str()) {
+        "@kitesecret"
+    } else {
+        &kite.secret
+    };
+    let fe = format!("{}:{domain}", kite.id.name());
+    let be = format!("{}:{}", kite.host, kite.local.port());
+    out.checked(
+        format!("{flag} = {fe:<33}: {be:<18}: {secret}"),
+        flag.trim_end(),
+        &format!("{fe}:{be}:{secret}"),
+    );
+}
+
+/// `HOST/PORT:KEY:VALUE` split as `options::parse_be_config` splits it.
+fn split_cfg(spec: &str) -> Option<(&str, &str, &str)> {
+    let (host, rest) = spec.split_once(':')?;
+    let is_ip = rest.get(..3).is_some_and(|p| p.eq_ignore_ascii_case("ip/"));
+    let (key, value) = if is_ip {
+        rest.rsplit_once(':')?
+    } else {
+        rest.split_once(':')?
+    };
+    Some((host, key, value))
+}
+
+/// Every value given for `name`, as given (the last one for single values).
+fn as_given(out: &mut Out, m: &getopts::Matches, name: &str) {
+    let Some(flag) = FLAGS.iter().find(|f| f.long == name) else {
+        return;
+    };
+    match flag.kind {
+        Kind::Switch => out.switch(name, m.opt_present(name)),
+        Kind::Value(_) => {
+            if let Some(v) = m.opt_strs(name).pop() {
+                out.opt(name, &v);
+            }
+        }
+        Kind::Multi(_) => {
+            for v in m.opt_strs(name) {
+                out.opt(name, &v);
+            }
+        }
+    }
+}
+
+/// rkite's own options, which pagekite.py does not know.
+fn rkite_only(out: &mut Out, m: &getopts::Matches) {
+    for flag in FLAGS
+        .iter()
+        .filter(|f| !NOT_SETTINGS.contains(&f.long) && !PAGEKITE_SECTIONS.contains(&f.long))
+    {
+        if flag.kind == Kind::Switch {
+            // Only -v counts (-vv is more than -v); other switches are on or off.
+            let most = if flag.long == "verbose" { 2 } else { 1 };
+            for _ in 0..m.opt_count(flag.long).min(most) {
+                out.switch(flag.long, true);
+            }
+        } else {
+            as_given(out, m, flag.long);
+        }
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn masks_every_kind_of_secret() {
-        assert_eq!(
-            mask("domain", "http:*.x.test:s3cret"),
-            "http:*.x.test:********"
-        );
-        assert_eq!(
-            mask("service_on", "http:foo.test:localhost:80:pw"),
-            "http:foo.test:localhost:80:********"
-        );
-        assert_eq!(
-            mask("backend", "http:foo.test:localhost:80"),
-            "http:foo.test:localhost:80"
-        );
-        assert_eq!(mask("kitesecret", "pw"), MASK);
-        assert_eq!(
-            mask("be_config", "foo.test/80:password/bob:hunter2"),
-            "foo.test/80:password/bob:********"
-        );
-        assert_eq!(
-            mask("be_config", "foo.test/80:password/bob:pa:ss=word"),
-            "foo.test/80:password/bob:********"
-        );
-        assert_eq!(
-            mask("be_config", "foo.test/80:ip/10.0.0.0/8:True"),
-            "foo.test/80:ip/10.0.0.0/8:True"
-        );
-        assert_eq!(mask("ports", "80,443"), "80,443");
-    }
-}
+#[path = "settings_tests.rs"]
+mod tests;

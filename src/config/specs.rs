@@ -191,6 +191,7 @@ pub(super) fn parse_service(
         kites.push(ServiceKite {
             id,
             domain: domain.clone(),
+            host: host.trim().to_string(),
             local,
             secret: secret.clone(),
             options: Vec::new(),

@@ -21,6 +21,7 @@ mod misc;
 mod ops;
 mod origin;
 mod peers;
+mod pkgolden;
 mod raw;
 mod rcfiles;
 mod relay;
