@@ -281,6 +281,73 @@ fn debian_style_account_and_kite_files() {
     }
 }
 
+/// pagekite.py reads options in order: `@kitename` is the kitename set
+/// above the line, and with none set yet the first kite's domain and
+/// secret become the kitename and kitesecret.
+#[test]
+fn kite_markers_take_the_value_set_above_them() {
+    let dir = Scratch::new("order");
+    let a = dir.file(
+        "a.rc",
+        "kitename = a.test\nkitesecret = sa\n\
+         service_on = http:@kitename : localhost:8080 : @kitesecret\n",
+    );
+    let b = dir.file(
+        "b.rc",
+        "kitename = b.test\nkitesecret = sb\n\
+         service_on = http:@kitename : localhost:8081 : @kitesecret\n",
+    );
+    let c = config(&args(&["--frontend=127.0.0.1:9080", "-o", &a, "-o", &b])).unwrap();
+    let kites: Vec<_> = c
+        .kites
+        .iter()
+        .map(|k| (k.domain.as_str(), k.secret.as_str(), k.local.port()))
+        .collect();
+    assert_eq!(kites, [("a.test", "sa", 8080), ("b.test", "sb", 8081)]);
+    // No kitename at all: the first kite names it.
+    let c = config(&args(&[
+        "--frontend=127.0.0.1:9080",
+        "--service_on=http:First.test:localhost:80:s1",
+        "--service_on=raw/22:@kitename:localhost:22:@kitesecret",
+    ]))
+    .unwrap();
+    let kites: Vec<_> = c
+        .kites
+        .iter()
+        .map(|k| (k.id.name(), k.domain.clone(), k.secret.clone()))
+        .collect();
+    assert_eq!(
+        kites,
+        [
+            (
+                "http".to_string(),
+                "first.test".to_string(),
+                "s1".to_string()
+            ),
+            (
+                "raw-22".to_string(),
+                "first.test".to_string(),
+                "s1".to_string()
+            )
+        ]
+    );
+    // A marker above every value still takes the last one given (pagekite.py
+    // would write an empty name there).
+    let c = config(&args(&[
+        "--frontend=127.0.0.1:9080",
+        "--service_on",
+        "http:@kitename:localhost:80:@kitesecret",
+        "--kitename",
+        "late.test",
+        "--kitesecret=sl",
+    ]))
+    .unwrap();
+    assert_eq!(
+        (c.kites[0].domain.as_str(), c.kites[0].secret.as_str()),
+        ("late.test", "sl")
+    );
+}
+
 #[test]
 fn debian_account_file_left_unedited_stops_with_its_line() {
     let dir = Scratch::new("unedited");

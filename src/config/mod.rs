@@ -209,7 +209,7 @@ fn last(m: &getopts::Matches, flag: &str) -> Option<String> {
 
 fn parse_expanded(argv: &[String], expanded: &files::Expanded) -> Result<Parsed, ConfigError> {
     let m = flags::options()
-        .parse(&expanded.args)
+        .parse(names_in_order(&expanded.args))
         .map_err(|e| bad("", e.to_string()))?;
     if m.opt_present("help") {
         return Ok(Parsed::Help(usage()));
@@ -498,6 +498,77 @@ pub fn kite_options(config: &Config) -> Result<Vec<KiteOptions>, OptionError> {
         all.push(options);
     }
     Ok(all)
+}
+
+/// The kite flags whose specs may say `@kitename` and `@kitesecret`.
+const KITE_FLAGS: [&str; 4] = ["service_on", "backend", "service_off", "define_backend"];
+
+/// Replaces `@kitename` and `@kitesecret` in each kite spec with the value
+/// set *above* it, as pagekite.py does while it reads its options in order:
+/// a file may set one kitename, list its kites, then set another for the
+/// next ones (arguments are already normalised: `--name=value` or
+/// `--name value`). A marker used before any value is set is left for
+/// [`expand_names`], which takes the last value given anywhere (pagekite.py
+/// would write an empty name there: a spec no one could mean).
+fn names_in_order(args: &[String]) -> Vec<String> {
+    let mut out = args.to_vec();
+    let (mut kitename, mut kitesecret): (Option<String>, Option<String>) = (None, None);
+    let mut i = 0;
+    while i < out.len() {
+        let Some(rest) = out.get(i).and_then(|a| a.strip_prefix("--")) else {
+            i += 1;
+            continue;
+        };
+        if rest.is_empty() {
+            break; // `--`: the rest are free arguments
+        }
+        let (name, inline) = match rest.split_once('=') {
+            Some((n, v)) => (n.to_string(), Some(v.to_string())),
+            None => (rest.to_string(), None),
+        };
+        let takes_value =
+            name == "kitename" || name == "kitesecret" || KITE_FLAGS.contains(&name.as_str());
+        if !takes_value {
+            i += 1;
+            continue;
+        }
+        // The value: attached, or the next argument.
+        let at = if inline.is_some() { i } else { i + 1 };
+        let Some(value) = inline.or_else(|| out.get(i + 1).cloned()) else {
+            break;
+        };
+        match name.as_str() {
+            "kitename" => kitename = Some(value),
+            "kitesecret" => kitesecret = Some(value),
+            _ => {
+                let mut spec = value;
+                if let Some(n) = &kitename {
+                    spec = spec.replace("@kitename", n);
+                }
+                if let Some(s) = &kitesecret {
+                    spec = spec.replace("@kitesecret", s);
+                }
+                // pagekite.py: with no kitename yet, the first kite's
+                // domain and secret become the kitename and kitesecret.
+                if kitename.is_none() {
+                    let parts: Vec<&str> = spec.split(':').map(str::trim).collect();
+                    if let Some(domain) = parts.get(1).filter(|d| !d.contains('@')) {
+                        kitename = Some(domain.to_ascii_lowercase());
+                        kitesecret = parts.get(4).map(|s| s.to_string());
+                    }
+                }
+                if let Some(slot) = out.get_mut(at) {
+                    *slot = if at == i {
+                        format!("--{name}={spec}")
+                    } else {
+                        spec
+                    };
+                }
+            }
+        }
+        i = at + 1;
+    }
+    out
 }
 
 /// `@kitename` and `@kitesecret` in a kite spec stand for `--kitename` and
