@@ -344,7 +344,7 @@ impl Pool {
         }
         // Best score first; on a tie the live one, then the lower address,
         // so the same inputs always give the same choice.
-        usable.sort_by(|a, b| (a.0, a.1, a.2.addr).cmp(&(b.0, b.1, b.2.addr)));
+        usable.sort_by_key(|u| (u.0, u.1, u.2.addr));
         let mut ranked = Vec::with_capacity(self.candidates.len());
         let mut seen: Vec<(&str, SocketAddr)> = Vec::new();
         let mut chosen = 0;
