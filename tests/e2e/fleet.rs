@@ -5,7 +5,9 @@
 //! delay every byte by a fixed time each way (a relay that far away), and
 //! the backend choosing among them. Proves: the two fastest are chosen;
 //! when the fastest dies the third takes its place while the surviving one
-//! serves every request; `nofrontend` keeps the fastest off.
+//! serves every request; `nofrontend` keeps the fastest off until a SIGHUP
+//! lifts it, and then the new tunnel is live before the old one closes; a
+//! pagekite.py relay answers the same ping and is chosen the same way.
 
 use std::io::{Read, Write};
 use std::net::{IpAddr, Ipv4Addr, Shutdown, SocketAddr, TcpListener, TcpStream};
@@ -19,6 +21,7 @@ use std::time::{Duration, Instant};
 
 use crate::fixture::{self, T, kite};
 use crate::origin::{INDEX_BODY, Origin};
+use crate::peers;
 use crate::util::{self, Proc, free_port};
 
 const SECRET: &str = "fleet-secret";
@@ -141,11 +144,25 @@ fn relay_ip(i: usize) -> IpAddr {
 
 impl Fleet {
     fn start() -> Fleet {
+        Fleet::start_with(false)
+    }
+
+    /// With `pagekite_first`, the fastest relay is Debian's pagekite.py.
+    fn start_with(pagekite_first: bool) -> Fleet {
         let fe_ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
         let domain = format!("http:{SITE}:{SECRET}");
         let frontends: Vec<Proc> = fe_ports
             .iter()
-            .map(|p| fixture::frontend(&[*p], &[&domain], &[]))
+            .enumerate()
+            .map(|(i, p)| {
+                if i > 0 || !pagekite_first {
+                    return fixture::frontend(&[*p], &[&domain], &[]);
+                }
+                let fe =
+                    peers::pagekite_frontend(*p, &["--protos=http", &format!("--domain={domain}")]);
+                peers::wait_frontend_ready(&fe, *p);
+                fe
+            })
             .collect();
         // One port free on all three addresses (a few tries at most).
         let (port, listeners) = (0..20)
@@ -371,4 +388,29 @@ fn nofrontend_keeps_the_fastest_relay_off_until_sighup_lets_it_in() {
     assert!(at(&live_a) < at(&close_b), "break before make");
     fixture::live(&fleet.frontends[0], KITE);
     assert!(served(fleet.fe_ports[0]));
+}
+
+#[test]
+fn a_pagekite_py_relay_is_measured_and_chosen_too() {
+    if !can_run() || !util::require_peer(peers::PAGEKITE) {
+        return;
+    }
+    let origin = Origin::start();
+    let fleet = Fleet::start_with(true);
+    let dir = util::temp_dir("fleet-pk");
+    let a = fleet.relay(0);
+    let be = backend(
+        &dir,
+        &format!("frontends = 1:fleet.test:{}\n", fleet.port),
+        &origin,
+    );
+    be.wait_for(&format!("{a} chosen"), T);
+    be.wait_for(&format!("kite {KITE} is live on {a}"), T);
+    fleet.frontends[0].wait_for(&peers::fe_kite_live("http", SITE), T);
+    assert!(served(fleet.fe_ports[0]));
+    util::wait_until("the status file shows pagekite.py's UUID", T, || {
+        let s = status(&dir);
+        let entry = candidate(&s, &a);
+        entry.contains("\"connected\": true") && !entry.contains("\"uuid\": null")
+    });
 }
