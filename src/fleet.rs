@@ -49,6 +49,8 @@ struct Probe {
     addr: SocketAddr,
     started: Instant,
     round: u64,
+    /// The second ping of a new relay (see `policy::FIRST_SAMPLES`).
+    second: bool,
     /// The answer (or failure) is recorded already.
     done: bool,
 }
@@ -228,7 +230,7 @@ fn start_probes(eng: &mut Engine) {
     f.step = Step::Probing { pending: 0 };
     let mut started = 0;
     for addr in targets {
-        match start_probe(eng, addr, round) {
+        match start_probe(eng, addr, round, false) {
             Ok(()) => started += 1,
             Err(e) => {
                 debug!("fleet: ping of {addr} failed: {e}");
@@ -248,7 +250,12 @@ fn start_probes(eng: &mut Engine) {
 }
 
 /// Opens a ping connection (non-blocking; the reactor drives it).
-fn start_probe(eng: &mut Engine, addr: SocketAddr, round: u64) -> Result<(), ProbeError> {
+fn start_probe(
+    eng: &mut Engine,
+    addr: SocketAddr,
+    round: u64,
+    second: bool,
+) -> Result<(), ProbeError> {
     let sock = TcpStream::connect(addr).map_err(|e| ProbeError::Connect(e.to_string()))?;
     let _ = sock.set_nodelay(true);
     let info = TunnelInfo {
@@ -279,6 +286,7 @@ fn start_probe(eng: &mut Engine, addr: SocketAddr, round: u64) -> Result<(), Pro
                 addr,
                 started,
                 round,
+                second,
                 done: false,
             },
         );
@@ -355,12 +363,25 @@ pub(super) fn probe_closed(eng: &mut Engine, token: Token, why: &Why) {
     let Some(p) = f.probes.remove(&token) else {
         return;
     };
+    if p.round != f.round || !matches!(f.step, Step::Probing { .. }) {
+        return;
+    }
+    if !p.second && f.pool.wants_another_ping(p.addr) {
+        match start_probe(eng, p.addr, p.round, true) {
+            // It stands in for this one in the round's count.
+            Ok(()) => return,
+            Err(e) => {
+                let now = eng.now;
+                if let Some(f) = fleet_mut(eng) {
+                    f.pool.record(p.addr, now, Err(e));
+                }
+            }
+        }
+    }
+    let Some(f) = fleet_mut(eng) else { return };
     let Step::Probing { pending } = &mut f.step else {
         return;
     };
-    if p.round != f.round {
-        return;
-    }
     *pending = pending.saturating_sub(1);
     if *pending == 0 {
         decide(eng);
@@ -418,6 +439,12 @@ fn pool_tunnels(eng: &mut Engine, current: Option<Token>) -> Vec<PoolTunnel> {
 /// The round is measured: rank, log what changed, act, schedule the next.
 fn decide(eng: &mut Engine) {
     let now = eng.now;
+    if state(eng).is_some_and(|be| be.stopped) {
+        if let Some(f) = fleet_mut(eng) {
+            f.step = Step::Idle;
+        }
+        return;
+    }
     let tunnels = pool_tunnels(eng, None);
     let live: Vec<SocketAddr> = tunnels.iter().filter(|t| t.live).map(|t| t.addr).collect();
     let Some(be) = state(eng) else { return };

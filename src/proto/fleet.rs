@@ -21,6 +21,10 @@ pub const PING_REQUEST: &[u8] = b"HEAD /ping HTTP/1.1\r\nHost: ping.pagekite\r\n
 const PONG_STATUS: &str = "HTTP/1.1 503 Unavailable";
 /// The ping average is over this many of the latest answers (pagekite.py).
 pub const WINDOW: usize = 3;
+/// A new relay is pinged this many times before it is first ranked
+/// (pagekite.py's ping cache wants two answers), so one slow first answer
+/// (a cold ARP or route cache) does not decide.
+pub const FIRST_SAMPLES: usize = 2;
 /// A relay saying `X-PageKite-Overloaded` is treated as this much farther
 /// away (pagekite.py's default `overload_ms`).
 pub const OVERLOAD_PENALTY: Duration = Duration::from_millis(250);
@@ -263,6 +267,14 @@ impl Pool {
             .filter(|c| !c.excluded)
             .map(|c| c.addr)
             .collect()
+    }
+
+    /// Whether `addr` answered but has too few answers to rank well: ping
+    /// it again in this round.
+    pub fn wants_another_ping(&self, addr: SocketAddr) -> bool {
+        self.candidates.iter().any(|c| {
+            c.addr == addr && c.error.is_none() && (1..FIRST_SAMPLES).contains(&c.samples.len())
+        })
     }
 
     /// A ping's outcome: its round trip and answer, or why it failed.

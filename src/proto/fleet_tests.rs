@@ -131,6 +131,23 @@ fn more_live_tunnels_than_wanted_push_the_others_away() {
 }
 
 #[test]
+fn a_new_relay_is_pinged_twice_before_it_is_ranked() {
+    let now = t0();
+    let mut pool = Pool::new(1);
+    pool.set_addresses(&[addr(2), addr(3)], &[]);
+    assert!(!pool.wants_another_ping(addr(2)), "not pinged yet at all");
+    pool.record(addr(2), now, Ok((ms(10), pong("a"))));
+    assert!(pool.wants_another_ping(addr(2)));
+    pool.record(addr(2), now, Ok((ms(12), pong("a"))));
+    assert!(!pool.wants_another_ping(addr(2)));
+    pool.record(addr(3), now, Err(ProbeError::Timeout));
+    assert!(
+        !pool.wants_another_ping(addr(3)),
+        "a failed relay is not pinged again"
+    );
+}
+
+#[test]
 fn the_average_is_over_the_last_three_pings() {
     let now = t0();
     let mut pool = Pool::new(1);
