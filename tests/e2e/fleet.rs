@@ -3,14 +3,16 @@
 //! bind-mounted into the backend's own mount namespace (`unshare -m`, so
 //! root is needed), three rkite frontends behind small forwarders that
 //! delay every byte by a fixed time each way (a relay that far away), and
-//! the backend choosing among them. Proves: the two fastest are chosen;
+//! the backend choosing among them (plus the fastest relay again under
+//! [::1], its "IPv6 address"). Proves: the two fastest distinct relays are
+//! chosen (the twin, same UUID, is a duplicate);
 //! when the fastest dies the third takes its place while the surviving one
 //! serves every request; `nofrontend` keeps the fastest off until a SIGHUP
 //! lifts it, and then the new tunnel is live before the old one closes; a
 //! pagekite.py relay answers the same ping and is chosen the same way.
 
 use std::io::{Read, Write};
-use std::net::{IpAddr, Ipv4Addr, Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::path::Path;
 use std::process::Command;
 use std::sync::Arc;
@@ -136,6 +138,9 @@ struct Fleet {
     frontends: Vec<Proc>,
     fe_ports: Vec<u16>,
     delayers: Vec<Delayer>,
+    /// The fastest relay again, under [::1] (its IPv6 address, as it were),
+    /// when this host has IPv6 loopback.
+    twin: Option<Delayer>,
 }
 
 fn relay_ip(i: usize) -> IpAddr {
@@ -180,12 +185,30 @@ impl Fleet {
             .zip(DELAYS_MS)
             .map(|((l, fe), d)| Delayer::start(l, util::local(*fe), Duration::from_millis(d)))
             .collect();
+        let twin = match TcpListener::bind(SocketAddr::new(Ipv6Addr::LOCALHOST.into(), port)) {
+            Ok(l) => Some(Delayer::start(
+                l,
+                util::local(fe_ports[0]),
+                // Slower than its IPv4 twin, faster than the second relay.
+                Duration::from_millis(15),
+            )),
+            Err(e) => {
+                eprintln!("no [::1]:{port} ({e}): the same relay under two addresses is not tried");
+                None
+            }
+        };
         Fleet {
             port,
             frontends,
             fe_ports,
             delayers,
+            twin,
         }
+    }
+
+    /// The fastest relay's second address, if there is one.
+    fn twin(&self) -> Option<String> {
+        self.twin.as_ref().map(|t| t.addr.to_string())
     }
 
     fn relay(&self, i: usize) -> String {
@@ -196,13 +219,16 @@ impl Fleet {
 /// The rkite backend in its own mount namespace, where `fleet.test` is the
 /// three relay addresses; `rc` (an option file, for SIGHUP to read again)
 /// has the pool's settings.
-fn backend(dir: &Path, rc: &str, origin: &Origin) -> Proc {
+fn backend(dir: &Path, fleet: &Fleet, rc: &str, origin: &Origin) -> Proc {
     let rc_path = dir.join("fleet.rc");
     std::fs::write(&rc_path, rc).expect("write the option file");
     let hosts = dir.join("hosts");
     let mut text = String::from("127.0.0.1 localhost\n");
     for i in 0..3 {
         text.push_str(&format!("{} fleet.test\n", relay_ip(i)));
+    }
+    if fleet.twin.is_some() {
+        text.push_str("::1 fleet.test\n");
     }
     std::fs::write(&hosts, text).expect("write the hosts file");
     let mut cmd = Command::new("unshare");
@@ -272,6 +298,7 @@ fn frontends_pool_follows_the_fastest_relays_without_a_gap() {
     let dir = util::temp_dir("fleet");
     let be = backend(
         &dir,
+        &fleet,
         &format!("frontends = 2:fleet.test:{}\n", fleet.port),
         &origin,
     );
@@ -306,6 +333,13 @@ fn frontends_pool_follows_the_fastest_relays_without_a_gap() {
     eprintln!("measured pings: {pa} ms, {pb} ms, {pc} ms");
     assert!(pa < pb && pb < pc, "{s}");
     assert!(candidate(&s, &c).contains("\"state\": \"spare\""), "{s}");
+    // The fastest relay's second address is the same relay (same UUID):
+    // it does not take the second place from a different relay.
+    if let Some(twin) = fleet.twin() {
+        let entry = candidate(&s, &twin);
+        assert!(entry.contains("\"state\": \"duplicate\""), "{s}");
+        assert!(ping_ms(&entry) < pb, "{s}");
+    }
 
     // The fastest dies: the third takes its place, and the survivor serves
     // every request meanwhile.
@@ -352,7 +386,13 @@ fn nofrontend_keeps_the_fastest_relay_off_until_sighup_lets_it_in() {
     let dir = util::temp_dir("fleet-never");
     let (a, b) = (fleet.relay(0), fleet.relay(1));
     let pool = format!("frontends = 1:fleet.test:{}\n", fleet.port);
-    let be = backend(&dir, &format!("{pool}nofrontend = {a}\n"), &origin);
+    // nofrontend is by address, as in pagekite.py: the fastest relay's
+    // IPv6 twin is listed too.
+    let mut never = format!("nofrontend = {a}\n");
+    if let Some(twin) = fleet.twin() {
+        never.push_str(&format!("nofrontend = {twin}\n"));
+    }
+    let be = backend(&dir, &fleet, &format!("{pool}{never}"), &origin);
     be.wait_for(&format!("{a} excluded by nofrontend"), T);
     be.wait_for(&format!("{b} chosen"), T);
     be.wait_for(&format!("kite {KITE} is live on {b}"), T);
@@ -364,6 +404,7 @@ fn nofrontend_keeps_the_fastest_relay_off_until_sighup_lets_it_in() {
     });
     // Not even pinged.
     assert_eq!(fleet.delayers[0].accepted(), 0);
+    assert_eq!(fleet.twin.as_ref().map_or(0, Delayer::accepted), 0);
     assert!(!fleet.frontends[0].contains(&format!("kite {KITE} is live")));
 
     // SIGHUP with the same pool keeps its tunnel and choice.
@@ -401,6 +442,7 @@ fn a_pagekite_py_relay_is_measured_and_chosen_too() {
     let a = fleet.relay(0);
     let be = backend(
         &dir,
+        &fleet,
         &format!("frontends = 1:fleet.test:{}\n", fleet.port),
         &origin,
     );
