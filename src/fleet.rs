@@ -639,7 +639,13 @@ pub(super) fn reload(eng: &mut Engine, new: &Config) {
     if unchanged {
         return;
     }
+    // Answers still on their way to the old pool must not pass for the
+    // new one's: its rounds go on from the old count.
+    let round = be.fleet.as_ref().map_or(0, |f| f.round);
     be.fleet = Fleet::new(new);
+    if let Some(f) = be.fleet.as_mut() {
+        f.round = round;
+    }
     match &be.fleet {
         Some(f) => info!("{}: new pool settings, checking", f.label()),
         None => info!("--frontends removed from the configuration"),
