@@ -26,7 +26,7 @@ use crate::proto::status_line;
 use crate::random;
 use crate::relay::{self, Phase, Side, Tunnel, TunnelCore, Why, tag};
 use crate::resolve::Resolver;
-use crate::tls::{self, ClientSetup, TlsSession, Verify};
+use crate::tls::TlsSession;
 use crate::transport::Transport;
 
 /// Connect plus handshake must finish in this time.
@@ -39,6 +39,12 @@ pub const VERSION: &str = concat!("rkite-", env!("CARGO_PKG_VERSION"));
 #[path = "backend_control.rs"]
 mod control;
 pub use control::{frontend_name, reconnect_now, reload};
+#[path = "fleet.rs"]
+mod fleet;
+pub(crate) use fleet::status as fleet_status;
+#[path = "backend_tls.rs"]
+mod fe_tls;
+use fe_tls::{BackendTls, slot_host};
 
 pub struct State {
     slots: Vec<Slot>,
@@ -51,49 +57,8 @@ pub struct State {
     resolver: Resolver,
     uuid: String,
     stopped: bool,
-}
-
-/// How the backend reaches its frontends over TLS.
-struct BackendTls {
-    setup: ClientSetup,
-    /// `--fe_certname`s; the first is sent in `CONNECT` and as SNI.
-    names: Vec<String>,
-    /// `--fe_nocertcheck`: TLS straight away, no CONNECT (pagekite.py's way).
-    direct: bool,
-}
-
-impl BackendTls {
-    fn new(config: &Config) -> Result<Option<BackendTls>, Fatal> {
-        let setup = |e: tls::TlsConfigError| Fatal::Setup(e.to_string());
-        if config.fe_nocertcheck {
-            warn!(
-                "--fe_nocertcheck: the frontend's certificate is NOT checked; \
-                 anyone between here and the frontend can impersonate it"
-            );
-            return Ok(Some(BackendTls {
-                setup: tls::client_config(&Verify::Nothing).map_err(setup)?,
-                names: config.fe_certnames.clone(),
-                direct: true,
-            }));
-        }
-        if config.fe_certnames.is_empty() {
-            return Ok(None);
-        }
-        let verify = Verify::Names {
-            ca_file: config.ca_certs.clone(),
-            names: config.fe_certnames.clone(),
-        };
-        Ok(Some(BackendTls {
-            setup: tls::client_config(&verify).map_err(setup)?,
-            names: config.fe_certnames.clone(),
-            direct: false,
-        }))
-    }
-
-    /// The name to send as SNI (and in CONNECT) for a frontend `host`.
-    fn name_for<'a>(&'a self, host: &'a str) -> &'a str {
-        self.names.first().map(String::as_str).unwrap_or(host)
-    }
+    /// `--frontends=N:NAME:PORT`: the relays measured and chosen.
+    fleet: Option<fleet::Fleet>,
 }
 
 /// One configured frontend and the tunnel we keep to it.
@@ -111,6 +76,8 @@ struct Slot {
     lookups: u64,
     /// Why the last attempt failed (for the status file).
     last_error: Option<String>,
+    /// One of the `--frontends` pool's addresses, chosen by `fleet`.
+    pool: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -135,6 +102,7 @@ impl Slot {
             srand: random::hex(18),
             lookups: 0,
             last_error: None,
+            pool: false,
         }
     }
 }
@@ -146,6 +114,8 @@ pub struct TunnelInfo {
     live: Vec<String>,
     /// This connection already carried signed answers.
     signed: bool,
+    /// A `--frontends` ping, not a tunnel (see `fleet`).
+    probe: bool,
 }
 
 impl TunnelInfo {
@@ -156,6 +126,10 @@ impl TunnelInfo {
     /// The kites live on this tunnel.
     pub fn live(&self) -> &[String] {
         &self.live
+    }
+
+    pub fn is_probe(&self) -> bool {
+        self.probe
     }
 }
 
@@ -168,7 +142,7 @@ impl State {
             services.insert(kite::key(&k.id.name(), &k.domain), i);
         }
         let slots = config
-            .dialed_frontends()
+            .frontends
             .iter()
             .map(|(host, port)| Slot::new(host, *port))
             .collect();
@@ -182,6 +156,7 @@ impl State {
             resolver,
             uuid: random::hex(20),
             stopped: false,
+            fleet: fleet::Fleet::new(config),
         })
     }
 
@@ -194,6 +169,7 @@ impl State {
                 SlotState::Waiting(at) => Some((i, at)),
                 _ => None,
             })
+            .chain(self.fleet.as_ref().and_then(fleet::Fleet::timer))
             .collect()
     }
 
@@ -234,6 +210,7 @@ pub(crate) fn streams_open(eng: &mut Engine) -> usize {
             .iter()
             .filter(|s| matches!(s.state, SlotState::Connected(_)))
             .count()
+            + be.fleet.as_ref().map_or(0, fleet::Fleet::probes)
     });
     eng.conns.len().saturating_sub(tunnels)
 }
@@ -251,6 +228,7 @@ pub fn start(eng: &mut Engine) {
     for slot in 0..count {
         dial(eng, slot);
     }
+    fleet::check(eng);
 }
 
 fn dial(eng: &mut Engine, slot: usize) {
@@ -281,6 +259,10 @@ pub fn on_wake(eng: &mut Engine) {
     let Some(be) = state(eng) else { return };
     let answers: Vec<_> = be.resolver.answers().collect();
     for (slot, generation, result) in answers {
+        if fleet::owns(slot) {
+            fleet::on_resolved(eng, slot, generation, result);
+            continue;
+        }
         let Some(s) = state(eng).and_then(|be| be.slots.get_mut(slot)) else {
             continue;
         };
@@ -319,6 +301,7 @@ fn connect(eng: &mut Engine, slot: usize, addr: SocketAddr) {
         addkites: false,
         live: Vec::new(),
         signed: false,
+        probe: false,
     };
     let keepalive = Keepalive::new(eng.config.keepalive, eng.now);
     let added = eng.add(sock, |sock, _| {
@@ -410,6 +393,9 @@ fn backoff(failures: u32) -> Duration {
 }
 
 pub fn on_slot_timer(eng: &mut Engine, slot: usize, at: Instant) {
+    if fleet::owns(slot) {
+        return fleet::on_timer(eng, at);
+    }
     let due = state(eng)
         .and_then(|be| be.slots.get(slot))
         .is_some_and(|s| s.state == SlotState::Waiting(at));
@@ -421,6 +407,9 @@ pub fn on_slot_timer(eng: &mut Engine, slot: usize, at: Instant) {
 /// Connect completion, `CONNECT name:443` and TLS when configured, the
 /// request, the reply: until the tunnel is live.
 pub fn drive_handshake(eng: &mut Engine, token: Token, t: &mut Tunnel) -> Result<(), Why> {
+    if matches!(&t.core.side, Side::Backend(info) if info.probe) {
+        return fleet::drive_probe(eng, token, t);
+    }
     if t.core.phase == Phase::Dialing {
         if !t.transport.ready.write {
             return Ok(());
@@ -503,17 +492,6 @@ pub fn drive_handshake(eng: &mut Engine, token: Token, t: &mut Tunnel) -> Result
         }
     }
     Ok(())
-}
-
-/// The configured host of the frontend a tunnel belongs to.
-fn slot_host(eng: &mut Engine, core: &TunnelCore) -> String {
-    let Side::Backend(info) = &core.side else {
-        return String::new();
-    };
-    state(eng)
-        .and_then(|be| be.slots.get(info.slot))
-        .map(|s| s.host.clone())
-        .unwrap_or_default()
 }
 
 /// Reads until a complete HTTP head is buffered; returns it (consumed from
@@ -696,6 +674,11 @@ fn apply_answers(
         );
     }
     slot.failures = 0;
+    if slot.pool {
+        // The tunnel is up and its kites live; in a dying (in-band)
+        // round-trip the caller already returned. Old tunnels may go now.
+        fleet::settle(eng, Some(token));
+    }
     Ok(())
 }
 
@@ -735,6 +718,9 @@ pub fn tunnel_closed(
     why: &Why,
     was_live: bool,
 ) {
+    if info.probe {
+        return fleet::probe_closed(eng, token, why);
+    }
     if was_live {
         info!("{summary}");
     } else {
@@ -767,7 +753,11 @@ pub fn tunnel_closed(
         Why::Failed(Failure(std::io::ErrorKind::ConnectionRefused, _)) => Retry::Soon,
         _ => Retry::BackOff,
     };
+    let pool = s.pool;
     retry_later(eng, info.slot, &text, retry);
+    if pool && !eng.stopping {
+        fleet::tunnel_failed(eng, info.slot);
+    }
 }
 
 #[cfg(test)]

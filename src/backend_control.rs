@@ -78,6 +78,8 @@ pub fn reconnect_now(eng: &mut Engine) {
             SlotState::Resolving | SlotState::Stopped | SlotState::Removed => {}
         }
     }
+    // A new uplink may have made other relays the fastest.
+    fleet::check(eng);
 }
 
 fn check_tunnel(eng: &mut Engine, slot: usize, token: Token) {
@@ -176,7 +178,8 @@ pub fn reload(eng: &mut Engine, new: &Config) -> Result<(), String> {
     be.options = options;
     be.tls = tls;
 
-    reload_frontends(eng, &new.dialed_frontends());
+    reload_frontends(eng, &new.frontends);
+    fleet::reload(eng, new);
 
     let live: Vec<(usize, Token)> = state(eng)
         .map(|be| {
@@ -202,7 +205,8 @@ fn reload_frontends(eng: &mut Engine, wanted: &[(String, u16)]) {
     let mut closing = Vec::new();
     for s in be.slots.iter_mut() {
         let keep = wanted.iter().any(|(h, p)| *h == s.host && *p == s.port);
-        if keep || s.state == SlotState::Removed {
+        // The pool's slots are `fleet`'s to keep or drop.
+        if keep || s.pool || s.state == SlotState::Removed {
             continue;
         }
         info!(
@@ -216,10 +220,9 @@ fn reload_frontends(eng: &mut Engine, wanted: &[(String, u16)]) {
     }
     let mut dialing = Vec::new();
     for (host, port) in wanted {
-        let present = be
-            .slots
-            .iter()
-            .any(|s| s.state != SlotState::Removed && s.host == *host && s.port == *port);
+        let present = be.slots.iter().any(|s| {
+            s.state != SlotState::Removed && !s.pool && s.host == *host && s.port == *port
+        });
         if present {
             continue;
         }

@@ -166,6 +166,8 @@ fn render(eng: &mut Engine, running: bool) -> (String, usize) {
     for token in eng.conns.tokens() {
         match eng.conns.get_mut(token) {
             Some(Conn::Stream(_)) => streams += 1,
+            // A `--frontends` ping is not a tunnel.
+            Some(Conn::Tunnel(t)) if matches!(&t.core.side, Side::Backend(i) if i.is_probe()) => {}
             Some(Conn::Tunnel(t)) => {
                 let core = &t.core;
                 total_in = total_in.saturating_add(core.bytes_in);
@@ -253,6 +255,7 @@ fn render(eng: &mut Engine, running: bool) -> (String, usize) {
         Role::Backend(be) => Some(be.slot_status(eng.now)),
         Role::Frontend(_) => None,
     };
+    let fleet = crate::backend::fleet_status(eng);
     let mut out = String::with_capacity(1024);
     out.push_str("{\n");
     let _ = writeln!(
@@ -294,6 +297,9 @@ fn render(eng: &mut Engine, running: bool) -> (String, usize) {
     }
     if let Some(frontends) = frontends {
         let _ = writeln!(out, "  \"frontends\": [{}],", frontends.join(", "));
+    }
+    if let Some(fleet) = fleet {
+        let _ = writeln!(out, "  \"fleet\": {fleet},");
     }
     let _ = writeln!(out, "  \"kites\": [{}],", kites.join(", "));
     let _ = writeln!(out, "  \"tunnels\": [{}]", tunnels.join(", "));

@@ -6,6 +6,7 @@
 pub mod acl;
 pub mod auth;
 pub mod ct;
+pub mod fleet;
 pub mod flow;
 pub mod frame;
 pub mod handshake;

@@ -11,6 +11,7 @@ mod certs;
 mod cli;
 mod faults;
 mod fixture;
+mod fleet;
 mod flow;
 mod guard;
 mod harness_selftest;
