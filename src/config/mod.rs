@@ -125,17 +125,6 @@ pub struct Config {
     pub files: Vec<String>,
 }
 
-impl Config {
-    /// Every frontend the backend dials: `--frontend`s, then the pool's name.
-    pub fn dialed_frontends(&self) -> Vec<(String, u16)> {
-        let mut all = self.frontends.clone();
-        if let Some(pool) = &self.frontend_pool {
-            all.push((pool.name.clone(), pool.port));
-        }
-        all
-    }
-}
-
 /// `--frontends=N:NAME:PORT`: keep tunnels to the `count` fastest addresses
 /// NAME resolves to (pagekite.py's `servers_auto`).
 #[derive(Clone, Debug, PartialEq, Eq)]
