@@ -91,6 +91,17 @@ enum SlotState {
 }
 
 impl Slot {
+    /// `host:port` for logs and the status file, an IPv6 literal bracketed.
+    fn name(&self) -> String {
+        if self.host.contains(':') {
+            format!("[{}]:{}", self.host, self.port)
+        } else {
+            format!("{}:{}", self.host, self.port)
+        }
+    }
+}
+
+impl Slot {
     fn new(host: &str, port: u16) -> Slot {
         Slot {
             host: host.to_string(),
@@ -269,7 +280,7 @@ pub fn on_wake(eng: &mut Engine) {
         if s.lookups != generation || s.state != SlotState::Resolving {
             continue;
         }
-        let name = format!("{}:{}", s.host, s.port);
+        let name = s.name();
         match result {
             Ok(addrs) if !addrs.is_empty() => connect(eng, slot, addrs[0]),
             Ok(_) => retry_later(eng, slot, &format!("{name} has no address"), Retry::BackOff),
@@ -597,7 +608,7 @@ fn apply_answers(
     let Some(slot) = be.slots.get_mut(info.slot) else {
         return Ok(());
     };
-    let fe = format!("{}:{}", slot.host, slot.port);
+    let fe = slot.name();
     let mut challenges = HashMap::new();
     for answer in &reply.answers {
         let name = kite_name(answer.what());
@@ -726,8 +737,12 @@ pub fn tunnel_closed(
     } else {
         debug!("{summary}");
     }
+    // Per frontend: with several tunnels, the kite may still be up elsewhere.
+    let fe = state(eng)
+        .and_then(|be| be.slots.get(info.slot))
+        .map_or_else(|| "its frontend".to_string(), Slot::name);
     for name in &info.live {
-        relay::log_kite(name, "is down");
+        relay::log_kite(name, &format!("is down on {fe}"));
     }
     let now = eng.now;
     let Some(be) = state(eng) else { return };

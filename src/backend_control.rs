@@ -10,10 +10,7 @@ use crate::status::json_str;
 /// `host:port` of the frontend a tunnel belongs to.
 pub fn frontend_name(role: &Role, info: &TunnelInfo) -> Option<String> {
     match role {
-        Role::Backend(be) => be
-            .slots
-            .get(info.slot)
-            .map(|s| format!("{}:{}", s.host, s.port)),
+        Role::Backend(be) => be.slots.get(info.slot).map(Slot::name),
         Role::Frontend(_) => None,
     }
 }
@@ -41,7 +38,7 @@ impl State {
                 };
                 format!(
                     "{{\"frontend\": {}, \"state\": \"{state}\", \"failures\": {}, \"retry_in_s\": {}, \"last_error\": {}}}",
-                    json_str(&format!("{}:{}", s.host, s.port)),
+                    json_str(&s.name()),
                     s.failures,
                     retry.map_or("null".to_string(), |d| format!("{:.1}", d.as_secs_f64())),
                     s.last_error.as_deref().map_or("null".to_string(), json_str),

@@ -369,3 +369,30 @@ fn a_port_taken_on_ipv6_is_an_error_not_an_ipv4_fallback() {
         p.lines()
     );
 }
+
+/// A frontend given as an IPv6 literal is named `[::1]:PORT` in the logs
+/// (`::1:PORT` reads as an address with no port).
+#[test]
+fn an_ipv6_frontend_is_named_with_brackets() {
+    if TcpListener::bind("[::1]:0").is_err() {
+        eprintln!("skipped: no IPv6 loopback here");
+        return;
+    }
+    let port = free_port();
+    let fe = util::rkite(&[
+        "--isfrontend",
+        "--host=::1",
+        &format!("--ports={port}"),
+        &format!("--domain=http:six.test:{SECRET}"),
+    ]);
+    fe.wait_for("listening on", T);
+    let origin = Origin::start();
+    let be = util::rkite(&[
+        &format!("--frontend=[::1]:{port}"),
+        &format!(
+            "--service_on={}",
+            kite("http", "six.test", origin.port(), SECRET)
+        ),
+    ]);
+    be.wait_for(&format!("kite http:six.test is live on [::1]:{port}"), T);
+}
