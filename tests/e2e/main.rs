@@ -20,6 +20,7 @@ mod meter;
 mod misc;
 mod ops;
 mod origin;
+mod pagekitec;
 mod peers;
 mod raw;
 mod rcfiles;
