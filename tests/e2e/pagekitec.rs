@@ -11,8 +11,14 @@
 //! as root) where `/etc/hosts` maps every name it is given to 127.0.0.1 and
 //! `/etc/resolv.conf` names only 127.0.0.1: nothing it does can leave loopback. Without
 //! root, the build tools or a working build the tests are skipped, and fail under CI=true.
+//!
+//! What made pagekitec slow through rkite is also checked without it, by a hand-made
+//! backend that writes a chunk's header alone and waits: the frontend must answer with an
+//! SKB before the body comes (pagekitec, with Nagle on, holds the body until then).
 
 use std::fs::File;
+use std::io::Write;
+use std::net::TcpStream;
 use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -20,10 +26,14 @@ use std::sync::OnceLock;
 use std::thread;
 use std::time::{Duration, Instant};
 
+use rkite::proto::frame;
+use rkite::proto::handshake::KiteAnswer;
+
 use crate::certs::{OPENSSL, pki};
 use crate::fixture::{T, frontend, get, live};
 use crate::origin::{INDEX_BODY, Origin, check_pattern_file};
-use crate::util::{self, Proc, free_port};
+use crate::robust::{fake_backend, read_until};
+use crate::util::{self, Proc, free_port, local};
 
 /// libpagekite's commit, as in the tarball's name and its top directory.
 pub const COMMIT: &str = "6222720";
@@ -293,4 +303,65 @@ fn reconnects_after_the_frontend_restarts() {
     let fe = frontend(&[port], &[&domain()], &[]);
     fe.wait_for(&format!("kite http:{KITE} is live"), RECONNECT_BOUND);
     check_served(port);
+}
+
+/// Reads frames from a hand-made tunnel until one matches `want`; returns it (owned:
+/// sid, skb, body). Other frames (PINGs, SKBs for other streams) are skipped.
+fn next_frame(
+    tunnel: &mut TcpStream,
+    buf: &mut Vec<u8>,
+    what: &str,
+    want: impl Fn(&frame::Frame<'_>) -> bool,
+) -> (Option<u32>, Option<u64>, Vec<u8>) {
+    loop {
+        read_until(tunnel, buf, what, |b| {
+            matches!(frame::decode(b), Ok(Some(_)))
+        });
+        let (f, used) = frame::decode(buf).expect("frame").expect("whole");
+        let found = want(&f).then(|| (f.sid, f.skb, f.body.to_vec()));
+        buf.drain(..used);
+        if let Some(found) = found {
+            return found;
+        }
+    }
+}
+
+#[test]
+fn a_chunk_header_that_arrives_alone_is_answered_before_its_body() {
+    let port = free_port();
+    let fe = frontend(&[port], &["http:hand.test:s3cret"], &[]);
+    let (mut tunnel, answers) = fake_backend(port, "hand.test", "s3cret");
+    assert!(
+        matches!(answers.as_slice(), [KiteAnswer::Ok { .. }]),
+        "{answers:?}"
+    );
+    live(&fe, "http:hand.test");
+    let mut visitor = TcpStream::connect(local(port)).expect("connect");
+    visitor
+        .write_all(b"GET / HTTP/1.1\r\nHost: hand.test\r\nConnection: close\r\n\r\n")
+        .expect("send request");
+    let mut buf = Vec::new();
+    let (sid, _, request) = next_frame(&mut tunnel, &mut buf, "the request", |f| {
+        f.host == Some("hand.test")
+    });
+    let sid = sid.expect("a SID");
+    assert!(request.starts_with(b"GET / HTTP/1.1\r\n"));
+
+    // The reply as pagekitec writes it: the header, then (later) the body.
+    let body = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nConnection: close\r\n\r\nhello";
+    let head = format!("SID: {sid}\r\n\r\n");
+    tunnel.set_nodelay(true).expect("nodelay");
+    tunnel
+        .write_all(format!("{:x}\r\n{head}", head.len() + body.len()).as_bytes())
+        .expect("send the header");
+    let (_, skb, _) = next_frame(&mut tunnel, &mut buf, "an SKB for the header alone", |f| {
+        f.sid == Some(sid) && f.skb.is_some()
+    });
+    assert_eq!(skb, Some(0), "nothing was written to the visitor yet");
+    tunnel.write_all(body).expect("send the body");
+    let mut reply = Vec::new();
+    read_until(&mut visitor, &mut reply, "the reply", |b| {
+        b.ends_with(b"hello")
+    });
+    assert!(reply.starts_with(b"HTTP/1.1 200 OK\r\n"), "{reply:?}");
 }
