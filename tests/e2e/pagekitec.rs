@@ -106,6 +106,13 @@ fn prepare() -> Result<PathBuf, String> {
             "build tools missing: {missing:?} {missing_headers:?} (run `make deps`)"
         ));
     }
+    let ns = Command::new("unshare")
+        .args(["-m", "true"])
+        .stderr(Stdio::null())
+        .status();
+    if !ns.is_ok_and(|s| s.success()) {
+        return Err("`unshare -m true` fails here (no CAP_SYS_ADMIN?)".into());
+    }
     // CARGO_BIN_EXE_rkite is <target dir>/<profile>/rkite.
     let target = Path::new(env!("CARGO_BIN_EXE_rkite"))
         .parent()
