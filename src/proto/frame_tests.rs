@@ -297,8 +297,8 @@ fn awaiting_body_only_right_after_a_header() {
         let want = (cut == header.len()).then_some(1);
         assert_eq!(awaiting_body(&raw[..cut]), want, "cut at {cut}");
     }
-    // The same behind a whole chunk is for `decode` to take first; after a
-    // header with a reset suffix it counts too.
+    // A length with the reset suffix, and a header that is not plain data,
+    // count too: the body is what the sender holds back.
     assert_eq!(awaiting_body(b"17R\r\nSID: 9\r\nEOF: 1R\r\n\r\n"), Some(9));
     // A body that starts with a blank line is body, not a header end.
     assert_eq!(awaiting_body(b"10\r\nSID: 1\r\n\r\n\r\n\r\n"), None);
