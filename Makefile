@@ -4,7 +4,10 @@
 CARGO ?= cargo
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # command:package pairs the tests and the demo need.
-TEST_DEPS := curl:curl openssl:openssl pagekite:pagekite python3:python3 socat:socat nginx:nginx
+TEST_DEPS := curl:curl openssl:openssl pagekite:pagekite python3:python3 socat:socat nginx:nginx \
+	autoreconf:autoconf automake:automake libtoolize:libtool pkg-config:pkg-config cc:gcc make:make
+# header:package pairs: the C libraries tests/e2e/pagekitec.rs builds libpagekite against.
+TEST_HEADERS := /usr/include/ev.h:libev-dev /usr/include/openssl/ssl.h:libssl-dev
 DEMO_DEPS := curl:curl python3:python3
 
 .PHONY: all build release test lint deps demo bench clean fuzz fuzz-cmin
@@ -32,6 +35,10 @@ endef
 
 deps:
 	$(call install_missing,$(TEST_DEPS))
+	@missing=""; for pair in $(TEST_HEADERS); do \
+	  [ -f $${pair%%:*} ] || missing="$$missing $${pair##*:}"; done; \
+	if [ -n "$$missing" ]; then echo "installing:$$missing"; $(SUDO) apt-get update -qq && \
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; fi
 	@# Debian starts nginx on port 80 when it installs it; the tests run their own.
 	@if pgrep -x nginx >/dev/null 2>&1 && [ -x /etc/init.d/nginx ]; then $(SUDO) /etc/init.d/nginx stop >/dev/null 2>&1 || true; fi
 	@python3 -c 'import websockets' 2>/dev/null || /usr/bin/python3 -c 'import websockets' 2>/dev/null || \
@@ -128,7 +135,8 @@ cross:
 
 # make bench: the codec micro-bench, then bench/harness.py against direct loopback,
 # pagekite.py, rathole and bore, which writes bench/RESULTS.md, then bench/hostile.py
-# (floods and one tenant exhausting the buffers), which appends to it (bench/README.md).
+# (floods and one tenant exhausting the buffers) and bench/pagekitec.py (a libpagekite
+# backend through rkite and pagekite.py), which append to it (bench/README.md).
 # The harness installs its own peers; BENCH_ARGS=--quick gives a short smoke run.
 BENCH_DEPS := python3:python3 curl:curl
 BENCH_ARGS ?=
@@ -139,6 +147,7 @@ bench: static
 	@cat target/bench-frame.txt
 	python3 bench/harness.py --rkite $$(cat dist/.static-binary) --codec target/bench-frame.txt $(BENCH_ARGS)
 	python3 bench/hostile.py --rkite $$(cat dist/.static-binary)
+	python3 bench/pagekitec.py --rkite $$(cat dist/.static-binary)
 
 # make fuzz: every cargo-fuzz target in fuzz/fuzz_targets for FUZZ_SECONDS
 # each (libFuzzer, nightly; cargo-fuzz is installed when missing), starting

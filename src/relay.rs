@@ -173,12 +173,20 @@ pub fn drive_tunnel(eng: &mut Engine, token: Token, mut t: Box<Tunnel>) -> Optio
         }
         _ => Ok(()),
     };
+    let bytes_in = t.core.bytes_in;
     let result = result.and_then(|()| match t.core.phase {
         Phase::Live => read_frames(eng, token, &mut t),
         _ => Ok(()),
     });
     let result = result.and_then(|()| {
-        send_acks(eng, &mut t.core);
+        // Answered once, when the header came in: a paused tunnel that is
+        // driven again reads nothing and owes nothing more.
+        let prompt = if t.core.bytes_in != bytes_in {
+            frame::awaiting_body(t.inb.data())
+        } else {
+            None
+        };
+        send_acks(eng, &mut t.core, prompt);
         flush_tunnel(eng, token, &mut t)?;
         if t.core.out.len() > TUNNEL_OUT_LIMIT {
             return Err(Why::Protocol(format!(
@@ -466,14 +474,28 @@ fn handle_frame(
 }
 
 /// At most one SKB per stream per batch of frames (pagekite.py breaks when
-/// it receives bursts of tiny chunks, protocol doc §3.4).
-fn send_acks(eng: &mut Engine, core: &mut TunnelCore) {
+/// it receives bursts of tiny chunks, protocol doc §3.4). `prompt` is the
+/// stream whose chunk header ended the batch with none of its body: its
+/// sender may hold the body back until the header is acknowledged
+/// (libpagekite writes header and body apart, with Nagle on), so it gets an
+/// SKB now even without progress, and the TCP ACK rides on it instead of
+/// waiting for the receiver's delayed-ACK timer (~40 ms a chunk).
+fn send_acks(eng: &mut Engine, core: &mut TunnelCore, prompt: Option<u32>) {
+    let mut prompt = prompt.and_then(|sid| core.streams.get(&sid).copied());
     for st in core.acks.drain(..) {
         if let Some(Conn::Stream(s)) = eng.conns.get_mut(st) {
             s.ack_queued = false;
             if let Some(kib) = s.acks.due() {
                 frame::encode_skb(&mut core.out, s.sid, kib);
+                prompt = prompt.filter(|&p| p != st);
             }
+        }
+    }
+    if let Some(st) = prompt {
+        if let Some(Conn::Stream(s)) = eng.conns.get_mut(st) {
+            let kib = s.acks.due_or_repeat();
+            trace!("[s{} sid={}] SKB {kib} for a header alone", tag(st), s.sid);
+            frame::encode_skb(&mut core.out, s.sid, kib);
         }
     }
 }

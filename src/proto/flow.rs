@@ -142,6 +142,19 @@ impl AckCounter {
         })
     }
 
+    /// The SKB value to send when the peer must hear from this stream now,
+    /// progress or not: what [`due`](Self::due) would say, else the last
+    /// value again (`SKB: 0` if nothing was written yet). A repeated SKB
+    /// changes nothing at rkite and pagekite.py; libpagekite grows its
+    /// window by 1 KiB per SKB and ignores `SKB: 0`.
+    pub fn due_or_repeat(&mut self) -> u64 {
+        self.due().unwrap_or_else(|| {
+            let kib = self.written / 1024;
+            self.reported_kib = Some(kib);
+            kib
+        })
+    }
+
     pub fn bytes_written(&self) -> u64 {
         self.written
     }
@@ -188,6 +201,25 @@ mod tests {
         assert_eq!(a.due(), Some(1));
         a.on_written(16 * 1024);
         assert_eq!(a.due(), Some(17));
+    }
+
+    #[test]
+    fn repeats_on_demand_and_never_skips_progress() {
+        let mut a = AckCounter::default();
+        assert_eq!(a.due_or_repeat(), 0, "SKB: 0 before anything was written");
+        assert_eq!(a.due(), None);
+        a.on_written(300);
+        assert_eq!(a.due_or_repeat(), 0);
+        a.on_written(2048);
+        assert_eq!(
+            a.due_or_repeat(),
+            2,
+            "progress is reported, not the old value"
+        );
+        assert_eq!(a.due(), None, "and not again");
+        assert_eq!(a.due_or_repeat(), 2);
+        a.on_written(1024);
+        assert_eq!(a.due(), Some(3));
     }
 
     /// A sender and a receiver joined by a link with `delay` ticks each way

@@ -376,6 +376,31 @@ pub fn decode(input: &[u8]) -> Result<Option<(Frame<'_>, usize)>, FrameError> {
     Ok(Some((frame, start + len)))
 }
 
+/// The SID of a chunk whose header block is all that arrived of it: `input`
+/// ends exactly after that chunk's blank line and not one body byte is in.
+/// A sender that writes a chunk's header and body with two writes and Nagle
+/// on (libpagekite does) holds the body back until the header is
+/// acknowledged, so the receiver should answer it at once (the relay sends
+/// an SKB) rather than wait for the kernel's delayed ACK. Anything else,
+/// including a malformed or complete chunk, is `None`; `decode` judges those.
+pub fn awaiting_body(input: &[u8]) -> Option<u32> {
+    let eol = input.iter().take(MAX_LEN_LINE).position(|&b| b == b'\n')?;
+    let line = input.get(..eol)?;
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    let line = line.strip_suffix(b"R").unwrap_or(line);
+    let len = parse_hex(line)?;
+    let payload = input.get(eol + 1..)?;
+    if len > MAX_PAYLOAD || payload.len() >= len || !payload.ends_with(b"\r\n\r\n") {
+        return None;
+    }
+    let frame = parse_payload(payload).ok()?;
+    if frame.body.is_empty() {
+        frame.sid
+    } else {
+        None
+    }
+}
+
 fn parse_payload(payload: &[u8]) -> Result<Frame<'_>, FrameError> {
     let split = find(payload, b"\r\n\r\n").ok_or(FrameError::NoHeaderEnd)?;
     let head = payload.get(..split).ok_or(FrameError::NoHeaderEnd)?;

@@ -286,3 +286,26 @@ fn pong_cuts_a_long_token_between_characters() {
     encode_pong(&mut out, token.as_bytes());
     assert_eq!(one(&out).pong, Some("é".repeat(32).as_str()));
 }
+
+#[test]
+fn awaiting_body_only_right_after_a_header() {
+    // libpagekite's data chunk, written as a header and then a body.
+    let header = b"400a\r\nSID: 1\r\n\r\n";
+    let mut raw = header.to_vec();
+    raw.extend_from_slice(&[b'x'; 0x400a - 10]);
+    for cut in 0..=raw.len() {
+        let want = (cut == header.len()).then_some(1);
+        assert_eq!(awaiting_body(&raw[..cut]), want, "cut at {cut}");
+    }
+    // A length with the reset suffix, and a header that is not plain data,
+    // count too: the body is what the sender holds back.
+    assert_eq!(awaiting_body(b"17R\r\nSID: 9\r\nEOF: 1R\r\n\r\n"), Some(9));
+    // A body that starts with a blank line is body, not a header end.
+    assert_eq!(awaiting_body(b"10\r\nSID: 1\r\n\r\n\r\n\r\n"), None);
+    // No SID, oversized, malformed, compressed: not ours to answer.
+    assert_eq!(awaiting_body(b"20\r\nNOOP: 1\r\n\r\n"), None);
+    assert_eq!(awaiting_body(b"fffff\r\nSID: 1\r\n\r\n"), None);
+    assert_eq!(awaiting_body(b"zz\r\nSID: 1\r\n\r\n"), None);
+    assert_eq!(awaiting_body(b"20Z10\r\nSID: 1\r\n\r\n"), None);
+    assert_eq!(awaiting_body(b"20\r\nSID: x\r\n\r\n"), None);
+}

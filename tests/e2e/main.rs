@@ -21,6 +21,7 @@ mod meter;
 mod misc;
 mod ops;
 mod origin;
+mod pagekitec;
 mod peers;
 mod pkgolden;
 mod raw;
