@@ -29,7 +29,7 @@ fn config(port: u16) -> crate::config::Config {
 }
 
 /// The frontend's part of [`config`].
-fn settings(port: u16) -> FrontendSettings {
+fn frontend_settings(port: u16) -> FrontendSettings {
     match config(port).role {
         RoleConfig::Frontend(fe) => fe,
         RoleConfig::Backend(_) => panic!("a frontend configuration"),
@@ -68,9 +68,15 @@ fn a_reload_whose_new_listener_cannot_be_watched_keeps_the_old_one() {
     let replaced = unsafe { libc::dup2(null.as_raw_fd(), eng.poll.as_raw_fd()) };
     assert!(replaced >= 0, "dup2: {}", std::io::Error::last_os_error());
 
-    let err = reload(&mut eng, &settings(new)).expect_err("the new port cannot be watched");
+    let err =
+        reload(&mut eng, &frontend_settings(new)).expect_err("the new port cannot be watched");
     assert!(err.contains(&format!("cannot watch port {new}")), "{err}");
     assert_eq!(listening_ports(&mut eng), [old], "the old listener stays");
+    assert_eq!(
+        crate::frontend::settings(&eng),
+        Some(&frontend_settings(0)),
+        "the running settings stay"
+    );
     TcpStream::connect(("127.0.0.1", old)).expect("the old port still accepts");
     assert!(
         TcpStream::connect(("127.0.0.1", new)).is_err(),

@@ -17,27 +17,32 @@ pub fn reload(eng: &mut Engine) {
     }
     crate::logging::reopen();
     info!("SIGHUP: reading the configuration again");
-    let mut new = match config::parse(&eng.config.argv) {
+    let new = match config::parse(&eng.config.argv) {
         Ok(Parsed::Run(c)) => *c,
         Ok(_) => {
             return refuse(eng, "the command line no longer runs a service");
         }
         Err(e) => return refuse(eng, &e.to_string()),
     };
+    if let Err(e) = apply(eng, new) {
+        return refuse(eng, &e);
+    }
+    info!("SIGHUP: the new configuration is in effect");
+    eng.status_changed();
+}
+
+/// Puts `new` in effect, or changes nothing and says why.
+fn apply(eng: &mut Engine, mut new: Config) -> Result<(), String> {
     keep_restart_only(eng, &mut new);
     let Config { common, role } = new;
     // Each role applies its own settings; the other role's never reach it.
-    let applied = match (&eng.role, &role) {
-        (Role::Frontend(_), RoleConfig::Frontend(fe)) => frontend::reload(eng, fe),
-        (Role::Backend(_), RoleConfig::Backend(be)) => backend::reload(eng, be),
-        (_, wanted) => Err(role_switch(wanted)),
-    };
-    if let Err(e) = applied {
-        return refuse(eng, &e);
+    match (&eng.role, &role) {
+        (Role::Frontend(_), RoleConfig::Frontend(fe)) => frontend::reload(eng, fe)?,
+        (Role::Backend(_), RoleConfig::Backend(be)) => backend::reload(eng, be)?,
+        (_, wanted) => return Err(role_switch(wanted)),
     }
     eng.config = common;
-    info!("SIGHUP: the new configuration is in effect");
-    eng.status_changed();
+    Ok(())
 }
 
 /// Why a reload that asks for the other role is refused.
@@ -82,3 +87,7 @@ fn keep_restart_only(eng: &Engine, new: &mut Config) {
     keep("--daemonize", old.daemonize != fresh.daemonize);
     new.common.process = old.clone();
 }
+
+#[cfg(test)]
+#[path = "reload_tests.rs"]
+mod tests;

@@ -190,3 +190,7 @@ pub struct FrontendPool {
     pub name: String,
     pub port: u16,
 }
+
+#[cfg(test)]
+#[path = "roles_tests.rs"]
+mod tests;
