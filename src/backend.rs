@@ -13,7 +13,7 @@ use log::{Level, debug, error, info, warn};
 use mio::net::TcpStream;
 use mio::{Registry, Token};
 
-use crate::config::{Config, ServiceKite};
+use crate::config::{BackendSettings, ServiceKite};
 use crate::engine::{Conn, Engine, Fatal, Role, TimerKey, TimerKind};
 use crate::logging::{self, Noise};
 use crate::net::{Failure, Io};
@@ -38,7 +38,7 @@ pub const VERSION: &str = concat!("rkite-", env!("CARGO_PKG_VERSION"));
 
 #[path = "backend_control.rs"]
 mod control;
-pub use control::{frontend_name, reconnect_now, reload};
+pub use control::{frontend_name, reconnect_now, reload, settings};
 #[path = "fleet.rs"]
 mod fleet;
 pub(crate) use fleet::status as fleet_status;
@@ -49,10 +49,12 @@ use fe_tls::{BackendTls, slot_host};
 pub struct State {
     slots: Vec<Slot>,
     tls: Option<BackendTls>,
-    kites: Vec<ServiceKite>,
+    /// The backend's settings (its kites, frontends and TLS to them), the
+    /// only role settings a backend reads; a SIGHUP replaces them.
+    settings: BackendSettings,
     /// Each kite's options (short form and `--be_config`), by index.
     options: Vec<KiteOptions>,
-    /// `proto[-port]:domain` → index into `kites`.
+    /// `proto[-port]:domain` → index into `settings.kites`.
     services: HashMap<String, usize>,
     resolver: Resolver,
     uuid: String,
@@ -145,7 +147,7 @@ impl TunnelInfo {
 }
 
 impl State {
-    pub fn new(config: &Config, registry: &Registry, waker: Token) -> Result<State, Fatal> {
+    pub fn new(config: BackendSettings, registry: &Registry, waker: Token) -> Result<State, Fatal> {
         let resolver = Resolver::new(registry, waker)
             .map_err(|e| Fatal::Setup(format!("cannot create a waker: {e}")))?;
         let mut services = HashMap::new();
@@ -159,15 +161,15 @@ impl State {
             .collect();
         Ok(State {
             slots,
-            tls: BackendTls::new(config)?,
-            options: crate::config::kite_options(config)
+            tls: BackendTls::new(&config)?,
+            options: crate::config::kite_options(&config)
                 .map_err(|e| Fatal::Setup(e.to_string()))?,
-            kites: config.kites.clone(),
             services,
             resolver,
             uuid: random::hex(20),
             stopped: false,
-            fleet: fleet::Fleet::new(config),
+            fleet: fleet::Fleet::new(&config),
+            settings: config,
         })
     }
 
@@ -204,7 +206,7 @@ pub(crate) fn service(
     let be = state(eng)?;
     let i = kite::find_for_backend(proto, host, port, |k| be.services.get(k).copied())?;
     Some((
-        be.kites.get(i)?.clone(),
+        be.settings.kites.get(i)?.clone(),
         be.options.get(i).cloned().unwrap_or_default(),
     ))
 }
@@ -538,7 +540,7 @@ fn send_request(eng: &mut Engine, token: Token, t: &mut Tunnel) {
     let Some(slot) = be.slots.get_mut(info.slot) else {
         return;
     };
-    let lines = signed_lines(&be.kites, &slot.srand, &slot.challenges);
+    let lines = signed_lines(&be.settings.kites, &slot.srand, &slot.challenges);
     info.signed = !slot.challenges.is_empty();
     slot.challenges.clear();
     let request = handshake::build_request(VERSION, slot.session.as_deref(), &lines);
@@ -646,7 +648,7 @@ fn apply_answers(
     }
     if !challenges.is_empty() {
         if info.addkites {
-            let lines: Vec<KiteLine> = signed_lines(&be.kites, &slot.srand, &challenges)
+            let lines: Vec<KiteLine> = signed_lines(&be.settings.kites, &slot.srand, &challenges)
                 .into_iter()
                 .filter(|l| challenges.contains_key(&l.what()))
                 .collect();

@@ -15,10 +15,24 @@ pub fn frontend_name(role: &Role, info: &TunnelInfo) -> Option<String> {
     }
 }
 
+/// The backend's settings (none on a frontend).
+pub fn settings(eng: &Engine) -> Option<&BackendSettings> {
+    match &eng.role {
+        Role::Backend(be) => Some(&be.settings),
+        Role::Frontend(_) => None,
+    }
+}
+
 impl State {
+    /// The settings this backend runs with.
+    pub(crate) fn settings(&self) -> &BackendSettings {
+        &self.settings
+    }
+
     /// Every configured kite as `proto:domain` with its local server.
     pub(crate) fn kite_names(&self) -> Vec<(String, String)> {
-        self.kites
+        self.settings
+            .kites
             .iter()
             .map(|k| (kite::key(&k.id.name(), &k.domain), k.local.to_string()))
             .collect()
@@ -119,7 +133,7 @@ fn address_gone(ip: IpAddr) -> bool {
 /// kites added to live tunnels in band (AddKites), removed kites refused
 /// from now on, changed local servers and options used by new streams.
 /// Fails, changing nothing, when the new TLS settings cannot be loaded.
-pub fn reload(eng: &mut Engine, new: &Config) -> Result<(), String> {
+pub fn reload(eng: &mut Engine, new: &BackendSettings) -> Result<(), String> {
     let tls = BackendTls::new(new).map_err(|e| e.to_string())?;
     let options = crate::config::kite_options(new).map_err(|e| e.to_string())?;
     let Some(be) = state(eng) else {
@@ -127,6 +141,7 @@ pub fn reload(eng: &mut Engine, new: &Config) -> Result<(), String> {
     };
     let key = |k: &ServiceKite| kite::key(&k.id.name(), &k.domain);
     let old: HashMap<String, (ServiceKite, KiteOptions)> = be
+        .settings
         .kites
         .iter()
         .cloned()
@@ -171,7 +186,7 @@ pub fn reload(eng: &mut Engine, new: &Config) -> Result<(), String> {
         .enumerate()
         .map(|(i, k)| (key(k), i))
         .collect();
-    be.kites = new.kites.clone();
+    be.settings = new.clone();
     be.options = options;
     be.tls = tls;
 
@@ -288,6 +303,7 @@ fn update_tunnel_kites(
         return;
     };
     let new_kites: Vec<ServiceKite> = be
+        .settings
         .kites
         .iter()
         .filter(|k| added.contains(&kite::key(&k.id.name(), &k.domain)))

@@ -7,7 +7,7 @@
 use log::warn;
 
 use super::state;
-use crate::config::Config;
+use crate::config::BackendSettings;
 use crate::engine::{Engine, Fatal};
 use crate::relay::{Side, TunnelCore};
 use crate::tls::{self, ClientSetup, Verify};
@@ -22,7 +22,7 @@ pub(super) struct BackendTls {
 }
 
 impl BackendTls {
-    pub(super) fn new(config: &Config) -> Result<Option<BackendTls>, Fatal> {
+    pub(super) fn new(config: &BackendSettings) -> Result<Option<BackendTls>, Fatal> {
         let setup = |e: tls::TlsConfigError| Fatal::Setup(e.to_string());
         if config.fe_nocertcheck {
             warn!(

@@ -16,6 +16,7 @@ use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token};
 
 use crate::buf::Buf;
+use crate::config::ClientSettings;
 use crate::net::Io;
 use crate::proto::frame;
 use crate::tls::{self, TlsSession, Verify};
@@ -26,19 +27,8 @@ const STDIN: Token = Token(1);
 /// How long connecting and the CONNECT exchange may take.
 const SETUP_TIMEOUT: Duration = Duration::from_secs(20);
 
-/// What `--connect` was asked to do.
-#[derive(Clone, Debug)]
-pub struct ClientConfig {
-    pub relay: (String, u16),
-    pub target: String,
-    /// TLS to the relay: `Some(None)` without checks, `Some(Some(names))`
-    /// verifying one of the names.
-    pub tls: Option<Option<Vec<String>>>,
-    pub ca_certs: Option<String>,
-}
-
 /// Runs the client; the error is for the user (exit code 2).
-pub fn run(config: &ClientConfig) -> Result<(), String> {
+pub fn run(config: &ClientSettings) -> Result<(), String> {
     let (host, port) = (&config.relay.0, config.relay.1);
     let addr = (host.as_str(), port)
         .to_socket_addrs()

@@ -16,7 +16,7 @@ use log::{Level, error, info, warn};
 use mio::{Events, Interest, Poll, Registry, Token};
 
 use crate::backend;
-use crate::config::Config;
+use crate::config::{Common, Config, RoleConfig};
 pub use crate::conns::Conns;
 use crate::conns::RunQueue;
 use crate::frontend;
@@ -149,7 +149,8 @@ pub struct Engine {
     pub conns: Conns,
     pub timers: TimerQueue<TimerKey>,
     pub now: Instant,
-    pub config: Config,
+    /// The settings every role reads; each role keeps its own.
+    pub config: Common,
     pub role: Role,
     queue: RunQueue,
     signals: Signals,
@@ -165,14 +166,19 @@ impl Engine {
         let signals = Signals::install(poll.registry(), SIGNAL_TOKEN)
             .map_err(|e| Fatal::Setup(format!("cannot install signal handlers: {e}")))?;
         let now = clock();
-        let role = if config.is_frontend {
-            Role::Frontend(Box::new(frontend::State::new(&config, poll.registry())?))
-        } else {
-            Role::Backend(Box::new(backend::State::new(
-                &config,
+        let Config {
+            common: config,
+            role,
+        } = config;
+        let role = match role {
+            RoleConfig::Frontend(settings) => {
+                Role::Frontend(Box::new(frontend::State::new(settings, poll.registry())?))
+            }
+            RoleConfig::Backend(settings) => Role::Backend(Box::new(backend::State::new(
+                settings,
                 poll.registry(),
                 WAKER_TOKEN,
-            )?))
+            )?)),
         };
         Ok(Engine {
             poll,
@@ -184,6 +190,7 @@ impl Engine {
             signals,
             stopping: false,
             status: config
+                .process
                 .status_file
                 .as_deref()
                 .map(|path| crate::status::Status::new(path, now)),

@@ -76,7 +76,7 @@ pub(super) struct Fleet {
 }
 
 impl Fleet {
-    pub(super) fn new(config: &Config) -> Option<Fleet> {
+    pub(super) fn new(config: &BackendSettings) -> Option<Fleet> {
         let spec = config.frontend_pool.as_ref()?;
         Some(Fleet {
             name: spec.name.clone(),
@@ -110,7 +110,7 @@ impl Fleet {
         self.probes.len()
     }
 
-    fn same_spec(&self, config: &Config) -> bool {
+    fn same_spec(&self, config: &BackendSettings) -> bool {
         config.frontend_pool.as_ref().is_some_and(|p| {
             p.name == self.name && p.port == self.port && p.count == self.pool.wanted()
         }) && config.nofrontends == self.never
@@ -630,7 +630,7 @@ pub(super) fn tunnel_failed(eng: &mut Engine, slot: usize) {
 /// SIGHUP: a changed pool (or `nofrontend` list) is checked afresh, its
 /// present tunnels kept until the new choice is live; an unchanged one is
 /// left alone; a removed one closes its tunnels.
-pub(super) fn reload(eng: &mut Engine, new: &Config) {
+pub(super) fn reload(eng: &mut Engine, new: &BackendSettings) {
     let Some(be) = state(eng) else { return };
     let unchanged = match &be.fleet {
         Some(f) => f.same_spec(new),

@@ -13,7 +13,7 @@ use log::{Level, debug, info, warn};
 use mio::net::TcpListener;
 use mio::{Registry, Token};
 
-use crate::config::Config;
+use crate::config::FrontendSettings;
 use crate::engine::{Conn, Engine, Fatal, Limit, Ready, Role, TimerKey, TimerKind, unix_now};
 use crate::logging::{self, Noise, escape};
 use crate::net;
@@ -51,7 +51,9 @@ pub struct State {
     sessions: HashMap<String, Token>,
     /// What `sessions` costs, counted against `--buffers`.
     handshake_bytes: usize,
-    secrets: HashMap<String, String>,
+    /// The frontend's settings (ports, domains and secrets, TLS, ACLs), the
+    /// only role settings a frontend reads; a SIGHUP replaces them.
+    settings: FrontendSettings,
     info: FrontendInfo,
     raw_ports: Vec<u16>,
     raw_virtual: bool,
@@ -119,12 +121,12 @@ impl TunnelInfo {
 }
 
 impl State {
-    pub fn new(config: &Config, _: &Registry) -> Result<State, Fatal> {
+    pub fn new(config: FrontendSettings, _: &Registry) -> Result<State, Fatal> {
         let mut bound = Vec::new();
-        for (port, raw) in wanted_ports(config) {
+        for (port, raw) in wanted_ports(&config) {
             bound.push(bind_port(config.host, port, raw)?);
         }
-        let raw_ports = numeric_raw_ports(config);
+        let raw_ports = numeric_raw_ports(&config);
         let raw_virtual = config.raw_ports.iter().any(|p| p == "virtual");
         Ok(State {
             info: FrontendInfo {
@@ -137,7 +139,6 @@ impl State {
             kites: HashMap::new(),
             sessions: HashMap::new(),
             handshake_bytes: 0,
-            secrets: config.domain_secrets.clone(),
             raw_ports,
             raw_virtual,
             uuid: random::hex(20),
@@ -152,16 +153,17 @@ impl State {
             accept_paused: false,
             fds_exhausted: None,
             recent: HashMap::new(),
+            settings: config,
         })
     }
 }
 
 impl State {
-    /// What kites are judged by: the secrets, `protos`, and the ports.
-    fn policy<'a>(&'a self, protos: &'a [String]) -> Policy<'a> {
+    /// What kites are judged by: the secrets, protocols and ports.
+    fn policy(&self) -> Policy<'_> {
         Policy {
-            secrets: &self.secrets,
-            protos,
+            secrets: &self.settings.domain_secrets,
+            protos: &self.settings.protos,
             ports: &self.info.ports,
             raw_ports: &self.raw_ports,
             raw_virtual: self.raw_virtual,
@@ -251,7 +253,7 @@ impl State {
 }
 
 /// The ports to listen on: (configured port, dedicated raw port).
-fn wanted_ports(config: &Config) -> Vec<(u16, bool)> {
+fn wanted_ports(config: &FrontendSettings) -> Vec<(u16, bool)> {
     let mut wanted: Vec<(u16, bool)> = config.ports.iter().map(|p| (*p, false)).collect();
     for port in numeric_raw_ports(config) {
         if !config.ports.contains(&port) {
@@ -261,7 +263,7 @@ fn wanted_ports(config: &Config) -> Vec<(u16, bool)> {
     wanted
 }
 
-fn numeric_raw_ports(config: &Config) -> Vec<u16> {
+fn numeric_raw_ports(config: &FrontendSettings) -> Vec<u16> {
     config
         .raw_ports
         .iter()
@@ -397,7 +399,7 @@ pub fn drive_listener(eng: &mut Engine, token: Token, mut l: Listener) -> Option
                     Role::Frontend(fe) => fe.listeners.len(),
                     Role::Backend(_) => 0,
                 };
-                let per_ip = eng.config.max_conns_per_ip;
+                let per_ip = settings(eng).map_or(0, |c| c.max_conns_per_ip);
                 let crowded = per_ip > 0 && eng.conns.from_ip(peer.ip()) as usize >= per_ip;
                 let refusal = if crowded {
                     Some(Limit::PerIp(per_ip))
@@ -461,6 +463,14 @@ pub fn resume_accepting(eng: &mut Engine) {
     };
     for token in listeners {
         eng.mark_dirty(token);
+    }
+}
+
+/// The frontend's settings (none on a backend).
+pub fn settings(eng: &Engine) -> Option<&FrontendSettings> {
+    match &eng.role {
+        Role::Frontend(fe) => Some(&fe.settings),
+        Role::Backend(_) => None,
     }
 }
 
@@ -613,7 +623,7 @@ fn judge(
     let Role::Frontend(fe) = &mut eng.role else {
         return answers;
     };
-    let policy = fe.policy(&eng.config.protos);
+    let policy = fe.policy();
     for line in &request.kites {
         let what = line.what();
         let name = kite::key(&line.proto, &line.domain);

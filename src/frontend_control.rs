@@ -13,7 +13,7 @@ use super::*;
 #[path = "frontend_reload_tests.rs"]
 mod tests;
 
-pub fn reload(eng: &mut Engine, new: &Config) -> Result<(), String> {
+pub fn reload(eng: &mut Engine, new: &FrontendSettings) -> Result<(), String> {
     let endpoints = Endpoints::load(&new.tls_endpoints, new.tls_default.as_deref())
         .map_err(|e| e.to_string())?;
     let client_acl = Acl::parse(&new.client_acl).map_err(|e| format!("--client_acl: {e}"))?;
@@ -37,7 +37,7 @@ pub fn reload(eng: &mut Engine, new: &Config) -> Result<(), String> {
             .find(|(t, c, _)| *c == port && !kept.iter().any(|(k, _)| k == t));
         match reuse {
             Some((token, _, _)) => kept.push((*token, raw)),
-            None => fresh.push(bind_port(eng.config.host, port, raw).map_err(|e| e.to_string())?),
+            None => fresh.push(bind_port(new.host, port, raw).map_err(|e| e.to_string())?),
         }
     }
 
@@ -76,7 +76,7 @@ pub fn reload(eng: &mut Engine, new: &Config) -> Result<(), String> {
 
     // Kites the new configuration would not accept with the same secret.
     let revoked: Vec<(String, Token)> = {
-        let old_policy = fe.policy(&eng.config.protos);
+        let old_policy = fe.policy();
         let new_policy = Policy {
             secrets: &new.domain_secrets,
             protos: &new.protos,
@@ -94,14 +94,14 @@ pub fn reload(eng: &mut Engine, new: &Config) -> Result<(), String> {
             .map(|(name, token)| (name.clone(), *token))
             .collect()
     };
-    if fe.secrets != new.domain_secrets {
+    if fe.settings.domain_secrets != new.domain_secrets {
         info!(
             "domains: {} secret entries (were {})",
             new.domain_secrets.len(),
-            fe.secrets.len()
+            fe.settings.domain_secrets.len()
         );
     }
-    fe.secrets = new.domain_secrets.clone();
+    fe.settings = new.clone();
     fe.info = FrontendInfo {
         protos: new.protos.clone(),
         ports,

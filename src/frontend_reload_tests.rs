@@ -7,14 +7,14 @@ use std::net::TcpStream;
 use std::os::fd::AsRawFd;
 
 use super::*;
-use crate::config::Parsed;
+use crate::config::{FrontendSettings, Parsed, RoleConfig};
 
 fn free_port() -> u16 {
     let probe = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a probe");
     probe.local_addr().expect("its address").port()
 }
 
-fn config(port: u16) -> Config {
+fn config(port: u16) -> crate::config::Config {
     let args: Vec<String> = [
         "--isfrontend".to_string(),
         "--host=127.0.0.1".to_string(),
@@ -25,6 +25,14 @@ fn config(port: u16) -> Config {
     match crate::config::parse(&args) {
         Ok(Parsed::Run(config)) => *config,
         _ => panic!("a frontend configuration"),
+    }
+}
+
+/// The frontend's part of [`config`].
+fn frontend_settings(port: u16) -> FrontendSettings {
+    match config(port).role {
+        RoleConfig::Frontend(fe) => fe,
+        RoleConfig::Backend(_) => panic!("a frontend configuration"),
     }
 }
 
@@ -60,9 +68,15 @@ fn a_reload_whose_new_listener_cannot_be_watched_keeps_the_old_one() {
     let replaced = unsafe { libc::dup2(null.as_raw_fd(), eng.poll.as_raw_fd()) };
     assert!(replaced >= 0, "dup2: {}", std::io::Error::last_os_error());
 
-    let err = reload(&mut eng, &config(new)).expect_err("the new port cannot be watched");
+    let err =
+        reload(&mut eng, &frontend_settings(new)).expect_err("the new port cannot be watched");
     assert!(err.contains(&format!("cannot watch port {new}")), "{err}");
     assert_eq!(listening_ports(&mut eng), [old], "the old listener stays");
+    assert_eq!(
+        crate::frontend::settings(&eng),
+        Some(&frontend_settings(0)),
+        "the running settings stay"
+    );
     TcpStream::connect(("127.0.0.1", old)).expect("the old port still accepts");
     assert!(
         TcpStream::connect(("127.0.0.1", new)).is_err(),

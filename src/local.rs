@@ -79,7 +79,8 @@ pub fn open_stream(
         return unavailable(eng, core, sid, &proto, &host, &uuid);
     }
     let http = is_http(&proto);
-    let filter = http && options.filters_dangerous(eng.config.insecure);
+    let filter =
+        http && options.filters_dangerous(backend::settings(eng).is_some_and(|c| c.insecure));
     // Every request of the stream is judged by the guard, the first one
     // included, before anything reaches the local server. Only a
     // `+rawheaders` kite with nothing to check goes unguarded.

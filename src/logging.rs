@@ -19,9 +19,9 @@ use std::time::{Duration, Instant};
 use env_logger::{Builder, Target};
 use log::LevelFilter;
 
-use crate::config::{Config, LogLevel};
+use crate::config::{LogLevel, ProcessSettings};
 
-pub fn init(config: &Config) -> Result<(), String> {
+pub fn init(config: &ProcessSettings) -> Result<(), String> {
     let mut builder = Builder::new();
     let level = match config.log_level {
         LogLevel::Quiet => LevelFilter::Warn,

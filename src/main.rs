@@ -43,11 +43,11 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    if let Err(e) = rkite::logging::init(&config) {
+    if let Err(e) = rkite::logging::init(&config.common.process) {
         eprintln!("rkite: {e}");
         return ExitCode::from(1);
     }
-    for flag in &config.ignored {
+    for flag in &config.common.ignored {
         log::info!("{flag}: accepted for pagekite.py compatibility and ignored");
     }
     match serve(*config) {
@@ -63,7 +63,7 @@ fn main() -> ExitCode {
 /// any thread, the pid file before giving up root, root given up before
 /// the first byte from the network), then runs the reactor.
 fn serve(config: config::Config) -> Result<(), ServeError> {
-    let runas = match &config.runas {
+    let runas = match &config.common.process.runas {
         Some(spec) => Some(daemon::parse_runas(spec).map_err(ServeError::RunAs)?),
         None => None,
     };
@@ -73,8 +73,8 @@ fn serve(config: config::Config) -> Result<(), ServeError> {
         // Not fatal: rkite still runs, with fewer connections.
         Err(e) => log::warn!("{e}"),
     }
-    let daemonize = config.daemonize;
-    let pidfile = config.pidfile.clone();
+    let daemonize = config.common.process.daemonize;
+    let pidfile = config.common.process.pidfile.clone();
     let mut engine = Engine::new(config)?;
     if daemonize {
         daemon::daemonize()?;

@@ -356,8 +356,9 @@ fn step(eng: &mut Engine, token: Token, mut s: Sniff) -> Next {
                     if let Role::Frontend(fe) = &mut eng.role {
                         fe.remember_host(s.peer.ip(), &host, eng.now);
                     }
-                    let websocket =
-                        head.websocket && eng.config.protos.iter().any(|p| p == "websocket");
+                    let websocket = head.websocket
+                        && frontend::settings(eng)
+                            .is_some_and(|c| c.protos.iter().any(|p| p == "websocket"));
                     let proto = if websocket { "websocket" } else { "http" };
                     Next::Done(route(eng, token, s, proto, &host))
                 }

@@ -215,7 +215,7 @@ pub fn drive_tunnel(eng: &mut Engine, token: Token, mut t: Box<Tunnel>) -> Optio
 
 /// How much a tunnel's streams may hold before reading from it pauses.
 fn tunnel_share(eng: &Engine) -> usize {
-    if eng.config.is_frontend {
+    if matches!(eng.role, crate::engine::Role::Frontend(_)) {
         (eng.config.buffer_budget / TUNNEL_SHARE_DIVISOR).max(TUNNEL_SHARE_MIN)
     } else {
         // A backend's tunnels all carry its own kites: no one to protect.

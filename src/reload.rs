@@ -7,7 +7,7 @@
 
 use log::{error, info, warn};
 
-use crate::config::{self, Config, Parsed};
+use crate::config::{self, Config, Parsed, ProcessSettings, RoleConfig};
 use crate::engine::{Engine, Role};
 use crate::{backend, frontend};
 
@@ -24,24 +24,37 @@ pub fn reload(eng: &mut Engine) {
         }
         Err(e) => return refuse(eng, &e.to_string()),
     };
-    if new.is_frontend != eng.config.is_frontend {
-        return refuse(
-            eng,
-            "switching between frontend and backend needs a restart",
-        );
-    }
-    let mut new = new;
-    keep_restart_only(&eng.config, &mut new);
-    let applied = match eng.role {
-        Role::Frontend(_) => frontend::reload(eng, &new),
-        Role::Backend(_) => backend::reload(eng, &new),
-    };
-    if let Err(e) = applied {
+    if let Err(e) = apply(eng, new) {
         return refuse(eng, &e);
     }
-    eng.config = new;
     info!("SIGHUP: the new configuration is in effect");
     eng.status_changed();
+}
+
+/// Puts `new` in effect, or changes nothing and says why.
+fn apply(eng: &mut Engine, mut new: Config) -> Result<(), String> {
+    keep_restart_only(eng, &mut new);
+    let Config { common, role } = new;
+    // Each role applies its own settings; the other role's never reach it.
+    match (&eng.role, &role) {
+        (Role::Frontend(_), RoleConfig::Frontend(fe)) => frontend::reload(eng, fe)?,
+        (Role::Backend(_), RoleConfig::Backend(be)) => backend::reload(eng, be)?,
+        (_, wanted) => return Err(role_switch(wanted)),
+    }
+    eng.config = common;
+    Ok(())
+}
+
+/// Why a reload that asks for the other role is refused.
+fn role_switch(wanted: &RoleConfig) -> String {
+    let (now, was, flag) = match wanted {
+        RoleConfig::Frontend(_) => ("frontend", "backend", "added"),
+        RoleConfig::Backend(_) => ("backend", "frontend", "removed"),
+    };
+    format!(
+        "the configuration now runs a {now} (--isfrontend {flag}), but this process is a \
+         {was}; switching roles needs a restart"
+    )
 }
 
 fn refuse(eng: &mut Engine, why: &str) {
@@ -49,29 +62,32 @@ fn refuse(eng: &mut Engine, why: &str) {
     eng.note_error(&format!("reload failed: {why}"));
 }
 
-/// Settings a running process cannot change: warn, and keep the old ones.
-fn keep_restart_only(old: &Config, new: &mut Config) {
+/// Settings a running process cannot change (its [`ProcessSettings`] and a
+/// frontend's `--host`): warn, and keep the old ones.
+fn keep_restart_only(eng: &Engine, new: &mut Config) {
     let keep = |what: &str, differs: bool| {
         if differs {
             warn!("SIGHUP: {what} changes need a restart; keeping the running value");
         }
     };
-    keep("--host", old.host != new.host);
-    keep("--logfile", old.logfile != new.logfile);
+    if let (Some(old), RoleConfig::Frontend(fresh)) = (frontend::settings(eng), &mut new.role) {
+        keep("--host", old.host != fresh.host);
+        fresh.host = old.host;
+    }
+    let old: &ProcessSettings = &eng.config.process;
+    let fresh = &new.common.process;
+    keep("--logfile", old.logfile != fresh.logfile);
     keep(
         "the log level (-v/-q/--debugio)",
-        old.log_level != new.log_level || old.debug_io != new.debug_io,
+        old.log_level != fresh.log_level || old.debug_io != fresh.debug_io,
     );
-    keep("--runas", old.runas != new.runas);
-    keep("--pidfile", old.pidfile != new.pidfile);
-    keep("--status_file", old.status_file != new.status_file);
-    keep("--daemonize", old.daemonize != new.daemonize);
-    new.host = old.host;
-    new.logfile = old.logfile.clone();
-    new.log_level = old.log_level.clone();
-    new.debug_io = old.debug_io;
-    new.runas = old.runas.clone();
-    new.pidfile = old.pidfile.clone();
-    new.status_file = old.status_file.clone();
-    new.daemonize = old.daemonize;
+    keep("--runas", old.runas != fresh.runas);
+    keep("--pidfile", old.pidfile != fresh.pidfile);
+    keep("--status_file", old.status_file != fresh.status_file);
+    keep("--daemonize", old.daemonize != fresh.daemonize);
+    new.common.process = old.clone();
 }
+
+#[cfg(test)]
+#[path = "reload_tests.rs"]
+mod tests;

@@ -232,7 +232,7 @@ fn render(eng: &mut Engine, running: bool) -> (String, usize) {
                 )
             })
             // Kites configured with service_off: known, not flown.
-            .chain(eng.config.kites_off.iter().map(|k| {
+            .chain(be.settings().kites_off.iter().map(|k| {
                 format!(
                     "{{\"name\": {}, \"local\": {}, \"state\": \"disabled\", \"live_on\": []}}",
                     json_str(&crate::proto::kite::key(&k.id.name(), &k.domain)),
@@ -266,7 +266,7 @@ fn render(eng: &mut Engine, running: bool) -> (String, usize) {
     let _ = writeln!(
         out,
         "  \"role\": \"{}\",",
-        if eng.config.is_frontend {
+        if matches!(eng.role, Role::Frontend(_)) {
             "frontend"
         } else {
             "backend"

@@ -77,15 +77,18 @@ fn a_backend_from_an_option_file() {
          service_on=http-8080:foo.test:127.0.0.1:8001:pw\nkeepalive = 30\nEND\nnot an option at all\n",
     );
     let c = config(&args(&["--optfile", &rc])).unwrap();
-    assert_eq!(c.frontends, [("127.0.0.1".to_string(), 9080)]);
-    assert_eq!(c.kites.len(), 2);
-    assert_eq!(c.keepalive, std::time::Duration::from_secs(30));
-    assert_eq!(c.files, std::slice::from_ref(&rc));
+    assert_eq!(
+        c.backend().unwrap().frontends,
+        [("127.0.0.1".to_string(), 9080)]
+    );
+    assert_eq!(c.backend().unwrap().kites.len(), 2);
+    assert_eq!(c.common.keepalive, std::time::Duration::from_secs(30));
+    assert_eq!(c.common.files, std::slice::from_ref(&rc));
     // The short flag and the attached forms work too.
     let c = config(&args(&[&format!("-o{rc}")])).unwrap();
-    assert_eq!(c.kites.len(), 2);
+    assert_eq!(c.backend().unwrap().kites.len(), 2);
     let c = config(&args(&[&format!("--optfile={rc}")])).unwrap();
-    assert_eq!(c.kites.len(), 2);
+    assert_eq!(c.backend().unwrap().kites.len(), 2);
 }
 
 #[test]
@@ -104,12 +107,12 @@ fn later_flags_override_earlier_files_and_files_override_earlier_flags() {
         "--domain=http:b.test:pb",
     ]))
     .unwrap();
-    assert_eq!(c.ports, [9000]);
-    assert_eq!(c.keepalive, std::time::Duration::from_secs(40));
+    assert_eq!(c.frontend().unwrap().ports, [9000]);
+    assert_eq!(c.common.keepalive, std::time::Duration::from_secs(40));
     // Repeatable flags add up from every source.
-    assert_eq!(c.domain_secrets.len(), 2);
+    assert_eq!(c.frontend().unwrap().domain_secrets.len(), 2);
     let c = config(&args(&["-o", &rc, "--ports=1000"])).unwrap();
-    assert_eq!(c.ports, [1000]);
+    assert_eq!(c.frontend().unwrap().ports, [1000]);
 }
 
 #[test]
@@ -123,8 +126,8 @@ fn a_directory_is_read_in_name_order_and_files_nest() {
     dir.file("30_not_rc.txt", "this is not read\n");
     dir.file(".40_hidden.rc", "this is not read either\n");
     let c = config(&args(&["--optdir", &dir.path()])).unwrap();
-    assert_eq!(c.ports, [2000]);
-    assert_eq!(c.files.len(), 2);
+    assert_eq!(c.frontend().unwrap().ports, [2000]);
+    assert_eq!(c.common.files.len(), 2);
 
     let inner = dir.file("inner.conf", "ports = 3000\n");
     let outer = dir.file(
@@ -132,8 +135,8 @@ fn a_directory_is_read_in_name_order_and_files_nest() {
         &format!("isfrontend\ndomain = http:a.test:pa\noptfile = {inner}\nkeepalive = 9\n"),
     );
     let c = config(&args(&["-O", &dir.path(), "-o", &outer])).unwrap();
-    assert_eq!(c.ports, [3000]);
-    assert_eq!(c.keepalive, std::time::Duration::from_secs(9));
+    assert_eq!(c.frontend().unwrap().ports, [3000]);
+    assert_eq!(c.common.keepalive, std::time::Duration::from_secs(9));
 
     let looping = dir.file("loop.conf", "");
     std::fs::write(&looping, format!("optfile = {looping}\n")).unwrap();
@@ -256,15 +259,18 @@ fn debian_style_account_and_kite_files() {
         Parsed::Run(c) => *c,
         other => panic!("{other:?}"),
     };
-    assert_eq!(c.kites.len(), 1);
-    let kite = &c.kites[0];
+    assert_eq!(c.backend().unwrap().kites.len(), 1);
+    let kite = &c.backend().unwrap().kites[0];
     assert_eq!(kite.domain, "home.example.test");
     assert_eq!(kite.secret, "s3cret");
     assert_eq!(kite.local.port(), 8080);
-    assert_eq!(c.kites_off.len(), 2);
-    assert_eq!(c.kites_off[0].id.name(), "raw-22");
-    assert_eq!(c.kites_off[1].id.name(), "http-8080");
-    assert_eq!(c.be_config, ["home.example.test/80:password/bob:pw"]);
+    assert_eq!(c.backend().unwrap().kites_off.len(), 2);
+    assert_eq!(c.backend().unwrap().kites_off[0].id.name(), "raw-22");
+    assert_eq!(c.backend().unwrap().kites_off[1].id.name(), "http-8080");
+    assert_eq!(
+        c.backend().unwrap().be_config,
+        ["home.example.test/80:password/bob:pw"]
+    );
     // --settings shows every kite as pagekite.py writes it.
     let Parsed::Settings(text) = parse(&args(&["-O", &dir.path(), "--settings"])).unwrap() else {
         panic!("no settings");
@@ -299,6 +305,8 @@ fn kite_markers_take_the_value_set_above_them() {
     );
     let c = config(&args(&["--frontend=127.0.0.1:9080", "-o", &a, "-o", &b])).unwrap();
     let kites: Vec<_> = c
+        .backend()
+        .unwrap()
         .kites
         .iter()
         .map(|k| (k.domain.as_str(), k.secret.as_str(), k.local.port()))
@@ -312,6 +320,8 @@ fn kite_markers_take_the_value_set_above_them() {
     ]))
     .unwrap();
     let kites: Vec<_> = c
+        .backend()
+        .unwrap()
         .kites
         .iter()
         .map(|k| (k.id.name(), k.domain.clone(), k.secret.clone()))
@@ -343,7 +353,10 @@ fn kite_markers_take_the_value_set_above_them() {
     ]))
     .unwrap();
     assert_eq!(
-        (c.kites[0].domain.as_str(), c.kites[0].secret.as_str()),
+        (
+            c.backend().unwrap().kites[0].domain.as_str(),
+            c.backend().unwrap().kites[0].secret.as_str()
+        ),
         ("late.test", "sl")
     );
 }
@@ -395,14 +408,17 @@ fn pagekite_options_rkite_does_not_implement() {
         panic!("frontends= alone names the relays");
     };
     assert_eq!(
-        c.frontend_pool,
+        c.backend().unwrap().frontend_pool,
         Some(crate::config::FrontendPool {
             count: 2,
             name: "relays.example.test".into(),
             port: 443
         })
     );
-    assert_eq!(c.nofrontends, [("10.1.2.3".to_string(), 443)]);
+    assert_eq!(
+        c.backend().unwrap().nofrontends,
+        [("10.1.2.3".to_string(), 443)]
+    );
     for bad in [
         "0:relays.test:443",
         "2:relays.test",
@@ -452,5 +468,8 @@ fn pagekite_options_rkite_does_not_implement() {
     else {
         panic!("-h is --host");
     };
-    assert_eq!(c.host, Some("127.0.0.1".parse().unwrap()));
+    assert_eq!(
+        c.frontend().unwrap().host,
+        Some("127.0.0.1".parse().unwrap())
+    );
 }

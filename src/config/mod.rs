@@ -6,7 +6,6 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use crate::proto::acl::Acl;
@@ -22,124 +21,24 @@ mod files;
 mod flags;
 #[doc(hidden)]
 pub mod offline;
+mod roles;
 pub mod service;
 mod settings;
 mod specs;
-use crate::proto::kite::{DEFAULT_PROTOS, KiteId};
+use crate::proto::kite::DEFAULT_PROTOS;
 use flags::IGNORED_SWITCHES;
+pub use roles::{
+    BackendSettings, ClientSettings, Common, Config, FrontendPool, FrontendSettings, LogLevel,
+    ProcessSettings, RoleConfig, ServiceKite,
+};
 use specs::*;
-
-/// One `--service_on` kite on a backend.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ServiceKite {
-    pub id: KiteId,
-    pub domain: String,
-    /// The local server's name as written (`localhost`), for `--settings`.
-    pub host: String,
-    pub local: SocketAddr,
-    pub secret: String,
-    /// Short-form options given with the kite (`+ip/...`), as written.
-    pub options: Vec<String>,
-}
-
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub enum LogLevel {
-    Quiet,
-    #[default]
-    Normal,
-    Verbose,
-    Trace,
-}
-
-#[derive(Clone, Debug)]
-pub struct Config {
-    pub is_frontend: bool,
-    pub host: Option<IpAddr>,
-    pub ports: Vec<u16>,
-    pub protos: Vec<String>,
-    /// `--rawports` entries as written: numbers and/or `virtual`.
-    pub raw_ports: Vec<String>,
-    /// `proto:domain` → secret, one entry per protocol of each `--domain`.
-    pub domain_secrets: HashMap<String, String>,
-    pub frontends: Vec<(String, u16)>,
-    /// Backend: `--frontends=N:NAME:PORT`, a fleet of relays under one name.
-    pub frontend_pool: Option<FrontendPool>,
-    /// Backend: `--nofrontend` addresses never to dial, as written.
-    pub nofrontends: Vec<(String, u16)>,
-    pub kites: Vec<ServiceKite>,
-    pub keepalive: Duration,
-    pub log_level: LogLevel,
-    pub debug_io: bool,
-    pub logfile: Option<String>,
-    /// Frontend: `--tls_endpoint NAME:PEM` pairs.
-    pub tls_endpoints: Vec<(String, String)>,
-    /// Frontend: `--tls_default`.
-    pub tls_default: Option<String>,
-    /// Backend: `--fe_certname`s; TLS to the frontend when given.
-    pub fe_certnames: Vec<String>,
-    /// Backend: `--ca_certs` (default: the system bundle).
-    pub ca_certs: Option<String>,
-    /// Backend: `--fe_nocertcheck`.
-    pub fe_nocertcheck: bool,
-    /// `--buffers`: bytes all connection buffers may hold together.
-    pub buffer_budget: usize,
-    /// `--max_conns`: public connections and tunnels (frontend) or streams
-    /// (backend) at once.
-    pub max_conns: usize,
-    /// `--stop_grace`: how long running streams may finish after SIGTERM.
-    pub stop_grace: Duration,
-    /// `--stream_idle`: a stream with no traffic this long is closed.
-    pub stream_idle: Option<Duration>,
-    /// Frontend: `--client_acl` and `--tunnel_acl` rules, as written.
-    pub client_acl: Vec<String>,
-    pub tunnel_acl: Vec<String>,
-    /// Frontend: `--max_conns_per_ip` (0: no limit).
-    pub max_conns_per_ip: usize,
-    /// Backend: `--be_config` and `--service_cfg` specs, as written.
-    pub be_config: Vec<String>,
-    /// Backend: `--service_off`/`--define_backend` kites: checked, not flown.
-    pub kites_off: Vec<ServiceKite>,
-    /// `--errorurl`: pages framed instead of the built-in unavailable page.
-    pub error_urls: crate::proto::pages::ErrorUrls,
-    /// `--kitename` and `--kitesecret`, as given (`@kitename`, `@kitesecret`).
-    pub kitename: Option<String>,
-    pub kitesecret: Option<String>,
-    /// `--dyndns` (or the one `defaults`/`whitelabel` set): kept and shown
-    /// by `--settings`; rkite sends no dynamic DNS updates yet.
-    pub dyndns: Option<service::DynDns>,
-    /// `--insecure`: no security filter on any kite.
-    pub insecure: bool,
-    /// pagekite.py flags given that mean nothing here (logged at debug).
-    pub ignored: Vec<String>,
-    /// `--daemonize`.
-    pub daemonize: bool,
-    /// `--pidfile`.
-    pub pidfile: Option<String>,
-    /// `--runas=USER[:GROUP]`, as written.
-    pub runas: Option<String>,
-    /// `--status_file`.
-    pub status_file: Option<String>,
-    /// The command line as given, for SIGHUP to read again.
-    pub argv: Vec<String>,
-    /// The option files read, in order.
-    pub files: Vec<String>,
-}
-
-/// `--frontends=N:NAME:PORT`: keep tunnels to the `count` fastest addresses
-/// NAME resolves to (pagekite.py's `servers_auto`).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct FrontendPool {
-    pub count: usize,
-    pub name: String,
-    pub port: u16,
-}
 
 /// What `parse` decided.
 #[derive(Debug)]
 pub enum Parsed {
     Run(Box<Config>),
     /// `--connect`: the raw-kite client.
-    Connect(crate::client::ClientConfig),
+    Connect(ClientSettings),
     Help(String),
     /// `--settings`: the effective configuration as an option file.
     Settings(String),
@@ -384,33 +283,40 @@ fn parse_expanded(argv: &[String], expanded: &files::Expanded) -> Result<Parsed,
             d.safe_name()
         )
     });
-    let config = Config {
-        is_frontend,
+    // Both roles' flags are parsed and checked whatever the role, as
+    // pagekite.py does (`--ports` on a backend is read, then unused), and
+    // `--settings` shows them all; the role runs with its own only.
+    let frontend = FrontendSettings {
         host,
         ports,
         protos,
         raw_ports,
         domain_secrets,
-        frontends,
-        frontend_pool,
-        nofrontends,
-        kites,
-        keepalive,
-        log_level,
-        debug_io: m.opt_present("debugio"),
-        logfile: last(&m, "logfile").filter(|f| f != "stdio"),
         tls_endpoints,
         tls_default: last(&m, "tls_default").map(|n| n.to_ascii_lowercase()),
-        fe_certnames: front.certs,
-        ca_certs: last(&m, "ca_certs"),
-        fe_nocertcheck: m.opt_present("fe_nocertcheck"),
         client_acl: m.opt_strs("client_acl"),
         tunnel_acl: m.opt_strs("tunnel_acl"),
         max_conns_per_ip: usize::try_from(number("max_conns_per_ip", 0)?.unwrap_or(256))
             .unwrap_or(usize::MAX),
+    };
+    let backend = BackendSettings {
+        frontends,
+        frontend_pool,
+        nofrontends,
+        kites,
+        kites_off,
+        fe_certnames: front.certs,
+        ca_certs: last(&m, "ca_certs"),
+        fe_nocertcheck: m.opt_present("fe_nocertcheck"),
         // pagekite.py's `service_cfg` is `be_config` by another name.
         be_config: [m.opt_strs("be_config"), m.opt_strs("service_cfg")].concat(),
-        kites_off,
+        insecure: m.opt_present("insecure"),
+        kitename,
+        kitesecret: default_secret,
+        dyndns: front.dyndns,
+    };
+    let common = Common {
+        keepalive,
         error_urls: {
             let mut urls = crate::proto::pages::ErrorUrls::default();
             for arg in m.opt_strs("errorurl") {
@@ -419,10 +325,6 @@ fn parse_expanded(argv: &[String], expanded: &files::Expanded) -> Result<Parsed,
             urls.default = front.error_url;
             urls
         },
-        kitename,
-        kitesecret: default_secret,
-        dyndns: front.dyndns,
-        insecure: m.opt_present("insecure"),
         buffer_budget,
         max_conns,
         stop_grace,
@@ -439,38 +341,53 @@ fn parse_expanded(argv: &[String], expanded: &files::Expanded) -> Result<Parsed,
             .map(|(f, why)| format!("--{f} ({why})"))
             .chain(dyndns_note)
             .collect(),
-        daemonize: m.opt_present("daemonize"),
-        pidfile: last(&m, "pidfile"),
-        runas: last(&m, "runas"),
-        status_file: last(&m, "status_file"),
         argv: argv.to_vec(),
         files: expanded.files.clone(),
+        process: ProcessSettings {
+            log_level,
+            debug_io: m.opt_present("debugio"),
+            logfile: last(&m, "logfile").filter(|f| f != "stdio"),
+            daemonize: m.opt_present("daemonize"),
+            pidfile: last(&m, "pidfile"),
+            runas: last(&m, "runas"),
+            status_file: last(&m, "status_file"),
+        },
     };
-    for spec in &config.be_config {
+    for spec in &backend.be_config {
         let (_, _, key, value) =
             options::parse_be_config(spec).map_err(|e| bad("be_config", e.to_string()))?;
         KiteOptions::default()
             .apply(key, value)
             .map_err(|e| bad("be_config", e.to_string()))?;
     }
-    for opt in config.kites.iter().flat_map(|k| &k.options) {
+    for opt in backend.kites.iter().flat_map(|k| &k.options) {
         KiteOptions::default()
             .apply_short(opt)
             .map_err(|e| bad("", format!("{opt}: {e}")))?;
     }
-    if let Some(spec) = config.runas.as_ref().filter(|_| !offline::active()) {
+    if let Some(spec) = common.process.runas.as_ref().filter(|_| !offline::active()) {
         crate::daemon::parse_runas(spec).map_err(|e| bad("runas", e.to_string()))?;
     }
     if m.opt_present("settings") {
-        return Ok(Parsed::Settings(settings::render(&m, &config)));
+        return Ok(Parsed::Settings(settings::render(
+            &m,
+            &common,
+            &backend,
+            is_frontend,
+        )));
     }
-    Ok(Parsed::Run(Box::new(config)))
+    let role = if is_frontend {
+        RoleConfig::Frontend(frontend)
+    } else {
+        RoleConfig::Backend(backend)
+    };
+    Ok(Parsed::Run(Box::new(Config { common, role })))
 }
 
 /// Each kite's options: its short-form `+options`, then every `--be_config`
 /// naming its domain (and its public port, 80 for kites without one, as
 /// pagekite.py keys them; a `--be_config` without a port applies to all).
-pub fn kite_options(config: &Config) -> Result<Vec<KiteOptions>, OptionError> {
+pub fn kite_options(config: &BackendSettings) -> Result<Vec<KiteOptions>, OptionError> {
     let mut all = Vec::new();
     for kite in &config.kites {
         let mut options = KiteOptions::default();
@@ -588,10 +505,7 @@ fn expand_names(
 }
 
 /// `--connect=RELAY:PORT TARGET:PORT` with its TLS flags.
-fn parse_client(
-    m: &getopts::Matches,
-    relay: &str,
-) -> Result<crate::client::ClientConfig, ConfigError> {
+fn parse_client(m: &getopts::Matches, relay: &str) -> Result<ClientSettings, ConfigError> {
     let relay = parse_frontend(relay).map_err(|e| bad("connect", e.problem))?;
     let target = match m.free.as_slice() {
         [target]
@@ -616,7 +530,7 @@ fn parse_client(
     } else {
         Some(Some(names))
     };
-    Ok(crate::client::ClientConfig {
+    Ok(ClientSettings {
         relay,
         target,
         tls,
@@ -652,26 +566,37 @@ mod tests {
             "--nullui",
         ])
         .unwrap();
-        assert!(c.is_frontend);
-        assert_eq!(c.ports, [9080, 9082]);
-        assert_eq!(c.protos, ["http", "https", "raw", "websocket"]);
+        assert!(c.is_frontend());
+        assert_eq!(c.frontend().unwrap().ports, [9080, 9082]);
         assert_eq!(
-            c.domain_secrets
+            c.frontend().unwrap().protos,
+            ["http", "https", "raw", "websocket"]
+        );
+        assert_eq!(
+            c.frontend()
+                .unwrap()
+                .domain_secrets
                 .get("http:*.example.test")
                 .map(String::as_str),
             Some("s3cret")
         );
         assert_eq!(
-            c.domain_secrets
+            c.frontend()
+                .unwrap()
+                .domain_secrets
                 .get("websocket:*.example.test")
                 .map(String::as_str),
             Some("s3cret")
         );
         assert_eq!(
-            c.domain_secrets.get("http:other.test").map(String::as_str),
+            c.frontend()
+                .unwrap()
+                .domain_secrets
+                .get("http:other.test")
+                .map(String::as_str),
             Some("pw2")
         );
-        assert_eq!(c.domain_secrets.len(), 3);
+        assert_eq!(c.frontend().unwrap().domain_secrets.len(), 3);
     }
 
     #[test]
@@ -684,20 +609,35 @@ mod tests {
             "--backend=ssh:home.test:localhost:22:pw",
         ])
         .unwrap();
-        assert!(!c.is_frontend);
-        assert_eq!(c.frontends, [("127.0.0.1".to_string(), 9080)]);
-        let names: Vec<_> = c.kites.iter().map(|k| k.id.name()).collect();
+        assert!(!c.is_frontend());
+        assert_eq!(
+            c.backend().unwrap().frontends,
+            [("127.0.0.1".to_string(), 9080)]
+        );
+        let names: Vec<_> = c
+            .backend()
+            .unwrap()
+            .kites
+            .iter()
+            .map(|k| k.id.name())
+            .collect();
         assert_eq!(names, ["http", "http-9082", "raw-22"]);
-        assert_eq!(c.kites[1].local, "127.0.0.1:8001".parse().unwrap());
-        assert_eq!(c.kites[2].local.port(), 22);
+        assert_eq!(
+            c.backend().unwrap().kites[1].local,
+            "127.0.0.1:8001".parse().unwrap()
+        );
+        assert_eq!(c.backend().unwrap().kites[2].local.port(), 22);
     }
 
     #[test]
     fn star_protos_and_defaults() {
         let c = run(&["--isfrontend", "--domain=*:x.test:pw"]).unwrap();
-        assert_eq!(c.ports, [80]);
-        assert_eq!(c.domain_secrets.len(), DEFAULT_PROTOS.len());
-        assert_eq!(c.keepalive, DEFAULT_INTERVAL);
+        assert_eq!(c.frontend().unwrap().ports, [80]);
+        assert_eq!(
+            c.frontend().unwrap().domain_secrets.len(),
+            DEFAULT_PROTOS.len()
+        );
+        assert_eq!(c.common.keepalive, DEFAULT_INTERVAL);
         let c = run(&[
             "--isfrontend",
             "--protos=http",
@@ -706,8 +646,8 @@ mod tests {
             "20",
         ])
         .unwrap();
-        assert_eq!(c.domain_secrets.len(), 1);
-        assert_eq!(c.keepalive, Duration::from_secs(20));
+        assert_eq!(c.frontend().unwrap().domain_secrets.len(), 1);
+        assert_eq!(c.common.keepalive, Duration::from_secs(20));
     }
 
     #[test]

@@ -10,7 +10,7 @@
 use super::files;
 use super::flags::{FLAGS, Kind};
 use super::service::Service;
-use super::{Config, ServiceKite};
+use super::{BackendSettings, Common, ServiceKite};
 use crate::proto::options::{self, Value};
 
 /// Flags that steer the parsing itself rather than the service.
@@ -113,7 +113,14 @@ impl Out {
     }
 }
 
-pub(super) fn render(m: &getopts::Matches, c: &Config) -> String {
+/// The file for `common` and `be` (a frontend's flags are written as
+/// given; a frontend's run drops `be`, but its flags are shown too).
+pub(super) fn render(
+    m: &getopts::Matches,
+    common: &Common,
+    c: &BackendSettings,
+    is_frontend: bool,
+) -> String {
     let mut out = Out::default();
     out.text.push_str(&format!(
         "###[ Current settings for rkite {}, in pagekite.py's format ]#########\n\
@@ -123,11 +130,11 @@ pub(super) fn render(m: &getopts::Matches, c: &Config) -> String {
          ## them: keep this file as private as the configuration it came from.\n",
         env!("CARGO_PKG_VERSION")
     ));
-    if c.files.is_empty() {
+    if common.files.is_empty() {
         out.text.push_str("## From the command line only.\n");
     } else {
         out.text.push_str("## From the command line and:\n");
-        for f in &c.files {
+        for f in &common.files {
             out.text.push_str(&format!("##   {f}\n"));
         }
     }
@@ -141,13 +148,13 @@ pub(super) fn render(m: &getopts::Matches, c: &Config) -> String {
     }
     out.close("Default kite and account details");
 
-    front_ends(&mut out, m, c);
-    kites(&mut out, c);
+    front_ends(&mut out, m, common, c);
+    kites(&mut out, c, is_frontend);
 
     out.switch("insecure", c.insecure);
     out.close("Allow risky known-to-be-risky incoming HTTP requests?");
 
-    out.switch("isfrontend", c.is_frontend);
+    out.switch("isfrontend", is_frontend);
     for name in ["host", "ports", "protos", "rawports", "domain"] {
         as_given(&mut out, m, name);
     }
@@ -162,9 +169,9 @@ pub(super) fn render(m: &getopts::Matches, c: &Config) -> String {
     out.close("Front-end access controls (default=deny, if configured)");
 
     as_given(&mut out, m, "logfile");
-    out.switch("debugio", c.debug_io);
+    out.switch("debugio", common.process.debug_io);
     out.close("Miscellaneous settings");
-    out.switch("daemonize", c.daemonize);
+    out.switch("daemonize", common.process.daemonize);
     as_given(&mut out, m, "runas");
     as_given(&mut out, m, "pidfile");
     out.close("Systems administration settings");
@@ -181,11 +188,11 @@ pub(super) fn render(m: &getopts::Matches, c: &Config) -> String {
 
 /// The front-end choice: `defaults`/`whitelabel` when the values are
 /// exactly a service's (pagekite.py's check), else each value.
-fn front_ends(out: &mut Out, m: &getopts::Matches, c: &Config) {
+fn front_ends(out: &mut Out, m: &getopts::Matches, common: &Common, c: &BackendSettings) {
     let front = super::service::Front {
         pool: c.frontend_pool.clone(),
         certs: c.fe_certnames.clone(),
-        error_url: c.error_urls.default.clone(),
+        error_url: common.error_urls.default.clone(),
         dyndns: c.dyndns.clone(),
     };
     if let Some(service) = Service::matching(&front) {
@@ -227,20 +234,20 @@ fn front_ends(out: &mut Out, m: &getopts::Matches, c: &Config) {
         if let Some(d) = &c.dyndns {
             out.opt("dyndns", &d.to_arg());
         }
-        if let Some(url) = &c.error_urls.default {
+        if let Some(url) = &common.error_urls.default {
             out.opt("errorurl", url);
         }
         out.close("Custom front-end and dynamic DNS settings");
     }
     as_given(out, m, "ca_certs");
     as_given(out, m, "keepalive");
-    for (domain, url) in &c.error_urls.by_domain {
+    for (domain, url) in &common.error_urls.by_domain {
         out.opt("errorurl", &format!("{domain}:{url}"));
     }
     out.close("Front-end connection settings");
 }
 
-fn manual_front_ends(out: &mut Out, c: &Config) {
+fn manual_front_ends(out: &mut Out, c: &BackendSettings) {
     let spell = |host: &str, port: u16| {
         if host.contains(':') {
             format!("[{host}]:{port}")
@@ -260,7 +267,7 @@ fn manual_front_ends(out: &mut Out, c: &Config) {
 /// apply, then their options as `service_cfg` lines: the `+options` of
 /// short-form kites first (pagekite.py turns them into the same), then every
 /// `be_config`/`service_cfg`, in the order they apply.
-fn kites(out: &mut Out, c: &Config) {
+fn kites(out: &mut Out, c: &BackendSettings, is_frontend: bool) {
     for kite in &c.kites {
         kite_line(out, c, kite, "service_on ");
     }
@@ -308,7 +315,7 @@ fn kites(out: &mut Out, c: &Config) {
         out.section.push(String::new());
         out.section.append(&mut configs.section);
     }
-    if !c.is_frontend || !out.section.is_empty() {
+    if !is_frontend || !out.section.is_empty() {
         if c.kites.is_empty() && c.kites_off.is_empty() {
             out.comment("# No back-ends!  How boring!");
         }
@@ -316,7 +323,7 @@ fn kites(out: &mut Out, c: &Config) {
     }
 }
 
-fn kite_line(out: &mut Out, c: &Config, kite: &ServiceKite, flag: &str) {
+fn kite_line(out: &mut Out, c: &BackendSettings, kite: &ServiceKite, flag: &str) {
     let is_kitename = c
         .kitename
         .as_deref()

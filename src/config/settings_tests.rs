@@ -3,7 +3,7 @@
 //! and that `defaults`/`whitelabel` show as pagekite.py shows them.
 
 use super::*;
-use crate::config::{Config, Parsed, parse};
+use crate::config::{Config, Parsed, RoleConfig, parse};
 
 fn args(list: &[&str]) -> Vec<String> {
     list.iter().map(|s| s.to_string()).collect()
@@ -51,13 +51,16 @@ fn config(list: &[String]) -> Config {
     }
 }
 
-/// Everything in a Config but where it came from (argv, files), with the
-/// domain secrets in a stable order.
+/// Everything in a Config but where it came from (argv, files), with a
+/// frontend's domain secrets in a stable order.
 fn comparable(c: &Config) -> String {
     let mut c = c.clone();
-    c.argv.clear();
-    c.files.clear();
-    let secrets: std::collections::BTreeMap<_, _> = c.domain_secrets.drain().collect();
+    c.common.argv.clear();
+    c.common.files.clear();
+    let secrets: std::collections::BTreeMap<_, _> = match &mut c.role {
+        RoleConfig::Frontend(fe) => fe.domain_secrets.drain().collect(),
+        RoleConfig::Backend(_) => Default::default(),
+    };
     format!("{c:?} {secrets:?}")
 }
 
@@ -218,26 +221,32 @@ fn defaults_show_as_pagekite_py_writes_them_with_what_they_mean() {
         assert!(front.contains(shown), "{shown:?} missing:\n{text}");
     }
     let c = config(&args(&["--defaults", kite]));
-    let pool = c.frontend_pool.clone().unwrap();
+    let pool = c.backend().unwrap().frontend_pool.clone().unwrap();
     assert_eq!(
         (pool.count, pool.name.as_str(), pool.port),
         (1, "fe4_152.b5p.us", 443)
     );
-    assert_eq!(c.fe_certnames.len(), 8);
+    assert_eq!(c.backend().unwrap().fe_certnames.len(), 8);
     assert_eq!(
-        c.error_urls.default.as_deref(),
+        c.common.error_urls.default.as_deref(),
         Some("https://pagekite.net/offline/?")
     );
     assert_eq!(
-        c.dyndns.as_ref().map(|d| d.to_arg()).as_deref(),
+        c.backend()
+            .unwrap()
+            .dyndns
+            .as_ref()
+            .map(|d| d.to_arg())
+            .as_deref(),
         Some("pagekite.net")
     );
     assert!(
-        c.ignored
+        c.common
+            .ignored
             .iter()
             .any(|i| i.starts_with("--dyndns=pagekite.net (")),
         "{:?}",
-        c.ignored
+        c.common.ignored
     );
 
     // Options before `defaults` are clobbered, later ones win (pagekite.py's
@@ -259,13 +268,19 @@ fn defaults_show_as_pagekite_py_writes_them_with_what_they_mean() {
         "--frontends=2:relays.test:443",
         kite,
     ]));
-    assert_eq!(c.frontend_pool.unwrap().name, "relays.test");
+    assert_eq!(
+        c.backend().unwrap().frontend_pool.as_ref().unwrap().name,
+        "relays.test"
+    );
     // A later explicit name is added; an empty one (command line) clears.
     let c = config(&args(&["--defaults", "--fe_certname=Mine.test", kite]));
-    assert_eq!(c.fe_certnames.len(), 9);
-    assert_eq!(c.fe_certnames.last().map(String::as_str), Some("mine.test"));
+    assert_eq!(c.backend().unwrap().fe_certnames.len(), 9);
+    assert_eq!(
+        c.backend().unwrap().fe_certnames.last().map(String::as_str),
+        Some("mine.test")
+    );
     let c = config(&args(&["--defaults", "--fe_certname=", kite]));
-    assert!(c.fe_certnames.is_empty());
+    assert!(c.backend().unwrap().fe_certnames.is_empty());
     // A frontend added to the defaults stays a manual one.
     let text = round_trip(&["--defaults", "--frontend=127.0.0.1:9", kite]);
     assert!(
@@ -306,6 +321,7 @@ fn dyndns_is_kept_and_written_back() {
         kite,
     ]));
     let note = c
+        .common
         .ignored
         .iter()
         .find(|i| i.starts_with("--dyndns"))
@@ -348,8 +364,8 @@ fn short_form_kites_become_service_lines_with_their_options() {
         "+password/bob=pw2",
     ]));
     assert_eq!(
-        crate::config::kite_options(&c).unwrap(),
-        crate::config::kite_options(&before).unwrap()
+        crate::config::kite_options(c.backend().unwrap()).unwrap(),
+        crate::config::kite_options(before.backend().unwrap()).unwrap()
     );
 }
 

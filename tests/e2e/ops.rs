@@ -1,9 +1,9 @@
 //! Operating a running rkite the way an operator or a router's init system
 //! does: option files on the command line, `--settings`, `--pidfile` and
 //! `--runas`, SIGHUP reloads that add and remove kites, domains, ports and
-//! TLS endpoints while another kite's stream keeps flowing, the log file
-//! reopened for logrotate, SIGUSR1 reconnects, and the `--status_file` JSON
-//! before and after traffic.
+//! TLS endpoints while another kite's stream keeps flowing (and refuse to
+//! switch role), the log file reopened for logrotate, SIGUSR1 reconnects,
+//! and the `--status_file` JSON before and after traffic.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -199,6 +199,36 @@ fn sighup_on_a_frontend_changes_ports_and_domains_live() {
     });
     held.expect_index("after its port closed");
     assert_eq!(get(p2, "a.fe.test", "/").body_str(), INDEX_BODY);
+}
+
+#[test]
+fn sighup_that_turns_a_frontend_into_a_backend_is_refused_and_it_keeps_serving() {
+    let origin = Origin::start();
+    let dir = util::temp_dir("hup-role");
+    let port = free_port();
+    let fe_rc = dir.join("fe.rc");
+    write(&fe_rc, &frontend_rc(&port.to_string(), &["a.role.test"]));
+    let fe = rkite_with(&[format!("--optfile={}", fe_rc.display())]);
+    fe.wait_for(&format!("listening on 127.0.0.1:{port}"), T);
+    let _be = rkite_with(&[
+        format!("--frontend=127.0.0.1:{port}"),
+        format!(
+            "--service_on={}",
+            kite("http", "a.role.test", origin.port(), SECRET)
+        ),
+    ]);
+    live(&fe, "http:a.role.test");
+
+    // The frontend's option file now describes a backend.
+    write(&fe_rc, &backend_rc(port, origin.port(), &["b.role.test"]));
+    fe.signal(libc::SIGHUP);
+    fe.wait_for(
+        "SIGHUP: the configuration now runs a backend (--isfrontend removed), but this \
+         process is a frontend; switching roles needs a restart; the running configuration stays",
+        T,
+    );
+    assert_eq!(get(port, "a.role.test", "/").body_str(), INDEX_BODY);
+    assert!(!fe.contains("connecting to frontend"), "{:?}", fe.lines());
 }
 
 #[test]
