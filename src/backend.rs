@@ -28,6 +28,7 @@ use crate::relay::{self, Phase, Side, Tunnel, TunnelCore, Why, tag};
 use crate::resolve::Resolver;
 use crate::tls::TlsSession;
 use crate::transport::Transport;
+use crate::why::ProtocolError;
 
 /// Connect plus handshake must finish in this time.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
@@ -349,8 +350,11 @@ enum Retry {
     /// is (re)starting. Knocking costs one packet, so knock every 1–2 s and
     /// be back within moments of its return.
     Soon,
-    /// Anything else (rejection, TLS, timeouts): back off exponentially.
+    /// Anything else (rejection, timeouts): back off exponentially.
     BackOff,
+    /// A TLS failure before the tunnel was live (a certificate problem
+    /// won't fix itself): back off, and say it at error level.
+    Lasting,
 }
 
 /// Schedules the next attempt after an exponentially growing, jittered
@@ -368,7 +372,7 @@ fn retry_later(eng: &mut Engine, slot: usize, why: &str, retry: Retry) {
     }
     let delay = match retry {
         Retry::Soon => Duration::from_secs(1).mul_f64(1.0 + random::unit()),
-        Retry::BackOff => {
+        Retry::BackOff | Retry::Lasting => {
             let delay = backoff(s.failures);
             s.failures = s.failures.saturating_add(1);
             delay
@@ -384,8 +388,7 @@ fn retry_later(eng: &mut Engine, slot: usize, why: &str, retry: Retry) {
         delay.as_secs_f64()
     );
     let noted = format!("frontend {}:{}: {why}", s.host, s.port);
-    // A certificate problem won't fix itself: say it loudly.
-    if why.starts_with("TLS") {
+    if retry == Retry::Lasting {
         error!("{line}");
     } else {
         warn!("{line}");
@@ -462,9 +465,7 @@ pub fn drive_handshake(eng: &mut Engine, token: Token, t: &mut Tunnel) -> Result
                 .and_then(|be| be.tls.as_ref())
                 .and_then(|tls| tls.names.first().cloned())
                 .unwrap_or_default();
-            return Err(Why::Protocol(format!(
-                "the frontend does not serve TLS for {name} (it answered {status:?} to CONNECT {name}:443); check --fe_certname"
-            )));
+            return Err(ProtocolError::NoTlsEndpoint { name, status }.into());
         }
         let host = slot_host(eng, &t.core);
         let Some(tls) = state(eng).and_then(|be| be.tls.as_ref()) else {
@@ -482,14 +483,12 @@ pub fn drive_handshake(eng: &mut Engine, token: Token, t: &mut Tunnel) -> Result
         let Some(head) = read_head(t)? else {
             return Ok(());
         };
-        let (status, headers) = handshake::split_head(head.as_bytes())
-            .ok_or_else(|| Why::Protocol("reply is not text".into()))?;
+        let (status, headers) =
+            handshake::split_head(head.as_bytes()).ok_or(ProtocolError::ReplyNotText)?;
         let reply = handshake::parse_reply(headers);
         debug!("[t{} {}] reply: {status}", tag(token), t.core.peer);
         if let Err(bad) = status_line::check_200(status) {
-            return Err(Why::Protocol(format!(
-                "{bad} (frontend answered {status:?})"
-            )));
+            return Err(ProtocolError::Rejected(bad, status.to_string()).into());
         }
         if let Side::Backend(info) = &mut t.core.side {
             info.addkites = reply.has_feature("AddKites");
@@ -512,13 +511,13 @@ fn read_head(t: &mut Tunnel) -> Result<Option<String>, Why> {
         if let Some(end) = frame::find(t.inb.data(), b"\r\n\r\n") {
             let head = t.inb.data().get(..end + 4).unwrap_or_default();
             let text = std::str::from_utf8(head)
-                .map_err(|_| Why::Protocol("reply is not text".into()))?
+                .map_err(|_| ProtocolError::ReplyNotText)?
                 .to_string();
             t.inb.consume(end + 4);
             return Ok(Some(text));
         }
         if t.inb.len() > handshake::MAX_HEAD {
-            return Err(Why::Protocol("reply head too large".into()));
+            return Err(ProtocolError::ReplyTooLarge.into());
         }
         match relay::read_some(&mut t.transport, &mut t.inb, handshake::MAX_HEAD + 1024) {
             Io::Done(_) => {}
@@ -670,7 +669,7 @@ fn apply_answers(
         }
     }
     if info.live.is_empty() {
-        return Err(Why::Protocol(format!("{fe} accepted none of our kites")));
+        return Err(ProtocolError::NoKiteAccepted(fe.to_string()).into());
     }
     if slot.failures > 0
         || reply
@@ -766,6 +765,7 @@ pub fn tunnel_closed(
     };
     let retry = match why {
         Why::Failed(Failure(std::io::ErrorKind::ConnectionRefused, _)) => Retry::Soon,
+        Why::Tls(_) if !was_live => Retry::Lasting,
         _ => Retry::BackOff,
     };
     let pool = s.pool;

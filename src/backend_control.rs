@@ -5,6 +5,7 @@
 //! tunnels and streams it does not touch keep running.
 
 use super::*;
+use crate::reload::ReloadError;
 use crate::status::json_str;
 
 /// `host:port` of the frontend a tunnel belongs to.
@@ -119,9 +120,9 @@ fn address_gone(ip: IpAddr) -> bool {
 /// kites added to live tunnels in band (AddKites), removed kites refused
 /// from now on, changed local servers and options used by new streams.
 /// Fails, changing nothing, when the new TLS settings cannot be loaded.
-pub fn reload(eng: &mut Engine, new: &Config) -> Result<(), String> {
-    let tls = BackendTls::new(new).map_err(|e| e.to_string())?;
-    let options = crate::config::kite_options(new).map_err(|e| e.to_string())?;
+pub fn reload(eng: &mut Engine, new: &Config) -> Result<(), ReloadError> {
+    let tls = BackendTls::new(new).map_err(ReloadError::Setup)?;
+    let options = crate::config::kite_options(new).map_err(ReloadError::Options)?;
     let Some(be) = state(eng) else {
         return Ok(());
     };

@@ -29,12 +29,13 @@ use crate::relay::{self, Phase, Side, Tunnel, TunnelCore, Why, tag};
 use crate::reply::Reply;
 use crate::tls::{Endpoint, Endpoints};
 use crate::transport::Transport;
+use crate::why::ProtocolError;
 
 #[path = "frontend_control.rs"]
 mod control;
 pub use control::reload;
 #[path = "frontend_guard.rs"]
-mod guard;
+pub(crate) mod guard;
 pub use guard::{UNAUTHENTICATED_TIMEOUT, handshake_held};
 /// Accepts per listener per wakeup.
 const ACCEPT_BURST: usize = 64;
@@ -707,8 +708,7 @@ pub fn on_noop(
     core: &mut TunnelCore,
     f: &Frame<'_>,
 ) -> Result<(), Why> {
-    let request = handshake::parse_kite_headers(f.headers())
-        .map_err(|e| Why::Protocol(format!("in-band kite request: {e}")))?;
+    let request = handshake::parse_kite_headers(f.headers()).map_err(ProtocolError::InBand)?;
     if request.kites.is_empty() {
         return Ok(());
     }
@@ -722,12 +722,12 @@ pub fn on_noop(
             Level::Warn,
             format_args!("[t{} {}] {refusal}: closing", tag(token), core.peer),
         );
-        return Err(Why::Protocol(refusal.to_string()));
+        return Err(ProtocolError::Rounds(refusal).into());
     }
     if !authenticated {
         if let Some(limit @ Limit::Buffers { .. }) = eng.limit_reached(0) {
             // Handshake state of a tunnel that proved nothing is the first to go.
-            return Err(Why::Protocol(limit.to_string()));
+            return Err(ProtocolError::Limit(limit).into());
         }
     }
     let answers = judge(eng, token, &request, core.peer);

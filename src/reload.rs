@@ -5,11 +5,41 @@
 //! settings that need a restart, and swaps the configuration in. A reload
 //! that fails changes nothing and says why.
 
+use std::fmt;
+
 use log::{error, info, warn};
 
 use crate::config::{self, Config, Parsed};
-use crate::engine::{Engine, Role};
+use crate::engine::{Engine, Fatal, Role};
+use crate::proto::acl::AclError;
+use crate::proto::options::OptionError;
+use crate::tls::TlsConfigError;
 use crate::{backend, frontend};
+
+/// Why a role could not apply a new configuration (nothing was changed).
+#[derive(Debug)]
+pub enum ReloadError {
+    /// Certificates, keys or TLS settings could not be loaded.
+    Tls(TlsConfigError),
+    ClientAcl(AclError),
+    TunnelAcl(AclError),
+    /// A new port could not be bound or watched, or the backend's TLS set up.
+    Setup(Fatal),
+    /// A kite's options are invalid.
+    Options(OptionError),
+}
+
+impl fmt::Display for ReloadError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ReloadError::Tls(e) => write!(f, "{e}"),
+            ReloadError::ClientAcl(e) => write!(f, "--client_acl: {e}"),
+            ReloadError::TunnelAcl(e) => write!(f, "--tunnel_acl: {e}"),
+            ReloadError::Setup(e) => write!(f, "{e}"),
+            ReloadError::Options(e) => write!(f, "{e}"),
+        }
+    }
+}
 
 pub fn reload(eng: &mut Engine) {
     if eng.stopping {
@@ -37,7 +67,7 @@ pub fn reload(eng: &mut Engine) {
         Role::Backend(_) => backend::reload(eng, &new),
     };
     if let Err(e) = applied {
-        return refuse(eng, &e);
+        return refuse(eng, &e.to_string());
     }
     eng.config = new;
     info!("SIGHUP: the new configuration is in effect");
