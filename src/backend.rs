@@ -20,7 +20,7 @@ use crate::net::{Failure, Io};
 use crate::proto::frame::{self, Frame};
 use crate::proto::handshake::{self, KiteAnswer, KiteLine, TunnelReply};
 use crate::proto::keepalive::Keepalive;
-use crate::proto::kite;
+use crate::proto::kite::{self, KiteKey};
 use crate::proto::options::KiteOptions;
 use crate::proto::status_line;
 use crate::random;
@@ -54,7 +54,7 @@ pub struct State {
     /// Each kite's options (short form and `--be_config`), by index.
     options: Vec<KiteOptions>,
     /// `proto[-port]:domain` → index into `kites`.
-    services: HashMap<String, usize>,
+    services: HashMap<KiteKey, usize>,
     resolver: Resolver,
     uuid: String,
     stopped: bool,
@@ -123,7 +123,7 @@ impl Slot {
 pub struct TunnelInfo {
     slot: usize,
     addkites: bool,
-    live: Vec<String>,
+    live: Vec<KiteKey>,
     /// This connection already carried signed answers.
     signed: bool,
     /// A `--frontends` ping, not a tunnel (see `fleet`).
@@ -136,7 +136,7 @@ impl TunnelInfo {
     }
 
     /// The kites live on this tunnel.
-    pub fn live(&self) -> &[String] {
+    pub fn live(&self) -> &[KiteKey] {
         &self.live
     }
 
@@ -692,13 +692,9 @@ fn apply_answers(
     Ok(())
 }
 
-/// `proto:domain` of a `proto:domain:srand` answer.
-fn kite_name(what: &str) -> String {
-    let mut parts = what.splitn(3, ':');
-    match (parts.next(), parts.next()) {
-        (Some(p), Some(d)) => kite::key(p, d),
-        _ => what.to_string(),
-    }
+/// The kite of a `proto:domain:srand` answer.
+fn kite_name(what: &str) -> KiteKey {
+    KiteKey::of_answer(what).unwrap_or_else(|| kite::key(what, ""))
 }
 
 /// NOOP chunks from the frontend: in-band answers, PONGs.

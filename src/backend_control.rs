@@ -5,6 +5,7 @@
 //! tunnels and streams it does not touch keep running.
 
 use super::*;
+use crate::proto::kite::KiteKey;
 use crate::reload::ReloadError;
 use crate::status::json_str;
 
@@ -21,7 +22,12 @@ impl State {
     pub(crate) fn kite_names(&self) -> Vec<(String, String)> {
         self.kites
             .iter()
-            .map(|k| (kite::key(&k.id.name(), &k.domain), k.local.to_string()))
+            .map(|k| {
+                (
+                    kite::key(&k.id.name(), &k.domain).to_string(),
+                    k.local.to_string(),
+                )
+            })
             .collect()
     }
 
@@ -127,7 +133,7 @@ pub fn reload(eng: &mut Engine, new: &Config) -> Result<(), ReloadError> {
         return Ok(());
     };
     let key = |k: &ServiceKite| kite::key(&k.id.name(), &k.domain);
-    let old: HashMap<String, (ServiceKite, KiteOptions)> = be
+    let old: HashMap<KiteKey, (ServiceKite, KiteOptions)> = be
         .kites
         .iter()
         .cloned()
@@ -158,7 +164,7 @@ pub fn reload(eng: &mut Engine, new: &Config) -> Result<(), ReloadError> {
             }
         }
     }
-    let removed: Vec<String> = old
+    let removed: Vec<KiteKey> = old
         .keys()
         .filter(|n| !new.kites.iter().any(|k| key(k) == **n))
         .cloned()
@@ -257,8 +263,8 @@ fn update_tunnel_kites(
     eng: &mut Engine,
     slot: usize,
     token: Token,
-    added: &[String],
-    removed: &[String],
+    added: &[KiteKey],
+    removed: &[KiteKey],
 ) {
     let Some(Conn::Tunnel(t)) = eng.conns.get_mut(token) else {
         return;

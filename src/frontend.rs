@@ -22,7 +22,7 @@ use crate::proto::auth::{self, Policy, Verdict};
 use crate::proto::frame::{self, Frame};
 use crate::proto::handshake::{self, FrontendInfo, KiteAnswer, Prefix, TunnelRequest};
 use crate::proto::keepalive::Keepalive;
-use crate::proto::kite;
+use crate::proto::kite::{self, KiteKey};
 use crate::public;
 use crate::random;
 use crate::relay::{self, Phase, Side, Tunnel, TunnelCore, Why, tag};
@@ -47,7 +47,7 @@ pub struct State {
     bound: Vec<Bound>,
     listeners: Vec<Token>,
     /// `proto[-port]:domain` → the tunnel serving it.
-    kites: HashMap<String, Token>,
+    kites: HashMap<KiteKey, Token>,
     /// Every session id handed out → its tunnel (for X-PageKite-Replace).
     sessions: HashMap<String, Token>,
     /// What `sessions` costs, counted against `--buffers`.
@@ -100,7 +100,7 @@ pub struct Listener {
 
 /// Frontend bookkeeping of one tunnel.
 pub struct TunnelInfo {
-    kites: Vec<String>,
+    kites: Vec<KiteKey>,
     /// The newest session ids handed to this tunnel (at most `MAX_SESSIONS`).
     sessions: Vec<String>,
     prefix: Prefix,
@@ -114,7 +114,7 @@ impl TunnelInfo {
     }
 
     /// The kites this tunnel serves.
-    pub fn kites(&self) -> &[String] {
+    pub fn kites(&self) -> &[KiteKey] {
         &self.kites
     }
 }
@@ -170,7 +170,7 @@ impl State {
         }
     }
 
-    pub fn has_kite(&self, key: &str) -> bool {
+    pub fn has_kite(&self, key: &KiteKey) -> bool {
         self.kites.contains_key(key)
     }
 
@@ -206,15 +206,15 @@ impl State {
         ip: std::net::IpAddr,
         now: std::time::Instant,
     ) -> Option<String> {
-        let prefix = format!("raw-{port}:");
-        let mut claimed = self.kites.keys().filter_map(|k| k.strip_prefix(&prefix));
+        let proto = format!("raw-{port}");
+        let mut claimed = self.kites.keys().filter(|k| k.proto == proto);
         let first = claimed.next()?;
         if claimed.next().is_none() {
-            return Some(first.to_string());
+            return Some(first.domain.clone());
         }
         let (host, at) = self.recent.get(&ip)?;
         (now.saturating_duration_since(*at) <= RECENT_HOST
-            && self.kites.contains_key(&format!("{prefix}{host}")))
+            && self.kites.contains_key(&kite::key(&proto, host)))
         .then(|| host.clone())
     }
 
@@ -628,7 +628,7 @@ fn judge(
                     format_args!(
                         "[t{} {peer}] kite {} rejected: {reason}",
                         tag(token),
-                        escape(&name)
+                        escape(&name.to_string())
                     ),
                 );
                 answers.push(KiteAnswer::Invalid {
@@ -650,7 +650,7 @@ fn judge(
                             format_args!(
                                 "[t{} {peer}] kite {} rejected: duplicate (held by t{})",
                                 tag(token),
-                                escape(&name),
+                                escape(&name.to_string()),
                                 tag(other)
                             ),
                         );
@@ -684,15 +684,13 @@ fn judge(
 }
 
 /// Adds the accepted kites of `answers` to the routing table.
-fn register(fe: &mut State, token: Token, answers: &[KiteAnswer]) -> Vec<String> {
+fn register(fe: &mut State, token: Token, answers: &[KiteAnswer]) -> Vec<KiteKey> {
     let mut names = Vec::new();
     for answer in answers {
         if let KiteAnswer::Ok { what } = answer {
-            let mut parts = what.splitn(3, ':');
-            let (Some(proto), Some(domain)) = (parts.next(), parts.next()) else {
+            let Some(name) = KiteKey::of_answer(what) else {
                 continue;
             };
-            let name = kite::key(proto, domain);
             fe.kites.insert(name.clone(), token);
             relay::log_kite(&name, "is live");
             names.push(name);

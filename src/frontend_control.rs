@@ -76,7 +76,7 @@ pub fn reload(eng: &mut Engine, new: &Config) -> Result<(), ReloadError> {
     fe.listeners = listeners;
 
     // Kites the new configuration would not accept with the same secret.
-    let revoked: Vec<(String, Token)> = {
+    let revoked: Vec<(KiteKey, Token)> = {
         let old_policy = fe.policy(&eng.config.protos);
         let new_policy = Policy {
             secrets: &new.domain_secrets,
@@ -88,10 +88,7 @@ pub fn reload(eng: &mut Engine, new: &Config) -> Result<(), ReloadError> {
         };
         fe.kites
             .iter()
-            .filter(|(name, _)| {
-                let (proto, domain) = name.split_once(':').unwrap_or((name.as_str(), ""));
-                !auth::still_accepted(&old_policy, &new_policy, proto, domain)
-            })
+            .filter(|(k, _)| !auth::still_accepted(&old_policy, &new_policy, &k.proto, &k.domain))
             .map(|(name, token)| (name.clone(), *token))
             .collect()
     };

@@ -664,6 +664,6 @@ pub fn read_some(transport: &mut Transport, buf: &mut Buf, limit: usize) -> Io {
 
 /// Announces a kite going live or down at info level, the line tests and
 /// operators look for.
-pub fn log_kite(what: &str, event: &str) {
+pub fn log_kite(what: &crate::proto::kite::KiteKey, event: &str) {
     info!("kite {what} {event}");
 }
