@@ -440,8 +440,7 @@ pub fn drive_handshake(eng: &mut Engine, token: Token, t: &mut Tunnel) -> Result
         match state(eng).and_then(|be| be.tls.as_ref()) {
             None => send_request(eng, token, t),
             Some(tls) if tls.direct => {
-                let session =
-                    TlsSession::client(&tls.setup, tls.name_for(&host)).map_err(Why::Tls)?;
+                let session = TlsSession::client(&tls.setup, tls.name_for(&host))?;
                 t.transport.start_tls(session);
                 send_request(eng, token, t);
             }
@@ -471,9 +470,9 @@ pub fn drive_handshake(eng: &mut Engine, token: Token, t: &mut Tunnel) -> Result
         let Some(tls) = state(eng).and_then(|be| be.tls.as_ref()) else {
             return Ok(());
         };
-        let mut session = TlsSession::client(&tls.setup, tls.name_for(&host)).map_err(Why::Tls)?;
+        let mut session = TlsSession::client(&tls.setup, tls.name_for(&host))?;
         // Anything after the 200 is already the frontend's TLS.
-        session.feed(t.inb.data()).map_err(Why::Tls)?;
+        session.feed(t.inb.data())?;
         let n = t.inb.len();
         t.inb.consume(n);
         t.transport.start_tls(session);

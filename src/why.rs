@@ -19,9 +19,10 @@ use crate::transport::TransportError;
 pub enum Why {
     PeerClosed,
     Failed(Failure),
-    /// A TLS session failed or could not start.
-    Tls(TlsError),
-    Protocol(ProtocolError),
+    /// A TLS session failed or could not start. Boxed, as the protocol
+    /// error: rare, and `Result<_, Why>` is returned on every relay step.
+    Tls(Box<TlsError>),
+    Protocol(Box<ProtocolError>),
     Timeout(&'static str),
     Done,
     Stopping,
@@ -62,14 +63,20 @@ impl From<TransportError> for Why {
     fn from(e: TransportError) -> Why {
         match e {
             TransportError::Socket(f) => Why::Failed(f),
-            TransportError::Tls(e) => Why::Tls(e),
+            TransportError::Tls(e) => Why::from(e),
         }
+    }
+}
+
+impl From<TlsError> for Why {
+    fn from(e: TlsError) -> Why {
+        Why::Tls(Box::new(e))
     }
 }
 
 impl From<ProtocolError> for Why {
     fn from(e: ProtocolError) -> Why {
-        Why::Protocol(e)
+        Why::Protocol(Box::new(e))
     }
 }
 
@@ -181,7 +188,7 @@ mod tests {
             "TLS error: \"a b\" is not a host name"
         );
         let why = Why::from(TransportError::Tls(bad));
-        assert!(matches!(why, Why::Tls(TlsError::BadName(_))));
+        assert!(matches!(&why, Why::Tls(e) if matches!(**e, TlsError::BadName(_))));
         assert_eq!(why.to_string(), "TLS error: \"a b\" is not a host name");
     }
 
@@ -224,5 +231,16 @@ mod tests {
             assert_eq!(e.to_string(), text);
             assert_eq!(Why::from(e).to_string(), format!("protocol error: {text}"));
         }
+    }
+
+    #[test]
+    fn close_reasons_stay_small() {
+        // Returned by value on every relay step: the rare, large reasons
+        // are boxed.
+        assert!(
+            std::mem::size_of::<Why>() <= 24,
+            "{}",
+            std::mem::size_of::<Why>()
+        );
     }
 }
