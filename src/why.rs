@@ -1,7 +1,8 @@
-//! Why a connection or tunnel ended (`Why`), or why new work is refused
-//! (`Limit`): small enums whose `Display` is the reason in the log line and
-//! the status file. Only words, no behaviour: the roles decide what each
-//! reason means for retries.
+//! Why a connection or tunnel ended (`Why`, with how a peer broke the
+//! protocol in `ProtocolError`), or why new work is refused (`Limit`):
+//! small enums whose `Display` is the reason in the log line and the status
+//! file; callers decide by variant, never by these words. Only words, no
+//! behaviour: the roles decide what each reason means for retries.
 
 use std::fmt;
 
