@@ -20,7 +20,7 @@ use crate::net::{Failure, Io};
 use crate::proto::frame::{self, Frame};
 use crate::proto::handshake::{self, KiteAnswer, KiteLine, TunnelReply};
 use crate::proto::keepalive::Keepalive;
-use crate::proto::kite;
+use crate::proto::kite::{self, KiteKey};
 use crate::proto::options::KiteOptions;
 use crate::proto::status_line;
 use crate::random;
@@ -28,6 +28,7 @@ use crate::relay::{self, Phase, Side, Tunnel, TunnelCore, Why, tag};
 use crate::resolve::Resolver;
 use crate::tls::TlsSession;
 use crate::transport::Transport;
+use crate::why::ProtocolError;
 
 /// Connect plus handshake must finish in this time.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
@@ -55,7 +56,7 @@ pub struct State {
     /// Each kite's options (short form and `--be_config`), by index.
     options: Vec<KiteOptions>,
     /// `proto[-port]:domain` → index into `settings.kites`.
-    services: HashMap<String, usize>,
+    services: HashMap<KiteKey, usize>,
     resolver: Resolver,
     uuid: String,
     stopped: bool,
@@ -124,7 +125,7 @@ impl Slot {
 pub struct TunnelInfo {
     slot: usize,
     addkites: bool,
-    live: Vec<String>,
+    live: Vec<KiteKey>,
     /// This connection already carried signed answers.
     signed: bool,
     /// A `--frontends` ping, not a tunnel (see `fleet`).
@@ -137,7 +138,7 @@ impl TunnelInfo {
     }
 
     /// The kites live on this tunnel.
-    pub fn live(&self) -> &[String] {
+    pub fn live(&self) -> &[KiteKey] {
         &self.live
     }
 
@@ -351,8 +352,11 @@ enum Retry {
     /// is (re)starting. Knocking costs one packet, so knock every 1–2 s and
     /// be back within moments of its return.
     Soon,
-    /// Anything else (rejection, TLS, timeouts): back off exponentially.
+    /// Anything else (rejection, timeouts): back off exponentially.
     BackOff,
+    /// A TLS failure before the tunnel was live (a certificate problem
+    /// won't fix itself): back off, and say it at error level.
+    Lasting,
 }
 
 /// Schedules the next attempt after an exponentially growing, jittered
@@ -370,7 +374,7 @@ fn retry_later(eng: &mut Engine, slot: usize, why: &str, retry: Retry) {
     }
     let delay = match retry {
         Retry::Soon => Duration::from_secs(1).mul_f64(1.0 + random::unit()),
-        Retry::BackOff => {
+        Retry::BackOff | Retry::Lasting => {
             let delay = backoff(s.failures);
             s.failures = s.failures.saturating_add(1);
             delay
@@ -386,8 +390,7 @@ fn retry_later(eng: &mut Engine, slot: usize, why: &str, retry: Retry) {
         delay.as_secs_f64()
     );
     let noted = format!("frontend {}:{}: {why}", s.host, s.port);
-    // A certificate problem won't fix itself: say it loudly.
-    if why.starts_with("TLS") {
+    if retry == Retry::Lasting {
         error!("{line}");
     } else {
         warn!("{line}");
@@ -439,8 +442,7 @@ pub fn drive_handshake(eng: &mut Engine, token: Token, t: &mut Tunnel) -> Result
         match state(eng).and_then(|be| be.tls.as_ref()) {
             None => send_request(eng, token, t),
             Some(tls) if tls.direct => {
-                let session =
-                    TlsSession::client(&tls.setup, tls.name_for(&host)).map_err(Why::Tls)?;
+                let session = TlsSession::client(&tls.setup, tls.name_for(&host))?;
                 t.transport.start_tls(session);
                 send_request(eng, token, t);
             }
@@ -464,17 +466,15 @@ pub fn drive_handshake(eng: &mut Engine, token: Token, t: &mut Tunnel) -> Result
                 .and_then(|be| be.tls.as_ref())
                 .and_then(|tls| tls.names.first().cloned())
                 .unwrap_or_default();
-            return Err(Why::Protocol(format!(
-                "the frontend does not serve TLS for {name} (it answered {status:?} to CONNECT {name}:443); check --fe_certname"
-            )));
+            return Err(ProtocolError::NoTlsEndpoint { name, status }.into());
         }
         let host = slot_host(eng, &t.core);
         let Some(tls) = state(eng).and_then(|be| be.tls.as_ref()) else {
             return Ok(());
         };
-        let mut session = TlsSession::client(&tls.setup, tls.name_for(&host)).map_err(Why::Tls)?;
+        let mut session = TlsSession::client(&tls.setup, tls.name_for(&host))?;
         // Anything after the 200 is already the frontend's TLS.
-        session.feed(t.inb.data()).map_err(Why::Tls)?;
+        session.feed(t.inb.data())?;
         let n = t.inb.len();
         t.inb.consume(n);
         t.transport.start_tls(session);
@@ -484,14 +484,12 @@ pub fn drive_handshake(eng: &mut Engine, token: Token, t: &mut Tunnel) -> Result
         let Some(head) = read_head(t)? else {
             return Ok(());
         };
-        let (status, headers) = handshake::split_head(head.as_bytes())
-            .ok_or_else(|| Why::Protocol("reply is not text".into()))?;
+        let (status, headers) =
+            handshake::split_head(head.as_bytes()).ok_or(ProtocolError::ReplyNotText)?;
         let reply = handshake::parse_reply(headers);
         debug!("[t{} {}] reply: {status}", tag(token), t.core.peer);
         if let Err(bad) = status_line::check_200(status) {
-            return Err(Why::Protocol(format!(
-                "{bad} (frontend answered {status:?})"
-            )));
+            return Err(ProtocolError::Rejected(bad, status.to_string()).into());
         }
         if let Side::Backend(info) = &mut t.core.side {
             info.addkites = reply.has_feature("AddKites");
@@ -514,13 +512,13 @@ fn read_head(t: &mut Tunnel) -> Result<Option<String>, Why> {
         if let Some(end) = frame::find(t.inb.data(), b"\r\n\r\n") {
             let head = t.inb.data().get(..end + 4).unwrap_or_default();
             let text = std::str::from_utf8(head)
-                .map_err(|_| Why::Protocol("reply is not text".into()))?
+                .map_err(|_| ProtocolError::ReplyNotText)?
                 .to_string();
             t.inb.consume(end + 4);
             return Ok(Some(text));
         }
         if t.inb.len() > handshake::MAX_HEAD {
-            return Err(Why::Protocol("reply head too large".into()));
+            return Err(ProtocolError::ReplyTooLarge.into());
         }
         match relay::read_some(&mut t.transport, &mut t.inb, handshake::MAX_HEAD + 1024) {
             Io::Done(_) => {}
@@ -672,7 +670,7 @@ fn apply_answers(
         }
     }
     if info.live.is_empty() {
-        return Err(Why::Protocol(format!("{fe} accepted none of our kites")));
+        return Err(ProtocolError::NoKiteAccepted(fe.to_string()).into());
     }
     if slot.failures > 0
         || reply
@@ -695,13 +693,9 @@ fn apply_answers(
     Ok(())
 }
 
-/// `proto:domain` of a `proto:domain:srand` answer.
-fn kite_name(what: &str) -> String {
-    let mut parts = what.splitn(3, ':');
-    match (parts.next(), parts.next()) {
-        (Some(p), Some(d)) => kite::key(p, d),
-        _ => what.to_string(),
-    }
+/// The kite of a `proto:domain:srand` answer.
+fn kite_name(what: &str) -> KiteKey {
+    KiteKey::of_answer(what).unwrap_or_else(|| kite::key(what, ""))
 }
 
 /// NOOP chunks from the frontend: in-band answers, PONGs.
@@ -768,6 +762,7 @@ pub fn tunnel_closed(
     };
     let retry = match why {
         Why::Failed(Failure(std::io::ErrorKind::ConnectionRefused, _)) => Retry::Soon,
+        Why::Tls(_) if !was_live => Retry::Lasting,
         _ => Retry::BackOff,
     };
     let pool = s.pool;

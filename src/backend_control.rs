@@ -5,6 +5,8 @@
 //! tunnels and streams it does not touch keep running.
 
 use super::*;
+use crate::proto::kite::KiteKey;
+use crate::reload::ReloadError;
 use crate::status::json_str;
 
 /// `host:port` of the frontend a tunnel belongs to.
@@ -34,7 +36,12 @@ impl State {
         self.settings
             .kites
             .iter()
-            .map(|k| (kite::key(&k.id.name(), &k.domain), k.local.to_string()))
+            .map(|k| {
+                (
+                    kite::key(&k.id.name(), &k.domain).to_string(),
+                    k.local.to_string(),
+                )
+            })
             .collect()
     }
 
@@ -133,14 +140,14 @@ fn address_gone(ip: IpAddr) -> bool {
 /// kites added to live tunnels in band (AddKites), removed kites refused
 /// from now on, changed local servers and options used by new streams.
 /// Fails, changing nothing, when the new TLS settings cannot be loaded.
-pub fn reload(eng: &mut Engine, new: &BackendSettings) -> Result<(), String> {
-    let tls = BackendTls::new(new).map_err(|e| e.to_string())?;
-    let options = crate::config::kite_options(new).map_err(|e| e.to_string())?;
+pub fn reload(eng: &mut Engine, new: &BackendSettings) -> Result<(), ReloadError> {
+    let tls = BackendTls::new(new).map_err(ReloadError::Setup)?;
+    let options = crate::config::kite_options(new).map_err(ReloadError::Options)?;
     let Some(be) = state(eng) else {
         return Ok(());
     };
     let key = |k: &ServiceKite| kite::key(&k.id.name(), &k.domain);
-    let old: HashMap<String, (ServiceKite, KiteOptions)> = be
+    let old: HashMap<KiteKey, (ServiceKite, KiteOptions)> = be
         .settings
         .kites
         .iter()
@@ -172,7 +179,7 @@ pub fn reload(eng: &mut Engine, new: &BackendSettings) -> Result<(), String> {
             }
         }
     }
-    let removed: Vec<String> = old
+    let removed: Vec<KiteKey> = old
         .keys()
         .filter(|n| !new.kites.iter().any(|k| key(k) == **n))
         .cloned()
@@ -271,8 +278,8 @@ fn update_tunnel_kites(
     eng: &mut Engine,
     slot: usize,
     token: Token,
-    added: &[String],
-    removed: &[String],
+    added: &[KiteKey],
+    removed: &[KiteKey],
 ) {
     let Some(Conn::Tunnel(t)) = eng.conns.get_mut(token) else {
         return;

@@ -6,8 +6,9 @@
 //! connection, so a remote command still delivers its last output. One
 //! small poll loop; nothing here is part of the relay's data path.
 
+use std::fmt;
 use std::io::{self, Read, Write};
-use std::net::{TcpStream as StdTcpStream, ToSocketAddrs};
+use std::net::{SocketAddr, TcpStream as StdTcpStream, ToSocketAddrs};
 use std::os::fd::{AsRawFd, RawFd};
 use std::time::{Duration, Instant};
 
@@ -19,28 +20,71 @@ use crate::buf::Buf;
 use crate::config::ClientSettings;
 use crate::net::Io;
 use crate::proto::frame;
-use crate::tls::{self, TlsSession, Verify};
-use crate::transport::Transport;
+use crate::tls::{self, TlsConfigError, TlsError, TlsSession, Verify};
+use crate::transport::{Transport, TransportError};
 
 const SOCKET: Token = Token(0);
 const STDIN: Token = Token(1);
 /// How long connecting and the CONNECT exchange may take.
 const SETUP_TIMEOUT: Duration = Duration::from_secs(20);
 
+/// Why the client stopped; its `Display` is the message for the user.
+#[derive(Debug)]
+pub enum ClientError {
+    Resolve(String, io::Error),
+    NoAddress(String),
+    Connect(SocketAddr, io::Error),
+    Configure(io::Error),
+    TlsConfig(TlsConfigError),
+    Tls(TlsError),
+    Poll(io::Error),
+    NoAnswer,
+    Transport(TransportError),
+    RelayClosed,
+    ClosedBeforeAnswer,
+    /// The relay's status line.
+    Refused(String),
+    StdoutClosed,
+    Stdout(io::Error),
+}
+
+impl fmt::Display for ClientError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ClientError::Resolve(host, e) => write!(f, "cannot resolve {host}: {e}"),
+            ClientError::NoAddress(host) => write!(f, "{host} has no address"),
+            ClientError::Connect(addr, e) => write!(f, "cannot connect to {addr}: {e}"),
+            ClientError::Configure(e) => write!(f, "cannot configure the connection: {e}"),
+            ClientError::TlsConfig(e) => write!(f, "{e}"),
+            ClientError::Tls(e) => write!(f, "{e}"),
+            ClientError::Poll(e) => write!(f, "{e}"),
+            ClientError::NoAnswer => f.write_str("no answer to CONNECT from the relay"),
+            ClientError::Transport(e) => write!(f, "{e}"),
+            ClientError::RelayClosed => f.write_str("the relay closed"),
+            ClientError::ClosedBeforeAnswer => {
+                f.write_str("the relay closed before answering CONNECT")
+            }
+            ClientError::Refused(status) => write!(f, "the relay refused the CONNECT: {status}"),
+            ClientError::StdoutClosed => f.write_str("stdout is closed"),
+            ClientError::Stdout(e) => write!(f, "cannot write to stdout: {e}"),
+        }
+    }
+}
+
 /// Runs the client; the error is for the user (exit code 2).
-pub fn run(config: &ClientSettings) -> Result<(), String> {
+pub fn run(config: &ClientSettings) -> Result<(), ClientError> {
     let (host, port) = (&config.relay.0, config.relay.1);
     let addr = (host.as_str(), port)
         .to_socket_addrs()
-        .map_err(|e| format!("cannot resolve {host}: {e}"))?
+        .map_err(|e| ClientError::Resolve(host.clone(), e))?
         .next()
-        .ok_or_else(|| format!("{host} has no address"))?;
+        .ok_or_else(|| ClientError::NoAddress(host.clone()))?;
     let std_sock = StdTcpStream::connect_timeout(&addr, SETUP_TIMEOUT)
-        .map_err(|e| format!("cannot connect to {addr}: {e}"))?;
+        .map_err(|e| ClientError::Connect(addr, e))?;
     let _ = std_sock.set_nodelay(true);
     std_sock
         .set_nonblocking(true)
-        .map_err(|e| format!("cannot configure the connection: {e}"))?;
+        .map_err(ClientError::Configure)?;
     let mut transport = Transport::plain(TcpStream::from_std(std_sock));
     if let Some(names) = &config.tls {
         let verify = match names {
@@ -50,18 +94,18 @@ pub fn run(config: &ClientSettings) -> Result<(), String> {
             },
             None => Verify::Nothing,
         };
-        let setup = tls::client_config(&verify).map_err(|e| e.to_string())?;
+        let setup = tls::client_config(&verify).map_err(ClientError::TlsConfig)?;
         let sni = names.as_ref().and_then(|n| n.first()).unwrap_or(host);
-        transport.start_tls(TlsSession::client(&setup, sni)?);
+        transport.start_tls(TlsSession::client(&setup, sni).map_err(ClientError::Tls)?);
     }
-    let mut poll = Poll::new().map_err(|e| e.to_string())?;
+    let mut poll = Poll::new().map_err(ClientError::Poll)?;
     poll.registry()
         .register(
             &mut transport.sock,
             SOCKET,
             Interest::READABLE | Interest::WRITABLE,
         )
-        .map_err(|e| e.to_string())?;
+        .map_err(ClientError::Poll)?;
     let stdin_fd = io::stdin().as_raw_fd();
     let stdin_polled = set_nonblocking(stdin_fd)
         && poll
@@ -114,14 +158,14 @@ struct Session {
 impl Session {
     // The client is not the reactor: it keeps its own setup deadline.
     #[allow(clippy::disallowed_methods)]
-    fn pump(&mut self, poll: &mut Poll) -> Result<(), String> {
+    fn pump(&mut self, poll: &mut Poll) -> Result<(), ClientError> {
         let mut events = Events::with_capacity(16);
         let started = Instant::now();
         loop {
             self.read_relay()?;
             if !self.connected {
                 if started.elapsed() > SETUP_TIMEOUT {
-                    return Err("no answer to CONNECT from the relay".into());
+                    return Err(ClientError::NoAnswer);
                 }
             } else {
                 self.write_stdout()?;
@@ -134,14 +178,14 @@ impl Session {
                 self.read_stdin();
             }
             if let Io::Failed(f) = self.transport.flush() {
-                return Err(self.transport.describe(f));
+                return Err(ClientError::Transport(self.transport.failure(f)));
             }
             while !self.to_relay.is_empty() {
                 match self.transport.write(self.to_relay.data()) {
                     Io::Done(n) => self.to_relay.consume(n),
                     Io::WouldBlock | Io::Starved => break,
-                    Io::Failed(f) => return Err(self.transport.describe(f)),
-                    Io::Eof => return Err("the relay closed".into()),
+                    Io::Failed(f) => return Err(ClientError::Transport(self.transport.failure(f))),
+                    Io::Eof => return Err(ClientError::RelayClosed),
                 }
             }
             if self.connected && !self.stdin_open && self.to_relay.is_empty() && !self.shut {
@@ -164,7 +208,7 @@ impl Session {
             match poll.poll(&mut events, timeout) {
                 Ok(()) => {}
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(e.to_string()),
+                Err(e) => return Err(ClientError::Poll(e)),
             }
             for event in events.iter() {
                 match event.token() {
@@ -183,7 +227,7 @@ impl Session {
         self.relay_done && self.from_relay.is_empty()
     }
 
-    fn read_relay(&mut self) -> Result<(), String> {
+    fn read_relay(&mut self) -> Result<(), ClientError> {
         while self.transport.can_read() && self.from_relay.len() < 60 * 1024 {
             let space = self.from_relay.space_compacted();
             if space.is_empty() {
@@ -196,13 +240,13 @@ impl Session {
                     self.relay_done = true;
                     break;
                 }
-                Io::Failed(f) => return Err(self.transport.describe(f)),
+                Io::Failed(f) => return Err(ClientError::Transport(self.transport.failure(f))),
             }
         }
         if !self.connected {
             let Some(end) = frame::find(self.from_relay.data(), b"\r\n\r\n") else {
                 if self.relay_done {
-                    return Err("the relay closed before answering CONNECT".into());
+                    return Err(ClientError::ClosedBeforeAnswer);
                 }
                 return Ok(());
             };
@@ -211,7 +255,7 @@ impl Session {
                     .to_string();
             let status = head.lines().next().unwrap_or("").to_string();
             if status.split(' ').nth(1) != Some("200") {
-                return Err(format!("the relay refused the CONNECT: {status}"));
+                return Err(ClientError::Refused(status));
             }
             self.from_relay.consume(end + 4);
             self.connected = true;
@@ -219,7 +263,7 @@ impl Session {
         Ok(())
     }
 
-    fn write_stdout(&mut self) -> Result<(), String> {
+    fn write_stdout(&mut self) -> Result<(), ClientError> {
         if self.from_relay.is_empty() {
             return Ok(());
         }
@@ -228,7 +272,7 @@ impl Session {
         let mut out = io::stdout().lock();
         while !self.from_relay.is_empty() {
             match out.write(self.from_relay.data()) {
-                Ok(0) => return Err("stdout is closed".into()),
+                Ok(0) => return Err(ClientError::StdoutClosed),
                 Ok(n) => self.from_relay.consume(n),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
@@ -242,11 +286,10 @@ impl Session {
                         libc::poll(&mut fd, 1, 1000);
                     }
                 }
-                Err(e) => return Err(format!("cannot write to stdout: {e}")),
+                Err(e) => return Err(ClientError::Stdout(e)),
             }
         }
-        out.flush()
-            .map_err(|e| format!("cannot write to stdout: {e}"))
+        out.flush().map_err(ClientError::Stdout)
     }
 
     fn read_stdin(&mut self) {
@@ -274,5 +317,33 @@ impl Session {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errors_read_as_the_user_saw_them() {
+        let refused = io::Error::from(io::ErrorKind::ConnectionRefused);
+        let addr: SocketAddr = "127.0.0.1:9".parse().unwrap();
+        assert_eq!(
+            ClientError::Connect(addr, refused).to_string(),
+            "cannot connect to 127.0.0.1:9: connection refused"
+        );
+        assert_eq!(
+            ClientError::Refused("HTTP/1.1 403 Forbidden".into()).to_string(),
+            "the relay refused the CONNECT: HTTP/1.1 403 Forbidden"
+        );
+        assert_eq!(
+            ClientError::NoAnswer.to_string(),
+            "no answer to CONNECT from the relay"
+        );
+        let reset = crate::net::Failure(io::ErrorKind::ConnectionReset, 104);
+        assert_eq!(
+            ClientError::Transport(TransportError::Socket(reset)).to_string(),
+            "socket error: connection reset (os error 104)"
+        );
     }
 }

@@ -355,7 +355,7 @@ pub(super) fn probe_closed(eng: &mut Engine, token: Token, why: &Why) {
         Why::Timeout(_) => ProbeError::Timeout,
         Why::PeerClosed => ProbeError::Closed,
         Why::Failed(f) => ProbeError::Connect(f.to_string()),
-        Why::Protocol(what) => ProbeError::NotARelay(what.clone()),
+        Why::Protocol(what) => ProbeError::NotARelay(what.to_string()),
         other => ProbeError::Connect(other.to_string()),
     };
     record(eng, token, Err(failure));

@@ -22,19 +22,20 @@ use crate::proto::auth::{self, Policy, Verdict};
 use crate::proto::frame::{self, Frame};
 use crate::proto::handshake::{self, FrontendInfo, KiteAnswer, Prefix, TunnelRequest};
 use crate::proto::keepalive::Keepalive;
-use crate::proto::kite;
+use crate::proto::kite::{self, KiteKey};
 use crate::public;
 use crate::random;
 use crate::relay::{self, Phase, Side, Tunnel, TunnelCore, Why, tag};
 use crate::reply::Reply;
 use crate::tls::{Endpoint, Endpoints};
 use crate::transport::Transport;
+use crate::why::ProtocolError;
 
 #[path = "frontend_control.rs"]
 mod control;
 pub use control::reload;
 #[path = "frontend_guard.rs"]
-mod guard;
+pub(crate) mod guard;
 pub use guard::{UNAUTHENTICATED_TIMEOUT, handshake_held};
 /// Accepts per listener per wakeup.
 const ACCEPT_BURST: usize = 64;
@@ -46,7 +47,7 @@ pub struct State {
     bound: Vec<Bound>,
     listeners: Vec<Token>,
     /// `proto[-port]:domain` → the tunnel serving it.
-    kites: HashMap<String, Token>,
+    kites: HashMap<KiteKey, Token>,
     /// Every session id handed out → its tunnel (for X-PageKite-Replace).
     sessions: HashMap<String, Token>,
     /// What `sessions` costs, counted against `--buffers`.
@@ -101,7 +102,7 @@ pub struct Listener {
 
 /// Frontend bookkeeping of one tunnel.
 pub struct TunnelInfo {
-    kites: Vec<String>,
+    kites: Vec<KiteKey>,
     /// The newest session ids handed to this tunnel (at most `MAX_SESSIONS`).
     sessions: Vec<String>,
     prefix: Prefix,
@@ -115,7 +116,7 @@ impl TunnelInfo {
     }
 
     /// The kites this tunnel serves.
-    pub fn kites(&self) -> &[String] {
+    pub fn kites(&self) -> &[KiteKey] {
         &self.kites
     }
 }
@@ -171,7 +172,7 @@ impl State {
         }
     }
 
-    pub fn has_kite(&self, key: &str) -> bool {
+    pub fn has_kite(&self, key: &KiteKey) -> bool {
         self.kites.contains_key(key)
     }
 
@@ -207,15 +208,15 @@ impl State {
         ip: std::net::IpAddr,
         now: std::time::Instant,
     ) -> Option<String> {
-        let prefix = format!("raw-{port}:");
-        let mut claimed = self.kites.keys().filter_map(|k| k.strip_prefix(&prefix));
+        let proto = format!("raw-{port}");
+        let mut claimed = self.kites.keys().filter(|k| k.proto == proto);
         let first = claimed.next()?;
         if claimed.next().is_none() {
-            return Some(first.to_string());
+            return Some(first.domain.clone());
         }
         let (host, at) = self.recent.get(&ip)?;
         (now.saturating_duration_since(*at) <= RECENT_HOST
-            && self.kites.contains_key(&format!("{prefix}{host}")))
+            && self.kites.contains_key(&kite::key(&proto, host)))
         .then(|| host.clone())
     }
 
@@ -637,7 +638,7 @@ fn judge(
                     format_args!(
                         "[t{} {peer}] kite {} rejected: {reason}",
                         tag(token),
-                        escape(&name)
+                        escape(&name.to_string())
                     ),
                 );
                 answers.push(KiteAnswer::Invalid {
@@ -659,7 +660,7 @@ fn judge(
                             format_args!(
                                 "[t{} {peer}] kite {} rejected: duplicate (held by t{})",
                                 tag(token),
-                                escape(&name),
+                                escape(&name.to_string()),
                                 tag(other)
                             ),
                         );
@@ -693,15 +694,13 @@ fn judge(
 }
 
 /// Adds the accepted kites of `answers` to the routing table.
-fn register(fe: &mut State, token: Token, answers: &[KiteAnswer]) -> Vec<String> {
+fn register(fe: &mut State, token: Token, answers: &[KiteAnswer]) -> Vec<KiteKey> {
     let mut names = Vec::new();
     for answer in answers {
         if let KiteAnswer::Ok { what } = answer {
-            let mut parts = what.splitn(3, ':');
-            let (Some(proto), Some(domain)) = (parts.next(), parts.next()) else {
+            let Some(name) = KiteKey::of_answer(what) else {
                 continue;
             };
-            let name = kite::key(proto, domain);
             fe.kites.insert(name.clone(), token);
             relay::log_kite(&name, "is live");
             names.push(name);
@@ -717,8 +716,7 @@ pub fn on_noop(
     core: &mut TunnelCore,
     f: &Frame<'_>,
 ) -> Result<(), Why> {
-    let request = handshake::parse_kite_headers(f.headers())
-        .map_err(|e| Why::Protocol(format!("in-band kite request: {e}")))?;
+    let request = handshake::parse_kite_headers(f.headers()).map_err(ProtocolError::InBand)?;
     if request.kites.is_empty() {
         return Ok(());
     }
@@ -732,12 +730,12 @@ pub fn on_noop(
             Level::Warn,
             format_args!("[t{} {}] {refusal}: closing", tag(token), core.peer),
         );
-        return Err(Why::Protocol(refusal.to_string()));
+        return Err(ProtocolError::Rounds(refusal).into());
     }
     if !authenticated {
         if let Some(limit @ Limit::Buffers { .. }) = eng.limit_reached(0) {
             // Handshake state of a tunnel that proved nothing is the first to go.
-            return Err(Why::Protocol(limit.to_string()));
+            return Err(ProtocolError::Limit(limit).into());
         }
     }
     let answers = judge(eng, token, &request, core.peer);

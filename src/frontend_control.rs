@@ -8,16 +8,17 @@
 //! done before anything changes, so a failed reload changes nothing.
 
 use super::*;
+use crate::reload::ReloadError;
 
 #[cfg(test)]
 #[path = "frontend_reload_tests.rs"]
 mod tests;
 
-pub fn reload(eng: &mut Engine, new: &FrontendSettings) -> Result<(), String> {
+pub fn reload(eng: &mut Engine, new: &FrontendSettings) -> Result<(), ReloadError> {
     let endpoints = Endpoints::load(&new.tls_endpoints, new.tls_default.as_deref())
-        .map_err(|e| e.to_string())?;
-    let client_acl = Acl::parse(&new.client_acl).map_err(|e| format!("--client_acl: {e}"))?;
-    let tunnel_acl = Acl::parse(&new.tunnel_acl).map_err(|e| format!("--tunnel_acl: {e}"))?;
+        .map_err(ReloadError::Tls)?;
+    let client_acl = Acl::parse(&new.client_acl).map_err(ReloadError::ClientAcl)?;
+    let tunnel_acl = Acl::parse(&new.tunnel_acl).map_err(ReloadError::TunnelAcl)?;
 
     // Listeners, matched by configured port; only the new ones are bound.
     let Role::Frontend(fe) = &eng.role else {
@@ -37,14 +38,14 @@ pub fn reload(eng: &mut Engine, new: &FrontendSettings) -> Result<(), String> {
             .find(|(t, c, _)| *c == port && !kept.iter().any(|(k, _)| k == t));
         match reuse {
             Some((token, _, _)) => kept.push((*token, raw)),
-            None => fresh.push(bind_port(new.host, port, raw).map_err(|e| e.to_string())?),
+            None => fresh.push(bind_port(new.host, port, raw).map_err(ReloadError::Setup)?),
         }
     }
 
     // The new listeners join the reactor while the old ones still serve:
     // if that fails, `watch` has dropped them again and nothing changed.
     let fresh_ports: Vec<u16> = fresh.iter().filter(|b| !b.raw).map(|b| b.port).collect();
-    let added = watch(eng, fresh).map_err(|e| e.to_string())?;
+    let added = watch(eng, fresh).map_err(ReloadError::Setup)?;
 
     // From here on nothing fails.
     for (token, _, port) in &current {
@@ -75,7 +76,7 @@ pub fn reload(eng: &mut Engine, new: &FrontendSettings) -> Result<(), String> {
     fe.listeners = listeners;
 
     // Kites the new configuration would not accept with the same secret.
-    let revoked: Vec<(String, Token)> = {
+    let revoked: Vec<(KiteKey, Token)> = {
         let old_policy = fe.policy();
         let new_policy = Policy {
             secrets: &new.domain_secrets,
@@ -87,10 +88,7 @@ pub fn reload(eng: &mut Engine, new: &FrontendSettings) -> Result<(), String> {
         };
         fe.kites
             .iter()
-            .filter(|(name, _)| {
-                let (proto, domain) = name.split_once(':').unwrap_or((name.as_str(), ""));
-                !auth::still_accepted(&old_policy, &new_policy, proto, domain)
-            })
+            .filter(|(k, _)| !auth::still_accepted(&old_policy, &new_policy, &k.proto, &k.domain))
             .map(|(name, token)| (name.clone(), *token))
             .collect()
     };

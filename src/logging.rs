@@ -21,7 +21,25 @@ use log::LevelFilter;
 
 use crate::config::{LogLevel, ProcessSettings};
 
-pub fn init(config: &ProcessSettings) -> Result<(), String> {
+/// Why logging could not be set up (the process then exits).
+#[derive(Debug)]
+pub enum LogError {
+    /// The `--logfile` (this path) cannot be opened.
+    Open(String, std::io::Error),
+    /// A logger is already installed.
+    Installed(log::SetLoggerError),
+}
+
+impl fmt::Display for LogError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            LogError::Open(path, e) => write!(f, "--logfile: cannot open {path}: {e}"),
+            LogError::Installed(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+pub fn init(config: &ProcessSettings) -> Result<(), LogError> {
     let mut builder = Builder::new();
     let level = match config.log_level {
         LogLevel::Quiet => LevelFilter::Warn,
@@ -37,7 +55,7 @@ pub fn init(config: &ProcessSettings) -> Result<(), String> {
         builder.parse_filters(&spec);
     }
     if let Some(path) = &config.logfile {
-        let file = open(path).map_err(|e| format!("--logfile: cannot open {path}: {e}"))?;
+        let file = open(path).map_err(|e| LogError::Open(path.clone(), e))?;
         if let Ok(mut slot) = LOG_FILE.lock() {
             *slot = Some((path.clone(), file));
         }
@@ -54,7 +72,7 @@ pub fn init(config: &ProcessSettings) -> Result<(), String> {
         }
         writeln!(out)
     });
-    builder.try_init().map_err(|e| e.to_string())
+    builder.try_init().map_err(LogError::Installed)
 }
 
 /// The `--logfile` and its path, shared by the logger and [`reopen`].

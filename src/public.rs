@@ -250,7 +250,7 @@ fn step(eng: &mut Engine, token: Token, mut s: Sniff) -> Next {
                         "[p{} {}] closed while sniffing: {}",
                         tag(token),
                         s.peer,
-                        s.transport.describe(f)
+                        s.transport.failure(f)
                     ),
                 );
                 return Next::Done(None);

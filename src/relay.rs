@@ -64,6 +64,7 @@ const TUNNEL_SHARE_MIN: usize = 4 * 1024 * 1024;
 /// Back-off after ENOBUFS/ENOMEM.
 pub(crate) const STARVED_BACKOFF: Duration = Duration::from_millis(50);
 
+use crate::why::ProtocolError;
 pub use crate::why::Why;
 
 /// Index part of a token, for log prefixes.
@@ -189,10 +190,7 @@ pub fn drive_tunnel(eng: &mut Engine, token: Token, mut t: Box<Tunnel>) -> Optio
         send_acks(eng, &mut t.core, prompt);
         flush_tunnel(eng, token, &mut t)?;
         if t.core.out.len() > TUNNEL_OUT_LIMIT {
-            return Err(Why::Protocol(format!(
-                "peer does not read: {} bytes of output queued",
-                t.core.out.len()
-            )));
+            return Err(ProtocolError::PeerDoesNotRead(t.core.out.len()).into());
         }
         Ok(())
     });
@@ -258,7 +256,7 @@ fn read_frames(eng: &mut Engine, token: Token, t: &mut Tunnel) -> Result<(), Why
         }
         let space = t.inb.space_compacted();
         if space.is_empty() {
-            return Err(Why::Protocol("chunk larger than the input buffer".into()));
+            return Err(ProtocolError::ChunkTooLarge.into());
         }
         let room = space.len();
         match t.transport.read(space) {
@@ -297,7 +295,7 @@ fn read_frames(eng: &mut Engine, token: Token, t: &mut Tunnel) -> Result<(), Why
 /// Decodes and handles every complete frame in the input buffer.
 pub fn process_frames(eng: &mut Engine, token: Token, t: &mut Tunnel) -> Result<(), Why> {
     fn decode(bytes: &[u8]) -> Result<Option<(Frame<'_>, usize)>, Why> {
-        frame::decode(bytes).map_err(|e| Why::Protocol(e.to_string()))
+        frame::decode(bytes).map_err(|e| ProtocolError::Frame(e).into())
     }
     loop {
         let data = t.inb.data();
@@ -640,10 +638,7 @@ pub fn tunnel_gone(eng: &mut Engine, token: Token, t: Box<Tunnel>, why: &Why) {
 
 /// The close reason for a failed operation on `transport`.
 pub fn failure(transport: &Transport, f: Failure) -> Why {
-    match transport.describe(f).strip_prefix("TLS error: ") {
-        Some(tls) => Why::Tls(tls.to_string()),
-        None => Why::Failed(f),
-    }
+    transport.failure(f).into()
 }
 
 /// Reads whatever a freshly accepted or connected socket already has.
@@ -669,6 +664,6 @@ pub fn read_some(transport: &mut Transport, buf: &mut Buf, limit: usize) -> Io {
 
 /// Announces a kite going live or down at info level, the line tests and
 /// operators look for.
-pub fn log_kite(what: &str, event: &str) {
+pub fn log_kite(what: &crate::proto::kite::KiteKey, event: &str) {
     info!("kite {what} {event}");
 }

@@ -21,6 +21,7 @@ use crate::relay::{
     failure, tag,
 };
 use crate::stream::Stream;
+use crate::why::ProtocolError;
 
 /// What reading a stream's socket left to do.
 #[derive(Default)]
@@ -142,7 +143,7 @@ pub fn drive_stream(eng: &mut Engine, token: Token, mut s: Stream) -> Option<Con
             }
             pump_in(token, &mut s, core, now)
         }
-        _ => Err(Why::Protocol("tunnel gone".into())),
+        _ => Err(ProtocolError::TunnelGone.into()),
     };
     eng.mark_dirty(tunnel);
     match result {

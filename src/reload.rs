@@ -5,11 +5,52 @@
 //! settings that need a restart, and swaps the configuration in. A reload
 //! that fails changes nothing and says why.
 
+use std::fmt;
+
 use log::{error, info, warn};
 
 use crate::config::{self, Config, Parsed, ProcessSettings, RoleConfig};
-use crate::engine::{Engine, Role};
+use crate::engine::{Engine, Fatal, Role};
+use crate::proto::acl::AclError;
+use crate::proto::options::OptionError;
+use crate::tls::TlsConfigError;
 use crate::{backend, frontend};
+
+/// Why a role could not apply a new configuration (nothing was changed).
+#[derive(Debug)]
+pub enum ReloadError {
+    /// Certificates, keys or TLS settings could not be loaded.
+    Tls(TlsConfigError),
+    ClientAcl(AclError),
+    TunnelAcl(AclError),
+    /// A new port could not be bound or watched, or the backend's TLS set up.
+    Setup(Fatal),
+    /// A kite's options are invalid.
+    Options(OptionError),
+    /// The new configuration runs the other role (`now`), this process `was`.
+    RoleSwitch {
+        now: &'static str,
+        was: &'static str,
+        flag: &'static str,
+    },
+}
+
+impl fmt::Display for ReloadError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ReloadError::Tls(e) => write!(f, "{e}"),
+            ReloadError::ClientAcl(e) => write!(f, "--client_acl: {e}"),
+            ReloadError::TunnelAcl(e) => write!(f, "--tunnel_acl: {e}"),
+            ReloadError::Setup(e) => write!(f, "{e}"),
+            ReloadError::Options(e) => write!(f, "{e}"),
+            ReloadError::RoleSwitch { now, was, flag } => write!(
+                f,
+                "the configuration now runs a {now} (--isfrontend {flag}), but this process \
+                 is a {was}; switching roles needs a restart"
+            ),
+        }
+    }
+}
 
 pub fn reload(eng: &mut Engine) {
     if eng.stopping {
@@ -25,14 +66,14 @@ pub fn reload(eng: &mut Engine) {
         Err(e) => return refuse(eng, &e.to_string()),
     };
     if let Err(e) = apply(eng, new) {
-        return refuse(eng, &e);
+        return refuse(eng, &e.to_string());
     }
     info!("SIGHUP: the new configuration is in effect");
     eng.status_changed();
 }
 
 /// Puts `new` in effect, or changes nothing and says why.
-fn apply(eng: &mut Engine, mut new: Config) -> Result<(), String> {
+fn apply(eng: &mut Engine, mut new: Config) -> Result<(), ReloadError> {
     keep_restart_only(eng, &mut new);
     let Config { common, role } = new;
     // Each role applies its own settings; the other role's never reach it.
@@ -46,15 +87,12 @@ fn apply(eng: &mut Engine, mut new: Config) -> Result<(), String> {
 }
 
 /// Why a reload that asks for the other role is refused.
-fn role_switch(wanted: &RoleConfig) -> String {
+fn role_switch(wanted: &RoleConfig) -> ReloadError {
     let (now, was, flag) = match wanted {
         RoleConfig::Frontend(_) => ("frontend", "backend", "added"),
         RoleConfig::Backend(_) => ("backend", "frontend", "removed"),
     };
-    format!(
-        "the configuration now runs a {now} (--isfrontend {flag}), but this process is a \
-         {was}; switching roles needs a restart"
-    )
+    ReloadError::RoleSwitch { now, was, flag }
 }
 
 fn refuse(eng: &mut Engine, why: &str) {

@@ -64,8 +64,9 @@ fn a_reload_that_switches_role_is_refused_and_changes_nothing() {
     let mut eng = engine(FRONTEND);
     let before = (eng.config.clone(), frontend::settings(&eng).cloned());
     let err = apply(&mut eng, parse(BACKEND)).expect_err("a frontend stays one");
+    assert!(matches!(err, ReloadError::RoleSwitch { .. }), "{err}");
     assert_eq!(
-        err,
+        err.to_string(),
         "the configuration now runs a backend (--isfrontend removed), but this process \
          is a frontend; switching roles needs a restart"
     );
@@ -84,7 +85,8 @@ fn a_reload_that_switches_role_is_refused_and_changes_nothing() {
     let before = (eng.config.clone(), backend::settings(&eng).cloned());
     let err = apply(&mut eng, parse(FRONTEND)).expect_err("a backend stays one");
     assert!(
-        err.contains("now runs a frontend (--isfrontend added), but this process is a backend"),
+        err.to_string()
+            .contains("now runs a frontend (--isfrontend added), but this process is a backend"),
         "{err}"
     );
     assert_eq!(

@@ -129,6 +129,11 @@ pub fn json_str(text: &str) -> String {
     out
 }
 
+/// Kite keys as the status file shows them: `proto:domain`.
+fn shown(keys: &[crate::proto::kite::KiteKey]) -> Vec<String> {
+    keys.iter().map(ToString::to_string).collect()
+}
+
 fn json_list(items: &[String]) -> String {
     format!(
         "[{}]",
@@ -173,9 +178,9 @@ fn render(eng: &mut Engine, running: bool) -> (String, usize) {
                 total_in = total_in.saturating_add(core.bytes_in);
                 total_out = total_out.saturating_add(core.bytes_out);
                 let (kites, frontend) = match &core.side {
-                    Side::Frontend(info) => (info.kites().to_vec(), None),
+                    Side::Frontend(info) => (shown(info.kites()), None),
                     Side::Backend(info) => (
-                        info.live().to_vec(),
+                        shown(info.live()),
                         crate::backend::frontend_name(&eng.role, info),
                     ),
                 };
@@ -235,7 +240,7 @@ fn render(eng: &mut Engine, running: bool) -> (String, usize) {
             .chain(be.settings().kites_off.iter().map(|k| {
                 format!(
                     "{{\"name\": {}, \"local\": {}, \"state\": \"disabled\", \"live_on\": []}}",
-                    json_str(&crate::proto::kite::key(&k.id.name(), &k.domain)),
+                    json_str(&crate::proto::kite::key(&k.id.name(), &k.domain).to_string()),
                     json_str(&k.local.to_string())
                 )
             }))

@@ -308,30 +308,91 @@ impl ServerCertVerifier for NoCheck {
     }
 }
 
+/// Why a TLS session failed or could not start. The variant is the kind a
+/// caller may decide on; the words are rustls' (or the socket's), shown only
+/// through `Display`.
+#[derive(Clone, Debug)]
+pub enum TlsError {
+    /// This name cannot be sent as SNI nor checked against a certificate.
+    BadName(String),
+    /// rustls refused to start a session.
+    Setup(rustls::Error),
+    /// A certificate was refused: the peer's by us, or ours by the peer.
+    Certificate(rustls::Error),
+    /// The peer ended the session with a fatal alert.
+    Alert(rustls::Error),
+    /// The handshake or a record broke the protocol.
+    Protocol(rustls::Error),
+    /// Moving bytes through the session failed (shared: `io::Error` is not
+    /// `Clone`, and close reasons are).
+    Io(Arc<io::Error>),
+}
+
+impl TlsError {
+    /// Sorts a failure of an established or handshaking session.
+    fn from_rustls(e: rustls::Error) -> TlsError {
+        use rustls::AlertDescription as A;
+        match e {
+            rustls::Error::InvalidCertificate(_)
+            | rustls::Error::NoCertificatesPresented
+            | rustls::Error::InvalidCertRevocationList(_)
+            | rustls::Error::AlertReceived(
+                A::BadCertificate
+                | A::UnsupportedCertificate
+                | A::CertificateRevoked
+                | A::CertificateExpired
+                | A::CertificateUnknown
+                | A::UnknownCA,
+            ) => TlsError::Certificate(e),
+            rustls::Error::AlertReceived(_) => TlsError::Alert(e),
+            _ => TlsError::Protocol(e),
+        }
+    }
+}
+
+impl From<io::Error> for TlsError {
+    fn from(e: io::Error) -> TlsError {
+        TlsError::Io(Arc::new(e))
+    }
+}
+
+impl fmt::Display for TlsError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TlsError::BadName(name) => write!(f, "{name:?} is not a host name"),
+            TlsError::Setup(e)
+            | TlsError::Certificate(e)
+            | TlsError::Alert(e)
+            | TlsError::Protocol(e) => write!(f, "{e}"),
+            TlsError::Io(e) => write!(f, "{e}"),
+        }
+    }
+}
+
 /// One TLS connection driven over a non-blocking socket.
 pub struct TlsSession {
     conn: Connection,
-    /// The reason of the last failure, for the close log line.
-    error: Option<String>,
+    /// The reason of the first failure, for the close log line.
+    error: Option<TlsError>,
     /// Peer closed the TCP stream (ciphertext EOF).
     eof: bool,
 }
 
 impl TlsSession {
-    pub fn server(endpoint: &Endpoint) -> Result<TlsSession, String> {
+    pub fn server(endpoint: &Endpoint) -> Result<TlsSession, TlsError> {
         let mut conn =
-            ServerConnection::new(Arc::clone(&endpoint.config)).map_err(|e| e.to_string())?;
+            ServerConnection::new(Arc::clone(&endpoint.config)).map_err(TlsError::Setup)?;
         conn.set_buffer_limit(Some(BUFFER_LIMIT));
         Ok(TlsSession::wrap(conn.into()))
     }
 
     /// A client session; `name` is sent as SNI (unless it is an IP address)
     /// and is the first name the certificate is checked against.
-    pub fn client(setup: &ClientSetup, name: &str) -> Result<TlsSession, String> {
+    pub fn client(setup: &ClientSetup, name: &str) -> Result<TlsSession, TlsError> {
         let server_name = ServerName::try_from(name.to_string())
-            .map_err(|_| format!("{name:?} is not a host name"))?;
+            .map_err(|_| TlsError::BadName(name.to_string()))?;
         let mut conn =
-            ClientConnection::new(Arc::clone(&setup.0), server_name).map_err(|e| e.to_string())?;
+            ClientConnection::new(Arc::clone(&setup.0), server_name).map_err(TlsError::Setup)?;
         conn.set_buffer_limit(Some(BUFFER_LIMIT));
         Ok(TlsSession::wrap(conn.into()))
     }
@@ -346,27 +407,28 @@ impl TlsSession {
 
     /// Ciphertext that was read before the session existed (the sniffed
     /// ClientHello, or bytes after a CONNECT reply).
-    pub fn feed(&mut self, mut bytes: &[u8]) -> Result<(), String> {
+    pub fn feed(&mut self, mut bytes: &[u8]) -> Result<(), TlsError> {
         while !bytes.is_empty() {
             match self.conn.read_tls(&mut bytes) {
                 Ok(0) => break,
                 Ok(_) => {}
-                Err(e) => return Err(self.fail(e.to_string())),
+                Err(e) => return Err(self.fail(e.into())),
             }
             self.conn
                 .process_new_packets()
-                .map_err(|e| self.fail(e.to_string()))?;
+                .map_err(|e| self.fail(TlsError::from_rustls(e)))?;
         }
         Ok(())
     }
 
-    fn fail(&mut self, why: String) -> String {
+    fn fail(&mut self, why: TlsError) -> TlsError {
         self.error.get_or_insert_with(|| why.clone());
         why
     }
 
-    pub fn error(&self) -> Option<&str> {
-        self.error.as_deref()
+    /// The first failure, for the close reason.
+    pub fn error(&self) -> Option<&TlsError> {
+        self.error.as_ref()
     }
 
     pub fn is_handshaking(&self) -> bool {
@@ -393,7 +455,7 @@ impl TlsSession {
                 Ok(n) => return Io::Done(n),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
                 Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Io::Eof,
-                Err(e) => return self.failed(e.to_string()),
+                Err(e) => return self.failed(e.into()),
             }
             if self.eof {
                 return Io::Eof;
@@ -414,7 +476,7 @@ impl TlsSession {
                 },
             }
             if let Err(e) = self.conn.process_new_packets() {
-                let why = e.to_string();
+                let why = TlsError::from_rustls(e);
                 // Tell the peer why (the alert is queued by rustls).
                 let _ = self.conn.write_tls(sock);
                 return self.failed(why);
@@ -429,7 +491,7 @@ impl TlsSession {
         }
     }
 
-    fn failed(&mut self, why: String) -> Io {
+    fn failed(&mut self, why: TlsError) -> Io {
         self.fail(why);
         Io::Failed(Failure(io::ErrorKind::InvalidData, TLS_FAILURE))
     }
@@ -438,7 +500,7 @@ impl TlsSession {
     pub fn write(&mut self, sock: &mut impl ReadWrite, sock_ready: &mut bool, buf: &[u8]) -> Io {
         let accepted = match self.conn.writer().write(buf) {
             Ok(n) => n,
-            Err(e) => return self.failed(e.to_string()),
+            Err(e) => return self.failed(e.into()),
         };
         match self.flush(sock, sock_ready) {
             Io::Failed(f) => Io::Failed(f),
@@ -509,5 +571,37 @@ mod tests {
         .unwrap();
         assert!(e.0.contains("--ca_certs: cannot read"), "{e}");
         assert!(client_config(&Verify::Nothing).is_ok());
+    }
+
+    /// A client session fed one record from a "server": what the session
+    /// reports, kind and words.
+    fn fed(record: &[u8]) -> TlsError {
+        let setup = client_config(&Verify::Nothing).unwrap();
+        let mut session = TlsSession::client(&setup, "fe.example.test").unwrap();
+        let e = session.feed(record).unwrap_err();
+        assert_eq!(
+            session.error().map(ToString::to_string),
+            Some(e.to_string()),
+            "the session keeps the reason for the close line"
+        );
+        e
+    }
+
+    #[test]
+    fn failures_are_sorted_by_kind() {
+        // A fatal bad_certificate alert (42), a handshake_failure (40), then
+        // bytes that are no TLS record at all.
+        let e = fed(&[0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 42]);
+        assert!(matches!(e, TlsError::Certificate(_)), "{e:?}");
+        assert_eq!(e.to_string(), "received fatal alert: BadCertificate");
+        let e = fed(&[0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 40]);
+        assert!(matches!(e, TlsError::Alert(_)), "{e:?}");
+        assert_eq!(e.to_string(), "received fatal alert: HandshakeFailure");
+        let e = fed(b"HTTP/1.1 200 OK\r\n\r\n");
+        assert!(matches!(e, TlsError::Protocol(_)), "{e:?}");
+        let setup = client_config(&Verify::Nothing).unwrap();
+        let e = TlsSession::client(&setup, "not a name").err().unwrap();
+        assert!(matches!(e, TlsError::BadName(_)));
+        assert_eq!(e.to_string(), "\"not a name\" is not a host name");
     }
 }

@@ -5,6 +5,7 @@
 //! both clear the readiness bit they hit WouldBlock on. Callers loop while
 //! [`Transport::can_read`] or until an operation says `WouldBlock`.
 
+use std::fmt;
 use std::io::{IoSlice, IoSliceMut};
 use std::net::Shutdown;
 
@@ -12,7 +13,7 @@ use mio::net::TcpStream;
 
 use crate::engine::Ready;
 use crate::net::{self, Failure, Io};
-use crate::tls::{TLS_FAILURE, TlsSession};
+use crate::tls::{TLS_FAILURE, TlsError, TlsSession};
 
 pub struct Transport {
     pub sock: TcpStream,
@@ -161,11 +162,31 @@ impl Transport {
         }
     }
 
-    /// Words for a failure: the TLS reason when TLS failed.
-    pub fn describe(&self, failure: Failure) -> String {
+    /// What broke, given the failure an operation returned: the TLS
+    /// session's reason when TLS failed, else the socket's.
+    pub fn failure(&self, failure: Failure) -> TransportError {
         match (&self.tls, failure.1) {
-            (Some(tls), TLS_FAILURE) => format!("TLS error: {}", tls.error().unwrap_or("unknown")),
-            _ => format!("socket error: {failure}"),
+            (Some(tls), TLS_FAILURE) => match tls.error() {
+                Some(e) => TransportError::Tls(e.clone()),
+                None => TransportError::Socket(failure),
+            },
+            _ => TransportError::Socket(failure),
+        }
+    }
+}
+
+/// Why a transport broke: its socket, or the TLS session over it.
+#[derive(Clone, Debug)]
+pub enum TransportError {
+    Socket(Failure),
+    Tls(TlsError),
+}
+
+impl fmt::Display for TransportError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TransportError::Socket(e) => write!(f, "socket error: {e}"),
+            TransportError::Tls(e) => write!(f, "TLS error: {e}"),
         }
     }
 }

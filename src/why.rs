@@ -1,21 +1,29 @@
-//! Why a connection or tunnel ended (`Why`), or why new work is refused
-//! (`Limit`): small enums whose `Display` is the reason in the log line and
-//! the status file. Only words, no behaviour: the roles decide what each
-//! reason means for retries.
+//! Why a connection or tunnel ended (`Why`, with how a peer broke the
+//! protocol in `ProtocolError`), or why new work is refused (`Limit`):
+//! small enums whose `Display` is the reason in the log line and the status
+//! file; callers decide by variant, never by these words. Only words, no
+//! behaviour: the roles decide what each reason means for retries.
 
 use std::fmt;
 
+use crate::frontend::guard::RoundRefusal;
 use crate::net::Failure;
+use crate::proto::frame::FrameError;
+use crate::proto::handshake::HandshakeError;
 use crate::proto::http::Refused;
+use crate::proto::status_line::BadStatus;
+use crate::tls::TlsError;
+use crate::transport::TransportError;
 
 /// Why a connection was closed: decides the log line.
 #[derive(Clone, Debug)]
 pub enum Why {
     PeerClosed,
     Failed(Failure),
-    /// A TLS handshake or record failed; rustls' reason.
-    Tls(String),
-    Protocol(String),
+    /// A TLS session failed or could not start. Boxed, as the protocol
+    /// error: rare, and `Result<_, Why>` is returned on every relay step.
+    Tls(Box<TlsError>),
+    Protocol(Box<ProtocolError>),
     Timeout(&'static str),
     Done,
     Stopping,
@@ -52,6 +60,84 @@ impl fmt::Display for Why {
     }
 }
 
+impl From<TransportError> for Why {
+    fn from(e: TransportError) -> Why {
+        match e {
+            TransportError::Socket(f) => Why::Failed(f),
+            TransportError::Tls(e) => Why::from(e),
+        }
+    }
+}
+
+impl From<TlsError> for Why {
+    fn from(e: TlsError) -> Why {
+        Why::Tls(Box::new(e))
+    }
+}
+
+impl From<ProtocolError> for Why {
+    fn from(e: ProtocolError) -> Why {
+        Why::Protocol(Box::new(e))
+    }
+}
+
+/// How a tunnel peer broke the protocol (or gave up on it): what
+/// `Why::Protocol` carries.
+#[derive(Clone, Debug)]
+pub enum ProtocolError {
+    /// The peer does not read: this many bytes of our output are queued.
+    PeerDoesNotRead(usize),
+    /// One chunk does not fit the largest input buffer.
+    ChunkTooLarge,
+    /// A chunk could not be decoded.
+    Frame(FrameError),
+    /// A stream's tunnel is gone.
+    TunnelGone,
+    /// The frontend answered this status line to our CONNECT for the TLS
+    /// endpoint `name`.
+    NoTlsEndpoint { name: String, status: String },
+    /// The frontend's reply head is not UTF-8.
+    ReplyNotText,
+    /// The frontend's reply head exceeds the handshake limit.
+    ReplyTooLarge,
+    /// The frontend's reply status is not 200 (the line as sent).
+    Rejected(BadStatus, String),
+    /// The frontend (named for the log) accepted none of our kites.
+    NoKiteAccepted(String),
+    /// An in-band kite request (NOOP chunk) is malformed.
+    InBand(HandshakeError),
+    /// Too many in-band kite request rounds.
+    Rounds(RoundRefusal),
+    /// An unauthenticated tunnel holds buffers past this limit.
+    Limit(Limit),
+}
+
+impl fmt::Display for ProtocolError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ProtocolError::PeerDoesNotRead(n) => {
+                write!(f, "peer does not read: {n} bytes of output queued")
+            }
+            ProtocolError::ChunkTooLarge => f.write_str("chunk larger than the input buffer"),
+            ProtocolError::Frame(e) => write!(f, "{e}"),
+            ProtocolError::TunnelGone => f.write_str("tunnel gone"),
+            ProtocolError::NoTlsEndpoint { name, status } => write!(
+                f,
+                "the frontend does not serve TLS for {name} (it answered {status:?} to CONNECT {name}:443); check --fe_certname"
+            ),
+            ProtocolError::ReplyNotText => f.write_str("reply is not text"),
+            ProtocolError::ReplyTooLarge => f.write_str("reply head too large"),
+            ProtocolError::Rejected(bad, status) => {
+                write!(f, "{bad} (frontend answered {status:?})")
+            }
+            ProtocolError::NoKiteAccepted(fe) => write!(f, "{fe} accepted none of our kites"),
+            ProtocolError::InBand(e) => write!(f, "in-band kite request: {e}"),
+            ProtocolError::Rounds(r) => write!(f, "{r}"),
+            ProtocolError::Limit(l) => write!(f, "{l}"),
+        }
+    }
+}
+
 /// A limit that new work would exceed: what a refusal line says.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Limit {
@@ -81,5 +167,81 @@ impl std::fmt::Display for Limit {
             Limit::Acl(flag) => write!(f, "denied by {flag}"),
             Limit::Stopping => f.write_str("stopping"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn transport_failures_become_typed_close_reasons() {
+        let reset = Failure(std::io::ErrorKind::ConnectionReset, 104);
+        let why = Why::from(TransportError::Socket(reset));
+        assert!(matches!(why, Why::Failed(f) if f == reset));
+        assert_eq!(
+            why.to_string(),
+            "socket error: connection reset (os error 104)"
+        );
+        let bad = TlsError::BadName("a b".into());
+        assert_eq!(
+            TransportError::Tls(bad.clone()).to_string(),
+            "TLS error: \"a b\" is not a host name"
+        );
+        let why = Why::from(TransportError::Tls(bad));
+        assert!(matches!(&why, Why::Tls(e) if matches!(**e, TlsError::BadName(_))));
+        assert_eq!(why.to_string(), "TLS error: \"a b\" is not a host name");
+    }
+
+    #[test]
+    fn protocol_errors_read_as_before() {
+        let cases = [
+            (
+                ProtocolError::PeerDoesNotRead(5),
+                "peer does not read: 5 bytes of output queued",
+            ),
+            (
+                ProtocolError::ChunkTooLarge,
+                "chunk larger than the input buffer",
+            ),
+            (
+                ProtocolError::Frame(FrameError::ZeroLength),
+                "zero-length chunk",
+            ),
+            (
+                ProtocolError::NoTlsEndpoint {
+                    name: "fe.test".into(),
+                    status: "HTTP/1.1 503 x".into(),
+                },
+                "the frontend does not serve TLS for fe.test (it answered \"HTTP/1.1 503 x\" to CONNECT fe.test:443); check --fe_certname",
+            ),
+            (
+                ProtocolError::Rejected(BadStatus::Empty, String::new()),
+                "the reply's status line is empty (frontend answered \"\")",
+            ),
+            (
+                ProtocolError::NoKiteAccepted("fe.test:443".into()),
+                "fe.test:443 accepted none of our kites",
+            ),
+            (
+                ProtocolError::Limit(Limit::Conns(3)),
+                "connection limit of 3 reached",
+            ),
+        ];
+        for (e, text) in cases {
+            assert_eq!(e.to_string(), text);
+            assert_eq!(Why::from(e).to_string(), format!("protocol error: {text}"));
+        }
+    }
+
+    #[test]
+    fn close_reasons_stay_small() {
+        // Returned by value on every relay step: the rare, large reasons
+        // are boxed.
+        assert!(
+            std::mem::size_of::<Why>() <= 24,
+            "{}",
+            std::mem::size_of::<Why>()
+        );
     }
 }

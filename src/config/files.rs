@@ -213,7 +213,7 @@ pub(super) fn splice(
         }
         check(&arg).map_err(|problem| ConfigError {
             flag: String::new(),
-            problem,
+            problem: problem.to_string(),
             origin: Some(at.clone()),
         })?;
         match file_flag(&arg) {
@@ -262,21 +262,50 @@ fn squeeze_around(text: &str, marks: &[char]) -> String {
     out
 }
 
+/// What is wrong with one option-file line (the flag as written).
+#[derive(Debug, PartialEq, Eq)]
+pub(super) enum LineError {
+    /// pagekite.py has this flag; rkite refuses it, for this reason.
+    Refused(String, &'static str),
+    Unknown(String),
+    NoValue(String),
+    /// The flag and the hint for its value.
+    NeedsValue(String, &'static str),
+    NotAnOption(String),
+    /// A short flag without its value on the same line.
+    ShortNeedsValue(String),
+}
+
+impl std::fmt::Display for LineError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            LineError::Refused(name, why) => write!(f, "{name}: refused: {why}"),
+            LineError::Unknown(name) => write!(f, "unknown option {name:?}"),
+            LineError::NoValue(name) => write!(f, "{name} takes no value"),
+            LineError::NeedsValue(name, hint) => {
+                write!(f, "{name} needs a value ({name} = {hint})")
+            }
+            LineError::NotAnOption(arg) => write!(f, "{arg:?} is not an option"),
+            LineError::ShortNeedsValue(arg) => write!(f, "{arg} needs a value on the same line"),
+        }
+    }
+}
+
 /// Whether one option-file argument names a known flag used the right way.
-pub(super) fn check(arg: &str) -> Result<(), String> {
+pub(super) fn check(arg: &str) -> Result<(), LineError> {
     if let Some(rest) = arg.strip_prefix("--") {
         let (name, value) = match rest.split_once('=') {
             Some((n, v)) => (n, Some(v)),
             None => (rest, None),
         };
         if let Some(super::compat::Status::Refused(why)) = super::compat::status(name) {
-            return Err(format!("{name}: refused: {why}"));
+            return Err(LineError::Refused(name.to_string(), why));
         }
         return match (flags::lookup(name), value) {
-            (None, _) => Err(format!("unknown option {name:?}")),
-            (Some(Kind::Switch), Some(_)) => Err(format!("{name} takes no value")),
+            (None, _) => Err(LineError::Unknown(name.to_string())),
+            (Some(Kind::Switch), Some(_)) => Err(LineError::NoValue(name.to_string())),
             (Some(Kind::Value(hint) | Kind::Multi(hint)), None | Some("")) => {
-                Err(format!("{name} needs a value ({name} = {hint})"))
+                Err(LineError::NeedsValue(name.to_string(), hint))
             }
             _ => Ok(()),
         };
@@ -285,12 +314,12 @@ pub(super) fn check(arg: &str) -> Result<(), String> {
     let letters = arg.strip_prefix('-').unwrap_or(arg);
     let (letter, value) = letters
         .split_at_checked(1)
-        .ok_or_else(|| format!("{arg:?} is not an option"))?;
+        .ok_or_else(|| LineError::NotAnOption(arg.to_string()))?;
     if let Some(super::compat::Status::Refused(why)) = super::compat::short_status(letter) {
-        return Err(format!("-{letter}: refused: {why}"));
+        return Err(LineError::Refused(format!("-{letter}"), why));
     }
     match flags::short_kind(letter) {
-        None => Err(format!("unknown option {arg:?}")),
+        None => Err(LineError::Unknown(arg.to_string())),
         Some(Kind::Switch) if !value.is_empty() => {
             // Bundled switches such as `-vv`.
             let all_switches = value.chars().all(|c| {
@@ -300,11 +329,11 @@ pub(super) fn check(arg: &str) -> Result<(), String> {
             if all_switches {
                 Ok(())
             } else {
-                Err(format!("unknown option {arg:?}"))
+                Err(LineError::Unknown(arg.to_string()))
             }
         }
         Some(Kind::Value(_) | Kind::Multi(_)) if value.is_empty() => {
-            Err(format!("{arg} needs a value on the same line"))
+            Err(LineError::ShortNeedsValue(arg.to_string()))
         }
         Some(_) => Ok(()),
     }

@@ -174,7 +174,7 @@ pub(super) fn parse_service(
         return Err(bad(flag, format!("{domain:?} is not a domain name")));
     }
     let port = parse_port(port, flag)?;
-    let local = resolve_local(host, port).map_err(|e| bad(flag, e))?;
+    let local = resolve_local(host, port).map_err(|e| bad(flag, e.to_string()))?;
     let mut kites = Vec::new();
     for p in protos.split(',') {
         let id = if p.trim().eq_ignore_ascii_case("ssh") {
@@ -200,9 +200,30 @@ pub(super) fn parse_service(
     Ok(kites)
 }
 
+/// Why a local server's name gave no address.
+#[derive(Debug)]
+pub(super) enum LocalError {
+    /// Offline parsing (the fuzz checks) never looks names up.
+    Offline(String),
+    Resolve(String, std::io::Error),
+    NoAddress(String),
+}
+
+impl std::fmt::Display for LocalError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            LocalError::Offline(host) => {
+                write!(f, "local server {host:?} is not resolved offline")
+            }
+            LocalError::Resolve(host, e) => write!(f, "cannot resolve local server {host:?}: {e}"),
+            LocalError::NoAddress(host) => write!(f, "local server {host:?} has no address"),
+        }
+    }
+}
+
 /// Local servers are named once, at start-up. IPv4 is preferred because
 /// `localhost` servers most often listen on 127.0.0.1 only.
-pub(super) fn resolve_local(host: &str, port: u16) -> Result<SocketAddr, String> {
+pub(super) fn resolve_local(host: &str, port: u16) -> Result<SocketAddr, LocalError> {
     if let Ok(ip) = host
         .trim_start_matches('[')
         .trim_end_matches(']')
@@ -212,18 +233,18 @@ pub(super) fn resolve_local(host: &str, port: u16) -> Result<SocketAddr, String>
     }
     if super::offline::active() {
         // Fuzzed names must not become DNS queries.
-        return Err(format!("local server {host:?} is not resolved offline"));
+        return Err(LocalError::Offline(host.to_string()));
     }
     let addrs: Vec<SocketAddr> = (host, port)
         .to_socket_addrs()
-        .map_err(|e| format!("cannot resolve local server {host:?}: {e}"))?
+        .map_err(|e| LocalError::Resolve(host.to_string(), e))?
         .collect();
     addrs
         .iter()
         .find(|a| a.is_ipv4())
         .or(addrs.first())
         .copied()
-        .ok_or_else(|| format!("local server {host:?} has no address"))
+        .ok_or_else(|| LocalError::NoAddress(host.to_string()))
 }
 
 /// pagekite.py's short form: `[BACKEND] KITE [+option ...] [AND ...]`, e.g.

@@ -1,5 +1,5 @@
 //! Kite names (protocol doc §2.2, §6.2, §6.5): kite ids such as `http-9082`,
-//! the `proto[-port]:domain` keys kites are registered under, the wildcard
+//! the [`KiteKey`]s (`proto[-port]:domain`) kites are registered under, the wildcard
 //! parents a name may match, and the exact order in which the frontend and
 //! the backend try candidate keys. Pure string logic; the tables that the
 //! keys index live with the roles.
@@ -50,9 +50,40 @@ impl KiteId {
     }
 }
 
-/// The key a kite is registered under: `proto[-port]:domain`.
-pub fn key(proto: &str, domain: &str) -> String {
-    format!("{proto}:{domain}")
+/// The key a kite is registered under: its protocol as on the wire
+/// (`http`, `http-9082`) and its domain (maybe `*.wildcard` or `unknown`).
+/// Kept as two fields so no one splits a joined string again; shown as
+/// `proto:domain` in logs and the status file.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct KiteKey {
+    pub proto: String,
+    pub domain: String,
+}
+
+impl KiteKey {
+    /// The kite an answer's `proto:domain[:rest]` value names (§2.4): None
+    /// without a domain part.
+    pub fn of_answer(what: &str) -> Option<KiteKey> {
+        let mut parts = what.splitn(3, ':');
+        match (parts.next(), parts.next()) {
+            (Some(proto), Some(domain)) => Some(key(proto, domain)),
+            _ => None,
+        }
+    }
+}
+
+impl std::fmt::Display for KiteKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}", self.proto, self.domain)
+    }
+}
+
+/// The key a kite is registered under.
+pub fn key(proto: &str, domain: &str) -> KiteKey {
+    KiteKey {
+        proto: proto.to_string(),
+        domain: domain.to_string(),
+    }
 }
 
 /// Wildcard names that cover `host`, nearest first: for `a.b.c.d` these are
@@ -96,26 +127,19 @@ pub fn fallbacks(proto: &str) -> impl Iterator<Item = &str> + Clone {
 /// the protocol it would be sent as, until `visit` finds one. The catch-all
 /// comes last; rkite also tries a port-specific catch-all before the plain
 /// one, which pagekite.py lacks but nobody can object to. Keys are built in
-/// one reused string: routing a request allocates once.
+/// one reused key: routing a request allocates its two strings once.
 pub fn find_for_frontend<T>(
     proto: &str,
     host: &str,
     port: u16,
-    mut visit: impl FnMut(&str, &str) -> Option<T>,
+    mut visit: impl FnMut(&KiteKey, &str) -> Option<T>,
 ) -> Option<T> {
-    use std::fmt::Write;
-    let mut key = String::with_capacity(host.len() + 32);
-    let mut try_key = |key: &mut String, p: &str, with_port: bool, star: bool, name: &str| {
-        key.clear();
-        key.push_str(p);
-        if with_port {
-            let _ = write!(key, "-{port}");
-        }
-        key.push(':');
-        if star {
-            key.push_str("*.");
-        }
-        key.push_str(name);
+    let mut key = KiteKey {
+        proto: String::with_capacity(24),
+        domain: String::with_capacity(host.len() + 8),
+    };
+    let mut try_key = |key: &mut KiteKey, p: &str, with_port: bool, star: bool, name: &str| {
+        key.fill(p, with_port.then_some(port), star, name);
         visit(key, p)
     };
     for p in fallbacks(proto) {
@@ -136,6 +160,23 @@ pub fn find_for_frontend<T>(
         }
     }
     None
+}
+
+impl KiteKey {
+    /// Makes this key `p[-port]:[*.]name`, reusing its strings.
+    fn fill(&mut self, p: &str, port: Option<u16>, star: bool, name: &str) {
+        use std::fmt::Write;
+        self.proto.clear();
+        self.proto.push_str(p);
+        if let Some(port) = port {
+            let _ = write!(self.proto, "-{port}");
+        }
+        self.domain.clear();
+        if star {
+            self.domain.push_str("*.");
+        }
+        self.domain.push_str(name);
+    }
 }
 
 /// Every key [`find_for_frontend`] would try, in order, with its protocol.
@@ -161,26 +202,19 @@ pub fn backend_candidates(proto: &str, host: &str, port: Option<u16>) -> Vec<Str
 }
 
 /// Calls `visit(key)` with the keys of [`backend_candidates`], in order,
-/// until it finds one; built in one reused string.
+/// until it finds one; built in one reused key.
 pub fn find_for_backend<T>(
     proto: &str,
     host: &str,
     port: Option<u16>,
-    mut visit: impl FnMut(&str) -> Option<T>,
+    mut visit: impl FnMut(&KiteKey) -> Option<T>,
 ) -> Option<T> {
-    use std::fmt::Write;
-    let mut key = String::with_capacity(host.len() + 32);
+    let mut key = KiteKey {
+        proto: String::with_capacity(24),
+        domain: String::with_capacity(host.len() + 8),
+    };
     let mut try_key = |p: &str, port: Option<u16>, star: bool, name: &str| {
-        key.clear();
-        key.push_str(p);
-        if let Some(port) = port {
-            let _ = write!(key, "-{port}");
-        }
-        key.push(':');
-        if star {
-            key.push_str("*.");
-        }
-        key.push_str(name);
+        key.fill(p, port, star, name);
         visit(&key)
     };
     for p in fallbacks(proto) {
@@ -212,7 +246,7 @@ pub fn secret_candidates(kite: &KiteId, domain: &str) -> Vec<String> {
     }
     let mut out = Vec::new();
     for p in &protos {
-        out.extend(names(domain, true).map(|n| key(p, &n)));
+        out.extend(names(domain, true).map(|n| key(p, &n).to_string()));
     }
     out
 }
@@ -231,6 +265,32 @@ mod tests {
         assert_eq!(KiteId::parse("http-0"), None);
         assert_eq!(KiteId::parse("-80"), None);
         assert_eq!(KiteId::parse("ht tp"), None);
+    }
+
+    #[test]
+    fn keys_show_as_proto_colon_domain() {
+        let k = key("http-8080", "*.foo.test");
+        assert_eq!(
+            (k.proto.as_str(), k.domain.as_str()),
+            ("http-8080", "*.foo.test")
+        );
+        assert_eq!(k.to_string(), "http-8080:*.foo.test");
+        // An answer's value carries more after the domain (the srand).
+        assert_eq!(
+            KiteKey::of_answer("raw-22:a.test:abc"),
+            Some(key("raw-22", "a.test"))
+        );
+        assert_eq!(
+            KiteKey::of_answer("http:a.test"),
+            Some(key("http", "a.test"))
+        );
+        assert_eq!(KiteKey::of_answer("http"), None);
+        let mut found = Vec::new();
+        find_for_backend("http", "a.b.test", None, |k| {
+            found.push(k.clone());
+            None::<()>
+        });
+        assert_eq!(found.get(1), Some(&key("http", "*.b.test")));
     }
 
     #[test]
