@@ -39,6 +39,7 @@ pub fn reload(eng: &mut Engine) {
     if let Err(e) = applied {
         return refuse(eng, &e);
     }
+    eng.pool.set_budget(new.buffer_budget);
     eng.config = new;
     info!("SIGHUP: the new configuration is in effect");
     eng.status_changed();
