@@ -692,6 +692,22 @@ mod tests {
     }
 
     #[test]
+    fn sighup_gives_the_pool_its_new_budget() {
+        let dir = std::env::temp_dir().join(format!("rkite-pool-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("a temp dir");
+        let rc = dir.join("rc");
+        std::fs::write(&rc, "buffers = 64\n").expect("an option file");
+        let mut eng = engine_with(&format!("--optfile={}", rc.display()));
+        assert_eq!(eng.pool.budget(), 64 * 1024);
+        std::fs::write(&rc, "buffers = 256\n").expect("the option file again");
+        crate::reload::reload(&mut eng);
+        assert_eq!(eng.pool.budget(), 256 * 1024);
+        let _ = std::fs::remove_dir_all(&dir);
+        drop(eng);
+        crate::signals::restore_defaults();
+    }
+
+    #[test]
     fn the_poll_wait_is_measured_after_the_rounds_work() {
         let mut eng = engine();
         // The round began a second ago (its work took that long): a timer
