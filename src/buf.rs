@@ -163,7 +163,7 @@ impl Pool {
             return self.buf(min.max(POOLED));
         };
         let s = &self.0;
-        s.pooled.set(s.pooled.get() - data.len());
+        s.pooled.set(s.pooled.get().saturating_sub(data.len()));
         s.reuses.set(s.reuses.get() + 1);
         self.more(data.len());
         Buf {
