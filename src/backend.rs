@@ -318,8 +318,10 @@ fn connect(eng: &mut Engine, slot: usize, addr: SocketAddr) {
         probe: false,
     };
     let keepalive = Keepalive::new(eng.config.keepalive, eng.now);
+    let pool = eng.pool.clone();
     let added = eng.add(sock, |sock, _| {
         Conn::Tunnel(Box::new(Tunnel::new(
+            &pool,
             Transport::plain(sock),
             addr,
             Phase::Dialing,

@@ -114,8 +114,9 @@ pub fn run(config: &ClientSettings) -> Result<(), ClientError> {
             .is_ok();
     let mut session = Session {
         transport,
-        to_relay: Buf::with_capacity(64 * 1024),
-        from_relay: Buf::with_capacity(64 * 1024),
+        // No engine, no budget: two fixed buffers, counted nowhere.
+        to_relay: Buf::uncounted(64 * 1024),
+        from_relay: Buf::uncounted(64 * 1024),
         stdin_open: true,
         stdin_ready: !stdin_polled,
         stdin_polled,

@@ -16,6 +16,7 @@ use log::{Level, error, info, warn};
 use mio::{Events, Interest, Poll, Registry, Token};
 
 use crate::backend;
+use crate::buf::Pool;
 use crate::config::{Common, Config, RoleConfig};
 pub use crate::conns::Conns;
 use crate::conns::RunQueue;
@@ -157,6 +158,8 @@ pub struct Engine {
     pub stopping: bool,
     /// `--status_file`.
     pub status: Option<crate::status::Status>,
+    /// Every counted buffer's pool, and the `--buffers` budget.
+    pub pool: Pool,
 }
 
 impl Engine {
@@ -194,6 +197,7 @@ impl Engine {
                 .status_file
                 .as_deref()
                 .map(|path| crate::status::Status::new(path, now)),
+            pool: Pool::new(config.buffer_budget),
             config,
         })
     }
@@ -204,10 +208,9 @@ impl Engine {
         if connections >= self.config.max_conns {
             return Some(Limit::Conns(self.config.max_conns));
         }
-        let held = crate::buf::held() + frontend::handshake_held(self);
-        if held > self.config.buffer_budget {
+        if let Some(held) = self.pool.over_budget(frontend::handshake_held(self)) {
             return Some(Limit::Buffers {
-                budget: self.config.buffer_budget,
+                budget: self.pool.budget(),
                 held,
             });
         }
@@ -565,11 +568,18 @@ impl Engine {
         let allocs = crate::alloc_count::allocations()
             .map(|n| format!(" allocs={n}"))
             .unwrap_or_default();
+        let b = self.pool.stats();
         info!(
-            "stats: conns={} tunnels={tunnels} streams={streams} timers={} buffered={}{allocs}",
+            "stats: conns={} tunnels={tunnels} streams={streams} timers={} buffered={} \
+             pooled={} peak={} buf_allocations={} buf_reuses={} buf_frees={}{allocs}",
             self.conns.len(),
             self.timers.len(),
-            crate::buf::held()
+            b.held,
+            b.pooled,
+            b.peak,
+            b.allocations,
+            b.reuses,
+            b.frees
         );
     }
 
@@ -646,11 +656,62 @@ mod tests {
 
     /// A frontend engine on any free loopback port.
     fn engine() -> Engine {
-        let args = ["--isfrontend", "--host=127.0.0.1", "--ports=0"].map(String::from);
+        engine_with("--buffers=131072")
+    }
+
+    /// [`engine`] with one more option.
+    fn engine_with(option: &str) -> Engine {
+        let args = ["--isfrontend", "--host=127.0.0.1", "--ports=0", option].map(String::from);
         match config::parse(&args) {
             Ok(Parsed::Run(c)) => Engine::new(*c).expect("an engine"),
             _ => panic!("a frontend configuration"),
         }
+    }
+
+    #[test]
+    fn each_engine_limits_its_own_buffers() {
+        let a = engine_with("--buffers=64");
+        let b = engine_with("--buffers=64");
+        assert_eq!(a.pool.budget(), 64 * 1024);
+        assert!(a.limit_reached(0).is_none());
+        let held = a.pool.buf(48 * 1024);
+        assert!(a.limit_reached(0).is_none(), "under the budget");
+        let more = a.pool.take(20 * 1024);
+        let Some(Limit::Buffers {
+            budget,
+            held: total,
+        }) = a.limit_reached(0)
+        else {
+            panic!("over the budget: refused");
+        };
+        assert_eq!((budget, total), (64 * 1024, 68 * 1024));
+        assert!(
+            b.limit_reached(0).is_none(),
+            "the other engine holds nothing"
+        );
+        assert_eq!(b.pool.stats().allocations, 0);
+        more.recycle();
+        assert!(a.limit_reached(0).is_none(), "released");
+        drop(held);
+        drop((a, b));
+        // Engine::new took over the stop signals for this test process.
+        crate::signals::restore_defaults();
+    }
+
+    #[test]
+    fn sighup_gives_the_pool_its_new_budget() {
+        let dir = std::env::temp_dir().join(format!("rkite-pool-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("a temp dir");
+        let rc = dir.join("rc");
+        std::fs::write(&rc, "buffers = 64\n").expect("an option file");
+        let mut eng = engine_with(&format!("--optfile={}", rc.display()));
+        assert_eq!(eng.pool.budget(), 64 * 1024);
+        std::fs::write(&rc, "buffers = 256\n").expect("the option file again");
+        crate::reload::reload(&mut eng);
+        assert_eq!(eng.pool.budget(), 256 * 1024);
+        let _ = std::fs::remove_dir_all(&dir);
+        drop(eng);
+        crate::signals::restore_defaults();
     }
 
     #[test]

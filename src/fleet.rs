@@ -266,9 +266,11 @@ fn start_probe(
         probe: true,
     };
     let keepalive = Keepalive::new(eng.config.keepalive, eng.now);
+    let pool = eng.pool.clone();
     let token = eng
         .add(sock, |sock, _| {
             Conn::Tunnel(Box::new(Tunnel::new(
+                &pool,
                 Transport::plain(sock),
                 addr,
                 Phase::Dialing,

@@ -415,8 +415,9 @@ pub fn drive_listener(eng: &mut Engine, token: Token, mut l: Listener) -> Option
                 }
                 let _ = sock.set_nodelay(true);
                 let (port, raw) = (l.port, l.raw);
+                let pool = eng.pool.clone();
                 let added = eng.add_for(sock, Some(peer.ip()), |sock, _| {
-                    let mut sniff = public::Sniff::new(sock, peer, port);
+                    let mut sniff = public::Sniff::new(&pool, sock, peer, port);
                     sniff.raw_port = raw;
                     Conn::Sniff(sniff)
                 });
@@ -582,7 +583,8 @@ pub fn accept_tunnel(
     };
     let keepalive = Keepalive::new(eng.config.keepalive, eng.now);
     let over_tls = transport.is_tls();
-    let mut t = Tunnel::new(transport, peer, phase, Side::Frontend(info), keepalive);
+    let side = Side::Frontend(info);
+    let mut t = Tunnel::new(&eng.pool, transport, peer, phase, side, keepalive);
     if over_tls {
         debug!("[t{}] the tunnel runs over TLS", tag(token));
     }

@@ -135,8 +135,10 @@ pub fn open_stream(
         .unwrap_or(0);
     let proxy = options.proxy_header(rip, rport, port.unwrap_or(0));
     let stream_label = format!("{label} -> {local}");
+    let pool = eng.pool.clone();
     let added = eng.add(sock, |sock, _| {
         let mut stream = Stream::new(
+            &pool,
             Transport::plain(sock),
             token,
             sid,

@@ -21,7 +21,7 @@ use log::debug;
 use mio::Token;
 use mio::net::TcpStream;
 
-use crate::buf::Buf;
+use crate::buf::{Buf, Pool};
 use crate::engine::{Conn, Deadlines, Engine, Role, TimerKind};
 use crate::frontend;
 use crate::net::{self, Io};
@@ -148,11 +148,11 @@ fn may_visit(eng: &mut Engine, s: &Sniff, what: &str) -> bool {
 }
 
 impl Sniff {
-    pub fn new(sock: TcpStream, peer: SocketAddr, port: u16) -> Sniff {
+    pub fn new(pool: &Pool, sock: TcpStream, peer: SocketAddr, port: u16) -> Sniff {
         Sniff {
             transport: Transport::plain(sock),
             deadlines: Deadlines::default(),
-            buf: Buf::with_capacity(4096),
+            buf: pool.buf(4096),
             peer,
             port,
             target: None,
@@ -611,7 +611,7 @@ fn route(eng: &mut Engine, token: Token, s: Sniff, proto: &str, host: &str) -> O
         tag(tunnel)
     );
     let read = data.len();
-    let mut stream = Stream::new(s.transport, tunnel, sid, INITIAL_WINDOW, label);
+    let mut stream = Stream::new(&eng.pool, s.transport, tunnel, sid, INITIAL_WINDOW, label);
     stream.window.on_read(read, eng.now);
     stream.push_unacked(&s.owed);
     eng.mark_dirty(tunnel);

@@ -19,7 +19,7 @@ use mio::Token;
 
 use crate::backend;
 
-use crate::buf::Buf;
+use crate::buf::{Buf, Pool};
 use crate::engine::{Conn, Deadlines, Engine, TimerKind};
 use crate::frontend;
 use crate::net::{Failure, Io};
@@ -138,6 +138,7 @@ impl TunnelCore {
 
 impl Tunnel {
     pub fn new(
+        pool: &Pool,
         transport: Transport,
         peer: SocketAddr,
         phase: Phase,
@@ -151,7 +152,7 @@ impl Tunnel {
             core: TunnelCore {
                 peer,
                 phase,
-                out: Buf::with_capacity(TUNNEL_OUT),
+                out: pool.buf(TUNNEL_OUT),
                 streams: HashMap::new(),
                 blocked: Vec::new(),
                 acks: Vec::new(),
@@ -214,7 +215,7 @@ pub fn drive_tunnel(eng: &mut Engine, token: Token, mut t: Box<Tunnel>) -> Optio
 /// How much a tunnel's streams may hold before reading from it pauses.
 fn tunnel_share(eng: &Engine) -> usize {
     if matches!(eng.role, crate::engine::Role::Frontend(_)) {
-        (eng.config.buffer_budget / TUNNEL_SHARE_DIVISOR).max(TUNNEL_SHARE_MIN)
+        (eng.pool.budget() / TUNNEL_SHARE_DIVISOR).max(TUNNEL_SHARE_MIN)
     } else {
         // A backend's tunnels all carry its own kites: no one to protect.
         usize::MAX

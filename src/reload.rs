@@ -82,6 +82,7 @@ fn apply(eng: &mut Engine, mut new: Config) -> Result<(), ReloadError> {
         (Role::Backend(_), RoleConfig::Backend(be)) => backend::reload(eng, be)?,
         (_, wanted) => return Err(role_switch(wanted)),
     }
+    eng.pool.set_budget(common.buffer_budget);
     eng.config = common;
     Ok(())
 }

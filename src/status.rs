@@ -290,6 +290,13 @@ fn render(eng: &mut Engine, running: bool) -> (String, usize) {
     let _ = writeln!(out, "  \"streams\": {streams},");
     let _ = writeln!(out, "  \"bytes_in\": {total_in},");
     let _ = writeln!(out, "  \"bytes_out\": {total_out},");
+    let b = eng.pool.stats();
+    let _ = writeln!(
+        out,
+        "  \"buffers\": {{\"budget\": {}, \"held\": {}, \"pooled\": {}, \"peak\": {}, \
+         \"allocations\": {}, \"reuses\": {}, \"frees\": {}}},",
+        b.budget, b.held, b.pooled, b.peak, b.allocations, b.reuses, b.frees
+    );
     match last_error {
         Some((at, text)) => {
             let _ = writeln!(
@@ -321,6 +328,35 @@ mod tests {
         assert_eq!(json_str("plain"), "\"plain\"");
         assert_eq!(json_str("a\"b\\c\nd\u{1}"), "\"a\\\"b\\\\c\\nd\\u0001\"");
         assert_eq!(json_list(&["x".into(), "y".into()]), "[\"x\", \"y\"]");
+    }
+
+    #[test]
+    fn the_engine_pool_is_shown() {
+        let args = [
+            "--isfrontend",
+            "--host=127.0.0.1",
+            "--ports=0",
+            "--buffers=64",
+        ];
+        let Ok(crate::config::Parsed::Run(c)) = crate::config::parse(&args.map(String::from))
+        else {
+            panic!("a frontend configuration");
+        };
+        let mut eng = Engine::new(*c).expect("an engine");
+        let held = eng.pool.take(1);
+        eng.pool.take(1).recycle();
+        let (text, _) = render(&mut eng, true);
+        assert!(
+            text.contains(
+                "\n  \"buffers\": {\"budget\": 65536, \"held\": 16384, \"pooled\": 16384, \
+                 \"peak\": 32768, \"allocations\": 2, \"reuses\": 0, \"frees\": 0},\n"
+            ),
+            "{text}"
+        );
+        drop(held);
+        drop(eng);
+        // Engine::new took over the stop signals for this test process.
+        crate::signals::restore_defaults();
     }
 
     #[test]

@@ -13,7 +13,7 @@ use std::rc::Rc;
 use log::warn;
 use mio::Token;
 
-use crate::buf::Buf;
+use crate::buf::{Buf, Pool};
 use crate::engine::{Deadlines, Engine, TimerKind};
 use crate::net::{Failure, Io};
 use crate::proto::flow::{AckCounter, RECEIVE_LIMIT, SendWindow};
@@ -52,11 +52,13 @@ pub struct Stream {
     /// Its tunnel's count of what its streams hold, and this stream's part.
     pub(crate) tunnel_held: Option<Rc<Cell<usize>>>,
     counted_in_tunnel: usize,
+    /// Where its queue buffer comes from and its guard's bytes are counted.
+    pool: Pool,
 }
 
 impl Drop for Stream {
     fn drop(&mut self) {
-        crate::buf::count_held(self.guard_counted, 0);
+        self.pool.count_held(self.guard_counted, 0);
         if let Some(held) = &self.tunnel_held {
             held.set(held.get().saturating_sub(self.counted_in_tunnel));
         }
@@ -65,6 +67,7 @@ impl Drop for Stream {
 
 impl Stream {
     pub fn new(
+        pool: &Pool,
         transport: Transport,
         tunnel: Token,
         sid: u32,
@@ -91,6 +94,7 @@ impl Stream {
             guard_counted: 0,
             tunnel_held: None,
             counted_in_tunnel: 0,
+            pool: pool.clone(),
         }
     }
 
@@ -117,7 +121,7 @@ impl Stream {
     fn recount_guard(&mut self) {
         let now = self.rewrite.as_ref().map_or(0, |rw| rw.held_capacity());
         if now != self.guard_counted {
-            crate::buf::count_held(self.guard_counted, now);
+            self.pool.count_held(self.guard_counted, now);
             self.guard_counted = now;
         }
     }
@@ -198,7 +202,7 @@ impl Stream {
             };
             if !piece.is_empty() {
                 self.out
-                    .get_or_insert_with(|| Buf::pooled(piece.len()))
+                    .get_or_insert_with(|| self.pool.take(piece.len()))
                     .extend(piece);
             }
         }
