@@ -34,13 +34,7 @@ pub const SIGNAL_TOKEN: Token = Token(usize::MAX);
 /// Token of the waker that the name resolver uses.
 pub const WAKER_TOKEN: Token = Token(usize::MAX - 1);
 
-/// Readiness remembered from edge-triggered events. A bit is set by an event
-/// and cleared only when an operation reports WouldBlock (or EOF).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Ready {
-    pub read: bool,
-    pub write: bool,
-}
+pub use crate::net::Ready;
 
 /// Timers a connection can own; at most one deadline of each kind.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]

@@ -31,30 +31,16 @@ pub const INBAND_REFILL: Duration = Duration::from_secs(5);
 /// reconnecting backend names in X-PageKite-Replace.
 pub const MAX_SESSIONS: usize = 4;
 
-/// Why an in-band round is refused (the tunnel is then closed).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum RoundRefusal {
-    /// More rounds than [`UNAUTHENTICATED_ROUNDS`] without a kite.
-    Unauthenticated,
-    /// An authenticated tunnel over its round rate.
-    TooFast,
-}
+pub use crate::why::RoundRefusal;
 
-impl std::fmt::Display for RoundRefusal {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            RoundRefusal::Unauthenticated => write!(
-                f,
-                "more than {UNAUTHENTICATED_ROUNDS} in-band kite requests without a valid kite"
-            ),
-            RoundRefusal::TooFast => write!(
-                f,
-                "in-band kite requests faster than {INBAND_BURST} plus one per {} s",
-                INBAND_REFILL.as_secs()
-            ),
-        }
-    }
-}
+/// The refusals this guard gives, with its limits in them.
+const UNAUTHENTICATED: RoundRefusal = RoundRefusal::Unauthenticated {
+    rounds: UNAUTHENTICATED_ROUNDS,
+};
+const TOO_FAST: RoundRefusal = RoundRefusal::TooFast {
+    burst: INBAND_BURST,
+    refill_secs: INBAND_REFILL.as_secs(),
+};
 
 /// One tunnel's allowance of in-band kite rounds.
 #[derive(Debug)]
@@ -83,7 +69,7 @@ impl Rounds {
         if !authenticated {
             self.unauthenticated += 1;
             return if self.unauthenticated > UNAUTHENTICATED_ROUNDS {
-                Err(RoundRefusal::Unauthenticated)
+                Err(UNAUTHENTICATED)
             } else {
                 Ok(())
             };
@@ -96,7 +82,7 @@ impl Rounds {
             self.refilled = Some(now);
         }
         if self.tokens == 0 {
-            return Err(RoundRefusal::TooFast);
+            return Err(TOO_FAST);
         }
         self.tokens -= 1;
         Ok(())
@@ -157,7 +143,7 @@ mod tests {
         for _ in 0..UNAUTHENTICATED_ROUNDS {
             assert_eq!(r.take(false, now), Ok(()));
         }
-        assert_eq!(r.take(false, now), Err(RoundRefusal::Unauthenticated));
+        assert_eq!(r.take(false, now), Err(UNAUTHENTICATED));
     }
 
     #[test]
@@ -167,20 +153,14 @@ mod tests {
         for _ in 0..INBAND_BURST {
             assert_eq!(r.take(true, now), Ok(()));
         }
-        assert_eq!(r.take(true, now), Err(RoundRefusal::TooFast));
-        assert_eq!(
-            r.take(true, now + INBAND_REFILL / 2),
-            Err(RoundRefusal::TooFast)
-        );
+        assert_eq!(r.take(true, now), Err(TOO_FAST));
+        assert_eq!(r.take(true, now + INBAND_REFILL / 2), Err(TOO_FAST));
         assert_eq!(r.take(true, now + INBAND_REFILL), Ok(()));
-        assert_eq!(
-            r.take(true, now + INBAND_REFILL),
-            Err(RoundRefusal::TooFast)
-        );
+        assert_eq!(r.take(true, now + INBAND_REFILL), Err(TOO_FAST));
         let later = now + INBAND_REFILL * (2 * INBAND_BURST + 1);
         for _ in 0..INBAND_BURST {
             assert_eq!(r.take(true, later), Ok(()));
         }
-        assert_eq!(r.take(true, later), Err(RoundRefusal::TooFast));
+        assert_eq!(r.take(true, later), Err(TOO_FAST));
     }
 }

@@ -8,6 +8,14 @@ use std::fmt;
 use std::io::{self, Read, Write};
 use std::net::SocketAddr;
 
+/// Readiness remembered from edge-triggered events. A bit is set by an event
+/// and cleared only when an operation reports WouldBlock (or EOF).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Ready {
+    pub read: bool,
+    pub write: bool,
+}
+
 /// How a non-blocking read or write went.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Io {

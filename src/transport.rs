@@ -11,7 +11,7 @@ use std::net::Shutdown;
 
 use mio::net::TcpStream;
 
-use crate::engine::Ready;
+use crate::net::Ready;
 use crate::net::{self, Failure, Io};
 use crate::tls::{TLS_FAILURE, TlsError, TlsSession};
 

@@ -6,7 +6,6 @@
 
 use std::fmt;
 
-use crate::frontend::guard::RoundRefusal;
 use crate::net::Failure;
 use crate::proto::frame::FrameError;
 use crate::proto::handshake::HandshakeError;
@@ -166,6 +165,31 @@ impl std::fmt::Display for Limit {
             Limit::PerIp(n) => write!(f, "per-IP limit of {n} connections reached"),
             Limit::Acl(flag) => write!(f, "denied by {flag}"),
             Limit::Stopping => f.write_str("stopping"),
+        }
+    }
+}
+
+/// Why a frontend refuses a backend's in-band kite round (the tunnel is then
+/// closed), with the guard's limit that was passed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RoundRefusal {
+    /// More than `rounds` in-band requests without a valid kite.
+    Unauthenticated { rounds: u32 },
+    /// Requests faster than `burst` plus one per `refill_secs`.
+    TooFast { burst: u32, refill_secs: u64 },
+}
+
+impl std::fmt::Display for RoundRefusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RoundRefusal::Unauthenticated { rounds } => write!(
+                f,
+                "more than {rounds} in-band kite requests without a valid kite"
+            ),
+            RoundRefusal::TooFast { burst, refill_secs } => write!(
+                f,
+                "in-band kite requests faster than {burst} plus one per {refill_secs} s"
+            ),
         }
     }
 }
