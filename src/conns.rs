@@ -3,7 +3,10 @@
 //! is recognised and dropped; per-address counts of public connections
 //! (keyed by IPv4 address or IPv6 /64, see [`limit_key`]); and
 //! the run queue of connections to drive in this round or the next. Pure
-//! bookkeeping over `Conn` values; the reactor loop is `engine`'s.
+//! bookkeeping over any connection type (the table holds an entry's
+//! connection, or nothing while it is taken out to be driven, so a
+//! connection can't be found in two places at once); the reactor loop is
+//! `engine`'s, and what a connection is belongs to the roles.
 
 use std::collections::VecDeque;
 use std::net::{IpAddr, Ipv6Addr};
@@ -11,14 +14,17 @@ use std::net::{IpAddr, Ipv6Addr};
 use mio::Token;
 use slab::Slab;
 
-use crate::engine::Conn;
-
 /// Tokens pack a slab index and a generation, so an event or timer for a
 /// connection that was closed and whose slot was reused is recognised and
 /// dropped. 32-bit targets (MIPS routers) get 20 index bits.
 const INDEX_BITS: u32 = if usize::BITS >= 64 { 32 } else { 20 };
 const INDEX_MASK: usize = (1 << INDEX_BITS) - 1;
 const MAX_INDEX: usize = INDEX_MASK - 2;
+
+/// Token of the signal self-pipe (never a table entry's).
+pub const SIGNAL_TOKEN: Token = Token(usize::MAX);
+/// Token of the waker that the name resolver uses (never a table entry's).
+pub const WAKER_TOKEN: Token = Token(usize::MAX - 1);
 const GEN_MASK: u32 = if usize::BITS >= 64 {
     u32::MAX
 } else {
@@ -43,37 +49,48 @@ pub fn limit_key(ip: IpAddr) -> IpAddr {
     }
 }
 
-struct Entry {
+struct Entry<C> {
     generation: u32,
     /// In the run queue for this round.
     queued: bool,
     /// The public client's [`limit_key`], counted in `per_ip`.
     ip: Option<IpAddr>,
-    conn: Conn,
+    /// `None` while the connection is taken out to be driven.
+    conn: Option<C>,
 }
 
-/// The connection table.
-#[derive(Default)]
-pub struct Conns {
-    slab: Slab<Entry>,
+/// The connection table, of any connection type: the reactor's part knows
+/// nothing of what a connection is.
+pub struct Conns<C> {
+    slab: Slab<Entry<C>>,
     generations: Vec<u32>,
     /// Open public connections per client address (`--max_conns_per_ip`).
     per_ip: std::collections::HashMap<IpAddr, u32>,
 }
 
-impl Conns {
+impl<C> Default for Conns<C> {
+    fn default() -> Self {
+        Conns {
+            slab: Slab::new(),
+            generations: Vec::new(),
+            per_ip: std::collections::HashMap::new(),
+        }
+    }
+}
+
+impl<C> Conns<C> {
     /// The token the next insert will get (register the socket with it first).
     pub fn next_token(&self) -> Option<Token> {
         let index = self.slab.vacant_key();
         (index <= MAX_INDEX).then(|| pack(index, self.generations.get(index).copied().unwrap_or(0)))
     }
 
-    pub fn insert(&mut self, conn: Conn) -> Token {
+    pub fn insert(&mut self, conn: C) -> Token {
         self.insert_for(conn, None)
     }
 
     /// Inserts a public client's connection, counted against its address.
-    pub fn insert_for(&mut self, conn: Conn, ip: Option<IpAddr>) -> Token {
+    pub fn insert_for(&mut self, conn: C, ip: Option<IpAddr>) -> Token {
         let ip = ip.map(limit_key);
         if let Some(ip) = ip {
             *self.per_ip.entry(ip).or_default() += 1;
@@ -87,45 +104,44 @@ impl Conns {
             generation,
             queued: false,
             ip,
-            conn,
+            conn: Some(conn),
         });
         pack(index, generation)
     }
 
-    fn entry(&mut self, token: Token) -> Option<&mut Entry> {
+    fn entry(&mut self, token: Token) -> Option<&mut Entry<C>> {
         let (index, generation) = unpack(token);
         self.slab
             .get_mut(index)
             .filter(|e| e.generation & GEN_MASK == generation)
     }
 
-    pub fn get_mut(&mut self, token: Token) -> Option<&mut Conn> {
-        self.entry(token).map(|e| &mut e.conn)
+    /// The connection, unless the token is stale or it is taken out.
+    pub fn get_mut(&mut self, token: Token) -> Option<&mut C> {
+        self.entry(token).and_then(|e| e.conn.as_mut())
     }
 
     pub fn contains(&self, token: Token) -> bool {
         let (index, generation) = unpack(token);
-        self.slab.get(index).is_some_and(|e| {
-            e.generation & GEN_MASK == generation && !matches!(e.conn, Conn::Taken)
-        })
+        self.slab
+            .get(index)
+            .is_some_and(|e| e.generation & GEN_MASK == generation && e.conn.is_some())
     }
 
     /// Takes a connection out to drive it; [`Conns::put`] returns it.
-    pub fn take(&mut self, token: Token) -> Option<Conn> {
-        let entry = self.entry(token)?;
-        match entry.conn {
-            Conn::Taken => None,
-            _ => Some(std::mem::replace(&mut entry.conn, Conn::Taken)),
-        }
+    pub fn take(&mut self, token: Token) -> Option<C> {
+        self.entry(token)?.conn.take()
     }
 
-    pub fn put(&mut self, token: Token, conn: Conn) {
+    /// Returns a taken connection (a no-op if its entry was removed meanwhile).
+    pub fn put(&mut self, token: Token, conn: C) {
         if let Some(entry) = self.entry(token) {
-            entry.conn = conn;
+            entry.conn = Some(conn);
         }
     }
 
-    pub fn remove(&mut self, token: Token) -> Option<Conn> {
+    /// Forgets the entry; its connection, unless it is taken out right now.
+    pub fn remove(&mut self, token: Token) -> Option<C> {
         let (index, _) = unpack(token);
         self.entry(token)?;
         let entry = self.slab.remove(index);
@@ -133,7 +149,7 @@ impl Conns {
             *g = g.wrapping_add(1) & GEN_MASK;
         }
         self.uncount_key(entry.ip);
-        Some(entry.conn)
+        entry.conn
     }
 
     /// Stops counting a connection against its address: it turned out to
@@ -186,7 +202,7 @@ pub(crate) struct RunQueue {
 }
 
 impl RunQueue {
-    pub(crate) fn mark(&mut self, conns: &mut Conns, token: Token) {
+    pub(crate) fn mark<C>(&mut self, conns: &mut Conns<C>, token: Token) {
         if let Some(entry) = conns.entry(token) {
             if !entry.queued {
                 entry.queued = true;
@@ -199,7 +215,7 @@ impl RunQueue {
         self.next.push(token);
     }
 
-    pub(crate) fn pop(&mut self, conns: &mut Conns) -> Option<Token> {
+    pub(crate) fn pop<C>(&mut self, conns: &mut Conns<C>) -> Option<Token> {
         let token = self.now.pop_front()?;
         if let Some(entry) = conns.entry(token) {
             entry.queued = false;
@@ -208,14 +224,14 @@ impl RunQueue {
     }
 
     /// Moves what this round could not get to into the next round.
-    pub(crate) fn defer_rest(&mut self, conns: &mut Conns) {
+    pub(crate) fn defer_rest<C>(&mut self, conns: &mut Conns<C>) {
         while let Some(token) = self.pop(conns) {
             self.next.push(token);
         }
     }
 
     /// Starts a round: what was deferred is queued now.
-    pub(crate) fn begin_round(&mut self, conns: &mut Conns) {
+    pub(crate) fn begin_round<C>(&mut self, conns: &mut Conns<C>) {
         // Swap with the spare so neither list reallocates round after round.
         std::mem::swap(&mut self.next, &mut self.spare);
         for i in 0..self.spare.len() {
@@ -238,12 +254,11 @@ impl RunQueue {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::{SIGNAL_TOKEN, WAKER_TOKEN};
 
     #[test]
     fn run_queue_never_loses_a_connection() {
-        let mut conns = Conns::default();
-        let (a, b) = (conns.insert(Conn::Taken), conns.insert(Conn::Taken));
+        let mut conns: Conns<()> = Conns::default();
+        let (a, b) = (conns.insert(()), conns.insert(()));
         let mut q = RunQueue::default();
         q.mark(&mut conns, a);
         q.mark(&mut conns, a);
@@ -272,13 +287,13 @@ mod tests {
     #[test]
     fn per_ip_counts_key_ipv6_by_64_and_let_tunnels_go() {
         let ip = |s: &str| s.parse::<IpAddr>().unwrap();
-        let mut conns = Conns::default();
-        let a = conns.insert_for(Conn::Taken, Some(ip("2001:db8:1:2::1")));
-        let b = conns.insert_for(Conn::Taken, Some(ip("2001:db8:1:2:ffff:ffff:ffff:ffff")));
-        conns.insert_for(Conn::Taken, Some(ip("2001:db8:1:3::1")));
+        let mut conns: Conns<()> = Conns::default();
+        let a = conns.insert_for((), Some(ip("2001:db8:1:2::1")));
+        let b = conns.insert_for((), Some(ip("2001:db8:1:2:ffff:ffff:ffff:ffff")));
+        conns.insert_for((), Some(ip("2001:db8:1:3::1")));
         assert_eq!(conns.from_ip(ip("2001:db8:1:2::99")), 2, "one /64");
         assert_eq!(conns.from_ip(ip("2001:db8:1:3::")), 1, "the next /64");
-        conns.insert_for(Conn::Taken, Some(ip("::ffff:192.0.2.1")));
+        conns.insert_for((), Some(ip("::ffff:192.0.2.1")));
         assert_eq!(conns.from_ip(ip("192.0.2.1")), 1, "mapped counts as IPv4");
         assert_eq!(conns.from_ip(ip("192.0.2.2")), 0, "IPv4 is per address");
         // A connection found to be a backend's tunnel stops counting, once.
@@ -294,11 +309,11 @@ mod tests {
 
     #[test]
     fn stale_tokens_are_rejected() {
-        let mut conns = Conns::default();
-        let a = conns.insert(Conn::Taken);
+        let mut conns: Conns<()> = Conns::default();
+        let a = conns.insert(());
         assert!(conns.get_mut(a).is_some());
         assert!(conns.remove(a).is_some());
-        let b = conns.insert(Conn::Taken);
+        let b = conns.insert(());
         assert_eq!(unpack(a).0, unpack(b).0, "the slot is reused");
         assert_ne!(a, b, "with a new generation");
         assert!(conns.get_mut(a).is_none());

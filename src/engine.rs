@@ -29,10 +29,7 @@ use crate::signals::Signals;
 use crate::timer::TimerQueue;
 pub use crate::why::Limit;
 
-/// Token of the signal self-pipe.
-pub const SIGNAL_TOKEN: Token = Token(usize::MAX);
-/// Token of the waker that the name resolver uses.
-pub const WAKER_TOKEN: Token = Token(usize::MAX - 1);
+pub use crate::conns::{SIGNAL_TOKEN, WAKER_TOKEN};
 
 pub use crate::net::Ready;
 
@@ -81,8 +78,6 @@ pub enum TimerKey {
 
 /// Everything that owns a socket.
 pub enum Conn {
-    /// Placeholder while the connection is being driven.
-    Taken,
     Listener(frontend::Listener),
     Sniff(public::Sniff),
     Reply(Reply),
@@ -94,7 +89,6 @@ pub enum Conn {
 impl Conn {
     fn ready_mut(&mut self) -> Option<&mut Ready> {
         match self {
-            Conn::Taken => None,
             Conn::Listener(l) => Some(&mut l.ready),
             Conn::Sniff(s) => Some(&mut s.transport.ready),
             Conn::Reply(r) => Some(&mut r.transport.ready),
@@ -105,7 +99,7 @@ impl Conn {
 
     pub fn deadlines_mut(&mut self) -> Option<&mut Deadlines> {
         match self {
-            Conn::Taken | Conn::Listener(_) => None,
+            Conn::Listener(_) => None,
             Conn::Sniff(s) => Some(&mut s.deadlines),
             Conn::Reply(r) => Some(&mut r.deadlines),
             Conn::Tunnel(t) => Some(&mut t.deadlines),
@@ -141,7 +135,7 @@ const FINAL_FLUSH: Duration = Duration::from_secs(2);
 
 pub struct Engine {
     pub poll: Poll,
-    pub conns: Conns,
+    pub conns: Conns<Conn>,
     pub timers: TimerQueue<TimerKey>,
     pub now: Instant,
     /// The settings every role reads; each role keeps its own.
@@ -462,7 +456,6 @@ impl Engine {
             Conn::Reply(r) => reply::drive_reply(self, token, r),
             Conn::Tunnel(t) => relay::drive_tunnel(self, token, t),
             Conn::Stream(s) => relay::drive_stream(self, token, s),
-            Conn::Taken => None,
         };
         self.settle(token, conn);
     }
