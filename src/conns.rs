@@ -21,6 +21,11 @@ const INDEX_BITS: u32 = if usize::BITS >= 64 { 32 } else { 20 };
 const INDEX_MASK: usize = (1 << INDEX_BITS) - 1;
 const MAX_INDEX: usize = INDEX_MASK - 2;
 
+/// Index part of a token, for log prefixes (`[t12]`, `[s7]`).
+pub fn tag(token: Token) -> usize {
+    token.0 & INDEX_MASK
+}
+
 /// Token of the signal self-pipe (never a table entry's).
 pub const SIGNAL_TOKEN: Token = Token(usize::MAX);
 /// Token of the waker that the name resolver uses (never a table entry's).

@@ -33,33 +33,7 @@ pub use crate::conns::{SIGNAL_TOKEN, WAKER_TOKEN};
 
 pub use crate::net::Ready;
 
-/// Timers a connection can own; at most one deadline of each kind.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-pub enum TimerKind {
-    /// Give up on a connection that makes no progress (sniffing, replies,
-    /// handshakes, local connects).
-    Deadline = 0,
-    /// Tunnel keepalive check.
-    Keepalive = 1,
-    /// Retry I/O after ENOBUFS/ENOMEM.
-    Starved = 2,
-}
-
-const TIMER_KINDS: usize = 3;
-
-/// Per-connection armed deadlines (lazy cancellation: a popped entry counts
-/// only if it still matches).
-#[derive(Clone, Copy, Debug, Default)]
-pub struct Deadlines([Option<Instant>; TIMER_KINDS]);
-
-impl Deadlines {
-    pub fn get(&self, kind: TimerKind) -> Option<Instant> {
-        self.0[kind as usize]
-    }
-    pub fn clear(&mut self, kind: TimerKind) {
-        self.0[kind as usize] = None;
-    }
-}
+pub use crate::timer::{Deadlines, TimerKind};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum TimerKey {
@@ -298,7 +272,7 @@ impl Engine {
     /// Arms a connection timer, replacing any earlier deadline of that kind.
     pub fn arm(&mut self, token: Token, kind: TimerKind, at: Instant) {
         if let Some(d) = self.conns.get_mut(token).and_then(Conn::deadlines_mut) {
-            d.0[kind as usize] = Some(at);
+            d.set(kind, at);
             self.timers.arm(at, TimerKey::Conn(token.0, kind));
         }
     }
@@ -311,7 +285,7 @@ impl Engine {
         kind: TimerKind,
         at: Instant,
     ) {
-        deadlines.0[kind as usize] = Some(at);
+        deadlines.set(kind, at);
         self.timers.arm(at, TimerKey::Conn(token.0, kind));
     }
 

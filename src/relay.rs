@@ -12,7 +12,7 @@ use std::cell::Cell;
 use std::collections::HashMap;
 use std::net::{Shutdown, SocketAddr};
 use std::rc::Rc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use log::{debug, info, trace};
 use mio::Token;
@@ -61,16 +61,12 @@ const TUNNEL_SHARE_DIVISOR: usize = 8;
 /// ...but never less than this: a share of a few stream windows would stall
 /// every download of a tenant behind its slowest visitors.
 const TUNNEL_SHARE_MIN: usize = 4 * 1024 * 1024;
-/// Back-off after ENOBUFS/ENOMEM.
-pub(crate) const STARVED_BACKOFF: Duration = Duration::from_millis(50);
+pub(crate) use crate::stream::{RUN, STARVED_BACKOFF};
 
 use crate::why::ProtocolError;
 pub use crate::why::Why;
 
-/// Index part of a token, for log prefixes.
-pub fn tag(token: Token) -> usize {
-    token.0 & 0xfffff
-}
+pub use crate::conns::tag;
 
 /// Where a tunnel is in its life.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -330,9 +326,6 @@ pub fn process_frames(eng: &mut Engine, token: Token, t: &mut Tunnel) -> Result<
         }
     }
 }
-
-/// Chunks delivered in one writev at most.
-pub(crate) const RUN: usize = 8;
 
 /// A chunk that only carries data for a stream.
 fn is_plain_data(f: &Frame<'_>) -> bool {

@@ -128,10 +128,12 @@ pub fn drive_stream(eng: &mut Engine, token: Token, mut s: Stream) -> Option<Con
             }
         }
     }
-    let flushed = s.flush(eng, token);
+    let flushed = s.flush(eng.now);
     s.sync_held();
-    if let Err(why) = flushed {
-        return close_stream(eng, token, s, why);
+    match flushed {
+        Err(why) => return close_stream(eng, token, s, why),
+        Ok(Some(at)) => eng.arm_taken(token, &mut s.deadlines, TimerKind::Starved, at),
+        Ok(None) => {}
     }
     let tunnel = s.tunnel;
     let now = eng.now;

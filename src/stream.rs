@@ -9,19 +9,26 @@
 use std::cell::Cell;
 use std::io::IoSlice;
 use std::rc::Rc;
+use std::time::{Duration, Instant};
 
 use log::warn;
 use mio::Token;
 
 use crate::buf::{Buf, Pool};
-use crate::engine::{Deadlines, Engine, TimerKind};
+use crate::conns::tag;
 use crate::net::{Failure, Io};
 use crate::proto::flow::{AckCounter, RECEIVE_LIMIT, SendWindow};
 use crate::proto::frame::Eof;
 use crate::proto::http::RequestRewriter;
 use crate::proto::stream::Ends;
-use crate::relay::{RUN, STARVED_BACKOFF, Why, failure, tag};
+use crate::timer::Deadlines;
 use crate::transport::Transport;
+use crate::why::Why;
+
+/// Chunks delivered in one writev at most.
+pub(crate) const RUN: usize = 8;
+/// Back-off after ENOBUFS/ENOMEM.
+pub(crate) const STARVED_BACKOFF: Duration = Duration::from_millis(50);
 
 /// Bytes and state of one relayed connection (public or local socket).
 pub struct Stream {
@@ -284,14 +291,18 @@ impl Stream {
     }
 
     /// Writes queued data; frees the buffer once empty; shuts the write side
-    /// if the peer is done sending. Err on socket failure.
-    pub(crate) fn flush(&mut self, eng: &mut Engine, token: Token) -> Result<(), Why> {
+    /// if the peer is done sending. Err on socket failure; `Ok(Some(at))`
+    /// when the kernel was short of memory (ENOBUFS/ENOMEM): the caller arms
+    /// the `Starved` timer for `at` and the write is retried then.
+    pub(crate) fn flush(&mut self, now: Instant) -> Result<Option<Instant>, Why> {
         if self.connecting {
-            return Ok(());
+            return Ok(None);
         }
         if self.transport.has_pending() {
             let outcome = self.transport.flush();
-            self.check(token, eng, outcome)?;
+            if let Some(at) = self.check(now, outcome)? {
+                return Ok(Some(at));
+            }
         }
         while let Some(out) = self.out.as_mut() {
             if out.is_empty() {
@@ -306,7 +317,9 @@ impl Stream {
                     self.acks.on_written(n);
                 }
                 other => {
-                    self.check(token, eng, other)?;
+                    if let Some(at) = self.check(now, other)? {
+                        return Ok(Some(at));
+                    }
                     break;
                 }
             }
@@ -314,19 +327,15 @@ impl Stream {
         if self.out.is_none() && self.ends.drained() {
             self.transport.shutdown_write();
         }
-        Ok(())
+        Ok(None)
     }
 
     /// Turns an outcome that is not progress into what to do next.
-    fn check(&mut self, token: Token, eng: &mut Engine, outcome: Io) -> Result<(), Why> {
+    fn check(&mut self, now: Instant, outcome: Io) -> Result<Option<Instant>, Why> {
         match outcome {
-            Io::Done(_) | Io::WouldBlock => Ok(()),
-            Io::Starved => {
-                let at = eng.now + STARVED_BACKOFF;
-                eng.arm_taken(token, &mut self.deadlines, TimerKind::Starved, at);
-                Ok(())
-            }
-            Io::Failed(f) => Err(failure(&self.transport, f)),
+            Io::Done(_) | Io::WouldBlock => Ok(None),
+            Io::Starved => Ok(Some(now + STARVED_BACKOFF)),
+            Io::Failed(f) => Err(self.transport.failure(f).into()),
             Io::Eof => Err(Why::PeerClosed),
         }
     }

@@ -8,6 +8,38 @@ use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::time::Instant;
 
+/// Timers a connection can own; at most one deadline of each kind.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum TimerKind {
+    /// Give up on a connection that makes no progress (sniffing, replies,
+    /// handshakes, local connects).
+    Deadline = 0,
+    /// Tunnel keepalive check.
+    Keepalive = 1,
+    /// Retry I/O after ENOBUFS/ENOMEM.
+    Starved = 2,
+}
+
+const TIMER_KINDS: usize = 3;
+
+/// Per-connection armed deadlines (lazy cancellation: a popped entry counts
+/// only if it still matches).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Deadlines([Option<Instant>; TIMER_KINDS]);
+
+impl Deadlines {
+    pub fn get(&self, kind: TimerKind) -> Option<Instant> {
+        self.0[kind as usize]
+    }
+    pub fn clear(&mut self, kind: TimerKind) {
+        self.0[kind as usize] = None;
+    }
+    /// Records the deadline wanted for `kind` (the caller arms the queue).
+    pub fn set(&mut self, kind: TimerKind, at: Instant) {
+        self.0[kind as usize] = Some(at);
+    }
+}
+
 pub struct TimerQueue<K: Ord + Copy> {
     heap: BinaryHeap<Reverse<(Instant, u64, K)>>,
     seq: u64,
