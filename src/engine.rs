@@ -25,6 +25,8 @@ use crate::logging::Noise;
 use crate::public;
 use crate::relay::{self, Stream, Tunnel};
 use crate::reply::{self, Reply};
+use crate::transport::Transport;
+
 use crate::signals::Signals;
 use crate::timer::TimerQueue;
 pub use crate::why::Limit;
@@ -278,6 +280,33 @@ impl Engine {
     }
 
     /// Arms a timer on a connection that is taken out for driving.
+    /// Turns a connection (keeping its token and registration) into one
+    /// that writes `out`, lingers briefly for the client to read it, and
+    /// goes away.
+    pub fn start_reply(
+        &mut self,
+        token: Token,
+        transport: Transport,
+        out: Vec<u8>,
+    ) -> Option<Conn> {
+        let mut reply = Reply::new(transport, out);
+        let at = self.now + reply::REPLY_LINGER;
+        self.arm_taken(token, &mut reply.deadlines, TimerKind::Deadline, at);
+        self.mark_dirty(token);
+        Some(Conn::Reply(reply))
+    }
+
+    fn drive_reply(&mut self, token: Token, mut r: Reply) -> Option<Conn> {
+        match r.drive() {
+            reply::Step::Wait => Some(Conn::Reply(r)),
+            reply::Step::Again => {
+                self.mark_again(token);
+                Some(Conn::Reply(r))
+            }
+            reply::Step::Done => None,
+        }
+    }
+
     pub fn arm_taken(
         &mut self,
         token: Token,
@@ -397,7 +426,8 @@ impl Engine {
         };
         let conn = match conn {
             Conn::Sniff(s) => public::sniff_timeout(self, token, s),
-            Conn::Reply(r) => reply::reply_timeout(self, token, r),
+            // The linger is over: the reply had its chance.
+            Conn::Reply(_) => None,
             Conn::Tunnel(t) => relay::tunnel_timer(self, token, t, kind),
             Conn::Stream(s) => relay::stream_timer(self, token, s, kind),
             other => Some(other),
@@ -427,7 +457,7 @@ impl Engine {
         let conn = match conn {
             Conn::Listener(l) => frontend::drive_listener(self, token, l),
             Conn::Sniff(s) => public::drive_sniff(self, token, s),
-            Conn::Reply(r) => reply::drive_reply(self, token, r),
+            Conn::Reply(r) => self.drive_reply(token, r),
             Conn::Tunnel(t) => relay::drive_tunnel(self, token, t),
             Conn::Stream(s) => relay::drive_stream(self, token, s),
         };

@@ -26,7 +26,6 @@ use crate::proto::kite::{self, KiteKey};
 use crate::public;
 use crate::random;
 use crate::relay::{self, Phase, Side, Tunnel, TunnelCore, Why, tag};
-use crate::reply::Reply;
 use crate::tls::{Endpoint, Endpoints};
 use crate::transport::Transport;
 use crate::why::ProtocolError;
@@ -507,12 +506,7 @@ pub fn accept_tunnel(
             &Limit::Acl("--tunnel_acl"),
             &format!("a tunnel from {peer}"),
         );
-        return Reply::start(
-            eng,
-            token,
-            transport,
-            b"HTTP/1.0 403 Forbidden\r\n\r\n".to_vec(),
-        );
+        return eng.start_reply(token, transport, b"HTTP/1.0 403 Forbidden\r\n\r\n".to_vec());
     }
     let request = match handshake::parse_request(head) {
         Ok(r) => r,
@@ -522,8 +516,7 @@ pub fn accept_tunnel(
                 Level::Warn,
                 format_args!("[t{} {peer}] bad tunnel request: {e}", tag(token)),
             );
-            return Reply::start(
-                eng,
+            return eng.start_reply(
                 token,
                 transport,
                 b"HTTP/1.0 503 Unavailable\r\n\r\n".to_vec(),

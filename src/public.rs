@@ -31,7 +31,6 @@ use crate::proto::kite;
 use crate::proto::pages::{self, Side as PageSide};
 use crate::proto::sniff::{self, Sniff as Sniffed};
 use crate::relay::{self, CHUNK_BODY, Stream, tag};
-use crate::reply::Reply;
 use crate::tls::TlsSession;
 use crate::transport::Transport;
 use crate::why::Limit;
@@ -307,10 +306,10 @@ fn step(eng: &mut Engine, token: Token, mut s: Sniff) -> Next {
         Sniffed::Ping { .. } => {
             debug!("[p{} {}] answered a relay ping", tag(token), s.peer);
             let reply = pages::ping_reply(frontend::uuid(eng));
-            Next::Done(Reply::start(eng, token, s.transport, reply))
+            Next::Done(eng.start_reply(token, s.transport, reply))
         }
         Sniffed::PingMethod { path, .. } => {
-            Next::Done(Reply::start(eng, token, s.transport, pages::pong(&path)))
+            Next::Done(eng.start_reply(token, s.transport, pages::pong(&path)))
         }
         Sniffed::Tunnel { head_len } => {
             // A backend, not a visitor: `--max_conns_per_ip` is for visitors,
@@ -350,7 +349,7 @@ fn step(eng: &mut Engine, token: Token, mut s: Sniff) -> Next {
                         ),
                     );
                     let page = pages::no_host(frontend::uuid(eng));
-                    Next::Done(Reply::start(eng, token, s.transport, page))
+                    Next::Done(eng.start_reply(token, s.transport, page))
                 }
                 Some(host) => {
                     if let Role::Frontend(fe) = &mut eng.role {
@@ -401,8 +400,7 @@ fn connect(
                 s.peer
             ),
         );
-        return Next::Done(Reply::start(
-            eng,
+        return Next::Done(eng.start_reply(
             token,
             s.transport,
             pages::CONNECT_UNAVAILABLE.to_vec(),
@@ -480,12 +478,7 @@ fn tls(eng: &mut Engine, token: Token, mut s: Sniff, sni: Option<String>) -> Nex
                 name.as_deref().unwrap_or("(no SNI)")
             ),
         );
-        return Next::Done(Reply::start(
-            eng,
-            token,
-            s.transport,
-            pages::TLS_ALERT.to_vec(),
-        ));
+        return Next::Done(eng.start_reply(token, s.transport, pages::TLS_ALERT.to_vec()));
     };
     let endpoint_name = endpoint.name.clone();
     let session = TlsSession::server(endpoint).and_then(|mut session| {
@@ -623,10 +616,10 @@ fn route(eng: &mut Engine, token: Token, s: Sniff, proto: &str, host: &str) -> O
 /// TLS, the `(fe)` 503 page for anything else.
 fn refuse(eng: &mut Engine, token: Token, s: Sniff, proto: &str, host: &str) -> Option<Conn> {
     if proto == "https" {
-        return Reply::start(eng, token, s.transport, pages::TLS_ALERT.to_vec());
+        return eng.start_reply(token, s.transport, pages::TLS_ALERT.to_vec());
     }
     let uuid = frontend::uuid(eng);
     let frame = eng.config.error_urls.frame_for(host);
     let page = pages::unavailable_framed(PageSide::Frontend, "http", host, uuid, frame);
-    Reply::start(eng, token, s.transport, page)
+    eng.start_reply(token, s.transport, page)
 }

@@ -5,14 +5,12 @@
 
 use std::time::Duration;
 
-use mio::Token;
-
-use crate::engine::{Conn, Deadlines, Engine, TimerKind};
 use crate::net::Io;
+use crate::timer::Deadlines;
 use crate::transport::Transport;
 
 /// How long the socket lingers for the client to read the reply.
-const REPLY_LINGER: Duration = Duration::from_secs(2);
+pub const REPLY_LINGER: Duration = Duration::from_secs(2);
 
 /// A socket that gets a fixed reply (error page, ping answer, alert), then
 /// lingers briefly so closing doesn't reset the reply away.
@@ -23,63 +21,64 @@ pub struct Reply {
     sent: usize,
 }
 
+/// What a reply connection needs after being driven.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Step {
+    /// Waiting for the socket (or the linger deadline).
+    Wait,
+    /// More to read right away: drive it again this round.
+    Again,
+    /// Written and closed by the client, or failed: close it.
+    Done,
+}
+
 impl Reply {
-    /// Turns a connection (keeping its token and registration) into one
-    /// that writes `out` and goes away.
-    pub fn start(
-        eng: &mut Engine,
-        token: Token,
-        transport: Transport,
-        out: Vec<u8>,
-    ) -> Option<Conn> {
-        let mut reply = Reply {
+    /// A connection (keeping its token and registration) that writes `out`
+    /// and goes away; the caller arms its `Deadline` for the linger.
+    pub fn new(transport: Transport, out: Vec<u8>) -> Reply {
+        Reply {
             transport,
             deadlines: Deadlines::default(),
             out,
             sent: 0,
-        };
-        let at = eng.now + REPLY_LINGER;
-        eng.arm_taken(token, &mut reply.deadlines, TimerKind::Deadline, at);
-        eng.mark_dirty(token);
-        Some(Conn::Reply(reply))
+        }
     }
-}
 
-pub fn drive_reply(eng: &mut Engine, token: Token, mut r: Reply) -> Option<Conn> {
-    while r.sent < r.out.len() {
-        match r.transport.write(r.out.get(r.sent..).unwrap_or_default()) {
-            Io::Done(n) => {
-                r.sent += n;
-                if r.sent == r.out.len() {
-                    r.transport.shutdown_write();
+    /// Writes the reply, then reads and drops what the client still sends.
+    pub fn drive(&mut self) -> Step {
+        let r = self;
+        while r.sent < r.out.len() {
+            match r.transport.write(r.out.get(r.sent..).unwrap_or_default()) {
+                Io::Done(n) => {
+                    r.sent += n;
+                    if r.sent == r.out.len() {
+                        r.transport.shutdown_write();
+                    }
                 }
+                Io::WouldBlock => break,
+                _ => return Step::Done,
             }
-            Io::WouldBlock => break,
-            _ => return None,
         }
-    }
-    if r.transport.has_pending() && matches!(r.transport.flush(), Io::Failed(_)) {
-        return None;
-    }
-    // Read and drop what the client still sends until it closes, so the
-    // kernel does not answer unread data with a reset.
-    let mut sink = [0u8; 4096];
-    for _ in 0..16 {
-        if !r.transport.can_read() {
-            return Some(Conn::Reply(r));
+        if r.transport.has_pending() && matches!(r.transport.flush(), Io::Failed(_)) {
+            return Step::Done;
         }
-        match r.transport.read(&mut sink) {
-            Io::Done(_) => {}
-            Io::WouldBlock => return Some(Conn::Reply(r)),
-            Io::Eof if r.sent == r.out.len() && !r.transport.has_pending() => return None,
-            Io::Eof => r.transport.ready.read = false,
-            _ => return None,
+        // Read and drop what the client still sends until it closes, so the
+        // kernel does not answer unread data with a reset.
+        let mut sink = [0u8; 4096];
+        for _ in 0..16 {
+            if !r.transport.can_read() {
+                return Step::Wait;
+            }
+            match r.transport.read(&mut sink) {
+                Io::Done(_) => {}
+                Io::WouldBlock => return Step::Wait,
+                Io::Eof if r.sent == r.out.len() && !r.transport.has_pending() => {
+                    return Step::Done;
+                }
+                Io::Eof => r.transport.ready.read = false,
+                _ => return Step::Done,
+            }
         }
+        Step::Again
     }
-    eng.mark_again(token);
-    Some(Conn::Reply(r))
-}
-
-pub fn reply_timeout(_: &mut Engine, _: Token, _: Reply) -> Option<Conn> {
-    None
 }
