@@ -429,16 +429,8 @@ pub fn drive_handshake(eng: &mut Engine, token: Token, t: &mut Tunnel) -> Result
         return fleet::drive_probe(eng, token, t);
     }
     if t.core.phase == Phase::Dialing {
-        if !t.transport.ready.write {
+        if !t.dial_finished()? {
             return Ok(());
-        }
-        match connected(&t.transport.sock) {
-            Ok(false) => {
-                t.transport.ready.write = false;
-                return Ok(());
-            }
-            Ok(true) => {}
-            Err(f) => return Err(Why::Failed(f)),
         }
         let host = slot_host(eng, &t.core);
         match state(eng).and_then(|be| be.tls.as_ref()) {
@@ -552,19 +544,6 @@ fn send_request(eng: &mut Engine, token: Token, t: &mut Tunnel) {
         t.core.peer,
         if t.transport.is_tls() { " (TLS)" } else { "" }
     );
-}
-
-/// Whether a non-blocking connect has finished (mio's recipe).
-pub(crate) fn connected(sock: &TcpStream) -> Result<bool, Failure> {
-    if let Ok(Some(e)) | Err(e) = sock.take_error() {
-        return Err(Failure::from(&e));
-    }
-    match sock.peer_addr() {
-        Ok(_) => Ok(true),
-        Err(e) if e.kind() == std::io::ErrorKind::NotConnected => Ok(false),
-        Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => Ok(false),
-        Err(e) => Err(Failure::from(&e)),
-    }
 }
 
 /// Our kite lines: answers to stored challenges where we have them, first

@@ -300,16 +300,8 @@ fn start_probe(
 /// A ping connection's steps: connect, ask, read the answer, close.
 pub(super) fn drive_probe(eng: &mut Engine, token: Token, t: &mut Tunnel) -> Result<(), Why> {
     if t.core.phase == Phase::Dialing {
-        if !t.transport.ready.write {
+        if !t.dial_finished()? {
             return Ok(());
-        }
-        match connected(&t.transport.sock) {
-            Ok(false) => {
-                t.transport.ready.write = false;
-                return Ok(());
-            }
-            Ok(true) => {}
-            Err(f) => return Err(Why::Failed(f)),
         }
         t.core.out.extend(policy::PING_REQUEST);
         t.core.phase = Phase::AwaitingReply;

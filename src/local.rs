@@ -247,7 +247,7 @@ pub fn finish_local_connect(token: Token, s: &mut Stream) -> Result<bool, Why> {
     if !s.transport.ready.write {
         return Ok(false);
     }
-    match crate::backend::connected(&s.transport.sock) {
+    match crate::net::connected(&s.transport.sock) {
         Ok(true) => {
             s.connecting = false;
             s.deadlines.clear(TimerKind::Deadline);

@@ -152,6 +152,19 @@ pub fn is_fd_exhaustion(e: &io::Error) -> bool {
     matches!(e.raw_os_error(), Some(libc::EMFILE) | Some(libc::ENFILE))
 }
 
+/// Whether a non-blocking connect has finished (mio's recipe).
+pub fn connected(sock: &mio::net::TcpStream) -> Result<bool, Failure> {
+    if let Ok(Some(e)) | Err(e) = sock.take_error() {
+        return Err(Failure::from(&e));
+    }
+    match sock.peer_addr() {
+        Ok(_) => Ok(true),
+        Err(e) if e.kind() == std::io::ErrorKind::NotConnected => Ok(false),
+        Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => Ok(false),
+        Err(e) => Err(Failure::from(&e)),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
