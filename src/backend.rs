@@ -309,27 +309,7 @@ fn connect(eng: &mut Engine, slot: usize, addr: SocketAddr) {
             return retry_later(eng, slot, &format!("cannot connect to {addr}: {e}"), retry);
         }
     };
-    let _ = sock.set_nodelay(true);
-    let info = TunnelInfo {
-        slot,
-        addkites: false,
-        live: Vec::new(),
-        signed: false,
-        probe: false,
-    };
-    let keepalive = Keepalive::new(eng.config.keepalive, eng.now);
-    let pool = eng.pool.clone();
-    let added = eng.add(sock, |sock, _| {
-        Conn::Tunnel(Box::new(Tunnel::new(
-            &pool,
-            Transport::plain(sock),
-            addr,
-            Phase::Dialing,
-            Side::Backend(info),
-            keepalive,
-        )))
-    });
-    let token = match added {
+    let token = match add_dialing(eng, sock, addr, slot, false) {
         Ok(token) => token,
         Err(e) => {
             return retry_later(
@@ -345,6 +325,37 @@ fn connect(eng: &mut Engine, slot: usize, addr: SocketAddr) {
         s.state = SlotState::Connected(token);
     }
     debug!("[t{}] connecting to frontend {addr}", tag(token));
+}
+
+/// Watches a connect in progress as a backend tunnel in `Dialing`: one to
+/// a frontend's `slot`, or a fleet ping (`probe`, no slot).
+fn add_dialing(
+    eng: &mut Engine,
+    sock: TcpStream,
+    addr: SocketAddr,
+    slot: usize,
+    probe: bool,
+) -> std::io::Result<Token> {
+    let _ = sock.set_nodelay(true);
+    let info = TunnelInfo {
+        slot,
+        addkites: false,
+        live: Vec::new(),
+        signed: false,
+        probe,
+    };
+    let keepalive = Keepalive::new(eng.config.keepalive, eng.now);
+    let pool = eng.pool.clone();
+    eng.add(sock, |sock, _| {
+        Conn::Tunnel(Box::new(Tunnel::new(
+            &pool,
+            Transport::plain(sock),
+            addr,
+            Phase::Dialing,
+            Side::Backend(info),
+            keepalive,
+        )))
+    })
 }
 
 /// How soon to try a frontend again.

@@ -257,27 +257,7 @@ fn start_probe(
     second: bool,
 ) -> Result<(), ProbeError> {
     let sock = TcpStream::connect(addr).map_err(|e| ProbeError::Connect(e.to_string()))?;
-    let _ = sock.set_nodelay(true);
-    let info = TunnelInfo {
-        slot: usize::MAX,
-        addkites: false,
-        live: Vec::new(),
-        signed: false,
-        probe: true,
-    };
-    let keepalive = Keepalive::new(eng.config.keepalive, eng.now);
-    let pool = eng.pool.clone();
-    let token = eng
-        .add(sock, |sock, _| {
-            Conn::Tunnel(Box::new(Tunnel::new(
-                &pool,
-                Transport::plain(sock),
-                addr,
-                Phase::Dialing,
-                Side::Backend(info),
-                keepalive,
-            )))
-        })
+    let token = add_dialing(eng, sock, addr, usize::MAX, true)
         .map_err(|e| ProbeError::Connect(e.to_string()))?;
     eng.arm(token, TimerKind::Deadline, eng.now + PROBE_TIMEOUT);
     let started = eng.now;
