@@ -82,8 +82,8 @@ impl fmt::Display for ProbeError {
 /// line) the way pagekite.py does.
 pub fn parse_pong(head: &[u8]) -> Result<Pong, ProbeError> {
     let text = String::from_utf8_lossy(head);
-    let mut lines = text.split('\n').map(|l| l.trim_end_matches('\r'));
-    let status = lines.next().unwrap_or_default();
+    let status = text.split('\n').next().unwrap_or_default();
+    let status = status.trim_end_matches('\r');
     if !status.starts_with(PONG_STATUS) {
         let shown: String = status.chars().take(80).collect();
         return Err(ProbeError::NotARelay(format!("{shown:?}")));
@@ -92,20 +92,19 @@ pub fn parse_pong(head: &[u8]) -> Result<Pong, ProbeError> {
         uuid: None,
         overloaded: false,
     };
-    for line in lines {
-        let Some((name, value)) = line.split_once(':') else {
-            continue;
-        };
-        let name = name.trim();
-        if name.eq_ignore_ascii_case("X-PageKite-UUID") {
-            let value = value.split_whitespace().next().unwrap_or_default();
+    for (name, value) in super::sniff::headers(head) {
+        if name.eq_ignore_ascii_case(b"X-PageKite-UUID") {
+            let value = value
+                .split(|b| b.is_ascii_whitespace())
+                .next()
+                .unwrap_or_default();
             let plain = value
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b));
+                .iter()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(b));
             if !value.is_empty() && value.len() <= MAX_UUID && plain {
-                pong.uuid = Some(value.to_string());
+                pong.uuid = Some(String::from_utf8_lossy(value).into_owned());
             }
-        } else if name.eq_ignore_ascii_case("X-PageKite-Overloaded") {
+        } else if name.eq_ignore_ascii_case(b"X-PageKite-Overloaded") {
             pong.overloaded = true;
         }
     }

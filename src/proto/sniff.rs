@@ -138,8 +138,9 @@ pub fn normalize_host(raw: &str) -> Option<String> {
     (valid && !host.is_empty() && host.len() <= 253).then(|| host.to_string())
 }
 
-/// The `(name, value)` pairs of a request head, after the request line and
-/// up to its blank line, values trimmed: the one lenient HTTP header reader
+/// The `(name, value)` pairs of a request (or response) head, after its
+/// first line and up to its blank line, values trimmed: the one lenient
+/// HTTP header reader
 /// (the request guard's strict judge is `http_head`). Lines that are not
 /// `name: value` are skipped: a name with whitespace in it (an obs-fold
 /// continuation, or `Host : x`) is not a header any HTTP/1.1 server may
