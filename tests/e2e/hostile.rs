@@ -315,6 +315,9 @@ fn peer_strings_with_control_bytes_are_logged_escaped() {
     s.write_all(request.as_bytes()).expect("send");
     assert!(closed_within(&mut s, T), "the rejected tunnel is closed");
     fe.wait_for("red.example.test rejected", T);
+    // The version is in the line after the rejection: wait for it too (the
+    // log reader may not have reached it yet).
+    fe.wait_for(r"1.0\rFAKE\x1b[2J", T);
     assert_no_raw_control_bytes(&fe);
     assert!(
         fe.contains(r"evil\x1b[31mred.example.test"),
