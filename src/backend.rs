@@ -14,7 +14,8 @@ use mio::net::TcpStream;
 use mio::{Registry, Token};
 
 use crate::config::{BackendSettings, ServiceKite};
-use crate::engine::{Conn, Engine, Fatal, Role, TimerKey, TimerKind};
+use crate::conn::{AppTimer, Conn, Cx};
+use crate::engine::{Fatal, TimerKind};
 use crate::logging::{self, Noise};
 use crate::net::{Failure, Io};
 use crate::proto::frame::{self, Frame};
@@ -24,7 +25,7 @@ use crate::proto::kite::{self, KiteKey};
 use crate::proto::options::KiteOptions;
 use crate::proto::status_line;
 use crate::random;
-use crate::relay::{self, Phase, Side, Tunnel, TunnelCore, Why, tag};
+use crate::relay::{self, Hooks, Phase, Side, Tunnel, TunnelCore, Why, tag};
 use crate::resolve::Resolver;
 use crate::tls::TlsSession;
 use crate::transport::Transport;
@@ -37,9 +38,11 @@ const BACKOFF_MAX: Duration = Duration::from_secs(60);
 
 pub const VERSION: &str = concat!("rkite-", env!("CARGO_PKG_VERSION"));
 
+pub use crate::tunnel::BackendTunnel as TunnelInfo;
+
 #[path = "backend_control.rs"]
 mod control;
-pub use control::{frontend_name, reconnect_now, reload, settings};
+pub use control::{frontend_name, reconnect_now, reload};
 #[path = "fleet.rs"]
 mod fleet;
 pub(crate) use fleet::status as fleet_status;
@@ -58,7 +61,7 @@ pub struct State {
     /// `proto[-port]:domain` → index into `settings.kites`.
     services: HashMap<KiteKey, usize>,
     resolver: Resolver,
-    uuid: String,
+    pub(crate) uuid: String,
     stopped: bool,
     /// `--frontends=N:NAME:PORT`: the relays measured and chosen.
     fleet: Option<fleet::Fleet>,
@@ -119,17 +122,6 @@ impl Slot {
             pool: false,
         }
     }
-}
-
-/// Backend bookkeeping of one tunnel.
-pub struct TunnelInfo {
-    slot: usize,
-    addkites: bool,
-    live: Vec<KiteKey>,
-    /// This connection already carried signed answers.
-    signed: bool,
-    /// A `--frontends` ping, not a tunnel (see `fleet`).
-    probe: bool,
 }
 
 impl TunnelInfo {
@@ -199,12 +191,11 @@ impl State {
 
 /// The local service (and its options) for a new stream (§4.1 order).
 pub(crate) fn service(
-    eng: &mut Engine,
+    be: &State,
     proto: &str,
     host: &str,
     port: Option<u16>,
 ) -> Option<(ServiceKite, KiteOptions)> {
-    let be = state(eng)?;
     let i = kite::find_for_backend(proto, host, port, |k| be.services.get(k).copied())?;
     Some((
         be.settings.kites.get(i)?.clone(),
@@ -212,41 +203,27 @@ pub(crate) fn service(
     ))
 }
 
-/// The backend's id on its error pages.
-pub(crate) fn uuid(eng: &mut Engine) -> String {
-    state(eng).map(|be| be.uuid.clone()).unwrap_or_default()
-}
-
 /// Streams a backend may hold: every connection but its tunnels.
-pub(crate) fn streams_open(eng: &mut Engine) -> usize {
-    let tunnels = state(eng).map_or(0, |be| {
-        be.slots
-            .iter()
-            .filter(|s| matches!(s.state, SlotState::Connected(_)))
-            .count()
-            + be.fleet.as_ref().map_or(0, fleet::Fleet::probes)
-    });
+pub(crate) fn streams_open(eng: &Cx, be: &State) -> usize {
+    let tunnels = be
+        .slots
+        .iter()
+        .filter(|s| matches!(s.state, SlotState::Connected(_)))
+        .count()
+        + be.fleet.as_ref().map_or(0, fleet::Fleet::probes);
     eng.conns.len().saturating_sub(tunnels)
 }
 
-fn state(eng: &mut Engine) -> Option<&mut State> {
-    match &mut eng.role {
-        Role::Backend(be) => Some(be),
-        Role::Frontend(_) => None,
-    }
-}
-
 /// Dials every frontend.
-pub fn start(eng: &mut Engine) {
-    let count = state(eng).map_or(0, |be| be.slots.len());
+pub fn start(eng: &mut Cx, be: &mut State) {
+    let count = be.slots.len();
     for slot in 0..count {
-        dial(eng, slot);
+        dial(eng, be, slot);
     }
-    fleet::check(eng);
+    fleet::check(be);
 }
 
-fn dial(eng: &mut Engine, slot: usize) {
-    let Some(be) = state(eng) else { return };
+fn dial(eng: &mut Cx, be: &mut State, slot: usize) {
     if be.stopped {
         return;
     }
@@ -256,7 +233,7 @@ fn dial(eng: &mut Engine, slot: usize) {
     match s.host.parse::<IpAddr>() {
         Ok(ip) => {
             let addr = SocketAddr::new(ip, s.port);
-            connect(eng, slot, addr);
+            connect(eng, be, slot, addr);
         }
         Err(_) => {
             // Names are looked up again on every attempt: a frontend that
@@ -269,15 +246,14 @@ fn dial(eng: &mut Engine, slot: usize) {
 }
 
 /// Resolver answers.
-pub fn on_wake(eng: &mut Engine) {
-    let Some(be) = state(eng) else { return };
+pub fn on_wake(eng: &mut Cx, be: &mut State) {
     let answers: Vec<_> = be.resolver.answers().collect();
     for (slot, generation, result) in answers {
         if fleet::owns(slot) {
-            fleet::on_resolved(eng, slot, generation, result);
+            fleet::on_resolved(eng, be, slot, generation, result);
             continue;
         }
-        let Some(s) = state(eng).and_then(|be| be.slots.get_mut(slot)) else {
+        let Some(s) = be.slots.get_mut(slot) else {
             continue;
         };
         if s.lookups != generation || s.state != SlotState::Resolving {
@@ -285,10 +261,17 @@ pub fn on_wake(eng: &mut Engine) {
         }
         let name = s.name();
         match result {
-            Ok(addrs) if !addrs.is_empty() => connect(eng, slot, addrs[0]),
-            Ok(_) => retry_later(eng, slot, &format!("{name} has no address"), Retry::BackOff),
+            Ok(addrs) if !addrs.is_empty() => connect(eng, be, slot, addrs[0]),
+            Ok(_) => retry_later(
+                eng,
+                be,
+                slot,
+                &format!("{name} has no address"),
+                Retry::BackOff,
+            ),
             Err(e) => retry_later(
                 eng,
+                be,
                 slot,
                 &format!("cannot resolve {name}: {e}"),
                 Retry::BackOff,
@@ -297,7 +280,7 @@ pub fn on_wake(eng: &mut Engine) {
     }
 }
 
-fn connect(eng: &mut Engine, slot: usize, addr: SocketAddr) {
+fn connect(eng: &mut Cx, be: &mut State, slot: usize, addr: SocketAddr) {
     let sock = match TcpStream::connect(addr) {
         Ok(sock) => sock,
         Err(e) => {
@@ -306,7 +289,13 @@ fn connect(eng: &mut Engine, slot: usize, addr: SocketAddr) {
             } else {
                 Retry::BackOff
             };
-            return retry_later(eng, slot, &format!("cannot connect to {addr}: {e}"), retry);
+            return retry_later(
+                eng,
+                be,
+                slot,
+                &format!("cannot connect to {addr}: {e}"),
+                retry,
+            );
         }
     };
     let token = match add_dialing(eng, sock, addr, slot, false) {
@@ -314,6 +303,7 @@ fn connect(eng: &mut Engine, slot: usize, addr: SocketAddr) {
         Err(e) => {
             return retry_later(
                 eng,
+                be,
                 slot,
                 &format!("cannot watch a connection to {addr}: {e}"),
                 Retry::BackOff,
@@ -321,7 +311,7 @@ fn connect(eng: &mut Engine, slot: usize, addr: SocketAddr) {
         }
     };
     eng.arm(token, TimerKind::Deadline, eng.now + HANDSHAKE_TIMEOUT);
-    if let Some(s) = state(eng).and_then(|be| be.slots.get_mut(slot)) {
+    if let Some(s) = be.slots.get_mut(slot) {
         s.state = SlotState::Connected(token);
     }
     debug!("[t{}] connecting to frontend {addr}", tag(token));
@@ -330,7 +320,7 @@ fn connect(eng: &mut Engine, slot: usize, addr: SocketAddr) {
 /// Watches a connect in progress as a backend tunnel in `Dialing`: one to
 /// a frontend's `slot`, or a fleet ping (`probe`, no slot).
 fn add_dialing(
-    eng: &mut Engine,
+    eng: &mut Cx,
     sock: TcpStream,
     addr: SocketAddr,
     slot: usize,
@@ -374,9 +364,8 @@ enum Retry {
 
 /// Schedules the next attempt after an exponentially growing, jittered
 /// pause (or soon, for a refused connection).
-fn retry_later(eng: &mut Engine, slot: usize, why: &str, retry: Retry) {
+fn retry_later(eng: &mut Cx, be: &mut State, slot: usize, why: &str, retry: Retry) {
     let now = eng.now;
-    let Some(be) = state(eng) else { return };
     let stopped = be.stopped;
     let Some(s) = be.slots.get_mut(slot) else {
         return;
@@ -409,7 +398,7 @@ fn retry_later(eng: &mut Engine, slot: usize, why: &str, retry: Retry) {
         warn!("{line}");
     }
     eng.note_error(&noted);
-    eng.timers.arm(at, TimerKey::Slot(slot));
+    eng.arm_app(at, AppTimer::Slot(slot));
 }
 
 /// 1 s, 2 s, 4 s ... up to 60 s, each ±20 % so restarted backends don't
@@ -421,35 +410,41 @@ fn backoff(failures: u32) -> Duration {
     base.mul_f64(0.8 + 0.4 * random::unit())
 }
 
-pub fn on_slot_timer(eng: &mut Engine, slot: usize, at: Instant) {
+pub fn on_slot_timer(eng: &mut Cx, be: &mut State, slot: usize, at: Instant) {
     if fleet::owns(slot) {
-        return fleet::on_timer(eng, at);
+        return fleet::on_timer(be, at);
     }
-    let due = state(eng)
-        .and_then(|be| be.slots.get(slot))
+    let due = be
+        .slots
+        .get(slot)
         .is_some_and(|s| s.state == SlotState::Waiting(at));
     if due {
-        dial(eng, slot);
+        dial(eng, be, slot);
     }
 }
 
 /// Connect completion, `CONNECT name:443` and TLS when configured, the
 /// request, the reply: until the tunnel is live.
-pub fn drive_handshake(eng: &mut Engine, token: Token, t: &mut Tunnel) -> Result<(), Why> {
+pub fn drive_handshake(
+    eng: &mut Cx,
+    be: &mut State,
+    token: Token,
+    t: &mut Tunnel,
+) -> Result<(), Why> {
     if matches!(&t.core.side, Side::Backend(info) if info.probe) {
-        return fleet::drive_probe(eng, token, t);
+        return fleet::drive_probe(eng, be, token, t);
     }
     if t.core.phase == Phase::Dialing {
         if !t.dial_finished()? {
             return Ok(());
         }
-        let host = slot_host(eng, &t.core);
-        match state(eng).and_then(|be| be.tls.as_ref()) {
-            None => send_request(eng, token, t),
+        let host = slot_host(be, &t.core);
+        match be.tls.as_ref() {
+            None => send_request(be, token, t),
             Some(tls) if tls.direct => {
                 let session = TlsSession::client(&tls.setup, tls.name_for(&host))?;
                 t.transport.start_tls(session);
-                send_request(eng, token, t);
+                send_request(be, token, t);
             }
             Some(tls) => {
                 // pagekite.py's way, which pagekite.py frontends understand:
@@ -467,14 +462,15 @@ pub fn drive_handshake(eng: &mut Engine, token: Token, t: &mut Tunnel) -> Result
         };
         let status = head.lines().next().unwrap_or("").to_string();
         if status_line::check_200(status.trim_end()).is_err() {
-            let name = state(eng)
-                .and_then(|be| be.tls.as_ref())
+            let name = be
+                .tls
+                .as_ref()
                 .and_then(|tls| tls.names.first().cloned())
                 .unwrap_or_default();
             return Err(ProtocolError::NoTlsEndpoint { name, status }.into());
         }
-        let host = slot_host(eng, &t.core);
-        let Some(tls) = state(eng).and_then(|be| be.tls.as_ref()) else {
+        let host = slot_host(be, &t.core);
+        let Some(tls) = be.tls.as_ref() else {
             return Ok(());
         };
         let mut session = TlsSession::client(&tls.setup, tls.name_for(&host))?;
@@ -483,7 +479,7 @@ pub fn drive_handshake(eng: &mut Engine, token: Token, t: &mut Tunnel) -> Result
         let n = t.inb.len();
         t.inb.consume(n);
         t.transport.start_tls(session);
-        send_request(eng, token, t);
+        send_request(be, token, t);
     }
     while t.core.phase == Phase::AwaitingReply {
         let Some(head) = read_head(t)? else {
@@ -501,10 +497,10 @@ pub fn drive_handshake(eng: &mut Engine, token: Token, t: &mut Tunnel) -> Result
         }
         t.core.phase = Phase::Live;
         t.deadlines.clear(TimerKind::Deadline);
-        apply_answers(eng, token, &mut t.core, &reply)?;
+        apply_answers(eng, be, token, &mut t.core, &reply)?;
         if t.core.phase == Phase::Live {
             relay::start_keepalive(eng, token, &mut t.core, &mut t.deadlines);
-            relay::process_frames(eng, token, t)?;
+            relay::process_frames(eng, be, token, t)?;
         }
     }
     Ok(())
@@ -535,11 +531,10 @@ fn read_head(t: &mut Tunnel) -> Result<Option<String>, Why> {
 }
 
 /// Queues the tunnel request (kites signed, with Replace if we had a session).
-fn send_request(eng: &mut Engine, token: Token, t: &mut Tunnel) {
+fn send_request(be: &mut State, token: Token, t: &mut Tunnel) {
     let Side::Backend(info) = &mut t.core.side else {
         return;
     };
-    let Some(be) = state(eng) else { return };
     let Some(slot) = be.slots.get_mut(info.slot) else {
         return;
     };
@@ -587,7 +582,8 @@ fn signed_lines(
 
 /// Acts on the frontend's answers (from the reply head or a NOOP chunk).
 fn apply_answers(
-    eng: &mut Engine,
+    eng: &mut Cx,
+    be: &mut State,
     token: Token,
     core: &mut TunnelCore,
     reply: &TunnelReply,
@@ -596,7 +592,6 @@ fn apply_answers(
         return Ok(());
     };
     let now = eng.now;
-    let Some(be) = state(eng) else { return Ok(()) };
     let Some(slot) = be.slots.get_mut(info.slot) else {
         return Ok(());
     };
@@ -680,7 +675,7 @@ fn apply_answers(
     if slot.pool {
         // The tunnel is up and its kites live; in a dying (in-band)
         // round-trip the caller already returned. Old tunnels may go now.
-        fleet::settle(eng, Some(token));
+        fleet::settle(eng, be, Some(token));
     }
     Ok(())
 }
@@ -691,8 +686,9 @@ fn kite_name(what: &str) -> KiteKey {
 }
 
 /// NOOP chunks from the frontend: in-band answers, PONGs.
-pub fn on_noop(
-    eng: &mut Engine,
+fn on_noop(
+    eng: &mut Cx,
+    be: &mut State,
     token: Token,
     core: &mut TunnelCore,
     f: &Frame<'_>,
@@ -704,13 +700,14 @@ pub fn on_noop(
     if reply.answers.is_empty() {
         return Ok(());
     }
-    apply_answers(eng, token, core, &reply)
+    apply_answers(eng, be, token, core, &reply)
 }
 
 /// A tunnel is gone: reconnect after back-off (at once for the reconnect
 /// flow's second round).
-pub fn tunnel_closed(
-    eng: &mut Engine,
+fn tunnel_closed(
+    eng: &mut Cx,
+    be: &mut State,
     token: Token,
     info: TunnelInfo,
     summary: &str,
@@ -718,7 +715,7 @@ pub fn tunnel_closed(
     was_live: bool,
 ) {
     if info.probe {
-        return fleet::probe_closed(eng, token, why);
+        return fleet::probe_closed(eng, be, token, why);
     }
     if was_live {
         info!("{summary}");
@@ -726,14 +723,14 @@ pub fn tunnel_closed(
         debug!("{summary}");
     }
     // Per frontend: with several tunnels, the kite may still be up elsewhere.
-    let fe = state(eng)
-        .and_then(|be| be.slots.get(info.slot))
+    let fe = be
+        .slots
+        .get(info.slot)
         .map_or_else(|| "its frontend".to_string(), Slot::name);
     for name in &info.live {
         relay::log_kite(name, &format!("is down on {fe}"));
     }
     let now = eng.now;
-    let Some(be) = state(eng) else { return };
     let Some(s) = be.slots.get_mut(info.slot) else {
         return;
     };
@@ -744,7 +741,7 @@ pub fn tunnel_closed(
     if !s.challenges.is_empty() && !be.stopped {
         // The reconnect flow's second round: answer the challenges at once.
         s.state = SlotState::Waiting(now);
-        eng.timers.arm(now, TimerKey::Slot(info.slot));
+        eng.arm_app(now, AppTimer::Slot(info.slot));
         return;
     }
     let text = if was_live {
@@ -758,9 +755,58 @@ pub fn tunnel_closed(
         _ => Retry::BackOff,
     };
     let pool = s.pool;
-    retry_later(eng, info.slot, &text, retry);
+    retry_later(eng, be, info.slot, &text, retry);
     if pool && !eng.stopping {
-        fleet::tunnel_failed(eng, info.slot);
+        fleet::tunnel_failed(eng, be, info.slot);
+    }
+}
+
+impl Hooks for State {
+    fn handshake(&mut self, eng: &mut Cx, token: Token, t: &mut Tunnel) -> Result<(), Why> {
+        drive_handshake(eng, self, token, t)
+    }
+
+    fn on_noop(
+        &mut self,
+        eng: &mut Cx,
+        token: Token,
+        core: &mut TunnelCore,
+        f: &Frame<'_>,
+    ) -> Result<(), Why> {
+        on_noop(eng, self, token, core, f)
+    }
+
+    fn open_stream(
+        &mut self,
+        eng: &mut Cx,
+        token: Token,
+        core: &mut TunnelCore,
+        f: &Frame<'_>,
+    ) -> Result<bool, Why> {
+        crate::local::open_stream(eng, self, token, core, f).map(|()| true)
+    }
+
+    fn tunnel_closed(
+        &mut self,
+        eng: &mut Cx,
+        token: Token,
+        side: Side,
+        summary: &str,
+        why: &Why,
+        live: bool,
+    ) {
+        if let Side::Backend(info) = side {
+            tunnel_closed(eng, self, token, info, summary, why, live);
+        }
+    }
+
+    fn uuid(&self) -> &str {
+        &self.uuid
+    }
+
+    fn tunnel_share(&self, _: usize) -> usize {
+        // A backend's tunnels all carry its own kites: no one to protect.
+        usize::MAX
     }
 }
 

@@ -10,19 +10,8 @@ use crate::reload::ReloadError;
 use crate::status::json_str;
 
 /// `host:port` of the frontend a tunnel belongs to.
-pub fn frontend_name(role: &Role, info: &TunnelInfo) -> Option<String> {
-    match role {
-        Role::Backend(be) => be.slots.get(info.slot).map(Slot::name),
-        Role::Frontend(_) => None,
-    }
-}
-
-/// The backend's settings (none on a frontend).
-pub fn settings(eng: &Engine) -> Option<&BackendSettings> {
-    match &eng.role {
-        Role::Backend(be) => Some(&be.settings),
-        Role::Frontend(_) => None,
-    }
+pub fn frontend_name(be: &State, info: &TunnelInfo) -> Option<String> {
+    be.slots.get(info.slot).map(Slot::name)
 }
 
 impl State {
@@ -74,33 +63,29 @@ impl State {
 /// replaced at once; every other live tunnel is PINGed now and replaced if
 /// it does not answer within a few seconds. Healthy tunnels, and their
 /// streams, are kept.
-pub fn reconnect_now(eng: &mut Engine) {
+pub fn reconnect_now(eng: &mut Cx, be: &mut State) {
     if eng.stopping {
         return;
     }
-    let Some(be) = state(eng) else {
-        info!("SIGUSR1: nothing to reconnect on a frontend");
-        return;
-    };
     info!("SIGUSR1: redialing waiting frontends and checking live tunnels now");
     let states: Vec<SlotState> = be.slots.iter().map(|s| s.state).collect();
     for (slot, slot_state) in states.into_iter().enumerate() {
         match slot_state {
             SlotState::Waiting(_) => {
-                if let Some(s) = state(eng).and_then(|be| be.slots.get_mut(slot)) {
+                if let Some(s) = be.slots.get_mut(slot) {
                     s.failures = 0;
                 }
-                dial(eng, slot);
+                dial(eng, be, slot);
             }
-            SlotState::Connected(token) => check_tunnel(eng, slot, token),
+            SlotState::Connected(token) => check_tunnel(eng, be, slot, token),
             SlotState::Resolving | SlotState::Stopped | SlotState::Removed => {}
         }
     }
     // A new uplink may have made other relays the fastest.
-    fleet::check(eng);
+    fleet::check(be);
 }
 
-fn check_tunnel(eng: &mut Engine, slot: usize, token: Token) {
+fn check_tunnel(eng: &mut Cx, be: &mut State, slot: usize, token: Token) {
     let now = eng.now;
     let Some(Conn::Tunnel(t)) = eng.conns.get_mut(token) else {
         return;
@@ -120,12 +105,12 @@ fn check_tunnel(eng: &mut Engine, slot: usize, token: Token) {
         tag(token),
         local.map(|a| a.ip().to_string()).unwrap_or_default()
     );
-    if let Some(s) = state(eng).and_then(|be| be.slots.get_mut(slot)) {
+    if let Some(s) = be.slots.get_mut(slot) {
         s.state = SlotState::Stopped;
         s.failures = 0;
     }
-    eng.discard(token, &Why::Operator("local address gone"));
-    dial(eng, slot);
+    relay::discard(eng, be, token, &Why::Operator("local address gone"));
+    dial(eng, be, slot);
 }
 
 /// Whether `ip` is no longer an address of this host (a new WAN lease).
@@ -140,12 +125,9 @@ fn address_gone(ip: IpAddr) -> bool {
 /// kites added to live tunnels in band (AddKites), removed kites refused
 /// from now on, changed local servers and options used by new streams.
 /// Fails, changing nothing, when the new TLS settings cannot be loaded.
-pub fn reload(eng: &mut Engine, new: &BackendSettings) -> Result<(), ReloadError> {
+pub fn reload(eng: &mut Cx, be: &mut State, new: &BackendSettings) -> Result<(), ReloadError> {
     let tls = BackendTls::new(new).map_err(ReloadError::Setup)?;
     let options = crate::config::kite_options(new).map_err(ReloadError::Options)?;
-    let Some(be) = state(eng) else {
-        return Ok(());
-    };
     let key = |k: &ServiceKite| kite::key(&k.id.name(), &k.domain);
     let old: HashMap<KiteKey, (ServiceKite, KiteOptions)> = be
         .settings
@@ -197,10 +179,10 @@ pub fn reload(eng: &mut Engine, new: &BackendSettings) -> Result<(), ReloadError
     be.options = options;
     be.tls = tls;
 
-    reload_frontends(eng, &new.frontends);
-    fleet::reload(eng, new);
+    reload_frontends(eng, be, &new.frontends);
+    fleet::reload(eng, be, new);
 
-    let live: Vec<(usize, Token)> = state(eng)
+    let live: Vec<(usize, Token)> = Some(&*be)
         .map(|be| {
             be.slots
                 .iter()
@@ -213,14 +195,13 @@ pub fn reload(eng: &mut Engine, new: &BackendSettings) -> Result<(), ReloadError
         })
         .unwrap_or_default();
     for (slot, token) in live {
-        update_tunnel_kites(eng, slot, token, &added, &removed);
+        update_tunnel_kites(eng, be, slot, token, &added, &removed);
     }
     Ok(())
 }
 
 /// Closes tunnels to frontends no longer configured and dials new ones.
-fn reload_frontends(eng: &mut Engine, wanted: &[(String, u16)]) {
-    let Some(be) = state(eng) else { return };
+fn reload_frontends(eng: &mut Cx, be: &mut State, wanted: &[(String, u16)]) {
     let mut closing = Vec::new();
     for s in be.slots.iter_mut() {
         let keep = wanted.iter().any(|(h, p)| *h == s.host && *p == s.port);
@@ -263,19 +244,22 @@ fn reload_frontends(eng: &mut Engine, wanted: &[(String, u16)]) {
         }
     }
     for token in closing {
-        eng.discard(
+        relay::discard(
+            eng,
+            be,
             token,
             &Why::Operator("frontend removed from the configuration"),
         );
     }
     for slot in dialing {
-        dial(eng, slot);
+        dial(eng, be, slot);
     }
 }
 
 /// Brings a live tunnel's kites in line with the configuration.
 fn update_tunnel_kites(
-    eng: &mut Engine,
+    eng: &mut Cx,
+    be: &mut State,
     slot: usize,
     token: Token,
     added: &[KiteKey],
@@ -296,16 +280,13 @@ fn update_tunnel_kites(
         // A request already sent without the new kites, or a frontend that
         // cannot take them in band: ask again from the start.
         info!("[t{}] reconnecting to ask for the new kite(s)", tag(token));
-        if let Some(s) = state(eng).and_then(|be| be.slots.get_mut(slot)) {
+        if let Some(s) = be.slots.get_mut(slot) {
             s.state = SlotState::Stopped;
         }
-        eng.discard(token, &Why::Operator("reconnecting to add kites"));
-        dial(eng, slot);
+        relay::discard(eng, be, token, &Why::Operator("reconnecting to add kites"));
+        dial(eng, be, slot);
         return;
     }
-    let Some(be) = state(eng) else {
-        return;
-    };
     let Some(s) = be.slots.get(slot) else {
         return;
     };

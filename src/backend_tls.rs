@@ -6,9 +6,9 @@
 
 use log::warn;
 
-use super::state;
+use super::State;
 use crate::config::BackendSettings;
-use crate::engine::{Engine, Fatal};
+use crate::engine::Fatal;
 use crate::relay::{Side, TunnelCore};
 use crate::tls::{self, ClientSetup, Verify};
 
@@ -57,11 +57,8 @@ impl BackendTls {
 
 /// The name a tunnel's frontend is known by (for SNI when no
 /// `--fe_certname` is given): its configured host, or a pool's NAME.
-pub(super) fn slot_host(eng: &mut Engine, core: &TunnelCore) -> String {
+pub(super) fn slot_host(be: &State, core: &TunnelCore) -> String {
     let Side::Backend(info) = &core.side else {
-        return String::new();
-    };
-    let Some(be) = state(eng) else {
         return String::new();
     };
     match (be.slots.get(info.slot), &be.fleet) {

@@ -131,19 +131,14 @@ impl Fleet {
     }
 }
 
-fn arm(eng: &mut Engine, at: Instant) {
-    if fleet_mut(eng).is_some_and(|f| f.sooner(at)) {
-        eng.timers.arm(at, TimerKey::Slot(FLEET_ID));
+fn arm(eng: &mut Cx, be: &mut State, at: Instant) {
+    if be.fleet.as_mut().is_some_and(|f| f.sooner(at)) {
+        eng.arm_app(at, AppTimer::Slot(FLEET_ID));
     }
 }
 
-fn fleet_mut(eng: &mut Engine) -> Option<&mut Fleet> {
-    state(eng).and_then(|be| be.fleet.as_mut())
-}
-
 /// Starts a check (lookup, pings, decision), unless one is running.
-pub(super) fn check(eng: &mut Engine) {
-    let Some(be) = state(eng) else { return };
+pub(super) fn check(be: &mut State) {
     if be.stopped {
         return;
     }
@@ -174,12 +169,13 @@ pub(super) fn check(eng: &mut Engine) {
 
 /// A lookup of NAME or of a `nofrontend` name answered.
 pub(super) fn on_resolved(
-    eng: &mut Engine,
+    eng: &mut Cx,
+    be: &mut State,
     id: usize,
     round: u64,
     result: Result<Vec<SocketAddr>, String>,
 ) {
-    let Some(f) = fleet_mut(eng) else { return };
+    let Some(f) = be.fleet.as_mut() else { return };
     if round != f.round {
         return;
     }
@@ -197,12 +193,12 @@ pub(super) fn on_resolved(
         }
     }
     if done {
-        start_probes(eng);
+        start_probes(eng, be);
     }
 }
 
-fn start_probes(eng: &mut Engine) {
-    let Some(f) = fleet_mut(eng) else { return };
+fn start_probes(eng: &mut Cx, be: &mut State) {
+    let Some(f) = be.fleet.as_mut() else { return };
     match f.resolved.take() {
         Some(Ok(addrs)) => {
             if addrs.is_empty() {
@@ -230,28 +226,29 @@ fn start_probes(eng: &mut Engine) {
     f.step = Step::Probing { pending: 0 };
     let mut started = 0;
     for addr in targets {
-        match start_probe(eng, addr, round, false) {
+        match start_probe(eng, be, addr, round, false) {
             Ok(()) => started += 1,
             Err(e) => {
                 debug!("fleet: ping of {addr} failed: {e}");
                 let now = eng.now;
-                if let Some(f) = fleet_mut(eng) {
+                if let Some(f) = be.fleet.as_mut() {
                     f.pool.record(addr, now, Err(e));
                 }
             }
         }
     }
-    if let Some(f) = fleet_mut(eng) {
+    if let Some(f) = be.fleet.as_mut() {
         f.step = Step::Probing { pending: started };
     }
     if started == 0 {
-        decide(eng);
+        decide(eng, be);
     }
 }
 
 /// Opens a ping connection (non-blocking; the reactor drives it).
 fn start_probe(
-    eng: &mut Engine,
+    eng: &mut Cx,
+    be: &mut State,
     addr: SocketAddr,
     round: u64,
     second: bool,
@@ -261,7 +258,7 @@ fn start_probe(
         .map_err(|e| ProbeError::Connect(e.to_string()))?;
     eng.arm(token, TimerKind::Deadline, eng.now + PROBE_TIMEOUT);
     let started = eng.now;
-    if let Some(f) = fleet_mut(eng) {
+    if let Some(f) = be.fleet.as_mut() {
         f.probes.insert(
             token,
             Probe {
@@ -278,7 +275,12 @@ fn start_probe(
 }
 
 /// A ping connection's steps: connect, ask, read the answer, close.
-pub(super) fn drive_probe(eng: &mut Engine, token: Token, t: &mut Tunnel) -> Result<(), Why> {
+pub(super) fn drive_probe(
+    eng: &mut Cx,
+    be: &mut State,
+    token: Token,
+    t: &mut Tunnel,
+) -> Result<(), Why> {
     if t.core.phase == Phase::Dialing {
         if !t.dial_finished()? {
             return Ok(());
@@ -290,15 +292,15 @@ pub(super) fn drive_probe(eng: &mut Engine, token: Token, t: &mut Tunnel) -> Res
         let Some(head) = read_head(t)? else {
             return Ok(());
         };
-        record(eng, token, policy::parse_pong(head.as_bytes()));
+        record(eng, be, token, policy::parse_pong(head.as_bytes()));
         t.core.phase = Phase::Closing;
     }
     Ok(())
 }
 
-fn record(eng: &mut Engine, token: Token, outcome: Result<policy::Pong, ProbeError>) {
+fn record(eng: &mut Cx, be: &mut State, token: Token, outcome: Result<policy::Pong, ProbeError>) {
     let now = eng.now;
-    let Some(f) = fleet_mut(eng) else { return };
+    let Some(f) = be.fleet.as_mut() else { return };
     let Some(p) = f.probes.get_mut(&token) else {
         return;
     };
@@ -324,7 +326,7 @@ fn record(eng: &mut Engine, token: Token, outcome: Result<policy::Pong, ProbeErr
 
 /// A ping connection closed: its failure is recorded if no answer was, and
 /// the round is decided once its last ping is in.
-pub(super) fn probe_closed(eng: &mut Engine, token: Token, why: &Why) {
+pub(super) fn probe_closed(eng: &mut Cx, be: &mut State, token: Token, why: &Why) {
     let failure = match why {
         Why::Timeout(_) => ProbeError::Timeout,
         Why::PeerClosed => ProbeError::Closed,
@@ -332,8 +334,8 @@ pub(super) fn probe_closed(eng: &mut Engine, token: Token, why: &Why) {
         Why::Protocol(what) => ProbeError::NotARelay(what.to_string()),
         other => ProbeError::Connect(other.to_string()),
     };
-    record(eng, token, Err(failure));
-    let Some(f) = fleet_mut(eng) else { return };
+    record(eng, be, token, Err(failure));
+    let Some(f) = be.fleet.as_mut() else { return };
     let Some(p) = f.probes.remove(&token) else {
         return;
     };
@@ -341,24 +343,24 @@ pub(super) fn probe_closed(eng: &mut Engine, token: Token, why: &Why) {
         return;
     }
     if !p.second && f.pool.wants_another_ping(p.addr) {
-        match start_probe(eng, p.addr, p.round, true) {
+        match start_probe(eng, be, p.addr, p.round, true) {
             // It stands in for this one in the round's count.
             Ok(()) => return,
             Err(e) => {
                 let now = eng.now;
-                if let Some(f) = fleet_mut(eng) {
+                if let Some(f) = be.fleet.as_mut() {
                     f.pool.record(p.addr, now, Err(e));
                 }
             }
         }
     }
-    let Some(f) = fleet_mut(eng) else { return };
+    let Some(f) = be.fleet.as_mut() else { return };
     let Step::Probing { pending } = &mut f.step else {
         return;
     };
     *pending = pending.saturating_sub(1);
     if *pending == 0 {
-        decide(eng);
+        decide(eng, be);
     }
 }
 
@@ -373,10 +375,7 @@ struct PoolTunnel {
 
 /// The pool's slots; `current` is a tunnel being driven right now (out of
 /// the table), known to be live.
-fn pool_tunnels(eng: &mut Engine, current: Option<Token>) -> Vec<PoolTunnel> {
-    let Some(be) = state(eng) else {
-        return Vec::new();
-    };
+fn pool_tunnels(eng: &mut Cx, be: &mut State, current: Option<Token>) -> Vec<PoolTunnel> {
     let slots: Vec<(usize, SocketAddr, SlotState)> = be
         .slots
         .iter()
@@ -411,17 +410,16 @@ fn pool_tunnels(eng: &mut Engine, current: Option<Token>) -> Vec<PoolTunnel> {
 }
 
 /// The round is measured: rank, log what changed, act, schedule the next.
-fn decide(eng: &mut Engine) {
+fn decide(eng: &mut Cx, be: &mut State) {
     let now = eng.now;
-    if state(eng).is_some_and(|be| be.stopped) {
-        if let Some(f) = fleet_mut(eng) {
+    if be.stopped {
+        if let Some(f) = be.fleet.as_mut() {
             f.step = Step::Idle;
         }
         return;
     }
-    let tunnels = pool_tunnels(eng, None);
+    let tunnels = pool_tunnels(eng, be, None);
     let live: Vec<SocketAddr> = tunnels.iter().filter(|t| t.live).map(|t| t.addr).collect();
-    let Some(be) = state(eng) else { return };
     let Some(f) = be.fleet.as_mut() else { return };
     let decision = f.pool.decide(now, &live);
     log_changes(f, &decision);
@@ -447,8 +445,8 @@ fn decide(eng: &mut Engine) {
         f.empty_rounds = 0;
         RECHECK.mul_f64(0.8 + 0.4 * random::unit())
     };
-    arm(eng, now + next);
-    apply(eng, &chosen, tunnels);
+    arm(eng, be, now + next);
+    apply(eng, be, &chosen, tunnels);
     eng.status_changed();
 }
 
@@ -494,9 +492,8 @@ fn log_changes(f: &Fleet, decision: &Decision) {
 
 /// Dials chosen addresses that have no slot; forgets slots that are not
 /// chosen and have no live tunnel; live ones wait for [`settle`].
-fn apply(eng: &mut Engine, chosen: &[SocketAddr], tunnels: Vec<PoolTunnel>) {
+fn apply(eng: &mut Cx, be: &mut State, chosen: &[SocketAddr], tunnels: Vec<PoolTunnel>) {
     let mut closing = Vec::new();
-    let Some(be) = state(eng) else { return };
     for t in &tunnels {
         if chosen.contains(&t.addr) || t.live {
             continue;
@@ -527,20 +524,20 @@ fn apply(eng: &mut Engine, chosen: &[SocketAddr], tunnels: Vec<PoolTunnel>) {
         }
     }
     for token in closing {
-        eng.discard(token, &Why::Operator("relay no longer chosen"));
+        relay::discard(eng, be, token, &Why::Operator("relay no longer chosen"));
     }
     for slot in dialing {
-        dial(eng, slot);
+        dial(eng, be, slot);
     }
-    settle(eng, None);
+    settle(eng, be, None);
 }
 
 /// Make before break: once every chosen relay's tunnel has its kites live,
 /// tunnels to relays no longer chosen are closed. `current` is a tunnel
 /// being driven now (just gone live); it is never closed from here.
-pub(super) fn settle(eng: &mut Engine, current: Option<Token>) {
-    let tunnels = pool_tunnels(eng, current);
-    let Some(f) = fleet_mut(eng) else {
+pub(super) fn settle(eng: &mut Cx, be: &mut State, current: Option<Token>) {
+    let tunnels = pool_tunnels(eng, be, current);
+    let Some(f) = be.fleet.as_mut() else {
         return;
     };
     let chosen = f.decision.chosen();
@@ -563,28 +560,27 @@ pub(super) fn settle(eng: &mut Engine, current: Option<Token>) {
             "{label}: closing the tunnel to {}: the chosen relays carry the kites now",
             t.addr
         );
-        if let Some(s) = state(eng).and_then(|be| be.slots.get_mut(t.slot)) {
+        if let Some(s) = be.slots.get_mut(t.slot) {
             s.state = SlotState::Removed;
         }
-        eng.discard(token, &Why::Operator("replaced by a better relay"));
+        relay::discard(eng, be, token, &Why::Operator("replaced by a better relay"));
     }
 }
 
 /// The check timer.
-pub(super) fn on_timer(eng: &mut Engine, at: Instant) {
-    let Some(f) = fleet_mut(eng) else { return };
+pub(super) fn on_timer(be: &mut State, at: Instant) {
+    let Some(f) = be.fleet.as_mut() else { return };
     if f.timer != Some(at) {
         return;
     }
     f.timer = None;
-    check(eng);
+    check(be);
 }
 
 /// A pool tunnel failed (or could not be opened): that relay ranks lower
 /// for a while, and the choice is made again soon.
-pub(super) fn tunnel_failed(eng: &mut Engine, slot: usize) {
+pub(super) fn tunnel_failed(eng: &mut Cx, be: &mut State, slot: usize) {
     let now = eng.now;
-    let Some(be) = state(eng) else { return };
     let Some(addr) = be.slots.get(slot).and_then(|s| {
         let ip = s.host.parse::<IpAddr>().ok()?;
         Some(SocketAddr::new(ip, s.port))
@@ -595,7 +591,7 @@ pub(super) fn tunnel_failed(eng: &mut Engine, slot: usize) {
     f.pool.tunnel_failed(addr, now);
     if matches!(f.step, Step::Idle) {
         info!("{}: the tunnel to {addr} failed: checking again", f.label());
-        arm(eng, now + AFTER_FAILURE);
+        arm(eng, be, now + AFTER_FAILURE);
     } else {
         f.again = true;
     }
@@ -604,8 +600,7 @@ pub(super) fn tunnel_failed(eng: &mut Engine, slot: usize) {
 /// SIGHUP: a changed pool (or `nofrontend` list) is checked afresh, its
 /// present tunnels kept until the new choice is live; an unchanged one is
 /// left alone; a removed one closes its tunnels.
-pub(super) fn reload(eng: &mut Engine, new: &BackendSettings) {
-    let Some(be) = state(eng) else { return };
+pub(super) fn reload(eng: &mut Cx, be: &mut State, new: &BackendSettings) {
     let unchanged = match &be.fleet {
         Some(f) => f.same_spec(new),
         None => new.frontend_pool.is_none(),
@@ -625,14 +620,16 @@ pub(super) fn reload(eng: &mut Engine, new: &BackendSettings) {
         None => info!("--frontends removed from the configuration"),
     }
     if be.fleet.is_some() {
-        return check(eng);
+        return check(be);
     }
-    for t in pool_tunnels(eng, None) {
-        if let Some(s) = state(eng).and_then(|be| be.slots.get_mut(t.slot)) {
+    for t in pool_tunnels(eng, be, None) {
+        if let Some(s) = be.slots.get_mut(t.slot) {
             s.state = SlotState::Removed;
         }
         if let Some(token) = t.token {
-            eng.discard(
+            relay::discard(
+                eng,
+                be,
                 token,
                 &Why::Operator("frontend removed from the configuration"),
             );
@@ -642,12 +639,9 @@ pub(super) fn reload(eng: &mut Engine, new: &BackendSettings) {
 
 /// The fleet's part of the status file: every candidate with its measured
 /// time or error, whether chosen and connected, and the exclusions.
-pub(crate) fn status(eng: &mut Engine) -> Option<String> {
-    let tunnels = pool_tunnels(eng, None);
+pub(crate) fn status(eng: &mut Cx, be: &mut State) -> Option<String> {
+    let tunnels = pool_tunnels(eng, be, None);
     let now = eng.now;
-    let Role::Backend(be) = &eng.role else {
-        return None;
-    };
     let f = be.fleet.as_ref()?;
     let ms = |d: Option<Duration>| {
         d.map_or("null".to_string(), |d| {

@@ -14,28 +14,31 @@ use mio::net::TcpListener;
 use mio::{Registry, Token};
 
 use crate::config::FrontendSettings;
-use crate::engine::{Conn, Engine, Fatal, Limit, Ready, Role, TimerKey, TimerKind, unix_now};
+use crate::conn::{AppTimer, Conn, Cx, Listener};
+use crate::engine::{Fatal, Limit, Ready, TimerKind, unix_now};
 use crate::logging::{self, Noise, escape};
 use crate::net;
 use crate::proto::acl::Acl;
 use crate::proto::auth::{self, Policy, Verdict};
 use crate::proto::frame::{self, Frame};
-use crate::proto::handshake::{self, FrontendInfo, KiteAnswer, Prefix, TunnelRequest};
+use crate::proto::handshake::{self, FrontendInfo, KiteAnswer, TunnelRequest};
 use crate::proto::keepalive::Keepalive;
 use crate::proto::kite::{self, KiteKey};
-use crate::public;
+use crate::public::{self, start_reply};
 use crate::random;
-use crate::relay::{self, Phase, Side, Tunnel, TunnelCore, Why, tag};
+use crate::relay::{self, Hooks, Phase, Side, Tunnel, TunnelCore, Why, tag};
 use crate::tls::{Endpoint, Endpoints};
 use crate::transport::Transport;
 use crate::why::ProtocolError;
+
+pub use crate::tunnel::FrontendTunnel as TunnelInfo;
 
 #[path = "frontend_control.rs"]
 mod control;
 pub use control::reload;
 #[path = "frontend_guard.rs"]
 pub(crate) mod guard;
-pub use guard::{UNAUTHENTICATED_TIMEOUT, handshake_held};
+pub use guard::UNAUTHENTICATED_TIMEOUT;
 /// Accepts per listener per wakeup.
 const ACCEPT_BURST: usize = 64;
 /// Pause after EMFILE/ENFILE before trying to accept again.
@@ -57,7 +60,7 @@ pub struct State {
     info: FrontendInfo,
     raw_ports: Vec<u16>,
     raw_virtual: bool,
-    uuid: String,
+    pub(crate) uuid: String,
     challenge_key: String,
     next_sid: u32,
     endpoints: Endpoints,
@@ -89,26 +92,6 @@ struct Bound {
     raw: bool,
 }
 
-pub struct Listener {
-    sock: TcpListener,
-    /// The port as configured (0: any), for reloads to match.
-    configured: u16,
-    port: u16,
-    /// A dedicated `--rawports` port: connections go to a raw kite as they are.
-    raw: bool,
-    pub ready: Ready,
-}
-
-/// Frontend bookkeeping of one tunnel.
-pub struct TunnelInfo {
-    kites: Vec<KiteKey>,
-    /// The newest session ids handed to this tunnel (at most `MAX_SESSIONS`).
-    sessions: Vec<String>,
-    prefix: Prefix,
-    /// In-band kite rounds still allowed.
-    rounds: guard::Rounds,
-}
-
 impl TunnelInfo {
     pub fn has_kites(&self) -> bool {
         !self.kites.is_empty()
@@ -121,6 +104,11 @@ impl TunnelInfo {
 }
 
 impl State {
+    /// The settings this frontend runs with.
+    pub(crate) fn settings(&self) -> &FrontendSettings {
+        &self.settings
+    }
+
     pub fn new(config: FrontendSettings, _: &Registry) -> Result<State, Fatal> {
         let mut bound = Vec::new();
         for (port, raw) in wanted_ports(&config) {
@@ -325,21 +313,15 @@ fn no_ipv6(e: &std::io::Error) -> bool {
 }
 
 /// Registers the bound listeners with the reactor.
-pub fn start(eng: &mut Engine) -> Result<(), Fatal> {
-    let Role::Frontend(fe) = &mut eng.role else {
-        return Ok(());
-    };
+pub fn start(eng: &mut Cx, fe: &mut State) -> Result<(), Fatal> {
     let bound = std::mem::take(&mut fe.bound);
-    let tokens = watch(eng, bound)?;
-    if let Role::Frontend(fe) = &mut eng.role {
-        fe.listeners = tokens;
-    }
+    fe.listeners = watch(eng, bound)?;
     Ok(())
 }
 
 /// Hands bound listeners to the reactor: all of them, or (when one cannot
 /// be registered) none, so that a reload can fail without a trace.
-fn watch(eng: &mut Engine, bound: Vec<Bound>) -> Result<Vec<Token>, Fatal> {
+fn watch(eng: &mut Cx, bound: Vec<Bound>) -> Result<Vec<Token>, Fatal> {
     let mut tokens = Vec::new();
     let mut addrs = Vec::new();
     for b in bound {
@@ -371,11 +353,11 @@ fn watch(eng: &mut Engine, bound: Vec<Bound>) -> Result<Vec<Token>, Fatal> {
     Ok(tokens)
 }
 
-pub fn drive_listener(eng: &mut Engine, token: Token, mut l: Listener) -> Option<Conn> {
+pub fn drive_listener(eng: &mut Cx, fe: &mut State, token: Token, mut l: Listener) -> Option<Conn> {
     if eng.stopping {
         return None;
     }
-    if matches!(&eng.role, Role::Frontend(fe) if fe.accept_paused) {
+    if fe.accept_paused {
         return Some(Conn::Listener(l));
     }
     for _ in 0..ACCEPT_BURST {
@@ -384,27 +366,25 @@ pub fn drive_listener(eng: &mut Engine, token: Token, mut l: Listener) -> Option
         }
         match l.sock.accept() {
             Ok((sock, peer)) => {
-                let Some(peer) = public::admit(eng, peer) else {
+                let Some(peer) = public::admit(eng, fe, peer) else {
                     continue;
                 };
-                if let Role::Frontend(fe) = &mut eng.role {
-                    if let Some(since) = fe.fds_exhausted.take() {
-                        info!(
-                            "accepting again after {:.1} s without file descriptors",
-                            (eng.now - since).as_secs_f64()
-                        );
-                    }
+                if let Some(since) = fe.fds_exhausted.take() {
+                    info!(
+                        "accepting again after {:.1} s without file descriptors",
+                        (eng.now - since).as_secs_f64()
+                    );
                 }
-                let listeners = match &eng.role {
-                    Role::Frontend(fe) => fe.listeners.len(),
-                    Role::Backend(_) => 0,
-                };
-                let per_ip = settings(eng).map_or(0, |c| c.max_conns_per_ip);
+                let listeners = fe.listeners.len();
+                let per_ip = fe.settings.max_conns_per_ip;
                 let crowded = per_ip > 0 && eng.conns.from_ip(peer.ip()) as usize >= per_ip;
                 let refusal = if crowded {
                     Some(Limit::PerIp(per_ip))
                 } else {
-                    eng.limit_reached(eng.conns.len().saturating_sub(listeners))
+                    eng.limit_reached(
+                        eng.conns.len().saturating_sub(listeners),
+                        fe.handshake_bytes,
+                    )
                 };
                 if let Some(limit) = refusal {
                     // Closing at once is the cheapest answer a flood can get.
@@ -416,7 +396,7 @@ pub fn drive_listener(eng: &mut Engine, token: Token, mut l: Listener) -> Option
                 let (port, raw) = (l.port, l.raw);
                 let pool = eng.pool.clone();
                 let added = eng.add_for(sock, Some(peer.ip()), |sock, _| {
-                    let mut sniff = public::Sniff::new(&pool, sock, peer, port);
+                    let mut sniff = crate::conn::Sniff::new(&pool, sock, peer, port);
                     sniff.raw_port = raw;
                     Conn::Sniff(sniff)
                 });
@@ -431,17 +411,14 @@ pub fn drive_listener(eng: &mut Engine, token: Token, mut l: Listener) -> Option
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => l.ready.read = false,
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
             Err(e) if net::is_fd_exhaustion(&e) => {
-                if let Role::Frontend(fe) = &mut eng.role {
-                    if fe.fds_exhausted.is_none() {
-                        warn!(
-                            "out of file descriptors ({e}); pausing accepts, retrying every {ACCEPT_PAUSE:?}"
-                        );
-                        fe.fds_exhausted = Some(eng.now);
-                    }
-                    fe.accept_paused = true;
+                if fe.fds_exhausted.is_none() {
+                    warn!(
+                        "out of file descriptors ({e}); pausing accepts, retrying every {ACCEPT_PAUSE:?}"
+                    );
+                    fe.fds_exhausted = Some(eng.now);
                 }
-                eng.timers
-                    .arm(eng.now + ACCEPT_PAUSE, TimerKey::AcceptResume);
+                fe.accept_paused = true;
+                eng.arm_app(eng.now + ACCEPT_PAUSE, AppTimer::AcceptResume);
                 return Some(Conn::Listener(l));
             }
             Err(e) => {
@@ -454,32 +431,10 @@ pub fn drive_listener(eng: &mut Engine, token: Token, mut l: Listener) -> Option
     Some(Conn::Listener(l))
 }
 
-pub fn resume_accepting(eng: &mut Engine) {
-    let listeners = match &mut eng.role {
-        Role::Frontend(fe) => {
-            fe.accept_paused = false;
-            fe.listeners.clone()
-        }
-        Role::Backend(_) => return,
-    };
-    for token in listeners {
+pub fn resume_accepting(eng: &mut Cx, fe: &mut State) {
+    fe.accept_paused = false;
+    for &token in &fe.listeners {
         eng.mark_dirty(token);
-    }
-}
-
-/// The frontend's settings (none on a backend).
-pub fn settings(eng: &Engine) -> Option<&FrontendSettings> {
-    match &eng.role {
-        Role::Frontend(fe) => Some(&fe.settings),
-        Role::Backend(_) => None,
-    }
-}
-
-/// The relay's stable id for pings and error pages.
-pub fn uuid(eng: &Engine) -> &str {
-    match &eng.role {
-        Role::Frontend(fe) => &fe.uuid,
-        Role::Backend(_) => "",
     }
 }
 
@@ -491,22 +446,24 @@ pub fn following_sid(sid: u32) -> u32 {
 /// Answers a backend's `CONNECT PageKite:1` and turns the connection into a
 /// tunnel (or one that closes once the answer is written).
 pub fn accept_tunnel(
-    eng: &mut Engine,
+    eng: &mut Cx,
+    fe: &mut State,
     token: Token,
     transport: Transport,
     peer: SocketAddr,
     head: &[u8],
 ) -> Option<Conn> {
-    let denied = match &eng.role {
-        Role::Frontend(fe) => !fe.tunnel_acl.allows(peer.ip()),
-        Role::Backend(_) => false,
-    };
-    if denied {
+    if !fe.tunnel_acl.allows(peer.ip()) {
         eng.refuse(
             &Limit::Acl("--tunnel_acl"),
             &format!("a tunnel from {peer}"),
         );
-        return eng.start_reply(token, transport, b"HTTP/1.0 403 Forbidden\r\n\r\n".to_vec());
+        return start_reply(
+            eng,
+            token,
+            transport,
+            b"HTTP/1.0 403 Forbidden\r\n\r\n".to_vec(),
+        );
     }
     let request = match handshake::parse_request(head) {
         Ok(r) => r,
@@ -516,7 +473,8 @@ pub fn accept_tunnel(
                 Level::Warn,
                 format_args!("[t{} {peer}] bad tunnel request: {e}", tag(token)),
             );
-            return eng.start_reply(
+            return start_reply(
+                eng,
                 token,
                 transport,
                 b"HTTP/1.0 503 Unavailable\r\n\r\n".to_vec(),
@@ -526,7 +484,7 @@ pub fn accept_tunnel(
     if let Some(old) = request
         .replace
         .as_ref()
-        .and_then(|id| session_tunnel(eng, id))
+        .and_then(|id| fe.sessions.get(id).copied())
     {
         if old != token {
             eng.noisy(
@@ -534,10 +492,10 @@ pub fn accept_tunnel(
                 Level::Info,
                 format_args!("[t{}] replaces tunnel t{}", tag(token), tag(old)),
             );
-            eng.discard(old, &Why::Replaced);
+            relay::discard(eng, fe, old, &Why::Replaced);
         }
     }
-    let answers = judge(eng, token, &request, peer);
+    let answers = judge(eng, fe, token, &request, peer);
     let any_ok = answers.iter().any(|a| matches!(a, KiteAnswer::Ok { .. }));
     let signing = answers
         .iter()
@@ -556,9 +514,6 @@ pub fn accept_tunnel(
     } else {
         eng.noisy(Noise::UnauthenticatedTunnel, Level::Info, line);
     }
-    let Role::Frontend(fe) = &mut eng.role else {
-        return None;
-    };
     let mut sessions = Vec::new();
     let session = guard::new_session(fe, token, &mut sessions);
     let reply = handshake::build_reply(request.prefix, &fe.info, &answers, &session);
@@ -598,17 +553,11 @@ pub fn accept_tunnel(
     Some(Conn::Tunnel(Box::new(t)))
 }
 
-fn session_tunnel(eng: &Engine, id: &str) -> Option<Token> {
-    match &eng.role {
-        Role::Frontend(fe) => fe.sessions.get(id).copied(),
-        Role::Backend(_) => None,
-    }
-}
-
 /// Judges every kite of a request, including the duplicate check against
 /// other live tunnels.
 fn judge(
-    eng: &mut Engine,
+    eng: &mut Cx,
+    fe: &mut State,
     token: Token,
     request: &TunnelRequest,
     peer: SocketAddr,
@@ -616,9 +565,6 @@ fn judge(
     let now = unix_now();
     let mut answers = Vec::new();
     let mut suspects = Vec::new();
-    let Role::Frontend(fe) = &mut eng.role else {
-        return answers;
-    };
     let policy = fe.policy();
     for line in &request.kites {
         let what = line.what();
@@ -705,8 +651,9 @@ fn register(fe: &mut State, token: Token, answers: &[KiteAnswer]) -> Vec<KiteKey
 }
 
 /// NOOP chunks from a backend: in-band kite requests (AddKites, §2.5).
-pub fn on_noop(
-    eng: &mut Engine,
+fn on_noop(
+    eng: &mut Cx,
+    fe: &mut State,
     token: Token,
     core: &mut TunnelCore,
     f: &Frame<'_>,
@@ -728,15 +675,12 @@ pub fn on_noop(
         return Err(ProtocolError::Rounds(refusal).into());
     }
     if !authenticated {
-        if let Some(limit @ Limit::Buffers { .. }) = eng.limit_reached(0) {
+        if let Some(limit @ Limit::Buffers { .. }) = eng.limit_reached(0, fe.handshake_bytes) {
             // Handshake state of a tunnel that proved nothing is the first to go.
             return Err(ProtocolError::Limit(limit).into());
         }
     }
-    let answers = judge(eng, token, &request, core.peer);
-    let Role::Frontend(fe) = &mut eng.role else {
-        return Ok(());
-    };
+    let answers = judge(eng, fe, token, &request, core.peer);
     let Side::Frontend(info) = &mut core.side else {
         return Ok(());
     };
@@ -757,10 +701,7 @@ pub fn on_noop(
 }
 
 /// Forgets a closed tunnel's kites and session ids.
-pub fn tunnel_closed(eng: &mut Engine, token: Token, info: TunnelInfo, summary: &str) {
-    let Role::Frontend(fe) = &mut eng.role else {
-        return;
-    };
+fn tunnel_closed(fe: &mut State, token: Token, info: TunnelInfo, summary: &str) {
     for name in &info.kites {
         if fe.kites.get(name) == Some(&token) {
             fe.kites.remove(name);
@@ -772,5 +713,55 @@ pub fn tunnel_closed(eng: &mut Engine, token: Token, info: TunnelInfo, summary: 
         debug!("{summary}");
     } else {
         info!("{summary}");
+    }
+}
+
+impl Hooks for State {
+    fn handshake(&mut self, _: &mut Cx, _: Token, _: &mut Tunnel) -> Result<(), Why> {
+        // A frontend's tunnels arrive live: nothing is dialed.
+        Ok(())
+    }
+
+    fn on_noop(
+        &mut self,
+        eng: &mut Cx,
+        token: Token,
+        core: &mut TunnelCore,
+        f: &Frame<'_>,
+    ) -> Result<(), Why> {
+        on_noop(eng, self, token, core, f)
+    }
+
+    fn open_stream(
+        &mut self,
+        _: &mut Cx,
+        _: Token,
+        _: &mut TunnelCore,
+        _: &Frame<'_>,
+    ) -> Result<bool, Why> {
+        // Streams are opened by the frontend, never by the backend.
+        Ok(false)
+    }
+
+    fn tunnel_closed(
+        &mut self,
+        _: &mut Cx,
+        token: Token,
+        side: Side,
+        summary: &str,
+        _: &Why,
+        _: bool,
+    ) {
+        if let Side::Frontend(info) = side {
+            tunnel_closed(self, token, info, summary);
+        }
+    }
+
+    fn uuid(&self) -> &str {
+        &self.uuid
+    }
+
+    fn tunnel_share(&self, budget: usize) -> usize {
+        relay::frontend_share(budget)
     }
 }

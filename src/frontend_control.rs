@@ -14,16 +14,13 @@ use crate::reload::ReloadError;
 #[path = "frontend_reload_tests.rs"]
 mod tests;
 
-pub fn reload(eng: &mut Engine, new: &FrontendSettings) -> Result<(), ReloadError> {
+pub fn reload(eng: &mut Cx, fe: &mut State, new: &FrontendSettings) -> Result<(), ReloadError> {
     let endpoints = Endpoints::load(&new.tls_endpoints, new.tls_default.as_deref())
         .map_err(ReloadError::Tls)?;
     let client_acl = Acl::parse(&new.client_acl).map_err(ReloadError::ClientAcl)?;
     let tunnel_acl = Acl::parse(&new.tunnel_acl).map_err(ReloadError::TunnelAcl)?;
 
     // Listeners, matched by configured port; only the new ones are bound.
-    let Role::Frontend(fe) = &eng.role else {
-        return Ok(());
-    };
     let mut current = Vec::new();
     for &token in &fe.listeners {
         if let Some(Conn::Listener(l)) = eng.conns.get_mut(token) {
@@ -70,9 +67,6 @@ pub fn reload(eng: &mut Engine, new: &FrontendSettings) -> Result<(), ReloadErro
 
     let raw_ports = numeric_raw_ports(new);
     let raw_virtual = new.raw_ports.iter().any(|p| p == "virtual");
-    let Role::Frontend(fe) = &mut eng.role else {
-        return Ok(());
-    };
     fe.listeners = listeners;
 
     // Kites the new configuration would not accept with the same secret.
@@ -124,7 +118,9 @@ pub fn reload(eng: &mut Engine, new: &FrontendSettings) -> Result<(), ReloadErro
         };
         info.kites.retain(|k| *k != name);
         if info.kites.is_empty() {
-            eng.discard(
+            relay::discard(
+                eng,
+                fe,
                 token,
                 &Why::Operator("none of its kites is configured any more"),
             );
@@ -133,13 +129,13 @@ pub fn reload(eng: &mut Engine, new: &FrontendSettings) -> Result<(), ReloadErro
 
     // Tunnels from addresses the new --tunnel_acl denies.
     for token in eng.conns.tokens() {
-        let denied = match (&eng.role, eng.conns.get_mut(token)) {
-            (Role::Frontend(fe), Some(Conn::Tunnel(t))) => !fe.tunnel_acl.allows(t.core.peer.ip()),
+        let denied = match eng.conns.get_mut(token) {
+            Some(Conn::Tunnel(t)) => !fe.tunnel_acl.allows(t.core.peer.ip()),
             _ => false,
         };
         if denied {
             warn!("[t{}] closing a tunnel --tunnel_acl now denies", tag(token));
-            eng.discard(token, &Why::Operator("denied by --tunnel_acl"));
+            relay::discard(eng, fe, token, &Why::Operator("denied by --tunnel_acl"));
         }
     }
     Ok(())

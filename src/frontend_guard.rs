@@ -14,8 +14,9 @@ use std::time::{Duration, Instant};
 use mio::Token;
 
 use super::State;
-use crate::engine::{Engine, Role, unix_now};
+use crate::engine::unix_now;
 use crate::random;
+pub use crate::tunnel::Rounds;
 
 /// A tunnel without an authenticated kite is closed after this long. The
 /// in-band answer to a challenge is one round trip, so a few seconds is
@@ -41,17 +42,6 @@ const TOO_FAST: RoundRefusal = RoundRefusal::TooFast {
     burst: INBAND_BURST,
     refill_secs: INBAND_REFILL.as_secs(),
 };
-
-/// One tunnel's allowance of in-band kite rounds.
-#[derive(Debug)]
-pub struct Rounds {
-    /// Rounds taken while the tunnel had no kite.
-    unauthenticated: u32,
-    /// Rounds an authenticated tunnel may still send at once.
-    tokens: u32,
-    /// When `tokens` was last topped up.
-    refilled: Option<Instant>,
-}
 
 impl Default for Rounds {
     fn default() -> Rounds {
@@ -120,14 +110,6 @@ pub fn forget_sessions(fe: &mut State, sessions: &[String]) {
 fn forget(fe: &mut State, id: &str) {
     if fe.sessions.remove(id).is_some() {
         fe.handshake_bytes = fe.handshake_bytes.saturating_sub(cost(id));
-    }
-}
-
-/// Bytes of handshake state held now (0 on a backend).
-pub fn handshake_held(eng: &Engine) -> usize {
-    match &eng.role {
-        Role::Frontend(fe) => fe.handshake_bytes,
-        Role::Backend(_) => 0,
     }
 }
 

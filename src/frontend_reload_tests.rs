@@ -7,6 +7,7 @@ use std::net::TcpStream;
 use std::os::fd::AsRawFd;
 
 use super::*;
+use crate::app::{Node, Role};
 use crate::config::{FrontendSettings, Parsed, RoleConfig};
 
 fn free_port() -> u16 {
@@ -36,10 +37,11 @@ fn frontend_settings(port: u16) -> FrontendSettings {
     }
 }
 
-fn listening_ports(eng: &mut Engine) -> Vec<u16> {
-    let Role::Frontend(fe) = &eng.role else {
+fn listening_ports(node: &mut Node) -> Vec<u16> {
+    let Role::Frontend(fe) = &node.role else {
         panic!("a frontend");
     };
+    let eng = &mut node.eng;
     let tokens = fe.listeners.clone();
     tokens
         .into_iter()
@@ -53,9 +55,9 @@ fn listening_ports(eng: &mut Engine) -> Vec<u16> {
 #[test]
 fn a_reload_whose_new_listener_cannot_be_watched_keeps_the_old_one() {
     // Port 0: any free one, so only the new port is chosen by a probe.
-    let mut eng = Engine::new(config(0)).expect("an engine");
-    eng.start().expect("listening");
-    let [old] = listening_ports(&mut eng)[..] else {
+    let mut node = Node::new(config(0)).expect("an engine");
+    node.start().expect("listening");
+    let [old] = listening_ports(&mut node)[..] else {
         panic!("one listener");
     };
     let new = free_port();
@@ -65,20 +67,26 @@ fn a_reload_whose_new_listener_cannot_be_watched_keeps_the_old_one() {
     let null = std::fs::File::open("/dev/null").expect("/dev/null");
     // SAFETY: both descriptors are open; dup2 replaces the engine's epoll
     // descriptor in place, and the engine still owns (and closes) it.
-    let replaced = unsafe { libc::dup2(null.as_raw_fd(), eng.poll.as_raw_fd()) };
+    let replaced = unsafe { libc::dup2(null.as_raw_fd(), node.eng.poll_fd()) };
     assert!(replaced >= 0, "dup2: {}", std::io::Error::last_os_error());
 
-    let err =
-        reload(&mut eng, &frontend_settings(new)).expect_err("the new port cannot be watched");
+    let Role::Frontend(fe) = &mut node.role else {
+        panic!("a frontend");
+    };
+    let err = reload(&mut node.eng, fe, &frontend_settings(new))
+        .expect_err("the new port cannot be watched");
     assert!(matches!(err, crate::reload::ReloadError::Setup(_)), "{err}");
     assert!(
         err.to_string()
             .contains(&format!("cannot watch port {new}")),
         "{err}"
     );
-    assert_eq!(listening_ports(&mut eng), [old], "the old listener stays");
+    assert_eq!(listening_ports(&mut node), [old], "the old listener stays");
     assert_eq!(
-        crate::frontend::settings(&eng),
+        match &node.role {
+            Role::Frontend(fe) => Some(fe.settings()),
+            Role::Backend(_) => None,
+        },
         Some(&frontend_settings(0)),
         "the running settings stay"
     );
@@ -87,7 +95,7 @@ fn a_reload_whose_new_listener_cannot_be_watched_keeps_the_old_one() {
         TcpStream::connect(("127.0.0.1", new)).is_err(),
         "the new port was closed again"
     );
-    drop(eng);
+    drop(node);
     // Engine::new took over the stop signals for this test process; give
     // them back, so the test runner can still be stopped.
     crate::signals::restore_defaults();

@@ -5,10 +5,12 @@
 //! `backend` are the roles.
 
 pub mod alloc_count;
+pub mod app;
 pub mod backend;
 pub mod buf;
 pub mod client;
 pub mod config;
+pub mod conn;
 pub mod conns;
 pub mod daemon;
 pub mod engine;
@@ -16,6 +18,7 @@ pub mod frontend;
 #[doc(hidden)]
 pub mod fuzz_checks;
 pub mod local;
+pub mod local_refusal;
 pub mod logging;
 pub mod net;
 pub mod proto;
@@ -25,6 +28,7 @@ pub mod relay;
 pub mod relay_stream;
 pub mod reload;
 pub mod reply;
+pub mod report;
 pub mod resolve;
 pub mod signals;
 pub mod status;
@@ -32,4 +36,5 @@ pub mod stream;
 pub mod timer;
 pub mod tls;
 pub mod transport;
+pub mod tunnel;
 pub mod why;

@@ -13,12 +13,14 @@ use log::{debug, warn};
 use mio::Token;
 use mio::net::TcpStream;
 
-use crate::backend;
-use crate::engine::{Conn, Engine, TimerKind};
+use crate::backend::{self, State};
+use crate::conn::{Conn, Cx};
+use crate::engine::TimerKind;
+use crate::local_refusal::{is_http, refusal_for, send_refusal};
 use crate::proto::flow::INITIAL_WINDOW;
-use crate::proto::frame::{self, Eof, Frame, Line};
-use crate::proto::http::{ForwardInfo, Refused, RequestRewriter, Rules};
-use crate::proto::pages::{self, ErrorFrame, Refusal};
+use crate::proto::frame::{self, Eof, Frame};
+use crate::proto::http::{ForwardInfo, RequestRewriter, Rules};
+use crate::proto::pages::{ErrorFrame, Refusal};
 use crate::relay::{TunnelCore, Why, tag};
 use crate::stream::Stream;
 use crate::transport::Transport;
@@ -27,13 +29,10 @@ use crate::why::Limit;
 /// A local server that doesn't accept within this time is down.
 const LOCAL_CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
-fn is_http(proto: &str) -> bool {
-    matches!(proto, "http" | "http2" | "http3" | "websocket")
-}
-
 /// A chunk for a new SID: connect to the local server of the matching kite.
 pub fn open_stream(
-    eng: &mut Engine,
+    eng: &mut Cx,
+    be: &mut State,
     token: Token,
     core: &mut TunnelCore,
     f: &Frame<'_>,
@@ -46,18 +45,18 @@ pub fn open_stream(
     let port = f.port.and_then(|p| p.trim().parse::<u16>().ok());
     let rip = f.rip.unwrap_or("");
     let label = format!("{proto}://{host}:{}", port.unwrap_or(0));
-    let uuid = backend::uuid(eng);
+    let uuid = be.uuid.clone();
     let refusal = if eng.stopping {
         Some(Limit::Stopping)
     } else {
-        let busy = backend::streams_open(eng);
-        eng.limit_reached(busy)
+        let busy = backend::streams_open(eng, be);
+        eng.limit_reached(busy, 0)
     };
     if let Some(limit) = refusal {
         eng.refuse(&limit, &format!("stream {label}"));
         return unavailable(eng, core, sid, &proto, &host, &uuid);
     }
-    let Some((service, options)) = backend::service(eng, &proto, &host, port) else {
+    let Some((service, options)) = backend::service(be, &proto, &host, port) else {
         crate::logging::noisy(
             eng.now,
             Noise::StreamRefused,
@@ -79,8 +78,7 @@ pub fn open_stream(
         return unavailable(eng, core, sid, &proto, &host, &uuid);
     }
     let http = is_http(&proto);
-    let filter =
-        http && options.filters_dangerous(backend::settings(eng).is_some_and(|c| c.insecure));
+    let filter = http && options.filters_dangerous(be.settings().insecure);
     // Every request of the stream is judged by the guard, the first one
     // included, before anything reaches the local server. Only a
     // `+rawheaders` kite with nothing to check goes unguarded.
@@ -182,7 +180,7 @@ pub fn open_stream(
 /// page for HTTP, the TLS alert for HTTPS, nothing for the rest; then EOF.
 /// [`refuse`] with the unavailable page (`--errorurl`'s, if set).
 fn unavailable(
-    eng: &Engine,
+    eng: &Cx,
     core: &mut TunnelCore,
     sid: u32,
     proto: &str,
@@ -205,96 +203,6 @@ fn refuse(
     send_refusal(core, sid, proto, host, uuid, why, frame);
     frame::encode_eof(&mut core.out, sid, Eof::BOTH);
     Ok(())
-}
-
-fn send_refusal(
-    core: &mut TunnelCore,
-    sid: u32,
-    proto: &str,
-    host: &str,
-    uuid: &str,
-    why: Refusal,
-    frame: Option<ErrorFrame<'_>>,
-) {
-    let body = match proto {
-        p if is_http(p) => pages::refused(why, "http", host, uuid, frame),
-        "https" => pages::TLS_ALERT.to_vec(),
-        _ => return,
-    };
-    let sid = Line::number("SID", u64::from(sid));
-    frame::encode(&mut core.out, &[sid.as_bytes()], &body);
-}
-
-/// A request the guard refused mid-stream: the visitor gets its page
-/// before the stream's EOF.
-pub fn refused_midstream(core: &mut TunnelCore, s: &Stream, uuid: &str, why: Refused) {
-    let Some((proto, host)) = &s.kite else { return };
-    send_refusal(core, s.sid, proto, host, uuid, refusal_for(why), None);
-}
-
-/// The page a refused request gets.
-fn refusal_for(why: Refused) -> Refusal {
-    match why {
-        Refused::BadRequest(_) => Refusal::BadRequest,
-        Refused::Misdirected => Refusal::Misdirected,
-        Refused::NeedsAuth => Refusal::NeedsAuth,
-        Refused::Blocked => Refusal::Blocked,
-    }
-}
-
-/// Connect completion of a local stream: Ok(true) once connected.
-pub fn finish_local_connect(token: Token, s: &mut Stream) -> Result<bool, Why> {
-    if !s.transport.ready.write {
-        return Ok(false);
-    }
-    match crate::net::connected(&s.transport.sock) {
-        Ok(true) => {
-            s.connecting = false;
-            s.deadlines.clear(TimerKind::Deadline);
-            debug!(
-                "[s{} sid={}] connected to the local server",
-                tag(token),
-                s.sid
-            );
-            Ok(true)
-        }
-        Ok(false) => {
-            s.transport.ready.write = false;
-            Ok(false)
-        }
-        Err(f) => Err(Why::Failed(f)),
-    }
-}
-
-/// The local server is down: the visitor gets the `(be)` page.
-pub fn local_connect_failed(eng: &mut Engine, token: Token, s: &mut Stream, why: &Why) {
-    crate::logging::noisy(
-        eng.now,
-        Noise::StreamFailed,
-        Level::Info,
-        format_args!(
-            "[s{} sid={}] {}: local server unavailable: {why}",
-            tag(token),
-            s.sid,
-            s.label
-        ),
-    );
-    let Some((proto, host)) = s.kite.clone() else {
-        return;
-    };
-    let uuid = backend::uuid(eng);
-    let frame = eng.config.error_urls.frame_for(&host);
-    if let Some(Conn::Tunnel(t)) = eng.conns.get_mut(s.tunnel) {
-        send_refusal(
-            &mut t.core,
-            s.sid,
-            &proto,
-            &host,
-            &uuid,
-            Refusal::Unavailable,
-            frame,
-        );
-    }
 }
 
 /// Whether a visitor address is an IPv4 literal (for PROXY v1 wording).

@@ -9,7 +9,7 @@ use rkite::daemon;
 #[cfg(feature = "count-allocs")]
 #[global_allocator]
 static ALLOCATOR: rkite::alloc_count::Counting = rkite::alloc_count::Counting;
-use rkite::engine::Engine;
+use rkite::app::Node;
 
 fn main() -> ExitCode {
     #[cfg(feature = "count-allocs")]
@@ -75,7 +75,7 @@ fn serve(config: config::Config) -> Result<(), ServeError> {
     }
     let daemonize = config.common.process.daemonize;
     let pidfile = config.common.process.pidfile.clone();
-    let mut engine = Engine::new(config)?;
+    let mut node = Node::new(config)?;
     if daemonize {
         daemon::daemonize()?;
     }
@@ -90,8 +90,8 @@ fn serve(config: config::Config) -> Result<(), ServeError> {
         daemon::drop_privileges(to)?;
         log::info!("running as {} (uid {}, gid {})", to.user, to.uid, to.gid);
     }
-    engine.start()?;
-    Ok(engine.run()?)
+    node.start()?;
+    Ok(node.run()?)
 }
 
 /// Why `serve` stopped rkite (exit code 2).

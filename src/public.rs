@@ -21,9 +21,11 @@ use log::debug;
 use mio::Token;
 use mio::net::TcpStream;
 
-use crate::buf::{Buf, Pool};
-use crate::engine::{Conn, Deadlines, Engine, Role, TimerKind};
-use crate::frontend;
+use crate::buf::Pool;
+pub use crate::conn::Sniff;
+use crate::conn::{Conn, Cx};
+use crate::engine::{Deadlines, TimerKind};
+use crate::frontend::{self, State};
 use crate::net::{self, Io};
 use crate::proto::flow::INITIAL_WINDOW;
 use crate::proto::frame::{self, Line};
@@ -45,35 +47,23 @@ const MAX_LAYERS: u8 = 3;
 
 const CONNECT_OK: &[u8] = b"HTTP/1.0 200 Connection Established\r\n\r\n";
 
-/// A public connection that has not said what it is yet.
-pub struct Sniff {
-    pub transport: Transport,
-    pub deadlines: Deadlines,
-    /// Unclassified bytes (plaintext once TLS is terminated here).
-    buf: Buf,
-    peer: SocketAddr,
-    /// The port it connected to.
-    port: u16,
-    /// The name and port a public `CONNECT` asked for: what follows belongs
-    /// to them, whatever its SNI or Host say.
-    target: Option<(String, u16)>,
-    /// Bytes owed to the client before anything else (a CONNECT's 200).
-    owed: Vec<u8>,
-    layers: u8,
-    /// Accepted on a dedicated raw port: nothing to sniff.
-    pub raw_port: bool,
+/// Turns a connection (keeping its token and registration) into one that
+/// writes `out`, lingers briefly for the client to read it, and goes away.
+pub fn start_reply(eng: &mut Cx, token: Token, transport: Transport, out: Vec<u8>) -> Option<Conn> {
+    let mut reply = crate::reply::Reply::new(transport, out);
+    let at = eng.now + crate::reply::REPLY_LINGER;
+    eng.arm_taken(token, &mut reply.deadlines, TimerKind::Deadline, at);
+    eng.mark_dirty(token);
+    Some(Conn::Reply(reply))
 }
 
 /// A connection to a dedicated raw port (§6.6): no protocol to sniff, so it
 /// goes straight to the raw kite that claims the port (or, if several do, to
 /// the one this client last asked for over HTTP).
-pub fn raw_port(eng: &mut Engine, token: Token, s: Sniff) -> Option<Conn> {
-    if !may_visit(eng, &s, "a raw port") {
+pub fn raw_port(eng: &mut Cx, fe: &mut State, token: Token, s: Sniff) -> Option<Conn> {
+    if !may_visit(eng, fe, &s, "a raw port") {
         return None;
     }
-    let Role::Frontend(fe) = &eng.role else {
-        return None;
-    };
     let Some(host) = fe.raw_port_host(s.port, s.peer.ip(), eng.now) else {
         crate::logging::noisy(
             eng.now,
@@ -90,7 +80,7 @@ pub fn raw_port(eng: &mut Engine, token: Token, s: Sniff) -> Option<Conn> {
     };
     let mut s = s;
     s.target = Some((host.clone(), s.port));
-    route(eng, token, s, "raw", &host)
+    route(eng, fe, token, s, "raw", &host)
 }
 
 /// Judges a connection at accept, before a byte is read, and gives the
@@ -98,9 +88,9 @@ pub fn raw_port(eng: &mut Engine, token: Token, s: Sniff) -> Option<Conn> {
 /// plain). `None`: the address is denied by `--client_acl` and by
 /// `--tunnel_acl` alike, so it may be neither a visitor nor a backend:
 /// close it at once (the cheapest answer a flood can get).
-pub fn admit(eng: &mut Engine, peer: SocketAddr) -> Option<SocketAddr> {
+pub fn admit(eng: &mut Cx, fe: &State, peer: SocketAddr) -> Option<SocketAddr> {
     let peer = net::canonical(peer);
-    let standing = Standing::of(eng, peer);
+    let standing = Standing::of(fe, peer);
     if standing.visitor || standing.backend {
         return Some(peer);
     }
@@ -121,16 +111,10 @@ struct Standing {
 }
 
 impl Standing {
-    fn of(eng: &Engine, peer: SocketAddr) -> Standing {
-        match &eng.role {
-            Role::Frontend(fe) => Standing {
-                visitor: fe.client_acl.allows(peer.ip()),
-                backend: fe.tunnel_acl.allows(peer.ip()),
-            },
-            Role::Backend(_) => Standing {
-                visitor: false,
-                backend: false,
-            },
+    fn of(fe: &State, peer: SocketAddr) -> Standing {
+        Standing {
+            visitor: fe.client_acl.allows(peer.ip()),
+            backend: fe.tunnel_acl.allows(peer.ip()),
         }
     }
 }
@@ -138,8 +122,8 @@ impl Standing {
 /// Whether `--client_acl` lets this connection be served as a visitor;
 /// if not, the refusal is logged (rate-limited) and the caller closes it
 /// without a byte of reply.
-fn may_visit(eng: &mut Engine, s: &Sniff, what: &str) -> bool {
-    if Standing::of(eng, s.peer).visitor {
+fn may_visit(eng: &mut Cx, fe: &State, s: &Sniff, what: &str) -> bool {
+    if Standing::of(fe, s.peer).visitor {
         return true;
     }
     eng.refuse(&Limit::Acl("--client_acl"), &format!("{} ({what})", s.peer));
@@ -167,7 +151,7 @@ impl Sniff {
     }
 }
 
-pub fn sniff_timeout(eng: &mut Engine, token: Token, mut s: Sniff) -> Option<Conn> {
+pub fn sniff_timeout(eng: &mut Cx, token: Token, mut s: Sniff) -> Option<Conn> {
     let handshaking = s.transport.tls_mut().is_some_and(|t| t.is_handshaking());
     let what = if handshaking {
         "TLS handshake not finished".to_string()
@@ -197,9 +181,9 @@ enum Next {
     Done(Option<Conn>),
 }
 
-pub fn drive_sniff(eng: &mut Engine, token: Token, mut s: Sniff) -> Option<Conn> {
+pub fn drive_sniff(eng: &mut Cx, fe: &mut State, token: Token, mut s: Sniff) -> Option<Conn> {
     if s.raw_port {
-        return raw_port(eng, token, s);
+        return raw_port(eng, fe, token, s);
     }
     for _ in 0..=MAX_LAYERS {
         if !s.owed.is_empty() {
@@ -214,7 +198,7 @@ pub fn drive_sniff(eng: &mut Engine, token: Token, mut s: Sniff) -> Option<Conn>
         if s.transport.has_pending() && matches!(s.transport.flush(), Io::Failed(_)) {
             return None;
         }
-        match step(eng, token, s) {
+        match step(eng, fe, token, s) {
             Next::Wait(waiting) => return Some(Conn::Sniff(waiting)),
             Next::Again(again) => s = again,
             Next::Done(conn) => return conn,
@@ -229,7 +213,7 @@ pub fn drive_sniff(eng: &mut Engine, token: Token, mut s: Sniff) -> Option<Conn>
     None
 }
 
-fn step(eng: &mut Engine, token: Token, mut s: Sniff) -> Next {
+fn step(eng: &mut Cx, fe: &mut State, token: Token, mut s: Sniff) -> Next {
     let mut eof = false;
     while s.transport.can_read() {
         match relay::read_some(&mut s.transport, &mut s.buf, SNIFF_LIMIT) {
@@ -263,11 +247,11 @@ fn step(eng: &mut Engine, token: Token, mut s: Sniff) -> Next {
         Sniffed::PingMethod { .. } => Some("PING"),
         // A backend pings a relay before it connects (pagekite.py's
         // `Host: ping.pagekite`), so that is a backend's too.
-        Sniffed::Ping { .. } if !Standing::of(eng, s.peer).backend => Some("relay ping"),
+        Sniffed::Ping { .. } if !Standing::of(fe, s.peer).backend => Some("relay ping"),
         _ => None,
     };
     if let Some(what) = visitor_only {
-        if !may_visit(eng, &s, what) {
+        if !may_visit(eng, fe, &s, what) {
             return Next::Done(None);
         }
     }
@@ -305,11 +289,11 @@ fn step(eng: &mut Engine, token: Token, mut s: Sniff) -> Next {
         }
         Sniffed::Ping { .. } => {
             debug!("[p{} {}] answered a relay ping", tag(token), s.peer);
-            let reply = pages::ping_reply(frontend::uuid(eng));
-            Next::Done(eng.start_reply(token, s.transport, reply))
+            let reply = pages::ping_reply(&fe.uuid);
+            Next::Done(start_reply(eng, token, s.transport, reply))
         }
         Sniffed::PingMethod { path, .. } => {
-            Next::Done(eng.start_reply(token, s.transport, pages::pong(&path)))
+            Next::Done(start_reply(eng, token, s.transport, pages::pong(&path)))
         }
         Sniffed::Tunnel { head_len } => {
             // A backend, not a visitor: `--max_conns_per_ip` is for visitors,
@@ -318,6 +302,7 @@ fn step(eng: &mut Engine, token: Token, mut s: Sniff) -> Next {
             let head = s.buf.data().get(..head_len).unwrap_or_default().to_vec();
             Next::Done(frontend::accept_tunnel(
                 eng,
+                fe,
                 token,
                 s.transport,
                 s.peer,
@@ -328,8 +313,8 @@ fn step(eng: &mut Engine, token: Token, mut s: Sniff) -> Next {
             host,
             port,
             head_len,
-        } => connect(eng, token, s, host, port, head_len),
-        Sniffed::Tls { sni } => tls(eng, token, s, sni),
+        } => connect(eng, fe, token, s, host, port, head_len),
+        Sniffed::Tls { sni } => tls(eng, fe, token, s, sni),
         Sniffed::Http(head) => {
             let host = head
                 .host
@@ -348,18 +333,15 @@ fn step(eng: &mut Engine, token: Token, mut s: Sniff) -> Next {
                             head.path
                         ),
                     );
-                    let page = pages::no_host(frontend::uuid(eng));
-                    Next::Done(eng.start_reply(token, s.transport, page))
+                    let page = pages::no_host(&fe.uuid);
+                    Next::Done(start_reply(eng, token, s.transport, page))
                 }
                 Some(host) => {
-                    if let Role::Frontend(fe) = &mut eng.role {
-                        fe.remember_host(s.peer.ip(), &host, eng.now);
-                    }
-                    let websocket = head.websocket
-                        && frontend::settings(eng)
-                            .is_some_and(|c| c.protos.iter().any(|p| p == "websocket"));
+                    fe.remember_host(s.peer.ip(), &host, eng.now);
+                    let websocket =
+                        head.websocket && fe.settings().protos.iter().any(|p| p == "websocket");
                     let proto = if websocket { "websocket" } else { "http" };
-                    Next::Done(route(eng, token, s, proto, &host))
+                    Next::Done(route(eng, fe, token, s, proto, &host))
                 }
             }
         }
@@ -370,16 +352,14 @@ fn step(eng: &mut Engine, token: Token, mut s: Sniff) -> Next {
 /// can serve over TLS (an https kite or a TLS endpoint) on 443, or to an
 /// http kite on 80/8080, answer 200 and look at what follows.
 fn connect(
-    eng: &mut Engine,
+    eng: &mut Cx,
+    fe: &mut State,
     token: Token,
     mut s: Sniff,
     host: String,
     port: u16,
     head_len: usize,
 ) -> Next {
-    let Role::Frontend(fe) = &eng.role else {
-        return Next::Done(None);
-    };
     let servable = match port {
         443 => fe.has_exact_kite(&["https", "https-443"], &host) || fe.endpoint(&host).is_some(),
         80 | 8080 => {
@@ -400,7 +380,8 @@ fn connect(
                 s.peer
             ),
         );
-        return Next::Done(eng.start_reply(
+        return Next::Done(start_reply(
+            eng,
             token,
             s.transport,
             pages::CONNECT_UNAVAILABLE.to_vec(),
@@ -417,7 +398,7 @@ fn connect(
         // now with no data; the 200 goes out ahead of whatever comes back.
         s.owed.extend_from_slice(CONNECT_OK);
         s.target = Some((host.clone(), port));
-        return Next::Done(route(eng, token, s, "raw", &host));
+        return Next::Done(route(eng, fe, token, s, "raw", &host));
     }
     s.owed.extend_from_slice(CONNECT_OK);
     s.target = Some((host, port));
@@ -430,7 +411,7 @@ fn connect(
 /// A ClientHello (protocol doc §6.3, §7): an https kite for the name gets
 /// the bytes untouched; a TLS endpoint for it terminates TLS here and the
 /// plaintext is sniffed again; anything else gets the alert.
-fn tls(eng: &mut Engine, token: Token, mut s: Sniff, sni: Option<String>) -> Next {
+fn tls(eng: &mut Cx, fe: &mut State, token: Token, mut s: Sniff, sni: Option<String>) -> Next {
     if s.transport.is_tls() {
         crate::logging::noisy(
             eng.now,
@@ -442,10 +423,7 @@ fn tls(eng: &mut Engine, token: Token, mut s: Sniff, sni: Option<String>) -> Nex
     }
     let name = s.target.as_ref().map(|(h, _)| h.clone()).or(sni);
     let port = s.public_port();
-    let standing = Standing::of(eng, s.peer);
-    let Role::Frontend(fe) = &eng.role else {
-        return Next::Done(None);
-    };
+    let standing = Standing::of(fe, s.peer);
     // An address only `--tunnel_acl` allows may be a backend whose tunnel
     // runs over TLS, which only a TLS endpoint here can terminate; it never
     // reaches an https kite, and what it says inside must be a tunnel.
@@ -454,7 +432,7 @@ fn tls(eng: &mut Engine, token: Token, mut s: Sniff, sni: Option<String>) -> Nex
         None => fe.default_endpoint(),
     };
     if !standing.visitor && endpoint.is_none() {
-        may_visit(eng, &s, "TLS");
+        may_visit(eng, fe, &s, "TLS");
         return Next::Done(None);
     }
     if let (true, Some(name)) = (standing.visitor, &name) {
@@ -463,7 +441,7 @@ fn tls(eng: &mut Engine, token: Token, mut s: Sniff, sni: Option<String>) -> Nex
                 .is_some();
         if passthrough {
             let name = name.clone();
-            return Next::Done(route(eng, token, s, "https", &name));
+            return Next::Done(route(eng, fe, token, s, "https", &name));
         }
     }
     let Some(endpoint) = endpoint else {
@@ -478,7 +456,12 @@ fn tls(eng: &mut Engine, token: Token, mut s: Sniff, sni: Option<String>) -> Nex
                 name.as_deref().unwrap_or("(no SNI)")
             ),
         );
-        return Next::Done(eng.start_reply(token, s.transport, pages::TLS_ALERT.to_vec()));
+        return Next::Done(start_reply(
+            eng,
+            token,
+            s.transport,
+            pages::TLS_ALERT.to_vec(),
+        ));
     };
     let endpoint_name = endpoint.name.clone();
     let session = TlsSession::server(endpoint).and_then(|mut session| {
@@ -518,11 +501,15 @@ fn tls(eng: &mut Engine, token: Token, mut s: Sniff, sni: Option<String>) -> Nex
 
 /// Finds the tunnel for a public request and turns the connection into a
 /// stream on it, or answers with the `(fe)` 503 page.
-fn route(eng: &mut Engine, token: Token, s: Sniff, proto: &str, host: &str) -> Option<Conn> {
+fn route(
+    eng: &mut Cx,
+    fe: &mut State,
+    token: Token,
+    s: Sniff,
+    proto: &str,
+    host: &str,
+) -> Option<Conn> {
     let port = s.public_port();
-    let Role::Frontend(fe) = &mut eng.role else {
-        return None;
-    };
     let Some((tunnel, matched)) = fe.route(proto, host, port) else {
         crate::logging::noisy(
             eng.now,
@@ -534,7 +521,7 @@ fn route(eng: &mut Engine, token: Token, s: Sniff, proto: &str, host: &str) -> O
                 s.peer
             ),
         );
-        return refuse(eng, token, s, proto, host);
+        return refuse(eng, fe, token, s, proto, host);
     };
     // The first chunk's headers are built before anything changes, so a
     // name that can't be sent exactly refuses this stream and nothing else.
@@ -556,7 +543,7 @@ fn route(eng: &mut Engine, token: Token, s: Sniff, proto: &str, host: &str) -> O
                     s.peer
                 ),
             );
-            return refuse(eng, token, s, proto, host);
+            return refuse(eng, fe, token, s, proto, host);
         }
     };
     let preferred = fe.next_sid();
@@ -614,12 +601,19 @@ fn route(eng: &mut Engine, token: Token, s: Sniff, proto: &str, host: &str) -> O
 
 /// The frontend's refusal of a stream it can't open: the TLS alert for
 /// TLS, the `(fe)` 503 page for anything else.
-fn refuse(eng: &mut Engine, token: Token, s: Sniff, proto: &str, host: &str) -> Option<Conn> {
+fn refuse(
+    eng: &mut Cx,
+    fe: &mut State,
+    token: Token,
+    s: Sniff,
+    proto: &str,
+    host: &str,
+) -> Option<Conn> {
     if proto == "https" {
-        return eng.start_reply(token, s.transport, pages::TLS_ALERT.to_vec());
+        return start_reply(eng, token, s.transport, pages::TLS_ALERT.to_vec());
     }
-    let uuid = frontend::uuid(eng);
+    let uuid = &fe.uuid;
     let frame = eng.config.error_urls.frame_for(host);
     let page = pages::unavailable_framed(PageSide::Frontend, "http", host, uuid, frame);
-    eng.start_reply(token, s.transport, page)
+    start_reply(eng, token, s.transport, page)
 }

@@ -8,20 +8,15 @@
 //! from `proto`; what a role does with a handshake or a new stream lives in
 //! `frontend` and `backend`.
 
-use std::cell::Cell;
-use std::collections::HashMap;
-use std::net::{Shutdown, SocketAddr};
+use std::net::Shutdown;
 use std::rc::Rc;
-use std::time::Instant;
 
 use log::{debug, info, trace};
 use mio::Token;
 
-use crate::backend;
-
-use crate::buf::{Buf, Pool};
-use crate::engine::{Conn, Deadlines, Engine, TimerKind};
-use crate::frontend;
+use crate::buf::Buf;
+use crate::conn::{Conn, Cx};
+use crate::engine::{Deadlines, TimerKind};
 use crate::net::{Failure, Io};
 use crate::proto::frame::{self, Eof, Frame};
 use crate::proto::keepalive::{Check, Keepalive};
@@ -43,13 +38,8 @@ const TUNNEL_LOW_WATER: usize = 64 * 1024;
 /// acknowledgements) while it keeps sending is not reading: drop it rather
 /// than buffer without bound.
 const TUNNEL_OUT_LIMIT: usize = 4 * 1024 * 1024;
-/// A tunnel's input buffer holds a couple of ordinary chunks; it grows (up
-/// to the largest chunk a peer may send) only for a bigger one.
-const TUNNEL_IN: usize = 34 * 1024;
 /// How far a burst of incoming chunks may grow a tunnel's input buffer.
 const TUNNEL_IN_BURST: usize = 256 * 1024;
-/// A tunnel's output buffer between bursts; a burst may grow it.
-const TUNNEL_OUT: usize = 32 * 1024;
 /// Chunks a stream reads in one `readv`.
 pub(crate) const SLOTS: usize = 4;
 /// Bytes read per socket per drive before others get a turn.
@@ -67,129 +57,24 @@ use crate::why::ProtocolError;
 pub use crate::why::Why;
 
 pub use crate::conns::tag;
+pub use crate::tunnel::{Phase, Side, Tunnel, TunnelCore};
+use crate::tunnel::{TUNNEL_IN, TUNNEL_OUT};
 
-/// Where a tunnel is in its life.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Phase {
-    /// Backend: TCP connect in progress.
-    Dialing,
-    /// Backend: `CONNECT name:443` sent in clear, waiting for its 200.
-    ProxyConnect,
-    /// Backend: request sent, reading the reply head.
-    AwaitingReply,
-    /// Chunks flow.
-    Live,
-    /// Write what is queued, then close.
-    Closing,
-}
-
-/// Which role a tunnel plays, with that role's bookkeeping.
-pub enum Side {
-    Frontend(frontend::TunnelInfo),
-    Backend(backend::TunnelInfo),
-}
-
-pub struct Tunnel {
-    pub transport: Transport,
-    pub deadlines: Deadlines,
-    /// Received bytes not yet decoded.
-    pub inb: Buf,
-    pub core: TunnelCore,
-}
-
-/// The tunnel minus its input buffer, so frames borrowed from the input can
-/// be handled with the rest of the tunnel mutable.
-pub struct TunnelCore {
-    pub peer: SocketAddr,
-    pub phase: Phase,
-    pub out: Buf,
-    pub streams: HashMap<u32, Token>,
-    /// Streams waiting for room in `out`.
-    pub(crate) blocked: Vec<Token>,
-    /// Streams written to in this batch that may owe an SKB.
-    acks: Vec<Token>,
-    pub keepalive: Keepalive,
-    pub side: Side,
-    pub bytes_in: u64,
-    pub bytes_out: u64,
-    /// When the tunnel went live (for the status file's uptime).
-    pub live_since: Option<Instant>,
-    /// Bytes its streams hold for their sockets, shared with each stream
-    /// (single-threaded), so a tunnel can be held to its share of `--buffers`.
-    pub held: Rc<Cell<usize>>,
-    /// Reading from the peer is paused until its streams drain.
-    pub paused: bool,
-}
-
-impl TunnelCore {
-    /// True once at least one kite is live on this tunnel.
-    pub fn is_serving(&self) -> bool {
-        self.phase == Phase::Live
-            && match &self.side {
-                Side::Frontend(info) => info.has_kites(),
-                Side::Backend(info) => info.has_kites(),
-            }
-    }
-}
-
-impl Tunnel {
-    /// Whether a tunnel's non-blocking connect has finished, on its
-    /// writable edge; not yet: wait for the next one.
-    pub fn dial_finished(&mut self) -> Result<bool, Why> {
-        if !self.transport.ready.write {
-            return Ok(false);
-        }
-        match crate::net::connected(&self.transport.sock) {
-            Ok(false) => {
-                self.transport.ready.write = false;
-                Ok(false)
-            }
-            Ok(true) => Ok(true),
-            Err(f) => Err(Why::Failed(f)),
-        }
-    }
-
-    pub fn new(
-        pool: &Pool,
-        transport: Transport,
-        peer: SocketAddr,
-        phase: Phase,
-        side: Side,
-        keepalive: Keepalive,
-    ) -> Tunnel {
-        Tunnel {
-            transport,
-            deadlines: Deadlines::default(),
-            inb: Buf::uncounted(TUNNEL_IN),
-            core: TunnelCore {
-                peer,
-                phase,
-                out: pool.buf(TUNNEL_OUT),
-                streams: HashMap::new(),
-                blocked: Vec::new(),
-                acks: Vec::new(),
-                keepalive,
-                side,
-                bytes_in: 0,
-                bytes_out: 0,
-                live_since: None,
-                held: Rc::new(Cell::new(0)),
-                paused: false,
-            },
-        }
-    }
-}
-
-pub fn drive_tunnel(eng: &mut Engine, token: Token, mut t: Box<Tunnel>) -> Option<Conn> {
+pub fn drive_tunnel(
+    eng: &mut Cx,
+    role: &mut dyn Hooks,
+    token: Token,
+    mut t: Box<Tunnel>,
+) -> Option<Conn> {
     let result = match t.core.phase {
         Phase::Dialing | Phase::ProxyConnect | Phase::AwaitingReply => {
-            backend::drive_handshake(eng, token, &mut t)
+            role.handshake(eng, token, &mut t)
         }
         _ => Ok(()),
     };
     let bytes_in = t.core.bytes_in;
     let result = result.and_then(|()| match t.core.phase {
-        Phase::Live => read_frames(eng, token, &mut t),
+        Phase::Live => read_frames(eng, role, token, &mut t),
         _ => Ok(()),
     });
     let result = result.and_then(|()| {
@@ -209,34 +94,75 @@ pub fn drive_tunnel(eng: &mut Engine, token: Token, mut t: Box<Tunnel>) -> Optio
     });
     match result {
         Err(why) => {
-            tunnel_gone(eng, token, t, &why);
+            tunnel_gone(eng, role, token, t, &why);
             None
         }
         Ok(()) if t.core.phase == Phase::Closing && t.core.out.is_empty() => {
-            tunnel_gone(eng, token, t, &Why::Done);
+            tunnel_gone(eng, role, token, t, &Why::Done);
             None
         }
         Ok(()) if eng.stopping && t.core.streams.is_empty() && t.core.out.is_empty() => {
-            tunnel_gone(eng, token, t, &Why::Stopping);
+            tunnel_gone(eng, role, token, t, &Why::Stopping);
             None
         }
         Ok(()) => Some(Conn::Tunnel(t)),
     }
 }
 
-/// How much a tunnel's streams may hold before reading from it pauses.
-fn tunnel_share(eng: &Engine) -> usize {
-    if matches!(eng.role, crate::engine::Role::Frontend(_)) {
-        (eng.pool.budget() / TUNNEL_SHARE_DIVISOR).max(TUNNEL_SHARE_MIN)
-    } else {
-        // A backend's tunnels all carry its own kites: no one to protect.
-        usize::MAX
-    }
+/// What the relay asks of the role a tunnel belongs to. The relay pumps
+/// bytes; the handshake, what a NOOP chunk means, whether a new stream is
+/// welcome and what a closed tunnel leaves behind are the role's.
+pub trait Hooks {
+    /// Drives a tunnel that is still connecting or waiting for its reply
+    /// (only a backend dials).
+    fn handshake(&mut self, eng: &mut Cx, token: Token, t: &mut Tunnel) -> Result<(), Why>;
+    /// A NOOP, PONG or ZRST chunk: in-band kites, a challenge's answer.
+    fn on_noop(
+        &mut self,
+        eng: &mut Cx,
+        token: Token,
+        core: &mut TunnelCore,
+        f: &Frame<'_>,
+    ) -> Result<(), Why>;
+    /// A chunk that opens a new stream; `Ok(false)`: not wanted here (the
+    /// peer gets an EOF for it).
+    fn open_stream(
+        &mut self,
+        eng: &mut Cx,
+        token: Token,
+        core: &mut TunnelCore,
+        f: &Frame<'_>,
+    ) -> Result<bool, Why>;
+    /// The tunnel is gone (its streams already are).
+    fn tunnel_closed(
+        &mut self,
+        eng: &mut Cx,
+        token: Token,
+        side: Side,
+        summary: &str,
+        why: &Why,
+        live: bool,
+    );
+    /// The UUID the role's error pages show.
+    fn uuid(&self) -> &str;
+    /// How much one tunnel's streams may hold (of a `--buffers` budget of
+    /// `budget`) before reading from it pauses.
+    fn tunnel_share(&self, budget: usize) -> usize;
 }
 
-fn read_frames(eng: &mut Engine, token: Token, t: &mut Tunnel) -> Result<(), Why> {
+/// A frontend holds each tenant's tunnel to this part of its `--buffers`.
+pub fn frontend_share(budget: usize) -> usize {
+    (budget / TUNNEL_SHARE_DIVISOR).max(TUNNEL_SHARE_MIN)
+}
+
+fn read_frames(
+    eng: &mut Cx,
+    role: &mut dyn Hooks,
+    token: Token,
+    t: &mut Tunnel,
+) -> Result<(), Why> {
     let mut budget = READ_BUDGET;
-    let share = tunnel_share(eng);
+    let share = role.tunnel_share(eng.pool.budget());
     // Paused tunnels resume once their streams drained to half the share
     // (streams mark their tunnel dirty whenever they are driven).
     let limit = if t.core.paused { share / 2 } else { share };
@@ -283,7 +209,7 @@ fn read_frames(eng: &mut Engine, token: Token, t: &mut Tunnel) -> Result<(), Why
                 t.core.bytes_in += n as u64;
                 budget -= n.min(budget);
                 t.core.keepalive.on_receive(eng.now);
-                process_frames(eng, token, t)?;
+                process_frames(eng, role, token, t)?;
             }
             Io::WouldBlock => break,
             Io::Eof => return Err(Why::PeerClosed),
@@ -306,7 +232,12 @@ fn read_frames(eng: &mut Engine, token: Token, t: &mut Tunnel) -> Result<(), Why
 }
 
 /// Decodes and handles every complete frame in the input buffer.
-pub fn process_frames(eng: &mut Engine, token: Token, t: &mut Tunnel) -> Result<(), Why> {
+pub fn process_frames(
+    eng: &mut Cx,
+    role: &mut dyn Hooks,
+    token: Token,
+    t: &mut Tunnel,
+) -> Result<(), Why> {
     fn decode(bytes: &[u8]) -> Result<Option<(Frame<'_>, usize)>, Why> {
         frame::decode(bytes).map_err(|e| ProtocolError::Frame(e).into())
     }
@@ -316,7 +247,7 @@ pub fn process_frames(eng: &mut Engine, token: Token, t: &mut Tunnel) -> Result<
             return Ok(());
         };
         if !is_plain_data(&first) {
-            handle_frame(eng, token, &mut t.core, &first)?;
+            handle_frame(eng, role, token, &mut t.core, &first)?;
         } else {
             // Consecutive data chunks for one stream go to its socket in one
             // writev instead of a write each.
@@ -334,7 +265,7 @@ pub fn process_frames(eng: &mut Engine, token: Token, t: &mut Tunnel) -> Result<
                 }
             }
             let sid = first.sid.unwrap_or_default();
-            deliver_run(eng, token, &mut t.core, sid, &bodies[..count])?;
+            deliver_run(eng, role, token, &mut t.core, sid, &bodies[..count])?;
         }
         t.inb.consume(used);
         if t.core.phase != Phase::Live {
@@ -359,7 +290,8 @@ fn is_plain_data(f: &Frame<'_>) -> bool {
 /// Data chunks for a known stream (an unknown one gets EOF, §3.4).
 /// Err when the peer broke the protocol badly enough to lose the tunnel.
 fn deliver_run(
-    eng: &mut Engine,
+    eng: &mut Cx,
+    role: &mut dyn Hooks,
     token: Token,
     core: &mut TunnelCore,
     sid: u32,
@@ -388,10 +320,9 @@ fn deliver_run(
         eng.mark_dirty(st);
     }
     if let Err(why) = delivered {
-        let uuid = matches!(why, Why::Refused(_)).then(|| backend::uuid(eng));
         if let Some(Conn::Stream(mut s)) = eng.conns.remove(st) {
-            if let (Why::Refused(r), Some(uuid)) = (&why, uuid) {
-                crate::local::refused_midstream(core, &s, &uuid, *r);
+            if let Why::Refused(r) = &why {
+                crate::relay_stream::refused_midstream(core, &s, role.uuid(), *r);
             }
             retire(&mut s, core, st);
             log_stream_end(eng.now, st, &s, &why);
@@ -406,7 +337,8 @@ fn deliver_run(
 }
 
 fn handle_frame(
-    eng: &mut Engine,
+    eng: &mut Cx,
+    role: &mut dyn Hooks,
     token: Token,
     core: &mut TunnelCore,
     f: &Frame<'_>,
@@ -444,10 +376,7 @@ fn handle_frame(
         core.keepalive.on_pong(eng.now);
     }
     if f.noop || f.pong.is_some() || f.zrst {
-        return match &core.side {
-            Side::Frontend(_) => frontend::on_noop(eng, token, core, f),
-            Side::Backend(_) => backend::on_noop(eng, token, core, f),
-        };
+        return role.on_noop(eng, token, core, f);
     }
     let Some(sid) = f.sid else {
         return Ok(());
@@ -457,10 +386,8 @@ fn handle_frame(
             trace!("[t{}] EOF {eof:?} for unknown sid={sid}", tag(token));
             return Ok(());
         }
-        if f.proto.is_some() && f.host.is_some() {
-            if let Side::Backend(_) = core.side {
-                return crate::local::open_stream(eng, token, core, f);
-            }
+        if f.proto.is_some() && f.host.is_some() && role.open_stream(eng, token, core, f)? {
+            return Ok(());
         }
         frame::encode_eof(&mut core.out, sid, Eof::BOTH);
         return Ok(());
@@ -478,7 +405,7 @@ fn handle_frame(
         }
         return Ok(());
     }
-    deliver_run(eng, token, core, sid, &[f.body])
+    deliver_run(eng, role, token, core, sid, &[f.body])
 }
 
 /// At most one SKB per stream per batch of frames (pagekite.py breaks when
@@ -488,7 +415,7 @@ fn handle_frame(
 /// (libpagekite writes header and body apart, with Nagle on), so it gets an
 /// SKB now even without progress, and the TCP ACK rides on it instead of
 /// waiting for the receiver's delayed-ACK timer (~40 ms a chunk).
-fn send_acks(eng: &mut Engine, core: &mut TunnelCore, prompt: Option<u32>) {
+fn send_acks(eng: &mut Cx, core: &mut TunnelCore, prompt: Option<u32>) {
     let mut prompt = prompt.and_then(|sid| core.streams.get(&sid).copied());
     for st in core.acks.drain(..) {
         if let Some(Conn::Stream(s)) = eng.conns.get_mut(st) {
@@ -508,7 +435,7 @@ fn send_acks(eng: &mut Engine, core: &mut TunnelCore, prompt: Option<u32>) {
     }
 }
 
-fn flush_tunnel(eng: &mut Engine, token: Token, t: &mut Tunnel) -> Result<(), Why> {
+fn flush_tunnel(eng: &mut Cx, token: Token, t: &mut Tunnel) -> Result<(), Why> {
     if t.core.phase == Phase::Dialing {
         return Ok(());
     }
@@ -549,7 +476,8 @@ fn flush_tunnel(eng: &mut Engine, token: Token, t: &mut Tunnel) -> Result<(), Wh
 }
 
 pub fn tunnel_timer(
-    eng: &mut Engine,
+    eng: &mut Cx,
+    role: &mut dyn Hooks,
     token: Token,
     mut t: Box<Tunnel>,
     kind: TimerKind,
@@ -573,12 +501,12 @@ pub fn tunnel_timer(
                 eng.mark_dirty(token);
             }
             Check::Dead => {
-                tunnel_gone(eng, token, t, &Why::NoAnswer);
+                tunnel_gone(eng, role, token, t, &Why::NoAnswer);
                 return None;
             }
         },
         TimerKind::Deadline if !t.core.is_serving() => {
-            tunnel_gone(eng, token, t, &Why::Timeout("in the handshake"));
+            tunnel_gone(eng, role, token, t, &Why::Timeout("in the handshake"));
             return None;
         }
         TimerKind::Deadline => {}
@@ -588,12 +516,7 @@ pub fn tunnel_timer(
 }
 
 /// Starts the keepalive clock of a tunnel that just went live.
-pub fn start_keepalive(
-    eng: &mut Engine,
-    token: Token,
-    t: &mut TunnelCore,
-    deadlines: &mut Deadlines,
-) {
+pub fn start_keepalive(eng: &mut Cx, token: Token, t: &mut TunnelCore, deadlines: &mut Deadlines) {
     t.keepalive = Keepalive::new(eng.config.keepalive, eng.now);
     t.live_since = Some(eng.now);
     if let Check::Idle(at) = t.keepalive.check(eng.now) {
@@ -618,7 +541,7 @@ fn unix_ping_token() -> String {
 
 /// A tunnel is gone: every stream on it goes too (PageKite has no way to
 /// move a stream), and the role forgets the tunnel's kites.
-pub fn tunnel_gone(eng: &mut Engine, token: Token, t: Box<Tunnel>, why: &Why) {
+pub fn tunnel_gone(eng: &mut Cx, role: &mut dyn Hooks, token: Token, t: Box<Tunnel>, why: &Why) {
     let live = t.core.is_serving();
     let streams = t.core.streams.len();
     for (_, st) in t.core.streams.iter() {
@@ -640,10 +563,18 @@ pub fn tunnel_gone(eng: &mut Engine, token: Token, t: Box<Tunnel>, why: &Why) {
     if live && !matches!(why, Why::Stopping | Why::Operator(_)) {
         eng.note_error(&format!("tunnel to {} closed: {why}", t.core.peer));
     }
-    match t.core.side {
-        Side::Frontend(info) => frontend::tunnel_closed(eng, token, info, &summary),
-        Side::Backend(info) => backend::tunnel_closed(eng, token, info, &summary, why, live),
+    role.tunnel_closed(eng, token, t.core.side, &summary, why, live);
+}
+
+/// Drops a connection at once (its socket closes when dropped); a tunnel
+/// takes its streams with it.
+pub fn discard(eng: &mut Cx, role: &mut dyn Hooks, token: Token, why: &Why) {
+    match eng.conns.remove(token) {
+        Some(Conn::Tunnel(t)) => tunnel_gone(eng, role, token, t, why),
+        Some(Conn::Stream(s)) => stream_gone(eng, token, s),
+        _ => {}
     }
+    eng.status_changed();
 }
 
 /// The close reason for a failed operation on `transport`.

@@ -11,14 +11,16 @@ use std::time::Instant;
 use log::{Level, debug, trace};
 use mio::Token;
 
-use crate::backend;
-use crate::engine::{Conn, Engine, TimerKind};
+use crate::conn::{Conn, Cx};
+use crate::engine::TimerKind;
+pub(crate) use crate::local_refusal::refused_midstream;
+use crate::local_refusal::{finish_local_connect, local_connect_failed};
 use crate::logging::Noise;
 use crate::net::Io;
 use crate::proto::frame;
 use crate::relay::{
-    CHUNK_BODY, Phase, READ_BUDGET, SLOTS, STARVED_BACKOFF, TUNNEL_HIGH_WATER, TunnelCore, Why,
-    failure, tag,
+    CHUNK_BODY, Hooks, Phase, READ_BUDGET, SLOTS, STARVED_BACKOFF, TUNNEL_HIGH_WATER, TunnelCore,
+    Why, failure, tag,
 };
 use crate::stream::Stream;
 use crate::why::ProtocolError;
@@ -117,21 +119,27 @@ fn pump_in(token: Token, s: &mut Stream, t: &mut TunnelCore, now: Instant) -> Re
     })
 }
 
-pub fn drive_stream(eng: &mut Engine, token: Token, mut s: Stream) -> Option<Conn> {
+pub fn drive_stream(
+    eng: &mut Cx,
+    role: &mut dyn Hooks,
+    token: Token,
+    mut s: Stream,
+) -> Option<Conn> {
+    let uuid = role.uuid();
     if s.connecting {
-        match crate::local::finish_local_connect(token, &mut s) {
+        match finish_local_connect(token, &mut s) {
             Ok(true) => {}
             Ok(false) => return Some(Conn::Stream(s)),
             Err(why) => {
-                crate::local::local_connect_failed(eng, token, &mut s, &why);
-                return close_stream(eng, token, s, why);
+                local_connect_failed(eng, uuid, token, &mut s, &why);
+                return close_stream(eng, uuid, token, s, why);
             }
         }
     }
     let flushed = s.flush(eng.now);
     s.sync_held();
     match flushed {
-        Err(why) => return close_stream(eng, token, s, why),
+        Err(why) => return close_stream(eng, uuid, token, s, why),
         Ok(Some(at)) => eng.arm_taken(token, &mut s.deadlines, TimerKind::Starved, at),
         Ok(None) => {}
     }
@@ -149,7 +157,7 @@ pub fn drive_stream(eng: &mut Engine, token: Token, mut s: Stream) -> Option<Con
     };
     eng.mark_dirty(tunnel);
     match result {
-        Err(why) => return close_stream(eng, token, s, why),
+        Err(why) => return close_stream(eng, uuid, token, s, why),
         Ok(p) if p.starved => eng.arm_taken(
             token,
             &mut s.deadlines,
@@ -160,7 +168,7 @@ pub fn drive_stream(eng: &mut Engine, token: Token, mut s: Stream) -> Option<Con
         Ok(_) => {}
     }
     if s.ends.is_finished() || (s.stopping && s.queued() == 0) {
-        return close_stream(eng, token, s, Why::Done);
+        return close_stream(eng, uuid, token, s, Why::Done);
     }
     if s.idle_mark.is_none() && !s.connecting {
         if let Some(idle) = eng.config.stream_idle {
@@ -172,11 +180,17 @@ pub fn drive_stream(eng: &mut Engine, token: Token, mut s: Stream) -> Option<Con
 }
 
 /// Closes a stream that is out of the slab: tells the peer, unlinks it.
-pub fn close_stream(eng: &mut Engine, token: Token, mut s: Stream, why: Why) -> Option<Conn> {
-    let uuid = matches!(why, Why::Refused(_)).then(|| backend::uuid(eng));
+/// `uuid` is the one a refused request's page shows.
+pub fn close_stream(
+    eng: &mut Cx,
+    uuid: &str,
+    token: Token,
+    mut s: Stream,
+    why: Why,
+) -> Option<Conn> {
     if let Some(Conn::Tunnel(t)) = eng.conns.get_mut(s.tunnel) {
-        if let (Why::Refused(r), Some(uuid)) = (&why, uuid) {
-            crate::local::refused_midstream(&mut t.core, &s, &uuid, *r);
+        if let Why::Refused(r) = &why {
+            refused_midstream(&mut t.core, &s, uuid, *r);
         }
         retire(&mut s, &mut t.core, token);
         eng.mark_dirty(s.tunnel);
@@ -227,15 +241,20 @@ pub(crate) fn log_stream_end(now: Instant, token: Token, s: &Stream, why: &Why) 
 }
 
 /// A stream was dropped with its tunnel: no frames, just the log line.
-pub fn stream_gone(eng: &mut Engine, token: Token, s: Stream) {
+pub fn stream_gone(eng: &mut Cx, token: Token, s: Stream) {
     log_stream_end(eng.now, token, &s, &Why::Stopping);
 }
 
 /// Graceful stop: send the peer our EOF, finish writing, then close.
-pub fn stream_shutdown(eng: &mut Engine, token: Token, mut s: Stream) -> Option<Conn> {
+pub fn stream_shutdown(
+    eng: &mut Cx,
+    role: &mut dyn Hooks,
+    token: Token,
+    mut s: Stream,
+) -> Option<Conn> {
     s.stopping = true;
     if s.queued() == 0 {
-        return close_stream(eng, token, s, Why::Stopping);
+        return close_stream(eng, role.uuid(), token, s, Why::Stopping);
     }
     if let Some(Conn::Tunnel(t)) = eng.conns.get_mut(s.tunnel) {
         retire(&mut s, &mut t.core, token);
@@ -243,13 +262,20 @@ pub fn stream_shutdown(eng: &mut Engine, token: Token, mut s: Stream) -> Option<
     Some(Conn::Stream(s))
 }
 
-pub fn stream_timer(eng: &mut Engine, token: Token, s: Stream, kind: TimerKind) -> Option<Conn> {
+pub fn stream_timer(
+    eng: &mut Cx,
+    role: &mut dyn Hooks,
+    token: Token,
+    s: Stream,
+    kind: TimerKind,
+) -> Option<Conn> {
+    let uuid = role.uuid();
     match kind {
         TimerKind::Deadline if s.connecting => {
             let mut s = s;
             let why = Why::Timeout("connecting to the local server");
-            crate::local::local_connect_failed(eng, token, &mut s, &why);
-            close_stream(eng, token, s, why)
+            local_connect_failed(eng, uuid, token, &mut s, &why);
+            close_stream(eng, uuid, token, s, why)
         }
         TimerKind::Deadline => {
             // The idle timer: armed once, it looks back at whether any byte
@@ -258,7 +284,7 @@ pub fn stream_timer(eng: &mut Engine, token: Token, s: Stream, kind: TimerKind) 
             let traffic = s.traffic();
             match eng.config.stream_idle {
                 Some(_) if s.idle_mark == Some(traffic) => {
-                    close_stream(eng, token, s, Why::Timeout("idle (--stream_idle)"))
+                    close_stream(eng, uuid, token, s, Why::Timeout("idle (--stream_idle)"))
                 }
                 Some(idle) => {
                     s.idle_mark = Some(traffic);

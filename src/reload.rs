@@ -9,8 +9,10 @@ use std::fmt;
 
 use log::{error, info, warn};
 
+use crate::app::Role;
 use crate::config::{self, Config, Parsed, ProcessSettings, RoleConfig};
-use crate::engine::{Engine, Fatal, Role};
+use crate::conn::Cx;
+use crate::engine::Fatal;
 use crate::proto::acl::AclError;
 use crate::proto::options::OptionError;
 use crate::tls::TlsConfigError;
@@ -52,7 +54,7 @@ impl fmt::Display for ReloadError {
     }
 }
 
-pub fn reload(eng: &mut Engine) {
+pub fn reload(eng: &mut Cx, role: &mut Role) {
     if eng.stopping {
         return;
     }
@@ -65,7 +67,7 @@ pub fn reload(eng: &mut Engine) {
         }
         Err(e) => return refuse(eng, &e.to_string()),
     };
-    if let Err(e) = apply(eng, new) {
+    if let Err(e) = apply(eng, role, new) {
         return refuse(eng, &e.to_string());
     }
     info!("SIGHUP: the new configuration is in effect");
@@ -73,13 +75,13 @@ pub fn reload(eng: &mut Engine) {
 }
 
 /// Puts `new` in effect, or changes nothing and says why.
-fn apply(eng: &mut Engine, mut new: Config) -> Result<(), ReloadError> {
-    keep_restart_only(eng, &mut new);
+fn apply(eng: &mut Cx, running: &mut Role, mut new: Config) -> Result<(), ReloadError> {
+    keep_restart_only(eng, running, &mut new);
     let Config { common, role } = new;
     // Each role applies its own settings; the other role's never reach it.
-    match (&eng.role, &role) {
-        (Role::Frontend(_), RoleConfig::Frontend(fe)) => frontend::reload(eng, fe)?,
-        (Role::Backend(_), RoleConfig::Backend(be)) => backend::reload(eng, be)?,
+    match (running, &role) {
+        (Role::Frontend(state), RoleConfig::Frontend(fe)) => frontend::reload(eng, state, fe)?,
+        (Role::Backend(state), RoleConfig::Backend(be)) => backend::reload(eng, state, be)?,
         (_, wanted) => return Err(role_switch(wanted)),
     }
     eng.pool.set_budget(common.buffer_budget);
@@ -96,20 +98,21 @@ fn role_switch(wanted: &RoleConfig) -> ReloadError {
     ReloadError::RoleSwitch { now, was, flag }
 }
 
-fn refuse(eng: &mut Engine, why: &str) {
+fn refuse(eng: &mut Cx, why: &str) {
     error!("SIGHUP: {why}; the running configuration stays");
     eng.note_error(&format!("reload failed: {why}"));
 }
 
 /// Settings a running process cannot change (its [`ProcessSettings`] and a
 /// frontend's `--host`): warn, and keep the old ones.
-fn keep_restart_only(eng: &Engine, new: &mut Config) {
+fn keep_restart_only(eng: &Cx, running: &Role, new: &mut Config) {
     let keep = |what: &str, differs: bool| {
         if differs {
             warn!("SIGHUP: {what} changes need a restart; keeping the running value");
         }
     };
-    if let (Some(old), RoleConfig::Frontend(fresh)) = (frontend::settings(eng), &mut new.role) {
+    if let (Role::Frontend(fe), RoleConfig::Frontend(fresh)) = (running, &mut new.role) {
+        let old = fe.settings();
         keep("--host", old.host != fresh.host);
         fresh.host = old.host;
     }

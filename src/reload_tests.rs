@@ -7,6 +7,8 @@
 use std::time::Duration;
 
 use super::*;
+use crate::app::Node;
+use crate::config::{BackendSettings, FrontendSettings};
 
 /// A frontend on any free loopback port.
 const FRONTEND: &[&str] = &[
@@ -32,8 +34,24 @@ fn parse(list: &[&str]) -> Config {
     }
 }
 
-fn engine(list: &[&str]) -> Engine {
-    Engine::new(parse(list)).expect("an engine")
+fn engine(list: &[&str]) -> Node {
+    Node::new(parse(list)).expect("an engine")
+}
+
+/// The running frontend's settings (none on a backend).
+fn frontend_settings(node: &Node) -> Option<&FrontendSettings> {
+    match &node.role {
+        Role::Frontend(fe) => Some(fe.settings()),
+        Role::Backend(_) => None,
+    }
+}
+
+/// The running backend's settings (none on a frontend).
+fn backend_settings(node: &Node) -> Option<&BackendSettings> {
+    match &node.role {
+        Role::Backend(be) => Some(be.settings()),
+        Role::Frontend(_) => None,
+    }
 }
 
 #[test]
@@ -41,29 +59,29 @@ fn each_role_holds_its_own_settings_and_the_engine_the_common_ones() {
     let c = parse(FRONTEND);
     let (common, fe) = (c.common.clone(), c.frontend().cloned());
     assert!(fe.is_some() && c.backend().is_none());
-    let eng = Engine::new(c).expect("a frontend");
-    assert_eq!(eng.config, common);
-    assert_eq!(frontend::settings(&eng), fe.as_ref());
-    assert_eq!(backend::settings(&eng), None);
+    let eng = Node::new(c).expect("a frontend");
+    assert_eq!(eng.eng.config, common);
+    assert_eq!(frontend_settings(&eng), fe.as_ref());
+    assert_eq!(backend_settings(&eng), None);
     drop(eng);
 
     let c = parse(BACKEND);
     let (common, be) = (c.common.clone(), c.backend().cloned());
     assert!(be.is_some() && c.frontend().is_none());
-    let eng = Engine::new(c).expect("a backend");
-    assert_eq!(eng.config, common);
-    assert_eq!(backend::settings(&eng), be.as_ref());
-    assert_eq!(frontend::settings(&eng), None);
+    let eng = Node::new(c).expect("a backend");
+    assert_eq!(eng.eng.config, common);
+    assert_eq!(backend_settings(&eng), be.as_ref());
+    assert_eq!(frontend_settings(&eng), None);
     drop(eng);
-    // Engine::new took over the stop signals for this test process.
+    // Node::new took over the stop signals for this test process.
     crate::signals::restore_defaults();
 }
 
 #[test]
 fn a_reload_that_switches_role_is_refused_and_changes_nothing() {
     let mut eng = engine(FRONTEND);
-    let before = (eng.config.clone(), frontend::settings(&eng).cloned());
-    let err = apply(&mut eng, parse(BACKEND)).expect_err("a frontend stays one");
+    let before = (eng.eng.config.clone(), frontend_settings(&eng).cloned());
+    let err = apply(&mut eng.eng, &mut eng.role, parse(BACKEND)).expect_err("a frontend stays one");
     assert!(matches!(err, ReloadError::RoleSwitch { .. }), "{err}");
     assert_eq!(
         err.to_string(),
@@ -71,7 +89,7 @@ fn a_reload_that_switches_role_is_refused_and_changes_nothing() {
          is a frontend; switching roles needs a restart"
     );
     assert_eq!(
-        (eng.config.clone(), frontend::settings(&eng).cloned()),
+        (eng.eng.config.clone(), frontend_settings(&eng).cloned()),
         before
     );
     assert_eq!(
@@ -82,15 +100,15 @@ fn a_reload_that_switches_role_is_refused_and_changes_nothing() {
     drop(eng);
 
     let mut eng = engine(BACKEND);
-    let before = (eng.config.clone(), backend::settings(&eng).cloned());
-    let err = apply(&mut eng, parse(FRONTEND)).expect_err("a backend stays one");
+    let before = (eng.eng.config.clone(), backend_settings(&eng).cloned());
+    let err = apply(&mut eng.eng, &mut eng.role, parse(FRONTEND)).expect_err("a backend stays one");
     assert!(
         err.to_string()
             .contains("now runs a frontend (--isfrontend added), but this process is a backend"),
         "{err}"
     );
     assert_eq!(
-        (eng.config.clone(), backend::settings(&eng).cloned()),
+        (eng.eng.config.clone(), backend_settings(&eng).cloned()),
         before
     );
     drop(eng);
@@ -101,7 +119,7 @@ fn a_reload_that_switches_role_is_refused_and_changes_nothing() {
 fn a_reload_keeps_restart_only_settings_and_applies_the_rest() {
     let running = [FRONTEND, &["-v", "--logfile=/nonexistent/a.log"]].concat();
     let mut eng = engine(&running);
-    let process = eng.config.process.clone();
+    let process = eng.eng.config.process.clone();
     assert_eq!(process.log_level, config::LogLevel::Verbose);
     // Port 0 again: the running listener is kept, so the new --host is
     // never bound; it is the running one that stays.
@@ -115,13 +133,33 @@ fn a_reload_keeps_restart_only_settings_and_applies_the_rest() {
         "--logfile=/nonexistent/b.log",
         "--status_file=/nonexistent/status.json",
     ]);
-    apply(&mut eng, new).expect("the reload applies");
-    assert_eq!(eng.config.process, process, "restart-only settings stay");
-    assert_eq!(eng.config.keepalive, Duration::from_secs(50));
-    let fe = frontend::settings(&eng).expect("still a frontend");
+    apply(&mut eng.eng, &mut eng.role, new).expect("the reload applies");
+    assert_eq!(
+        eng.eng.config.process, process,
+        "restart-only settings stay"
+    );
+    assert_eq!(eng.eng.config.keepalive, Duration::from_secs(50));
+    let fe = frontend_settings(&eng).expect("still a frontend");
     assert_eq!(fe.host, Some("127.0.0.1".parse().expect("an address")));
     let domains: Vec<&str> = fe.domain_secrets.keys().map(String::as_str).collect();
     assert_eq!(domains, ["http:b.test"]);
     drop(eng);
+    crate::signals::restore_defaults();
+}
+
+#[test]
+fn sighup_gives_the_pool_its_new_budget() {
+    let dir = std::env::temp_dir().join(format!("rkite-pool-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("a temp dir");
+    let rc = dir.join("rc");
+    std::fs::write(&rc, "buffers = 64\n").expect("an option file");
+    let optfile = format!("--optfile={}", rc.display());
+    let mut node = engine(&[FRONTEND, &[optfile.as_str()]].concat());
+    assert_eq!(node.eng.pool.budget(), 64 * 1024);
+    std::fs::write(&rc, "buffers = 256\n").expect("the option file again");
+    reload(&mut node.eng, &mut node.role);
+    assert_eq!(node.eng.pool.budget(), 256 * 1024);
+    let _ = std::fs::remove_dir_all(&dir);
+    drop(node);
     crate::signals::restore_defaults();
 }

@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 /// Today's largest circle; lower it when a change breaks one up.
-const CEILING: usize = 9;
+const CEILING: usize = 3;
 
 /// Module name → the top-level modules its files name.
 fn graph(src: &Path) -> BTreeMap<String, BTreeSet<String>> {

@@ -1,0 +1,95 @@
+//! What the reactor's table holds in this program: every kind of
+//! connection ([`Conn`]), the data of the two that belong to no other file
+//! (a frontend's listening socket, a public connection still being sniffed),
+//! and the program's own timers ([`AppTimer`]). Data only: driving a
+//! connection is the roles' and the relay's, dispatching is `app`'s. Nothing
+//! here names the logic above it, so every part of it can name this.
+
+use std::net::SocketAddr;
+
+use mio::net::TcpListener;
+
+use crate::buf::Buf;
+use crate::engine::{Deadlines, Pollable, Ready};
+use crate::reply::Reply;
+use crate::stream::Stream;
+use crate::transport::Transport;
+use crate::tunnel::Tunnel;
+
+/// The reactor as this program's connections and timers see it.
+pub type Cx = crate::engine::Engine<Conn, AppTimer>;
+
+/// Everything that owns a socket.
+pub enum Conn {
+    Listener(Listener),
+    Sniff(Sniff),
+    Reply(Reply),
+    /// Boxed: tunnels are few and big; the table's entries stay small.
+    Tunnel(Box<Tunnel>),
+    Stream(Stream),
+}
+
+impl Pollable for Conn {
+    fn ready_mut(&mut self) -> Option<&mut Ready> {
+        match self {
+            Conn::Listener(l) => Some(&mut l.ready),
+            Conn::Sniff(s) => Some(&mut s.transport.ready),
+            Conn::Reply(r) => Some(&mut r.transport.ready),
+            Conn::Tunnel(t) => Some(&mut t.transport.ready),
+            Conn::Stream(s) => Some(&mut s.transport.ready),
+        }
+    }
+
+    fn deadlines_mut(&mut self) -> Option<&mut Deadlines> {
+        match self {
+            Conn::Listener(_) => None,
+            Conn::Sniff(s) => Some(&mut s.deadlines),
+            Conn::Reply(r) => Some(&mut r.deadlines),
+            Conn::Tunnel(t) => Some(&mut t.deadlines),
+            Conn::Stream(s) => Some(&mut s.deadlines),
+        }
+    }
+}
+
+/// The program's timers, beside the connections' own.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum AppTimer {
+    /// A backend's frontend slot: reconnect after back-off.
+    Slot(usize),
+    /// Resume accepting after EMFILE/ENFILE.
+    AcceptResume,
+    /// Graceful stop: the running streams' time is up.
+    StopGrace,
+    /// Graceful stop: the last EOFs had their chance; exit.
+    StopFinal,
+}
+
+/// A frontend's listening socket.
+pub struct Listener {
+    pub(crate) sock: TcpListener,
+    /// The port as configured (0: any), for reloads to match.
+    pub(crate) configured: u16,
+    pub(crate) port: u16,
+    /// A dedicated `--rawports` port: connections go to a raw kite as they are.
+    pub(crate) raw: bool,
+    pub ready: Ready,
+}
+
+/// A public connection that has not said what it is yet.
+pub struct Sniff {
+    pub transport: Transport,
+    pub deadlines: Deadlines,
+    /// Unclassified bytes (plaintext once TLS is terminated here).
+    pub(crate) buf: Buf,
+    pub(crate) peer: SocketAddr,
+    /// The port it connected to.
+    pub(crate) port: u16,
+    /// The name and port a public `CONNECT` asked for: what follows belongs
+    /// to them, whatever its SNI or Host say.
+    pub(crate) target: Option<(String, u16)>,
+    /// Bytes owed to the client before anything else (a CONNECT's 200).
+    pub(crate) owed: Vec<u8>,
+    pub(crate) layers: u8,
+    /// Accepted on a dedicated raw port: nothing to sniff.
+    pub raw_port: bool,
+}
