@@ -141,8 +141,10 @@ impl TunnelInfo {
 
 impl State {
     pub fn new(config: BackendSettings, registry: &Registry, waker: Token) -> Result<State, Fatal> {
-        let resolver = Resolver::new(registry, waker)
-            .map_err(|e| Fatal::Setup(format!("cannot create a waker: {e}")))?;
+        let resolver = Resolver::new(registry, waker).map_err(|error| Fatal::System {
+            what: "create a waker",
+            error,
+        })?;
         let mut services = HashMap::new();
         for (i, k) in config.kites.iter().enumerate() {
             services.insert(kite::key(&k.id.name(), &k.domain), i);
@@ -155,8 +157,7 @@ impl State {
         Ok(State {
             slots,
             tls: BackendTls::new(&config)?,
-            options: crate::config::kite_options(&config)
-                .map_err(|e| Fatal::Setup(e.to_string()))?,
+            options: crate::config::kite_options(&config).map_err(Fatal::KiteOptions)?,
             services,
             resolver,
             uuid: random::hex(20),

@@ -23,7 +23,7 @@ pub(super) struct BackendTls {
 
 impl BackendTls {
     pub(super) fn new(config: &BackendSettings) -> Result<Option<BackendTls>, Fatal> {
-        let setup = |e: tls::TlsConfigError| Fatal::Setup(e.to_string());
+        let setup = Fatal::Tls;
         if config.fe_nocertcheck {
             warn!(
                 "--fe_nocertcheck: the frontend's certificate is NOT checked; \

@@ -77,21 +77,7 @@ pub trait App: Sized {
 /// The reactor's state as the app sees it.
 pub type Ctx<A> = Engine<<A as App>::Conn, <A as App>::Timer>;
 
-/// Runtime failures that stop the process (exit code 2).
-#[derive(Debug)]
-pub enum Fatal {
-    Setup(String),
-    Poll(io::Error),
-}
-
-impl std::fmt::Display for Fatal {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Fatal::Setup(what) => f.write_str(what),
-            Fatal::Poll(e) => write!(f, "event loop failed: {e}"),
-        }
-    }
-}
+pub use crate::why::Fatal;
 
 pub struct Engine<C, K: Copy + Ord> {
     poll: Poll,
@@ -112,10 +98,15 @@ pub struct Engine<C, K: Copy + Ord> {
 
 impl<C: Pollable, K: Copy + Ord + std::fmt::Debug> Engine<C, K> {
     pub fn new(config: Common) -> Result<Engine<C, K>, Fatal> {
-        let poll =
-            Poll::new().map_err(|e| Fatal::Setup(format!("cannot create the event loop: {e}")))?;
-        let signals = Signals::install(poll.registry(), SIGNAL_TOKEN)
-            .map_err(|e| Fatal::Setup(format!("cannot install signal handlers: {e}")))?;
+        let poll = Poll::new().map_err(|error| Fatal::System {
+            what: "create the event loop",
+            error,
+        })?;
+        let signals =
+            Signals::install(poll.registry(), SIGNAL_TOKEN).map_err(|error| Fatal::System {
+                what: "install signal handlers",
+                error,
+            })?;
         let now = clock();
         Ok(Engine {
             poll,

@@ -133,11 +133,15 @@ impl State {
             challenge_key: random::hex(20),
             next_sid: 1,
             endpoints: Endpoints::load(&config.tls_endpoints, config.tls_default.as_deref())
-                .map_err(|e| Fatal::Setup(e.to_string()))?,
-            client_acl: Acl::parse(&config.client_acl)
-                .map_err(|e| Fatal::Setup(format!("--client_acl: {e}")))?,
-            tunnel_acl: Acl::parse(&config.tunnel_acl)
-                .map_err(|e| Fatal::Setup(format!("--tunnel_acl: {e}")))?,
+                .map_err(Fatal::Tls)?,
+            client_acl: Acl::parse(&config.client_acl).map_err(|error| Fatal::Acl {
+                flag: "--client_acl",
+                error,
+            })?,
+            tunnel_acl: Acl::parse(&config.tunnel_acl).map_err(|error| Fatal::Acl {
+                flag: "--tunnel_acl",
+                error,
+            })?,
             accept_paused: false,
             fds_exhausted: None,
             recent: HashMap::new(),
@@ -285,7 +289,7 @@ fn bind(host: Option<IpAddr>, port: u16) -> Result<std::net::TcpListener, Fatal>
         match std::net::TcpListener::bind(addr) {
             Ok(l) => {
                 l.set_nonblocking(true)
-                    .map_err(|e| Fatal::Setup(format!("cannot configure {addr}: {e}")))?;
+                    .map_err(|error| Fatal::Listen { addr, error })?;
                 if last.is_some() {
                     info!("no IPv6 on this system: listening on {addr} (IPv4 only)");
                 }
@@ -294,14 +298,12 @@ fn bind(host: Option<IpAddr>, port: u16) -> Result<std::net::TcpListener, Fatal>
             // Only a system without IPv6 falls back to IPv4; a port in use
             // or forbidden on [::] is the same on 0.0.0.0 and must be said.
             Err(e) if host.is_none() && addr.is_ipv6() && !no_ipv6(&e) => {
-                return Err(Fatal::Setup(format!("cannot listen on {addr}: {e}")));
+                return Err(Fatal::Listen { addr, error: e });
             }
-            Err(e) => last = Some(format!("cannot listen on {addr}: {e}")),
+            Err(error) => last = Some(Fatal::Listen { addr, error }),
         }
     }
-    Err(Fatal::Setup(
-        last.unwrap_or_else(|| "no address to listen on".into()),
-    ))
+    Err(last.unwrap_or(Fatal::NoAddress(port)))
 }
 
 /// Errors that mean the system has no IPv6 (disabled, or not built in).
@@ -343,7 +345,7 @@ fn watch(eng: &mut Cx, bound: Vec<Bound>) -> Result<Vec<Token>, Fatal> {
                 for token in tokens {
                     eng.conns.remove(token);
                 }
-                return Err(Fatal::Setup(format!("cannot watch port {port}: {e}")));
+                return Err(Fatal::Watch { port, error: e });
             }
         }
     }

@@ -7,12 +7,57 @@
 use std::fmt;
 
 use crate::net::Failure;
+use crate::proto::acl::AclError;
 use crate::proto::frame::FrameError;
 use crate::proto::handshake::HandshakeError;
 use crate::proto::http::Refused;
+use crate::proto::options::OptionError;
 use crate::proto::status_line::BadStatus;
-use crate::tls::TlsError;
+use crate::tls::{TlsConfigError, TlsError};
 use crate::transport::TransportError;
+
+/// Failures that stop the process at start-up, or refuse a reload (exit
+/// code 2 at start).
+#[derive(Debug)]
+pub enum Fatal {
+    /// A resource the reactor needs: the poll, the signal pipe, a waker.
+    System {
+        what: &'static str,
+        error: std::io::Error,
+    },
+    /// A port cannot be listened on (or configured once bound).
+    Listen {
+        addr: std::net::SocketAddr,
+        error: std::io::Error,
+    },
+    /// No address to listen on for this port.
+    NoAddress(u16),
+    /// A bound port cannot be watched by the reactor.
+    Watch { port: u16, error: std::io::Error },
+    /// TLS files or settings that cannot be used.
+    Tls(TlsConfigError),
+    /// An access list that does not parse.
+    Acl { flag: &'static str, error: AclError },
+    /// A kite's options that do not parse.
+    KiteOptions(OptionError),
+    /// The event loop itself failed, again and again.
+    Poll(std::io::Error),
+}
+
+impl fmt::Display for Fatal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Fatal::System { what, error } => write!(f, "cannot {what}: {error}"),
+            Fatal::Listen { addr, error } => write!(f, "cannot listen on {addr}: {error}"),
+            Fatal::NoAddress(port) => write!(f, "no address to listen on for port {port}"),
+            Fatal::Watch { port, error } => write!(f, "cannot watch port {port}: {error}"),
+            Fatal::Tls(e) => e.fmt(f),
+            Fatal::Acl { flag, error } => write!(f, "{flag}: {error}"),
+            Fatal::KiteOptions(e) => e.fmt(f),
+            Fatal::Poll(e) => write!(f, "event loop failed: {e}"),
+        }
+    }
+}
 
 /// Why a connection was closed: decides the log line.
 #[derive(Clone, Debug)]
