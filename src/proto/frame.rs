@@ -331,13 +331,15 @@ impl<'a> Frame<'a> {
     }
 }
 
-/// Splits a header block into `(name, trimmed value)` pairs, skipping lines
-/// without a colon.
+/// A header block's `(name, trimmed value)` pairs, read by the one header
+/// reader ([`super::sniff::fields`]). Splitting text at ASCII bytes keeps
+/// it text, so no pair is ever dropped for its encoding.
 pub fn header_lines(block: &str) -> impl Iterator<Item = (&str, &str)> {
-    block.split('\n').filter_map(|line| {
-        let line = line.strip_suffix('\r').unwrap_or(line);
-        let (name, value) = line.split_once(':')?;
-        Some((name.trim(), value.trim()))
+    super::sniff::fields(block.as_bytes()).filter_map(|(name, value)| {
+        Some((
+            std::str::from_utf8(name).ok()?,
+            std::str::from_utf8(value).ok()?,
+        ))
     })
 }
 

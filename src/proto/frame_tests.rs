@@ -309,3 +309,16 @@ fn awaiting_body_only_right_after_a_header() {
     assert_eq!(awaiting_body(b"20Z10\r\nSID: 1\r\n\r\n"), None);
     assert_eq!(awaiting_body(b"20\r\nSID: x\r\n\r\n"), None);
 }
+
+#[test]
+fn chunk_headers_are_read_as_http_heads_are() {
+    // One reader for both: a name with whitespace is no header (pagekite.py
+    // would not match `SID ` either), values are trimmed, a line without a
+    // colon is skipped, and a blank line ends the block.
+    let block = "SID: 7\r\nHost : a.test\r\nno colon\r\nProto:  http \r\n\r\nRIP: 1.2.3.4";
+    let pairs: Vec<(&str, &str)> = header_lines(block).collect();
+    assert_eq!(pairs, [("SID", "7"), ("Proto", "http")]);
+    let head = format!("GET / HTTP/1.1\r\n{block}");
+    let http: Vec<(&[u8], &[u8])> = crate::proto::sniff::headers(head.as_bytes()).collect();
+    assert_eq!(http, [(&b"SID"[..], &b"7"[..]), (b"Proto", b"http")]);
+}

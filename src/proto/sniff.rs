@@ -139,14 +139,24 @@ pub fn normalize_host(raw: &str) -> Option<String> {
 }
 
 /// The `(name, value)` pairs of a request (or response) head, after its
-/// first line and up to its blank line, values trimmed: the one lenient
-/// HTTP header reader
-/// (the request guard's strict judge is `http_head`). Lines that are not
-/// `name: value` are skipped: a name with whitespace in it (an obs-fold
-/// continuation, or `Host : x`) is not a header any HTTP/1.1 server may
-/// honour, and pagekite.py does not match it either.
+/// first line and up to its blank line, values trimmed (see [`fields`]).
 pub fn headers(head: &[u8]) -> impl Iterator<Item = (&[u8], &[u8])> {
-    let lines = head.split(|&b| b == b'\n').skip(1);
+    let after_first = head
+        .iter()
+        .position(|&b| b == b'\n')
+        .and_then(|nl| head.get(nl + 1..))
+        .unwrap_or_default();
+    fields(after_first)
+}
+
+/// The `(name, value)` pairs of a header block up to its blank line, values
+/// trimmed: the one lenient header reader, for HTTP heads and PageKite chunk
+/// headers alike (the request guard's strict judge is `http_head`). Lines
+/// that are not `name: value` are skipped: a name with whitespace in it (an
+/// obs-fold continuation, or `Host : x`) is not a header any HTTP/1.1
+/// server may honour, and pagekite.py does not match it either.
+pub fn fields(block: &[u8]) -> impl Iterator<Item = (&[u8], &[u8])> {
+    let lines = block.split(|&b| b == b'\n');
     let lines = lines.map(|line| line.strip_suffix(b"\r").unwrap_or(line));
     lines
         .take_while(|line| !line.is_empty())
