@@ -180,3 +180,65 @@ fn the_measure_sees_circles_and_groups() {
     assert_eq!(knots[0], ["a", "b", "c"]);
     assert!(knots.iter().skip(1).all(|k| k.len() == 1));
 }
+
+/// Every module `from` reaches by following imports.
+fn reach(edges: &BTreeMap<String, BTreeSet<String>>, from: &str) -> BTreeSet<String> {
+    let mut seen = BTreeSet::new();
+    let mut todo = vec![from.to_string()];
+    while let Some(m) = todo.pop() {
+        for next in edges.get(&m).into_iter().flatten() {
+            if seen.insert(next.clone()) {
+                todo.push(next.clone());
+            }
+        }
+    }
+    seen
+}
+
+#[test]
+fn the_reactor_and_the_data_below_it_name_no_role() {
+    let edges = graph(&Path::new(env!("CARGO_MANIFEST_DIR")).join("src"));
+    // The logic: the roles, the relay pump, the program.
+    let logic = [
+        "app",
+        "backend",
+        "frontend",
+        "local",
+        "public",
+        "relay",
+        "relay_stream",
+        "reload",
+        "report",
+    ];
+    // The reactor, and the data and plumbing every layer above may use.
+    let below = [
+        "engine",
+        "conn",
+        "tunnel",
+        "stream",
+        "reply",
+        "status",
+        "conns",
+        "timer",
+        "net",
+        "buf",
+        "transport",
+        "why",
+        "tls",
+        "proto",
+        "config",
+    ];
+    for m in below {
+        assert!(edges.contains_key(m), "no module {m}: update this test");
+        let reached = reach(&edges, m);
+        let named: Vec<&str> = logic
+            .iter()
+            .copied()
+            .filter(|l| reached.contains(*l))
+            .collect();
+        assert!(named.is_empty(), "{m} reaches {named:?}");
+    }
+    // The protocol core stands alone: sans-IO, it names nothing outside it.
+    let outside: Vec<&String> = edges["proto"].iter().collect();
+    assert!(outside.is_empty(), "proto names {outside:?}");
+}
