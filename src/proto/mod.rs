@@ -5,6 +5,7 @@
 
 pub mod acl;
 pub mod auth;
+pub mod base64;
 pub mod ct;
 pub mod fleet;
 pub mod flow;
@@ -18,6 +19,10 @@ pub mod keepalive;
 pub mod kite;
 pub mod options;
 pub mod pages;
+pub mod proxy;
+mod proxy_client;
+#[doc(hidden)]
+pub mod proxy_fuzz;
 pub mod sniff;
 pub mod status_line;
 pub mod stream;
