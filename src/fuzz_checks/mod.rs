@@ -31,6 +31,11 @@ pub fn proxy(data: &[u8]) {
     crate::proto::proxy_fuzz::check(data);
 }
 
+/// Dynamic DNS settings and replies (`proto::dyndns_fuzz`).
+pub fn dyndns(data: &[u8]) {
+    crate::proto::dyndns_fuzz::check(data);
+}
+
 /// A target's check: panics when an invariant breaks.
 pub type Check = fn(&[u8]);
 
@@ -43,6 +48,7 @@ pub const TARGETS: &[(&str, Check)] = &[
     ("acl_regex", acl_regex),
     ("request_guard", request_guard),
     ("proxy", proxy),
+    ("dyndns", dyndns),
 ];
 
 /// The places to cut an input of `len` bytes for the "fed in pieces equals

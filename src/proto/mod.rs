@@ -7,6 +7,10 @@ pub mod acl;
 pub mod auth;
 pub mod base64;
 pub mod ct;
+pub mod dyndns;
+#[doc(hidden)]
+pub mod dyndns_fuzz;
+mod dyndns_state;
 pub mod fleet;
 pub mod flow;
 pub mod frame;
