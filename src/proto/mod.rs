@@ -5,6 +5,7 @@
 
 pub mod acl;
 pub mod auth;
+pub mod backoff;
 pub mod base64;
 pub mod ct;
 pub mod dyndns;
