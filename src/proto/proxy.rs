@@ -24,6 +24,9 @@
 //! password with `:` in it, and credentials whose proxy also gets the
 //! frontend's name (pagekite.py quietly resolves names locally once a
 //! password is given: a quirk of its argument shuffling, not a feature).
+//! Credentials follow RFC 7617 and RFC 1929 byte for byte: Debian's
+//! pagekite.py 1.5.2 (SocksiPyChain under Python 3) raises a str/bytes
+//! TypeError before sending them, for HTTP and SOCKS5 alike.
 
 use std::fmt;
 use std::net::{IpAddr, Ipv6Addr, SocketAddr};
@@ -410,6 +413,16 @@ impl Target {
         match self {
             Target::Addr(addr) => addr.to_string(),
             Target::Name { host, port } => format!("{host}:{port}"),
+        }
+    }
+
+    /// The host alone, an IPv6 literal bracketed: the CONNECT `Host`
+    /// header, as pagekite.py's SocksiPyChain sends it.
+    pub fn host(&self) -> String {
+        match self {
+            Target::Addr(std::net::SocketAddr::V6(a)) => format!("[{}]", a.ip()),
+            Target::Addr(a) => a.ip().to_string(),
+            Target::Name { host, .. } => host.clone(),
         }
     }
 }

@@ -31,8 +31,12 @@ pub struct HttpConnect {
 impl HttpConnect {
     /// The request is ready to send at once.
     pub fn new(target: &Target, auth: Option<&Credentials>) -> HttpConnect {
-        let authority = target.authority();
-        let mut req = format!("CONNECT {authority} HTTP/1.1\r\nHost: {authority}\r\n");
+        // The same request line and Host header as pagekite.py's client.
+        let mut req = format!(
+            "CONNECT {} HTTP/1.1\r\nHost: {}\r\n",
+            target.authority(),
+            target.host()
+        );
         if let Some(auth) = auth {
             req.push_str("Proxy-Authorization: ");
             req.push_str(&base64::basic(auth.user(), auth.password()));
