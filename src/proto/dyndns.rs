@@ -237,7 +237,7 @@ impl Provider {
                 Piece::Field(f) => escape_value(&mut path, value(*f)),
             }
         }
-        let authorization = self.userinfo.as_ref().map(|info| {
+        let authorization = self.userinfo.as_ref().and_then(|info| {
             let mut joined = String::new();
             for piece in info {
                 match piece {
@@ -245,7 +245,10 @@ impl Provider {
                     Piece::Field(f) => joined.push_str(value(*f)),
                 }
             }
-            format!("Basic {}", base64::encode(joined.as_bytes()))
+            // A template with `%(user)s:%(pass)s@` and no credentials
+            // given: send none rather than an empty pair.
+            (joined != ":" && !joined.is_empty())
+                .then(|| format!("Basic {}", base64::encode(joined.as_bytes())))
         });
         Ok(UpdateRequest {
             tls: self.tls,

@@ -110,6 +110,11 @@ fn credentials_become_basic_auth() {
         // Logs never carry the credentials.
         assert!(!format!("{req} {req:?} {p} {p:?}").contains("pw"));
     }
+    // The template without credentials: no header.
+    let req = provider("dyndns.org")
+        .request("a.b", &ips(&["10.0.0.1"]), "", SALT)
+        .unwrap();
+    assert!(!req.has_credentials());
     // A user without a password, and a password with a colon.
     let req = provider("bob@dyndns.org")
         .request("a.b", &ips(&["10.0.0.1"]), "", SALT)
