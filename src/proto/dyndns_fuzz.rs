@@ -30,7 +30,7 @@ pub fn check(data: &[u8]) {
     };
     if mode & 1 == 0 {
         let whole = read(input, input.len());
-        let step = (input.len() / 128).max(1);
+        let step = (input.len() / 48).max(1);
         for cut in (0..=input.len()).step_by(step) {
             assert_eq!(read(input, cut), whole, "split at {cut}");
         }

@@ -76,11 +76,11 @@ pub fn check(data: &[u8]) {
         return;
     };
     let whole = run(config, input, &[]);
-    let step = (input.len() / 128).max(1);
+    let step = (input.len() / 48).max(1);
     for cut in (0..=input.len()).step_by(step) {
         assert_eq!(run(config, input, &[cut]), whole, "split at {cut}");
     }
-    if input.len() <= 64 {
+    if input.len() <= 32 {
         let bytes: Vec<usize> = (0..=input.len()).collect();
         assert_eq!(run(config, input, &bytes), whole, "byte by byte");
     }
