@@ -31,7 +31,7 @@
 use std::fmt;
 use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 
-pub use super::proxy_client::{HttpConnect, Socks5};
+pub use super::proxy_client::{ChainHandshake, HttpConnect, ProxyHandshake, Socks5};
 
 /// The longest user name or password: RFC 1929 sends each with a length
 /// byte, and HTTP proxies need no more.
@@ -250,6 +250,17 @@ pub fn apply(chain: &mut Vec<ProxySpec>, setting: ProxySetting) {
         ProxySetting::NoProxy => chain.clear(),
         ProxySetting::Hop(spec) => chain.push(spec),
     }
+}
+
+/// Whether frontend names may be looked up locally with this chain (not
+/// when any hop is `--torify`).
+pub fn resolve_locally(chain: &[ProxySpec]) -> bool {
+    chain.iter().all(ProxySpec::resolve_locally)
+}
+
+/// Whether frontends may be pinged directly with this chain.
+pub fn pings_frontends(chain: &[ProxySpec]) -> bool {
+    chain.iter().all(ProxySpec::pings_frontends)
 }
 
 /// The kind and default port of a scheme (SocksiPyChain's `PROXY_TYPES`
@@ -566,42 +577,6 @@ impl fmt::Display for ProxyError {
 }
 
 impl std::error::Error for ProxyError {}
-
-/// The client side of one proxy hop, whichever kind.
-#[derive(Debug)]
-pub enum ProxyHandshake {
-    Http(HttpConnect),
-    Socks5(Socks5),
-}
-
-impl ProxyHandshake {
-    /// Starts a handshake with `spec`'s proxy (already connected) to reach
-    /// `target`.
-    pub fn new(spec: &ProxySpec, target: Target) -> ProxyHandshake {
-        match spec.kind {
-            ProxyKind::HttpConnect => {
-                ProxyHandshake::Http(HttpConnect::new(&target, spec.auth.as_ref()))
-            }
-            ProxyKind::Socks5 => ProxyHandshake::Socks5(Socks5::new(target, spec.auth.clone())),
-        }
-    }
-
-    /// Bytes to send to the proxy now, if any.
-    pub fn poll_transmit(&mut self) -> Option<Vec<u8>> {
-        match self {
-            ProxyHandshake::Http(h) => h.poll_transmit(),
-            ProxyHandshake::Socks5(s) => s.poll_transmit(),
-        }
-    }
-
-    /// Takes bytes the proxy sent.
-    pub fn handle_input(&mut self, input: &[u8]) -> Result<Progress, ProxyError> {
-        match self {
-            ProxyHandshake::Http(h) => h.handle_input(input),
-            ProxyHandshake::Socks5(s) => s.handle_input(input),
-        }
-    }
-}
 
 #[cfg(test)]
 #[path = "proxy_tests.rs"]

@@ -7,7 +7,9 @@
 //! clocks (the caller times the handshake out); sizes are bounded.
 
 use super::base64;
-use super::proxy::{Credentials, Progress, ProxyError, Socks5Reply, Target, escape};
+use super::proxy::{
+    Credentials, Progress, ProxyError, ProxyKind, ProxySpec, Socks5Reply, Target, escape,
+};
 
 /// The longest reply head an HTTP proxy may send (heads are a few hundred
 /// bytes; a proxy's HTML error body comes after the head and is not read).
@@ -326,5 +328,114 @@ impl Socks5 {
         self.state = SocksState::Failed(e.clone());
         self.buf = Vec::new();
         Err(e)
+    }
+}
+
+/// The client side of one proxy hop, whichever kind.
+#[derive(Debug)]
+pub enum ProxyHandshake {
+    Http(HttpConnect),
+    Socks5(Socks5),
+}
+
+impl ProxyHandshake {
+    /// Starts a handshake with `spec`'s proxy (already connected) to reach
+    /// `target`.
+    pub fn new(spec: &ProxySpec, target: Target) -> ProxyHandshake {
+        match spec.kind {
+            ProxyKind::HttpConnect => {
+                ProxyHandshake::Http(HttpConnect::new(&target, spec.auth.as_ref()))
+            }
+            ProxyKind::Socks5 => ProxyHandshake::Socks5(Socks5::new(target, spec.auth.clone())),
+        }
+    }
+
+    /// Bytes to send to the proxy now, if any.
+    pub fn poll_transmit(&mut self) -> Option<Vec<u8>> {
+        match self {
+            ProxyHandshake::Http(h) => h.poll_transmit(),
+            ProxyHandshake::Socks5(s) => s.poll_transmit(),
+        }
+    }
+
+    /// Takes bytes the proxy sent.
+    pub fn handle_input(&mut self, input: &[u8]) -> Result<Progress, ProxyError> {
+        match self {
+            ProxyHandshake::Http(h) => h.handle_input(input),
+            ProxyHandshake::Socks5(s) => s.handle_input(input),
+        }
+    }
+}
+
+/// The handshakes of a whole proxy chain, one hop after the other over the
+/// one connection to the first proxy: each hop is asked for the next
+/// proxy, the last for the target (pagekite.py chains `--proxy` options
+/// the same way). A chain of one is a plain hop.
+#[derive(Debug)]
+pub struct ChainHandshake {
+    /// What each later hop is asked for, in order.
+    rest: std::collections::VecDeque<(ProxySpec, Target)>,
+    current: ProxyHandshake,
+    hop: usize,
+    /// Requests of a finished hop not yet taken.
+    out: Vec<u8>,
+}
+
+impl ChainHandshake {
+    /// `None` for an empty chain or a hop whose host can't be a target.
+    /// The caller connects to `chain[0]`'s host and port.
+    pub fn new(chain: &[ProxySpec], target: Target) -> Option<ChainHandshake> {
+        let mut targets = Vec::with_capacity(chain.len());
+        for next in chain.iter().skip(1) {
+            targets.push(Target::new(&next.host, next.port).ok()?);
+        }
+        targets.push(target);
+        let mut hops = chain.iter().cloned().zip(targets);
+        let (first, first_target) = hops.next()?;
+        Some(ChainHandshake {
+            current: ProxyHandshake::new(&first, first_target),
+            rest: hops.collect(),
+            hop: 0,
+            out: Vec::new(),
+        })
+    }
+
+    /// Which hop (0 = the first proxy) the handshake is at, or failed at.
+    pub fn hop(&self) -> usize {
+        self.hop
+    }
+
+    pub fn poll_transmit(&mut self) -> Option<Vec<u8>> {
+        if let Some(more) = self.current.poll_transmit() {
+            self.out.extend(more);
+        }
+        if self.out.is_empty() {
+            None
+        } else {
+            Some(std::mem::take(&mut self.out))
+        }
+    }
+
+    pub fn handle_input(&mut self, input: &[u8]) -> Result<Progress, ProxyError> {
+        let mut pos = 0;
+        loop {
+            let piece = input.get(pos..).unwrap_or(&[]);
+            match self.current.handle_input(piece)? {
+                Progress::NeedMore => return Ok(Progress::NeedMore),
+                Progress::Done { leftover_from } => {
+                    let Some((spec, target)) = self.rest.pop_front() else {
+                        return Ok(Progress::Done {
+                            leftover_from: pos + leftover_from,
+                        });
+                    };
+                    if let Some(more) = self.current.poll_transmit() {
+                        self.out.extend(more);
+                    }
+                    self.current = ProxyHandshake::new(&spec, target);
+                    self.hop += 1;
+                    pos += leftover_from;
+                }
+            }
+        }
     }
 }

@@ -3,7 +3,8 @@
 //! when an invariant breaks; otherwise returns.
 //!
 //! The first byte picks the machine (HTTP CONNECT or SOCKS5, with or
-//! without credentials, to an address or a name); the rest is what the
+//! without credentials, to an address or a name, alone or behind a proxy
+//! of the other kind); the rest is what the
 //! proxy sends. The invariants: the outcome (where the tunnel begins, or
 //! the error) and everything the client sends do not depend on how the
 //! input is split; a finished machine hands every later byte on; a failed
@@ -11,9 +12,9 @@
 //! option parsers, which must not panic and whose result prints as an
 //! option that parses back to the same hop.
 
-use super::proxy::{Credentials, Progress, ProxyError, ProxyHandshake, ProxySpec, Target};
+use super::proxy::{ChainHandshake, Credentials, Progress, ProxyError, ProxySpec, Target};
 
-fn machine(config: u8) -> ProxyHandshake {
+fn machine(config: u8) -> ChainHandshake {
     let url = if config & 1 == 0 {
         "http://127.0.0.1:3128/"
     } else {
@@ -33,7 +34,23 @@ fn machine(config: u8) -> ProxyHandshake {
     let Ok(target) = target else {
         panic!("the target must parse");
     };
-    ProxyHandshake::new(&spec, target)
+    // Bit 3: behind a second proxy of the other kind (a chain).
+    let mut chain = vec![spec];
+    if config & 8 != 0 {
+        let other = if config & 1 == 0 {
+            "socks5://[2001:db8::1]:1080/"
+        } else {
+            "http://hop.example:8080/"
+        };
+        chain.insert(
+            0,
+            ProxySpec::parse_url(other).unwrap_or_else(|e| panic!("{other}: {e}")),
+        );
+    }
+    let Some(hs) = ChainHandshake::new(&chain, target) else {
+        panic!("the chain must build");
+    };
+    hs
 }
 
 /// Feeds `input` in pieces ending at `cuts`; where the tunnel begins in

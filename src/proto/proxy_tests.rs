@@ -184,11 +184,35 @@ fn targets() {
     }
 }
 
+/// Both kinds of handshake, for the helpers below.
+trait Handshake {
+    fn poll_transmit(&mut self) -> Option<Vec<u8>>;
+    fn handle_input(&mut self, input: &[u8]) -> Result<Progress, ProxyError>;
+}
+
+impl Handshake for ProxyHandshake {
+    fn poll_transmit(&mut self) -> Option<Vec<u8>> {
+        ProxyHandshake::poll_transmit(self)
+    }
+    fn handle_input(&mut self, input: &[u8]) -> Result<Progress, ProxyError> {
+        ProxyHandshake::handle_input(self, input)
+    }
+}
+
+impl Handshake for ChainHandshake {
+    fn poll_transmit(&mut self) -> Option<Vec<u8>> {
+        ChainHandshake::poll_transmit(self)
+    }
+    fn handle_input(&mut self, input: &[u8]) -> Result<Progress, ProxyError> {
+        ChainHandshake::handle_input(self, input)
+    }
+}
+
 /// Runs a handshake over `server` (everything the proxy sends) cut into
 /// `pieces`; returns where the tunnel's bytes begin in `server` (or the
 /// error) and everything the client sent.
-fn run(
-    mut hs: ProxyHandshake,
+fn run<H: Handshake>(
+    mut hs: H,
     server: &[u8],
     cuts: &[usize],
 ) -> (Result<usize, ProxyError>, Vec<u8>) {
@@ -225,8 +249,8 @@ fn run(
 
 /// The outcome for `server` whole, checked equal when it is split at every
 /// byte, in two and into single bytes.
-fn every_split(
-    make: impl Fn() -> ProxyHandshake,
+fn every_split<H: Handshake>(
+    make: impl Fn() -> H,
     server: &[u8],
 ) -> (Result<usize, ProxyError>, Vec<u8>) {
     let whole = run(make(), server, &[]);
@@ -468,4 +492,46 @@ fn same_bytes_as_pagekite_py_sends() {
         b"\x05\x00\x05\x00\x00\x01\x7f\x00\x00\x01\x04\x38",
     );
     assert_eq!(sent, b"\x05\x01\x00\x05\x01\x00\x03\nfe.example\x01\xbb");
+}
+
+#[test]
+fn chains_go_hop_by_hop() {
+    let chain = [
+        spec("http://bob:pw@10.0.0.1:3128/"),
+        spec("socks5://hop2.example:1080/"),
+    ];
+    let fe = Target::new("fe.example", 443).unwrap();
+    let make = || ChainHandshake::new(&chain, fe.clone()).unwrap();
+    // The HTTP proxy opens a tunnel to the SOCKS server, which connects.
+    let mut server = TINYPROXY_OK[..TINYPROXY_OK.len() - 12].to_vec();
+    server.extend(b"\x05\x00\x05\x00\x00\x01\x7f\x00\x00\x01\x04\x38tunnel");
+    let (result, sent) = every_split(make, &server);
+    assert_eq!(result, Ok(server.len() - 6));
+    let mut want = b"CONNECT hop2.example:1080 HTTP/1.1\r\nHost: hop2.example\r\n\
+Proxy-Authorization: Basic Ym9iOnB3\r\n\r\n"
+        .to_vec();
+    want.extend(b"\x05\x01\x00\x05\x01\x00\x03\nfe.example\x01\xbb");
+    assert_eq!(sent, want);
+    // A refusal says which hop.
+    let mut hs = make();
+    let _ = hs.poll_transmit();
+    let mut refused = TINYPROXY_OK[..TINYPROXY_OK.len() - 12].to_vec();
+    refused.extend(b"\x05\xff");
+    assert_eq!(
+        hs.handle_input(&refused),
+        Err(ProxyError::NoAcceptableMethod)
+    );
+    assert_eq!(hs.hop(), 1);
+    // A chain of one is a plain hop; none is no chain.
+    let (result, _) = every_split(
+        || ChainHandshake::new(&chain[..1], fe.clone()).unwrap(),
+        TINYPROXY_OK,
+    );
+    assert_eq!(result, Ok(TINYPROXY_OK.len() - 12));
+    assert!(ChainHandshake::new(&[], fe.clone()).is_none());
+    // Names stay unresolved as soon as one hop is Tor.
+    let mut tor = chain.to_vec();
+    assert!(resolve_locally(&tor) && pings_frontends(&tor));
+    tor.push(ProxySpec::parse_socks("127.0.0.1:9050", true).unwrap());
+    assert!(!resolve_locally(&tor) && !pings_frontends(&tor));
 }
