@@ -235,6 +235,12 @@ impl<K: Clone + PartialEq> Reconnect<K> {
         note
     }
 
+    /// Forget the growth (SIGUSR1, a reload, an address change): the next
+    /// failure waits `first` again. What is logged is unchanged.
+    pub fn reset(&mut self) {
+        self.streak = 0;
+    }
+
     /// Failures in a row since it was last up (0 when up).
     pub fn attempts(&self) -> u32 {
         match self.phase {

@@ -191,3 +191,16 @@ fn policy_knobs() {
     );
     assert_eq!(r.failed(now + secs(3.0), "x", 0.0).note, None);
 }
+
+#[test]
+fn reset_forgets_the_growth_but_not_the_outage() {
+    let now = t0();
+    let mut r: Reconnect = Reconnect::new(Policy::default());
+    for _ in 0..6 {
+        r.failed(now, FailureKind::Timeout, 0.0);
+    }
+    r.reset();
+    let step = r.failed(now, FailureKind::Timeout, 0.0);
+    assert_eq!((step.delay, step.note), (secs(1.0), None));
+    assert_eq!(r.attempts(), 7);
+}
