@@ -105,8 +105,9 @@ impl ProxySpec {
         if arg.is_empty() {
             return Err(SpecError::Empty);
         }
-        if arg.contains('!') {
-            // SocksiPyChain's IPv6-friendly form: TYPE!HOST[!PORT].
+        if arg.contains('!') && !arg.contains("://") {
+            // SocksiPyChain's IPv6-friendly form: TYPE!HOST[!PORT]. (A URL
+            // keeps its `!`s: they may be in a password.)
             let mut fields = arg.split('!');
             let kind = fields.next().unwrap_or("");
             let host = fields.next().unwrap_or("");

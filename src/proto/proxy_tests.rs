@@ -68,6 +68,8 @@ fn credentials_in_proxy_urls() {
     assert_eq!(spec("http://bob:a:b@h:1/").auth, creds("bob", "a:b"));
     // An `@` in the password: the last `@` ends the user info.
     assert_eq!(spec("http://bob:a@b@h:1/").auth, creds("bob", "a@b"));
+    // A `!` in a URL's password is not SocksiPyChain's `!` form.
+    assert_eq!(spec("http://bob:p!ss@h:1/").auth, creds("bob", "p!ss"));
     // A user without a password.
     assert_eq!(spec("http://bob@h:1/").auth, creds("bob", ""));
     // pagekite.py's colon form with credentials.
