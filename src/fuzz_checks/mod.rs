@@ -26,6 +26,16 @@ pub fn request_guard(data: &[u8]) {
     crate::proto::http_fuzz::request_guard(data);
 }
 
+/// The outbound proxy handshakes and options (`proto::proxy_fuzz`).
+pub fn proxy(data: &[u8]) {
+    crate::proto::proxy_fuzz::check(data);
+}
+
+/// Dynamic DNS settings and replies (`proto::dyndns_fuzz`).
+pub fn dyndns(data: &[u8]) {
+    crate::proto::dyndns_fuzz::check(data);
+}
+
 /// A target's check: panics when an invariant breaks.
 pub type Check = fn(&[u8]);
 
@@ -37,6 +47,8 @@ pub const TARGETS: &[(&str, Check)] = &[
     ("config", config),
     ("acl_regex", acl_regex),
     ("request_guard", request_guard),
+    ("proxy", proxy),
+    ("dyndns", dyndns),
 ];
 
 /// The places to cut an input of `len` bytes for the "fed in pieces equals

@@ -5,7 +5,13 @@
 
 pub mod acl;
 pub mod auth;
+pub mod backoff;
+pub mod base64;
 pub mod ct;
+pub mod dyndns;
+#[doc(hidden)]
+pub mod dyndns_fuzz;
+mod dyndns_state;
 pub mod fleet;
 pub mod flow;
 pub mod frame;
@@ -18,6 +24,10 @@ pub mod keepalive;
 pub mod kite;
 pub mod options;
 pub mod pages;
+pub mod proxy;
+mod proxy_client;
+#[doc(hidden)]
+pub mod proxy_fuzz;
 pub mod sniff;
 pub mod status_line;
 pub mod stream;
