@@ -5,8 +5,9 @@
 //! of a received data chunk are written straight from the tunnel's input
 //! buffer, and only what the socket doesn't take is copied aside. Flow
 //! control (SKB windows), half-close (EOF flags) and keepalive decisions come
-//! from `proto`; what a role does with a handshake or a new stream lives in
-//! `frontend` and `backend`.
+//! from `proto`; what only a role knows (its handshake, NOOP chunks, whether
+//! a new stream is welcome, what a closed tunnel leaves behind) the relay
+//! asks through [`Hooks`], so it names neither role.
 
 use std::net::Shutdown;
 use std::rc::Rc;
