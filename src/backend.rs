@@ -18,6 +18,7 @@ use crate::conn::{AppTimer, Conn, Cx};
 use crate::engine::{Fatal, TimerKind};
 use crate::logging::{self, Noise};
 use crate::net::{Failure, Io};
+use crate::proto::backoff::{FailureKind, Policy, Reconnect};
 use crate::proto::frame::{self, Frame};
 use crate::proto::handshake::{self, KiteAnswer, KiteLine, TunnelReply};
 use crate::proto::keepalive::Keepalive;
@@ -33,8 +34,6 @@ use crate::why::ProtocolError;
 
 /// Connect plus handshake must finish in this time.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
-const BACKOFF_FIRST: Duration = Duration::from_secs(1);
-const BACKOFF_MAX: Duration = Duration::from_secs(60);
 
 pub const VERSION: &str = concat!("rkite-", env!("CARGO_PKG_VERSION"));
 
@@ -72,7 +71,8 @@ struct Slot {
     host: String,
     port: u16,
     state: SlotState,
-    failures: u32,
+    /// When to try again, and which failures are worth a log line.
+    retry: Reconnect,
     /// The frontend's latest session id, sent as X-PageKite-Replace.
     session: Option<String>,
     /// Challenges to answer on the next connection (reconnect flow).
@@ -113,7 +113,7 @@ impl Slot {
             host: host.to_string(),
             port,
             state: SlotState::Stopped,
-            failures: 0,
+            retry: Reconnect::new(Policy::default()),
             session: None,
             challenges: HashMap::new(),
             srand: random::hex(18),
@@ -268,14 +268,16 @@ pub fn on_wake(eng: &mut Cx, be: &mut State) {
                 be,
                 slot,
                 &format!("{name} has no address"),
-                Retry::BackOff,
+                FailureKind::Resolve,
+                false,
             ),
             Err(e) => retry_later(
                 eng,
                 be,
                 slot,
                 &format!("cannot resolve {name}: {e}"),
-                Retry::BackOff,
+                FailureKind::Resolve,
+                false,
             ),
         }
     }
@@ -285,17 +287,13 @@ fn connect(eng: &mut Cx, be: &mut State, slot: usize, addr: SocketAddr) {
     let sock = match TcpStream::connect(addr) {
         Ok(sock) => sock,
         Err(e) => {
-            let retry = if e.kind() == std::io::ErrorKind::ConnectionRefused {
-                Retry::Soon
-            } else {
-                Retry::BackOff
-            };
             return retry_later(
                 eng,
                 be,
                 slot,
                 &format!("cannot connect to {addr}: {e}"),
-                retry,
+                connect_failure(&e),
+                false,
             );
         }
     };
@@ -307,7 +305,8 @@ fn connect(eng: &mut Cx, be: &mut State, slot: usize, addr: SocketAddr) {
                 be,
                 slot,
                 &format!("cannot watch a connection to {addr}: {e}"),
-                Retry::BackOff,
+                FailureKind::Other,
+                false,
             );
         }
     };
@@ -349,23 +348,46 @@ fn add_dialing(
     })
 }
 
-/// How soon to try a frontend again.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Retry {
-    /// The frontend's host refused the connection: it is up and its relay
-    /// is (re)starting. Knocking costs one packet, so knock every 1–2 s and
-    /// be back within moments of its return.
-    Soon,
-    /// Anything else (rejection, timeouts): back off exponentially.
-    BackOff,
-    /// A TLS failure before the tunnel was live (a certificate problem
-    /// won't fix itself): back off, and say it at error level.
-    Lasting,
+/// The coarse kind of a connect error, for the back-off's log notes.
+fn connect_failure(e: &std::io::Error) -> FailureKind {
+    use std::io::ErrorKind as K;
+    match e.kind() {
+        K::ConnectionRefused => FailureKind::Refused,
+        K::NetworkUnreachable | K::HostUnreachable | K::AddrNotAvailable | K::NetworkDown => {
+            FailureKind::Unreachable
+        }
+        K::TimedOut => FailureKind::Timeout,
+        _ => FailureKind::Other,
+    }
 }
 
-/// Schedules the next attempt after an exponentially growing, jittered
-/// pause (or soon, for a refused connection).
-fn retry_later(eng: &mut Cx, be: &mut State, slot: usize, why: &str, retry: Retry) {
+/// The coarse kind of a closed tunnel's reason.
+fn closed_failure(why: &Why, was_live: bool) -> FailureKind {
+    match why {
+        _ if was_live => FailureKind::Lost,
+        Why::Failed(Failure(kind, _)) => connect_failure(&std::io::Error::from(*kind)),
+        Why::Tls(_) => FailureKind::Tls,
+        Why::Timeout(_) => FailureKind::Timeout,
+        Why::Protocol(p) if matches!(**p, ProtocolError::NoKiteAccepted(_)) => {
+            FailureKind::Rejected
+        }
+        _ => FailureKind::Other,
+    }
+}
+
+/// Schedules the next attempt after a growing, jittered pause
+/// (`proto::backoff`: 1 s doubling to 30 s). One log line per change of
+/// state (failing, failing differently, a summary every few minutes), not
+/// one per attempt; `lasting` failures (TLS before the tunnel was live: a
+/// certificate problem won't fix itself) are said at error level.
+fn retry_later(
+    eng: &mut Cx,
+    be: &mut State,
+    slot: usize,
+    why: &str,
+    kind: FailureKind,
+    lasting: bool,
+) {
     let now = eng.now;
     let stopped = be.stopped;
     let Some(s) = be.slots.get_mut(slot) else {
@@ -375,40 +397,21 @@ fn retry_later(eng: &mut Cx, be: &mut State, slot: usize, why: &str, retry: Retr
         s.state = SlotState::Stopped;
         return;
     }
-    let delay = match retry {
-        Retry::Soon => Duration::from_secs(1).mul_f64(1.0 + random::unit()),
-        Retry::BackOff | Retry::Lasting => {
-            let delay = backoff(s.failures);
-            s.failures = s.failures.saturating_add(1);
-            delay
-        }
-    };
-    let at = now + delay;
+    let step = s.retry.failed(now, kind, random::unit());
+    let at = now + step.delay;
     s.state = SlotState::Waiting(at);
     s.last_error = Some(why.to_string());
-    let line = format!(
-        "frontend {}:{}: {why}; retrying in {:.1} s",
-        s.host,
-        s.port,
-        delay.as_secs_f64()
-    );
-    let noted = format!("frontend {}:{}: {why}", s.host, s.port);
-    if retry == Retry::Lasting {
-        error!("{line}");
-    } else {
-        warn!("{line}");
+    let name = s.name();
+    let delay = step.delay.as_secs_f64();
+    match step.note {
+        Some(note) if lasting => {
+            error!("frontend {name}: {why}; retrying in {delay:.1} s ({note})")
+        }
+        Some(note) => warn!("frontend {name}: {why}; retrying in {delay:.1} s ({note})"),
+        None => debug!("frontend {name}: {why}; retrying in {delay:.1} s"),
     }
-    eng.note_error(&noted);
+    eng.note_error(&format!("frontend {name}: {why}"));
     eng.arm_app(at, AppTimer::Slot(slot));
-}
-
-/// 1 s, 2 s, 4 s ... up to 60 s, each ±20 % so restarted backends don't
-/// all come back in the same second.
-fn backoff(failures: u32) -> Duration {
-    let base = BACKOFF_FIRST
-        .saturating_mul(1u32 << failures.min(6))
-        .min(BACKOFF_MAX);
-    base.mul_f64(0.8 + 0.4 * random::unit())
 }
 
 pub fn on_slot_timer(eng: &mut Cx, be: &mut State, slot: usize, at: Instant) {
@@ -652,7 +655,7 @@ fn apply_answers(
             // The frontend can't take answers in band: answer on a new
             // connection right away.
             slot.challenges = challenges;
-            slot.failures = 0;
+            slot.retry.reset();
             core.phase = Phase::Closing;
             return Ok(());
         }
@@ -660,11 +663,13 @@ fn apply_answers(
     if info.live.is_empty() {
         return Err(ProtocolError::NoKiteAccepted(fe.to_string()).into());
     }
-    if slot.failures > 0
-        || reply
-            .answers
-            .iter()
-            .any(|a| matches!(a, KiteAnswer::Ok { .. }))
+    if let Some(note) = slot.retry.up(now) {
+        info!("frontend {fe}: {note}");
+    }
+    if reply
+        .answers
+        .iter()
+        .any(|a| matches!(a, KiteAnswer::Ok { .. }))
     {
         info!(
             "[t{}] tunnel to {fe} is up with {} kite(s)",
@@ -672,7 +677,6 @@ fn apply_answers(
             info.live.len()
         );
     }
-    slot.failures = 0;
     if slot.pool {
         // The tunnel is up and its kites live; in a dying (in-band)
         // round-trip the caller already returned. Old tunnels may go now.
@@ -750,13 +754,10 @@ fn tunnel_closed(
     } else {
         why.to_string()
     };
-    let retry = match why {
-        Why::Failed(Failure(std::io::ErrorKind::ConnectionRefused, _)) => Retry::Soon,
-        Why::Tls(_) if !was_live => Retry::Lasting,
-        _ => Retry::BackOff,
-    };
+    let kind = closed_failure(why, was_live);
+    let lasting = matches!(why, Why::Tls(_)) && !was_live;
     let pool = s.pool;
-    retry_later(eng, be, info.slot, &text, retry);
+    retry_later(eng, be, info.slot, &text, kind, lasting);
     if pool && !eng.stopping {
         fleet::tunnel_failed(eng, be, info.slot);
     }
@@ -808,22 +809,5 @@ impl Hooks for State {
     fn tunnel_share(&self, _: usize) -> usize {
         // A backend's tunnels all carry its own kites: no one to protect.
         usize::MAX
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn backoff_grows_to_a_minute_with_jitter() {
-        for failures in 0..20 {
-            let d = backoff(failures).as_secs_f64();
-            let base = (1u64 << failures.min(6)).min(60) as f64;
-            assert!(
-                d >= base * 0.8 - 1e-9 && d <= base * 1.2 + 1e-9,
-                "{failures}: {d}"
-            );
-        }
     }
 }

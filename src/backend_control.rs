@@ -49,7 +49,7 @@ impl State {
                 format!(
                     "{{\"frontend\": {}, \"state\": \"{state}\", \"failures\": {}, \"retry_in_s\": {}, \"last_error\": {}}}",
                     json_str(&s.name()),
-                    s.failures,
+                    s.retry.attempts(),
                     retry.map_or("null".to_string(), |d| format!("{:.1}", d.as_secs_f64())),
                     s.last_error.as_deref().map_or("null".to_string(), json_str),
                 )
@@ -73,7 +73,7 @@ pub fn reconnect_now(eng: &mut Cx, be: &mut State) {
         match slot_state {
             SlotState::Waiting(_) => {
                 if let Some(s) = be.slots.get_mut(slot) {
-                    s.failures = 0;
+                    s.retry.reset();
                 }
                 dial(eng, be, slot);
             }
@@ -107,7 +107,7 @@ fn check_tunnel(eng: &mut Cx, be: &mut State, slot: usize, token: Token) {
     );
     if let Some(s) = be.slots.get_mut(slot) {
         s.state = SlotState::Stopped;
-        s.failures = 0;
+        s.retry.reset();
     }
     relay::discard(eng, be, token, &Why::Operator("local address gone"));
     dial(eng, be, slot);

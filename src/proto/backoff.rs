@@ -1,6 +1,8 @@
 //! The reconnect policy of one backend frontend slot (issue 13 item 4):
 //! how long to wait before the next attempt, and which failures are worth a
-//! log line. Delays grow from `first` (1 s), doubling, to `max` (30 s),
+//! log line. Delays grow from `first` (1 s), by `growth` (1.5×) a time, to
+//! `max` (30 s) (gently: a frontend back after a 5 s restart is found within
+//! about 3 s, and the cap is reached after about a minute),
 //! each shortened by up to `jitter` (25 %) from a random number the caller
 //! supplies, so restarted backends spread out and never wait past the cap.
 //! The growth resets only once a tunnel has stayed up for `stable_after`
@@ -22,6 +24,8 @@ pub struct Policy {
     pub first: Duration,
     /// No delay is longer.
     pub max: Duration,
+    /// Each delay is this many times the one before.
+    pub growth: f64,
     /// A tunnel up this long resets the growth.
     pub stable_after: Duration,
     /// While failing, a summary note this often.
@@ -35,6 +39,7 @@ impl Default for Policy {
         Policy {
             first: Duration::from_secs(1),
             max: Duration::from_secs(30),
+            growth: 1.5,
             stable_after: Duration::from_secs(30),
             summary_every: Duration::from_secs(300),
             jitter: 0.25,
@@ -101,10 +106,9 @@ pub enum Note<K> {
 impl<K: fmt::Display> fmt::Display for Note<K> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Note::Failing { kind } => write!(
-                f,
-                "{kind}; retrying with back-off up to the cap, quiet until something changes"
-            ),
+            Note::Failing { kind } => {
+                write!(f, "{kind}: backing off, quiet until something changes")
+            }
             Note::KindChanged { from, to, attempts } => {
                 write!(f, "now {to} (was {from}, {attempts} attempt(s) so far)")
             }
@@ -253,13 +257,20 @@ impl<K: Clone + PartialEq> Reconnect<K> {
         matches!(self.phase, Phase::Failing { .. })
     }
 
-    /// `first` × 2^streak, capped at `max`, less up to `jitter` of it.
+    /// `first` × growth^streak, capped at `max`, less up to `jitter` of it.
     fn delay(&self, unit: f64) -> Duration {
         let p = &self.policy;
-        let base = p
-            .first
-            .saturating_mul(1u32 << self.streak.min(16))
-            .min(p.max);
+        let growth = if p.growth.is_finite() {
+            p.growth.clamp(1.0, 16.0)
+        } else {
+            1.0
+        };
+        let grown = p.first.as_secs_f64() * growth.powi(self.streak.min(64) as i32);
+        let base = if grown.is_finite() && grown < p.max.as_secs_f64() {
+            Duration::from_secs_f64(grown)
+        } else {
+            p.max
+        };
         let unit = if unit.is_finite() {
             unit.clamp(0.0, 1.0)
         } else {

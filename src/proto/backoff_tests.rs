@@ -14,21 +14,34 @@ fn secs(s: f64) -> Duration {
 }
 
 #[test]
-fn delays_double_to_the_cap_with_jitter_below_it() {
+fn delays_grow_to_the_cap_with_jitter_below_it() {
     let now = t0();
     for (unit, scale) in [(0.0, 1.0), (0.5, 0.875), (0.999_999, 0.75)] {
         let mut r: Reconnect = Reconnect::new(Policy::default());
-        let delays: Vec<f64> = (0..9)
+        let delays: Vec<f64> = (0..12)
             .map(|_| {
                 r.failed(now, FailureKind::Refused, unit)
                     .delay
                     .as_secs_f64()
             })
             .collect();
-        let want: Vec<f64> = [1.0, 2.0, 4.0, 8.0, 16.0, 30.0, 30.0, 30.0, 30.0]
-            .iter()
-            .map(|d| d * scale)
-            .collect();
+        let want: Vec<f64> = [
+            1.0,
+            1.5,
+            2.25,
+            3.375,
+            5.0625,
+            7.59375,
+            11.390625,
+            17.0859375,
+            25.62890625,
+            30.0,
+            30.0,
+            30.0,
+        ]
+        .iter()
+        .map(|d| d * scale)
+        .collect();
         for (got, want) in delays.iter().zip(&want) {
             assert!((got - want).abs() < 1e-3, "{delays:?} vs {want:?}");
         }
@@ -38,7 +51,9 @@ fn delays_double_to_the_cap_with_jitter_below_it() {
     for unit in [f64::NAN, -1.0, 7.0, f64::INFINITY] {
         assert!(r.failed(now, FailureKind::Refused, unit).delay <= secs(30.0));
     }
-    r.failed(now, FailureKind::Refused, 0.0);
+    for _ in 0..6 {
+        r.failed(now, FailureKind::Refused, 0.0);
+    }
     for _ in 0..100 {
         assert_eq!(r.failed(now, FailureKind::Refused, 0.0).delay, secs(30.0));
     }
@@ -149,10 +164,10 @@ fn only_a_stable_tunnel_resets_the_growth() {
     for _ in 0..4 {
         r.failed(now, FailureKind::Refused, 0.0);
     }
-    // Accepted, then dropped after 5 s: keeps backing off (16 s).
+    // Accepted, then dropped after 5 s: keeps backing off (1.5^4 s).
     r.up(now + secs(10.0));
     let step = r.failed(now + secs(15.0), FailureKind::Lost, 0.0);
-    assert_eq!(step.delay, secs(16.0));
+    assert_eq!(step.delay, secs(5.0625));
     // Up for 30 s: the next loss retries after the first delay again.
     r.up(now + secs(40.0));
     let step = r.failed(now + secs(70.0), FailureKind::Lost, 0.0);
@@ -171,6 +186,7 @@ fn policy_knobs() {
     let policy = Policy {
         first: Duration::from_millis(100),
         max: Duration::from_millis(250),
+        growth: 2.0,
         stable_after: secs(1.0),
         summary_every: secs(2.0),
         jitter: 0.0,

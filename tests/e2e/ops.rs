@@ -258,7 +258,7 @@ fn sigusr1_redials_a_waiting_backend_at_once_and_keeps_live_tunnels() {
         let seconds: f64 = line
             .rsplit("retrying in ")
             .next()
-            .and_then(|t| t.trim_end_matches(" s").trim().parse().ok())
+            .and_then(|t| t.split_whitespace().next()?.parse().ok())
             .expect("a delay in the retry line");
         if seconds >= 3.0 {
             retry_at = Some((Instant::now() + Duration::from_secs_f64(seconds), seconds));
