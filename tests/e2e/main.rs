@@ -26,6 +26,7 @@ mod peers;
 mod pkgolden;
 mod raw;
 mod rcfiles;
+mod reach;
 mod relay;
 mod robust;
 mod tenants;
