@@ -21,6 +21,8 @@ pub mod pages;
 pub mod sniff;
 pub mod status_line;
 pub mod stream;
+pub mod webfiles;
+pub mod webfiles_page;
 
 #[cfg(test)]
 mod golden_tests;

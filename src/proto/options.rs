@@ -455,7 +455,7 @@ fn header<'a>(head: &'a [u8], name: &[u8]) -> Option<&'a [u8]> {
 
 /// Standard-alphabet base64 with `=` padding (RFC 4648 §4); bits left over
 /// after the last byte are ignored, as Python's decoder does.
-fn base64_decode(text: &[u8]) -> Option<Vec<u8>> {
+pub(super) fn base64_decode(text: &[u8]) -> Option<Vec<u8>> {
     if text.is_empty() || text.len() % 4 != 0 {
         return None;
     }
