@@ -187,6 +187,18 @@ pub struct ServiceKite {
     pub builtin: bool,
 }
 
+impl ServiceKite {
+    /// Where its streams go, for logs and the status file: the local
+    /// server's address, or `builtin`.
+    pub fn origin(&self) -> String {
+        if self.builtin {
+            "builtin".to_string()
+        } else {
+            self.local.to_string()
+        }
+    }
+}
+
 /// `--frontends=N:NAME:PORT`: keep tunnels to the `count` fastest addresses
 /// NAME resolves to (pagekite.py's `servers_auto`).
 #[derive(Clone, Debug, PartialEq, Eq)]

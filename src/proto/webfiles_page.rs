@@ -230,8 +230,9 @@ pub fn listed(name: &[u8], indexes: Indexes) -> bool {
 }
 
 /// A directory listing page for URL path `shown` (as decoded), entries
-/// sorted by name, directories marked with a trailing `/`.
-pub fn listing(shown: &[Vec<u8>], entries: &mut [Entry]) -> String {
+/// sorted by name, directories marked with a trailing `/`; `omitted`
+/// entries beyond what a page holds are counted at the end.
+pub fn listing(shown: &[Vec<u8>], entries: &mut [Entry], omitted: usize) -> String {
     entries.sort_by(|a, b| a.name.cmp(&b.name));
     let title = escape_html(&String::from_utf8_lossy(&shown.join(&b'/')));
     let mut s = String::with_capacity(256 + entries.len() * 128);
@@ -264,6 +265,9 @@ pub fn listing(shown: &[Vec<u8>], entries: &mut [Entry]) -> String {
     }
     if entries.is_empty() {
         s.push_str("<tr><td><i>empty</i></td></tr>\n");
+    }
+    if omitted > 0 {
+        let _ = writeln!(s, "<tr><td><i>{omitted} more not shown</i></td></tr>");
     }
     s.push_str("</table></body></html>\n");
     s

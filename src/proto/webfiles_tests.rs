@@ -230,7 +230,8 @@ fn heads_and_pages() {
             mtime: 0,
         },
     ];
-    let page = listing(&[b"a<b".to_vec()], &mut entries);
+    let page = listing(&[b"a<b".to_vec()], &mut entries, 2);
+    assert!(page.contains("2 more not shown"));
     assert!(page.contains("&lt;script&gt;x&amp;y&quot;.txt"));
     assert!(page.contains("href=\"%3Cscript%3Ex&y%22.txt\""));
     assert!(page.contains("href=\"sub%20dir/\">sub dir/</a>"));

@@ -31,4 +31,5 @@ mod robust;
 mod tenants;
 mod tls;
 mod util;
+mod webfiles;
 mod wire;
