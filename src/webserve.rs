@@ -64,6 +64,8 @@ pub struct WebConn {
     body: Option<(File, u64)>,
     /// Close once `out` and `body` are written.
     close_after: bool,
+    /// Our side is shut: only reading to the visitor's end is left.
+    closing: bool,
     label: String,
 }
 
@@ -89,6 +91,7 @@ pub fn open(eng: &mut Cx, site: Site, label: &str) -> io::Result<TcpStream> {
             out_at: 0,
             body: None,
             close_after: false,
+            closing: false,
             label,
         }))
     })?;
@@ -129,7 +132,8 @@ fn step(eng: &mut Cx, token: Token, w: &mut WebConn) -> Result<Step, ()> {
                 w.ready.write = false;
                 return Ok(Step::Wait);
             }
-            Io::Starved => return Ok(Step::Wait),
+            // Short of kernel memory: another round, or the next drive.
+            Io::Starved => return Ok(Step::More),
             _ => return Err(()),
         }
     }
@@ -155,10 +159,22 @@ fn step(eng: &mut Cx, token: Token, w: &mut WebConn) -> Result<Step, ()> {
         }
     }
     if w.close_after {
-        return Ok(Step::Done);
+        // Answered: say so, then read and drop what the visitor still
+        // sends (a body we do not take) until it is done too, so our
+        // close does not turn into a reset that loses the answer.
+        if !w.closing {
+            w.closing = true;
+            let _ = w.sock.shutdown(std::net::Shutdown::Write);
+        }
+        w.inb.clear();
     }
     // Answer the next request, once its head is in.
-    match head_end(&w.inb) {
+    let parsed = if w.closing {
+        Ok(None)
+    } else {
+        head_end(&w.inb)
+    };
+    match parsed {
         Ok(Some(end)) => {
             let head: Vec<u8> = w.inb.drain(..end).collect();
             respond(eng, token, w, &head);

@@ -134,6 +134,16 @@ fn serves_files_ranges_conditionals_and_listings() {
     assert_eq!(get(port, host, "/missing", &[]).status, 404);
     let r = get(port, host, "/hello.txt", &["-X", "DELETE"]);
     assert_eq!(r.status, 405);
+    // A body the server does not read: answered, then the connection ends.
+    let raw = format!(
+        "POST /hello.txt HTTP/1.1\r\nHost: {host}\r\nContent-Length: 70000\r\n\r\n{}",
+        "x".repeat(70_000)
+    );
+    let got = util::http_request(local(port), raw.as_bytes(), T);
+    let r = util::RawResponse::parse(&got);
+    assert_eq!(r.status, 405);
+    assert_eq!(r.header("allow"), Some("GET, HEAD"));
+    assert_eq!(r.header("connection"), Some("close"));
 
     // Keep-alive: two requests on one connection, both answered.
     let raw = format!(
