@@ -260,7 +260,8 @@ pub(super) fn resolve_local(host: &str, port: u16) -> Result<SocketAddr, LocalEr
 /// `PROTO:PORT` or `PROTO:HOST:PORT` (default `http` on localhost); KITE is
 /// `NAME`, `NAME:PORT` (a port kite) or `PROTO://NAME[:PORT]`. The secret
 /// comes from `--kitesecret`. A BACKEND that is an existing file or
-/// directory is pagekite.py's quick share: a `builtin` kite serving it.
+/// directory (or several) is pagekite.py's quick share: a `builtin` kite
+/// serving them.
 pub(super) fn parse_short_form(
     free: &[String],
     secret: Option<&str>,
@@ -281,9 +282,19 @@ pub(super) fn parse_short_form(
                 format!("{what:?}: {problem} (short form: [PORT] KITENAME [+option ...])"),
             )
         };
-        let (backend, kite) = match words.as_slice() {
-            [kite] => (None, kite.as_str()),
-            [backend, kite] => (Some(backend.as_str()), kite.as_str()),
+        // Several words before the kite: files and directories to share.
+        let (backend, kite, paths) = match words.as_slice() {
+            [kite] => (None, kite.as_str(), vec![]),
+            [backend, kite] => (
+                Some(backend.as_str()),
+                kite.as_str(),
+                vec![backend.as_str()],
+            ),
+            [paths @ .., kite] if paths.iter().all(|p| super::web::is_shared_path(p)) => (
+                paths.first().map(|p| p.as_str()),
+                kite.as_str(),
+                paths.iter().map(|p| p.as_str()).collect(),
+            ),
             _ => return Err(short("expected a port and a kite name")),
         };
         let secret = secret.ok_or_else(|| {
@@ -293,7 +304,9 @@ pub(super) fn parse_short_form(
             )
         })?;
         let mut proto = "http".to_string();
-        let shared = backend.filter(|b| super::web::is_shared_path(b));
+        let shared = backend
+            .filter(|b| super::web::is_shared_path(b))
+            .map(|_| paths);
         let (host, port) = match backend.map(|b| b.split(':').collect::<Vec<_>>()).as_deref() {
             _ if shared.is_some() => ("localhost".to_string(), 0),
             None => ("localhost".to_string(), 80),
@@ -330,10 +343,12 @@ pub(super) fn parse_short_form(
         let spec = format!("{kite_proto}:{name}:{host}:{port}:{secret}");
         for mut kite in parse_service(&spec, "service_on", None).map_err(|e| short(&e.problem))? {
             kite.options = options.iter().map(|o| o.to_string()).collect();
-            if let Some(path) = shared {
-                let share = super::web::quick_share(path, &kite.domain, kite.id.port.unwrap_or(80));
-                if !shares.contains(&share) {
-                    shares.push(share);
+            if let Some(paths) = &shared {
+                let port = kite.id.port.unwrap_or(80);
+                for share in super::web::quick_shares(paths, &kite.domain, port) {
+                    if !shares.contains(&share) {
+                        shares.push(share);
+                    }
                 }
             }
             kites.push(kite);

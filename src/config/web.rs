@@ -176,25 +176,64 @@ pub(super) fn is_shared_path(word: &str) -> bool {
     !super::offline::active() && Path::new(word).exists()
 }
 
-/// The webpath of a quick share of `word` on kite `domain` (port `port`):
-/// a directory at `/`, a file at `/NAME` (pagekite.py's `webpath` for the
-/// first path given).
-pub(super) fn quick_share(word: &str, domain: &str, port: u16) -> WebPath {
-    let dir = absolute(word);
-    let path = if dir.is_dir() {
-        "/".to_string()
-    } else {
-        let name = dir
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        format!("/{name}")
+/// The webpaths of a quick share of `paths` on kite `domain` (port
+/// `port`), as pagekite.py's `ParseFriendlyBackendSpecs` places them: the
+/// first, if a directory, at `/`; the others (and a first file) at their
+/// path below the directory they have in common (one path: its parent).
+pub(super) fn quick_shares(paths: &[&str], domain: &str, port: u16) -> Vec<WebPath> {
+    let skip = match paths {
+        [one] => dirname(one).len(),
+        _ => {
+            let mut common = paths.first().copied().unwrap_or_default().to_string();
+            for p in paths {
+                let same = common
+                    .chars()
+                    .zip(p.chars())
+                    .take_while(|(a, b)| a == b)
+                    .count();
+                common = common.chars().take(same).collect();
+            }
+            dirname(&format!("{common}X")).len()
+        }
     };
-    WebPath {
-        host: format!("{domain}/{port}"),
-        path,
-        policy: Policy::Default,
-        dir,
+    let mut out = Vec::new();
+    for (i, path) in paths.iter().enumerate() {
+        let dir = absolute(path);
+        let below = path.get(skip..).unwrap_or_default();
+        let mut web = if (i == 0 && dir.is_dir()) || *path == "." {
+            String::new()
+        } else if dir.is_dir() && !path.starts_with('.') && !path.starts_with('/') {
+            format!("{below}/")
+        } else {
+            below.to_string()
+        };
+        while let Some(cut) = web.strip_suffix("/.") {
+            web = cut.to_string();
+        }
+        let mut key = format!("/{web}");
+        while key.contains("//") {
+            key = key.replace("//", "/");
+        }
+        out.push(WebPath {
+            host: format!("{domain}/{port}"),
+            path: key,
+            policy: Policy::Default,
+            dir,
+        });
+    }
+    out
+}
+
+/// Python's `os.path.dirname`: everything before the last `/`, without
+/// trailing slashes unless it is all slashes.
+fn dirname(path: &str) -> &str {
+    match path.rfind('/') {
+        None => "",
+        Some(at) => {
+            let head = path.get(..=at).unwrap_or_default();
+            let trimmed = head.trim_end_matches('/');
+            if trimmed.is_empty() { head } else { trimmed }
+        }
     }
 }
 
@@ -230,5 +269,29 @@ mod tests {
         assert_eq!(s.paths[0].policy, Policy::Private);
         assert_eq!(s.indexes, Indexes::All);
         assert!(settings(&[], None, None, Some("maybe"), None, vec![]).is_err());
+    }
+
+    #[test]
+    fn quick_shares_sit_where_pagekite_puts_them() {
+        let tmp = std::env::temp_dir().join(format!("rkite-qs-{}", std::process::id()));
+        std::fs::create_dir_all(tmp.join("site/sub")).unwrap();
+        std::fs::write(tmp.join("site/a.txt"), b"a").unwrap();
+        let base = tmp.display().to_string();
+        let at = |paths: &[&str]| -> Vec<String> {
+            let owned: Vec<String> = paths.iter().map(|p| format!("{base}/{p}")).collect();
+            let refs: Vec<&str> = owned.iter().map(String::as_str).collect();
+            quick_shares(&refs, "k.test", 80)
+                .into_iter()
+                .map(|w| w.path)
+                .collect()
+        };
+        assert_eq!(at(&["site"]), ["/"]);
+        assert_eq!(at(&["site/a.txt"]), ["/a.txt"]);
+        assert_eq!(at(&["site/sub", "site/a.txt"]), ["/", "/a.txt"]);
+        assert_eq!(at(&["site/a.txt", "site/sub"]), ["/a.txt", "/sub"]);
+        assert_eq!(dirname("/a/b/"), "/a/b");
+        assert_eq!(dirname("/x"), "/");
+        assert_eq!(dirname("x"), "");
+        let _ = std::fs::remove_dir_all(&tmp);
     }
 }

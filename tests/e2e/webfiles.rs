@@ -227,6 +227,21 @@ fn quick_share_of_a_directory() {
     );
     let r = get(port, "blog.example.test", "/sub/", &[]);
     assert!(r.body_str().contains("a&amp;b"), "{}", r.body_str());
+
+    // Several files before the kite name: each at its own name.
+    let second = util::rkite(&[
+        &format!("--frontend=127.0.0.1:{port}"),
+        &format!("--kitesecret={SECRET}"),
+        dir.join("hello.txt").to_str().unwrap(),
+        dir.join("page.html").to_str().unwrap(),
+        "two.example.test",
+    ]);
+    live(&second, "http:two.example.test");
+    live(&fe, "http:two.example.test");
+    let r = get(port, "two.example.test", "/page.html", &[]);
+    assert_eq!((r.status, r.body.as_slice()), (200, &b"<p>hi</p>"[..]));
+    assert_eq!(get(port, "two.example.test", "/hello.txt", &[]).status, 200);
+    assert_eq!(get(port, "two.example.test", "/sub/", &[]).status, 404);
 }
 
 /// Peak resident memory of a process in KiB.
