@@ -57,9 +57,13 @@ pub struct WebConn {
     site: Box<Site>,
     /// Request bytes not answered yet.
     inb: Vec<u8>,
-    /// Response bytes not written yet, from `out_at`.
+    /// Response bytes not written yet, from `out_at` (heads, pages).
     out: Vec<u8>,
     out_at: usize,
+    /// File data read and not written yet: `chunk[chunk_at..chunk_end]`.
+    chunk: Vec<u8>,
+    chunk_at: usize,
+    chunk_end: usize,
     /// The file (and bytes of it) still to send after `out`.
     body: Option<(File, u64)>,
     /// Close once `out` and `body` are written.
@@ -89,6 +93,9 @@ pub fn open(eng: &mut Cx, site: Site, label: &str) -> io::Result<TcpStream> {
             inb: Vec::new(),
             out: Vec::new(),
             out_at: 0,
+            chunk: Vec::new(),
+            chunk_at: 0,
+            chunk_end: 0,
             body: None,
             close_after: false,
             closing: false,
@@ -121,9 +128,21 @@ enum Step {
 }
 
 fn step(eng: &mut Cx, token: Token, w: &mut WebConn) -> Result<Step, ()> {
-    // Write what is pending.
-    if w.out_at < w.out.len() {
-        match net::write(&mut w.sock, w.out.get(w.out_at..).unwrap_or_default()) {
+    // Write what is pending: a head or page, then file data.
+    let (pending, from_file) = if w.out_at < w.out.len() {
+        (w.out.get(w.out_at..).unwrap_or_default(), false)
+    } else {
+        (
+            w.chunk.get(w.chunk_at..w.chunk_end).unwrap_or_default(),
+            true,
+        )
+    };
+    if !pending.is_empty() {
+        match net::write(&mut w.sock, pending) {
+            Io::Done(n) if from_file => {
+                w.chunk_at += n;
+                return Ok(Step::More);
+            }
             Io::Done(n) => {
                 w.out_at += n;
                 return Ok(Step::More);
@@ -146,10 +165,13 @@ fn step(eng: &mut Cx, token: Token, w: &mut WebConn) -> Result<Step, ()> {
             return Ok(Step::More);
         }
         let want = usize::try_from(*left).unwrap_or(CHUNK).min(CHUNK);
-        w.out.resize(want, 0);
-        match file.read(&mut w.out) {
+        if w.chunk.len() < CHUNK {
+            // Zeroed once per connection, not per read.
+            w.chunk.resize(CHUNK, 0);
+        }
+        match file.read(w.chunk.get_mut(..want).unwrap_or_default()) {
             Ok(n) if n > 0 => {
-                w.out.truncate(n);
+                (w.chunk_at, w.chunk_end) = (0, n);
                 *left -= n as u64;
                 return Ok(Step::More);
             }
