@@ -419,16 +419,18 @@ fn send_file(w: &mut WebConn, req: &Request<'_>, target: &Path, name: &[u8]) {
     }
     let size = meta.len();
     let modified = mtime(&meta);
+    let tag = webfiles::etag(size, modified, std::os::unix::fs::MetadataExt::ino(&meta));
     let mut h = Head {
         status: 200,
         content_type: Some(webfiles::content_type(name)),
         length: size,
         last_modified: Some(modified),
+        etag: Some(&tag),
         date: unix_now(),
         keep_alive: keep,
         ..Head::default()
     };
-    if webfiles::not_modified(modified, req.if_modified_since) {
+    if webfiles::not_modified(req, &tag, modified) {
         h.status = 304;
         h.length = 0;
         h.content_type = None;
@@ -437,7 +439,10 @@ fn send_file(w: &mut WebConn, req: &Request<'_>, target: &Path, name: &[u8]) {
         return;
     }
     let mut start = 0;
-    if let Some(spec) = req.range.filter(|_| !req.if_range) {
+    if let Some(spec) = req
+        .range
+        .filter(|_| webfiles::range_applies(req, &tag, modified))
+    {
         match webfiles::range(spec, size) {
             RangeAnswer::Whole => {}
             RangeAnswer::Part { start: s, end } => {

@@ -195,6 +195,14 @@ pub(super) fn parse_service(
                 format!("{p:?} is not a protocol (like http or http-8080)"),
             )
         })?;
+        // The file server speaks plain HTTP (TLS ends at the frontend's
+        // --tls_endpoint); an https or raw kite would hand it other bytes.
+        if builtin && !matches!(id.base.as_str(), "http" | "http2" | "http3") {
+            return Err(bad(
+                flag,
+                format!("{p:?}: the built-in file server serves http kites only"),
+            ));
+        }
         kites.push(ServiceKite {
             id,
             domain: domain.clone(),

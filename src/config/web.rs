@@ -272,6 +272,15 @@ mod tests {
     }
 
     #[test]
+    fn builtin_kites_are_http_kites() {
+        let spec = |s: &str| super::super::specs::parse_service(s, "service_on", None);
+        let kites = spec("http,http-8080:a.test:localhost:builtin:pw").unwrap();
+        assert!(kites.iter().all(|k| k.builtin && k.origin() == "builtin"));
+        assert!(spec("https:a.test:localhost:builtin:pw").is_err());
+        assert!(spec("raw-22:a.test:localhost:builtin:pw").is_err());
+    }
+
+    #[test]
     fn quick_shares_sit_where_pagekite_puts_them() {
         let tmp = std::env::temp_dir().join(format!("rkite-qs-{}", std::process::id()));
         std::fs::create_dir_all(tmp.join("site/sub")).unwrap();

@@ -36,10 +36,10 @@ pub struct Request<'a> {
     /// does not read bodies, so the connection closes after the answer.
     pub has_body: bool,
     pub range: Option<&'a [u8]>,
-    /// `If-Range` present: a range is served only as a whole (RFC 9110
-    /// §13.1.5 lets a server ignore `Range`).
-    pub if_range: bool,
+    /// `If-Range`: the range only if the file is still this one.
+    pub if_range: Option<&'a [u8]>,
     pub if_modified_since: Option<u64>,
+    pub if_none_match: Option<&'a [u8]>,
     pub authorization: Option<&'a [u8]>,
 }
 
@@ -92,8 +92,9 @@ pub fn parse_request(head: &[u8]) -> Result<Request<'_>, BadRequest> {
         keep_alive: minor >= 1,
         has_body: false,
         range: None,
-        if_range: false,
+        if_range: None,
         if_modified_since: None,
+        if_none_match: None,
         authorization: None,
     };
     for (name, value) in headers(head) {
@@ -112,8 +113,10 @@ pub fn parse_request(head: &[u8]) -> Result<Request<'_>, BadRequest> {
             req.has_body = true;
         } else if is("range") && req.range.is_none() {
             req.range = Some(value);
-        } else if is("if-range") {
-            req.if_range = true;
+        } else if is("if-range") && req.if_range.is_none() {
+            req.if_range = Some(value);
+        } else if is("if-none-match") && req.if_none_match.is_none() {
+            req.if_none_match = Some(value);
         } else if is("if-modified-since") && req.if_modified_since.is_none() {
             req.if_modified_since = parse_http_date(value);
         } else if is("authorization") && req.authorization.is_none() {
@@ -328,10 +331,36 @@ fn number(text: &[u8]) -> Option<Option<u64>> {
     std::str::from_utf8(text).ok()?.parse().ok().map(Some)
 }
 
-/// Whether a file last modified at `mtime` (Unix seconds) is unchanged for
-/// a client that has it as of `since`: the answer is 304.
-pub fn not_modified(mtime: u64, since: Option<u64>) -> bool {
-    since.is_some_and(|s| mtime <= s)
+/// A file's entity tag: its size, modification time and inode, which
+/// change whenever its content is replaced.
+pub fn etag(size: u64, mtime: u64, inode: u64) -> String {
+    format!("\"{size:x}-{mtime:x}-{inode:x}\"")
+}
+
+/// Whether the client's copy is current, so the answer is 304 (RFC 9110
+/// §13.1.2-3): `If-None-Match` (weak comparison, `*` matches) decides when
+/// present; otherwise `If-Modified-Since` against `mtime` (Unix seconds).
+pub fn not_modified(req: &Request<'_>, tag: &str, mtime: u64) -> bool {
+    match req.if_none_match {
+        Some(list) => {
+            let weak = |t: &[u8]| t.strip_prefix(b"W/").unwrap_or(t).to_vec();
+            let mine = weak(tag.as_bytes());
+            list.split(|&b| b == b',')
+                .map(<[u8]>::trim_ascii)
+                .any(|t| t == b"*" || weak(t) == mine)
+        }
+        None => req.if_modified_since.is_some_and(|s| mtime <= s),
+    }
+}
+
+/// Whether a `Range` may be served under the request's `If-Range`: none,
+/// or one naming the file as it is (strong tag, or its exact date).
+pub fn range_applies(req: &Request<'_>, tag: &str, mtime: u64) -> bool {
+    match req.if_range {
+        None => true,
+        Some(v) if v.starts_with(b"\"") => v == tag.as_bytes(),
+        Some(v) => parse_http_date(v) == Some(mtime),
+    }
 }
 
 const DAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];

@@ -100,6 +100,7 @@ pub struct Head<'a> {
     /// Content-Length: the body's (or, for HEAD, the would-be body's).
     pub length: u64,
     pub last_modified: Option<u64>,
+    pub etag: Option<&'a str>,
     /// `Content-Range: bytes START-END/SIZE` (206).
     pub range: Option<(u64, u64, u64)>,
     /// `Content-Range: bytes */SIZE` (416).
@@ -138,6 +139,9 @@ pub fn head(h: &Head<'_>) -> Vec<u8> {
     let _ = write!(s, "Content-Length: {}\r\n", h.length);
     if let Some(m) = h.last_modified {
         let _ = write!(s, "Last-Modified: {}\r\n", http_date(m));
+    }
+    if let Some(tag) = h.etag {
+        let _ = write!(s, "ETag: {tag}\r\n");
     }
     if matches!(h.status, 200 | 206) && h.last_modified.is_some() {
         s.push_str("Accept-Ranges: bytes\r\n");

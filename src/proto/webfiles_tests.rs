@@ -164,8 +164,32 @@ fn dates_round_trip() {
     assert_eq!(parse_http_date(b"Sun Nov  6 08:49:37 1994"), None);
     assert_eq!(parse_http_date(b"Sun, 06 Nov 1994 25:49:37 GMT"), None);
     assert_eq!(parse_http_date(b"Sun, 06 Nov 1994 08:49:37 UTC"), None);
-    assert!(not_modified(100, Some(100)) && !not_modified(101, Some(100)));
-    assert!(!not_modified(1, None));
+    let req = |head: &'static [u8]| parse_request(head).unwrap();
+    let tag = etag(23, 100, 7);
+    assert_eq!(tag, "\"17-64-7\"");
+    let ims = req(b"GET / HTTP/1.1\r\nIf-Modified-Since: Thu, 01 Jan 1970 00:01:40 GMT\r\n\r\n");
+    assert!(not_modified(&ims, &tag, 100) && !not_modified(&ims, &tag, 101));
+    assert!(!not_modified(&req(b"GET / HTTP/1.1\r\n\r\n"), &tag, 1));
+    // If-None-Match decides when present, whatever the date says.
+    let inm = req(b"GET / HTTP/1.1\r\nIf-None-Match: \"x\", W/\"17-64-7\"\r\n\
+        If-Modified-Since: Thu, 01 Jan 1970 00:00:00 GMT\r\n\r\n");
+    assert!(not_modified(&inm, &tag, 100));
+    let other = req(b"GET / HTTP/1.1\r\nIf-None-Match: \"x\"\r\n\
+        If-Modified-Since: Thu, 01 Jan 1970 00:01:40 GMT\r\n\r\n");
+    assert!(!not_modified(&other, &tag, 100));
+    assert!(not_modified(
+        &req(b"GET / HTTP/1.1\r\nIf-None-Match: *\r\n\r\n"),
+        &tag,
+        1
+    ));
+    let ir = |v: &'static [u8]| {
+        let mut r = req(b"GET / HTTP/1.1\r\n\r\n");
+        r.if_range = Some(v);
+        range_applies(&r, &tag, 100)
+    };
+    assert!(ir(b"\"17-64-7\"") && !ir(b"W/\"17-64-7\"") && !ir(b"\"x\""));
+    assert!(ir(b"Thu, 01 Jan 1970 00:01:40 GMT") && !ir(b"Thu, 01 Jan 1970 00:01:41 GMT"));
+    assert!(range_applies(&req(b"GET / HTTP/1.1\r\n\r\n"), &tag, 1));
 }
 
 #[test]

@@ -97,6 +97,28 @@ fn serves_files_ranges_conditionals_and_listings() {
     assert!(r.body.is_empty());
     let old = "If-Modified-Since: Thu, 01 Jan 1970 00:00:00 GMT";
     assert_eq!(get(port, host, "/hello.txt", &["-H", old]).status, 200);
+    let tag = get(port, host, "/hello.txt", &[])
+        .header("etag")
+        .expect("ETag")
+        .to_string();
+    let inm = format!("If-None-Match: {tag}");
+    assert_eq!(get(port, host, "/hello.txt", &["-H", &inm]).status, 304);
+    let stale = "If-None-Match: \"other\"";
+    assert_eq!(
+        get(port, host, "/hello.txt", &["-H", stale, "-H", &ims]).status,
+        200
+    );
+    // A resumed download: the range only while the file is unchanged.
+    let same = format!("If-Range: {tag}");
+    let r = get(port, host, "/hello.txt", &["-r", "10-", "-H", &same]);
+    assert_eq!((r.status, r.body.as_slice()), (206, &b"hello, world\n"[..]));
+    let r = get(
+        port,
+        host,
+        "/hello.txt",
+        &["-r", "10-", "-H", "If-Range: \"old\""],
+    );
+    assert_eq!((r.status, r.body.len()), (200, 23));
 
     let raw = format!("HEAD /hello.txt HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
     let got = util::http_request(local(port), raw.as_bytes(), T);
