@@ -70,6 +70,8 @@ pub struct WebConn {
     close_after: bool,
     /// Our side is shut: only reading to the visitor's end is left.
     closing: bool,
+    /// The request being answered is a HEAD.
+    head_only: bool,
     label: String,
 }
 
@@ -99,6 +101,7 @@ pub fn open(eng: &mut Cx, site: Site, label: &str) -> io::Result<TcpStream> {
             body: None,
             close_after: false,
             closing: false,
+            head_only: false,
             label,
         }))
     })?;
@@ -222,7 +225,7 @@ fn step(eng: &mut Cx, token: Token, w: &mut WebConn) -> Result<Step, ()> {
             w.ready.read = false;
             Ok(Step::Wait)
         }
-        Io::Starved => Ok(Step::Wait),
+        Io::Starved => Ok(Step::More),
         // The visitor is done: so are we (nothing half-answered is left).
         Io::Eof => Ok(Step::Done),
         Io::Failed(_) => Err(()),
@@ -244,7 +247,10 @@ fn error(w: &mut WebConn, status: u16, keep_alive: bool) {
         keep_alive,
         ..Head::default()
     }));
-    w.out.extend_from_slice(body.as_bytes());
+    // A HEAD's answer has no body, or it would pass for the next answer.
+    if !w.head_only {
+        w.out.extend_from_slice(body.as_bytes());
+    }
     w.close_after |= !keep_alive;
 }
 
@@ -265,10 +271,12 @@ fn refuse(eng: &Cx, token: Token, w: &mut WebConn, req: &Request<'_>, why: &str)
 }
 
 fn respond(eng: &Cx, token: Token, w: &mut WebConn, head: &[u8]) {
+    w.head_only = false;
     let req = match parse_request(head) {
         Ok(req) => req,
         Err(_) => return error(w, 400, false),
     };
+    w.head_only = req.method == Method::Head;
     debug!(
         "[w{}] {}: {}",
         tag(token),

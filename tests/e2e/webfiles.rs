@@ -120,9 +120,16 @@ fn serves_files_ranges_conditionals_and_listings() {
     );
     assert_eq!((r.status, r.body.len()), (200, 23));
 
-    let raw = format!("HEAD /hello.txt HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
+    // HEADs get heads only, also for errors (a body would pass for the
+    // next answer on the connection).
+    let raw = format!(
+        "HEAD /missing HTTP/1.1\r\nHost: {host}\r\n\r\n\
+         HEAD /hello.txt HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+    );
     let got = util::http_request(local(port), raw.as_bytes(), T);
-    let head = util::RawResponse::parse(&got);
+    let missing = util::RawResponse::parse(&got);
+    assert_eq!(missing.status, 404);
+    let head = util::RawResponse::parse(&missing.body);
     assert_eq!(head.status, 200);
     assert_eq!(head.header("content-length"), Some("23"));
     assert!(head.body.is_empty(), "{}", head.body_str());
