@@ -117,6 +117,7 @@ pub fn open_stream(
         // No local server: the built-in file server answers in-process.
         let site = crate::webserve::Site {
             web: be.settings().web.clone(),
+            host: host.clone(),
             domain: service.domain.clone(),
             port: service.id.port.unwrap_or(80),
             indexes: options.indexes.unwrap_or(be.settings().web.indexes),

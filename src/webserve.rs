@@ -43,7 +43,9 @@ const MAX_LISTED: usize = 10_000;
 /// What a built-in kite's stream is served from.
 pub struct Site {
     pub web: WebSettings,
-    /// The kite's domain and port, for the `--webpath` host match.
+    /// The name the visitor asked for, and the kite's domain (they differ
+    /// for a wildcard kite) and port, for the `--webpath` host match.
+    pub host: String,
     pub domain: String,
     pub port: u16,
     /// The kite's `+indexes`, else `--webindexes`.
@@ -311,7 +313,8 @@ fn respond(eng: &Cx, token: Token, w: &mut WebConn, head: &[u8]) {
             prefix,
         })
         .collect();
-    let Some((i, taken)) = webfiles::find_mount(&keys, &w.site.domain, w.site.port, &path) else {
+    let names = [w.site.host.as_str(), w.site.domain.as_str()];
+    let Some((i, taken)) = webfiles::find_mount(&keys, &names, w.site.port, &path) else {
         return error(w, 404, keep);
     };
     let Some(mount) = w.site.web.paths.get(i).cloned() else {

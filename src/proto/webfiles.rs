@@ -231,20 +231,27 @@ pub struct MountKey<'a> {
     pub prefix: &'a [String],
 }
 
-/// Which mount serves `path` on kite `domain` (port `port`): the longest
-/// prefix among the kite's own mounts, then among the `*` ones, as
-/// pagekite.py's `convertPaths` looks them up. Returns the mount's index
-/// and how many of the path's segments its prefix took.
+/// Which mount serves `path` for a kite known by `names` (the name the
+/// visitor asked for, then the kite's own, which differ for a wildcard
+/// kite) on port `port`: the longest prefix among the kite's own mounts,
+/// then among the `*` ones, as pagekite.py's `convertPaths` looks them up.
+/// Returns the mount's index and how many of the path's segments its
+/// prefix took.
 pub fn find_mount(
     mounts: &[MountKey<'_>],
-    domain: &str,
+    names: &[&str],
     port: u16,
     path: &UrlPath,
 ) -> Option<(usize, usize)> {
-    let with_port = format!("{domain}/{port}");
     let mut best: Option<(usize, usize, bool)> = None;
     for (i, m) in mounts.iter().enumerate() {
-        let own = m.host.eq_ignore_ascii_case(&with_port) || m.host.eq_ignore_ascii_case(domain);
+        let own = names.iter().any(|name| {
+            let (host, host_port) = match m.host.split_once('/') {
+                Some((h, p)) => (h, p.parse::<u16>().ok()),
+                None => (m.host, None),
+            };
+            host.eq_ignore_ascii_case(name) && host_port.is_none_or(|p| p == port)
+        });
         if !own && m.host != "*" {
             continue;
         }

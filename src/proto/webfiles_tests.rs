@@ -115,22 +115,32 @@ fn mounts_prefer_the_kite_and_the_longest_prefix() {
     ];
     let p = url_path(b"/docs/x").unwrap();
     assert_eq!(
-        find_mount(&mounts, "blog.example.com", 80, &p),
+        find_mount(&mounts, &["blog.example.com"], 80, &p),
         Some((2, 1))
     );
     let p = url_path(b"/x").unwrap();
     assert_eq!(
-        find_mount(&mounts, "blog.example.com", 80, &p),
+        find_mount(&mounts, &["blog.example.com"], 80, &p),
         Some((1, 0))
     );
-    assert_eq!(find_mount(&mounts, "blog.example.com", 8080, &p), None);
+    assert_eq!(find_mount(&mounts, &["blog.example.com"], 8080, &p), None);
     let p = url_path(b"/docs").unwrap();
     assert_eq!(
-        find_mount(&mounts, "third.example.com", 80, &p),
+        find_mount(&mounts, &["third.example.com"], 80, &p),
         Some((0, 1))
     );
     let p = url_path(b"/doc").unwrap();
-    assert_eq!(find_mount(&mounts, "third.example.com", 80, &p), None);
+    assert_eq!(find_mount(&mounts, &["third.example.com"], 80, &p), None);
+    // A wildcard kite: the mount may name the visitor's host or the kite.
+    let p = url_path(b"/x").unwrap();
+    let star = [MountKey {
+        host: "*.example.com/80",
+        prefix: &root,
+    }];
+    assert_eq!(
+        find_mount(&star, &["a.example.com", "*.example.com"], 80, &p),
+        Some((0, 0))
+    );
 }
 
 #[test]
