@@ -89,6 +89,7 @@ impl App for Role {
             (Conn::Reply(r), _) => drive_reply(eng, token, r),
             (Conn::Tunnel(t), role) => relay::drive_tunnel(eng, role.hooks(), token, t),
             (Conn::Stream(s), role) => relay::drive_stream(eng, role.hooks(), token, s),
+            (Conn::Web(w), _) => crate::webserve::drive(eng, token, w),
             // A backend has neither listeners nor public connections.
             (Conn::Listener(_) | Conn::Sniff(_), Role::Backend(_)) => None,
         }

@@ -25,12 +25,7 @@ impl State {
         self.settings
             .kites
             .iter()
-            .map(|k| {
-                (
-                    kite::key(&k.id.name(), &k.domain).to_string(),
-                    k.local.to_string(),
-                )
-            })
+            .map(|k| (kite::key(&k.id.name(), &k.domain).to_string(), k.origin()))
             .collect()
     }
 
@@ -142,14 +137,15 @@ pub fn reload(eng: &mut Cx, be: &mut State, new: &BackendSettings) -> Result<(),
         let name = key(k);
         match old.get(&name) {
             None => {
-                info!("kite {name} added ({})", k.local);
+                info!("kite {name} added ({})", k.origin());
                 added.push(name);
             }
             Some((was, was_options)) => {
-                if was.local != k.local {
+                if was.origin() != k.origin() {
                     info!(
                         "kite {name}: new streams go to {} (was {})",
-                        k.local, was.local
+                        k.origin(),
+                        was.origin()
                     );
                 }
                 if options.get(i) != Some(was_options) {

@@ -27,6 +27,8 @@ pub enum Conn {
     /// Boxed: tunnels are few and big; the table's entries stay small.
     Tunnel(Box<Tunnel>),
     Stream(Stream),
+    /// The built-in file server's end of a `builtin` kite's stream.
+    Web(Box<crate::webserve::WebConn>),
 }
 
 impl Pollable for Conn {
@@ -37,6 +39,7 @@ impl Pollable for Conn {
             Conn::Reply(r) => Some(&mut r.transport.ready),
             Conn::Tunnel(t) => Some(&mut t.transport.ready),
             Conn::Stream(s) => Some(&mut s.transport.ready),
+            Conn::Web(w) => Some(&mut w.ready),
         }
     }
 
@@ -47,6 +50,8 @@ impl Pollable for Conn {
             Conn::Reply(r) => Some(&mut r.deadlines),
             Conn::Tunnel(t) => Some(&mut t.deadlines),
             Conn::Stream(s) => Some(&mut s.deadlines),
+            // Ends when its stream does: it sees the pair close.
+            Conn::Web(_) => None,
         }
     }
 }

@@ -37,4 +37,5 @@ pub mod timer;
 pub mod tls;
 pub mod transport;
 pub mod tunnel;
+pub mod webserve;
 pub mod why;

@@ -3,6 +3,8 @@
 //! options had their say (visitor address allow list, HTTP Basic auth, the
 //! security filter); the visitor gets pagekite.py's `(be)` page, a 401, a
 //! 500 or the TLS alert when the stream is refused or the server is down.
+//! A `builtin` kite's stream goes to the built-in file server instead
+//! (`webserve`), over a socket pair.
 //! Bytes then flow as on any stream (`relay`, `stream`).
 
 use std::net::IpAddr;
@@ -111,7 +113,20 @@ pub fn open_stream(
             return refuse(core, sid, &proto, &host, &uuid, refusal_for(r), None);
         }
     }
-    let sock = match TcpStream::connect(local) {
+    let connected = if service.builtin {
+        // No local server: the built-in file server answers in-process.
+        let site = crate::webserve::Site {
+            web: be.settings().web.clone(),
+            host: host.clone(),
+            domain: service.domain.clone(),
+            port: service.id.port.unwrap_or(80),
+            indexes: options.indexes.unwrap_or(be.settings().web.indexes),
+        };
+        crate::webserve::open(eng, site, &label)
+    } else {
+        TcpStream::connect(local)
+    };
+    let sock = match connected {
         Ok(sock) => sock,
         Err(e) => {
             crate::logging::noisy(
@@ -126,13 +141,19 @@ pub fn open_stream(
             return unavailable(eng, core, sid, &proto, &host, &uuid);
         }
     };
-    let _ = sock.set_nodelay(true);
+    if !service.builtin {
+        let _ = sock.set_nodelay(true);
+    }
     let rport = f
         .rport
         .and_then(|p| p.trim().parse::<u16>().ok())
         .unwrap_or(0);
     let proxy = options.proxy_header(rip, rport, port.unwrap_or(0));
-    let stream_label = format!("{label} -> {local}");
+    let stream_label = if service.builtin {
+        format!("{label} -> builtin")
+    } else {
+        format!("{label} -> {local}")
+    };
     let pool = eng.pool.clone();
     let added = eng.add(sock, |sock, _| {
         let mut stream = Stream::new(
@@ -143,7 +164,8 @@ pub fn open_stream(
             INITIAL_WINDOW,
             stream_label,
         );
-        stream.connecting = true;
+        // A built-in kite's pair is connected from the start.
+        stream.connecting = !service.builtin;
         stream.kite = Some((proto.clone(), host.clone()));
         Conn::Stream(stream)
     });
@@ -158,7 +180,11 @@ pub fn open_stream(
             return Ok(());
         }
     };
-    debug!("[s{} sid={sid}] {label} from {rip} -> {local}", tag(st));
+    debug!(
+        "[s{} sid={sid}] {label} from {rip} -> {}",
+        tag(st),
+        service.origin()
+    );
     core.streams.insert(sid, st);
     if let Some(Conn::Stream(s)) = eng.conns.get_mut(st) {
         if let Some(header) = proxy {
@@ -172,7 +198,11 @@ pub fn open_stream(
         }
         s.set_guard(rewrite);
     }
-    eng.arm(st, TimerKind::Deadline, eng.now + LOCAL_CONNECT_TIMEOUT);
+    if service.builtin {
+        eng.mark_dirty(st);
+    } else {
+        eng.arm(st, TimerKind::Deadline, eng.now + LOCAL_CONNECT_TIMEOUT);
+    }
     Ok(())
 }
 

@@ -104,24 +104,6 @@ pub(super) const ACCEPTED: &[(&str, &str, Option<&str>, &str)] = &[
     ),
     (
         "",
-        "webroot",
-        Some("DIR"),
-        "deprecated; pagekite.py ignores it too",
-    ),
-    (
-        "",
-        "webaccess",
-        Some("TEXT"),
-        "deprecated; pagekite.py ignores it too",
-    ),
-    (
-        "",
-        "webindexes",
-        Some("TEXT"),
-        "deprecated; pagekite.py ignores it too",
-    ),
-    (
-        "",
         "delete_backend",
         Some("SPEC"),
         "deprecated; pagekite.py ignores it too",
@@ -208,25 +190,13 @@ pub(super) const REFUSED: &[(&str, &str, bool, &str)] = &[
         "H",
         "httpd",
         true,
-        "the built-in web server is not supported yet: run a web server and fly a kite for it",
+        "the built-in web server listens on no local port: it serves `builtin` kites through the tunnel (see --webpath)",
     ),
     (
         "P",
         "pemfile",
         true,
         "the built-in web server's TLS is not supported: use --tls_endpoint on the frontend",
-    ),
-    (
-        "X",
-        "httppass",
-        true,
-        "the built-in web server is not supported yet",
-    ),
-    (
-        "",
-        "webpath",
-        true,
-        "the built-in web server is not supported yet",
     ),
     (
         "A",

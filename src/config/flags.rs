@@ -146,6 +146,35 @@ pub(super) const FLAGS: &[Flag] = &[
         "Backend: the main kite's name; `@kitename` in a kite spec stands for it (pagekite.py's .rc files).",
     ),
     multi(
+        "webpath",
+        "HOST:PATH:POLICY:DIR",
+        "Backend: share DIR (or a file) at URL PATH of `builtin` kites HOST (`*`, DOMAIN or DOMAIN/PORT); POLICY is default, public, private (needs --httppass) or otp (as private). Repeatable.",
+    ),
+    value(
+        "",
+        "webroot",
+        "DIR",
+        "Backend: share DIR at `/` of every `builtin` kite (as --webpath=*:/:POLICY:DIR, POLICY from --webaccess).",
+    ),
+    value(
+        "",
+        "webaccess",
+        "POLICY",
+        "Backend: --webroot's policy (default, public, private or otp).",
+    ),
+    value(
+        "",
+        "webindexes",
+        "on|all|off",
+        "Backend: list directories without an index.html (all: dot-files too), where a kite's +indexes does not say. Default off.",
+    ),
+    value(
+        "X",
+        "httppass",
+        "PASSWORD",
+        "Backend: the password (any user name) the built-in file server asks for on default and private paths.",
+    ),
+    multi(
         "service_off",
         "PROTO:DOMAIN:HOST:PORT:SECRET",
         "Backend: a kite that is configured but not flown (pagekite.py's disabled kite). Repeatable.",

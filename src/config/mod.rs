@@ -25,6 +25,7 @@ mod roles;
 pub mod service;
 mod settings;
 mod specs;
+pub mod web;
 use crate::proto::kite::DEFAULT_PROTOS;
 use flags::IGNORED_SWITCHES;
 pub use roles::{
@@ -166,7 +167,15 @@ fn parse_expanded(argv: &[String], expanded: &files::Expanded) -> Result<Parsed,
     }
     let default_secret = last(&m, "kitesecret");
     let kitename = last(&m, "kitename");
-    let short_form = parse_short_form(&m.free, default_secret.as_deref())?;
+    let (short_form, shares) = parse_short_form(&m.free, default_secret.as_deref())?;
+    let web = web::settings(
+        &m.opt_strs("webpath"),
+        last(&m, "webroot").as_deref(),
+        last(&m, "webaccess").as_deref(),
+        last(&m, "webindexes").as_deref(),
+        last(&m, "httppass"),
+        shares,
+    )?;
     let mut kites = Vec::new();
     let mut kites_off = Vec::new();
     for flag in ["service_on", "backend", "service_off", "define_backend"] {
@@ -314,6 +323,7 @@ fn parse_expanded(argv: &[String], expanded: &files::Expanded) -> Result<Parsed,
         kitename,
         kitesecret: default_secret,
         dyndns: front.dyndns,
+        web,
     };
     let common = Common {
         keepalive,

@@ -156,6 +156,8 @@ pub struct BackendSettings {
     /// `--dyndns` (or the one `defaults`/`whitelabel` set): kept and shown
     /// by `--settings`; rkite sends no dynamic DNS updates yet.
     pub dyndns: Option<service::DynDns>,
+    /// `--webpath`, `--webroot`, `--httppass`...: the built-in file server.
+    pub web: super::web::WebSettings,
 }
 
 /// What `--connect` was asked to do.
@@ -180,6 +182,21 @@ pub struct ServiceKite {
     pub secret: String,
     /// Short-form options given with the kite (`+ip/...`), as written.
     pub options: Vec<String>,
+    /// `builtin` instead of a port: served by the built-in file server
+    /// (`--webpath`); `local` is then a placeholder never dialed.
+    pub builtin: bool,
+}
+
+impl ServiceKite {
+    /// Where its streams go, for logs and the status file: the local
+    /// server's address, or `builtin`.
+    pub fn origin(&self) -> String {
+        if self.builtin {
+            "builtin".to_string()
+        } else {
+            self.local.to_string()
+        }
+    }
 }
 
 /// `--frontends=N:NAME:PORT`: keep tunnels to the `count` fastest addresses

@@ -62,6 +62,11 @@ const PAGEKITE_SECTIONS: &[&str] = &[
     "daemonize",
     "runas",
     "pidfile",
+    "httppass",
+    "webpath",
+    "webroot",
+    "webaccess",
+    "webindexes",
 ];
 
 /// Lines of the file being written, in sections.
@@ -149,6 +154,7 @@ pub(super) fn render(
     out.close("Default kite and account details");
 
     front_ends(&mut out, m, common, c);
+    built_in_httpd(&mut out, m, c);
     kites(&mut out, c, is_frontend);
 
     out.switch("insecure", c.insecure);
@@ -247,6 +253,24 @@ fn front_ends(out: &mut Out, m: &getopts::Matches, common: &Common, c: &BackendS
     out.close("Front-end connection settings");
 }
 
+/// pagekite.py's "Built-in HTTPD settings": `httppass` and every
+/// `webpath` (the quick share's included, as pagekite.py keeps them);
+/// `--webroot` and friends as given.
+fn built_in_httpd(out: &mut Out, m: &getopts::Matches, c: &BackendSettings) {
+    if let Some(pw) = &c.web.password {
+        out.opt("httppass", pw);
+    }
+    let webroot = m.opt_present("webroot");
+    let listed = c.web.paths.len() - usize::from(webroot);
+    for w in c.web.paths.iter().take(listed) {
+        out.opt("webpath", &w.to_arg());
+    }
+    for name in ["webroot", "webaccess", "webindexes"] {
+        as_given(out, m, name);
+    }
+    out.close("Built-in HTTPD settings");
+}
+
 fn manual_front_ends(out: &mut Out, c: &BackendSettings) {
     let spell = |host: &str, port: u16| {
         if host.contains(':') {
@@ -339,7 +363,11 @@ fn kite_line(out: &mut Out, c: &BackendSettings, kite: &ServiceKite, flag: &str)
         &kite.secret
     };
     let fe = format!("{}:{domain}", kite.id.name());
-    let be = format!("{}:{}", kite.host, kite.local.port());
+    let be = if kite.builtin {
+        format!("{}:builtin", kite.host)
+    } else {
+        format!("{}:{}", kite.host, kite.local.port())
+    };
     out.checked(
         format!("{flag} = {fe:<33}: {be:<18}: {secret}"),
         flag.trim_end(),

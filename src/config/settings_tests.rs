@@ -431,3 +431,43 @@ fn front_end_choices_go_round() {
         assert!(text.contains(line), "{line:?} missing:\n{text}");
     }
 }
+
+#[test]
+fn webpaths_and_the_quick_share_go_round() {
+    let dir = TempFile::new("shared");
+    let path = dir.path();
+    let shared = std::path::Path::new(&path)
+        .parent()
+        .unwrap()
+        .to_str()
+        .unwrap();
+    let webpath = format!("--webpath=*:/docs:public:{shared}");
+    let text = round_trip(&[
+        "--frontend=127.0.0.1:9",
+        "--service_on=http:files.test:localhost:builtin:pw",
+        &webpath,
+        "--httppass=open",
+        "--webindexes=all",
+    ]);
+    for line in [
+        "httppass = open\n".to_string(),
+        format!("webpath = *:/docs/:public:{shared}\n"),
+        "webindexes = all\n".to_string(),
+        "service_on  = http:files.test                  : localhost:builtin : pw\n".to_string(),
+    ] {
+        assert!(text.contains(&line), "{line:?} missing:\n{text}");
+    }
+    // The quick share: a builtin kite and a webpath at `/` of it.
+    let text = settings(&[
+        "--frontend=127.0.0.1:9",
+        "--kitesecret=pw",
+        shared,
+        "blog.test",
+        "--settings",
+    ]);
+    assert!(
+        text.contains(&format!("webpath = blog.test/80:/:default:{shared}\n")),
+        "{text}"
+    );
+    assert!(text.contains("localhost:builtin : @kitesecret"), "{text}");
+}

@@ -5,6 +5,7 @@
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 
+use super::web::WebPath;
 use super::{ConfigError, FrontendPool, ServiceKite, bad};
 use crate::proto::kite::KiteId;
 
@@ -173,8 +174,14 @@ pub(super) fn parse_service(
     if !valid_domain(&domain) {
         return Err(bad(flag, format!("{domain:?} is not a domain name")));
     }
-    let port = parse_port(port, flag)?;
-    let local = resolve_local(host, port).map_err(|e| bad(flag, e.to_string()))?;
+    // pagekite.py's `builtin` port: the built-in file server, no socket.
+    let builtin = port.trim().eq_ignore_ascii_case("builtin");
+    let local = if builtin {
+        SocketAddr::from(([127, 0, 0, 1], 0))
+    } else {
+        let port = parse_port(port, flag)?;
+        resolve_local(host, port).map_err(|e| bad(flag, e.to_string()))?
+    };
     let mut kites = Vec::new();
     for p in protos.split(',') {
         let id = if p.trim().eq_ignore_ascii_case("ssh") {
@@ -188,6 +195,14 @@ pub(super) fn parse_service(
                 format!("{p:?} is not a protocol (like http or http-8080)"),
             )
         })?;
+        // The file server speaks plain HTTP (TLS ends at the frontend's
+        // --tls_endpoint); an https or raw kite would hand it other bytes.
+        if builtin && !matches!(id.base.as_str(), "http" | "http2" | "http3") {
+            return Err(bad(
+                flag,
+                format!("{p:?}: the built-in file server serves http kites only"),
+            ));
+        }
         kites.push(ServiceKite {
             id,
             domain: domain.clone(),
@@ -195,6 +210,7 @@ pub(super) fn parse_service(
             local,
             secret: secret.clone(),
             options: Vec::new(),
+            builtin,
         });
     }
     Ok(kites)
@@ -251,12 +267,15 @@ pub(super) fn resolve_local(host: &str, port: u16) -> Result<SocketAddr, LocalEr
 /// `8000 foo.example.com +ip/10.0.0.0/8`. BACKEND is `PORT`, `HOST:PORT`,
 /// `PROTO:PORT` or `PROTO:HOST:PORT` (default `http` on localhost); KITE is
 /// `NAME`, `NAME:PORT` (a port kite) or `PROTO://NAME[:PORT]`. The secret
-/// comes from `--kitesecret`.
+/// comes from `--kitesecret`. A BACKEND that is an existing file or
+/// directory (or several) is pagekite.py's quick share: a `builtin` kite
+/// serving them.
 pub(super) fn parse_short_form(
     free: &[String],
     secret: Option<&str>,
-) -> Result<Vec<ServiceKite>, ConfigError> {
+) -> Result<(Vec<ServiceKite>, Vec<WebPath>), ConfigError> {
     let mut kites = Vec::new();
+    let mut shares = Vec::new();
     for group in free.split(|a| a == "AND").filter(|g| !g.is_empty()) {
         let (options, words): (Vec<&String>, Vec<&String>) =
             group.iter().partition(|w| w.starts_with('+'));
@@ -271,9 +290,19 @@ pub(super) fn parse_short_form(
                 format!("{what:?}: {problem} (short form: [PORT] KITENAME [+option ...])"),
             )
         };
-        let (backend, kite) = match words.as_slice() {
-            [kite] => (None, kite.as_str()),
-            [backend, kite] => (Some(backend.as_str()), kite.as_str()),
+        // Several words before the kite: files and directories to share.
+        let (backend, kite, paths) = match words.as_slice() {
+            [kite] => (None, kite.as_str(), vec![]),
+            [backend, kite] => (
+                Some(backend.as_str()),
+                kite.as_str(),
+                vec![backend.as_str()],
+            ),
+            [paths @ .., kite] if paths.iter().all(|p| super::web::is_shared_path(p)) => (
+                paths.first().map(|p| p.as_str()),
+                kite.as_str(),
+                paths.iter().map(|p| p.as_str()).collect(),
+            ),
             _ => return Err(short("expected a port and a kite name")),
         };
         let secret = secret.ok_or_else(|| {
@@ -283,7 +312,11 @@ pub(super) fn parse_short_form(
             )
         })?;
         let mut proto = "http".to_string();
+        let shared = backend
+            .filter(|b| super::web::is_shared_path(b))
+            .map(|_| paths);
         let (host, port) = match backend.map(|b| b.split(':').collect::<Vec<_>>()).as_deref() {
+            _ if shared.is_some() => ("localhost".to_string(), 0),
             None => ("localhost".to_string(), 80),
             Some([port]) => ("localhost".to_string(), parse_port(port, "")?),
             Some([first, port]) if first.parse::<u16>().is_err() && is_proto(first) => {
@@ -311,13 +344,25 @@ pub(super) fn parse_short_form(
             ),
             _ => return Err(short("bad kite name")),
         };
+        let port = match shared {
+            Some(_) => "builtin".to_string(),
+            None => port.to_string(),
+        };
         let spec = format!("{kite_proto}:{name}:{host}:{port}:{secret}");
         for mut kite in parse_service(&spec, "service_on", None).map_err(|e| short(&e.problem))? {
             kite.options = options.iter().map(|o| o.to_string()).collect();
+            if let Some(paths) = &shared {
+                let port = kite.id.port.unwrap_or(80);
+                for share in super::web::quick_shares(paths, &kite.domain, port) {
+                    if !shares.contains(&share) {
+                        shares.push(share);
+                    }
+                }
+            }
             kites.push(kite);
         }
     }
-    Ok(kites)
+    Ok((kites, shares))
 }
 
 fn is_proto(word: &str) -> bool {

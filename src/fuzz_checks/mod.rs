@@ -9,11 +9,13 @@ mod acl_regex;
 mod frame;
 mod handshake;
 mod sniff;
+mod webfiles;
 
 pub use acl_regex::acl_regex;
 pub use frame::frame;
 pub use handshake::handshake;
 pub use sniff::sniff;
+pub use webfiles::webfiles;
 
 /// Option files and flags (`config::offline`, which never touches the
 /// filesystem or DNS).
@@ -49,6 +51,7 @@ pub const TARGETS: &[(&str, Check)] = &[
     ("request_guard", request_guard),
     ("proxy", proxy),
     ("dyndns", dyndns),
+    ("webfiles", webfiles),
 ];
 
 /// The places to cut an input of `len` bytes for the "fed in pieces equals

@@ -31,6 +31,8 @@ pub mod proxy_fuzz;
 pub mod sniff;
 pub mod status_line;
 pub mod stream;
+pub mod webfiles;
+pub mod webfiles_page;
 
 #[cfg(test)]
 mod golden_tests;

@@ -31,6 +31,8 @@ pub enum Key {
     RawHeaders,
     ProxyProto,
     Insecure,
+    /// `+indexes[=on|all|off]`: the built-in file server lists directories.
+    Indexes,
 }
 
 /// An option's value as written: `+key` is true, `+nokey` false, and
@@ -134,6 +136,8 @@ pub struct KiteOptions {
     pub raw_headers: bool,
     pub proxy_proto: ProxyProto,
     pub insecure: bool,
+    /// `+indexes`: `None` leaves it to `--webindexes`.
+    pub indexes: Option<super::webfiles_page::Indexes>,
 }
 
 impl fmt::Debug for KiteOptions {
@@ -145,6 +149,7 @@ impl fmt::Debug for KiteOptions {
             .field("raw_headers", &self.raw_headers)
             .field("proxy_proto", &self.proxy_proto)
             .field("insecure", &self.insecure)
+            .field("indexes", &self.indexes)
             .finish()
     }
 }
@@ -231,6 +236,8 @@ fn key(name: &str) -> Result<Key, OptionError> {
         Ok(Key::ProxyProto)
     } else if is("insecure") {
         Ok(Key::Insecure)
+    } else if is("indexes") {
+        Ok(Key::Indexes)
     } else {
         Err(OptionError::UnknownKey(name.to_owned()))
     }
@@ -331,6 +338,15 @@ impl KiteOptions {
                 Some(b) => self.insecure = b,
                 None => return bad("insecure".into()),
             },
+            Key::Indexes => {
+                use super::webfiles_page::Indexes;
+                self.indexes = Some(match (&value, flag) {
+                    (Value::Text(t), _) if t.eq_ignore_ascii_case("all") => Indexes::All,
+                    (_, Some(true)) => Indexes::On,
+                    (_, Some(false)) => Indexes::Off,
+                    _ => return bad("indexes".into()),
+                })
+            }
             Key::ProxyProto => {
                 self.proxy_proto = match (&value, flag) {
                     (Value::Text(t), _) if t == "2" => ProxyProto::V2,
@@ -455,7 +471,7 @@ fn header<'a>(head: &'a [u8], name: &[u8]) -> Option<&'a [u8]> {
 
 /// Standard-alphabet base64 with `=` padding (RFC 4648 §4); bits left over
 /// after the last byte are ignored, as Python's decoder does.
-fn base64_decode(text: &[u8]) -> Option<Vec<u8>> {
+pub(super) fn base64_decode(text: &[u8]) -> Option<Vec<u8>> {
     if text.is_empty() || text.len() % 4 != 0 {
         return None;
     }

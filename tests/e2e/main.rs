@@ -32,4 +32,5 @@ mod robust;
 mod tenants;
 mod tls;
 mod util;
+mod webfiles;
 mod wire;

@@ -1,0 +1,527 @@
+//! The built-in file server's file-system and socket side: a `builtin`
+//! kite's stream is connected to one end of a Unix socket pair (no port,
+//! no thread), and a [`WebConn`] in the reactor's table answers on the other
+//! end: it reads request heads, asks `proto::webfiles` what they mean,
+//! resolves paths under a `--webpath` mount (canonicalized and checked to
+//! stay inside it, so `..` and symlinks out of the tree are refused), and
+//! writes heads, listings and files a chunk at a time as the socket takes
+//! them: a file is never read whole, and the stream on the other end reads
+//! the pair only as its flow window allows, so memory stays bounded. Several
+//! requests may share one stream (keep-alive). It decides nothing about
+//! HTTP itself (that is `proto::webfiles`) and nothing about tunnels.
+
+use std::ffi::OsStr;
+use std::fs::File;
+use std::io::{self, Read};
+use std::os::fd::{FromRawFd, IntoRawFd};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::net::UnixStream as StdUnixStream;
+use std::path::{Path, PathBuf};
+use std::time::UNIX_EPOCH;
+
+use log::{Level, debug};
+use mio::Token;
+use mio::net::{TcpStream, UnixStream};
+
+use crate::config::web::WebSettings;
+use crate::conn::{Conn, Cx};
+use crate::conns::tag;
+use crate::logging::Noise;
+use crate::net::{self, Io, Ready};
+use crate::proto::webfiles::{
+    self, BadRequest, Method, MountKey, RangeAnswer, Request, UrlPath, head_end, parse_request,
+};
+use crate::proto::webfiles_page::{self as page, Access, Entry, Head, Indexes};
+
+/// Bytes of a file read (and written) at a time.
+const CHUNK: usize = 64 * 1024;
+/// Rounds of write-and-refill per drive before others get a turn.
+const ROUNDS: usize = 16;
+/// A listing shows at most this many entries.
+const MAX_LISTED: usize = 10_000;
+
+/// What a built-in kite's stream is served from.
+pub struct Site {
+    pub web: WebSettings,
+    /// The name the visitor asked for, and the kite's domain (they differ
+    /// for a wildcard kite) and port, for the `--webpath` host match.
+    pub host: String,
+    pub domain: String,
+    pub port: u16,
+    /// The kite's `+indexes`, else `--webindexes`.
+    pub indexes: Indexes,
+}
+
+/// The server end of one built-in kite stream.
+pub struct WebConn {
+    sock: UnixStream,
+    pub ready: Ready,
+    site: Box<Site>,
+    /// Request bytes not answered yet.
+    inb: Vec<u8>,
+    /// Response bytes not written yet, from `out_at` (heads, pages).
+    out: Vec<u8>,
+    out_at: usize,
+    /// File data read and not written yet: `chunk[chunk_at..chunk_end]`.
+    chunk: Vec<u8>,
+    chunk_at: usize,
+    chunk_end: usize,
+    /// The file (and bytes of it) still to send after `out`.
+    body: Option<(File, u64)>,
+    /// Close once `out` and `body` are written.
+    close_after: bool,
+    /// Our side is shut: only reading to the visitor's end is left.
+    closing: bool,
+    /// The request being answered is a HEAD.
+    head_only: bool,
+    label: String,
+}
+
+/// A socket pair for a built-in kite's stream: the stream's end (as the
+/// `TcpStream` its transport takes; a Unix socket reads, writes and shuts
+/// down the same way) and the server's end, in the reactor's table.
+pub fn open(eng: &mut Cx, site: Site, label: &str) -> io::Result<TcpStream> {
+    let (stream_end, server_end) = StdUnixStream::pair()?;
+    stream_end.set_nonblocking(true)?;
+    server_end.set_nonblocking(true)?;
+    // SAFETY: the descriptor was just taken from a socket we own and is
+    // owned by the new value alone.
+    let stream_end = unsafe { std::net::TcpStream::from_raw_fd(stream_end.into_raw_fd()) };
+    let site = Box::new(site);
+    let label = label.to_string();
+    eng.add(UnixStream::from_std(server_end), move |sock, _| {
+        Conn::Web(Box::new(WebConn {
+            sock,
+            ready: Ready::default(),
+            site,
+            inb: Vec::new(),
+            out: Vec::new(),
+            out_at: 0,
+            chunk: Vec::new(),
+            chunk_at: 0,
+            chunk_end: 0,
+            body: None,
+            close_after: false,
+            closing: false,
+            head_only: false,
+            label,
+        }))
+    })?;
+    Ok(TcpStream::from_std(stream_end))
+}
+
+/// Drives one built-in server connection; `None` when it is finished.
+pub fn drive(eng: &mut Cx, token: Token, mut w: Box<WebConn>) -> Option<Conn> {
+    for _ in 0..ROUNDS {
+        match step(eng, token, &mut w) {
+            Ok(Step::Wait) => return Some(Conn::Web(w)),
+            Ok(Step::More) => {}
+            Ok(Step::Done) | Err(_) => {
+                let _ = w.sock.shutdown(std::net::Shutdown::Both);
+                return None;
+            }
+        }
+    }
+    eng.mark_again(token);
+    Some(Conn::Web(w))
+}
+
+enum Step {
+    Wait,
+    More,
+    Done,
+}
+
+fn step(eng: &mut Cx, token: Token, w: &mut WebConn) -> Result<Step, ()> {
+    // Write what is pending: a head or page, then file data.
+    let (pending, from_file) = if w.out_at < w.out.len() {
+        (w.out.get(w.out_at..).unwrap_or_default(), false)
+    } else {
+        (
+            w.chunk.get(w.chunk_at..w.chunk_end).unwrap_or_default(),
+            true,
+        )
+    };
+    if !pending.is_empty() {
+        match net::write(&mut w.sock, pending) {
+            Io::Done(n) if from_file => {
+                w.chunk_at += n;
+                return Ok(Step::More);
+            }
+            Io::Done(n) => {
+                w.out_at += n;
+                return Ok(Step::More);
+            }
+            Io::WouldBlock => {
+                w.ready.write = false;
+                return Ok(Step::Wait);
+            }
+            // Short of kernel memory: another round, or the next drive.
+            Io::Starved => return Ok(Step::More),
+            _ => return Err(()),
+        }
+    }
+    w.out.clear();
+    w.out_at = 0;
+    // Refill from the file being sent.
+    if let Some((file, left)) = w.body.as_mut() {
+        if *left == 0 {
+            w.body = None;
+            return Ok(Step::More);
+        }
+        let want = usize::try_from(*left).unwrap_or(CHUNK).min(CHUNK);
+        if w.chunk.len() < CHUNK {
+            // Zeroed once per connection, not per read.
+            w.chunk.resize(CHUNK, 0);
+        }
+        match file.read(w.chunk.get_mut(..want).unwrap_or_default()) {
+            Ok(n) if n > 0 => {
+                (w.chunk_at, w.chunk_end) = (0, n);
+                *left -= n as u64;
+                return Ok(Step::More);
+            }
+            // Shorter than its length said (truncated while sent): the
+            // response cannot be finished.
+            _ => return Err(()),
+        }
+    }
+    if w.close_after {
+        // Answered: say so, then read and drop what the visitor still
+        // sends (a body we do not take) until it is done too, so our
+        // close does not turn into a reset that loses the answer.
+        if !w.closing {
+            w.closing = true;
+            let _ = w.sock.shutdown(std::net::Shutdown::Write);
+        }
+        w.inb.clear();
+    }
+    // Answer the next request, once its head is in.
+    let parsed = if w.closing {
+        Ok(None)
+    } else {
+        head_end(&w.inb)
+    };
+    match parsed {
+        Ok(Some(end)) => {
+            let head: Vec<u8> = w.inb.drain(..end).collect();
+            respond(eng, token, w, &head);
+            return Ok(Step::More);
+        }
+        Ok(None) => {}
+        Err(BadRequest::TooLarge | BadRequest::RequestLine) => {
+            w.inb.clear();
+            error(w, 431, false);
+            return Ok(Step::More);
+        }
+    }
+    if !w.ready.read {
+        return Ok(Step::Wait);
+    }
+    let mut buf = [0u8; 4096];
+    match net::read(&mut w.sock, &mut buf) {
+        Io::Done(n) => {
+            w.inb.extend_from_slice(buf.get(..n).unwrap_or_default());
+            Ok(Step::More)
+        }
+        Io::WouldBlock => {
+            w.ready.read = false;
+            Ok(Step::Wait)
+        }
+        Io::Starved => Ok(Step::More),
+        // The visitor is done: so are we (nothing half-answered is left).
+        Io::Eof => Ok(Step::Done),
+        Io::Failed(_) => Err(()),
+    }
+}
+
+fn unix_now() -> u64 {
+    crate::engine::unix_now()
+}
+
+/// Queues a short error page and its head.
+fn error(w: &mut WebConn, status: u16, keep_alive: bool) {
+    let body = page::error_body(status);
+    w.out.extend_from_slice(&page::head(&Head {
+        status,
+        content_type: Some("text/html; charset=utf-8"),
+        length: body.len() as u64,
+        date: unix_now(),
+        keep_alive,
+        ..Head::default()
+    }));
+    // A HEAD's answer has no body, or it would pass for the next answer.
+    if !w.head_only {
+        w.out.extend_from_slice(body.as_bytes());
+    }
+    w.close_after |= !keep_alive;
+}
+
+/// A refusal whose reason the visitor is not told: one throttled line.
+fn refuse(eng: &Cx, token: Token, w: &mut WebConn, req: &Request<'_>, why: &str) {
+    crate::logging::noisy(
+        eng.now,
+        Noise::StreamRefused,
+        Level::Info,
+        format_args!(
+            "[w{}] {}: {} refused: {why}",
+            tag(token),
+            w.label,
+            String::from_utf8_lossy(req.target).escape_debug()
+        ),
+    );
+    error(w, 404, req.keep_alive);
+}
+
+fn respond(eng: &Cx, token: Token, w: &mut WebConn, head: &[u8]) {
+    w.head_only = false;
+    let req = match parse_request(head) {
+        Ok(req) => req,
+        Err(_) => return error(w, 400, false),
+    };
+    w.head_only = req.method == Method::Head;
+    debug!(
+        "[w{}] {}: {}",
+        tag(token),
+        w.label,
+        String::from_utf8_lossy(head.split(|&b| b == b'\n').next().unwrap_or_default())
+            .trim_end()
+            .escape_debug()
+    );
+    let keep = req.keep_alive;
+    if req.method == Method::Other {
+        return error(w, 405, keep);
+    }
+    let path = match webfiles::url_path(req.target) {
+        Ok(p) => p,
+        Err(e) => return refuse(eng, token, w, &req, &format!("{e:?}")),
+    };
+    let prefixes: Vec<Vec<String>> = w
+        .site
+        .web
+        .paths
+        .iter()
+        .map(|p| p.prefix_segments())
+        .collect();
+    let keys: Vec<MountKey<'_>> = w
+        .site
+        .web
+        .paths
+        .iter()
+        .zip(&prefixes)
+        .map(|(p, prefix)| MountKey {
+            host: &p.host,
+            prefix,
+        })
+        .collect();
+    let names = [w.site.host.as_str(), w.site.domain.as_str()];
+    let Some((i, taken)) = webfiles::find_mount(&keys, &names, w.site.port, &path) else {
+        return error(w, 404, keep);
+    };
+    let Some(mount) = w.site.web.paths.get(i).cloned() else {
+        return error(w, 404, keep);
+    };
+    match page::access(
+        mount.policy,
+        w.site.web.password.as_deref(),
+        req.authorization,
+    ) {
+        Access::Allowed => {}
+        Access::NeedPassword => return error(w, 401, keep),
+        Access::Forbidden => return error(w, 403, keep),
+    }
+    let rest = path.segments.get(taken..).unwrap_or_default();
+    let target = match resolve(&mount.dir, rest) {
+        Ok(t) => t,
+        Err(Resolve::Missing) => return error(w, 404, keep),
+        Err(Resolve::Outside) => {
+            return refuse(eng, token, w, &req, "outside the shared tree");
+        }
+    };
+    let Ok(meta) = std::fs::metadata(&target) else {
+        return error(w, 404, keep);
+    };
+    if meta.is_dir() {
+        if !path.trailing_slash && !path.segments.is_empty() {
+            let location = page::encode_path(&path.segments, true);
+            let body = page::error_body(302);
+            w.out.extend_from_slice(&page::head(&Head {
+                status: 302,
+                content_type: Some("text/html; charset=utf-8"),
+                length: body.len() as u64,
+                location: Some(&location),
+                date: unix_now(),
+                keep_alive: keep,
+                ..Head::default()
+            }));
+            if req.method == Method::Get {
+                w.out.extend_from_slice(body.as_bytes());
+            }
+            w.close_after |= !keep;
+            return;
+        }
+        for index in ["index.html", "index.htm"] {
+            let Ok(found) = resolve(&mount.dir, &with(rest, index)) else {
+                continue;
+            };
+            if let Ok(m) = std::fs::metadata(&found) {
+                if m.is_file() {
+                    return send_file(w, &req, &found, index.as_bytes());
+                }
+            }
+        }
+        if w.site.indexes == Indexes::Off {
+            return error(w, 403, keep);
+        }
+        return send_listing(w, &req, &target, &path);
+    }
+    let name = path.segments.last().map_or(&b""[..], Vec::as_slice);
+    let name = if name.is_empty() {
+        mount.dir.file_name().map_or(&b""[..], OsStr::as_bytes)
+    } else {
+        name
+    };
+    send_file(w, &req, &target, name);
+}
+
+fn with(rest: &[Vec<u8>], name: &str) -> Vec<Vec<u8>> {
+    let mut v = rest.to_vec();
+    v.push(name.as_bytes().to_vec());
+    v
+}
+
+enum Resolve {
+    Missing,
+    Outside,
+}
+
+/// `rest` under `root`, with every symlink followed, refused unless it is
+/// still `root` or inside it.
+fn resolve(root: &Path, rest: &[Vec<u8>]) -> Result<PathBuf, Resolve> {
+    let root = root.canonicalize().map_err(|_| Resolve::Missing)?;
+    let mut path = root.clone();
+    for seg in rest {
+        path.push(OsStr::from_bytes(seg));
+    }
+    let real = path.canonicalize().map_err(|_| Resolve::Missing)?;
+    if real.starts_with(&root) {
+        Ok(real)
+    } else {
+        Err(Resolve::Outside)
+    }
+}
+
+fn mtime(meta: &std::fs::Metadata) -> u64 {
+    meta.modified()
+        .ok()
+        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+        .map_or(0, |d| d.as_secs())
+}
+
+fn send_file(w: &mut WebConn, req: &Request<'_>, target: &Path, name: &[u8]) {
+    let keep = req.keep_alive;
+    let Ok(file) = File::open(target) else {
+        return error(w, 403, keep);
+    };
+    let Ok(meta) = file.metadata() else {
+        return error(w, 403, keep);
+    };
+    if !meta.is_file() {
+        return error(w, 403, keep);
+    }
+    let size = meta.len();
+    let modified = mtime(&meta);
+    let tag = webfiles::etag(size, modified, std::os::unix::fs::MetadataExt::ino(&meta));
+    let mut h = Head {
+        status: 200,
+        content_type: Some(webfiles::content_type(name)),
+        length: size,
+        last_modified: Some(modified),
+        etag: Some(&tag),
+        date: unix_now(),
+        keep_alive: keep,
+        ..Head::default()
+    };
+    if webfiles::not_modified(req, &tag, modified) {
+        h.status = 304;
+        h.length = 0;
+        h.content_type = None;
+        w.out.extend_from_slice(&page::head(&h));
+        w.close_after |= !keep;
+        return;
+    }
+    let mut start = 0;
+    if let Some(spec) = req
+        .range
+        .filter(|_| webfiles::range_applies(req, &tag, modified))
+    {
+        match webfiles::range(spec, size) {
+            RangeAnswer::Whole => {}
+            RangeAnswer::Part { start: s, end } => {
+                h.status = 206;
+                h.length = end - s + 1;
+                h.range = Some((s, end, size));
+                start = s;
+            }
+            RangeAnswer::Unsatisfiable => {
+                h.status = 416;
+                h.length = 0;
+                h.content_type = None;
+                h.unsatisfied = Some(size);
+                w.out.extend_from_slice(&page::head(&h));
+                w.close_after |= !keep;
+                return;
+            }
+        }
+    }
+    w.out.extend_from_slice(&page::head(&h));
+    if req.method == Method::Get && h.length > 0 {
+        let mut file = file;
+        if start > 0 {
+            use std::io::Seek;
+            if file.seek(io::SeekFrom::Start(start)).is_err() {
+                w.close_after = true;
+                return;
+            }
+        }
+        w.body = Some((file, h.length));
+    }
+    w.close_after |= !keep;
+}
+
+fn send_listing(w: &mut WebConn, req: &Request<'_>, dir: &Path, path: &UrlPath) {
+    let keep = req.keep_alive;
+    let mut entries = Vec::new();
+    let mut omitted = 0;
+    if let Ok(list) = std::fs::read_dir(dir) {
+        for entry in list.flatten() {
+            let name = entry.file_name().as_bytes().to_vec();
+            if !page::listed(&name, w.site.indexes) {
+                continue;
+            }
+            if entries.len() >= MAX_LISTED {
+                omitted += 1;
+                continue;
+            }
+            let meta = std::fs::metadata(entry.path()).ok();
+            entries.push(Entry {
+                name,
+                dir: meta.as_ref().is_some_and(std::fs::Metadata::is_dir),
+                size: meta.as_ref().map_or(0, std::fs::Metadata::len),
+                mtime: meta.as_ref().map_or(0, mtime),
+            });
+        }
+    }
+    let body = page::listing(&path.segments, &mut entries, omitted);
+    w.out.extend_from_slice(&page::head(&Head {
+        status: 200,
+        content_type: Some("text/html; charset=utf-8"),
+        length: body.len() as u64,
+        date: unix_now(),
+        keep_alive: keep,
+        ..Head::default()
+    }));
+    if req.method == Method::Get {
+        w.out.extend_from_slice(body.as_bytes());
+    }
+    w.close_after |= !keep;
+}
