@@ -7,10 +7,14 @@
 
 use std::net::SocketAddr;
 
-use mio::net::TcpListener;
+use std::fs::File;
+
+use mio::net::{TcpListener, UnixStream};
 
 use crate::buf::Buf;
+use crate::config::web::WebSettings;
 use crate::engine::{Deadlines, Pollable, Ready};
+use crate::proto::webfiles_page::Indexes;
 use crate::reply::Reply;
 use crate::stream::Stream;
 use crate::transport::Transport;
@@ -28,7 +32,7 @@ pub enum Conn {
     Tunnel(Box<Tunnel>),
     Stream(Stream),
     /// The built-in file server's end of a `builtin` kite's stream.
-    Web(Box<crate::webserve::WebConn>),
+    Web(Box<WebConn>),
 }
 
 impl Pollable for Conn {
@@ -97,4 +101,41 @@ pub struct Sniff {
     pub(crate) layers: u8,
     /// Accepted on a dedicated raw port: nothing to sniff.
     pub raw_port: bool,
+}
+
+/// What a built-in kite's stream is served from.
+pub struct Site {
+    pub web: WebSettings,
+    /// The name the visitor asked for, and the kite's domain (they differ
+    /// for a wildcard kite) and port, for the `--webpath` host match.
+    pub host: String,
+    pub domain: String,
+    pub port: u16,
+    /// The kite's `+indexes`, else `--webindexes`.
+    pub indexes: Indexes,
+}
+
+/// The server end of one built-in kite stream.
+pub struct WebConn {
+    pub(crate) sock: UnixStream,
+    pub ready: Ready,
+    pub(crate) site: Box<Site>,
+    /// Request bytes not answered yet.
+    pub(crate) inb: Vec<u8>,
+    /// Response bytes not written yet, from `out_at` (heads, pages).
+    pub(crate) out: Vec<u8>,
+    pub(crate) out_at: usize,
+    /// File data read and not written yet: `chunk[chunk_at..chunk_end]`.
+    pub(crate) chunk: Vec<u8>,
+    pub(crate) chunk_at: usize,
+    pub(crate) chunk_end: usize,
+    /// The file (and bytes of it) still to send after `out`.
+    pub(crate) body: Option<(File, u64)>,
+    /// Close once `out` and `body` are written.
+    pub(crate) close_after: bool,
+    /// Our side is shut: only reading to the visitor's end is left.
+    pub(crate) closing: bool,
+    /// The request being answered is a HEAD.
+    pub(crate) head_only: bool,
+    pub(crate) label: String,
 }

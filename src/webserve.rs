@@ -23,8 +23,8 @@ use log::{Level, debug};
 use mio::Token;
 use mio::net::{TcpStream, UnixStream};
 
-use crate::config::web::WebSettings;
 use crate::conn::{Conn, Cx};
+pub use crate::conn::{Site, WebConn};
 use crate::conns::tag;
 use crate::logging::Noise;
 use crate::net::{self, Io, Ready};
@@ -39,43 +39,6 @@ const CHUNK: usize = 64 * 1024;
 const ROUNDS: usize = 16;
 /// A listing shows at most this many entries.
 const MAX_LISTED: usize = 10_000;
-
-/// What a built-in kite's stream is served from.
-pub struct Site {
-    pub web: WebSettings,
-    /// The name the visitor asked for, and the kite's domain (they differ
-    /// for a wildcard kite) and port, for the `--webpath` host match.
-    pub host: String,
-    pub domain: String,
-    pub port: u16,
-    /// The kite's `+indexes`, else `--webindexes`.
-    pub indexes: Indexes,
-}
-
-/// The server end of one built-in kite stream.
-pub struct WebConn {
-    sock: UnixStream,
-    pub ready: Ready,
-    site: Box<Site>,
-    /// Request bytes not answered yet.
-    inb: Vec<u8>,
-    /// Response bytes not written yet, from `out_at` (heads, pages).
-    out: Vec<u8>,
-    out_at: usize,
-    /// File data read and not written yet: `chunk[chunk_at..chunk_end]`.
-    chunk: Vec<u8>,
-    chunk_at: usize,
-    chunk_end: usize,
-    /// The file (and bytes of it) still to send after `out`.
-    body: Option<(File, u64)>,
-    /// Close once `out` and `body` are written.
-    close_after: bool,
-    /// Our side is shut: only reading to the visitor's end is left.
-    closing: bool,
-    /// The request being answered is a HEAD.
-    head_only: bool,
-    label: String,
-}
 
 /// A socket pair for a built-in kite's stream: the stream's end (as the
 /// `TcpStream` its transport takes; a Unix socket reads, writes and shuts

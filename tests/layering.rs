@@ -209,6 +209,7 @@ fn the_reactor_and_the_data_below_it_name_no_role() {
         "relay_stream",
         "reload",
         "report",
+        "webserve",
     ];
     // The reactor, and the data and plumbing every layer above may use.
     let below = [
