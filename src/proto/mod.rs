@@ -21,6 +21,7 @@ pub mod pages;
 pub mod sniff;
 pub mod status_line;
 pub mod stream;
+pub mod tunnel;
 
 #[cfg(test)]
 mod golden_tests;
