@@ -114,8 +114,14 @@ pub enum CloseReason {
     /// The role refused an in-band request or answer.
     Control(ControlError),
     /// The role asked to close after what is queued went out
-    /// ([`Control::Closing`], [`Tunnel::close_gracefully`]).
+    /// ([`Next::Closing`], [`Tunnel::close_gracefully`]).
     Done,
+    /// A reconnecting backend took over (`X-PageKite-Replace`).
+    Replaced,
+    /// The frontend's reply head is longer than a handshake may be.
+    ReplyTooLarge,
+    /// The frontend's reply head is not text.
+    ReplyNotText,
 }
 
 impl fmt::Display for CloseReason {
@@ -132,6 +138,9 @@ impl fmt::Display for CloseReason {
             CloseReason::NoAnswer => f.write_str("no answer to PING: peer is gone"),
             CloseReason::Control(e) => write!(f, "in-band: {e}"),
             CloseReason::Done => f.write_str("done"),
+            CloseReason::Replaced => f.write_str("replaced by a new tunnel"),
+            CloseReason::ReplyTooLarge => f.write_str("protocol error: reply head too large"),
+            CloseReason::ReplyNotText => f.write_str("protocol error: reply head is not text"),
         }
     }
 }
@@ -172,6 +181,9 @@ pub enum Event<H> {
 /// Where a tunnel is in its life (the handshake is the role's).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Phase {
+    /// Backend: the tunnel request went out; the reply head is awaited
+    /// (the role judges it through [`Sink::reply`]).
+    AwaitingReply,
     /// Chunks flow.
     Live,
     /// Write what is queued, then close.
@@ -318,6 +330,8 @@ pub(crate) struct Core<H> {
     pub(crate) batch_rx: bool,
     /// The stream whose frame slots were handed out, and where they start.
     pub(crate) slot: Option<(u32, usize)>,
+    /// The wall clock at an instant, for PING values.
+    pub(crate) wall: (Instant, Duration),
 }
 
 /// One live tunnel. `H` is the reactor's handle of a stream (a mio
@@ -332,17 +346,28 @@ pub struct Tunnel<H> {
 }
 
 impl<H: Copy> Tunnel<H> {
-    /// A tunnel that just went live at `now`. A backend sends one PING up
-    /// front (`unix` is the wall clock, for its value) so the round trip is
-    /// known before the first quiet spell.
+    /// A tunnel that just went live at `now` (`unix`: the wall clock then,
+    /// since the epoch, for PING values). A backend sends one PING up front
+    /// so the round trip is known before the first quiet spell.
     pub fn new(cfg: Config, now: Instant, unix: Duration) -> Tunnel<H> {
-        let mut keepalive = Keepalive::new(cfg.keepalive, now);
-        let deadline = match keepalive.check(now) {
-            Check::Idle(at) | Check::Ping(at) => Some(at),
-            Check::Dead => Some(now),
-        };
-        let role = cfg.role;
-        let mut t = Tunnel {
+        let mut t = Tunnel::idle(cfg, now, unix);
+        t.core.go_live(now);
+        t
+    }
+
+    /// Backend: a tunnel whose `request` head (built by the role, with the
+    /// kite lines signed) goes out first; the frontend's reply head then
+    /// goes to [`Sink::reply`], and the tunnel is live if the role says so.
+    pub fn connect(cfg: Config, now: Instant, unix: Duration, request: &[u8]) -> Tunnel<H> {
+        let mut t = Tunnel::idle(cfg, now, unix);
+        t.core.phase = Phase::AwaitingReply;
+        frame::Out::put(&mut t.core.out, request);
+        t
+    }
+
+    fn idle(cfg: Config, now: Instant, unix: Duration) -> Tunnel<H> {
+        let keepalive = Keepalive::new(cfg.keepalive, now);
+        Tunnel {
             inb: ByteQueue::with_capacity(IN_BASE),
             look: 0,
             core: Core {
@@ -353,7 +378,7 @@ impl<H: Copy> Tunnel<H> {
                 blocked: Vec::new(),
                 acks: Vec::new(),
                 keepalive,
-                deadline,
+                deadline: None,
                 events: VecDeque::new(),
                 held: 0,
                 paused: false,
@@ -362,13 +387,9 @@ impl<H: Copy> Tunnel<H> {
                 bytes_out: 0,
                 batch_rx: false,
                 slot: None,
+                wall: (now, unix),
             },
-        };
-        if role == Role::Backend {
-            frame::encode_ping(&mut t.core.out, ping_token(unix).as_bytes());
-            t.core.keepalive.ping_sent(now);
         }
-        t
     }
 
     pub fn phase(&self) -> &Phase {
@@ -464,8 +485,8 @@ impl<H: Copy> Tunnel<H> {
     /// unanswered. A paused tunnel still reads ahead, so a dead peer is found
     /// out; only when its look-ahead is full (the peer can't be heard) does
     /// the silence not count.
-    pub fn handle_timeout(&mut self, now: Instant, unix: Duration) {
-        if matches!(self.core.phase, Phase::Closed(_)) {
+    pub fn handle_timeout(&mut self, now: Instant) {
+        if !matches!(self.core.phase, Phase::Live | Phase::Closing) {
             return;
         }
         if self.core.deadline.is_some_and(|at| now < at) {
@@ -481,7 +502,7 @@ impl<H: Copy> Tunnel<H> {
         match self.core.keepalive.check(now) {
             Check::Idle(at) => self.core.deadline = Some(at),
             Check::Ping(at) => {
-                frame::encode_ping(&mut self.core.out, ping_token(unix).as_bytes());
+                self.core.ping(now);
                 self.core.deadline = Some(at);
             }
             Check::Dead => self.core.close(CloseReason::NoAnswer),
@@ -675,14 +696,52 @@ impl<H: Copy> Tunnel<H> {
         self.core.retire(sid);
     }
 
-    /// Ends the tunnel for a reason of the core's (the reactor drops the
-    /// socket itself for its own reasons, and then just drops the core).
+    /// Ends the tunnel: every stream gets [`Event::StreamClosed`], then
+    /// [`Event::Closed`]. For the reactor's own reasons (a socket error,
+    /// the peer's EOF) it may just as well drop the core after taking the
+    /// handles from [`handles`](Self::handles).
     pub fn close(&mut self, why: CloseReason) {
         self.core.close(why);
+    }
+
+    /// Raw bytes for the peer ahead of any chunk: the frontend's reply head.
+    pub fn send_raw(&mut self, bytes: &[u8]) {
+        frame::Out::put(&mut self.core.out, bytes);
+    }
+
+    /// A NOOP chunk of the role's (an in-band kite request, a quota
+    /// notice): header lines (`NOOP: 1` first) and body.
+    pub fn send_noop(&mut self, lines: &[String], body: &[u8]) {
+        if matches!(self.core.phase, Phase::Live | Phase::Closing) {
+            let lines: Vec<&[u8]> = lines.iter().map(|l| l.as_bytes()).collect();
+            frame::encode(&mut self.core.out, &lines, body);
+        }
     }
 }
 
 impl<H: Copy> Core<H> {
+    /// Starts the keepalive clock of a tunnel that just went live; a
+    /// backend PINGs at once to learn the round trip.
+    pub(crate) fn go_live(&mut self, now: Instant) {
+        self.phase = Phase::Live;
+        self.keepalive = Keepalive::new(self.cfg.keepalive, now);
+        self.deadline = match self.keepalive.check(now) {
+            Check::Idle(at) | Check::Ping(at) => Some(at),
+            Check::Dead => Some(now),
+        };
+        if self.cfg.role == Role::Backend {
+            self.ping(now);
+            self.keepalive.ping_sent(now);
+        }
+    }
+
+    /// Queues a PING whose value is the wall clock, as pagekite.py's.
+    pub(crate) fn ping(&mut self, now: Instant) {
+        let (at, unix) = self.wall;
+        let unix = unix + now.saturating_duration_since(at);
+        frame::encode_ping(&mut self.out, ping_token(unix).as_bytes());
+    }
+
     pub(crate) fn new_stream(&self, handle: H) -> StreamState<H> {
         StreamState {
             handle,
@@ -754,6 +813,9 @@ pub fn ping_token(unix: Duration) -> String {
     format!("{}.{:04}", unix.as_secs(), unix.subsec_micros() / 100)
 }
 
+#[cfg(test)]
+#[path = "tunnel_handshake_tests.rs"]
+mod handshake_tests;
 #[cfg(test)]
 #[path = "tunnel_pair.rs"]
 mod pair;

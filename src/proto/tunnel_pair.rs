@@ -120,6 +120,8 @@ pub(super) struct Model {
 
 /// A test role's answer to in-band kite chunks.
 pub(super) type ControlFn = Box<dyn FnMut(&Frame<'_>) -> Control>;
+/// A test backend role's answer to the frontend's reply head.
+pub(super) type ReplyFn = Box<dyn FnMut(&str, &str) -> Control>;
 
 /// One end: its core and its streams' sockets.
 pub(super) struct Side {
@@ -132,6 +134,7 @@ pub(super) struct Side {
     pub(super) errors: Vec<String>,
     /// Answers in-band kite chunks (None: ignore them).
     pub(super) control: Option<ControlFn>,
+    pub(super) on_reply: Option<ReplyFn>,
     pub(super) pongs: usize,
     /// Sizes the backend's streams send (by SID), set by the test.
     pub(super) plan: BTreeMap<u32, (u64, u64)>,
@@ -142,6 +145,7 @@ struct SideSink<'a> {
     streams: &'a mut BTreeMap<u32, Model>,
     errors: &'a mut Vec<String>,
     control: &'a mut Option<ControlFn>,
+    on_reply: &'a mut Option<ReplyFn>,
     plan: &'a BTreeMap<u32, (u64, u64)>,
 }
 
@@ -222,14 +226,26 @@ impl Sink<u32> for SideSink<'_> {
             None => Control::CONTINUE,
         }
     }
+
+    fn reply(&mut self, status: &str, headers: &str) -> Control {
+        match self.on_reply.as_mut() {
+            Some(f) => f(status, headers),
+            None => Control::CONTINUE,
+        }
+    }
 }
 
 impl Side {
     pub(super) fn new(cfg: Config, now: Instant) -> Side {
-        let role = cfg.role;
         let mut t = Tunnel::new(cfg, now, Duration::from_secs(1_795_303_899));
         // Live kites: the input may grow for bursts, as on a real tunnel.
         t.set_serving(true);
+        Side::with(t)
+    }
+
+    /// A side around a core made by the test (e.g. one still connecting).
+    pub(super) fn with(t: Tunnel<u32>) -> Side {
+        let role = t.role();
         Side {
             t,
             role,
@@ -238,6 +254,7 @@ impl Side {
             inbox: Vec::new(),
             errors: Vec::new(),
             control: None,
+            on_reply: None,
             pongs: 0,
             plan: BTreeMap::new(),
         }
@@ -260,6 +277,7 @@ impl Side {
                 streams: &mut self.streams,
                 errors: &mut self.errors,
                 control: &mut self.control,
+                on_reply: &mut self.on_reply,
                 plan: &self.plan,
             };
             self.t.process(now, &mut sink);
@@ -404,8 +422,7 @@ impl Side {
 
     pub(super) fn timeout(&mut self, now: Instant) {
         if self.t.poll_timeout().is_some_and(|at| at <= now) {
-            self.t
-                .handle_timeout(now, Duration::from_secs(1_795_303_900));
+            self.t.handle_timeout(now);
             self.events();
         }
     }
@@ -419,14 +436,19 @@ pub(super) struct Pair {
 }
 
 impl Pair {
-    #[allow(clippy::disallowed_methods)] // the virtual clock needs a base
     pub(super) fn new(fe: Config, be: Config) -> Pair {
-        let now = Instant::now();
+        let now = Pair::epoch();
         Pair {
             fe: Side::new(fe, now),
             be: Side::new(be, now),
             now,
         }
+    }
+
+    /// The base of the virtual clock.
+    #[allow(clippy::disallowed_methods)] // the virtual clock needs a base
+    pub(super) fn epoch() -> Instant {
+        Instant::now()
     }
 
     /// Writes everything both sides have queued and reads it all.

@@ -8,7 +8,7 @@
 use std::time::Instant;
 
 use super::super::frame::{self, Eof, Frame, FrameError, MAX_PAYLOAD};
-use super::super::handshake::HandshakeError;
+use super::super::handshake::{HandshakeError, MAX_HEAD};
 use super::{
     CloseReason, Core, Event, IN_BASE, IN_BURST, OUT_LIMIT, Phase, RUN, Role, StreamEnd, Tunnel,
 };
@@ -96,6 +96,8 @@ pub enum ControlError {
     OverBudget,
     /// The frontend accepted none of our kites.
     NoKiteAccepted,
+    /// The frontend's reply status was not 200.
+    Rejected,
 }
 
 impl std::fmt::Display for ControlError {
@@ -105,6 +107,7 @@ impl std::fmt::Display for ControlError {
             ControlError::TooManyRounds => f.write_str("too many in-band kite rounds"),
             ControlError::OverBudget => f.write_str("over the buffer budget in the handshake"),
             ControlError::NoKiteAccepted => f.write_str("no kite accepted"),
+            ControlError::Rejected => f.write_str("tunnel request rejected"),
         }
     }
 }
@@ -119,6 +122,13 @@ pub trait Sink<H> {
     fn data(&mut self, handle: H, sid: u32, bodies: &[&[u8]]) -> Delivered;
     /// A NOOP chunk with `X-PageKite*` lines.
     fn control(&mut self, frame: &Frame<'_>) -> Control;
+    /// Backend: the frontend's reply head (status line, then the header
+    /// lines, CRLF-separated, without the blank line). `next: Live` makes
+    /// the tunnel live; its reply, if any, goes out as a NOOP chunk.
+    fn reply(&mut self, status: &str, headers: &str) -> Control {
+        let _ = (status, headers);
+        Control::CONTINUE
+    }
 }
 
 /// A chunk that only carries data for a stream.
@@ -155,7 +165,7 @@ impl<H: Copy> Tunnel<H> {
     /// with a full look-ahead, or closed). A tunnel that can't hold the
     /// chunk it is receiving is closed ([`CloseReason::ChunkTooLarge`]).
     pub fn recv_slot(&mut self) -> Option<&mut [u8]> {
-        if self.core.phase != Phase::Live {
+        if !matches!(self.core.phase, Phase::Live | Phase::AwaitingReply) {
             return None;
         }
         if self.core.held > self.core.cfg.share {
@@ -238,6 +248,11 @@ impl<H: Copy> Tunnel<H> {
     /// only reads ahead: PING, PONG, SKB and NOOP chunks are acted on at
     /// once, data and EOF chunks wait in order.
     pub fn process(&mut self, now: Instant, sink: &mut impl Sink<H>) {
+        if self.core.phase == Phase::AwaitingReply {
+            if let Err(why) = self.read_reply(now, sink) {
+                self.core.close(why);
+            }
+        }
         if self.core.phase != Phase::Live {
             return;
         }
@@ -253,6 +268,33 @@ impl<H: Copy> Tunnel<H> {
         if let Err(why) = result {
             self.core.close(why);
         }
+    }
+
+    /// The frontend's reply head, once it is all in; chunks may follow it
+    /// in the same read.
+    fn read_reply(&mut self, now: Instant, sink: &mut impl Sink<H>) -> Result<(), CloseReason> {
+        let data = self.inb.data();
+        let Some(end) = frame::find(data, b"\r\n\r\n") else {
+            return if data.len() > MAX_HEAD {
+                Err(CloseReason::ReplyTooLarge)
+            } else {
+                Ok(())
+            };
+        };
+        let head = data.get(..end).unwrap_or_default();
+        let head = std::str::from_utf8(head).map_err(|_| CloseReason::ReplyNotText)?;
+        let (status, headers) = head.split_once("\r\n").unwrap_or((head, ""));
+        let control = sink.reply(status, headers);
+        self.inb.consume(end + 4);
+        // As the roles did: live, the answers acted on (an in-band answer
+        // queued, or closing), and only a tunnel still live starts its
+        // keepalive (and the backend's first PING, after that answer).
+        self.core.phase = Phase::Live;
+        self.core.act(control)?;
+        if self.core.phase == Phase::Live {
+            self.core.go_live(now);
+        }
+        Ok(())
     }
 
     fn process_all(&mut self, now: Instant, sink: &mut impl Sink<H>) -> Result<(), CloseReason> {
@@ -336,6 +378,8 @@ impl<H: Copy> Tunnel<H> {
         if self.core.out.len() > OUT_LIMIT {
             let n = self.core.out.len();
             self.core.close(CloseReason::PeerDoesNotRead(n));
+        } else if self.core.phase == Phase::Closing && self.core.out.is_empty() {
+            self.core.close(CloseReason::Done);
         }
     }
 }
@@ -407,6 +451,11 @@ impl<H: Copy> Core<H> {
             return Ok(());
         }
         let control = sink.control(f);
+        self.act(control)
+    }
+
+    /// Sends a role's reply and moves to the phase it asks for.
+    fn act(&mut self, control: Control) -> Result<(), CloseReason> {
         if let Some((lines, body)) = &control.reply {
             let lines: Vec<&[u8]> = lines.iter().map(|l| l.as_bytes()).collect();
             frame::encode(&mut self.out, &lines, body);
