@@ -12,7 +12,8 @@ use std::time::{Duration, Instant};
 
 use super::super::frame::Frame;
 use super::{
-    CloseReason, Config, Control, Delivered, Event, NewStream, Open, Role, Sink, StreamHead, Tunnel,
+    CloseReason, Config, Control, Delivered, Event, NewStream, Open, Role, SendBlocked, Sink,
+    StreamHead, Tunnel,
 };
 
 /// xorshift64*: small, seeded, reproducible.
@@ -116,6 +117,10 @@ pub(super) struct Model {
     pub(super) dropped: bool,
     /// The first bytes, sent with the stream's opening whatever the window.
     pub(super) first: u64,
+    /// The core said the stream may not read (window or tunnel full): as a
+    /// reactor, the model waits for `Event::Writable` before reading again,
+    /// so a lost wake-up shows as a stuck run.
+    pub(super) waiting: bool,
 }
 
 /// A test role's answer to in-band kite chunks.
@@ -296,7 +301,12 @@ impl Side {
                     self.errors
                         .push(format!("event for sid={sid} with {handle:x}"));
                 }
-                Event::Writable { .. } | Event::PeerEof { .. } => {}
+                Event::Writable { sid, .. } => {
+                    if let Some(m) = self.streams.get_mut(&sid) {
+                        m.waiting = false;
+                    }
+                }
+                Event::PeerEof { .. } => {}
                 Event::StreamClosed { handle, sid, .. } => {
                     if handle != handle_of(sid) {
                         self.errors
@@ -359,7 +369,7 @@ impl Side {
         let Some(m) = self.streams.get_mut(&sid) else {
             return;
         };
-        if m.ended > 0 || m.eof_sent {
+        if m.ended > 0 || m.eof_sent || m.waiting {
             return;
         }
         let up = !receives_up(self.role);
@@ -371,8 +381,13 @@ impl Side {
             return;
         }
         let want = left.min(budget.max(1));
-        let Ok(mut space) = self.t.send_space(sid, want as usize) else {
-            return;
+        let mut space = match self.t.send_space(sid, want as usize) {
+            Ok(space) => space,
+            Err(SendBlocked::Window | SendBlocked::Tunnel) => {
+                m.waiting = true;
+                return;
+            }
+            Err(_) => return,
         };
         let mut n = 0u64;
         for body in space.bodies() {
@@ -498,6 +513,14 @@ impl Pair {
                 if let Some(p) = peer.streams.get(sid) {
                     if m.received > p.source_sent {
                         return Err(format!("{name} sid={sid}: more received than sent"));
+                    }
+                    // What waits at the receiver was read by the sender and
+                    // not acknowledged: the sender's window bounds it, if
+                    // the acknowledgements are honest.
+                    if let Some(w) = peer.t.stream(*sid) {
+                        if m.queue > w.window.max(p.first) {
+                            return Err(format!("{name} sid={sid}: {} queued past {w:?}", m.queue));
+                        }
                     }
                 }
             }
