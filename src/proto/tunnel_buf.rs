@@ -81,7 +81,8 @@ impl ByteQueue {
         self.buf.get_mut(end..end + n).unwrap_or_default()
     }
 
-    /// All the room after the data, compacted first (no growth).
+    /// All the room after the data (no compaction, no growth): where the
+    /// latest `space` was handed out.
     pub(crate) fn spare(&mut self) -> &mut [u8] {
         let end = self.end;
         self.buf.get_mut(end..).unwrap_or_default()

@@ -283,8 +283,9 @@ impl<H: Copy> Tunnel<H> {
         };
         let head = data.get(..end).unwrap_or_default();
         let head = std::str::from_utf8(head).map_err(|_| CloseReason::ReplyNotText)?;
-        let (status, headers) = head.split_once("\r\n").unwrap_or((head, ""));
-        let control = sink.reply(status, headers);
+        // As `handshake::split_head`: the first line, trimmed, then the rest.
+        let (status, headers) = head.split_once('\n').unwrap_or((head, ""));
+        let control = sink.reply(status.trim_end(), headers);
         self.inb.consume(end + 4);
         // As the roles did: live, the answers acted on (an in-band answer
         // queued, or closing), and only a tunnel still live starts its

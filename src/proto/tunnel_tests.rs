@@ -5,7 +5,7 @@
 //! paused tunnel's look-ahead, buffer limits, batching of SKBs, in-band
 //! kite chunks), and real captured frames fed at every split point.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use super::super::flow::{INITIAL_WINDOW, RECEIVE_LIMIT};
 use super::super::frame::{self, Eof, Frame, Line};
@@ -655,139 +655,6 @@ fn open_stream_refuses_what_it_cannot_send_exactly() {
             true
         )
     );
-}
-
-/// A stream the core opened: SID, proto, host, port, first bytes.
-type Opened = (u32, String, String, Option<u16>, Vec<u8>);
-
-/// What a core did with some input: the streams it opened (with their
-/// first bytes), the bytes each got, its events and its output.
-#[derive(Debug, Default, PartialEq)]
-struct Record {
-    opened: Vec<Opened>,
-    data: std::collections::BTreeMap<u32, Vec<u8>>,
-    events: Vec<String>,
-    out: Vec<u8>,
-}
-
-struct Recorder<'a>(&'a mut Record);
-
-impl Sink<u32> for Recorder<'_> {
-    fn open(&mut self, new: &NewStream<'_>) -> Open<u32> {
-        self.0.opened.push((
-            new.sid,
-            new.proto.to_string(),
-            new.host.to_string(),
-            new.port,
-            new.body.to_vec(),
-        ));
-        Open::Accepted {
-            handle: new.sid,
-            queued: 0,
-        }
-    }
-    fn data(&mut self, _: u32, sid: u32, bodies: &[&[u8]]) -> Delivered {
-        let got = self.0.data.entry(sid).or_default();
-        let mut n = 0;
-        for b in bodies {
-            got.extend_from_slice(b);
-            n += b.len();
-        }
-        Delivered {
-            written: n,
-            queued: 0,
-            fault: None,
-        }
-    }
-    fn control(&mut self, f: &Frame<'_>) -> Control {
-        self.0.events.push(format!("control {}", f.header_block));
-        Control::CONTINUE
-    }
-}
-
-fn replay(role: Role, pieces: &[&[u8]], batch_each: bool) -> Record {
-    let mut record = Record::default();
-    #[allow(clippy::disallowed_methods)] // any base will do
-    let now = Instant::now();
-    let mut t: Tunnel<u32> = Tunnel::new(Config::new(role), now, Duration::ZERO);
-    t.set_serving(true);
-    let n = t.poll_transmit().len();
-    t.advance_transmit(n);
-    for piece in pieces {
-        let taken = t.handle_input(now, piece, &mut Recorder(&mut record));
-        assert_eq!(taken, piece.len());
-        if batch_each {
-            t.end_batch();
-        }
-    }
-    t.end_batch();
-    while let Some(ev) = t.poll_event() {
-        record.events.push(format!("{ev:?}"));
-    }
-    record.out = t.poll_transmit().to_vec();
-    record
-}
-
-#[test]
-fn captured_frames_do_the_same_at_every_split() {
-    let mut checked = 0;
-    let mut opened = 0;
-    for name in ["mitm2.raw.log", "mitm3.raw.log"] {
-        let streams = super::super::golden_tests::load(name);
-        for ((conn, dir), bytes) in &streams {
-            let request = streams
-                .get(&(*conn, "BE->FE".to_string()))
-                .map_or(&[][..], |b| &b[..]);
-            if !request.starts_with(b"CONNECT PageKite") {
-                continue;
-            }
-            let head = super::super::golden_tests::head_len(bytes);
-            // The captures may end inside a chunk: keep whole chunks.
-            let mut end = head;
-            while let Ok(Some((_, used))) = frame::decode(&bytes[end..]) {
-                end += used;
-            }
-            let wire = &bytes[head..end];
-            if wire.is_empty() {
-                continue;
-            }
-            let role = if dir == "FE->BE" {
-                Role::Backend
-            } else {
-                Role::Frontend
-            };
-            let whole = replay(role, &[wire], false);
-            // A frontend answers each run of chunks for an unknown SID with
-            // an EOF, and where a cut falls decides the runs.
-            let same = |a: &Record, b: &Record| {
-                a.opened == b.opened
-                    && a.data == b.data
-                    && a.events == b.events
-                    && (role == Role::Frontend || a.out == b.out)
-            };
-            assert!(
-                whole.events.iter().all(|e| !e.contains("Closed")),
-                "{whole:?}"
-            );
-            opened += whole.opened.len();
-            for cut in 1..wire.len() {
-                let (a, b) = wire.split_at(cut);
-                let split = replay(role, &[a, b], false);
-                assert!(
-                    same(&split, &whole),
-                    "{name} #{conn} {dir} cut at {cut}: {split:?}"
-                );
-                let split = replay(role, &[a, b], true);
-                assert_eq!(
-                    (&split.opened, &split.data),
-                    (&whole.opened, &whole.data),
-                    "{name} #{conn} {dir} cut at {cut}, two batches"
-                );
-            }
-            checked += 1;
-        }
-    }
-    assert!(checked >= 4 && opened >= 3, "{checked} {opened}");
 }
 
 #[test]
