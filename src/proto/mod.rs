@@ -22,6 +22,8 @@ pub mod sniff;
 pub mod status_line;
 pub mod stream;
 pub mod tunnel;
+#[doc(hidden)]
+pub mod tunnel_fuzz;
 
 #[cfg(test)]
 mod golden_tests;
