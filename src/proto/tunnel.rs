@@ -152,9 +152,15 @@ impl fmt::Display for CloseReason {
     }
 }
 
-/// Why a stream ended without the reactor asking.
+/// Why the core ended a stream (the reactor's own `close_stream` calls
+/// get no event).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum StreamEnd {
+    /// The sink said its socket failed ([`StreamFault::Failed`]).
+    Failed,
+    /// The sink refused a request on it ([`StreamFault::Refused`]); its
+    /// page went out before the EOF.
+    Refused,
     /// Its sender ignored flow control (the tunnel goes too).
     Overrun,
     /// The tunnel went away; PageKite can't move a stream.
@@ -177,8 +183,13 @@ pub enum Event<H> {
         shut_when_drained: bool,
     },
     /// The core ended the stream; nothing more is sent for it. The reactor
-    /// closes its socket.
-    StreamClosed { handle: H, sid: u32, why: StreamEnd },
+    /// closes its socket (and may log `info`, its last counts).
+    StreamClosed {
+        handle: H,
+        sid: u32,
+        why: StreamEnd,
+        info: StreamInfo,
+    },
     /// A PONG arrived; the round trip of our latest PING if it was timed.
     Pong { rtt: Option<Duration> },
     /// The tunnel is over; every stream was ended before this event.
@@ -213,6 +224,20 @@ pub struct StreamInfo {
     pub queued: usize,
     pub reading: bool,
     pub writing: bool,
+}
+
+impl<H> StreamState<H> {
+    pub(crate) fn info(&self) -> StreamInfo {
+        StreamInfo {
+            bytes_read: self.window.bytes_read(),
+            unacked: self.window.unacked(),
+            window: self.window.window(),
+            bytes_written: self.acks.bytes_written(),
+            queued: self.queued,
+            reading: self.ends.is_reading(),
+            writing: self.ends.is_writing(),
+        }
+    }
 }
 
 /// One stream's state inside the core.
@@ -360,15 +385,7 @@ impl<H: Copy> Tunnel<H> {
     }
 
     pub fn stream(&self, sid: u32) -> Option<StreamInfo> {
-        self.core.streams.get(&sid).map(|s| StreamInfo {
-            bytes_read: s.window.bytes_read(),
-            unacked: s.window.unacked(),
-            window: s.window.window(),
-            bytes_written: s.acks.bytes_written(),
-            queued: s.queued,
-            reading: s.ends.is_reading(),
-            writing: s.ends.is_writing(),
-        })
+        self.core.streams.get(&sid).map(StreamState::info)
     }
 
     /// The next owned event.
@@ -509,13 +526,26 @@ impl<H: Copy> Core<H> {
         }
     }
 
-    /// Sends a stream's final EOF and forgets it.
-    pub(crate) fn retire(&mut self, sid: u32) {
-        if let Some(mut s) = self.streams.remove(&sid) {
-            if let Some(eof) = s.ends.final_eof() {
-                frame::encode_eof(&mut self.out, sid, eof);
-            }
-            self.held = self.held.saturating_sub(s.queued);
+    /// Sends a stream's final EOF and forgets it; its last counts.
+    pub(crate) fn retire(&mut self, sid: u32) -> Option<StreamInfo> {
+        let mut s = self.streams.remove(&sid)?;
+        let info = s.info();
+        if let Some(eof) = s.ends.final_eof() {
+            frame::encode_eof(&mut self.out, sid, eof);
+        }
+        self.held = self.held.saturating_sub(s.queued);
+        Some(info)
+    }
+
+    /// The core ends a stream: its EOF, then the event.
+    pub(crate) fn end_stream(&mut self, sid: u32, handle: H, why: StreamEnd) {
+        if let Some(info) = self.retire(sid) {
+            self.events.push_back(Event::StreamClosed {
+                handle,
+                sid,
+                why,
+                info,
+            });
         }
     }
 
@@ -546,6 +576,7 @@ impl<H: Copy> Core<H> {
                     handle: s.handle,
                     sid,
                     why: StreamEnd::TunnelClosed,
+                    info: s.info(),
                 });
             }
         }

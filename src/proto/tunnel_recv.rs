@@ -21,7 +21,8 @@ pub struct Delivered {
     /// Bytes the stream now holds for its socket.
     pub queued: usize,
     /// The stream can't go on: the core sends its page (if any) and its
-    /// final EOF and forgets it; the reactor closes the socket.
+    /// final EOF, forgets it and reports [`Event::StreamClosed`]; the
+    /// reactor closes the socket then.
     pub fault: Option<StreamFault>,
 }
 
@@ -537,18 +538,13 @@ impl<H: Copy> Core<H> {
                     let sid_line = frame::Line::number("SID", u64::from(sid));
                     frame::encode(&mut self.out, &[sid_line.as_bytes()], &page);
                 }
-                self.retire(sid);
+                self.end_stream(sid, handle, StreamEnd::Refused);
             }
-            Some(StreamFault::Failed) => self.retire(sid),
+            Some(StreamFault::Failed) => self.end_stream(sid, handle, StreamEnd::Failed),
             None if delivered.queued > self.cfg.receive_limit => {
                 // A sender past every window a peer keeps ignores flow
                 // control: the whole tunnel goes, not just this stream.
-                self.retire(sid);
-                self.events.push_back(Event::StreamClosed {
-                    handle,
-                    sid,
-                    why: StreamEnd::Overrun,
-                });
+                self.end_stream(sid, handle, StreamEnd::Overrun);
                 return Err(CloseReason::Overrun {
                     sid,
                     queued: delivered.queued,

@@ -7,7 +7,7 @@
 use std::time::Instant;
 
 use super::super::frame::{self, Line, LineError};
-use super::{CHUNK_BODY, HIGH_WATER, Phase, SLOTS, Tunnel, following_sid};
+use super::{CHUNK_BODY, HIGH_WATER, Phase, SLOTS, StreamInfo, Tunnel, following_sid};
 
 /// Why a stream may not read its socket now.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -257,8 +257,9 @@ impl<H: Copy> Tunnel<H> {
     }
 
     /// The reactor ends stream `sid` (done, failed, stopping): the peer
-    /// gets `EOF: 1WR` unless it had both flags already.
-    pub fn close_stream(&mut self, sid: u32) {
-        self.core.retire(sid);
+    /// gets `EOF: 1WR` unless it had both flags already. Its last counts,
+    /// for the log line; `None` if the core no longer had it.
+    pub fn close_stream(&mut self, sid: u32) -> Option<StreamInfo> {
+        self.core.retire(sid)
     }
 }

@@ -243,3 +243,105 @@ fn mangled_captures_never_panic_and_close_with_a_reason() {
         );
     }
 }
+
+/// A backend role that refuses `nope.test`, fails writes on SID 2 and
+/// refuses the second request on SID 3.
+struct Script;
+
+impl Sink<u32> for Script {
+    fn open(&mut self, new: &NewStream<'_>) -> Open<u32> {
+        if new.host == "nope.test" {
+            return Open::Refused {
+                page: Some(b"HTTP/1.1 503 Unavailable\r\n\r\n(be)".to_vec()),
+            };
+        }
+        Open::Accepted {
+            handle: new.sid + 100,
+            queued: 0,
+        }
+    }
+    fn data(&mut self, _: u32, sid: u32, bodies: &[&[u8]]) -> Delivered {
+        let n: usize = bodies.iter().map(|b| b.len()).sum();
+        let fault = match sid {
+            2 => Some(StreamFault::Failed),
+            3 => Some(StreamFault::Refused {
+                page: Some(b"HTTP/1.1 401 Unauthorized\r\n\r\n".to_vec()),
+            }),
+            _ => None,
+        };
+        Delivered {
+            written: n,
+            queued: 0,
+            fault,
+        }
+    }
+    fn control(&mut self, _: &Frame<'_>) -> Control {
+        Control::CONTINUE
+    }
+}
+
+#[test]
+fn refusals_and_failures_send_their_page_and_end_the_stream_once() {
+    let opening = |sid: &str, host: &str| {
+        let mut out = Vec::new();
+        let sid = format!("SID: {sid}");
+        let host = format!("Host: {host}");
+        frame::encode(
+            &mut out,
+            &[sid.as_bytes(), b"Proto: http", host.as_bytes(), b"Port: 80"],
+            b"GET / HTTP/1.1\r\n\r\n",
+        );
+        out
+    };
+    let mut input = opening("1", "nope.test");
+    input.extend(opening("2", "foo.test"));
+    input.extend(opening("3", "foo.test"));
+    for sid in ["2", "3", "2", "3"] {
+        let line = format!("SID: {sid}");
+        frame::encode(&mut input, &[line.as_bytes()], b"more");
+    }
+    #[allow(clippy::disallowed_methods)]
+    let now = Instant::now();
+    let mut t: Tunnel<u32> = Tunnel::new(Config::new(Role::Backend), now, Duration::ZERO);
+    let n = t.poll_transmit().len();
+    t.advance_transmit(n);
+    assert_eq!(t.handle_input(now, &input, &mut Script), input.len());
+    t.end_batch();
+    let mut sent = Vec::new();
+    let mut out = t.poll_transmit();
+    while let Ok(Some((f, used))) = frame::decode(out) {
+        let what = match f.eof {
+            Some(eof) => format!("EOF {}{}", u8::from(eof.write), u8::from(eof.read)),
+            None => String::from_utf8_lossy(f.body).into_owned(),
+        };
+        sent.push((f.sid, what));
+        out = &out[used..];
+    }
+    assert_eq!(
+        sent,
+        [
+            (Some(1), "HTTP/1.1 503 Unavailable\r\n\r\n(be)".to_string()),
+            (Some(1), "EOF 11".to_string()),
+            (Some(2), "EOF 11".to_string()),
+            (Some(3), "HTTP/1.1 401 Unauthorized\r\n\r\n".to_string()),
+            (Some(3), "EOF 11".to_string()),
+            // Later chunks for the ended streams: unknown SIDs now.
+            (Some(2), "EOF 11".to_string()),
+            (Some(3), "EOF 11".to_string()),
+        ]
+    );
+    let mut ended = Vec::new();
+    while let Some(ev) = t.poll_event() {
+        if let Event::StreamClosed {
+            handle, sid, why, ..
+        } = ev
+        {
+            ended.push((handle, sid, why));
+        }
+    }
+    assert_eq!(
+        ended,
+        [(102, 2, StreamEnd::Failed), (103, 3, StreamEnd::Refused)]
+    );
+    assert_eq!(t.stream_count(), 0);
+}
