@@ -20,6 +20,23 @@
 //! reach them through [`Sink::control`], a backend's reply head through
 //! [`Sink::reply`]. Receiving is `tunnel_recv.rs`, the stream side
 //! (opening, frame slots, flushes, EOF) `tunnel_streams.rs`.
+//!
+//! How a reactor drives it (what `relay.rs` becomes):
+//! - tunnel readable: `while let Some(slot) = t.recv_slot()` read into
+//!   `slot`, `t.commit_recv(now, n, slot_len)`, `t.process(now, &mut sink)`
+//!   (stop on WouldBlock or the read budget); then, once per drive,
+//!   `t.end_batch()` (the batch's SKBs), write `t.poll_transmit()` and
+//!   `t.advance_transmit(n)`, drain `t.poll_event()`, re-arm the timer at
+//!   `t.poll_timeout()`.
+//! - timer: `t.handle_timeout(now)`, then write and drain as above.
+//! - stream readable: `t.send_space(sid, budget)` → `readv` into
+//!   `space.bodies()` → `t.commit_send(sid, n, now)` before anything else
+//!   touches the core; socket EOF: `t.stream_read_eof(sid)`. A refusal
+//!   (`SendBlocked::Window`/`Tunnel`) means: wait for `Event::Writable`.
+//! - stream writable (or its data queued): write, then
+//!   `t.stream_flushed(sid, written, queued)`; `shut_write` → shutdown the
+//!   write side; `finished` → `t.close_stream(sid)` and drop the socket.
+//! - `Event::StreamClosed` / `Event::Closed`: drop those sockets.
 
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
