@@ -16,11 +16,11 @@ pub enum SendBlocked {
     NoStream,
     /// The stream already sent its EOF or the peer can't take more.
     NotReading,
-    /// Its window is used up: an [`Event::Writable`] comes with the SKB
+    /// Its window is used up: an [`Event::Writable`](super::Event::Writable) comes with the SKB
     /// that reopens it.
     Window,
     /// The tunnel's output is full or the tunnel is not live: an
-    /// [`Event::Writable`] comes when it drained.
+    /// [`Event::Writable`](super::Event::Writable) comes when it drained.
     Tunnel,
 }
 
