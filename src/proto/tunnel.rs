@@ -22,8 +22,11 @@
 //! (opening, frame slots, flushes, EOF) `tunnel_streams.rs`.
 //!
 //! How a reactor drives it (what `relay.rs` becomes):
-//! - tunnel readable: `while let Some(slot) = t.recv_slot()` read into
-//!   `slot`, `t.commit_recv(now, n, slot_len)`, `t.process(now, &mut sink)`
+//! - tunnel driven (readable, or woken because one of its streams
+//!   drained): first `t.process(now, &mut sink)` (chunks a pause kept
+//!   queued; with edge-triggered readiness no new byte may come to prompt
+//!   them), then `while let Some(slot) = t.recv_slot()` read into `slot`,
+//!   `t.commit_recv(now, n, slot_len)`, `t.process(now, &mut sink)`
 //!   (stop on WouldBlock or the read budget); then, once per drive,
 //!   `t.end_batch()` (the batch's SKBs), write `t.poll_transmit()` and
 //!   `t.advance_transmit(n)`, drain `t.poll_event()`, re-arm the timer at
@@ -455,7 +458,13 @@ impl<H: Copy> Tunnel<H> {
         self.inb.shrink_when_empty(IN_BASE);
         self.core.out.shrink_when_empty(OUT_BASE);
         if self.core.paused && self.inb.len() >= IN_BURST {
+            // Deaf: the peer can't be heard behind what our streams haven't
+            // taken, so its silence is excused; and it can't hear our
+            // answers to its PINGs, so a PING of ours (any byte counts at
+            // pagekite.py, libpagekite and rkite) keeps it from giving up
+            // on a tunnel that is only slow.
             self.core.keepalive.on_receive(now);
+            self.core.ping(now);
         }
         match self.core.keepalive.check(now) {
             Check::Idle(at) => self.core.deadline = Some(at),

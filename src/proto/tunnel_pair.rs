@@ -266,7 +266,10 @@ impl Side {
     }
 
     /// Reads up to `n` bytes of the inbox into the core (one batch).
+    /// As a reactor driving the tunnel (readable, or woken by a stream
+    /// that drained): what a pause queued goes first, then new bytes.
     pub(super) fn read(&mut self, now: Instant, mut n: usize) {
+        self.process(now);
         while n > 0 && !self.inbox.is_empty() {
             let Some(slot) = self.t.recv_slot() else {
                 break;
@@ -277,18 +280,22 @@ impl Side {
             self.inbox.drain(..k);
             self.t.commit_recv(now, k, room);
             n -= k;
-            let mut sink = SideSink {
-                role: self.role,
-                streams: &mut self.streams,
-                errors: &mut self.errors,
-                control: &mut self.control,
-                on_reply: &mut self.on_reply,
-                plan: &self.plan,
-            };
-            self.t.process(now, &mut sink);
+            self.process(now);
         }
         self.t.end_batch();
         self.events();
+    }
+
+    fn process(&mut self, now: Instant) {
+        let mut sink = SideSink {
+            role: self.role,
+            streams: &mut self.streams,
+            errors: &mut self.errors,
+            control: &mut self.control,
+            on_reply: &mut self.on_reply,
+            plan: &self.plan,
+        };
+        self.t.process(now, &mut sink);
     }
 
     /// Acts on the core's events as a reactor would.
