@@ -486,7 +486,6 @@ fn one_skb_per_stream_per_batch_and_a_prompt_for_a_lone_header() {
     let mut p = Pair::new(fe_config(), be_config());
     open(&mut p, 1, 0, 0, 1 << 40);
     open(&mut p, 2, 0, 0, 1 << 40);
-    let _ = p.fe.t.poll_transmit().len();
     let n = p.fe.t.poll_transmit().len();
     p.fe.t.advance_transmit(n);
     let now = p.now;
