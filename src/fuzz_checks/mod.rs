@@ -38,6 +38,11 @@ pub fn dyndns(data: &[u8]) {
     crate::proto::dyndns_fuzz::check(data);
 }
 
+/// The sans-IO tunnel core over arbitrary input (`proto::tunnel_fuzz`).
+pub fn tunnel(data: &[u8]) {
+    crate::proto::tunnel_fuzz::check(data);
+}
+
 /// A target's check: panics when an invariant breaks.
 pub type Check = fn(&[u8]);
 
@@ -52,6 +57,7 @@ pub const TARGETS: &[(&str, Check)] = &[
     ("proxy", proxy),
     ("dyndns", dyndns),
     ("webfiles", webfiles),
+    ("tunnel", tunnel),
 ];
 
 /// The places to cut an input of `len` bytes for the "fed in pieces equals

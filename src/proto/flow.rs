@@ -55,7 +55,8 @@ impl SendWindow {
         }
     }
 
-    fn unacked(&self) -> u64 {
+    /// Bytes read and not yet acknowledged.
+    pub fn unacked(&self) -> u64 {
         self.read.saturating_sub(self.acked)
     }
 

@@ -11,9 +11,9 @@ use super::sniff::{self, Sniff};
 /// `(connection, direction)` → the bytes that went that way, in order. The
 /// recorder logs at most 2000 bytes of a read; a stream ends at the first
 /// read it cut short, so every stream here is an exact prefix of the wire.
-type Streams = BTreeMap<(u32, String), Vec<u8>>;
+pub(super) type Streams = BTreeMap<(u32, String), Vec<u8>>;
 
-fn load(name: &str) -> Streams {
+pub(super) fn load(name: &str) -> Streams {
     let path = format!(
         "{}/tests/data/transcripts/{name}",
         env!("CARGO_MANIFEST_DIR")
@@ -88,7 +88,7 @@ fn python_bytes(literal: &str) -> Vec<u8> {
     out
 }
 
-fn head_len(bytes: &[u8]) -> usize {
+pub(super) fn head_len(bytes: &[u8]) -> usize {
     frame::find(bytes, b"\r\n\r\n").expect("a head") + 4
 }
 

@@ -31,6 +31,9 @@ pub mod proxy_fuzz;
 pub mod sniff;
 pub mod status_line;
 pub mod stream;
+pub mod tunnel;
+#[doc(hidden)]
+pub mod tunnel_fuzz;
 pub mod webfiles;
 pub mod webfiles_page;
 
