@@ -21,12 +21,12 @@ use crate::net::{Failure, Io};
 use crate::proto::backoff::{FailureKind, Policy, Reconnect};
 use crate::proto::frame::{self, Frame};
 use crate::proto::handshake::{self, KiteAnswer, KiteLine, TunnelReply};
-use crate::proto::keepalive::Keepalive;
 use crate::proto::kite::{self, KiteKey};
 use crate::proto::options::KiteOptions;
 use crate::proto::status_line;
+use crate::proto::tunnel::{self as link, Control, NewStream, Next, Open};
 use crate::random;
-use crate::relay::{self, Hooks, Phase, Side, Tunnel, TunnelCore, Why, tag};
+use crate::relay::{self, Hooks, Link, Phase, Side, Tunnel, Why, tag};
 use crate::resolve::Resolver;
 use crate::tls::TlsSession;
 use crate::transport::Transport;
@@ -334,7 +334,6 @@ fn add_dialing(
         signed: false,
         probe,
     };
-    let keepalive = Keepalive::new(eng.config.keepalive, eng.now);
     let pool = eng.pool.clone();
     eng.add(sock, |sock, _| {
         Conn::Tunnel(Box::new(Tunnel::new(
@@ -343,7 +342,7 @@ fn add_dialing(
             addr,
             Phase::Dialing,
             Side::Backend(info),
-            keepalive,
+            None,
         )))
     })
 }
@@ -435,32 +434,32 @@ pub fn drive_handshake(
     token: Token,
     t: &mut Tunnel,
 ) -> Result<(), Why> {
-    if matches!(&t.core.side, Side::Backend(info) if info.probe) {
+    if matches!(&t.side, Side::Backend(info) if info.probe) {
         return fleet::drive_probe(eng, be, token, t);
     }
-    if t.core.phase == Phase::Dialing {
+    if t.pre == Phase::Dialing {
         if !t.dial_finished()? {
             return Ok(());
         }
-        let host = slot_host(be, &t.core);
+        let host = slot_host(be, &t.side);
         match be.tls.as_ref() {
-            None => send_request(be, token, t),
+            None => send_request(eng, be, token, t),
             Some(tls) if tls.direct => {
                 let session = TlsSession::client(&tls.setup, tls.name_for(&host))?;
                 t.transport.start_tls(session);
-                send_request(be, token, t);
+                send_request(eng, be, token, t);
             }
             Some(tls) => {
                 // pagekite.py's way, which pagekite.py frontends understand:
                 // ask for the TLS endpoint in clear, then speak TLS.
                 let name = tls.name_for(&host);
                 let connect = format!("CONNECT {name}:443 HTTP/1.1\r\nHost: {name}\r\n\r\n");
-                t.core.out.extend(connect.as_bytes());
-                t.core.phase = Phase::ProxyConnect;
+                t.out.extend(connect.as_bytes());
+                t.pre = Phase::ProxyConnect;
             }
         }
     }
-    while t.core.phase == Phase::ProxyConnect {
+    while t.link.is_none() && t.pre == Phase::ProxyConnect {
         let Some(head) = read_head(t)? else {
             return Ok(());
         };
@@ -473,7 +472,7 @@ pub fn drive_handshake(
                 .unwrap_or_default();
             return Err(ProtocolError::NoTlsEndpoint { name, status }.into());
         }
-        let host = slot_host(be, &t.core);
+        let host = slot_host(be, &t.side);
         let Some(tls) = be.tls.as_ref() else {
             return Ok(());
         };
@@ -483,31 +482,31 @@ pub fn drive_handshake(
         let n = t.inb.len();
         t.inb.consume(n);
         t.transport.start_tls(session);
-        send_request(be, token, t);
-    }
-    while t.core.phase == Phase::AwaitingReply {
-        let Some(head) = read_head(t)? else {
-            return Ok(());
-        };
-        let (status, headers) =
-            handshake::split_head(head.as_bytes()).ok_or(ProtocolError::ReplyNotText)?;
-        let reply = handshake::parse_reply(headers);
-        debug!("[t{} {}] reply: {status}", tag(token), t.core.peer);
-        if let Err(bad) = status_line::check_200(status) {
-            return Err(ProtocolError::Rejected(bad, status.to_string()).into());
-        }
-        if let Side::Backend(info) = &mut t.core.side {
-            info.addkites = reply.has_feature("AddKites");
-        }
-        t.core.phase = Phase::Live;
-        t.deadlines.clear(TimerKind::Deadline);
-        apply_answers(eng, be, token, &mut t.core, &reply)?;
-        if t.core.phase == Phase::Live {
-            relay::start_keepalive(eng, token, &mut t.core, &mut t.deadlines);
-            relay::process_frames(eng, be, token, t)?;
-        }
+        send_request(eng, be, token, t);
     }
     Ok(())
+}
+
+/// The frontend's reply head (the tunnel core found it): its status, then
+/// its answers; the core goes live (and PINGs) unless they end it.
+fn on_reply(
+    eng: &mut Cx,
+    be: &mut State,
+    token: Token,
+    side: &mut Side,
+    peer: SocketAddr,
+    status: &str,
+    headers: &str,
+) -> Result<Control, Why> {
+    let reply = handshake::parse_reply(frame::header_lines(headers));
+    debug!("[t{} {peer}] reply: {status}", tag(token));
+    if let Err(bad) = status_line::check_200(status) {
+        return Err(ProtocolError::Rejected(bad, status.to_string()).into());
+    }
+    if let Side::Backend(info) = side {
+        info.addkites = reply.has_feature("AddKites");
+    }
+    apply_answers(eng, be, token, side, &reply)
 }
 
 /// Reads until a complete HTTP head is buffered; returns it (consumed from
@@ -534,9 +533,10 @@ fn read_head(t: &mut Tunnel) -> Result<Option<String>, Why> {
     }
 }
 
-/// Queues the tunnel request (kites signed, with Replace if we had a session).
-fn send_request(be: &mut State, token: Token, t: &mut Tunnel) {
-    let Side::Backend(info) = &mut t.core.side else {
+/// Starts the tunnel core with the tunnel request (kites signed, with
+/// Replace if we had a session) as its first bytes.
+fn send_request(eng: &Cx, be: &mut State, token: Token, t: &mut Tunnel) {
+    let Side::Backend(info) = &mut t.side else {
         return;
     };
     let Some(slot) = be.slots.get_mut(info.slot) else {
@@ -546,12 +546,18 @@ fn send_request(be: &mut State, token: Token, t: &mut Tunnel) {
     info.signed = !slot.challenges.is_empty();
     slot.challenges.clear();
     let request = handshake::build_request(VERSION, slot.session.as_deref(), &lines);
-    t.core.out.extend(request.as_bytes());
-    t.core.phase = Phase::AwaitingReply;
+    let cfg = relay::link_config(eng, link::Role::Backend);
+    t.link = Some(Box::new(Link::connect(
+        cfg,
+        eng.now,
+        relay::unix_time(),
+        request.as_bytes(),
+    )));
+    t.pre = Phase::AwaitingReply;
     debug!(
         "[t{} {}] connected{}, sent the tunnel request",
         tag(token),
-        t.core.peer,
+        t.peer,
         if t.transport.is_tls() { " (TLS)" } else { "" }
     );
 }
@@ -584,20 +590,21 @@ fn signed_lines(
         .collect()
 }
 
-/// Acts on the frontend's answers (from the reply head or a NOOP chunk).
+/// Acts on the frontend's answers (from the reply head or a NOOP chunk):
+/// what the tunnel core sends back and whether the tunnel goes on.
 fn apply_answers(
     eng: &mut Cx,
     be: &mut State,
     token: Token,
-    core: &mut TunnelCore,
+    side: &mut Side,
     reply: &TunnelReply,
-) -> Result<(), Why> {
-    let Side::Backend(info) = &mut core.side else {
-        return Ok(());
+) -> Result<Control, Why> {
+    let Side::Backend(info) = side else {
+        return Ok(Control::CONTINUE);
     };
     let now = eng.now;
     let Some(slot) = be.slots.get_mut(info.slot) else {
-        return Ok(());
+        return Ok(Control::CONTINUE);
     };
     let fe = slot.name();
     let mut challenges = HashMap::new();
@@ -642,22 +649,25 @@ fn apply_answers(
                 .filter(|l| challenges.contains_key(&l.what()))
                 .collect();
             let lines = handshake::inband_request_lines(VERSION, &lines);
-            let lines: Vec<&[u8]> = lines.iter().map(|l| l.as_bytes()).collect();
-            frame::encode(&mut core.out, &lines, b"\r\n!");
             debug!(
                 "[t{}] answered {} challenge(s) in band",
                 tag(token),
                 challenges.len()
             );
-            return Ok(());
+            return Ok(Control {
+                reply: Some((lines, b"\r\n!")),
+                next: Next::Live,
+            });
         }
         if !info.signed {
             // The frontend can't take answers in band: answer on a new
             // connection right away.
             slot.challenges = challenges;
             slot.retry.reset();
-            core.phase = Phase::Closing;
-            return Ok(());
+            return Ok(Control {
+                reply: None,
+                next: Next::Closing,
+            });
         }
     }
     if info.live.is_empty() {
@@ -682,7 +692,7 @@ fn apply_answers(
         // round-trip the caller already returned. Old tunnels may go now.
         fleet::settle(eng, be, Some(token));
     }
-    Ok(())
+    Ok(Control::CONTINUE)
 }
 
 /// The kite of a `proto:domain:srand` answer.
@@ -695,17 +705,14 @@ fn on_noop(
     eng: &mut Cx,
     be: &mut State,
     token: Token,
-    core: &mut TunnelCore,
+    side: &mut Side,
     f: &Frame<'_>,
-) -> Result<(), Why> {
-    if let Some(pong) = f.pong {
-        debug!("[t{}] PONG {pong}", tag(token));
-    }
+) -> Result<Control, Why> {
     let reply = handshake::parse_reply(f.headers());
     if reply.answers.is_empty() {
-        return Ok(());
+        return Ok(Control::CONTINUE);
     }
-    apply_answers(eng, be, token, core, &reply)
+    apply_answers(eng, be, token, side, &reply)
 }
 
 /// A tunnel is gone: reconnect after back-off (at once for the reconnect
@@ -772,20 +779,27 @@ impl Hooks for State {
         &mut self,
         eng: &mut Cx,
         token: Token,
-        core: &mut TunnelCore,
+        side: &mut Side,
+        _: SocketAddr,
         f: &Frame<'_>,
-    ) -> Result<(), Why> {
-        on_noop(eng, self, token, core, f)
+    ) -> Result<Control, Why> {
+        on_noop(eng, self, token, side, f)
     }
 
-    fn open_stream(
+    fn reply(
         &mut self,
         eng: &mut Cx,
         token: Token,
-        core: &mut TunnelCore,
-        f: &Frame<'_>,
-    ) -> Result<bool, Why> {
-        crate::local::open_stream(eng, self, token, core, f).map(|()| true)
+        side: &mut Side,
+        peer: SocketAddr,
+        status: &str,
+        headers: &str,
+    ) -> Result<Control, Why> {
+        on_reply(eng, self, token, side, peer, status, headers)
+    }
+
+    fn open_stream(&mut self, eng: &mut Cx, token: Token, new: &NewStream<'_>) -> Open<Token> {
+        crate::local::open_stream(eng, self, token, new)
     }
 
     fn tunnel_closed(

@@ -85,13 +85,15 @@ fn check_tunnel(eng: &mut Cx, be: &mut State, slot: usize, token: Token) {
     let Some(Conn::Tunnel(t)) = eng.conns.get_mut(token) else {
         return;
     };
-    if t.core.phase != Phase::Live {
+    if t.phase() != Phase::Live {
         return;
     }
     let local = t.transport.sock.local_addr().ok();
     let gone = local.is_some_and(|a| address_gone(a.ip()));
     if !gone {
-        t.core.keepalive.suspect(now);
+        if let Some(link) = t.link.as_deref_mut() {
+            link.suspect(now);
+        }
         eng.arm(token, TimerKind::Keepalive, now);
         return;
     }
@@ -264,8 +266,8 @@ fn update_tunnel_kites(
     let Some(Conn::Tunnel(t)) = eng.conns.get_mut(token) else {
         return;
     };
-    let handshaking = t.core.phase != Phase::Live;
-    let Side::Backend(info) = &mut t.core.side else {
+    let handshaking = t.phase() != Phase::Live;
+    let Side::Backend(info) = &mut t.side else {
         return;
     };
     info.live.retain(|k| !removed.contains(k));
@@ -295,11 +297,12 @@ fn update_tunnel_kites(
         .collect();
     let lines = signed_lines(&new_kites, &s.srand, &HashMap::new());
     let lines = handshake::inband_request_lines(VERSION, &lines);
-    let lines: Vec<&[u8]> = lines.iter().map(|l| l.as_bytes()).collect();
     let Some(Conn::Tunnel(t)) = eng.conns.get_mut(token) else {
         return;
     };
-    frame::encode(&mut t.core.out, &lines, b"\r\n!");
+    if let Some(link) = t.link.as_deref_mut() {
+        link.send_noop(&lines, b"\r\n!");
+    }
     debug!(
         "[t{}] asked for {} new kite(s) in band",
         tag(token),

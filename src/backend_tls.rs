@@ -9,7 +9,7 @@ use log::warn;
 use super::State;
 use crate::config::BackendSettings;
 use crate::engine::Fatal;
-use crate::relay::{Side, TunnelCore};
+use crate::relay::Side;
 use crate::tls::{self, ClientSetup, Verify};
 
 /// How the backend reaches its frontends over TLS.
@@ -57,8 +57,8 @@ impl BackendTls {
 
 /// The name a tunnel's frontend is known by (for SNI when no
 /// `--fe_certname` is given): its configured host, or a pool's NAME.
-pub(super) fn slot_host(be: &State, core: &TunnelCore) -> String {
-    let Side::Backend(info) = &core.side else {
+pub(super) fn slot_host(be: &State, side: &Side) -> String {
+    let Side::Backend(info) = side else {
         return String::new();
     };
     match (be.slots.get(info.slot), &be.fleet) {

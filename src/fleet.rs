@@ -281,19 +281,19 @@ pub(super) fn drive_probe(
     token: Token,
     t: &mut Tunnel,
 ) -> Result<(), Why> {
-    if t.core.phase == Phase::Dialing {
+    if t.pre == Phase::Dialing {
         if !t.dial_finished()? {
             return Ok(());
         }
-        t.core.out.extend(policy::PING_REQUEST);
-        t.core.phase = Phase::AwaitingReply;
+        t.out.extend(policy::PING_REQUEST);
+        t.pre = Phase::AwaitingReply;
     }
-    if t.core.phase == Phase::AwaitingReply {
+    if t.pre == Phase::AwaitingReply {
         let Some(head) = read_head(t)? else {
             return Ok(());
         };
         record(eng, be, token, policy::parse_pong(head.as_bytes()));
-        t.core.phase = Phase::Closing;
+        t.pre = Phase::Closing;
     }
     Ok(())
 }
@@ -396,7 +396,7 @@ fn pool_tunnels(eng: &mut Cx, be: &mut State, current: Option<Token>) -> Vec<Poo
             let live = token.is_some_and(|t| {
                 Some(t) == current
                     || matches!(eng.conns.get_mut(t),
-                        Some(Conn::Tunnel(tun)) if matches!(&tun.core.side,
+                        Some(Conn::Tunnel(tun)) if matches!(&tun.side,
                             Side::Backend(info) if info.has_kites()))
             });
             PoolTunnel {

@@ -20,13 +20,13 @@ use crate::logging::{self, Noise, escape};
 use crate::net;
 use crate::proto::acl::Acl;
 use crate::proto::auth::{self, Policy, Verdict};
-use crate::proto::frame::{self, Frame};
+use crate::proto::frame::Frame;
 use crate::proto::handshake::{self, FrontendInfo, KiteAnswer, TunnelRequest};
-use crate::proto::keepalive::Keepalive;
 use crate::proto::kite::{self, KiteKey};
+use crate::proto::tunnel::{self as link, Control, NewStream, Next, Open};
 use crate::public::{self, start_reply};
 use crate::random;
-use crate::relay::{self, Hooks, Phase, Side, Tunnel, TunnelCore, Why, tag};
+use crate::relay::{self, Hooks, Link, Phase, Side, Tunnel, Why, tag};
 use crate::tls::{Endpoint, Endpoints};
 use crate::transport::Transport;
 use crate::why::ProtocolError;
@@ -520,25 +520,34 @@ pub fn accept_tunnel(
     let session = guard::new_session(fe, token, &mut sessions);
     let reply = handshake::build_reply(request.prefix, &fe.info, &answers, &session);
     let kites = register(fe, token, &answers);
-    let phase = if any_ok || in_band {
-        Phase::Live
-    } else {
-        Phase::Closing
-    };
+    let live = any_ok || in_band;
     let info = TunnelInfo {
         kites,
         sessions,
         prefix: request.prefix,
         rounds: guard::Rounds::default(),
     };
-    let keepalive = Keepalive::new(eng.config.keepalive, eng.now);
     let over_tls = transport.is_tls();
     let side = Side::Frontend(info);
-    let mut t = Tunnel::new(&eng.pool, transport, peer, phase, side, keepalive);
+    let mut cfg = relay::link_config(eng, link::Role::Frontend);
+    cfg.share = relay::frontend_share(eng.pool.budget());
+    let mut core = Link::new(cfg, eng.now, relay::unix_time());
+    core.send_raw(reply.as_bytes());
+    if !live {
+        // The answer goes out, then the tunnel closes.
+        core.close_gracefully();
+    }
+    let mut t = Tunnel::new(
+        &eng.pool,
+        transport,
+        peer,
+        Phase::Live,
+        side,
+        Some(Box::new(core)),
+    );
     if over_tls {
         debug!("[t{}] the tunnel runs over TLS", tag(token));
     }
-    t.core.out.extend(reply.as_bytes());
     if !any_ok {
         // Closed then unless a kite was proven in band meanwhile.
         eng.arm_taken(
@@ -548,8 +557,9 @@ pub fn accept_tunnel(
             eng.now + UNAUTHENTICATED_TIMEOUT,
         );
     }
-    if phase == Phase::Live {
-        relay::start_keepalive(eng, token, &mut t.core, &mut t.deadlines);
+    if live {
+        t.live_since = Some(eng.now);
+        eng.status_changed();
     }
     eng.mark_dirty(token);
     Some(Conn::Tunnel(Box::new(t)))
@@ -628,7 +638,9 @@ fn judge(
     // replace: ping it now so it is found out within one grace period.
     for other in suspects {
         if let Some(Conn::Tunnel(t)) = eng.conns.get_mut(other) {
-            t.core.keepalive.suspect(eng.now);
+            if let Some(link) = t.link.as_deref_mut() {
+                link.suspect(eng.now);
+            }
             let at = eng.now;
             eng.arm(other, TimerKind::Keepalive, at);
         }
@@ -657,22 +669,23 @@ fn on_noop(
     eng: &mut Cx,
     fe: &mut State,
     token: Token,
-    core: &mut TunnelCore,
+    side: &mut Side,
+    peer: SocketAddr,
     f: &Frame<'_>,
-) -> Result<(), Why> {
+) -> Result<Control, Why> {
     let request = handshake::parse_kite_headers(f.headers()).map_err(ProtocolError::InBand)?;
     if request.kites.is_empty() {
-        return Ok(());
+        return Ok(Control::CONTINUE);
     }
-    let Side::Frontend(info) = &mut core.side else {
-        return Ok(());
+    let Side::Frontend(info) = side else {
+        return Ok(Control::CONTINUE);
     };
     let authenticated = info.has_kites();
     if let Err(refusal) = info.rounds.take(authenticated, eng.now) {
         eng.noisy(
             Noise::InBandRounds,
             Level::Warn,
-            format_args!("[t{} {}] {refusal}: closing", tag(token), core.peer),
+            format_args!("[t{} {peer}] {refusal}: closing", tag(token)),
         );
         return Err(ProtocolError::Rounds(refusal).into());
     }
@@ -682,24 +695,24 @@ fn on_noop(
             return Err(ProtocolError::Limit(limit).into());
         }
     }
-    let answers = judge(eng, fe, token, &request, core.peer);
-    let Side::Frontend(info) = &mut core.side else {
-        return Ok(());
-    };
+    let answers = judge(eng, fe, token, &request, peer);
     let session = guard::new_session(fe, token, &mut info.sessions);
     let lines = handshake::inband_reply_lines(info.prefix, &answers, &session);
-    let lines: Vec<&[u8]> = lines.iter().map(|l| l.as_bytes()).collect();
-    frame::encode(&mut core.out, &lines, b"!");
     info.kites.extend(register(fe, token, &answers));
     info.sessions.push(session);
     let signing = answers
         .iter()
         .any(|a| matches!(a, KiteAnswer::SignThis { .. }));
-    if info.kites.is_empty() && !signing {
-        // As pagekite.py: an in-band answer with nothing accepted ends the tunnel.
-        core.phase = Phase::Closing;
-    }
-    Ok(())
+    // As pagekite.py: an in-band answer with nothing accepted ends the tunnel.
+    let next = if info.kites.is_empty() && !signing {
+        Next::Closing
+    } else {
+        Next::Live
+    };
+    Ok(Control {
+        reply: Some((lines, b"!")),
+        next,
+    })
 }
 
 /// Forgets a closed tunnel's kites and session ids.
@@ -728,21 +741,17 @@ impl Hooks for State {
         &mut self,
         eng: &mut Cx,
         token: Token,
-        core: &mut TunnelCore,
+        side: &mut Side,
+        peer: SocketAddr,
         f: &Frame<'_>,
-    ) -> Result<(), Why> {
-        on_noop(eng, self, token, core, f)
+    ) -> Result<Control, Why> {
+        on_noop(eng, self, token, side, peer, f)
     }
 
-    fn open_stream(
-        &mut self,
-        _: &mut Cx,
-        _: Token,
-        _: &mut TunnelCore,
-        _: &Frame<'_>,
-    ) -> Result<bool, Why> {
-        // Streams are opened by the frontend, never by the backend.
-        Ok(false)
+    fn open_stream(&mut self, _: &mut Cx, _: Token, _: &NewStream<'_>) -> Open<Token> {
+        // Streams are opened by the frontend, never by the backend (the
+        // core never asks a frontend).
+        Open::Refused { page: None }
     }
 
     fn tunnel_closed(

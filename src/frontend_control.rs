@@ -113,7 +113,7 @@ pub fn reload(eng: &mut Cx, fe: &mut State, new: &FrontendSettings) -> Result<()
         let Some(Conn::Tunnel(t)) = eng.conns.get_mut(token) else {
             continue;
         };
-        let Side::Frontend(info) = &mut t.core.side else {
+        let Side::Frontend(info) = &mut t.side else {
             continue;
         };
         info.kites.retain(|k| *k != name);
@@ -130,7 +130,7 @@ pub fn reload(eng: &mut Cx, fe: &mut State, new: &FrontendSettings) -> Result<()
     // Tunnels from addresses the new --tunnel_acl denies.
     for token in eng.conns.tokens() {
         let denied = match eng.conns.get_mut(token) {
-            Some(Conn::Tunnel(t)) => !fe.tunnel_acl.allows(t.core.peer.ip()),
+            Some(Conn::Tunnel(t)) => !fe.tunnel_acl.allows(t.peer.ip()),
             _ => false,
         };
         if denied {

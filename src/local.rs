@@ -18,12 +18,11 @@ use mio::net::TcpStream;
 use crate::backend::{self, State};
 use crate::conn::{Conn, Cx};
 use crate::engine::TimerKind;
-use crate::local_refusal::{is_http, refusal_for, send_refusal};
-use crate::proto::flow::INITIAL_WINDOW;
-use crate::proto::frame::{self, Eof, Frame};
+use crate::local_refusal::{is_http, refusal_for, refusal_page};
 use crate::proto::http::{ForwardInfo, RequestRewriter, Rules};
 use crate::proto::pages::{ErrorFrame, Refusal};
-use crate::relay::{TunnelCore, Why, tag};
+use crate::proto::tunnel::{NewStream, Open};
+use crate::relay::tag;
 use crate::stream::Stream;
 use crate::transport::Transport;
 use crate::why::Limit;
@@ -32,20 +31,12 @@ use crate::why::Limit;
 const LOCAL_CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// A chunk for a new SID: connect to the local server of the matching kite.
-pub fn open_stream(
-    eng: &mut Cx,
-    be: &mut State,
-    token: Token,
-    core: &mut TunnelCore,
-    f: &Frame<'_>,
-) -> Result<(), Why> {
-    let (Some(sid), Some(proto), Some(host)) = (f.sid, f.proto, f.host) else {
-        return Ok(());
-    };
-    let proto = proto.to_ascii_lowercase();
-    let host = host.to_ascii_lowercase();
-    let port = f.port.and_then(|p| p.trim().parse::<u16>().ok());
-    let rip = f.rip.unwrap_or("");
+pub fn open_stream(eng: &mut Cx, be: &mut State, token: Token, f: &NewStream<'_>) -> Open<Token> {
+    let sid = f.sid;
+    let proto = f.proto.to_ascii_lowercase();
+    let host = f.host.to_ascii_lowercase();
+    let port = f.port;
+    let rip = f.remote_ip;
     let label = format!("{proto}://{host}:{}", port.unwrap_or(0));
     let uuid = be.uuid.clone();
     let refusal = if eng.stopping {
@@ -56,7 +47,7 @@ pub fn open_stream(
     };
     if let Some(limit) = refusal {
         eng.refuse(&limit, &format!("stream {label}"));
-        return unavailable(eng, core, sid, &proto, &host, &uuid);
+        return unavailable(eng, &proto, &host, &uuid);
     }
     let Some((service, options)) = backend::service(be, &proto, &host, port) else {
         crate::logging::noisy(
@@ -65,7 +56,7 @@ pub fn open_stream(
             Level::Info,
             format_args!("[t{}] sid={sid}: no kite for {label}", tag(token)),
         );
-        return unavailable(eng, core, sid, &proto, &host, &uuid);
+        return unavailable(eng, &proto, &host, &uuid);
     };
     if !options.ip_allowed(rip) {
         crate::logging::noisy(
@@ -77,7 +68,7 @@ pub fn open_stream(
                 tag(token)
             ),
         );
-        return unavailable(eng, core, sid, &proto, &host, &uuid);
+        return unavailable(eng, &proto, &host, &uuid);
     }
     let http = is_http(&proto);
     let filter = http && options.filters_dangerous(be.settings().insecure);
@@ -94,7 +85,7 @@ pub fn open_stream(
             ForwardInfo {
                 remote_ip: rip.to_string(),
                 port: port.unwrap_or(0),
-                tls: f.rtls,
+                tls: f.tls,
                 rewrite_host: options.host_header(&local.to_string()),
             },
             rules,
@@ -110,7 +101,7 @@ pub fn open_stream(
                 Level::Info,
                 format_args!("[t{}] sid={sid}: {label} from {rip}: {r}", tag(token)),
             );
-            return refuse(core, sid, &proto, &host, &uuid, refusal_for(r), None);
+            return refuse(&proto, &host, &uuid, refusal_for(r), None);
         }
     }
     let connected = if service.builtin {
@@ -138,16 +129,13 @@ pub fn open_stream(
                     tag(token)
                 ),
             );
-            return unavailable(eng, core, sid, &proto, &host, &uuid);
+            return unavailable(eng, &proto, &host, &uuid);
         }
     };
     if !service.builtin {
         let _ = sock.set_nodelay(true);
     }
-    let rport = f
-        .rport
-        .and_then(|p| p.trim().parse::<u16>().ok())
-        .unwrap_or(0);
+    let rport = f.remote_port.unwrap_or(0);
     let proxy = options.proxy_header(rip, rport, port.unwrap_or(0));
     let stream_label = if service.builtin {
         format!("{label} -> builtin")
@@ -156,14 +144,7 @@ pub fn open_stream(
     };
     let pool = eng.pool.clone();
     let added = eng.add(sock, |sock, _| {
-        let mut stream = Stream::new(
-            &pool,
-            Transport::plain(sock),
-            token,
-            sid,
-            INITIAL_WINDOW,
-            stream_label,
-        );
+        let mut stream = Stream::new(&pool, Transport::plain(sock), token, sid, stream_label);
         // A built-in kite's pair is connected from the start.
         stream.connecting = !service.builtin;
         stream.kite = Some((proto.clone(), host.clone()));
@@ -176,8 +157,7 @@ pub fn open_stream(
                 "[t{}] sid={sid}: cannot watch a local connection: {e}",
                 tag(token)
             );
-            frame::encode_eof(&mut core.out, sid, Eof::BOTH);
-            return Ok(());
+            return Open::Refused { page: None };
         }
     };
     debug!(
@@ -185,7 +165,7 @@ pub fn open_stream(
         tag(st),
         service.origin()
     );
-    core.streams.insert(sid, st);
+    let mut queued = 0;
     if let Some(Conn::Stream(s)) = eng.conns.get_mut(st) {
         if let Some(header) = proxy {
             // The PROXY header is not visitor data: not acknowledged.
@@ -197,42 +177,35 @@ pub fn open_stream(
             None => s.queue_first(st, f.body),
         }
         s.set_guard(rewrite);
+        queued = s.held();
     }
     if service.builtin {
         eng.mark_dirty(st);
     } else {
         eng.arm(st, TimerKind::Deadline, eng.now + LOCAL_CONNECT_TIMEOUT);
     }
-    Ok(())
+    Open::Accepted { handle: st, queued }
 }
 
 /// The answer for a stream nobody local will serve (protocol doc §4.1): a
 /// page for HTTP, the TLS alert for HTTPS, nothing for the rest; then EOF.
 /// [`refuse`] with the unavailable page (`--errorurl`'s, if set).
-fn unavailable(
-    eng: &Cx,
-    core: &mut TunnelCore,
-    sid: u32,
-    proto: &str,
-    host: &str,
-    uuid: &str,
-) -> Result<(), Why> {
+fn unavailable(eng: &Cx, proto: &str, host: &str, uuid: &str) -> Open<Token> {
     let frame = eng.config.error_urls.frame_for(host);
-    refuse(core, sid, proto, host, uuid, Refusal::Unavailable, frame)
+    refuse(proto, host, uuid, Refusal::Unavailable, frame)
 }
 
+/// No stream: the page (if its protocol has one), then the core's EOF.
 fn refuse(
-    core: &mut TunnelCore,
-    sid: u32,
     proto: &str,
     host: &str,
     uuid: &str,
     why: Refusal,
     frame: Option<ErrorFrame<'_>>,
-) -> Result<(), Why> {
-    send_refusal(core, sid, proto, host, uuid, why, frame);
-    frame::encode_eof(&mut core.out, sid, Eof::BOTH);
-    Ok(())
+) -> Open<Token> {
+    Open::Refused {
+        page: refusal_page(proto, host, uuid, why, frame),
+    }
 }
 
 /// Whether a visitor address is an IPv4 literal (for PROXY v1 wording).

@@ -1,8 +1,9 @@
 //! What the visitor of a backend's stream gets when the local side refuses
 //! or fails it: pagekite.py's page for HTTP (the `(be)` page, a 401, a 500),
 //! the TLS alert for HTTPS, nothing for the rest; and the completion of a
-//! local connect. Written into the tunnel's output as chunks; deciding to
-//! refuse is `local`'s (new streams) and the request guard's (mid-stream).
+//! local connect. The pages go to the tunnel core, which sends them before
+//! the stream's EOF; deciding to refuse is `local`'s (new streams) and the
+//! request guard's (mid-stream).
 
 use log::{Level, debug};
 use mio::Token;
@@ -11,40 +12,35 @@ use crate::conn::{Conn, Cx};
 use crate::conns::tag;
 use crate::engine::TimerKind;
 use crate::logging::Noise;
-use crate::proto::frame::{self, Line};
 use crate::proto::http::Refused;
 use crate::proto::pages::{self, ErrorFrame, Refusal};
 use crate::stream::Stream;
-use crate::tunnel::TunnelCore;
 use crate::why::Why;
 
 pub(crate) fn is_http(proto: &str) -> bool {
     matches!(proto, "http" | "http2" | "http3" | "websocket")
 }
 
-pub(crate) fn send_refusal(
-    core: &mut TunnelCore,
-    sid: u32,
+/// The page a refused stream's visitor gets, if its protocol has one.
+pub(crate) fn refusal_page(
     proto: &str,
     host: &str,
     uuid: &str,
     why: Refusal,
     frame: Option<ErrorFrame<'_>>,
-) {
-    let body = match proto {
-        p if is_http(p) => pages::refused(why, "http", host, uuid, frame),
-        "https" => pages::TLS_ALERT.to_vec(),
-        _ => return,
-    };
-    let sid = Line::number("SID", u64::from(sid));
-    frame::encode(&mut core.out, &[sid.as_bytes()], &body);
+) -> Option<Vec<u8>> {
+    match proto {
+        p if is_http(p) => Some(pages::refused(why, "http", host, uuid, frame)),
+        "https" => Some(pages::TLS_ALERT.to_vec()),
+        _ => None,
+    }
 }
 
-/// A request the guard refused mid-stream: the visitor gets its page
+/// A request the guard refused mid-stream: the page the visitor gets
 /// before the stream's EOF.
-pub fn refused_midstream(core: &mut TunnelCore, s: &Stream, uuid: &str, why: Refused) {
-    let Some((proto, host)) = &s.kite else { return };
-    send_refusal(core, s.sid, proto, host, uuid, refusal_for(why), None);
+pub fn refused_page(s: &Stream, uuid: &str, why: Refused) -> Option<Vec<u8>> {
+    let (proto, host) = s.kite.as_ref()?;
+    refusal_page(proto, host, uuid, refusal_for(why), None)
 }
 
 /// The page a refused request gets.
@@ -98,15 +94,12 @@ pub fn local_connect_failed(eng: &mut Cx, uuid: &str, token: Token, s: &mut Stre
         return;
     };
     let frame = eng.config.error_urls.frame_for(&host);
+    let Some(page) = refusal_page(&proto, &host, uuid, Refusal::Unavailable, frame) else {
+        return;
+    };
     if let Some(Conn::Tunnel(t)) = eng.conns.get_mut(s.tunnel) {
-        send_refusal(
-            &mut t.core,
-            s.sid,
-            &proto,
-            &host,
-            uuid,
-            Refusal::Unavailable,
-            frame,
-        );
+        if let Some(link) = t.link.as_deref_mut() {
+            link.send_page(s.sid, &page);
+        }
     }
 }

@@ -27,12 +27,11 @@ use crate::conn::{Conn, Cx};
 use crate::engine::{Deadlines, TimerKind};
 use crate::frontend::{self, State};
 use crate::net::{self, Io};
-use crate::proto::flow::INITIAL_WINDOW;
-use crate::proto::frame::{self, Line};
 use crate::proto::kite;
 use crate::proto::pages::{self, Side as PageSide};
 use crate::proto::sniff::{self, Sniff as Sniffed};
-use crate::relay::{self, CHUNK_BODY, Stream, tag};
+use crate::proto::tunnel::{OpenError, StreamHead};
+use crate::relay::{self, Stream, tag};
 use crate::tls::TlsSession;
 use crate::transport::Transport;
 use crate::why::Limit;
@@ -523,22 +522,36 @@ fn route(
         );
         return refuse(eng, fe, token, s, proto, host);
     };
-    // The first chunk's headers are built before anything changes, so a
-    // name that can't be sent exactly refuses this stream and nothing else.
+    // The core builds the first chunk's headers before anything changes, so
+    // a name that can't be sent exactly refuses this stream and nothing else.
     let rip = s.peer.ip().to_string();
-    let (proto_line, host_line, rip_line) = match (
-        Line::new("Proto", matched.as_bytes()),
-        Line::new("Host", host.as_bytes()),
-        Line::new("RIP", rip.as_bytes()),
-    ) {
-        (Ok(p), Ok(h), Ok(r)) => (p, h, r),
-        (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => {
+    let preferred = fe.next_sid();
+    let rtls = s.transport.is_tls();
+    let head = StreamHead {
+        proto: matched.as_str(),
+        host,
+        port,
+        remote_ip: &rip,
+        remote_port: s.peer.port(),
+        tls: rtls,
+    };
+    let now = eng.now;
+    let opened = match eng.conns.get_mut(tunnel) {
+        Some(Conn::Tunnel(t)) => match t.link.as_deref_mut() {
+            Some(link) => link.open_stream(preferred, &head, s.buf.data(), token, now),
+            None => Err(OpenError::NotLive),
+        },
+        _ => Err(OpenError::NotLive),
+    };
+    let sid = match opened {
+        Ok(sid) => sid,
+        Err(e) => {
             crate::logging::noisy(
                 eng.now,
                 Noise::Visitor,
                 Level::Info,
                 format_args!(
-                    "[p{} {}] {proto}://{host}: {e}, refused",
+                    "[p{} {}] {proto}://{host}: {e:?}, refused",
                     tag(token),
                     s.peer
                 ),
@@ -546,43 +559,6 @@ fn route(
             return refuse(eng, fe, token, s, proto, host);
         }
     };
-    let preferred = fe.next_sid();
-    let Some(Conn::Tunnel(t)) = eng.conns.get_mut(tunnel) else {
-        return None;
-    };
-    let core = &mut t.core;
-    let mut sid = preferred;
-    for _ in 0..1024 {
-        if !core.streams.contains_key(&sid) {
-            break;
-        }
-        sid = frontend::following_sid(sid);
-    }
-    let rtls = s.transport.is_tls();
-    let data = s.buf.data();
-    let (first, rest) = data.split_at(data.len().min(CHUNK_BODY));
-    let sid_line = Line::number("SID", u64::from(sid));
-    let port_line = Line::number("Port", u64::from(port));
-    let rport_line = Line::number("RPort", u64::from(s.peer.port()));
-    let headers: [&[u8]; 7] = [
-        sid_line.as_bytes(),
-        proto_line.as_bytes(),
-        host_line.as_bytes(),
-        port_line.as_bytes(),
-        rip_line.as_bytes(),
-        rport_line.as_bytes(),
-        b"RTLS: 1",
-    ];
-    let count = if rtls { 7 } else { 6 };
-    frame::encode(
-        &mut core.out,
-        headers.get(..count).unwrap_or(&headers),
-        first,
-    );
-    for piece in rest.chunks(CHUNK_BODY) {
-        frame::encode(&mut core.out, &[sid_line.as_bytes()], piece);
-    }
-    core.streams.insert(sid, token);
     let scheme = if rtls { "https+" } else { "" };
     let label = format!("{scheme}{matched}://{host}:{port} from {}", s.peer);
     debug!(
@@ -590,9 +566,9 @@ fn route(
         tag(token),
         tag(tunnel)
     );
-    let read = data.len();
-    let mut stream = Stream::new(&eng.pool, s.transport, tunnel, sid, INITIAL_WINDOW, label);
-    stream.window.on_read(read, eng.now);
+    let read = s.buf.len();
+    let mut stream = Stream::new(&eng.pool, s.transport, tunnel, sid, label);
+    stream.bytes_read = read as u64;
     stream.push_unacked(&s.owed);
     eng.mark_dirty(tunnel);
     eng.mark_dirty(token);

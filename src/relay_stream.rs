@@ -1,9 +1,10 @@
 //! A stream's side of the relay: reading its socket into data frames on its
-//! tunnel (straight into frame slots, within its flow window and the
-//! tunnel's high-water mark), driving it on readiness, its timers (local
-//! connect, idle), and closing it with the right EOF and one log line. The
-//! tunnel's side (reading frames, delivering them, keepalive) is `relay`'s;
-//! what a stream buffers and writes is `stream`'s.
+//! tunnel (straight into the core's frame slots, within what the core
+//! allows: its flow window and the tunnel's high-water mark), driving it on
+//! readiness, its timers (local connect, idle), and closing it with one log
+//! line (the core sends the right EOF). The tunnel's side (reading frames,
+//! delivering them) is `relay`'s; what a stream buffers and writes is
+//! `stream`'s.
 
 use std::io::IoSliceMut;
 use std::time::Instant;
@@ -13,15 +14,12 @@ use mio::Token;
 
 use crate::conn::{Conn, Cx};
 use crate::engine::TimerKind;
-pub(crate) use crate::local_refusal::refused_midstream;
+pub(crate) use crate::local_refusal::refused_page;
 use crate::local_refusal::{finish_local_connect, local_connect_failed};
 use crate::logging::Noise;
 use crate::net::Io;
-use crate::proto::frame;
-use crate::relay::{
-    CHUNK_BODY, Hooks, Phase, READ_BUDGET, SLOTS, STARVED_BACKOFF, TUNNEL_HIGH_WATER, TunnelCore,
-    Why, failure, tag,
-};
+use crate::proto::tunnel::SLOTS;
+use crate::relay::{Hooks, Link, READ_BUDGET, STARVED_BACKOFF, Why, failure, tag};
 use crate::stream::Stream;
 use crate::why::ProtocolError;
 
@@ -35,63 +33,36 @@ struct Pumped {
 }
 
 /// Reads a stream's socket into data frames on its tunnel.
-fn pump_in(token: Token, s: &mut Stream, t: &mut TunnelCore, now: Instant) -> Result<Pumped, Why> {
+fn pump_in(token: Token, s: &mut Stream, link: &mut Link, now: Instant) -> Result<Pumped, Why> {
     let mut budget = READ_BUDGET;
-    while s.ends.is_reading() && !s.connecting && budget > 0 && s.transport.can_read() {
-        let allowance = s.window.allowance();
-        if allowance == 0 {
-            return Ok(Pumped::default());
-        }
-        if t.out.len() >= TUNNEL_HIGH_WATER || t.phase != Phase::Live {
-            if !s.blocked {
-                s.blocked = true;
-                t.blocked.push(token);
-            }
-            return Ok(Pumped::default());
-        }
-        // Read up to SLOTS chunks in one readv: each lands in its own frame
-        // slot, so a bulk stream costs a quarter of the syscalls.
-        let max = allowance.min(budget).min(SLOTS * CHUNK_BODY);
-        let header = frame::data_header_len(s.sid);
-        let stride = header + CHUNK_BODY;
-        let slots = max.div_ceil(CHUNK_BODY).clamp(1, SLOTS);
-        let span = (slots - 1) * stride + header + (max - (slots - 1) * CHUNK_BODY);
-        t.out.reserve(span);
-        let Some(space) = t.out.space().get_mut(..span) else {
+    while !s.connecting && budget > 0 && s.transport.can_read() {
+        // A refusal (window, full tunnel, EOF sent) ends this round; the
+        // core says when to read again (`Event::Writable`).
+        let Ok(mut space) = link.send_space(s.sid, budget) else {
             return Ok(Pumped::default());
         };
+        // Up to SLOTS chunks in one readv: each lands in its own frame
+        // slot, so a bulk stream costs a quarter of the syscalls.
         let mut bodies: [IoSliceMut<'_>; SLOTS] = std::array::from_fn(|_| IoSliceMut::new(&mut []));
-        for (body, slot) in bodies.iter_mut().zip(space.chunks_mut(stride)) {
-            *body = IoSliceMut::new(slot.get_mut(header..).unwrap_or_default());
+        let mut count = 0;
+        for (body, slot) in bodies.iter_mut().zip(space.bodies()) {
+            *body = IoSliceMut::new(slot);
+            count += 1;
         }
-        match s.transport.read_vectored(&mut bodies[..slots]) {
+        match s.transport.read_vectored(&mut bodies[..count]) {
             Io::Done(n) => {
                 // The request guard may wait on how the response starts.
                 let mut probe = [0u8; 12];
-                let probed = n.min(probe.len()).min(CHUNK_BODY);
-                if s.wants_response() {
-                    if let (Some(dst), Some(src)) =
-                        (probe.get_mut(..probed), space.get(header..header + probed))
-                    {
-                        dst.copy_from_slice(src);
+                let probed = n.min(probe.len());
+                let wants = s.wants_response();
+                if wants {
+                    if let Some(dst) = probe.get_mut(..probed) {
+                        dst.copy_from_slice(space.first_body(probed));
                     }
                 }
-                let mut left = n;
-                let mut used = 0;
-                for slot in space.chunks_mut(stride) {
-                    let len = left.min(CHUNK_BODY);
-                    if len == 0 {
-                        break;
-                    }
-                    if let Some(head) = slot.get_mut(..header) {
-                        frame::fill_data_header(head, s.sid, len);
-                    }
-                    used += header + len;
-                    left -= len;
-                }
-                t.out.commit(used);
-                s.window.on_read(n, now);
-                if s.wants_response() {
+                link.commit_send(s.sid, n, now);
+                s.bytes_read += n as u64;
+                if wants {
                     s.show_response(probe.get(..probed).unwrap_or_default())?;
                 }
                 budget -= n.min(budget);
@@ -100,9 +71,7 @@ fn pump_in(token: Token, s: &mut Stream, t: &mut TunnelCore, now: Instant) -> Re
             Io::WouldBlock => break,
             Io::Eof => {
                 s.transport.ready.read = false;
-                if let Some(eof) = s.ends.local_read_eof() {
-                    frame::encode_eof(&mut t.out, s.sid, eof);
-                }
+                link.stream_read_eof(s.sid);
             }
             Io::Starved => {
                 return Ok(Pumped {
@@ -117,6 +86,17 @@ fn pump_in(token: Token, s: &mut Stream, t: &mut TunnelCore, now: Instant) -> Re
         again: budget == 0 && s.transport.can_read(),
         starved: false,
     })
+}
+
+/// This stream's link, if its tunnel still has it.
+fn link_of<'a>(eng: &'a mut Cx, s: &Stream, token: Token) -> Option<&'a mut Link> {
+    match eng.conns.get_mut(s.tunnel) {
+        Some(Conn::Tunnel(t)) => t
+            .link
+            .as_deref_mut()
+            .filter(|l| l.handle_of(s.sid) == Some(token)),
+        _ => None,
+    }
 }
 
 pub fn drive_stream(
@@ -136,25 +116,31 @@ pub fn drive_stream(
             }
         }
     }
-    let flushed = s.flush(eng.now);
-    s.sync_held();
-    match flushed {
+    match s.flush(eng.now) {
         Err(why) => return close_stream(eng, uuid, token, s, why),
         Ok(Some(at)) => eng.arm_taken(token, &mut s.deadlines, TimerKind::Starved, at),
         Ok(None) => {}
     }
     let tunnel = s.tunnel;
     let now = eng.now;
-    let result = match eng.conns.get_mut(tunnel) {
-        Some(Conn::Tunnel(t)) => {
-            let core = &mut t.core;
-            if let Some(kib) = s.acks.due() {
-                frame::encode_skb(&mut core.out, s.sid, kib);
+    let mut finished = false;
+    let result = match link_of(eng, &s, token) {
+        Some(link) => {
+            // What the socket took is acknowledged; the peer's EOF shuts
+            // the write side once the queue is empty.
+            let flushed = link.stream_flushed(s.sid, s.take_written(), s.held());
+            if flushed.shut_write {
+                s.transport.shutdown_write();
             }
-            pump_in(token, &mut s, core, now)
+            let pumped = pump_in(token, &mut s, link, now);
+            finished = flushed.finished || link.stream_flushed(s.sid, 0, s.held()).finished;
+            pumped
         }
-        _ => Err(ProtocolError::TunnelGone.into()),
+        // Retired by a graceful stop: only its queue is left to write.
+        None if s.stopping => Ok(Pumped::default()),
+        None => Err(ProtocolError::TunnelGone.into()),
     };
+    // Its tunnel may have chunks a pause kept for it, or streams to wake.
     eng.mark_dirty(tunnel);
     match result {
         Err(why) => return close_stream(eng, uuid, token, s, why),
@@ -167,7 +153,7 @@ pub fn drive_stream(
         Ok(p) if p.again => eng.mark_again(token),
         Ok(_) => {}
     }
-    if s.ends.is_finished() || (s.stopping && s.queued() == 0) {
+    if finished || (s.stopping && s.queued() == 0) {
         return close_stream(eng, uuid, token, s, Why::Done);
     }
     if s.idle_mark.is_none() && !s.connecting {
@@ -181,30 +167,27 @@ pub fn drive_stream(
 
 /// Closes a stream that is out of the slab: tells the peer, unlinks it.
 /// `uuid` is the one a refused request's page shows.
-pub fn close_stream(
-    eng: &mut Cx,
-    uuid: &str,
-    token: Token,
-    mut s: Stream,
-    why: Why,
-) -> Option<Conn> {
-    if let Some(Conn::Tunnel(t)) = eng.conns.get_mut(s.tunnel) {
-        if let Why::Refused(r) = &why {
-            refused_midstream(&mut t.core, &s, uuid, *r);
+pub fn close_stream(eng: &mut Cx, uuid: &str, token: Token, s: Stream, why: Why) -> Option<Conn> {
+    let page = match &why {
+        Why::Refused(r) => refused_page(&s, uuid, *r),
+        _ => None,
+    };
+    if let Some(link) = link_of(eng, &s, token) {
+        if let Some(page) = page {
+            link.send_page(s.sid, &page);
         }
-        retire(&mut s, &mut t.core, token);
+        link.close_stream(s.sid);
         eng.mark_dirty(s.tunnel);
     }
     log_stream_end(eng.now, token, &s, &why);
     None
 }
 
-pub(crate) fn retire(s: &mut Stream, core: &mut TunnelCore, token: Token) {
-    if let Some(eof) = s.ends.final_eof() {
-        frame::encode_eof(&mut core.out, s.sid, eof);
-    }
-    if core.streams.get(&s.sid) == Some(&token) {
-        core.streams.remove(&s.sid);
+/// Ends stream `s` on its tunnel (the peer gets its final EOF).
+pub(crate) fn retire(eng: &mut Cx, s: &Stream, token: Token) {
+    if let Some(link) = link_of(eng, s, token) {
+        link.close_stream(s.sid);
+        eng.mark_dirty(s.tunnel);
     }
 }
 
@@ -215,8 +198,8 @@ pub(crate) fn log_stream_end(now: Instant, token: Token, s: &Stream, why: &Why) 
         s.sid,
         s.label,
         why,
-        s.window.bytes_read(),
-        s.acks.bytes_written()
+        s.bytes_read,
+        s.bytes_written
     );
     // A peer can cause these at will: throttled, per kind.
     match why {
@@ -256,9 +239,7 @@ pub fn stream_shutdown(
     if s.queued() == 0 {
         return close_stream(eng, role.uuid(), token, s, Why::Stopping);
     }
-    if let Some(Conn::Tunnel(t)) = eng.conns.get_mut(s.tunnel) {
-        retire(&mut s, &mut t.core, token);
-    }
+    retire(eng, &s, token);
     Some(Conn::Stream(s))
 }
 

@@ -11,7 +11,7 @@ use log::warn;
 use crate::app::Role;
 use crate::conn::{Conn, Cx};
 use crate::engine::{TimerKey, unix_now};
-use crate::relay::{Phase, Side, tag};
+use crate::relay::{Link, Phase, Side, tag};
 use crate::status::{REFRESH, json_str, write_atomically};
 
 /// The status timer: write the file, and come back while streams run.
@@ -83,12 +83,12 @@ fn render(eng: &mut Cx, role: &mut Role, running: bool) -> (String, usize) {
         match eng.conns.get_mut(token) {
             Some(Conn::Stream(_)) => streams += 1,
             // A `--frontends` ping is not a tunnel.
-            Some(Conn::Tunnel(t)) if matches!(&t.core.side, Side::Backend(i) if i.is_probe()) => {}
+            Some(Conn::Tunnel(t)) if matches!(&t.side, Side::Backend(i) if i.is_probe()) => {}
             Some(Conn::Tunnel(t)) => {
-                let core = &t.core;
-                total_in = total_in.saturating_add(core.bytes_in);
-                total_out = total_out.saturating_add(core.bytes_out);
-                let (kites, frontend) = match &core.side {
+                let (bytes_in, bytes_out) = t.bytes();
+                total_in = total_in.saturating_add(bytes_in);
+                total_out = total_out.saturating_add(bytes_out);
+                let (kites, frontend) = match &t.side {
                     Side::Frontend(info) => (shown(info.kites()), None),
                     Side::Backend(info) => (
                         shown(info.live()),
@@ -98,20 +98,24 @@ fn render(eng: &mut Cx, role: &mut Role, running: bool) -> (String, usize) {
                         },
                     ),
                 };
-                let place = frontend.clone().unwrap_or_else(|| core.peer.to_string());
+                let place = frontend.clone().unwrap_or_else(|| t.peer.to_string());
                 for k in &kites {
                     live_kites.push((k.clone(), place.clone()));
                 }
-                let rtt = core.keepalive.rtt().map_or("null".to_string(), |d| {
-                    format!("{:.2}", d.as_secs_f64() * 1e3)
-                });
-                let up = core
+                let rtt = t
+                    .link
+                    .as_deref()
+                    .and_then(Link::rtt)
+                    .map_or("null".to_string(), |d| {
+                        format!("{:.2}", d.as_secs_f64() * 1e3)
+                    });
+                let up = t
                     .live_since
                     .map_or(0, |at| eng.now.saturating_duration_since(at).as_secs());
                 let mut entry = format!(
                     "{{\"id\": {}, \"peer\": {}, ",
                     json_str(&format!("t{}", tag(token))),
-                    json_str(&core.peer.to_string())
+                    json_str(&t.peer.to_string())
                 );
                 if let Some(fe) = &frontend {
                     let _ = write!(entry, "\"frontend\": {}, ", json_str(fe));
@@ -120,12 +124,12 @@ fn render(eng: &mut Cx, role: &mut Role, running: bool) -> (String, usize) {
                     entry,
                     "\"state\": \"{}\", \"tls\": {}, \"kites\": {}, \"streams\": {}, \
                      \"bytes_in\": {}, \"bytes_out\": {}, \"rtt_ms\": {rtt}, \"up_s\": {up}}}",
-                    phase_name(core.phase),
+                    phase_name(t.phase()),
                     t.transport.is_tls(),
                     json_list(&kites),
-                    core.streams.len(),
-                    core.bytes_in,
-                    core.bytes_out,
+                    t.stream_count(),
+                    bytes_in,
+                    bytes_out,
                 );
                 tunnels.push(entry);
             }

@@ -1,14 +1,12 @@
 //! One relayed connection's socket side: the public client on a frontend,
 //! the local server on a backend. A stream writes what the tunnel delivers
-//! (straight from the tunnel's buffer when the socket takes it, through the
+//! (straight from the tunnel's input when the socket takes it, through the
 //! backend's HTTP rewriter when there is one), keeps only what the socket
-//! doesn't take, counts what to acknowledge, and carries its flow window and
-//! half-close state. Reading its socket into the tunnel, and everything
-//! about tunnels, is `relay`'s.
+//! doesn't take and counts what it wrote. Its flow window, acknowledgements
+//! and half-close state are the tunnel core's (`proto::tunnel`); reading
+//! its socket into the tunnel, and everything about tunnels, is `relay`'s.
 
-use std::cell::Cell;
 use std::io::IoSlice;
-use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use log::warn;
@@ -17,10 +15,7 @@ use mio::Token;
 use crate::buf::{Buf, Pool};
 use crate::conns::tag;
 use crate::net::{Failure, Io};
-use crate::proto::flow::{AckCounter, RECEIVE_LIMIT, SendWindow};
-use crate::proto::frame::Eof;
 use crate::proto::http::RequestRewriter;
-use crate::proto::stream::Ends;
 use crate::timer::Deadlines;
 use crate::transport::Transport;
 use crate::why::Why;
@@ -40,12 +35,16 @@ pub struct Stream {
     pub connecting: bool,
     /// Received data the socket has not taken yet; none while idle.
     pub(crate) out: Option<Buf>,
-    pub window: SendWindow,
-    pub(crate) acks: AckCounter,
-    pub(crate) ack_queued: bool,
-    pub ends: Ends,
+    /// Bytes read from the socket into the tunnel so far.
+    pub(crate) bytes_read: u64,
+    /// Stream bytes written to the socket so far.
+    pub(crate) bytes_written: u64,
+    /// Of those, not yet reported to the tunnel core (which acknowledges).
+    unreported: usize,
+    /// Bytes written ahead of the stream data that are not stream data (a
+    /// CONNECT's 200, a PROXY header) and still to be written.
+    unacked_debt: usize,
     pub rewrite: Option<Box<RequestRewriter>>,
-    pub(crate) blocked: bool,
     pub(crate) stopping: bool,
     /// What this stream serves, for logs.
     pub label: String,
@@ -56,9 +55,6 @@ pub struct Stream {
     pub(crate) idle_mark: Option<u64>,
     /// Bytes the request guard holds, as counted in the buffer budget.
     guard_counted: usize,
-    /// Its tunnel's count of what its streams hold, and this stream's part.
-    pub(crate) tunnel_held: Option<Rc<Cell<usize>>>,
-    counted_in_tunnel: usize,
     /// Where its queue buffer comes from and its guard's bytes are counted.
     pool: Pool,
 }
@@ -66,9 +62,6 @@ pub struct Stream {
 impl Drop for Stream {
     fn drop(&mut self) {
         self.pool.count_held(self.guard_counted, 0);
-        if let Some(held) = &self.tunnel_held {
-            held.set(held.get().saturating_sub(self.counted_in_tunnel));
-        }
     }
 }
 
@@ -78,7 +71,6 @@ impl Stream {
         transport: Transport,
         tunnel: Token,
         sid: u32,
-        window: u64,
         label: String,
     ) -> Stream {
         Stream {
@@ -88,19 +80,16 @@ impl Stream {
             sid,
             connecting: false,
             out: None,
-            window: SendWindow::new(window),
-            acks: AckCounter::default(),
-            ack_queued: false,
-            ends: Ends::default(),
+            bytes_read: 0,
+            bytes_written: 0,
+            unreported: 0,
+            unacked_debt: 0,
             rewrite: None,
-            blocked: false,
             stopping: false,
             label,
             kite: None,
             idle_mark: None,
             guard_counted: 0,
-            tunnel_held: None,
-            counted_in_tunnel: 0,
             pool: pool.clone(),
         }
     }
@@ -111,16 +100,27 @@ impl Stream {
         if bytes.is_empty() {
             return;
         }
-        let written = self.acks.bytes_written();
-        if !self.write_or_queue(bytes) {
-            return;
-        }
-        self.acks.forget(self.acks.bytes_written() - written);
+        self.unacked_debt += bytes.len();
+        let _ = self.write_or_queue(bytes);
+    }
+
+    /// `n` bytes went to the socket: stream data once the bytes that are
+    /// not (see [`push_unacked`](Self::push_unacked)) are out.
+    fn on_written(&mut self, n: usize) {
+        let debt = n.min(self.unacked_debt);
+        self.unacked_debt -= debt;
+        self.bytes_written += (n - debt) as u64;
+        self.unreported += n - debt;
+    }
+
+    /// Stream bytes written since the last call, for the tunnel core.
+    pub(crate) fn take_written(&mut self) -> usize {
+        std::mem::take(&mut self.unreported)
     }
 
     /// Bytes moved either way so far: what the idle timer watches.
     pub(crate) fn traffic(&self) -> u64 {
-        self.window.bytes_read() + self.acks.bytes_written()
+        self.bytes_read + self.bytes_written
     }
 
     /// Counts what the request guard holds (a partial head, bytes waiting
@@ -133,13 +133,10 @@ impl Stream {
         }
     }
 
-    /// Brings its tunnel's count of what its streams hold up to date.
-    pub(crate) fn sync_held(&mut self) {
-        let now = self.queued() + self.guard_counted;
-        if let Some(held) = &self.tunnel_held {
-            held.set(held.get().saturating_sub(self.counted_in_tunnel) + now);
-            self.counted_in_tunnel = now;
-        }
+    /// What it holds for its socket, the request guard's bytes included:
+    /// what its tunnel's share of the budget counts.
+    pub(crate) fn held(&self) -> usize {
+        self.queued() + self.guard_counted
     }
 
     /// Puts the request guard in place (it may already hold a partial head).
@@ -183,7 +180,7 @@ impl Stream {
                 let count = rest.len().min(RUN);
                 match self.transport.write_vectored(&slices[..count]) {
                     Io::Done(mut n) => {
-                        self.acks.on_written(n);
+                        self.on_written(n);
                         // Step over what was written.
                         while let Some(piece) = pieces.get(first) {
                             let left = piece.len() - skip;
@@ -219,7 +216,7 @@ impl Stream {
     /// Data from the tunnel for this stream's socket (through the HTTP
     /// rewriter on backend streams).
     pub(crate) fn deliver(&mut self, bodies: &[&[u8]]) -> Result<(), Why> {
-        if !self.ends.is_writing() || bodies.iter().all(|b| b.is_empty()) {
+        if bodies.iter().all(|b| b.is_empty()) {
             return Ok(());
         }
         let mut ok = true;
@@ -247,9 +244,6 @@ impl Stream {
         if !ok {
             return Err(Why::Failed(Failure(std::io::ErrorKind::BrokenPipe, 0)));
         }
-        if self.queued() > RECEIVE_LIMIT {
-            return Err(Why::Overrun(self.queued()));
-        }
         Ok(())
     }
 
@@ -276,22 +270,17 @@ impl Stream {
         Ok(())
     }
 
-    /// The peer's EOF flags; true if the stream has something to act on.
-    pub(crate) fn peer_eof(&mut self, eof: Eof) -> bool {
-        let effect = self.ends.peer_eof(eof);
-        if effect.shut_when_drained {
-            // A request head cut short by the visitor's EOF was never
-            // judged: it is dropped.
-            if let Some(rewriter) = self.rewrite.as_mut() {
-                rewriter.flush();
-            }
-            self.recount_guard();
+    /// The peer is done sending: a request head cut short by the visitor's
+    /// EOF was never judged, and is dropped.
+    pub(crate) fn peer_done(&mut self) {
+        if let Some(rewriter) = self.rewrite.as_mut() {
+            rewriter.flush();
         }
-        effect.stop_reading || effect.shut_when_drained
+        self.recount_guard();
     }
 
-    /// Writes queued data; frees the buffer once empty; shuts the write side
-    /// if the peer is done sending. Err on socket failure; `Ok(Some(at))`
+    /// Writes queued data; frees the buffer once empty (shutting the write
+    /// side is the caller's, when the core says so). Err on socket failure; `Ok(Some(at))`
     /// when the kernel was short of memory (ENOBUFS/ENOMEM): the caller arms
     /// the `Starved` timer for `at` and the write is retried then.
     pub(crate) fn flush(&mut self, now: Instant) -> Result<Option<Instant>, Why> {
@@ -314,7 +303,7 @@ impl Stream {
             match self.transport.write(out.data()) {
                 Io::Done(n) => {
                     out.consume(n);
-                    self.acks.on_written(n);
+                    self.on_written(n);
                 }
                 other => {
                     if let Some(at) = self.check(now, other)? {
@@ -323,9 +312,6 @@ impl Stream {
                     break;
                 }
             }
-        }
-        if self.out.is_none() && self.ends.drained() {
-            self.transport.shutdown_write();
         }
         Ok(None)
     }

@@ -1,30 +1,26 @@
-//! A tunnel's data: its socket, buffers, phase, the map of its streams and
-//! each role's bookkeeping of it (kites, session ids, slot). The types only,
-//! with the few methods that read nothing but themselves: what a tunnel does
-//! is `relay`'s (the pump) and the roles' (handshakes, kites). Nothing here
-//! names the reactor or a role's logic, so every layer above can use it.
+//! A tunnel's data: its socket, its handshake buffers, the sans-IO tunnel
+//! core ([`crate::proto::tunnel::Tunnel`]) once the tunnel request is out,
+//! and each role's bookkeeping of it (kites, session ids, slot). The types
+//! only, with the few methods that read nothing but themselves: what a
+//! tunnel does is `relay`'s (the pump) and the roles' (handshakes, kites).
+//! Nothing here names the reactor or a role's logic, so every layer above
+//! can use it.
 
-use std::cell::Cell;
-use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::rc::Rc;
 use std::time::Instant;
 
 use mio::Token;
 
 use crate::buf::{Buf, Pool};
 use crate::proto::handshake::Prefix;
-use crate::proto::keepalive::Keepalive;
 use crate::proto::kite::KiteKey;
+use crate::proto::tunnel as core;
 use crate::timer::Deadlines;
 use crate::transport::Transport;
 use crate::why::Why;
 
-/// A tunnel's input buffer holds a couple of ordinary chunks; it grows (up
-/// to the largest chunk a peer may send) only for a bigger one.
-pub(crate) const TUNNEL_IN: usize = 34 * 1024;
-/// A tunnel's output buffer between bursts; a burst may grow it.
-pub(crate) const TUNNEL_OUT: usize = 32 * 1024;
+/// The core as this program uses it: streams are known by their token.
+pub type Link = core::Tunnel<Token>;
 
 /// Where a tunnel is in its life.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -47,47 +43,63 @@ pub enum Side {
     Backend(BackendTunnel),
 }
 
+impl Side {
+    fn has_kites(&self) -> bool {
+        match self {
+            Side::Frontend(info) => !info.kites.is_empty(),
+            Side::Backend(info) => !info.live.is_empty(),
+        }
+    }
+}
+
+/// What a tunnel's core buffers hold, counted in `--buffers` like any
+/// `Buf` (the core's queues are its own); uncounted when dropped.
+pub struct Counted {
+    pool: Pool,
+    bytes: usize,
+}
+
+impl Counted {
+    pub fn new(pool: &Pool) -> Counted {
+        Counted {
+            pool: pool.clone(),
+            bytes: 0,
+        }
+    }
+
+    pub fn set(&mut self, bytes: usize) {
+        if bytes != self.bytes {
+            self.pool.count_held(self.bytes, bytes);
+            self.bytes = bytes;
+        }
+    }
+}
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        self.pool.count_held(self.bytes, 0);
+    }
+}
+
 pub struct Tunnel {
     pub transport: Transport,
     pub deadlines: Deadlines,
-    /// Received bytes not yet decoded.
-    pub inb: Buf,
-    pub core: TunnelCore,
-}
-
-/// The tunnel minus its input buffer, so frames borrowed from the input can
-/// be handled with the rest of the tunnel mutable.
-pub struct TunnelCore {
     pub peer: SocketAddr,
-    pub phase: Phase,
+    /// The phase before the core exists (dialing, a proxy's CONNECT, a
+    /// `--frontends` ping); with a core, its phase counts.
+    pub pre: Phase,
+    /// Handshake bytes read before the core took over.
+    pub inb: Buf,
+    /// Handshake bytes to write before the core's (a `CONNECT` line).
     pub out: Buf,
-    pub streams: HashMap<u32, Token>,
-    /// Streams waiting for room in `out`.
-    pub(crate) blocked: Vec<Token>,
-    /// Streams written to in this batch that may owe an SKB.
-    pub(crate) acks: Vec<Token>,
-    pub keepalive: Keepalive,
+    /// The tunnel proper, from the tunnel request (backend) or its
+    /// acceptance (frontend) on.
+    pub link: Option<Box<Link>>,
     pub side: Side,
-    pub bytes_in: u64,
-    pub bytes_out: u64,
     /// When the tunnel went live (for the status file's uptime).
     pub live_since: Option<Instant>,
-    /// Bytes its streams hold for their sockets, shared with each stream
-    /// (single-threaded), so a tunnel can be held to its share of `--buffers`.
-    pub held: Rc<Cell<usize>>,
-    /// Reading from the peer is paused until its streams drain.
-    pub paused: bool,
-}
-
-impl TunnelCore {
-    /// True once at least one kite is live on this tunnel.
-    pub fn is_serving(&self) -> bool {
-        self.phase == Phase::Live
-            && match &self.side {
-                Side::Frontend(info) => info.has_kites(),
-                Side::Backend(info) => info.has_kites(),
-            }
-    }
+    /// The core's buffers as counted in the pool.
+    pub counted: Counted,
 }
 
 impl Tunnel {
@@ -111,30 +123,46 @@ impl Tunnel {
         pool: &Pool,
         transport: Transport,
         peer: SocketAddr,
-        phase: Phase,
+        pre: Phase,
         side: Side,
-        keepalive: Keepalive,
+        link: Option<Box<Link>>,
     ) -> Tunnel {
         Tunnel {
             transport,
             deadlines: Deadlines::default(),
-            inb: Buf::uncounted(TUNNEL_IN),
-            core: TunnelCore {
-                peer,
-                phase,
-                out: pool.buf(TUNNEL_OUT),
-                streams: HashMap::new(),
-                blocked: Vec::new(),
-                acks: Vec::new(),
-                keepalive,
-                side,
-                bytes_in: 0,
-                bytes_out: 0,
-                live_since: None,
-                held: Rc::new(Cell::new(0)),
-                paused: false,
-            },
+            peer,
+            pre,
+            inb: Buf::uncounted(0),
+            out: Buf::uncounted(0),
+            link,
+            side,
+            live_since: None,
+            counted: Counted::new(pool),
         }
+    }
+
+    /// Where the tunnel is: its core's phase once it has one.
+    pub fn phase(&self) -> Phase {
+        match self.link.as_deref().map(Link::phase) {
+            None => self.pre,
+            Some(core::Phase::AwaitingReply) => Phase::AwaitingReply,
+            Some(core::Phase::Live) => Phase::Live,
+            Some(core::Phase::Closing | core::Phase::Closed(_)) => Phase::Closing,
+        }
+    }
+
+    /// True once at least one kite is live on this tunnel.
+    pub fn is_serving(&self) -> bool {
+        self.phase() == Phase::Live && self.side.has_kites()
+    }
+
+    /// Bytes received and sent so far.
+    pub fn bytes(&self) -> (u64, u64) {
+        self.link.as_deref().map_or((0, 0), Link::bytes)
+    }
+
+    pub fn stream_count(&self) -> usize {
+        self.link.as_deref().map_or(0, Link::stream_count)
     }
 }
 

@@ -379,6 +379,12 @@ impl<H: Copy> Tunnel<H> {
         (self.core.bytes_in, self.core.bytes_out)
     }
 
+    /// What the output buffer holds in memory (the reactor counts it in
+    /// its buffer budget; the input, as before the core, is not counted).
+    pub fn out_capacity(&self) -> usize {
+        self.core.out.capacity()
+    }
+
     /// The round trip of the latest answered PING.
     pub fn rtt(&self) -> Option<Duration> {
         self.core.keepalive.rtt()
@@ -402,6 +408,11 @@ impl<H: Copy> Tunnel<H> {
     /// The handles of the open streams.
     pub fn handles(&self) -> impl Iterator<Item = (u32, H)> + '_ {
         self.core.streams.iter().map(|(sid, s)| (*sid, s.handle))
+    }
+
+    /// The handle of stream `sid`, if it is open.
+    pub fn handle_of(&self, sid: u32) -> Option<H> {
+        self.core.streams.get(&sid).map(|s| s.handle)
     }
 
     pub fn stream(&self, sid: u32) -> Option<StreamInfo> {
