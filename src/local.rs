@@ -177,7 +177,7 @@ pub fn open_stream(eng: &mut Cx, be: &mut State, token: Token, f: &NewStream<'_>
             None => s.queue_first(st, f.body),
         }
         s.set_guard(rewrite);
-        queued = s.held();
+        queued = s.queued();
     }
     if service.builtin {
         eng.mark_dirty(st);

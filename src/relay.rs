@@ -12,7 +12,7 @@
 use std::net::{Shutdown, SocketAddr};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use log::{debug, info, trace};
+use log::{debug, info};
 use mio::Token;
 
 use crate::buf::Buf;
@@ -210,7 +210,7 @@ impl Sink<Token> for Pump<'_> {
         };
         let delivered = s.deliver(bodies);
         let written = s.take_written();
-        let queued = s.held();
+        let queued = s.queued();
         let fault = match delivered {
             Ok(()) => None,
             Err(Why::Refused(r)) => {
@@ -448,7 +448,7 @@ fn drain_events(
                     log_stream_end(eng.now, handle, &s, &why);
                 }
             }
-            Event::Pong { rtt } => trace!("[t{}] PONG, rtt {rtt:?}", tag(token)),
+            Event::Pong { rtt } => debug!("[t{}] PONG, round trip {rtt:?}", tag(token)),
             Event::Closed(reason) => closed = Some(reason),
         }
     }

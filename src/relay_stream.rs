@@ -128,12 +128,12 @@ pub fn drive_stream(
         Some(link) => {
             // What the socket took is acknowledged; the peer's EOF shuts
             // the write side once the queue is empty.
-            let flushed = link.stream_flushed(s.sid, s.take_written(), s.held());
+            let flushed = link.stream_flushed(s.sid, s.take_written(), s.queued());
             if flushed.shut_write {
                 s.transport.shutdown_write();
             }
             let pumped = pump_in(token, &mut s, link, now);
-            finished = flushed.finished || link.stream_flushed(s.sid, 0, s.held()).finished;
+            finished = flushed.finished || link.stream_flushed(s.sid, 0, s.queued()).finished;
             pumped
         }
         // Retired by a graceful stop: only its queue is left to write.

@@ -133,12 +133,6 @@ impl Stream {
         }
     }
 
-    /// What it holds for its socket, the request guard's bytes included:
-    /// what its tunnel's share of the budget counts.
-    pub(crate) fn held(&self) -> usize {
-        self.queued() + self.guard_counted
-    }
-
     /// Puts the request guard in place (it may already hold a partial head).
     pub fn set_guard(&mut self, guard: Option<Box<RequestRewriter>>) {
         self.rewrite = guard;
