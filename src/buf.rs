@@ -293,7 +293,16 @@ impl Buf {
         if self.data.len() - self.tail < n {
             let want = (self.tail + n).max(self.data.len() * 2);
             self.account_more(want - self.data.len());
-            self.data.resize(want, 0);
+            // A fresh zeroed allocation (pages the kernel zeroes lazily) and
+            // one copy of the data beat growing in place, which writes every
+            // new byte (byte by byte at opt-level "z"): a stream queue that
+            // drains and refills regrows to megabytes each time.
+            let mut grown = vec![0; want];
+            if let (Some(dst), Some(src)) = (grown.get_mut(..self.tail), self.data.get(..self.tail))
+            {
+                dst.copy_from_slice(src);
+            }
+            self.data = grown;
         }
     }
 
