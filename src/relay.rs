@@ -31,7 +31,6 @@ pub use crate::relay_stream::{
 pub use crate::stream::Stream;
 use crate::transport::Transport;
 
-pub use crate::proto::tunnel::CHUNK_BODY;
 /// Bytes read per socket per drive before others get a turn.
 pub(crate) const READ_BUDGET: usize = 256 * 1024;
 /// The part of a frontend's `--buffers` one tunnel's streams may fill before
