@@ -385,11 +385,10 @@ fn open_beneath(root: &Path, target: &Path) -> io::Result<File> {
     let rel = target
         .strip_prefix(&root)
         .map_err(|_| io::Error::from(io::ErrorKind::PermissionDenied))?;
-    let rel = if rel.as_os_str().is_empty() {
-        Path::new(".")
-    } else {
-        rel
-    };
+    if rel.as_os_str().is_empty() {
+        // The root itself (a single shared file): nothing to resolve.
+        return File::open(&root);
+    }
     let rel = std::ffi::CString::new(rel.as_os_str().as_bytes())?;
     let dir = File::open(&root)?;
     // SAFETY: open_how is plain data; all-zero is its documented default.
