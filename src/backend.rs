@@ -13,6 +13,7 @@ use log::{Level, debug, error, info, warn};
 use mio::net::TcpStream;
 use mio::{Registry, Token};
 
+use crate::addrwatch::AddrWatch;
 use crate::config::{BackendSettings, ServiceKite};
 use crate::conn::{AppTimer, Conn, Cx};
 use crate::engine::{Fatal, TimerKind};
@@ -41,7 +42,7 @@ pub use crate::tunnel::BackendTunnel as TunnelInfo;
 
 #[path = "backend_control.rs"]
 mod control;
-pub use control::{frontend_name, reconnect_now, reload};
+pub use control::{frontend_name, on_addresses, reconnect_now, reload};
 #[path = "fleet.rs"]
 mod fleet;
 pub(crate) use fleet::status as fleet_status;
@@ -62,6 +63,9 @@ pub struct State {
     resolver: Resolver,
     pub(crate) uuid: String,
     stopped: bool,
+    /// The watch on this host's addresses (see `addrwatch`), if netlink is
+    /// to be had.
+    watch: Option<Token>,
     /// `--frontends=N:NAME:PORT`: the relays measured and chosen.
     fleet: Option<fleet::Fleet>,
 }
@@ -162,6 +166,7 @@ impl State {
             resolver,
             uuid: random::hex(20),
             stopped: false,
+            watch: None,
             fleet: fleet::Fleet::new(&config),
             settings: config,
         })
@@ -211,12 +216,20 @@ pub(crate) fn streams_open(eng: &Cx, be: &State) -> usize {
         .iter()
         .filter(|s| matches!(s.state, SlotState::Connected(_)))
         .count()
-        + be.fleet.as_ref().map_or(0, fleet::Fleet::probes);
+        + be.fleet.as_ref().map_or(0, fleet::Fleet::probes)
+        + usize::from(be.watch.is_some());
     eng.conns.len().saturating_sub(tunnels)
 }
 
 /// Dials every frontend.
 pub fn start(eng: &mut Cx, be: &mut State) {
+    be.watch = match AddrWatch::open() {
+        Ok(watch) => eng.add(watch, |w, _| Conn::AddrWatch(w)).ok(),
+        Err(e) => {
+            debug!("no watch on the host's addresses ({e}): SIGUSR1 and keepalives only");
+            None
+        }
+    };
     let count = be.slots.len();
     for slot in 0..count {
         dial(eng, be, slot);
