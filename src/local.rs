@@ -10,6 +10,7 @@
 use std::net::IpAddr;
 
 use crate::logging::Noise;
+use crate::net::Socket;
 use log::Level;
 use log::{debug, warn};
 use mio::Token;
@@ -122,9 +123,9 @@ pub fn open_stream(
             port: service.id.port.unwrap_or(80),
             indexes: options.indexes.unwrap_or(be.settings().web.indexes),
         };
-        crate::webserve::open(eng, site, &label)
+        crate::webserve::open(eng, site, &label).map(Socket::Unix)
     } else {
-        TcpStream::connect(local)
+        TcpStream::connect(local).map(Socket::Tcp)
     };
     let sock = match connected {
         Ok(sock) => sock,
@@ -141,8 +142,8 @@ pub fn open_stream(
             return unavailable(eng, core, sid, &proto, &host, &uuid);
         }
     };
-    if !service.builtin {
-        let _ = sock.set_nodelay(true);
+    if let Socket::Tcp(tcp) = &sock {
+        let _ = tcp.set_nodelay(true);
     }
     let rport = f
         .rport

@@ -13,7 +13,7 @@
 use std::ffi::OsStr;
 use std::fs::File;
 use std::io::{self, Read};
-use std::os::fd::{FromRawFd, IntoRawFd};
+use std::os::fd::FromRawFd;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::net::UnixStream as StdUnixStream;
 use std::path::{Path, PathBuf};
@@ -21,7 +21,7 @@ use std::time::UNIX_EPOCH;
 
 use log::{Level, debug};
 use mio::Token;
-use mio::net::{TcpStream, UnixStream};
+use mio::net::UnixStream;
 
 use crate::conn::{Conn, Cx};
 pub use crate::conn::{Site, WebConn};
@@ -40,16 +40,13 @@ const ROUNDS: usize = 16;
 /// A listing shows at most this many entries.
 const MAX_LISTED: usize = 10_000;
 
-/// A socket pair for a built-in kite's stream: the stream's end (as the
-/// `TcpStream` its transport takes; a Unix socket reads, writes and shuts
-/// down the same way) and the server's end, in the reactor's table.
-pub fn open(eng: &mut Cx, site: Site, label: &str) -> io::Result<TcpStream> {
+/// A socket pair for a built-in kite's stream: the stream's end (returned,
+/// for the stream's transport) and the server's end, in the reactor's
+/// table.
+pub fn open(eng: &mut Cx, site: Site, label: &str) -> io::Result<UnixStream> {
     let (stream_end, server_end) = StdUnixStream::pair()?;
     stream_end.set_nonblocking(true)?;
     server_end.set_nonblocking(true)?;
-    // SAFETY: the descriptor was just taken from a socket we own and is
-    // owned by the new value alone.
-    let stream_end = unsafe { std::net::TcpStream::from_raw_fd(stream_end.into_raw_fd()) };
     let site = Box::new(site);
     let label = label.to_string();
     eng.add(UnixStream::from_std(server_end), move |sock, _| {
@@ -70,7 +67,7 @@ pub fn open(eng: &mut Cx, site: Site, label: &str) -> io::Result<TcpStream> {
             label,
         }))
     })?;
-    Ok(TcpStream::from_std(stream_end))
+    Ok(UnixStream::from_std(stream_end))
 }
 
 /// Drives one built-in server connection; `None` when it is finished.
