@@ -179,7 +179,7 @@ pub fn reload(eng: &mut Cx, be: &mut State, new: &BackendSettings) -> Result<(),
     be.options = options;
     be.tls = tls;
 
-    reload_frontends(eng, be, &new.frontends);
+    reload_frontends(eng, be, &via_proxy::plain_frontends(new));
     fleet::reload(eng, be, new);
 
     let live: Vec<(usize, Token)> = Some(&*be)

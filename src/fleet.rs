@@ -77,6 +77,11 @@ pub(super) struct Fleet {
 
 impl Fleet {
     pub(super) fn new(config: &BackendSettings) -> Option<Fleet> {
+        if !crate::proto::proxy::pings_frontends(&config.proxies) {
+            // --torify: no pings (they would leave Tor); NAME is dialed as
+            // a plain frontend (`via_proxy::plain_frontends`).
+            return None;
+        }
         let spec = config.frontend_pool.as_ref()?;
         Some(Fleet {
             name: spec.name.clone(),
@@ -603,7 +608,7 @@ pub(super) fn tunnel_failed(eng: &mut Cx, be: &mut State, slot: usize) {
 pub(super) fn reload(eng: &mut Cx, be: &mut State, new: &BackendSettings) {
     let unchanged = match &be.fleet {
         Some(f) => f.same_spec(new),
-        None => new.frontend_pool.is_none(),
+        None => Fleet::new(new).is_none(),
     };
     if unchanged {
         return;

@@ -68,7 +68,7 @@ pub fn drive_tunnel(
     mut t: Box<Tunnel>,
 ) -> Option<Conn> {
     let result = match t.core.phase {
-        Phase::Dialing | Phase::ProxyConnect | Phase::AwaitingReply => {
+        Phase::Dialing | Phase::Proxy | Phase::ProxyConnect | Phase::AwaitingReply => {
             role.handshake(eng, token, &mut t)
         }
         _ => Ok(()),

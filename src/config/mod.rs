@@ -21,6 +21,7 @@ mod files;
 mod flags;
 #[doc(hidden)]
 pub mod offline;
+mod proxies;
 mod roles;
 pub mod service;
 mod settings;
@@ -314,6 +315,7 @@ fn parse_expanded(argv: &[String], expanded: &files::Expanded) -> Result<Parsed,
         kitename,
         kitesecret: default_secret,
         dyndns: front.dyndns,
+        proxies: proxies::chain(&m)?,
     };
     let common = Common {
         keepalive,
@@ -535,6 +537,7 @@ fn parse_client(m: &getopts::Matches, relay: &str) -> Result<ClientSettings, Con
         target,
         tls,
         ca_certs: last(m, "ca_certs"),
+        proxies: proxies::chain(m)?,
     })
 }
 
