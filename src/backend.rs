@@ -307,11 +307,15 @@ fn connect(eng: &mut Cx, be: &mut State, slot: usize, addr: SocketAddr) {
     let sock = match TcpStream::connect(addr) {
         Ok(sock) => sock,
         Err(e) => {
+            let what = match be.settings.proxies.first() {
+                Some(first) => format!("proxy 1 ({first}) at {addr}"),
+                None => addr.to_string(),
+            };
             return retry_later(
                 eng,
                 be,
                 slot,
-                &format!("cannot connect to {addr}: {e}"),
+                &format!("cannot connect to {what}: {e}"),
                 kind(&e),
                 false,
             );

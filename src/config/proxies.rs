@@ -72,6 +72,31 @@ mod tests {
     }
 
     #[test]
+    fn settings_write_the_chain_back_in_order() {
+        let args: Vec<String> = [
+            "--frontend=127.0.0.1:9",
+            "--service_on=http:a.example:127.0.0.1:80:s",
+            "--socksify=127.0.0.1:1080",
+            "--noproxy",
+            "--proxy=http://u:p@127.0.0.1:3128/",
+            "--settings",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        let Ok(Parsed::Settings(text)) = parse(&args) else {
+            panic!("--settings");
+        };
+        assert!(
+            text.contains(
+                "##[ Proxy-chain settings ]##\nsocksify = 127.0.0.1:1080\nnoproxy\n\
+                 proxy = http://u:p@127.0.0.1:3128/\n"
+            ),
+            "{text}"
+        );
+    }
+
+    #[test]
     fn a_bad_proxy_names_its_flag() {
         let args: Vec<String> = [
             "--frontend=127.0.0.1:9",

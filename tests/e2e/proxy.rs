@@ -1,7 +1,8 @@
 //! Outbound proxies (issue 13, item 1), end to end: an rkite backend reaches its rkite
 //! frontend through Debian's `tinyproxy` (HTTP CONNECT, with Basic auth too, plain and
 //! CONNECT+TLS tunnels) and `microsocks` (SOCKS5, with and without user/password), each
-//! started here on loopback with its own port; a wrong SOCKS password is refused with a
+//! started here on loopback with its own port, and direct TLS (`--fe_nocertcheck`)
+//! through microsocks; a wrong SOCKS password is refused with a
 //! clear logged reason and retried with back-off; a proxy killed under a live tunnel ends
 //! in a reconnect once it is back; `--torify` hands the frontend's name to the proxy (a
 //! scripted SOCKS5 server records it; the name is `.invalid`, so a local look-up could
@@ -217,6 +218,60 @@ fn backend_through_microsocks_with_auth_and_a_wrong_password() {
     // Retried with back-off: a second attempt fails the same way (a debug line).
     bad.wait_for_count("tunnel closed: proxy 1 (socks5://kiteuser@", 2, T);
     assert!(!bad.contains("open@"), "the password is never logged");
+}
+
+#[test]
+fn backend_through_microsocks_with_direct_tls_to_the_frontend() {
+    if !util::require_peer("microsocks") || !util::require_peer(OPENSSL) {
+        return;
+    }
+    let cert = pki().leaf(&["fe.example.test"]);
+    let (port, fe, origin) = relay(&[
+        &endpoint("fe.example.test", &cert),
+        "--tls_default=fe.example.test",
+    ]);
+    let socks_port = free_port();
+    let proxy = microsocks(socks_port, None);
+    let be = backend(
+        port,
+        &[kite("http", "msdirect.example.test", origin.port(), SECRET)],
+        &[
+            &format!("--socksify=127.0.0.1:{socks_port}"),
+            "--fe_nocertcheck",
+        ],
+    );
+    live(&be, "http:msdirect.example.test");
+    live(&fe, "http:msdirect.example.test");
+    serves(port, "msdirect.example.test");
+    proxy.wait_for(&format!("connected to 127.0.0.1:{port}"), T);
+    be.wait_for("connected (TLS), sent the tunnel request", T);
+}
+
+#[test]
+fn backend_through_a_chain_of_microsocks_then_tinyproxy() {
+    if !util::require_peer("microsocks") || !util::require_peer("tinyproxy") {
+        return;
+    }
+    let (port, fe, origin) = relay(&[]);
+    let (http_port, http_proxy) = tinyproxy(port, None);
+    let socks_port = free_port();
+    let socks = microsocks(socks_port, None);
+    // The first hop (SOCKS5) is asked for the second (HTTP), which is asked for the
+    // frontend.
+    let be = backend(
+        port,
+        &[kite("http", "chain.example.test", origin.port(), SECRET)],
+        &[
+            &format!("--socksify=127.0.0.1:{socks_port}"),
+            &format!("--proxy=http://127.0.0.1:{http_port}/"),
+        ],
+    );
+    live(&be, "http:chain.example.test");
+    live(&fe, "http:chain.example.test");
+    serves(port, "chain.example.test");
+    socks.wait_for(&format!("connected to 127.0.0.1:{http_port}"), T);
+    http_proxy.wait_for("Established connection to host \"127.0.0.1\"", T);
+    be.wait_for("through 2 proxy hop(s)", T);
 }
 
 /// A one-connection-at-a-time SOCKS5 server (no auth) that records each CONNECT's
