@@ -6,10 +6,12 @@
 //! tunnel's buffers, and words failures with the hop that failed.
 //!
 //! The frontend's name (or IP literal) is what the last proxy is asked
-//! for: a backend with a proxy chain never looks frontend names up itself
-//! (SocksiPy's remote-DNS default, and the only safe way with Tor). With
-//! `--torify` the `--frontends` pool is not pinged either: its NAME is
-//! dialed through the chain as a plain frontend.
+//! for: a backend with a proxy chain never looks `--frontend` names up
+//! itself (SocksiPy's remote-DNS default, and the only safe way with Tor).
+//! A `--frontends` pool's addresses are pinged through the chain, as
+//! pagekite.py does; with `--torify` (no pings, no look-ups) or a first
+//! proxy known only by name (a ping can't wait for a look-up) the pool's
+//! NAME is dialed through the chain as a plain frontend instead.
 
 use super::*;
 use crate::proto::proxy::{self, ChainHandshake, Progress, ProxySpec, Target};
@@ -57,11 +59,38 @@ pub(super) fn handshake(
 pub(super) fn plain_frontends(config: &BackendSettings) -> Vec<(String, u16)> {
     let mut list = config.frontends.clone();
     if let Some(pool) = &config.frontend_pool {
-        if !proxy::pings_frontends(&config.proxies) {
+        if !fleet_pings(&config.proxies) {
             list.push((pool.name.clone(), pool.port));
         }
     }
     list
+}
+
+/// Whether a `--frontends` pool is pinged (and chosen from) with this
+/// chain: not through Tor, and only with a first proxy given by address.
+pub(super) fn fleet_pings(chain: &[ProxySpec]) -> bool {
+    proxy::pings_frontends(chain)
+        && chain
+            .first()
+            .is_none_or(|first| first.host.parse::<IpAddr>().is_ok())
+}
+
+/// Where a ping of the pool address `addr` connects, and the chain's
+/// handshake to reach `addr` from there (None: directly).
+pub(super) fn probe_route(
+    chain: &[ProxySpec],
+    addr: SocketAddr,
+) -> (SocketAddr, Option<Box<ChainHandshake>>) {
+    let first = chain
+        .first()
+        .and_then(|p| Some(SocketAddr::new(p.host.parse::<IpAddr>().ok()?, p.port)));
+    match first {
+        Some(proxy) => (
+            proxy,
+            ChainHandshake::new(chain, Target::Addr(addr)).map(Box::new),
+        ),
+        None => (addr, None),
+    }
 }
 
 fn failed(be: &State, hop: usize, fault: ProxyFault) -> Why {

@@ -6,7 +6,8 @@
 //! clear logged reason and retried with back-off; a proxy killed under a live tunnel ends
 //! in a reconnect once it is back; `--torify` hands the frontend's name to the proxy (a
 //! scripted SOCKS5 server records it; the name is `.invalid`, so a local look-up could
-//! never have found it); and `rkite --connect` reaches a raw kite through microsocks.
+//! never have found it); a `--frontends` pool is pinged through the proxy; and
+//! `rkite --connect` reaches a raw kite through microsocks.
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
@@ -272,6 +273,30 @@ fn backend_through_a_chain_of_microsocks_then_tinyproxy() {
     socks.wait_for(&format!("connected to 127.0.0.1:{http_port}"), T);
     http_proxy.wait_for("Established connection to host \"127.0.0.1\"", T);
     be.wait_for("through 2 proxy hop(s)", T);
+}
+
+#[test]
+fn frontends_pool_is_pinged_through_the_proxy() {
+    if !util::require_peer("microsocks") {
+        return;
+    }
+    let (port, fe, origin) = relay(&[]);
+    let socks_port = free_port();
+    let proxy = microsocks(socks_port, None);
+    let be = util::rkite(&[
+        &format!("--frontends=1:127.0.0.1:{port}"),
+        &format!(
+            "--service_on={}",
+            kite("http", "pool.example.test", origin.port(), SECRET)
+        ),
+        &format!("--socksify=127.0.0.1:{socks_port}"),
+    ]);
+    live(&be, "http:pool.example.test");
+    live(&fe, "http:pool.example.test");
+    serves(port, "pool.example.test");
+    be.wait_for(&format!("fleet: 127.0.0.1:{port} answered"), T);
+    // The ping and the tunnel both went through microsocks, as pagekite.py's do.
+    proxy.wait_for_count(&format!("connected to 127.0.0.1:{port}"), 2, T);
 }
 
 /// A one-connection-at-a-time SOCKS5 server (no auth) that records each CONNECT's
