@@ -175,6 +175,10 @@ pub fn reload(eng: &mut Cx, be: &mut State, new: &BackendSettings) -> Result<(),
         .enumerate()
         .map(|(i, k)| (key(k), i))
         .collect();
+    if new.proxies != be.settings.proxies {
+        // Like the TLS settings: live tunnels keep the way they came.
+        info!("the new proxy chain (--proxy) is used from the next connection");
+    }
     be.settings = new.clone();
     be.options = options;
     be.tls = tls;

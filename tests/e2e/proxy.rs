@@ -299,6 +299,43 @@ fn frontends_pool_is_pinged_through_the_proxy() {
     proxy.wait_for_count(&format!("connected to 127.0.0.1:{port}"), 2, T);
 }
 
+#[test]
+fn sighup_with_a_new_proxy_chain_uses_it_from_the_next_connection() {
+    if !util::require_peer("microsocks") {
+        return;
+    }
+    let (port, fe, origin) = relay(&[]);
+    let (old_port, new_port) = (free_port(), free_port());
+    let old = microsocks(old_port, None);
+    let new = microsocks(new_port, None);
+    let rc = util::temp_dir("proxy-rc").join("backend.rc");
+    let write_rc = |proxy: u16| {
+        let kite = kite("http", "hup.example.test", origin.port(), SECRET);
+        let text = format!(
+            "frontend = 127.0.0.1:{port}\nservice_on = {kite}\nsocksify = 127.0.0.1:{proxy}\n"
+        );
+        std::fs::write(&rc, text).expect("write rc");
+    };
+    write_rc(old_port);
+    let be = util::rkite(&["-o", rc.to_str().expect("utf-8 path")]);
+    live(&be, "http:hup.example.test");
+    old.wait_for(&format!("connected to 127.0.0.1:{port}"), T);
+
+    write_rc(new_port);
+    be.signal(libc::SIGHUP);
+    be.wait_for(
+        "the new proxy chain (--proxy) is used from the next connection",
+        T,
+    );
+    be.wait_for("SIGHUP: the new configuration is in effect", T);
+    // The old proxy goes away with the tunnel: the next connection takes the new one.
+    old.kill();
+    be.wait_for_count("kite http:hup.example.test is live", 2, T);
+    fe.wait_for_count("kite http:hup.example.test is live", 2, T);
+    new.wait_for(&format!("connected to 127.0.0.1:{port}"), T);
+    serves(port, "hup.example.test");
+}
+
 /// A one-connection-at-a-time SOCKS5 server (no auth) that records each CONNECT's
 /// target as text and connects every one to 127.0.0.1:`to`, whatever the name.
 struct ScriptedSocks {
