@@ -155,10 +155,11 @@ cross:
 
 # make bench: the codec micro-bench, then bench/harness.py against direct loopback,
 # pagekite.py, rathole and bore, which writes bench/RESULTS.md, then bench/hostile.py
-# (floods and one tenant exhausting the buffers) and bench/pagekitec.py (a libpagekite
-# backend through rkite and pagekite.py), which append to it (bench/README.md).
+# (floods and one tenant exhausting the buffers), bench/pagekitec.py (a libpagekite
+# backend through rkite and pagekite.py) and bench/proxy.py (the tunnel through
+# tinyproxy and microsocks), which append to it (bench/README.md).
 # The harness installs its own peers; BENCH_ARGS=--quick gives a short smoke run.
-BENCH_DEPS := python3:python3 curl:curl
+BENCH_DEPS := python3:python3 curl:curl nginx:nginx tinyproxy:tinyproxy microsocks:microsocks
 BENCH_ARGS ?=
 # The binary measured is the one users run: the static build of `make static`.
 bench: static
@@ -168,6 +169,7 @@ bench: static
 	python3 bench/harness.py --rkite $$(cat dist/.static-binary) --codec target/bench-frame.txt $(BENCH_ARGS)
 	python3 bench/hostile.py --rkite $$(cat dist/.static-binary)
 	python3 bench/pagekitec.py --rkite $$(cat dist/.static-binary)
+	python3 bench/proxy.py --rkite $$(cat dist/.static-binary)
 
 # make fuzz: every cargo-fuzz target in fuzz/fuzz_targets for FUZZ_SECONDS
 # each (libFuzzer, nightly; cargo-fuzz is installed when missing), starting
