@@ -7,7 +7,8 @@
 //! in a reconnect once it is back; `--torify` hands the frontend's name to the proxy (a
 //! scripted SOCKS5 server records it; the name is `.invalid`, so a local look-up could
 //! never have found it); a `--frontends` pool is pinged through the proxy; and
-//! `rkite --connect` reaches a raw kite through microsocks.
+//! `rkite --connect` reaches a raw kite through microsocks, and over TLS through tinyproxy
+//! with Basic auth.
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
@@ -334,6 +335,42 @@ fn sighup_with_a_new_proxy_chain_uses_it_from_the_next_connection() {
     fe.wait_for_count("kite http:hup.example.test is live", 2, T);
     new.wait_for(&format!("connected to 127.0.0.1:{port}"), T);
     serves(port, "hup.example.test");
+}
+
+#[test]
+fn rkite_connect_over_tls_through_tinyproxy() {
+    if !util::require_peer("tinyproxy") || !util::require_peer(OPENSSL) {
+        return;
+    }
+    let echo = EchoServer::start();
+    let cert = pki().leaf(&["fe.example.test"]);
+    let (port, fe) = crate::raw::raw_frontend(&[
+        "--rawports=virtual",
+        &endpoint("fe.example.test", &cert),
+        "--tls_default=fe.example.test",
+    ]);
+    let be = backend(port, &[kite("ssh", "home.test", echo.port(), SECRET)], &[]);
+    live(&be, "raw-22:home.test");
+    live(&fe, "raw-22:home.test");
+    let (proxy_port, proxy) = tinyproxy(port, Some(("sshuser", "tls-pw")));
+    let mut client = Piped::rkite(&[
+        &format!("--connect=127.0.0.1:{port}"),
+        &format!("--proxy=http://sshuser:tls-pw@127.0.0.1:{proxy_port}/"),
+        "--fe_certname=fe.example.test",
+        &ca_certs(pki()),
+        "home.test:22",
+    ]);
+    let mut stdin = client.stdin();
+    stdin.write_all(b"tls through http\n").expect("write");
+    stdin.flush().expect("flush");
+    // The echo before EOF: tinyproxy ends both directions at the first half-close.
+    assert_eq!(client.out.take(17, T), b"tls through http\n");
+    drop(stdin);
+    client.out.expect_eof(T);
+    let status = client.wait_exit(T);
+    assert!(status.success(), "{status}\n{}", client.stderr_text());
+    proxy.wait_for("Established connection to host \"127.0.0.1\"", T);
+    assert_eq!(echo.connections(), 1);
 }
 
 /// A one-connection-at-a-time SOCKS5 server (no auth) that records each CONNECT's
