@@ -48,7 +48,9 @@ mod fleet;
 pub(crate) use fleet::status as fleet_status;
 #[path = "backend_tls.rs"]
 mod fe_tls;
-use fe_tls::{BackendTls, slot_host};
+#[path = "backend_proxy.rs"]
+mod via_proxy;
+use fe_tls::{BackendTls, slot_host, through};
 
 pub struct State {
     slots: Vec<Slot>,
@@ -153,8 +155,7 @@ impl State {
         for (i, k) in config.kites.iter().enumerate() {
             services.insert(kite::key(&k.id.name(), &k.domain), i);
         }
-        let slots = config
-            .frontends
+        let slots = via_proxy::plain_frontends(&config)
             .iter()
             .map(|(host, port)| Slot::new(host, *port))
             .collect();
@@ -244,9 +245,13 @@ fn dial(eng: &mut Cx, be: &mut State, slot: usize) {
     let Some(s) = be.slots.get_mut(slot) else {
         return;
     };
-    match s.host.parse::<IpAddr>() {
+    // With a proxy chain the socket goes to the first proxy, and the
+    // frontend's name to the proxy (never looked up here).
+    let (host, port) = via_proxy::dial_to(&be.settings.proxies, s);
+    let host = host.to_string();
+    match host.parse::<IpAddr>() {
         Ok(ip) => {
-            let addr = SocketAddr::new(ip, s.port);
+            let addr = SocketAddr::new(ip, port);
             connect(eng, be, slot, addr);
         }
         Err(_) => {
@@ -254,7 +259,7 @@ fn dial(eng: &mut Cx, be: &mut State, slot: usize) {
             // moved is found without a restart.
             s.lookups += 1;
             s.state = SlotState::Resolving;
-            be.resolver.lookup(slot, s.lookups, &s.host, s.port);
+            be.resolver.lookup(slot, s.lookups, &host, port);
         }
     }
 }
@@ -273,7 +278,10 @@ pub fn on_wake(eng: &mut Cx, be: &mut State) {
         if s.lookups != generation || s.state != SlotState::Resolving {
             continue;
         }
-        let name = s.name();
+        let name = match be.settings.proxies.first() {
+            Some(first) => format!("proxy 1 ({first})"),
+            None => s.name(),
+        };
         match result {
             Ok(addrs) if !addrs.is_empty() => connect(eng, be, slot, addrs[0]),
             Ok(_) => retry_later(
@@ -297,15 +305,31 @@ pub fn on_wake(eng: &mut Cx, be: &mut State) {
 }
 
 fn connect(eng: &mut Cx, be: &mut State, slot: usize, addr: SocketAddr) {
+    let chain = match be.slots.get(slot) {
+        Some(s) => via_proxy::handshake(&be.settings.proxies, s),
+        None => None,
+    };
+    let chain = match chain.transpose() {
+        Ok(chain) => chain,
+        Err(why) => return retry_later(eng, be, slot, &why, FailureKind::Proxy, true),
+    };
+    let kind = |e: &std::io::Error| match chain {
+        Some(_) => FailureKind::Proxy,
+        None => connect_failure(e),
+    };
     let sock = match TcpStream::connect(addr) {
         Ok(sock) => sock,
         Err(e) => {
+            let what = match be.settings.proxies.first() {
+                Some(first) => format!("proxy 1 ({first}) at {addr}"),
+                None => addr.to_string(),
+            };
             return retry_later(
                 eng,
                 be,
                 slot,
-                &format!("cannot connect to {addr}: {e}"),
-                connect_failure(&e),
+                &format!("cannot connect to {what}: {e}"),
+                kind(&e),
                 false,
             );
         }
@@ -324,10 +348,16 @@ fn connect(eng: &mut Cx, be: &mut State, slot: usize, addr: SocketAddr) {
         }
     };
     eng.arm(token, TimerKind::Deadline, eng.now + HANDSHAKE_TIMEOUT);
+    if let Some(Conn::Tunnel(t)) = eng.conns.get_mut(token) {
+        if let Side::Backend(info) = &mut t.core.side {
+            info.proxy = chain;
+        }
+    }
     if let Some(s) = be.slots.get_mut(slot) {
         s.state = SlotState::Connected(token);
+        let route = via_proxy::route(&be.settings.proxies, s);
+        debug!("[t{}] connecting to frontend {route} ({addr})", tag(token));
     }
-    debug!("[t{}] connecting to frontend {addr}", tag(token));
 }
 
 /// Watches a connect in progress as a backend tunnel in `Dialing`: one to
@@ -346,6 +376,7 @@ fn add_dialing(
         live: Vec::new(),
         signed: false,
         probe,
+        proxy: None,
     };
     let keepalive = Keepalive::new(eng.config.keepalive, eng.now);
     let pool = eng.pool.clone();
@@ -381,6 +412,7 @@ fn closed_failure(why: &Why, was_live: bool) -> FailureKind {
         Why::Failed(Failure(kind, _)) => connect_failure(&std::io::Error::from(*kind)),
         Why::Tls(_) => FailureKind::Tls,
         Why::Timeout(_) => FailureKind::Timeout,
+        Why::Proxy(_) => FailureKind::Proxy,
         Why::Protocol(p) if matches!(**p, ProtocolError::NoKiteAccepted(_)) => {
             FailureKind::Rejected
         }
@@ -452,26 +484,20 @@ pub fn drive_handshake(
         return fleet::drive_probe(eng, be, token, t);
     }
     if t.core.phase == Phase::Dialing {
-        if !t.dial_finished()? {
+        match t.dial_finished() {
+            Ok(true) => {}
+            Ok(false) => return Ok(()),
+            Err(why) => return Err(via_proxy::dial_failed(be, &t.core, why)),
+        }
+        if !via_proxy::start(t) {
+            through(be, token, t)?;
+        }
+    }
+    if t.core.phase == Phase::Proxy {
+        if !via_proxy::drive(be, token, t)? {
             return Ok(());
         }
-        let host = slot_host(be, &t.core);
-        match be.tls.as_ref() {
-            None => send_request(be, token, t),
-            Some(tls) if tls.direct => {
-                let session = TlsSession::client(&tls.setup, tls.name_for(&host))?;
-                t.transport.start_tls(session);
-                send_request(be, token, t);
-            }
-            Some(tls) => {
-                // pagekite.py's way, which pagekite.py frontends understand:
-                // ask for the TLS endpoint in clear, then speak TLS.
-                let name = tls.name_for(&host);
-                let connect = format!("CONNECT {name}:443 HTTP/1.1\r\nHost: {name}\r\n\r\n");
-                t.core.out.extend(connect.as_bytes());
-                t.core.phase = Phase::ProxyConnect;
-            }
-        }
+        through(be, token, t)?;
     }
     while t.core.phase == Phase::ProxyConnect {
         let Some(head) = read_head(t)? else {
@@ -762,13 +788,14 @@ fn tunnel_closed(
         eng.arm_app(now, AppTimer::Slot(info.slot));
         return;
     }
-    let text = if was_live {
-        format!("tunnel lost ({why})")
-    } else {
-        why.to_string()
+    let text = match be.settings.proxies.first() {
+        // The proxy may be what died: say which way the tunnel went.
+        Some(first) if was_live => format!("tunnel lost ({why}) via proxy {first}"),
+        _ if was_live => format!("tunnel lost ({why})"),
+        _ => why.to_string(),
     };
     let kind = closed_failure(why, was_live);
-    let lasting = matches!(why, Why::Tls(_)) && !was_live;
+    let lasting = (matches!(why, Why::Tls(_)) || via_proxy::is_lasting(why)) && !was_live;
     let pool = s.pool;
     retry_later(eng, be, info.slot, &text, kind, lasting);
     if pool && !eng.stopping {

@@ -234,11 +234,15 @@ pub fn reload(eng: &mut Cx, be: &mut State, new: &BackendSettings) -> Result<(),
         .enumerate()
         .map(|(i, k)| (key(k), i))
         .collect();
+    if new.proxies != be.settings.proxies {
+        // Like the TLS settings: live tunnels keep the way they came.
+        info!("the new proxy chain (--proxy) is used from the next connection");
+    }
     be.settings = new.clone();
     be.options = options;
     be.tls = tls;
 
-    reload_frontends(eng, be, &new.frontends);
+    reload_frontends(eng, be, &via_proxy::plain_frontends(new));
     fleet::reload(eng, be, new);
 
     let live: Vec<(usize, Token)> = Some(&*be)

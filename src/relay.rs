@@ -68,7 +68,7 @@ pub fn drive_tunnel(
     mut t: Box<Tunnel>,
 ) -> Option<Conn> {
     let result = match t.core.phase {
-        Phase::Dialing | Phase::ProxyConnect | Phase::AwaitingReply => {
+        Phase::Dialing | Phase::Proxy | Phase::ProxyConnect | Phase::AwaitingReply => {
             role.handshake(eng, token, &mut t)
         }
         _ => Ok(()),
@@ -507,7 +507,13 @@ pub fn tunnel_timer(
             }
         },
         TimerKind::Deadline if !t.core.is_serving() => {
-            tunnel_gone(eng, role, token, t, &Why::Timeout("in the handshake"));
+            // A proxy that accepts and never answers is told apart from a
+            // frontend that never answers.
+            let what = match t.core.phase {
+                Phase::Proxy => "in the outbound proxy's handshake",
+                _ => "in the handshake",
+            };
+            tunnel_gone(eng, role, token, t, &Why::Timeout(what));
             return None;
         }
         TimerKind::Deadline => {}
