@@ -311,7 +311,10 @@ fn connect(eng: &mut Cx, be: &mut State, slot: usize, addr: SocketAddr) {
     };
     let chain = match chain.transpose() {
         Ok(chain) => chain,
-        Err(why) => return retry_later(eng, be, slot, &why, FailureKind::Proxy, true),
+        Err(why) => {
+            let why = why.to_string();
+            return retry_later(eng, be, slot, &why, FailureKind::Proxy, true);
+        }
     };
     let kind = |e: &std::io::Error| match chain {
         Some(_) => FailureKind::Proxy,

@@ -39,18 +39,34 @@ pub(super) fn route(chain: &[ProxySpec], slot: &Slot) -> String {
     }
 }
 
+/// A frontend host no proxy of the chain can be asked for.
+pub(super) struct NoTarget {
+    proxy: String,
+    frontend: String,
+}
+
+impl std::fmt::Display for NoTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let (proxy, frontend) = (&self.proxy, &self.frontend);
+        write!(f, "proxy 1 ({proxy}) cannot be asked for {frontend}")
+    }
+}
+
 /// The chain's handshake for a new tunnel to `slot`, or why there is none
 /// (a frontend host no proxy can be asked for).
 pub(super) fn handshake(
     chain: &[ProxySpec],
     slot: &Slot,
-) -> Option<Result<Box<ChainHandshake>, String>> {
+) -> Option<Result<Box<ChainHandshake>, NoTarget>> {
     let first = chain.first()?;
     let made = Target::new(&slot.host, slot.port)
         .ok()
         .and_then(|target| ChainHandshake::new(chain, target))
         .map(Box::new)
-        .ok_or_else(|| format!("proxy 1 ({first}) cannot be asked for {}", slot.name()));
+        .ok_or_else(|| NoTarget {
+            proxy: first.to_string(),
+            frontend: slot.name(),
+        });
     Some(made)
 }
 
