@@ -19,23 +19,6 @@ const SECRET: &str = "s3cret";
 /// The longest wait between attempts (proto::backoff's cap).
 const CAP: Duration = Duration::from_secs(30);
 
-/// Root and `unshare` are needed for a private /etc/hosts; without them
-/// the test skips, except under CI=true, where it fails.
-fn can_run() -> bool {
-    if !util::require_peer("unshare") {
-        return false;
-    }
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } == 0 {
-        return true;
-    }
-    if std::env::var("CI").is_ok_and(|v| v == "true") {
-        panic!("the reach test needs root (a mount namespace) under CI=true");
-    }
-    eprintln!("SKIPPED: the reach test needs root for a private /etc/hosts");
-    false
-}
-
 /// The backend, with the private name-service files bind-mounted over the
 /// system's.
 fn backend_in_namespace(dir: &Path, args: &[String]) -> Proc {
@@ -59,7 +42,7 @@ fn backend_in_namespace(dir: &Path, args: &[String]) -> Proc {
 
 #[test]
 fn a_backend_started_before_its_frontends_name_resolves_comes_up_within_the_cap() {
-    if !can_run() {
+    if !util::require_namespaces("the reach test") {
         return;
     }
     let origin = Origin::start();
@@ -166,7 +149,7 @@ fn in_ns(ns: &str, program: &str) -> Command {
 
 #[test]
 fn a_tunnel_bound_to_an_address_that_went_is_replaced_at_once() {
-    if !can_run() || !util::require_peer("ip") {
+    if !util::require_namespaces("the reach test") || !util::require_peer("ip") {
         return;
     }
     // A frontend namespace (10.213.0.1) and a backend namespace whose
