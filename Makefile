@@ -4,8 +4,9 @@
 CARGO ?= cargo
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # command:package pairs the tests and the demo need.
-TEST_DEPS := curl:curl openssl:openssl pagekite:pagekite python3:python3 socat:socat nginx:nginx \
-	autoreconf:autoconf automake:automake libtoolize:libtool pkg-config:pkg-config cc:gcc make:make
+TEST_DEPS := curl:curl openssl:openssl pagekite:pagekite python3:python3 socat:socat nginx:nginx tinyproxy:tinyproxy microsocks:microsocks \
+	autoreconf:autoconf automake:automake libtoolize:libtool pkg-config:pkg-config cc:gcc make:make \
+	ip:iproute2 unshare:util-linux
 # header:package pairs: the C libraries tests/e2e/pagekitec.rs builds libpagekite against.
 TEST_HEADERS := /usr/include/ev.h:libev-dev /usr/include/openssl/ssl.h:libssl-dev
 DEMO_DEPS := curl:curl python3:python3
@@ -155,10 +156,11 @@ cross:
 
 # make bench: the codec micro-bench, then bench/harness.py against direct loopback,
 # pagekite.py, rathole and bore, which writes bench/RESULTS.md, then bench/hostile.py
-# (floods and one tenant exhausting the buffers) and bench/pagekitec.py (a libpagekite
-# backend through rkite and pagekite.py), which append to it (bench/README.md).
+# (floods and one tenant exhausting the buffers), bench/pagekitec.py (a libpagekite
+# backend through rkite and pagekite.py) and bench/proxy.py (the tunnel through
+# tinyproxy and microsocks), which append to it (bench/README.md).
 # The harness installs its own peers; BENCH_ARGS=--quick gives a short smoke run.
-BENCH_DEPS := python3:python3 curl:curl
+BENCH_DEPS := python3:python3 curl:curl nginx:nginx tinyproxy:tinyproxy microsocks:microsocks
 BENCH_ARGS ?=
 # The binary measured is the one users run: the static build of `make static`.
 bench: static
@@ -168,6 +170,7 @@ bench: static
 	python3 bench/harness.py --rkite $$(cat dist/.static-binary) --codec target/bench-frame.txt $(BENCH_ARGS)
 	python3 bench/hostile.py --rkite $$(cat dist/.static-binary)
 	python3 bench/pagekitec.py --rkite $$(cat dist/.static-binary)
+	python3 bench/proxy.py --rkite $$(cat dist/.static-binary)
 
 # make fuzz: every cargo-fuzz target in fuzz/fuzz_targets for FUZZ_SECONDS
 # each (libFuzzer, nightly; cargo-fuzz is installed when missing), starting
@@ -179,7 +182,7 @@ bench: static
 # no sanitizer (twice the executions); -a keeps overflow checks on.
 FUZZ_SECONDS ?= 60
 # sniff_httparse (the sniffer against httparse) shares sniff's corpus.
-FUZZ_TARGETS ?= frame handshake sniff sniff_httparse config acl_regex request_guard proxy dyndns webfiles tunnel
+FUZZ_TARGETS ?= frame handshake sniff sniff_httparse config acl_regex request_guard proxy dyndns webfiles tunnel netlink
 FUZZ_FLAGS := -O -a -s none
 define fuzz_tools
 	@command -v cargo-fuzz >/dev/null 2>&1 || { echo "installing: cargo-fuzz"; $(CARGO) install cargo-fuzz --locked; }

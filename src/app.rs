@@ -90,8 +90,10 @@ impl App for Role {
             (Conn::Tunnel(t), role) => relay::drive_tunnel(eng, role.hooks(), token, t),
             (Conn::Stream(s), role) => relay::drive_stream(eng, role.hooks(), token, s),
             (Conn::Web(w), _) => crate::webserve::drive(eng, token, w),
+            (Conn::AddrWatch(w), Role::Backend(be)) => backend::on_addresses(eng, be, token, w),
             // A backend has neither listeners nor public connections.
             (Conn::Listener(_) | Conn::Sniff(_), Role::Backend(_)) => None,
+            (Conn::AddrWatch(_), Role::Frontend(_)) => None,
         }
     }
 
@@ -191,7 +193,7 @@ fn begin_shutdown(eng: &mut Cx, role: &mut Role, signal: i32) {
         };
         // Listeners close now, so new connections are refused at once.
         let conn = match conn {
-            Conn::Listener(_) | Conn::Sniff(_) | Conn::Reply(_) => None,
+            Conn::Listener(_) | Conn::Sniff(_) | Conn::Reply(_) | Conn::AddrWatch(_) => None,
             Conn::Stream(s) => {
                 streams += 1;
                 Some(Conn::Stream(s))

@@ -13,6 +13,7 @@ use log::{Level, debug, error, info, warn};
 use mio::net::TcpStream;
 use mio::{Registry, Token};
 
+use crate::addrwatch::AddrWatch;
 use crate::config::{BackendSettings, ServiceKite};
 use crate::conn::{AppTimer, Conn, Cx};
 use crate::engine::{Fatal, TimerKind};
@@ -41,7 +42,7 @@ pub use crate::tunnel::BackendTunnel as TunnelInfo;
 
 #[path = "backend_control.rs"]
 mod control;
-pub use control::{frontend_name, reconnect_now, reload};
+pub use control::{frontend_name, on_addresses, reconnect_now, reload};
 #[path = "fleet.rs"]
 mod fleet;
 pub(crate) use fleet::status as fleet_status;
@@ -50,6 +51,8 @@ mod client;
 #[path = "backend_tls.rs"]
 mod fe_tls;
 use client::{drive_handshake, on_noop, on_reply, read_head, signed_lines};
+#[path = "backend_proxy.rs"]
+mod via_proxy;
 use fe_tls::{BackendTls, slot_host};
 
 pub struct State {
@@ -65,6 +68,9 @@ pub struct State {
     resolver: Resolver,
     pub(crate) uuid: String,
     stopped: bool,
+    /// The watch on this host's addresses (see `addrwatch`), if netlink is
+    /// to be had.
+    watch: Option<Token>,
     /// `--frontends=N:NAME:PORT`: the relays measured and chosen.
     fleet: Option<fleet::Fleet>,
 }
@@ -152,8 +158,7 @@ impl State {
         for (i, k) in config.kites.iter().enumerate() {
             services.insert(kite::key(&k.id.name(), &k.domain), i);
         }
-        let slots = config
-            .frontends
+        let slots = via_proxy::plain_frontends(&config)
             .iter()
             .map(|(host, port)| Slot::new(host, *port))
             .collect();
@@ -165,6 +170,7 @@ impl State {
             resolver,
             uuid: random::hex(20),
             stopped: false,
+            watch: None,
             fleet: fleet::Fleet::new(&config),
             settings: config,
         })
@@ -214,12 +220,20 @@ pub(crate) fn streams_open(eng: &Cx, be: &State) -> usize {
         .iter()
         .filter(|s| matches!(s.state, SlotState::Connected(_)))
         .count()
-        + be.fleet.as_ref().map_or(0, fleet::Fleet::probes);
+        + be.fleet.as_ref().map_or(0, fleet::Fleet::probes)
+        + usize::from(be.watch.is_some());
     eng.conns.len().saturating_sub(tunnels)
 }
 
 /// Dials every frontend.
 pub fn start(eng: &mut Cx, be: &mut State) {
+    be.watch = match AddrWatch::open() {
+        Ok(watch) => eng.add(watch, |w, _| Conn::AddrWatch(w)).ok(),
+        Err(e) => {
+            debug!("no watch on the host's addresses ({e}): SIGUSR1 and keepalives only");
+            None
+        }
+    };
     let count = be.slots.len();
     for slot in 0..count {
         dial(eng, be, slot);
@@ -234,9 +248,13 @@ fn dial(eng: &mut Cx, be: &mut State, slot: usize) {
     let Some(s) = be.slots.get_mut(slot) else {
         return;
     };
-    match s.host.parse::<IpAddr>() {
+    // With a proxy chain the socket goes to the first proxy, and the
+    // frontend's name to the proxy (never looked up here).
+    let (host, port) = via_proxy::dial_to(&be.settings.proxies, s);
+    let host = host.to_string();
+    match host.parse::<IpAddr>() {
         Ok(ip) => {
-            let addr = SocketAddr::new(ip, s.port);
+            let addr = SocketAddr::new(ip, port);
             connect(eng, be, slot, addr);
         }
         Err(_) => {
@@ -244,7 +262,7 @@ fn dial(eng: &mut Cx, be: &mut State, slot: usize) {
             // moved is found without a restart.
             s.lookups += 1;
             s.state = SlotState::Resolving;
-            be.resolver.lookup(slot, s.lookups, &s.host, s.port);
+            be.resolver.lookup(slot, s.lookups, &host, port);
         }
     }
 }
@@ -263,7 +281,10 @@ pub fn on_wake(eng: &mut Cx, be: &mut State) {
         if s.lookups != generation || s.state != SlotState::Resolving {
             continue;
         }
-        let name = s.name();
+        let name = match be.settings.proxies.first() {
+            Some(first) => format!("proxy 1 ({first})"),
+            None => s.name(),
+        };
         match result {
             Ok(addrs) if !addrs.is_empty() => connect(eng, be, slot, addrs[0]),
             Ok(_) => retry_later(
@@ -287,15 +308,34 @@ pub fn on_wake(eng: &mut Cx, be: &mut State) {
 }
 
 fn connect(eng: &mut Cx, be: &mut State, slot: usize, addr: SocketAddr) {
+    let chain = match be.slots.get(slot) {
+        Some(s) => via_proxy::handshake(&be.settings.proxies, s),
+        None => None,
+    };
+    let chain = match chain.transpose() {
+        Ok(chain) => chain,
+        Err(why) => {
+            let why = why.to_string();
+            return retry_later(eng, be, slot, &why, FailureKind::Proxy, true);
+        }
+    };
+    let kind = |e: &std::io::Error| match chain {
+        Some(_) => FailureKind::Proxy,
+        None => connect_failure(e),
+    };
     let sock = match TcpStream::connect(addr) {
         Ok(sock) => sock,
         Err(e) => {
+            let what = match be.settings.proxies.first() {
+                Some(first) => format!("proxy 1 ({first}) at {addr}"),
+                None => addr.to_string(),
+            };
             return retry_later(
                 eng,
                 be,
                 slot,
-                &format!("cannot connect to {addr}: {e}"),
-                connect_failure(&e),
+                &format!("cannot connect to {what}: {e}"),
+                kind(&e),
                 false,
             );
         }
@@ -314,10 +354,16 @@ fn connect(eng: &mut Cx, be: &mut State, slot: usize, addr: SocketAddr) {
         }
     };
     eng.arm(token, TimerKind::Deadline, eng.now + HANDSHAKE_TIMEOUT);
+    if let Some(Conn::Tunnel(t)) = eng.conns.get_mut(token) {
+        if let Side::Backend(info) = &mut t.side {
+            info.proxy = chain;
+        }
+    }
     if let Some(s) = be.slots.get_mut(slot) {
         s.state = SlotState::Connected(token);
+        let route = via_proxy::route(&be.settings.proxies, s);
+        debug!("[t{}] connecting to frontend {route} ({addr})", tag(token));
     }
-    debug!("[t{}] connecting to frontend {addr}", tag(token));
 }
 
 /// Watches a connect in progress as a backend tunnel in `Dialing`: one to
@@ -336,6 +382,7 @@ fn add_dialing(
         live: Vec::new(),
         signed: false,
         probe,
+        proxy: None,
     };
     let pool = eng.pool.clone();
     eng.add(sock, |sock, _| {
@@ -370,6 +417,7 @@ fn closed_failure(why: &Why, was_live: bool) -> FailureKind {
         Why::Failed(Failure(kind, _)) => connect_failure(&std::io::Error::from(*kind)),
         Why::Tls(_) => FailureKind::Tls,
         Why::Timeout(_) => FailureKind::Timeout,
+        Why::Proxy(_) => FailureKind::Proxy,
         Why::Protocol(p) if matches!(**p, ProtocolError::NoKiteAccepted(_)) => {
             FailureKind::Rejected
         }
@@ -470,13 +518,14 @@ fn tunnel_closed(
         eng.arm_app(now, AppTimer::Slot(info.slot));
         return;
     }
-    let text = if was_live {
-        format!("tunnel lost ({why})")
-    } else {
-        why.to_string()
+    let text = match be.settings.proxies.first() {
+        // The proxy may be what died: say which way the tunnel went.
+        Some(first) if was_live => format!("tunnel lost ({why}) via proxy {first}"),
+        _ if was_live => format!("tunnel lost ({why})"),
+        _ => why.to_string(),
     };
     let kind = closed_failure(why, was_live);
-    let lasting = matches!(why, Why::Tls(_)) && !was_live;
+    let lasting = (matches!(why, Why::Tls(_)) || via_proxy::is_lasting(why)) && !was_live;
     let pool = s.pool;
     retry_later(eng, be, info.slot, &text, kind, lasting);
     if pool && !eng.stopping {

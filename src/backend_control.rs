@@ -6,6 +6,7 @@
 
 use super::*;
 use crate::proto::kite::KiteKey;
+use crate::proto::netlink::AddrEvent;
 use crate::reload::ReloadError;
 use crate::status::json_str;
 
@@ -81,21 +82,82 @@ pub fn reconnect_now(eng: &mut Cx, be: &mut State) {
 }
 
 fn check_tunnel(eng: &mut Cx, be: &mut State, slot: usize, token: Token) {
-    let now = eng.now;
-    let Some(Conn::Tunnel(t)) = eng.conns.get_mut(token) else {
-        return;
-    };
-    if t.phase() != Phase::Live {
+    if replace_if_orphaned(eng, be, slot, token) {
         return;
     }
-    let local = t.transport.sock.local_addr().ok();
-    let gone = local.is_some_and(|a| address_gone(a.ip()));
-    if !gone {
+    let now = eng.now;
+    if let Some(Conn::Tunnel(t)) = eng.conns.get_mut(token) {
         if let Some(link) = t.link.as_deref_mut() {
             link.suspect(now);
         }
         eng.arm(token, TimerKind::Keepalive, now);
-        return;
+    }
+}
+
+/// The host's addresses changed (`addrwatch`): tunnels bound to an address
+/// that went are replaced at once (a new WAN lease), and when one appeared
+/// (the network came up) frontends waiting out a back-off are dialed now.
+pub fn on_addresses(
+    eng: &mut Cx,
+    be: &mut State,
+    token: Token,
+    mut watch: AddrWatch,
+) -> Option<Conn> {
+    let changes = watch.changes();
+    if watch.ready.read {
+        // The burst ended with more to read.
+        eng.mark_again(token);
+    }
+    if eng.stopping || (changes.events.is_empty() && !changes.lost) {
+        return Some(Conn::AddrWatch(watch));
+    }
+    let removed = changes.lost
+        || changes
+            .events
+            .iter()
+            .any(|e| matches!(e, AddrEvent::Removed(_)));
+    let added = changes
+        .events
+        .iter()
+        .any(|e| matches!(e, AddrEvent::Added(_)));
+    debug!("host addresses changed: {:?}", changes.events);
+    let states: Vec<SlotState> = be.slots.iter().map(|s| s.state).collect();
+    let waiting = states
+        .iter()
+        .filter(|s| matches!(s, SlotState::Waiting(_)))
+        .count();
+    if added && waiting > 0 {
+        info!("a host address appeared: dialing {waiting} waiting frontend(s) now");
+    }
+    for (slot, slot_state) in states.into_iter().enumerate() {
+        match slot_state {
+            SlotState::Connected(tunnel) if removed => {
+                replace_if_orphaned(eng, be, slot, tunnel);
+            }
+            SlotState::Waiting(_) if added => {
+                if let Some(s) = be.slots.get_mut(slot) {
+                    s.retry.reset();
+                }
+                dial(eng, be, slot);
+            }
+            _ => {}
+        }
+    }
+    Some(Conn::AddrWatch(watch))
+}
+
+/// Replaces a live tunnel whose local address is no longer this host's;
+/// true if it did.
+fn replace_if_orphaned(eng: &mut Cx, be: &mut State, slot: usize, token: Token) -> bool {
+    let Some(Conn::Tunnel(t)) = eng.conns.get_mut(token) else {
+        return false;
+    };
+    if t.phase() != Phase::Live {
+        return false;
+    }
+    let local = t.transport.sock.local_addr().ok();
+    if !local.is_some_and(|a| address_gone(a.ip())) {
+        return false;
     }
     info!(
         "[t{}] the tunnel's local address {} is gone: reconnecting",
@@ -108,6 +170,7 @@ fn check_tunnel(eng: &mut Cx, be: &mut State, slot: usize, token: Token) {
     }
     relay::discard(eng, be, token, &Why::Operator("local address gone"));
     dial(eng, be, slot);
+    true
 }
 
 /// Whether `ip` is no longer an address of this host (a new WAN lease).
@@ -173,11 +236,15 @@ pub fn reload(eng: &mut Cx, be: &mut State, new: &BackendSettings) -> Result<(),
         .enumerate()
         .map(|(i, k)| (key(k), i))
         .collect();
+    if new.proxies != be.settings.proxies {
+        // Like the TLS settings: live tunnels keep the way they came.
+        info!("the new proxy chain (--proxy) is used from the next connection");
+    }
     be.settings = new.clone();
     be.options = options;
     be.tls = tls;
 
-    reload_frontends(eng, be, &new.frontends);
+    reload_frontends(eng, be, &via_proxy::plain_frontends(new));
     fleet::reload(eng, be, new);
 
     let live: Vec<(usize, Token)> = Some(&*be)

@@ -19,26 +19,20 @@ pub(super) fn drive_handshake(
         return fleet::drive_probe(eng, be, token, t);
     }
     if t.pre == Phase::Dialing {
-        if !t.dial_finished()? {
+        match t.dial_finished() {
+            Ok(true) => {}
+            Ok(false) => return Ok(()),
+            Err(why) => return Err(via_proxy::dial_failed(be, &t.side, why)),
+        }
+        if !via_proxy::start(t) {
+            through(eng, be, token, t)?;
+        }
+    }
+    if t.link.is_none() && t.pre == Phase::Proxy {
+        if !via_proxy::drive(be, token, t)? {
             return Ok(());
         }
-        let host = slot_host(be, &t.side);
-        match be.tls.as_ref() {
-            None => send_request(eng, be, token, t),
-            Some(tls) if tls.direct => {
-                let session = TlsSession::client(&tls.setup, tls.name_for(&host))?;
-                t.transport.start_tls(session);
-                send_request(eng, be, token, t);
-            }
-            Some(tls) => {
-                // pagekite.py's way, which pagekite.py frontends understand:
-                // ask for the TLS endpoint in clear, then speak TLS.
-                let name = tls.name_for(&host);
-                let connect = format!("CONNECT {name}:443 HTTP/1.1\r\nHost: {name}\r\n\r\n");
-                t.out.extend(connect.as_bytes());
-                t.pre = Phase::ProxyConnect;
-            }
-        }
+        through(eng, be, token, t)?;
     }
     while t.link.is_none() && t.pre == Phase::ProxyConnect {
         let Some(head) = read_head(t)? else {
@@ -64,6 +58,35 @@ pub(super) fn drive_handshake(
         t.inb.consume(n);
         t.transport.start_tls(session);
         send_request(eng, be, token, t);
+    }
+    Ok(())
+}
+
+/// The way to the frontend is open (connected, through any proxies):
+/// TLS straight away, `CONNECT name:443` then TLS, or the request in clear.
+fn through(eng: &Cx, be: &mut State, token: Token, t: &mut Tunnel) -> Result<(), Why> {
+    let host = slot_host(be, &t.side);
+    match be.tls.as_ref() {
+        None => send_request(eng, be, token, t),
+        Some(tls) if tls.direct => {
+            let mut session = TlsSession::client(&tls.setup, tls.name_for(&host))?;
+            if !t.inb.is_empty() {
+                // The frontend's first TLS bytes came with the proxy's reply.
+                session.feed(t.inb.data())?;
+                let n = t.inb.len();
+                t.inb.consume(n);
+            }
+            t.transport.start_tls(session);
+            send_request(eng, be, token, t);
+        }
+        Some(tls) => {
+            // pagekite.py's way, which pagekite.py frontends understand:
+            // ask for the TLS endpoint in clear, then speak TLS.
+            let name = tls.name_for(&host);
+            let connect = format!("CONNECT {name}:443 HTTP/1.1\r\nHost: {name}\r\n\r\n");
+            t.out.extend(connect.as_bytes());
+            t.pre = Phase::ProxyConnect;
+        }
     }
     Ok(())
 }

@@ -4,7 +4,10 @@
 //! target with an HTTP CONNECT, then copies stdin to the relay and the relay
 //! to stdout until the relay side ends. EOF on stdin half-closes the
 //! connection, so a remote command still delivers its last output. One
-//! small poll loop; nothing here is part of the relay's data path.
+//! small poll loop; nothing here is part of the relay's data path. With
+//! `--proxy`/`--socksify`/`--torify` the socket goes to the first proxy
+//! and the chain's handshake runs first, blocking (the relay's name goes
+//! to the proxy, never looked up here).
 
 use std::fmt;
 use std::io::{self, Read, Write};
@@ -44,6 +47,10 @@ pub enum ClientError {
     ClosedBeforeAnswer,
     /// The relay's status line.
     Refused(String),
+    /// A proxy of the chain refused, closed or timed out.
+    Proxy(crate::why::ProxyFailure),
+    /// The relay's name or port can't be asked of a proxy.
+    ProxyTarget(String),
     StdoutClosed,
     Stdout(io::Error),
 }
@@ -65,6 +72,10 @@ impl fmt::Display for ClientError {
                 f.write_str("the relay closed before answering CONNECT")
             }
             ClientError::Refused(status) => write!(f, "the relay refused the CONNECT: {status}"),
+            ClientError::Proxy(p) => write!(f, "{p}"),
+            ClientError::ProxyTarget(relay) => {
+                write!(f, "the proxy cannot be asked for the relay {relay}")
+            }
             ClientError::StdoutClosed => f.write_str("stdout is closed"),
             ClientError::Stdout(e) => write!(f, "cannot write to stdout: {e}"),
         }
@@ -74,14 +85,19 @@ impl fmt::Display for ClientError {
 /// Runs the client; the error is for the user (exit code 2).
 pub fn run(config: &ClientSettings) -> Result<(), ClientError> {
     let (host, port) = (&config.relay.0, config.relay.1);
-    let addr = (host.as_str(), port)
+    let (dial_host, dial_port) = match config.proxies.first() {
+        Some(first) => (&first.host, first.port),
+        None => (host, port),
+    };
+    let addr = (dial_host.as_str(), dial_port)
         .to_socket_addrs()
-        .map_err(|e| ClientError::Resolve(host.clone(), e))?
+        .map_err(|e| ClientError::Resolve(dial_host.clone(), e))?
         .next()
-        .ok_or_else(|| ClientError::NoAddress(host.clone()))?;
-    let std_sock = StdTcpStream::connect_timeout(&addr, SETUP_TIMEOUT)
+        .ok_or_else(|| ClientError::NoAddress(dial_host.clone()))?;
+    let mut std_sock = StdTcpStream::connect_timeout(&addr, SETUP_TIMEOUT)
         .map_err(|e| ClientError::Connect(addr, e))?;
     let _ = std_sock.set_nodelay(true);
+    let early = through_proxies(&mut std_sock, config)?;
     std_sock
         .set_nonblocking(true)
         .map_err(ClientError::Configure)?;
@@ -96,7 +112,10 @@ pub fn run(config: &ClientSettings) -> Result<(), ClientError> {
         };
         let setup = tls::client_config(&verify).map_err(ClientError::TlsConfig)?;
         let sni = names.as_ref().and_then(|n| n.first()).unwrap_or(host);
-        transport.start_tls(TlsSession::client(&setup, sni).map_err(ClientError::Tls)?);
+        let mut session = TlsSession::client(&setup, sni).map_err(ClientError::Tls)?;
+        // The relay's first TLS bytes may have come with the proxy's reply.
+        session.feed(&early).map_err(ClientError::Tls)?;
+        transport.start_tls(session);
     }
     let mut poll = Poll::new().map_err(ClientError::Poll)?;
     poll.registry()
@@ -129,7 +148,66 @@ pub fn run(config: &ClientSettings) -> Result<(), ClientError> {
         target = config.target
     );
     session.to_relay.extend(request.as_bytes());
+    if config.tls.is_none() {
+        session.from_relay.extend(&early);
+    }
     session.pump(&mut poll)
+}
+
+/// Runs the proxy chain's handshake on the (still blocking) socket; returns
+/// the relay's bytes that came with the last reply.
+fn through_proxies(
+    sock: &mut StdTcpStream,
+    config: &ClientSettings,
+) -> Result<Vec<u8>, ClientError> {
+    use crate::proto::proxy::{ChainHandshake, Progress, Target};
+    use crate::why::{ProxyFailure, ProxyFault};
+    let (host, port) = (&config.relay.0, config.relay.1);
+    if config.proxies.is_empty() {
+        return Ok(Vec::new());
+    }
+    let relay = || ClientError::ProxyTarget(format!("{host}:{port}"));
+    let target = Target::new(host, port).map_err(|_| relay())?;
+    let mut hs = ChainHandshake::new(&config.proxies, target).ok_or_else(relay)?;
+    let fail = |hop: usize, fault: ProxyFault| {
+        ClientError::Proxy(ProxyFailure {
+            hop: hop + 1,
+            proxy: config
+                .proxies
+                .get(hop)
+                .map_or_else(String::new, ToString::to_string),
+            fault,
+        })
+    };
+    let io_fail = |hop: usize, e: io::Error| {
+        let failure = crate::net::Failure(e.kind(), e.raw_os_error().unwrap_or(0));
+        fail(hop, ProxyFault::Socket(failure))
+    };
+    sock.set_read_timeout(Some(SETUP_TIMEOUT))
+        .map_err(ClientError::Configure)?;
+    let mut buf = [0u8; 4096];
+    // Each reply takes at least one read; a chain of N hops needs a few
+    // per hop. The bound stops a proxy that trickles bytes forever.
+    for _ in 0..(64 * (config.proxies.len() + 1)) {
+        if let Some(out) = hs.poll_transmit() {
+            sock.write_all(&out).map_err(|e| io_fail(hs.hop(), e))?;
+        }
+        let n = match sock.read(&mut buf) {
+            Ok(0) => return Err(fail(hs.hop(), ProxyFault::Closed)),
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(io_fail(hs.hop(), e)),
+        };
+        let got = buf.get(..n).unwrap_or_default();
+        match hs.handle_input(got) {
+            Ok(Progress::NeedMore) => {}
+            Ok(Progress::Done { leftover_from }) => {
+                return Ok(got.get(leftover_from..).unwrap_or_default().to_vec());
+            }
+            Err(e) => return Err(fail(hs.hop(), ProxyFault::Said(e))),
+        }
+    }
+    Err(ClientError::NoAnswer)
 }
 
 fn set_nonblocking(fd: RawFd) -> bool {

@@ -11,6 +11,7 @@ use std::fs::File;
 
 use mio::net::{TcpListener, UnixStream};
 
+use crate::addrwatch::AddrWatch;
 use crate::buf::Buf;
 use crate::config::web::WebSettings;
 use crate::engine::{Deadlines, Pollable, Ready};
@@ -31,6 +32,8 @@ pub enum Conn {
     /// Boxed: tunnels are few and big; the table's entries stay small.
     Tunnel(Box<Tunnel>),
     Stream(Stream),
+    /// A backend's watch on this host's addresses.
+    AddrWatch(AddrWatch),
     /// The built-in file server's end of a `builtin` kite's stream.
     Web(Box<WebConn>),
 }
@@ -44,6 +47,7 @@ impl Pollable for Conn {
             Conn::Tunnel(t) => Some(&mut t.transport.ready),
             Conn::Stream(s) => Some(&mut s.transport.ready),
             Conn::Web(w) => Some(&mut w.ready),
+            Conn::AddrWatch(w) => Some(&mut w.ready),
         }
     }
 
@@ -56,6 +60,7 @@ impl Pollable for Conn {
             Conn::Stream(s) => Some(&mut s.deadlines),
             // Ends when its stream does: it sees the pair close.
             Conn::Web(_) => None,
+            Conn::AddrWatch(_) => None,
         }
     }
 }

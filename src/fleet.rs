@@ -77,6 +77,11 @@ pub(super) struct Fleet {
 
 impl Fleet {
     pub(super) fn new(config: &BackendSettings) -> Option<Fleet> {
+        if !super::via_proxy::fleet_pings(&config.proxies) {
+            // --torify: no pings (they would leave Tor); NAME is dialed as
+            // a plain frontend (`via_proxy::plain_frontends`).
+            return None;
+        }
         let spec = config.frontend_pool.as_ref()?;
         Some(Fleet {
             name: spec.name.clone(),
@@ -253,9 +258,16 @@ fn start_probe(
     round: u64,
     second: bool,
 ) -> Result<(), ProbeError> {
-    let sock = TcpStream::connect(addr).map_err(|e| ProbeError::Connect(e.to_string()))?;
+    // Through the proxy chain, if any, as pagekite.py pings.
+    let (dial, chain) = super::via_proxy::probe_route(&be.settings.proxies, addr);
+    let sock = TcpStream::connect(dial).map_err(|e| ProbeError::Connect(e.to_string()))?;
     let token = add_dialing(eng, sock, addr, usize::MAX, true)
         .map_err(|e| ProbeError::Connect(e.to_string()))?;
+    if let Some(Conn::Tunnel(t)) = eng.conns.get_mut(token) {
+        if let Side::Backend(info) = &mut t.side {
+            info.proxy = chain;
+        }
+    }
     eng.arm(token, TimerKind::Deadline, eng.now + PROBE_TIMEOUT);
     let started = eng.now;
     if let Some(f) = be.fleet.as_mut() {
@@ -282,7 +294,18 @@ pub(super) fn drive_probe(
     t: &mut Tunnel,
 ) -> Result<(), Why> {
     if t.pre == Phase::Dialing {
-        if !t.dial_finished()? {
+        match t.dial_finished() {
+            Ok(true) => {}
+            Ok(false) => return Ok(()),
+            Err(why) => return Err(super::via_proxy::dial_failed(be, &t.side, why)),
+        }
+        if !super::via_proxy::start(t) {
+            t.out.extend(policy::PING_REQUEST);
+            t.pre = Phase::AwaitingReply;
+        }
+    }
+    if t.pre == Phase::Proxy {
+        if !super::via_proxy::drive(be, token, t)? {
             return Ok(());
         }
         t.out.extend(policy::PING_REQUEST);
@@ -603,7 +626,7 @@ pub(super) fn tunnel_failed(eng: &mut Cx, be: &mut State, slot: usize) {
 pub(super) fn reload(eng: &mut Cx, be: &mut State, new: &BackendSettings) {
     let unchanged = match &be.fleet {
         Some(f) => f.same_spec(new),
-        None => new.frontend_pool.is_none(),
+        None => Fleet::new(new).is_none(),
     };
     if unchanged {
         return;

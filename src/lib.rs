@@ -4,6 +4,7 @@
 //! `relay` is the stream/tunnel pump both roles share; `frontend` and
 //! `backend` are the roles.
 
+pub mod addrwatch;
 pub mod alloc_count;
 pub mod app;
 pub mod backend;

@@ -10,6 +10,7 @@
 use std::net::IpAddr;
 
 use crate::logging::Noise;
+use crate::net::Socket;
 use log::Level;
 use log::{debug, warn};
 use mio::Token;
@@ -113,9 +114,9 @@ pub fn open_stream(eng: &mut Cx, be: &mut State, token: Token, f: &NewStream<'_>
             port: service.id.port.unwrap_or(80),
             indexes: options.indexes.unwrap_or(be.settings().web.indexes),
         };
-        crate::webserve::open(eng, site, &label)
+        crate::webserve::open(eng, site, &label).map(Socket::Unix)
     } else {
-        TcpStream::connect(local)
+        TcpStream::connect(local).map(Socket::Tcp)
     };
     let sock = match connected {
         Ok(sock) => sock,
@@ -132,8 +133,8 @@ pub fn open_stream(eng: &mut Cx, be: &mut State, token: Token, f: &NewStream<'_>
             return unavailable(eng, &proto, &host, &uuid);
         }
     };
-    if !service.builtin {
-        let _ = sock.set_nodelay(true);
+    if let Socket::Tcp(tcp) = &sock {
+        let _ = tcp.set_nodelay(true);
     }
     let rport = f.remote_port.unwrap_or(0);
     let proxy = options.proxy_header(rip, rport, port.unwrap_or(0));

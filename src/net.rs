@@ -153,15 +153,123 @@ pub fn is_fd_exhaustion(e: &io::Error) -> bool {
 }
 
 /// Whether a non-blocking connect has finished (mio's recipe).
-pub fn connected(sock: &mio::net::TcpStream) -> Result<bool, Failure> {
+pub fn connected(sock: &Socket) -> Result<bool, Failure> {
     if let Ok(Some(e)) | Err(e) = sock.take_error() {
         return Err(Failure::from(&e));
     }
+    let sock = match sock {
+        Socket::Tcp(s) => s,
+        // A socket pair is connected from the start.
+        Socket::Unix(_) => return Ok(true),
+    };
     match sock.peer_addr() {
         Ok(_) => Ok(true),
         Err(e) if e.kind() == std::io::ErrorKind::NotConnected => Ok(false),
         Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => Ok(false),
         Err(e) => Err(Failure::from(&e)),
+    }
+}
+
+/// A connected stream socket: TCP, or one end of a Unix socket pair (the
+/// stream of a built-in kite, whose server end is in the same reactor).
+/// Reads, writes, readiness and shutdown are the same for both.
+pub enum Socket {
+    Tcp(mio::net::TcpStream),
+    Unix(mio::net::UnixStream),
+}
+
+impl From<mio::net::TcpStream> for Socket {
+    fn from(s: mio::net::TcpStream) -> Socket {
+        Socket::Tcp(s)
+    }
+}
+
+impl From<mio::net::UnixStream> for Socket {
+    fn from(s: mio::net::UnixStream) -> Socket {
+        Socket::Unix(s)
+    }
+}
+
+impl Socket {
+    pub fn shutdown(&self, how: std::net::Shutdown) -> io::Result<()> {
+        match self {
+            Socket::Tcp(s) => s.shutdown(how),
+            Socket::Unix(s) => s.shutdown(how),
+        }
+    }
+
+    /// The local address (a Unix pair has none that names this host).
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        match self {
+            Socket::Tcp(s) => s.local_addr(),
+            Socket::Unix(_) => Err(io::Error::from(io::ErrorKind::Unsupported)),
+        }
+    }
+
+    pub fn take_error(&self) -> io::Result<Option<io::Error>> {
+        match self {
+            Socket::Tcp(s) => s.take_error(),
+            Socket::Unix(s) => s.take_error(),
+        }
+    }
+}
+
+impl Read for Socket {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Socket::Tcp(s) => s.read(buf),
+            Socket::Unix(s) => s.read(buf),
+        }
+    }
+
+    fn read_vectored(&mut self, bufs: &mut [std::io::IoSliceMut<'_>]) -> io::Result<usize> {
+        match self {
+            Socket::Tcp(s) => s.read_vectored(bufs),
+            Socket::Unix(s) => s.read_vectored(bufs),
+        }
+    }
+}
+
+impl Write for Socket {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Socket::Tcp(s) => s.write(buf),
+            Socket::Unix(s) => s.write(buf),
+        }
+    }
+
+    fn write_vectored(&mut self, bufs: &[std::io::IoSlice<'_>]) -> io::Result<usize> {
+        match self {
+            Socket::Tcp(s) => s.write_vectored(bufs),
+            Socket::Unix(s) => s.write_vectored(bufs),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl mio::event::Source for Socket {
+    fn register(&mut self, r: &mio::Registry, t: mio::Token, i: mio::Interest) -> io::Result<()> {
+        match self {
+            Socket::Tcp(s) => s.register(r, t, i),
+            Socket::Unix(s) => s.register(r, t, i),
+        }
+    }
+
+    fn reregister(&mut self, r: &mio::Registry, t: mio::Token, i: mio::Interest) -> io::Result<()> {
+        match self {
+            Socket::Tcp(s) => s.reregister(r, t, i),
+            Socket::Unix(s) => s.reregister(r, t, i),
+        }
+    }
+
+    fn deregister(&mut self, r: &mio::Registry) -> io::Result<()> {
+        match self {
+            Socket::Tcp(s) => s.deregister(r),
+            Socket::Unix(s) => s.deregister(r),
+        }
     }
 }
 

@@ -491,7 +491,13 @@ pub fn tunnel_timer(
             }
         }
         TimerKind::Deadline if !t.is_serving() => {
-            tunnel_gone(eng, role, token, t, &Why::Timeout("in the handshake"));
+            // A proxy that accepts and never answers is told apart from a
+            // frontend that never answers.
+            let what = match t.pre {
+                Phase::Proxy if t.link.is_none() => "in the outbound proxy's handshake",
+                _ => "in the handshake",
+            };
+            tunnel_gone(eng, role, token, t, &Why::Timeout(what));
             return None;
         }
         TimerKind::Deadline => {}

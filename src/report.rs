@@ -58,7 +58,7 @@ fn json_list(items: &[String]) -> String {
 
 fn phase_name(phase: Phase) -> &'static str {
     match phase {
-        Phase::Dialing | Phase::ProxyConnect | Phase::AwaitingReply => "connecting",
+        Phase::Dialing | Phase::Proxy | Phase::ProxyConnect | Phase::AwaitingReply => "connecting",
         Phase::Live => "live",
         Phase::Closing => "closing",
     }

@@ -9,14 +9,12 @@ use std::fmt;
 use std::io::{IoSlice, IoSliceMut};
 use std::net::Shutdown;
 
-use mio::net::TcpStream;
-
-use crate::net::Ready;
 use crate::net::{self, Failure, Io};
+use crate::net::{Ready, Socket};
 use crate::tls::{TLS_FAILURE, TlsError, TlsSession};
 
 pub struct Transport {
-    pub sock: TcpStream,
+    pub sock: Socket,
     pub ready: Ready,
     tls: Option<Box<TlsSession>>,
     /// Shut the TCP write side once the TLS close_notify is out.
@@ -24,9 +22,9 @@ pub struct Transport {
 }
 
 impl Transport {
-    pub fn plain(sock: TcpStream) -> Transport {
+    pub fn plain(sock: impl Into<Socket>) -> Transport {
         Transport {
-            sock,
+            sock: sock.into(),
             ready: Ready::default(),
             tls: None,
             shut_after_flush: false,

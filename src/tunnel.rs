@@ -27,6 +27,9 @@ pub type Link = core::Tunnel<Token>;
 pub enum Phase {
     /// Backend: TCP connect in progress.
     Dialing,
+    /// Backend: connected to the first outbound proxy (`--proxy`), its
+    /// handshake (and the next hops') in progress.
+    Proxy,
     /// Backend: `CONNECT name:443` sent in clear, waiting for its 200.
     ProxyConnect,
     /// Backend: request sent, reading the reply head.
@@ -185,6 +188,9 @@ pub struct BackendTunnel {
     pub(crate) signed: bool,
     /// A `--frontends` ping, not a tunnel (see `fleet`).
     pub(crate) probe: bool,
+    /// The proxy chain's handshake, from connect until it is through
+    /// (boxed: only proxied tunnels pay for it).
+    pub(crate) proxy: Option<Box<crate::proto::proxy::ChainHandshake>>,
 }
 
 /// One tunnel's allowance of in-band kite rounds.

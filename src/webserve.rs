@@ -13,7 +13,7 @@
 use std::ffi::OsStr;
 use std::fs::File;
 use std::io::{self, Read};
-use std::os::fd::{FromRawFd, IntoRawFd};
+use std::os::fd::FromRawFd;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::net::UnixStream as StdUnixStream;
 use std::path::{Path, PathBuf};
@@ -21,7 +21,7 @@ use std::time::UNIX_EPOCH;
 
 use log::{Level, debug};
 use mio::Token;
-use mio::net::{TcpStream, UnixStream};
+use mio::net::UnixStream;
 
 use crate::conn::{Conn, Cx};
 pub use crate::conn::{Site, WebConn};
@@ -40,16 +40,13 @@ const ROUNDS: usize = 16;
 /// A listing shows at most this many entries.
 const MAX_LISTED: usize = 10_000;
 
-/// A socket pair for a built-in kite's stream: the stream's end (as the
-/// `TcpStream` its transport takes; a Unix socket reads, writes and shuts
-/// down the same way) and the server's end, in the reactor's table.
-pub fn open(eng: &mut Cx, site: Site, label: &str) -> io::Result<TcpStream> {
+/// A socket pair for a built-in kite's stream: the stream's end (returned,
+/// for the stream's transport) and the server's end, in the reactor's
+/// table.
+pub fn open(eng: &mut Cx, site: Site, label: &str) -> io::Result<UnixStream> {
     let (stream_end, server_end) = StdUnixStream::pair()?;
     stream_end.set_nonblocking(true)?;
     server_end.set_nonblocking(true)?;
-    // SAFETY: the descriptor was just taken from a socket we own and is
-    // owned by the new value alone.
-    let stream_end = unsafe { std::net::TcpStream::from_raw_fd(stream_end.into_raw_fd()) };
     let site = Box::new(site);
     let label = label.to_string();
     eng.add(UnixStream::from_std(server_end), move |sock, _| {
@@ -70,7 +67,7 @@ pub fn open(eng: &mut Cx, site: Site, label: &str) -> io::Result<TcpStream> {
             label,
         }))
     })?;
-    Ok(TcpStream::from_std(stream_end))
+    Ok(UnixStream::from_std(stream_end))
 }
 
 /// Drives one built-in server connection; `None` when it is finished.
@@ -328,7 +325,7 @@ fn respond(eng: &Cx, token: Token, w: &mut WebConn, head: &[u8]) {
             };
             if let Ok(m) = std::fs::metadata(&found) {
                 if m.is_file() {
-                    return send_file(w, &req, &found, index.as_bytes());
+                    return send_file(w, &req, &mount.dir, &found, index.as_bytes());
                 }
             }
         }
@@ -343,7 +340,7 @@ fn respond(eng: &Cx, token: Token, w: &mut WebConn, head: &[u8]) {
     } else {
         name
     };
-    send_file(w, &req, &target, name);
+    send_file(w, &req, &mount.dir, &target, name);
 }
 
 fn with(rest: &[Vec<u8>], name: &str) -> Vec<Vec<u8>> {
@@ -373,6 +370,52 @@ fn resolve(root: &Path, rest: &[Vec<u8>]) -> Result<PathBuf, Resolve> {
     }
 }
 
+/// Opens `target`, which [`resolve`] found inside `root`, so that a path
+/// component swapped for a symlink since then (by someone who can write in
+/// the shared tree) still cannot lead out of it: the kernel resolves the
+/// path from the root's descriptor with `RESOLVE_BENEATH` (openat2, Linux
+/// 5.6). Where openat2 is missing (ENOSYS) or filtered (EPERM), the check
+/// [`resolve`] just made is what stands.
+fn open_beneath(root: &Path, target: &Path) -> io::Result<File> {
+    use std::os::fd::AsRawFd;
+    let root = root.canonicalize()?;
+    let rel = target
+        .strip_prefix(&root)
+        .map_err(|_| io::Error::from(io::ErrorKind::PermissionDenied))?;
+    if rel.as_os_str().is_empty() {
+        // The root itself (a single shared file): nothing to resolve.
+        return File::open(&root);
+    }
+    let rel = std::ffi::CString::new(rel.as_os_str().as_bytes())?;
+    let dir = File::open(&root)?;
+    // SAFETY: open_how is plain data; all-zero is its documented default.
+    let mut how: libc::open_how = unsafe { std::mem::zeroed() };
+    how.flags = (libc::O_RDONLY | libc::O_CLOEXEC | libc::O_NOCTTY) as u64;
+    how.resolve = libc::RESOLVE_BENEATH | libc::RESOLVE_NO_MAGICLINKS;
+    // SAFETY: the descriptor and the C string live across the call, `how`
+    // is passed with its size, and a returned descriptor is ours alone.
+    let fd = unsafe {
+        libc::syscall(
+            libc::SYS_openat2,
+            dir.as_raw_fd(),
+            rel.as_ptr(),
+            &how as *const libc::open_how,
+            std::mem::size_of::<libc::open_how>(),
+        )
+    };
+    if let Ok(fd) = i32::try_from(fd) {
+        if fd >= 0 {
+            // SAFETY: openat2 returned a new descriptor that nothing else owns.
+            return Ok(unsafe { File::from_raw_fd(fd) });
+        }
+    }
+    let e = io::Error::last_os_error();
+    match e.raw_os_error() {
+        Some(libc::ENOSYS | libc::EPERM) => File::open(target),
+        _ => Err(e),
+    }
+}
+
 fn mtime(meta: &std::fs::Metadata) -> u64 {
     meta.modified()
         .ok()
@@ -380,9 +423,9 @@ fn mtime(meta: &std::fs::Metadata) -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
-fn send_file(w: &mut WebConn, req: &Request<'_>, target: &Path, name: &[u8]) {
+fn send_file(w: &mut WebConn, req: &Request<'_>, root: &Path, target: &Path, name: &[u8]) {
     let keep = req.keep_alive;
-    let Ok(file) = File::open(target) else {
+    let Ok(file) = open_beneath(root, target) else {
         return error(w, 403, keep);
     };
     let Ok(meta) = file.metadata() else {
@@ -487,4 +530,39 @@ fn send_listing(w: &mut WebConn, req: &Request<'_>, dir: &Path, path: &UrlPath) 
         w.out.extend_from_slice(body.as_bytes());
     }
     w.close_after |= !keep;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn files_open_only_beneath_the_shared_root() {
+        let dir = std::env::temp_dir().join(format!("rkite-beneath-{}", std::process::id()));
+        let root = dir.join("root");
+        std::fs::create_dir_all(root.join("sub")).expect("dirs");
+        std::fs::write(root.join("sub/a.txt"), b"inside").expect("a file");
+        std::fs::write(dir.join("secret"), b"outside").expect("a file outside");
+        let _ = std::fs::remove_file(root.join("out"));
+        std::os::unix::fs::symlink(&dir, root.join("out")).expect("a symlink out");
+        let root = root.canonicalize().expect("root");
+        let mut inside = String::new();
+        open_beneath(&root, &root.join("sub/a.txt"))
+            .and_then(|mut f| f.read_to_string(&mut inside))
+            .expect("a file inside opens");
+        assert_eq!(inside, "inside");
+        // As if `out` had been swapped in after the check: the path names a
+        // file under the root, but resolving it leaves the tree.
+        let escaped = root.join("out/secret");
+        assert!(File::open(&escaped).is_ok(), "a plain open follows it");
+        assert!(
+            open_beneath(&root, &escaped).is_err(),
+            "openat2 with RESOLVE_BENEATH does not"
+        );
+        assert!(
+            open_beneath(&root, &dir.join("secret")).is_err(),
+            "not under the root"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }

@@ -12,6 +12,7 @@ use crate::proto::frame::FrameError;
 use crate::proto::handshake::HandshakeError;
 use crate::proto::http::Refused;
 use crate::proto::options::OptionError;
+use crate::proto::proxy::ProxyError;
 use crate::proto::status_line::BadStatus;
 use crate::tls::{TlsConfigError, TlsError};
 use crate::transport::TransportError;
@@ -83,6 +84,42 @@ pub enum Why {
     Overrun(usize),
     /// The operator's doing: a reload removed it, SIGUSR1 found it stale.
     Operator(&'static str),
+    /// An outbound proxy (`--proxy`) failed before the tunnel was through.
+    Proxy(Box<ProxyFailure>),
+}
+
+/// Which hop of the proxy chain failed, and how.
+#[derive(Clone, Debug)]
+pub struct ProxyFailure {
+    /// 1 for the first proxy.
+    pub hop: usize,
+    /// The proxy as `proto::proxy::ProxySpec` shows it (no password).
+    pub proxy: String,
+    pub fault: ProxyFault,
+}
+
+#[derive(Clone, Debug)]
+pub enum ProxyFault {
+    /// The proxy answered with a refusal or something that is no proxy.
+    Said(ProxyError),
+    /// The proxy closed the connection during the handshake.
+    Closed,
+    /// The connection to the (first) proxy failed.
+    Socket(Failure),
+}
+
+impl fmt::Display for ProxyFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let (hop, proxy) = (self.hop, &self.proxy);
+        match &self.fault {
+            ProxyFault::Said(e) => write!(f, "proxy {hop} ({proxy}) refused: {e}"),
+            ProxyFault::Closed => write!(
+                f,
+                "proxy {hop} ({proxy}) closed the connection during its handshake"
+            ),
+            ProxyFault::Socket(e) => write!(f, "proxy {hop} ({proxy}): {e}"),
+        }
+    }
 }
 
 impl fmt::Display for Why {
@@ -100,6 +137,7 @@ impl fmt::Display for Why {
             Why::Refused(r) => write!(f, "request refused: {r}"),
             Why::Overrun(n) => write!(f, "peer ignores flow control: {n} bytes past the window"),
             Why::Operator(what) => f.write_str(what),
+            Why::Proxy(p) => p.fmt(f),
         }
     }
 }

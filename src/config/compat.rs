@@ -75,7 +75,6 @@ pub(super) const ACCEPTED: &[(&str, &str, Option<&str>, &str)] = &[
         Some("MS"),
         "Python select-loop tuning",
     ),
-    ("", "noproxy", None, "rkite uses no proxy"),
     (
         "D",
         "dyndns",
@@ -229,14 +228,6 @@ pub(super) const REFUSED: &[(&str, &str, bool, &str)] = &[
         true,
         "not supported yet: use --client_acl and --tunnel_acl",
     ),
-    ("", "torify", true, "outbound proxies are not supported yet"),
-    (
-        "",
-        "socksify",
-        true,
-        "outbound proxies are not supported yet",
-    ),
-    ("", "proxy", true, "outbound proxies are not supported yet"),
     (
         "",
         "wschunks",

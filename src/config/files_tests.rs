@@ -459,10 +459,23 @@ fn pagekite_options_rkite_does_not_implement() {
     let err = parse(&args(&[
         "--frontend=127.0.0.1:9080",
         "--service_on=http:a.test:localhost:80:pw",
-        "--proxy=http://127.0.0.1:3128/",
+        "--motd=hello",
     ]))
     .unwrap_err();
-    assert!(err.to_string().contains("outbound proxies"), "{err}");
+    assert!(err.to_string().contains("not supported"), "{err}");
+    // Proxy lines as pagekite.py writes them are read in file order.
+    let rc = dir.file(
+        "proxy.rc",
+        "frontend = 127.0.0.1:9080\nsocksify = 127.0.0.1:1\nnoproxy\n\
+         proxy = socks://u:p@127.0.0.1:1080/\n\
+         service_on = http:a.test:localhost:80:pw\n",
+    );
+    let Ok(Parsed::Run(c)) = parse(&args(&["-o", &rc])) else {
+        panic!("proxy lines are options");
+    };
+    let chain = &c.backend().unwrap().proxies;
+    assert_eq!(chain.len(), 1, "{chain:?}");
+    assert_eq!((chain[0].port, chain[0].auth.is_some()), (1080, true));
     // -h is pagekite.py's --host.
     let Ok(Parsed::Run(c)) = parse(&args(&["--isfrontend", "-h", "127.0.0.1", "--ports=9080"]))
     else {

@@ -223,6 +223,26 @@ pub(super) const FLAGS: &[Flag] = &[
         "Backend: TLS straight to the frontend without checking its certificate (insecure).",
     ),
     multi(
+        "proxy",
+        "URL",
+        "Backend and client: reach frontends through a proxy: http://[USER:PASS@]HOST:PORT/ (HTTP CONNECT) or socks://[USER:PASS@]HOST:PORT/ (SOCKS5). Several chain, each reached through the ones before.",
+    ),
+    multi(
+        "socksify",
+        "HOST:PORT",
+        "Backend and client: reach frontends through a SOCKS5 proxy (the same as --proxy=socks://HOST:PORT/).",
+    ),
+    multi(
+        "torify",
+        "HOST:PORT",
+        "Backend and client: reach frontends through Tor's SOCKS5 port: frontend names go to it unresolved (no local DNS look-up) and --frontends pings are not sent.",
+    ),
+    switch(
+        "",
+        "noproxy",
+        "Forget the --proxy, --socksify and --torify options given before it.",
+    ),
+    multi(
         "client_acl",
         "allow|deny:PATTERN",
         "Frontend: allow or deny public clients by IP (a regex matching the whole address, CIDR, `any` or `localhost`); first match decides. Repeatable.",

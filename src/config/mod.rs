@@ -21,6 +21,7 @@ mod files;
 mod flags;
 #[doc(hidden)]
 pub mod offline;
+mod proxies;
 mod roles;
 pub mod service;
 mod settings;
@@ -324,6 +325,7 @@ fn parse_expanded(argv: &[String], expanded: &files::Expanded) -> Result<Parsed,
         kitesecret: default_secret,
         dyndns: front.dyndns,
         web,
+        proxies: proxies::chain(&m)?,
     };
     let common = Common {
         keepalive,
@@ -545,6 +547,7 @@ fn parse_client(m: &getopts::Matches, relay: &str) -> Result<ClientSettings, Con
         target,
         tls,
         ca_certs: last(m, "ca_certs"),
+        proxies: proxies::chain(m)?,
     })
 }
 

@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use super::service;
 use crate::proto::kite::KiteId;
+use crate::proto::proxy::ProxySpec;
 
 /// What a `rkite` process runs: the common settings and one role's.
 #[derive(Clone, Debug)]
@@ -158,6 +159,8 @@ pub struct BackendSettings {
     pub dyndns: Option<service::DynDns>,
     /// `--webpath`, `--webroot`, `--httppass`...: the built-in file server.
     pub web: super::web::WebSettings,
+    /// `--proxy`/`--socksify`/`--torify` hops in order (empty: direct).
+    pub proxies: Vec<ProxySpec>,
 }
 
 /// What `--connect` was asked to do.
@@ -169,6 +172,8 @@ pub struct ClientSettings {
     /// verifying one of the names.
     pub tls: Option<Option<Vec<String>>>,
     pub ca_certs: Option<String>,
+    /// The same proxy chain as a backend's.
+    pub proxies: Vec<ProxySpec>,
 }
 
 /// One `--service_on` kite on a backend.

@@ -134,6 +134,7 @@ fn connect_gets_the_client_settings() {
             target: "target.test:22".to_string(),
             tls: Some(Some(vec!["relay.test".to_string()])),
             ca_certs: Some("/etc/ca.pem".to_string()),
+            proxies: Vec::new(),
         }
     );
     let c = client(&["--connect=127.0.0.1:80", "--fe_nocertcheck", "t.test:22"]);

@@ -67,6 +67,10 @@ const PAGEKITE_SECTIONS: &[&str] = &[
     "webroot",
     "webaccess",
     "webindexes",
+    "proxy",
+    "socksify",
+    "torify",
+    "noproxy",
 ];
 
 /// Lines of the file being written, in sections.
@@ -156,6 +160,17 @@ pub(super) fn render(
     front_ends(&mut out, m, common, c);
     built_in_httpd(&mut out, m, c);
     kites(&mut out, c, is_frontend);
+
+    // pagekite.py's "Proxy-chain settings": each option as given, in order
+    // (a `noproxy` between them starts over, as it did when read).
+    for (_, flag, value) in super::proxies::in_order(m) {
+        if flag == "noproxy" {
+            out.switch(flag, true);
+        } else {
+            out.opt(flag, &value);
+        }
+    }
+    out.close("Proxy-chain settings");
 
     out.switch("insecure", c.insecure);
     out.close("Allow risky known-to-be-risky incoming HTTP requests?");

@@ -43,6 +43,13 @@ pub fn tunnel(data: &[u8]) {
     crate::proto::tunnel_fuzz::check(data);
 }
 
+/// Address-change announcements from the kernel (`proto::netlink`): any
+/// datagram reads without a panic, and every address read is whole.
+pub fn netlink(data: &[u8]) {
+    let events = crate::proto::netlink::parse(data);
+    assert!(events.len() <= data.len() / 24, "more events than messages");
+}
+
 /// A target's check: panics when an invariant breaks.
 pub type Check = fn(&[u8]);
 
@@ -58,6 +65,7 @@ pub const TARGETS: &[(&str, Check)] = &[
     ("dyndns", dyndns),
     ("webfiles", webfiles),
     ("tunnel", tunnel),
+    ("netlink", netlink),
 ];
 
 /// The places to cut an input of `len` bytes for the "fed in pieces equals

@@ -528,8 +528,12 @@ impl ProxyError {
     pub fn is_auth_failure(&self) -> bool {
         matches!(
             self,
-            ProxyError::Refused { status: 407, .. }
-                | ProxyError::AuthRejected(_)
+            // Debian's tinyproxy (1.11) answers a wrong Basic password with
+            // 401, not 407.
+            ProxyError::Refused {
+                status: 401 | 407,
+                ..
+            } | ProxyError::AuthRejected(_)
                 | ProxyError::NoAcceptableMethod
         )
     }
@@ -543,11 +547,11 @@ impl fmt::Display for ProxyError {
                 write!(f, "the HTTP proxy's reply is not HTTP: \"{line}\"")
             }
             ProxyError::Refused {
-                status: 407,
+                status: status @ (401 | 407),
                 reason,
             } => write!(
                 f,
-                "the HTTP proxy wants (other) credentials: 407 \"{reason}\""
+                "the HTTP proxy wants (other) credentials: {status} \"{reason}\""
             ),
             ProxyError::Refused { status, reason } => {
                 write!(f, "the HTTP proxy refused CONNECT: {status} \"{reason}\"")

@@ -317,6 +317,14 @@ fn http_connect_refusals() {
     );
     assert!(e.is_auth_failure());
     assert!(e.to_string().contains("407"), "{e}");
+    // What Debian's tinyproxy 1.11 answers a wrong Basic password.
+    let (result, _) = every_split(
+        http("fe:443", creds("bob", "wrong")),
+        b"HTTP/1.0 401 Unauthorized\r\nServer: tinyproxy/1.11.1\r\n\r\n",
+    );
+    let e = result.unwrap_err();
+    assert!(e.is_auth_failure(), "{e:?}");
+    assert!(e.to_string().contains("credentials: 401"), "{e}");
     // Squid refusing a port, a reason with bytes to escape.
     let (result, _) = every_split(
         http("fe:25", None),

@@ -525,12 +525,14 @@ fn a_backend_is_back_within_seconds_of_a_frontend_restart() {
         delays.len() >= 3 && first <= Some(1.0) && last >= Some(2.5),
         "growing delays: {delays:?}"
     );
+    // (Counted for the refusals alone: while the port is free another
+    // test's frontend may take it for a moment and reject our kites.)
     let warned = be
         .lines()
         .iter()
-        .filter(|l| l.contains(" WARN ") && l.contains("retrying in"))
+        .filter(|l| l.contains(" WARN ") && l.contains("connection refused"))
         .count();
-    assert!(warned <= 2, "{warned} WARN lines for one outage");
+    assert!(warned <= 1, "{warned} WARN lines for the refusals");
     live(&fe2, "http:back.test");
     assert_eq!(get(port, "back.test", "/").body_str(), INDEX_BODY);
 }

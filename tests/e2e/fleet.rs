@@ -33,23 +33,6 @@ const KITE: &str = "http:fleet-site.test";
 /// about 4, 80 and 180 ms).
 const DELAYS_MS: [u64; 3] = [2, 40, 90];
 
-/// Root and `unshare` are needed for a private /etc/hosts; without them the
-/// test skips, except under CI=true, where it fails.
-fn can_run() -> bool {
-    if !util::require_peer("unshare") {
-        return false;
-    }
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } == 0 {
-        return true;
-    }
-    if std::env::var("CI").is_ok_and(|v| v == "true") {
-        panic!("the fleet test needs root (a mount namespace) under CI=true");
-    }
-    eprintln!("SKIPPED: the fleet test needs root for a private /etc/hosts");
-    false
-}
-
 /// A forwarder that delays every byte by `delay` each way, standing for a
 /// relay that far away. It counts the connections it accepted.
 struct Delayer {
@@ -290,7 +273,7 @@ fn served(port: u16) -> bool {
 
 #[test]
 fn frontends_pool_follows_the_fastest_relays_without_a_gap() {
-    if !can_run() {
+    if !util::require_namespaces("the fleet test") {
         return;
     }
     let origin = Origin::start();
@@ -378,7 +361,7 @@ fn frontends_pool_follows_the_fastest_relays_without_a_gap() {
 
 #[test]
 fn nofrontend_keeps_the_fastest_relay_off_until_sighup_lets_it_in() {
-    if !can_run() {
+    if !util::require_namespaces("the fleet test") {
         return;
     }
     let origin = Origin::start();
@@ -433,7 +416,7 @@ fn nofrontend_keeps_the_fastest_relay_off_until_sighup_lets_it_in() {
 
 #[test]
 fn a_pagekite_py_relay_is_measured_and_chosen_too() {
-    if !can_run() || !util::require_peer(peers::PAGEKITE) {
+    if !util::require_namespaces("the fleet test") || !util::require_peer(peers::PAGEKITE) {
         return;
     }
     let origin = Origin::start();

@@ -24,6 +24,7 @@ mod origin;
 mod pagekitec;
 mod peers;
 mod pkgolden;
+mod proxy;
 mod raw;
 mod rcfiles;
 mod reach;

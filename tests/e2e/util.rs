@@ -150,6 +150,24 @@ pub fn require_peer(cmd: &str) -> bool {
     false
 }
 
+/// True if this test may make namespaces of its own (root and `unshare`,
+/// for a private /etc/hosts or network). Without them: under `CI=true` the
+/// test fails; elsewhere it says why `test` skips and returns false.
+pub fn require_namespaces(test: &str) -> bool {
+    if !require_peer("unshare") {
+        return false;
+    }
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } == 0 {
+        return true;
+    }
+    if std::env::var("CI").is_ok_and(|v| v == "true") {
+        panic!("{test} needs root (namespaces of its own) under CI=true");
+    }
+    eprintln!("SKIPPED: {test} needs root for namespaces of its own");
+    false
+}
+
 /// Spawns the rkite binary under test with `RUST_LOG=debug` (or the RUST_LOG of the test
 /// run, if set), `RUST_BACKTRACE=1` and no proxy variables. rkite logs to stderr, which
 /// `Proc` captures.
