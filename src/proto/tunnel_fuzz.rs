@@ -19,13 +19,18 @@ use super::tunnel::{
     Config, Control, Delivered, Event, NewStream, Open, Phase, Role, Sink, StreamFault, Tunnel,
 };
 
-/// What a core did with some input.
+/// A stream a core opened: SID, proto, host, port, first bytes.
+pub(crate) type Opened = (u32, String, String, Option<u16>, Vec<u8>);
+
+/// What a core did with some input: the streams it opened (with their
+/// first bytes), the bytes each got, its events and its output. Also the
+/// wire tests' sink.
 #[derive(Debug, Default, PartialEq)]
-struct Record {
-    opened: Vec<(u32, String, String, Vec<u8>)>,
-    data: BTreeMap<u32, Vec<u8>>,
-    events: Vec<String>,
-    out: Vec<u8>,
+pub(crate) struct Record {
+    pub(crate) opened: Vec<Opened>,
+    pub(crate) data: BTreeMap<u32, Vec<u8>>,
+    pub(crate) events: Vec<String>,
+    pub(crate) out: Vec<u8>,
 }
 
 impl Sink<u32> for Record {
@@ -34,6 +39,7 @@ impl Sink<u32> for Record {
             new.sid,
             new.proto.to_string(),
             new.host.to_string(),
+            new.port,
             new.body.to_vec(),
         ));
         Open::Accepted {

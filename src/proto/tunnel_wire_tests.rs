@@ -11,53 +11,7 @@ use super::super::frame::{self, Frame};
 use super::pair::Rng;
 use super::*;
 
-/// A stream the core opened: SID, proto, host, port, first bytes.
-type Opened = (u32, String, String, Option<u16>, Vec<u8>);
-
-/// What a core did with some input: the streams it opened (with their
-/// first bytes), the bytes each got, its events and its output.
-#[derive(Debug, Default, PartialEq)]
-struct Record {
-    opened: Vec<Opened>,
-    data: std::collections::BTreeMap<u32, Vec<u8>>,
-    events: Vec<String>,
-    out: Vec<u8>,
-}
-
-struct Recorder<'a>(&'a mut Record);
-
-impl Sink<u32> for Recorder<'_> {
-    fn open(&mut self, new: &NewStream<'_>) -> Open<u32> {
-        self.0.opened.push((
-            new.sid,
-            new.proto.to_string(),
-            new.host.to_string(),
-            new.port,
-            new.body.to_vec(),
-        ));
-        Open::Accepted {
-            handle: new.sid,
-            queued: 0,
-        }
-    }
-    fn data(&mut self, _: u32, sid: u32, bodies: &[&[u8]]) -> Delivered {
-        let got = self.0.data.entry(sid).or_default();
-        let mut n = 0;
-        for b in bodies {
-            got.extend_from_slice(b);
-            n += b.len();
-        }
-        Delivered {
-            written: n,
-            queued: 0,
-            fault: None,
-        }
-    }
-    fn control(&mut self, f: &Frame<'_>) -> Control {
-        self.0.events.push(format!("control {}", f.header_block));
-        Control::CONTINUE
-    }
-}
+use crate::proto::tunnel_fuzz::Record;
 
 fn replay(role: Role, pieces: &[&[u8]], batch_each: bool) -> Record {
     let mut record = Record::default();
@@ -68,7 +22,7 @@ fn replay(role: Role, pieces: &[&[u8]], batch_each: bool) -> Record {
     let n = t.poll_transmit().len();
     t.advance_transmit(n);
     for piece in pieces {
-        let taken = t.handle_input(now, piece, &mut Recorder(&mut record));
+        let taken = t.handle_input(now, piece, &mut record);
         assert_eq!(taken, piece.len());
         if batch_each {
             t.end_batch();
