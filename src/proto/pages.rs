@@ -37,9 +37,11 @@ fn response_with(status: &str, uuid: &str, extra: &str, body: &str) -> Vec<u8> {
     .into_bytes()
 }
 
-/// Escapes the few characters that matter in HTML text. Host names are
-/// already restricted by the sniffer, but a backend's Host header is not.
-fn escape(text: &str) -> String {
+/// Text made safe inside HTML (element content and quoted attributes):
+/// the one escaper for every page rkite writes. Host names are already
+/// restricted by the sniffer, but a backend's Host header is not, and a
+/// shared folder's file names are anything.
+pub fn escape_html(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {
         match c {
@@ -47,6 +49,7 @@ fn escape(text: &str) -> String {
             '>' => out.push_str("&gt;"),
             '&' => out.push_str("&amp;"),
             '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
             c => out.push(c),
         }
     }
@@ -130,16 +133,16 @@ pub fn unavailable_framed(
         "<h1>Sorry! ({})</h1><p>The {} {whatis} for <b>{}</b> is unavailable at the moment.</p>\
          <p>Please try again later.</p><!--  -->",
         side.tag(),
-        escape(&proto.to_ascii_uppercase()),
-        escape(domain)
+        escape_html(&proto.to_ascii_uppercase()),
+        escape_html(domain)
     );
-    let mut url = escape(frame.url);
+    let mut url = escape_html(frame.url);
     if frame.url.contains('?') {
         url.push_str(&format!(
             "&amp;where={}&amp;proto={}&amp;domain={}",
             side.tag().to_ascii_uppercase(),
-            escape(proto),
-            escape(domain)
+            escape_html(proto),
+            escape_html(domain)
         ));
     }
     let body = format!(
@@ -156,8 +159,8 @@ pub fn unavailable(side: Side, proto: &str, domain: &str, uuid: &str) -> Vec<u8>
         "<html><body><h1>Sorry! ({})</h1><p>The {} <a href=\"https://pagekite.net/\"><i>PageKite</i></a> \
          for <b>{}</b> is unavailable at the moment.</p><p>Please try again later.</p><!--  --></body></html>\n",
         side.tag(),
-        escape(&proto.to_ascii_uppercase()),
-        escape(domain)
+        escape_html(&proto.to_ascii_uppercase()),
+        escape_html(domain)
     );
     response("503 Unavailable", uuid, &body)
 }
@@ -202,8 +205,8 @@ pub fn refused(
     let body = format!(
         "<html><body><h1>Sorry! (be)</h1><p>The {} <a href=\"https://pagekite.net/\"><i>PageKite</i></a> \
          for <b>{}</b> is unavailable at the moment.</p><p>Please try again later.</p><!--  --></body></html>\n",
-        escape(&proto.to_ascii_uppercase()),
-        escape(domain)
+        escape_html(&proto.to_ascii_uppercase()),
+        escape_html(domain)
     );
     response_with(status, uuid, extra, &body)
 }

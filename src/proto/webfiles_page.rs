@@ -202,21 +202,7 @@ fn encode_into(out: &mut String, bytes: &[u8]) {
     }
 }
 
-/// Text made safe inside HTML (element content and quoted attributes).
-pub fn escape_html(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '&' => out.push_str("&amp;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
+pub use super::pages::escape_html;
 
 /// One directory entry for a listing.
 #[derive(Clone, Debug, PartialEq, Eq)]
