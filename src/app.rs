@@ -91,6 +91,8 @@ impl App for Role {
             (Conn::Stream(s), role) => relay::drive_stream(eng, role.hooks(), token, s),
             (Conn::Web(w), _) => crate::webserve::drive(eng, token, w),
             (Conn::AddrWatch(w), Role::Backend(be)) => backend::on_addresses(eng, be, token, w),
+            (Conn::Outbound(o), Role::Backend(be)) => backend::dyndns_drive(eng, be, token, o),
+            (Conn::Outbound(_), Role::Frontend(_)) => None,
             // A backend has neither listeners nor public connections.
             (Conn::Listener(_) | Conn::Sniff(_), Role::Backend(_)) => None,
             (Conn::AddrWatch(_), Role::Frontend(_)) => None,
@@ -110,6 +112,7 @@ impl App for Role {
             (Conn::Reply(_), _) => None,
             (Conn::Tunnel(t), role) => relay::tunnel_timer(eng, role.hooks(), token, t, kind),
             (Conn::Stream(s), role) => relay::stream_timer(eng, role.hooks(), token, s, kind),
+            (Conn::Outbound(_), Role::Backend(be)) => backend::dyndns_timeout(eng, be, token),
             (other, _) => Some(other),
         }
     }
@@ -118,6 +121,7 @@ impl App for Role {
         match (key, self) {
             (AppTimer::Slot(slot), Role::Backend(be)) => backend::on_slot_timer(eng, be, slot, at),
             (AppTimer::AcceptResume, Role::Frontend(fe)) => frontend::resume_accepting(eng, fe),
+            (AppTimer::DynDns, Role::Backend(be)) => backend::on_dyndns_timer(eng, be, at),
             (AppTimer::StopGrace, role) if eng.stopping => end_grace(eng, role),
             (AppTimer::StopFinal, role) if eng.stopping => {
                 for token in eng.conns.tokens() {
@@ -152,6 +156,7 @@ impl App for Role {
         match (key, self) {
             (AppTimer::Slot(slot), Role::Backend(be)) => be.waiting_slots().contains(&(slot, at)),
             (AppTimer::Slot(_), Role::Frontend(_)) => false,
+            (AppTimer::DynDns, Role::Backend(be)) => be.dyndns_timer_wanted(at),
             _ => true,
         }
     }
@@ -193,7 +198,13 @@ fn begin_shutdown(eng: &mut Cx, role: &mut Role, signal: i32) {
         };
         // Listeners close now, so new connections are refused at once.
         let conn = match conn {
-            Conn::Listener(_) | Conn::Sniff(_) | Conn::Reply(_) | Conn::AddrWatch(_) => None,
+            // A dynamic DNS update in flight is abandoned: the process
+            // is going, and its tunnels with it.
+            Conn::Listener(_)
+            | Conn::Sniff(_)
+            | Conn::Reply(_)
+            | Conn::AddrWatch(_)
+            | Conn::Outbound(_) => None,
             Conn::Stream(s) => {
                 streams += 1;
                 Some(Conn::Stream(s))

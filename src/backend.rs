@@ -51,8 +51,11 @@ mod client;
 #[path = "backend_tls.rs"]
 mod fe_tls;
 use client::{drive_handshake, on_noop, on_reply, read_head, signed_lines};
+#[path = "backend_dyndns.rs"]
+mod dyndns;
 #[path = "backend_proxy.rs"]
 mod via_proxy;
+pub use dyndns::{drive as dyndns_drive, timeout as dyndns_timeout};
 use fe_tls::{BackendTls, slot_host};
 
 pub struct State {
@@ -73,6 +76,8 @@ pub struct State {
     watch: Option<Token>,
     /// `--frontends=N:NAME:PORT`: the relays measured and chosen.
     fleet: Option<fleet::Fleet>,
+    /// `--dyndns`: who is told where the kites fly.
+    dyndns: Option<dyndns::Updater>,
 }
 
 /// One configured frontend and the tunnel we keep to it.
@@ -172,6 +177,7 @@ impl State {
             stopped: false,
             watch: None,
             fleet: fleet::Fleet::new(&config),
+            dyndns: dyndns::Updater::new(&config)?,
             settings: config,
         })
     }
@@ -187,6 +193,16 @@ impl State {
             })
             .chain(self.fleet.as_ref().and_then(fleet::Fleet::timer))
             .collect()
+    }
+
+    /// Whether `at` is the `--dyndns` timer that counts.
+    pub fn dyndns_timer_wanted(&self, at: Instant) -> bool {
+        self.dyndns.as_ref().is_some_and(|up| up.wants_timer(at))
+    }
+
+    /// The status file's `dyndns` object, with `--dyndns`.
+    pub fn dyndns_status(&self, now: Instant) -> Option<String> {
+        self.dyndns.as_ref().map(|up| up.status(now))
     }
 
     pub fn stop(&mut self) {
@@ -221,7 +237,8 @@ pub(crate) fn streams_open(eng: &Cx, be: &State) -> usize {
         .filter(|s| matches!(s.state, SlotState::Connected(_)))
         .count()
         + be.fleet.as_ref().map_or(0, fleet::Fleet::probes)
-        + usize::from(be.watch.is_some());
+        + usize::from(be.watch.is_some())
+        + be.dyndns.as_ref().map_or(0, dyndns::Updater::connections);
     eng.conns.len().saturating_sub(tunnels)
 }
 
@@ -273,6 +290,10 @@ pub fn on_wake(eng: &mut Cx, be: &mut State) {
     for (slot, generation, result) in answers {
         if fleet::owns(slot) {
             fleet::on_resolved(eng, be, slot, generation, result);
+            continue;
+        }
+        if dyndns::owns(slot) {
+            dyndns::on_resolved(eng, be, slot, generation, result);
             continue;
         }
         let Some(s) = be.slots.get_mut(slot) else {
@@ -464,6 +485,10 @@ fn retry_later(
     eng.arm_app(at, AppTimer::Slot(slot));
 }
 
+pub fn on_dyndns_timer(eng: &mut Cx, be: &mut State, at: Instant) {
+    dyndns::on_timer(eng, be, at);
+}
+
 pub fn on_slot_timer(eng: &mut Cx, be: &mut State, slot: usize, at: Instant) {
     if fleet::owns(slot) {
         return fleet::on_timer(be, at);
@@ -503,6 +528,9 @@ fn tunnel_closed(
         .map_or_else(|| "its frontend".to_string(), Slot::name);
     for name in &info.live {
         relay::log_kite(name, &format!("is down on {fe}"));
+    }
+    if !info.live.is_empty() {
+        dyndns::changed(eng, be);
     }
     let now = eng.now;
     let Some(s) = be.slots.get_mut(info.slot) else {

@@ -63,7 +63,7 @@ pub fn reconnect_now(eng: &mut Cx, be: &mut State) {
     if eng.stopping {
         return;
     }
-    info!("SIGUSR1: redialing waiting frontends and checking live tunnels now");
+    info!("SIGUSR1: redialing waiting frontends, checking live tunnels, retrying DNS updates now");
     let states: Vec<SlotState> = be.slots.iter().map(|s| s.state).collect();
     for (slot, slot_state) in states.into_iter().enumerate() {
         match slot_state {
@@ -79,6 +79,7 @@ pub fn reconnect_now(eng: &mut Cx, be: &mut State) {
     }
     // A new uplink may have made other relays the fastest.
     fleet::check(be);
+    dyndns::retry_now(eng, be);
 }
 
 fn check_tunnel(eng: &mut Cx, be: &mut State, slot: usize, token: Token) {
@@ -240,6 +241,7 @@ pub fn reload(eng: &mut Cx, be: &mut State, new: &BackendSettings) -> Result<(),
         // Like the TLS settings: live tunnels keep the way they came.
         info!("the new proxy chain (--proxy) is used from the next connection");
     }
+    dyndns::reload(eng, be, new).map_err(ReloadError::Setup)?;
     be.settings = new.clone();
     be.options = options;
     be.tls = tls;

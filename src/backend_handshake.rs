@@ -296,6 +296,8 @@ pub(super) fn apply_answers(
         // round-trip the caller already returned. Old tunnels may go now.
         fleet::settle(eng, be, Some(token));
     }
+    // Read once this tunnel is back in the table (after this drive).
+    super::dyndns::changed(eng, be);
     Ok(Control::CONTINUE)
 }
 

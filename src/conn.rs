@@ -15,6 +15,7 @@ use crate::addrwatch::AddrWatch;
 use crate::buf::Buf;
 use crate::config::web::WebSettings;
 use crate::engine::{Deadlines, Pollable, Ready};
+use crate::outbound::Outbound;
 use crate::proto::webfiles_page::Indexes;
 use crate::reply::Reply;
 use crate::stream::Stream;
@@ -36,6 +37,8 @@ pub enum Conn {
     AddrWatch(AddrWatch),
     /// The built-in file server's end of a `builtin` kite's stream.
     Web(Box<WebConn>),
+    /// An HTTP(S) exchange of the program's own (a dynamic DNS update).
+    Outbound(Box<Outbound>),
 }
 
 impl Pollable for Conn {
@@ -48,6 +51,7 @@ impl Pollable for Conn {
             Conn::Stream(s) => Some(&mut s.transport.ready),
             Conn::Web(w) => Some(&mut w.ready),
             Conn::AddrWatch(w) => Some(&mut w.ready),
+            Conn::Outbound(o) => Some(&mut o.transport.ready),
         }
     }
 
@@ -61,6 +65,7 @@ impl Pollable for Conn {
             // Ends when its stream does: it sees the pair close.
             Conn::Web(_) => None,
             Conn::AddrWatch(_) => None,
+            Conn::Outbound(o) => Some(&mut o.deadlines),
         }
     }
 }
@@ -76,6 +81,8 @@ pub enum AppTimer {
     StopGrace,
     /// Graceful stop: the last EOFs had their chance; exit.
     StopFinal,
+    /// A backend's `--dyndns`: settled changes, or a back-off's end.
+    DynDns,
 }
 
 /// A frontend's listening socket.

@@ -22,6 +22,7 @@ pub mod local;
 pub mod local_refusal;
 pub mod logging;
 pub mod net;
+pub mod outbound;
 pub mod proto;
 pub mod public;
 pub mod random;

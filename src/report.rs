@@ -182,6 +182,10 @@ fn render(eng: &mut Cx, role: &mut Role, running: bool) -> (String, usize) {
         Role::Backend(be) => crate::backend::fleet_status(eng, be),
         Role::Frontend(_) => None,
     };
+    let dyndns = match role {
+        Role::Backend(be) => be.dyndns_status(eng.now),
+        Role::Frontend(_) => None,
+    };
     let mut out = String::with_capacity(1024);
     out.push_str("{\n");
     let _ = writeln!(
@@ -233,6 +237,9 @@ fn render(eng: &mut Cx, role: &mut Role, running: bool) -> (String, usize) {
     }
     if let Some(fleet) = fleet {
         let _ = writeln!(out, "  \"fleet\": {fleet},");
+    }
+    if let Some(dyndns) = dyndns {
+        let _ = writeln!(out, "  \"dyndns\": {dyndns},");
     }
     let _ = writeln!(out, "  \"kites\": [{}],", kites.join(", "));
     let _ = writeln!(out, "  \"tunnels\": [{}]", tunnels.join(", "));

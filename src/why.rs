@@ -43,6 +43,8 @@ pub enum Fatal {
     KiteOptions(OptionError),
     /// The event loop itself failed, again and again.
     Poll(std::io::Error),
+    /// A `--dyndns` setting that cannot be used.
+    DynDns(crate::proto::dyndns::DynDnsError),
 }
 
 impl fmt::Display for Fatal {
@@ -56,6 +58,7 @@ impl fmt::Display for Fatal {
             Fatal::Acl { flag, error } => write!(f, "{flag}: {error}"),
             Fatal::KiteOptions(e) => e.fmt(f),
             Fatal::Poll(e) => write!(f, "event loop failed: {e}"),
+            Fatal::DynDns(e) => write!(f, "--dyndns: {e}"),
         }
     }
 }

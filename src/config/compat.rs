@@ -75,12 +75,6 @@ pub(super) const ACCEPTED: &[(&str, &str, Option<&str>, &str)] = &[
         Some("MS"),
         "Python select-loop tuning",
     ),
-    (
-        "D",
-        "dyndns",
-        Some("PROVIDER"),
-        "read, kept and written back by --settings (also as set by --defaults), but rkite sends no dynamic DNS updates yet: one info line at start says so",
-    ),
     ("", "noall", None, "the default"),
     (
         "",

@@ -264,6 +264,12 @@ pub(super) const FLAGS: &[Flag] = &[
         "Backend: a per-kite option, e.g. foo.example.com/80:password/bob:pw, .../ip/10.0.0.0/8:True, .../rewritehost:True. Repeatable.",
     ),
     Flag {
+        short: "D",
+        long: "dyndns",
+        kind: Kind::Value("PROVIDER"),
+        help: "Backend: once tunnels are up, and whenever the frontends a kite flies on change, tell a dynamic DNS provider their addresses, one update per kite, signed as pagekite.py signs: pagekite.net, USER:PASS@dyndns.org, USER:PASS@no-ip.com, or an http(s):// URL template with %(domain)s %(ip)s %(ips)s %(sign)s %(user)s %(pass)s. Failures retry after 112 s, doubling to about 30 min. Goes through --proxy when set; shown in --status_file.",
+    },
+    Flag {
         short: "E",
         long: "errorurl",
         kind: Kind::Multi("[DOMAIN:]URL"),

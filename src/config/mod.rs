@@ -286,13 +286,10 @@ fn parse_expanded(argv: &[String], expanded: &files::Expanded) -> Result<Parsed,
     for (flag, rules) in [("client_acl", "client_acl"), ("tunnel_acl", "tunnel_acl")] {
         Acl::parse(&m.opt_strs(rules)).map_err(|e| bad(flag, e.to_string()))?;
     }
-    // One info line at start: pagekite.py would send updates here.
-    let dyndns_note = front.dyndns.as_ref().map(|d| {
-        format!(
-            "--dyndns={} (kept and shown by --settings; rkite sends no dynamic DNS updates yet)",
-            d.safe_name()
-        )
-    });
+    if let Some(d) = &front.dyndns {
+        crate::proto::dyndns::Provider::from_template(&d.url, &d.user, &d.pass)
+            .map_err(|e| bad("dyndns", e.to_string()))?;
+    }
     // Both roles' flags are parsed and checked whatever the role, as
     // pagekite.py does (`--ports` on a backend is read, then unused), and
     // `--settings` shows them all; the role runs with its own only.
@@ -349,9 +346,8 @@ fn parse_expanded(argv: &[String], expanded: &files::Expanded) -> Result<Parsed,
                     .iter()
                     .map(|a| (if a.1.is_empty() { a.0 } else { a.1 }, a.3)),
             )
-            .filter(|(f, _)| m.opt_present(f) && *f != "dyndns")
+            .filter(|(f, _)| m.opt_present(f))
             .map(|(f, why)| format!("--{f} ({why})"))
-            .chain(dyndns_note)
             .collect(),
         argv: argv.to_vec(),
         files: expanded.files.clone(),

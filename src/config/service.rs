@@ -59,8 +59,8 @@ fn provider_url(name: &str) -> Option<&'static str> {
     DYNDNS.iter().find(|(n, _)| *n == name).map(|(_, url)| *url)
 }
 
-/// `--dyndns`: pagekite.py's `(provider URL, user, password)`. Kept and
-/// written back by `--settings`; rkite sends no updates yet.
+/// `--dyndns`: pagekite.py's `(provider URL, user, password)`, as read and
+/// written back by `--settings`; `proto::dyndns::Provider` makes it a template.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DynDns {
     pub url: String,
@@ -117,18 +117,6 @@ impl DynDns {
             (false, true) => format!("{}@{prov}", self.user),
             (true, true) => prov.to_string(),
         }
-    }
-
-    /// What may be logged: a known provider's name, else the host of the
-    /// URL (no user, password or query).
-    pub fn safe_name(&self) -> String {
-        let prov = self.provider();
-        if prov != self.url {
-            return prov.to_string();
-        }
-        let rest = self.url.split_once("://").map_or(&*self.url, |(_, r)| r);
-        let host = rest.split(['/', '?']).next().unwrap_or(rest);
-        host.rsplit('@').next().unwrap_or(host).to_string()
     }
 }
 
@@ -408,18 +396,11 @@ mod tests {
             assert!(d.url.starts_with(url), "{arg}: {d:?}");
             assert_eq!((d.user.as_str(), d.pass.as_str()), (user, pass), "{arg}");
             assert_eq!(d.to_arg(), arg, "written back");
-            assert!(!d.safe_name().contains("pw"), "{arg}");
         }
         assert_eq!(DynDns::parse(""), None);
         assert_eq!(DynDns::parse("bob:pw@"), None);
         // beanstalks.net is written as its URL, as pagekite.py does.
         let b = DynDns::parse("beanstalks.net").unwrap();
         assert!(b.to_arg().starts_with("http://up.b5p.us/"));
-        assert_eq!(
-            DynDns::parse("https://u:secret@dns.test/x")
-                .unwrap()
-                .safe_name(),
-            "dns.test"
-        );
     }
 }

@@ -38,6 +38,7 @@ const PAGEKITE_SECTIONS: &[&str] = &[
     "fe_certname",
     "fe_nocertcheck",
     "errorurl",
+    "dyndns",
     "ca_certs",
     "keepalive",
     "service_on",

@@ -151,6 +151,12 @@ impl DynDnsState {
         }
     }
 
+    /// Lifts a running back-off (an operator's "try again now"); the count
+    /// of failures stays, so another failure waits longer than the last.
+    pub fn retry_now(&mut self) {
+        self.postponed_until = None;
+    }
+
     /// When to call [`next_update`](Self::next_update) again without a
     /// change: the end of a back-off, if one is running.
     pub fn next_wake(&self) -> Option<Instant> {

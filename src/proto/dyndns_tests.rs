@@ -419,3 +419,19 @@ fn failures_back_off_as_pagekite_py_does() {
             .is_some()
     );
 }
+
+#[test]
+fn retry_now_lifts_the_back_off_but_keeps_the_count() {
+    let t0 = base();
+    let mut st = DynDnsState::new();
+    let w = wanted(&[("a.example", &["192.0.2.1"])]);
+    assert!(st.next_update(t0, &w).is_some());
+    st.finished(Outcome::Failed(Failure::Http(503)), t0);
+    assert_eq!(st.next_update(t0, &w), None, "backing off");
+    st.retry_now();
+    assert_eq!(st.next_wake(), None);
+    assert!(st.next_update(t0, &w).is_some(), "tried again at once");
+    st.finished(Outcome::Failed(Failure::Http(503)), t0);
+    // The second failure in a row waits twice as long as the first.
+    assert_eq!(st.next_wake(), Some(t0 + Duration::from_secs(224)));
+}

@@ -116,11 +116,18 @@ impl Pki {
         path_str(&self.ca_cert)
     }
 
-    /// A server certificate for `names` (DNS SANs, in order; the first is also the CN;
-    /// `*.x` wildcards allowed), CA:FALSE, serverAuth, valid from now for two days.
+    /// A server certificate for `names` (DNS SANs, or IP SANs for addresses, in order; the
+    /// first is also the CN; `*.x` wildcards allowed), CA:FALSE, serverAuth, valid from now for two days.
     pub fn leaf(&self, names: &[&str]) -> Leaf {
         assert!(!names.is_empty(), "a leaf needs at least one name");
-        let san: Vec<String> = names.iter().map(|n| format!("DNS:{n}")).collect();
+        // An IP address is an IP SAN (for servers reached by address).
+        let san: Vec<String> = names
+            .iter()
+            .map(|n| match n.parse::<std::net::IpAddr>() {
+                Ok(_) => format!("IP:{n}"),
+                Err(_) => format!("DNS:{n}"),
+            })
+            .collect();
         let ext = format!(
             "basicConstraints = critical, CA:FALSE\n\
              keyUsage = critical, digitalSignature\n\

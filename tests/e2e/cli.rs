@@ -146,29 +146,3 @@ fn pagekite_only_flags_are_accepted_and_ignored() {
     assert_eq!(refused.wait_exit(T).and_then(|s| s.code()), Some(1));
     refused.wait_for("--motd: refused: not supported yet", T);
 }
-
-/// `dyndns` is kept for `--settings` but sends nothing yet: one info line at
-/// start says so, naming the provider and never the password.
-#[test]
-fn dyndns_is_announced_once_without_its_password() {
-    let fe = util::rkite(&[
-        "--isfrontend",
-        "--host=127.0.0.1",
-        "--ports=0",
-        "--domain=*:x.test:s",
-        "-D",
-        "bob:pa55word@dyndns.org",
-    ]);
-    fe.wait_for(
-        "--dyndns=dyndns.org (kept and shown by --settings; rkite sends no dynamic DNS updates yet)",
-        T,
-    );
-    fe.wait_for("listening on 127.0.0.1:", T);
-    let lines = fe.lines();
-    assert_eq!(
-        lines.iter().filter(|l| l.contains("dyndns")).count(),
-        1,
-        "{lines:?}"
-    );
-    assert!(!lines.iter().any(|l| l.contains("pa55word")), "{lines:?}");
-}

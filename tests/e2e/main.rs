@@ -9,6 +9,7 @@
 
 mod certs;
 mod cli;
+mod dyndns;
 mod faults;
 mod fixture;
 mod fleet;
