@@ -5,7 +5,6 @@
 //! `report`'s. Written to a temporary file and renamed over the old one, so
 //! readers never see half a file. Never on the data path.
 
-use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
 /// Writes are at least this far apart.
@@ -68,26 +67,8 @@ pub(crate) fn write_atomically(path: &str, text: &str) -> std::io::Result<()> {
     std::fs::rename(&tmp, path)
 }
 
-/// A JSON string literal.
-pub fn json_str(text: &str) -> String {
-    let mut out = String::with_capacity(text.len() + 2);
-    out.push('"');
-    for c in text.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if (c as u32) < 0x20 => {
-                let _ = write!(out, "\\u{:04x}", c as u32);
-            }
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
-}
+/// A JSON string literal: one quoter for every JSON rkite writes.
+pub use crate::proto::json::quote as json_str;
 
 #[cfg(test)]
 mod tests {

@@ -20,6 +20,7 @@ pub mod http;
 #[doc(hidden)]
 pub mod http_fuzz;
 pub mod http_head;
+pub mod json;
 pub mod keepalive;
 pub mod kite;
 pub mod netlink;
