@@ -50,6 +50,33 @@ pub fn netlink(data: &[u8]) {
     assert!(events.len() <= data.len() / 24, "more events than messages");
 }
 
+/// What an ACME server sends (`proto::json`) and the certificates it
+/// issues (`proto::der::validity`): no input panics, and every string read
+/// quotes back to itself.
+pub fn acme(data: &[u8]) {
+    if let Ok(value) = crate::proto::json::parse(data) {
+        let mut stack = vec![&value];
+        while let Some(v) = stack.pop() {
+            match v {
+                crate::proto::json::Value::String(s) => {
+                    let again = crate::proto::json::parse(crate::proto::json::quote(s).as_bytes());
+                    assert_eq!(again, Ok(crate::proto::json::Value::String(s.clone())));
+                }
+                crate::proto::json::Value::Array(items) => stack.extend(items),
+                crate::proto::json::Value::Object(members) => {
+                    stack.extend(members.iter().map(|(_, v)| v));
+                }
+                _ => {}
+            }
+        }
+    }
+    if let Ok((not_before, not_after)) = crate::proto::der::validity(data) {
+        // Four-digit years at most: within ±10 000 years of 1970.
+        let bound = 10_000 * 366 * 86_400;
+        assert!(not_before.abs() < bound && not_after.abs() < bound);
+    }
+}
+
 /// A target's check: panics when an invariant breaks.
 pub type Check = fn(&[u8]);
 
@@ -66,6 +93,7 @@ pub const TARGETS: &[(&str, Check)] = &[
     ("webfiles", webfiles),
     ("tunnel", tunnel),
     ("netlink", netlink),
+    ("acme", acme),
 ];
 
 /// The places to cut an input of `len` bytes for the "fed in pieces equals

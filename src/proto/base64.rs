@@ -1,12 +1,24 @@
 //! Standard-alphabet base64 encoding with `=` padding (RFC 4648 §4), for
 //! the `Basic` credentials rkite sends (proxy and dynamic DNS
-//! authorization). Pure; encoding only (the one decoder, for credentials
+//! authorization), and base64url without padding (§5) for ACME's JOSE. Pure; encoding only (the one decoder, for credentials
 //! peers send, lives beside its single user in `options`).
 
 const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 
 /// `data` in base64, padded to a multiple of four characters.
 pub fn encode(data: &[u8]) -> String {
+    encode_with(data, ALPHABET, true)
+}
+
+/// `data` in base64url without padding (RFC 4648 §5, as JOSE and ACME
+/// want it).
+pub fn encode_url(data: &[u8]) -> String {
+    encode_with(data, URL_ALPHABET, false)
+}
+
+const URL_ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+
+fn encode_with(data: &[u8], alphabet: &[u8; 64], pad: bool) -> String {
     let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
     for chunk in data.chunks(3) {
         let b = [
@@ -19,8 +31,8 @@ pub fn encode(data: &[u8]) -> String {
         for i in 0..4 {
             if i <= chunk.len() {
                 let index = ((n >> (18 - 6 * i)) & 63) as usize;
-                out.push(char::from(ALPHABET.get(index).copied().unwrap_or(b'A')));
-            } else {
+                out.push(char::from(alphabet.get(index).copied().unwrap_or(b'A')));
+            } else if pad {
                 out.push('=');
             }
         }
@@ -66,5 +78,23 @@ mod tests {
             "Basic QWxhZGRpbjpvcGVuIHNlc2FtZQ=="
         );
         assert_eq!(basic("bob", "pw"), "Basic Ym9iOnB3");
+    }
+
+    #[test]
+    fn url_alphabet_without_padding() {
+        // RFC 4648 §10 vectors, in the URL alphabet and unpadded.
+        for (input, want) in [
+            ("", ""),
+            ("f", "Zg"),
+            ("fo", "Zm8"),
+            ("foo", "Zm9v"),
+            ("foob", "Zm9vYg"),
+            ("fooba", "Zm9vYmE"),
+            ("foobar", "Zm9vYmFy"),
+        ] {
+            assert_eq!(encode_url(input.as_bytes()), want);
+        }
+        assert_eq!(encode_url(&[0xfb, 0xff, 0xbf]), "-_-_");
+        assert_eq!(encode(&[0xfb, 0xff, 0xbf]), "+/+/");
     }
 }

@@ -8,6 +8,7 @@ pub mod auth;
 pub mod backoff;
 pub mod base64;
 pub mod ct;
+pub mod der;
 pub mod dyndns;
 #[doc(hidden)]
 pub mod dyndns_fuzz;
@@ -20,6 +21,7 @@ pub mod http;
 #[doc(hidden)]
 pub mod http_fuzz;
 pub mod http_head;
+pub mod jose;
 pub mod json;
 pub mod keepalive;
 pub mod kite;

@@ -7,6 +7,7 @@
 // to the one-clock-read rule.
 #![allow(clippy::disallowed_methods)]
 
+mod acme;
 mod certs;
 mod cli;
 mod dyndns;
