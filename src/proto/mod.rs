@@ -21,6 +21,7 @@ pub mod http;
 #[doc(hidden)]
 pub mod http_fuzz;
 pub mod http_head;
+pub mod http_reply;
 pub mod jose;
 pub mod json;
 pub mod keepalive;
