@@ -47,7 +47,8 @@ pub struct Node {
 impl Node {
     pub fn new(config: Config) -> Result<Node, Fatal> {
         let Config { common, role } = config;
-        let eng = Cx::new(common)?;
+        let mut eng = Cx::new(common)?;
+        crate::metrics::listen(&mut eng)?;
         let role = match role {
             RoleConfig::Frontend(settings) => {
                 Role::Frontend(Box::new(frontend::State::new(settings, eng.registry())?))
@@ -90,6 +91,8 @@ impl App for Role {
             (Conn::Tunnel(t), role) => relay::drive_tunnel(eng, role.hooks(), token, t),
             (Conn::Stream(s), role) => relay::drive_stream(eng, role.hooks(), token, s),
             (Conn::Web(w), _) => crate::webserve::drive(eng, token, w),
+            (Conn::MetricsListener(l), _) => crate::metrics::drive_listener(eng, token, l),
+            (Conn::Metrics(m), role) => crate::metrics::drive(eng, role, token, m),
             (Conn::AddrWatch(w), Role::Backend(be)) => backend::on_addresses(eng, be, token, w),
             // A backend has neither listeners nor public connections.
             (Conn::Listener(_) | Conn::Sniff(_), Role::Backend(_)) => None,
@@ -108,6 +111,9 @@ impl App for Role {
             (Conn::Sniff(s), _) => public::sniff_timeout(eng, token, s),
             // The linger is over: the reply had its chance.
             (Conn::Reply(_), _) => None,
+            (Conn::Metrics(m), _) if kind == TimerKind::Deadline => {
+                crate::metrics::timeout(token, &m)
+            }
             (Conn::Tunnel(t), role) => relay::tunnel_timer(eng, role.hooks(), token, t, kind),
             (Conn::Stream(s), role) => relay::stream_timer(eng, role.hooks(), token, s, kind),
             (other, _) => Some(other),
@@ -137,7 +143,10 @@ impl App for Role {
                     backend::reconnect_now(eng, be);
                 }
             }
-            libc::SIGHUP => crate::reload::reload(eng, self),
+            libc::SIGHUP => {
+                eng.counters.reloads += 1;
+                crate::reload::reload(eng, self);
+            }
             other => info!("ignoring signal {other}"),
         }
     }
@@ -194,6 +203,7 @@ fn begin_shutdown(eng: &mut Cx, role: &mut Role, signal: i32) {
         // Listeners close now, so new connections are refused at once.
         let conn = match conn {
             Conn::Listener(_) | Conn::Sniff(_) | Conn::Reply(_) | Conn::AddrWatch(_) => None,
+            Conn::MetricsListener(_) | Conn::Metrics(_) => None,
             Conn::Stream(s) => {
                 streams += 1;
                 Some(Conn::Stream(s))

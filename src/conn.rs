@@ -15,6 +15,7 @@ use crate::addrwatch::AddrWatch;
 use crate::buf::Buf;
 use crate::config::web::WebSettings;
 use crate::engine::{Deadlines, Pollable, Ready};
+use crate::metrics::{MetricsConn, MetricsListener};
 use crate::proto::webfiles_page::Indexes;
 use crate::reply::Reply;
 use crate::stream::Stream;
@@ -36,6 +37,9 @@ pub enum Conn {
     AddrWatch(AddrWatch),
     /// The built-in file server's end of a `builtin` kite's stream.
     Web(Box<WebConn>),
+    /// `--metrics`: its listening socket, and one of its clients.
+    MetricsListener(MetricsListener),
+    Metrics(Box<MetricsConn>),
 }
 
 impl Pollable for Conn {
@@ -48,6 +52,8 @@ impl Pollable for Conn {
             Conn::Stream(s) => Some(&mut s.transport.ready),
             Conn::Web(w) => Some(&mut w.ready),
             Conn::AddrWatch(w) => Some(&mut w.ready),
+            Conn::MetricsListener(l) => Some(&mut l.ready),
+            Conn::Metrics(m) => Some(&mut m.transport.ready),
         }
     }
 
@@ -61,6 +67,8 @@ impl Pollable for Conn {
             // Ends when its stream does: it sees the pair close.
             Conn::Web(_) => None,
             Conn::AddrWatch(_) => None,
+            Conn::MetricsListener(_) => None,
+            Conn::Metrics(m) => Some(&mut m.deadlines),
         }
     }
 }

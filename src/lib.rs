@@ -21,6 +21,7 @@ pub mod fuzz_checks;
 pub mod local;
 pub mod local_refusal;
 pub mod logging;
+pub mod metrics;
 pub mod net;
 pub mod proto;
 pub mod public;

@@ -445,6 +445,7 @@ fn drain_events(
                             .map_or(Why::Done, |(_, w)| w.clone()),
                     };
                     log_stream_end(eng.now, handle, &s, &why);
+                    crate::metrics::stream_ended(eng, &s, &why);
                 }
             }
             Event::Pong { rtt } => debug!("[t{}] PONG, round trip {rtt:?}", tag(token)),
@@ -529,9 +530,10 @@ pub fn tunnel_gone(eng: &mut Cx, role: &mut dyn Hooks, token: Token, t: Box<Tunn
         tag(token),
         t.peer,
     );
-    if let Some(status) = &mut eng.status {
-        status.tunnel_closed(bytes_in, bytes_out);
-    }
+    let probe = matches!(&t.side, Side::Backend(i) if i.is_probe());
+    let shape = (!probe).then(|| (t.live_since.is_some(), t.transport.is_tls()));
+    eng.counters
+        .tunnel_closed((bytes_in, bytes_out), shape, why);
     if live && !matches!(why, Why::Stopping | Why::Operator(_)) {
         eng.note_error(&format!("tunnel to {} closed: {why}", t.peer));
     }

@@ -363,6 +363,7 @@ fn parse_expanded(argv: &[String], expanded: &files::Expanded) -> Result<Parsed,
             pidfile: last(&m, "pidfile"),
             runas: last(&m, "runas"),
             status_file: last(&m, "status_file"),
+            metrics: last(&m, "metrics").map(|a| parse_metrics(&a)).transpose()?,
         },
     };
     for spec in &backend.be_config {
@@ -394,6 +395,17 @@ fn parse_expanded(argv: &[String], expanded: &files::Expanded) -> Result<Parsed,
         RoleConfig::Backend(backend)
     };
     Ok(Parsed::Run(Box::new(Config { common, role })))
+}
+
+/// `--metrics=ADDR:PORT` (`[V6]:PORT` for IPv6): a numeric address, as
+/// the listener binds it before any name could be looked up.
+fn parse_metrics(value: &str) -> Result<std::net::SocketAddr, ConfigError> {
+    value.parse().map_err(|_| {
+        bad(
+            "metrics",
+            format!("{value:?} is not ADDR:PORT (an IP address and a port, [::1]:9100 for IPv6)"),
+        )
+    })
 }
 
 /// Each kite's options: its short-form `+options`, then every `--be_config`

@@ -22,6 +22,7 @@ pub mod http_fuzz;
 pub mod http_head;
 pub mod keepalive;
 pub mod kite;
+pub mod metrics;
 pub mod netlink;
 pub mod options;
 pub mod pages;
