@@ -92,7 +92,8 @@ impl App for Role {
             (Conn::Stream(s), role) => relay::drive_stream(eng, role.hooks(), token, s),
             (Conn::Web(w), _) => crate::webserve::drive(eng, token, w),
             (Conn::MetricsListener(l), _) => crate::metrics::drive_listener(eng, token, l),
-            (Conn::Metrics(m), role) => crate::metrics::drive(eng, role, token, m),
+            (Conn::Metrics(m), Role::Backend(be)) => crate::metrics::drive(eng, Some(be), token, m),
+            (Conn::Metrics(m), Role::Frontend(_)) => crate::metrics::drive(eng, None, token, m),
             (Conn::AddrWatch(w), Role::Backend(be)) => backend::on_addresses(eng, be, token, w),
             // A backend has neither listeners nor public connections.
             (Conn::Listener(_) | Conn::Sniff(_), Role::Backend(_)) => None,

@@ -18,6 +18,7 @@ pub mod engine;
 pub mod frontend;
 #[doc(hidden)]
 pub mod fuzz_checks;
+pub mod kite_bytes;
 pub mod local;
 pub mod local_refusal;
 pub mod logging;

@@ -10,8 +10,7 @@
 //! kite labels are only the kites configured or registered.
 
 use std::cell::Cell;
-use std::collections::{BTreeMap, HashMap, HashSet};
-use std::net::SocketAddr;
+use std::collections::{BTreeMap, HashSet};
 use std::rc::Rc;
 use std::time::Duration;
 
@@ -19,61 +18,26 @@ use log::{Level, debug, info};
 use mio::Token;
 use mio::net::TcpListener;
 
-use crate::app::Role;
-use crate::conn::{Conn, Cx};
+use crate::backend;
+use crate::conn::{Conn, Cx, MetricsConn, MetricsListener};
+use crate::conns::tag;
 use crate::engine::{Deadlines, Fatal, Ready, TimerKind};
+use crate::kite_bytes::{KiteBytes, Known, MAX_KITES, add, stream_target};
 use crate::logging::Noise;
 use crate::net::Io;
 use crate::proto::kite::{self, KiteKey};
 use crate::proto::metrics::{self as fmt, Exposition, Kind, Path};
-use crate::relay::{Phase, Side, tag};
 use crate::status::{CLOSE_REASONS, REFUSAL_REASONS};
-use crate::stream::Stream;
 use crate::transport::Transport;
-use crate::why::Why;
+use crate::tunnel::{Phase, Side};
 
 /// Metrics connections open at once; more are closed as they are accepted.
 pub const MAX_CLIENTS: usize = 8;
 /// A client gets this long for each request (and to send the next one on a
 /// kept-alive connection); a slow or silent one is closed.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
-/// Ended streams whose kite is not looked up yet (done at each scrape).
-const MAX_PENDING: usize = 1024;
-/// Kites with byte counts; later ones are counted as unmatched.
-const MAX_KITES: usize = 4096;
 /// Requests answered per drive before other connections get their turn.
 const REQUESTS_PER_DRIVE: usize = 4;
-
-/// The metrics listening socket.
-pub struct MetricsListener {
-    pub(crate) sock: TcpListener,
-    pub ready: Ready,
-    /// Metrics connections open now (each one holds a count).
-    open: Rc<Cell<usize>>,
-}
-
-/// One metrics client.
-pub struct MetricsConn {
-    pub transport: Transport,
-    pub deadlines: Deadlines,
-    peer: SocketAddr,
-    /// Request bytes not answered yet (at most `MAX_HEAD`).
-    inb: Vec<u8>,
-    /// The response being written, from `out_at`.
-    out: Vec<u8>,
-    out_at: usize,
-    /// Close once `out` is written.
-    close_after: bool,
-    /// The client closed its side.
-    eof: bool,
-    open: Rc<Cell<usize>>,
-}
-
-impl Drop for MetricsConn {
-    fn drop(&mut self) {
-        self.open.set(self.open.get().saturating_sub(1));
-    }
-}
 
 /// Binds `--metrics` (before privileges are dropped, as the ports are) and
 /// turns on the per-kite byte counts.
@@ -168,8 +132,17 @@ pub fn timeout(token: Token, c: &MetricsConn) -> Option<Conn> {
     None
 }
 
+/// The role, as the metrics need it: a backend's state (its configured
+/// kites), or none on a frontend.
+pub type RoleRef<'a> = Option<&'a backend::State>;
+
 /// Reads requests, answers them, writes the answers.
-pub fn drive(eng: &mut Cx, role: &Role, token: Token, mut c: Box<MetricsConn>) -> Option<Conn> {
+pub fn drive(
+    eng: &mut Cx,
+    role: RoleRef<'_>,
+    token: Token,
+    mut c: Box<MetricsConn>,
+) -> Option<Conn> {
     for _ in 0..REQUESTS_PER_DRIVE {
         // The answer in hand first: one request at a time.
         while c.out_at < c.out.len() {
@@ -258,11 +231,11 @@ fn fill(c: &mut MetricsConn) -> Option<()> {
 
 /// `/healthz`: answered at all means the reactor turns; a backend is
 /// healthy only while one of its tunnels is live.
-fn health(eng: &mut Cx, role: &Role) -> (u16, &'static str) {
+fn health(eng: &mut Cx, role: RoleRef<'_>) -> (u16, &'static str) {
     if eng.stopping {
         return (503, "stopping");
     }
-    if matches!(role, Role::Frontend(_)) {
+    if role.is_none() {
         return (200, "ok");
     }
     for token in eng.conns.tokens() {
@@ -274,81 +247,6 @@ fn health(eng: &mut Cx, role: &Role) -> (u16, &'static str) {
         }
     }
     (503, "no live tunnel")
-}
-
-/// Stream bytes per kite: ended streams wait in `pending` (by the name they
-/// were opened for) until a scrape looks their kite up among those
-/// configured or registered then; the totals stay in `kites`.
-#[derive(Default)]
-pub struct KiteBytes {
-    pending: HashMap<(String, String, u16), (u64, u64)>,
-    kites: BTreeMap<String, (u64, u64)>,
-    /// Bytes of streams whose kite could not be told (or past the limits).
-    unmatched: (u64, u64),
-}
-
-impl KiteBytes {
-    fn add_pending(&mut self, label: &str, bytes: (u64, u64)) {
-        let full = self.pending.len() >= MAX_PENDING;
-        match stream_target(label) {
-            Some(t) if !full || self.pending.contains_key(&t) => {
-                add(self.pending.entry(t).or_default(), bytes);
-            }
-            _ => add(&mut self.unmatched, bytes),
-        }
-    }
-
-    /// Moves the pending counts to their kites among `known`.
-    fn settle(&mut self, known: &Known) {
-        for ((proto, host, port), bytes) in self.pending.drain() {
-            match known.find(&proto, &host, port) {
-                Some(key) if self.kites.len() < MAX_KITES || self.kites.contains_key(&key) => {
-                    add(self.kites.entry(key).or_default(), bytes);
-                }
-                _ => add(&mut self.unmatched, bytes),
-            }
-        }
-    }
-}
-
-fn add(to: &mut (u64, u64), bytes: (u64, u64)) {
-    to.0 = to.0.saturating_add(bytes.0);
-    to.1 = to.1.saturating_add(bytes.1);
-}
-
-/// The protocol, host and port a stream was opened for, from its label
-/// (`[https+]PROTO://HOST:PORT …`, as `public` and `local` write it).
-fn stream_target(label: &str) -> Option<(String, String, u16)> {
-    let label = label.strip_prefix("https+").unwrap_or(label);
-    let (proto, rest) = label.split_once("://")?;
-    let target = rest.split(' ').next()?;
-    let (host, port) = target.rsplit_once(':')?;
-    Some((proto.to_string(), host.to_string(), port.parse().ok()?))
-}
-
-/// A stream ended: count its close reason and its bytes.
-pub fn stream_ended(eng: &mut Cx, s: &Stream, why: &Why) {
-    eng.counters.stream_closed(why);
-    if let Some(k) = eng.counters.kites.as_mut() {
-        k.add_pending(&s.label, (s.bytes_read, s.bytes_written));
-    }
-}
-
-/// The kites a stream may belong to now, and how the role finds one.
-struct Known {
-    frontend: bool,
-    keys: HashSet<KiteKey>,
-}
-
-impl Known {
-    fn find(&self, proto: &str, host: &str, port: u16) -> Option<String> {
-        let hit = |key: &KiteKey| self.keys.contains(key).then(|| key.to_string());
-        if self.frontend {
-            kite::find_for_frontend(proto, host, port, |key, _| hit(key))
-        } else {
-            kite::find_for_backend(proto, host, (port != 0).then_some(port), hit)
-        }
-    }
 }
 
 /// What a scrape reads from the connection table.
@@ -411,21 +309,21 @@ fn read_table(eng: &mut Cx) -> Table {
 }
 
 /// The exposition: every family, from the table, the role and the counters.
-fn render(eng: &mut Cx, role: &Role) -> String {
+fn render(eng: &mut Cx, role: RoleRef<'_>) -> String {
     let table = read_table(eng);
     // Kites that may carry labels: a backend's configured ones, and every
     // one registered on a live tunnel now.
     let configured: Vec<KiteKey> = match role {
-        Role::Backend(be) => be
+        Some(be) => be
             .settings()
             .kites
             .iter()
             .map(|k| kite::key(&k.id.name(), &k.domain))
             .collect(),
-        Role::Frontend(_) => Vec::new(),
+        None => Vec::new(),
     };
     let known = Known {
-        frontend: matches!(role, Role::Frontend(_)),
+        frontend: role.is_none(),
         keys: configured
             .iter()
             .cloned()
@@ -455,9 +353,10 @@ fn render(eng: &mut Cx, role: &Role) -> String {
     }
     let c = &eng.counters;
     let mut e = Exposition::new();
-    let role_name = match role {
-        Role::Frontend(_) => "frontend",
-        Role::Backend(_) => "backend",
+    let role_name = if role.is_some() {
+        "backend"
+    } else {
+        "frontend"
     };
     e.family("rkite_build_info", Kind::Gauge, "rkite's version and role.");
     e.sample(
@@ -665,62 +564,4 @@ fn render(eng: &mut Cx, role: &Role) -> String {
     // ACME (issue 14, item 1) adds its families here: certificates by
     // state, orders and renewals by result, the next renewal time.
     e.finish()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn stream_labels_name_their_target() {
-        let t = |l: &str| stream_target(l);
-        assert_eq!(
-            t("http://a.test:80 from 127.0.0.1:5"),
-            Some(("http".into(), "a.test".into(), 80))
-        );
-        assert_eq!(
-            t("https+http://b.test:443 from [::1]:5"),
-            Some(("http".into(), "b.test".into(), 443))
-        );
-        assert_eq!(
-            t("raw://c.test:0 -> 127.0.0.1:22"),
-            Some(("raw".into(), "c.test".into(), 0))
-        );
-        assert_eq!(t("nonsense"), None);
-        assert_eq!(t("http://noport from x"), None);
-    }
-
-    #[test]
-    fn ended_streams_settle_on_known_kites_only() {
-        let mut k = KiteBytes::default();
-        k.add_pending("http://www.a.test:80 from 1.2.3.4:5", (10, 100));
-        k.add_pending("http://b.test:80 from 1.2.3.4:6", (1, 2));
-        k.add_pending("garbage", (3, 4));
-        let known = Known {
-            frontend: true,
-            keys: [kite::key("http", "*.a.test")].into_iter().collect(),
-        };
-        k.settle(&known);
-        assert!(k.pending.is_empty());
-        assert_eq!(k.kites.get("http:*.a.test"), Some(&(10, 100)));
-        assert_eq!(k.kites.len(), 1, "visitor names never become labels");
-        assert_eq!(k.unmatched, (4, 6));
-        let backend = Known {
-            frontend: false,
-            keys: [kite::key("http", "b.test")].into_iter().collect(),
-        };
-        k.add_pending("http://b.test:80 -> 127.0.0.1:8080", (5, 6));
-        k.settle(&backend);
-        assert_eq!(k.kites.get("http:b.test"), Some(&(5, 6)));
-    }
-
-    #[test]
-    fn pending_streams_are_bounded() {
-        let mut k = KiteBytes::default();
-        for i in 0..MAX_PENDING + 10 {
-            k.add_pending(&format!("http://h{i}.test:80 from x"), (1, 1));
-        }
-        assert_eq!(k.pending.len(), MAX_PENDING);
-        assert_eq!(k.unmatched, (10, 10));
-    }
 }

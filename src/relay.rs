@@ -445,7 +445,8 @@ fn drain_events(
                             .map_or(Why::Done, |(_, w)| w.clone()),
                     };
                     log_stream_end(eng.now, handle, &s, &why);
-                    crate::metrics::stream_ended(eng, &s, &why);
+                    eng.counters
+                        .stream_closed(&s.label, (s.bytes_read, s.bytes_written), &why);
                 }
             }
             Event::Pong { rtt } => debug!("[t{}] PONG, round trip {rtt:?}", tag(token)),

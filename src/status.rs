@@ -117,7 +117,7 @@ pub struct Counters {
     /// SIGHUPs received (each reload, applied or refused).
     pub reloads: u64,
     /// Stream bytes per kite; kept only with `--metrics`.
-    pub kites: Option<crate::metrics::KiteBytes>,
+    pub kites: Option<crate::kite_bytes::KiteBytes>,
 }
 
 impl Counters {
@@ -163,8 +163,13 @@ impl Counters {
         }
     }
 
-    pub fn stream_closed(&mut self, why: &Why) {
+    /// A stream ended: its close reason, and (with `--metrics`) its bytes
+    /// under the `label` it was opened with.
+    pub fn stream_closed(&mut self, label: &str, bytes: (u64, u64), why: &Why) {
         bump(&mut self.streams_closed, close_reason(why));
+        if let Some(k) = self.kites.as_mut() {
+            k.add_pending(label, bytes);
+        }
     }
 
     pub fn refused(&mut self, limit: &Limit) {
