@@ -397,7 +397,9 @@ fn render(eng: &mut Cx, role: RoleRef<'_>) -> String {
         Kind::Gauge,
         "1 while the kite is live on a tunnel (a backend also shows its configured kites that are down).",
     );
-    for key in &known.keys {
+    let mut shown: Vec<&KiteKey> = known.keys.iter().collect();
+    shown.sort();
+    for key in shown {
         let up = u64::from(table.live_keys.contains(key));
         e.sample("rkite_kite_up", &[("kite", &key.to_string())], up);
     }

@@ -699,6 +699,18 @@ mod tests {
             "service_on"
         );
         assert_eq!(err(&["--isfrontend", "--keepalive=1"]).flag, "keepalive");
+        assert_eq!(
+            err(&["--isfrontend", "--metrics=localhost:9"]).flag,
+            "metrics"
+        );
+        let Parsed::Run(c) = parse(&args(&["--isfrontend", "--metrics=[::1]:9100"])).unwrap()
+        else {
+            panic!()
+        };
+        assert_eq!(
+            c.common.process.metrics,
+            Some("[::1]:9100".parse().unwrap())
+        );
         assert!(err(&["--nosuchflag"]).to_string().contains("nosuchflag"));
         assert!(err(&["stray"]).to_string().contains("stray"));
     }
