@@ -14,7 +14,7 @@ use std::collections::{BTreeMap, HashSet};
 use std::rc::Rc;
 use std::time::Duration;
 
-use log::{Level, debug, info};
+use log::{Level, debug, info, warn};
 use mio::Token;
 use mio::net::TcpListener;
 
@@ -62,7 +62,11 @@ pub fn listen(eng: &mut Cx) -> Result<(), Fatal> {
         error,
     })?;
     eng.counters.kites = Some(KiteBytes::default());
-    info!("metrics on http://{bound}/metrics (unauthenticated)");
+    if bound.ip().is_loopback() {
+        info!("metrics on http://{bound}/metrics (unauthenticated)");
+    } else {
+        warn!("metrics on http://{bound}/metrics: unauthenticated, and reachable from other hosts");
+    }
     Ok(())
 }
 
