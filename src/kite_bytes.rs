@@ -1,8 +1,9 @@
 //! Stream bytes per kite for `--metrics`, with labels bounded by design:
 //! an ended stream's bytes wait under the name it was opened for until a
-//! scrape looks its kite up among the kites configured or registered then
-//! ([`Known`]); what matches no kite, or comes past the limits, is counted
-//! as unmatched. Data and pure look-ups only (kite names from `proto`): the
+//! scrape looks its kite up among the kites configured or registered then,
+//! or seen so at an earlier scrape ([`Known`]); what matches no kite, or
+//! comes past the limits, is counted as unmatched. A kite once seen keeps
+//! its counters (a counter series should not vanish). Data and pure look-ups only (kite names from `proto`): the
 //! engine's `Counters` hold one, `metrics` reads it.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -15,12 +16,12 @@ pub const MAX_PENDING: usize = 1024;
 pub const MAX_KITES: usize = 4096;
 
 /// Stream bytes per kite: ended streams wait in `pending` (by the name they
-/// were opened for) until a scrape looks their kite up among those
-/// configured or registered then; the totals stay in `kites`.
+/// were opened for) until a scrape looks their kite up; the totals stay in
+/// `kites`, which holds every kite seen (up to [`MAX_KITES`]).
 #[derive(Default)]
 pub struct KiteBytes {
     pub(crate) pending: HashMap<(String, String, u16), (u64, u64)>,
-    pub(crate) kites: BTreeMap<String, (u64, u64)>,
+    pub(crate) kites: BTreeMap<KiteKey, (u64, u64)>,
     /// Bytes of streams whose kite could not be told (or past the limits).
     pub(crate) unmatched: (u64, u64),
 }
@@ -36,15 +37,28 @@ impl KiteBytes {
         }
     }
 
-    /// Moves the pending counts to their kites among `known`.
+    /// Remembers the kites in `known`, and moves the pending counts to
+    /// their kites among every one seen so far.
     pub fn settle(&mut self, known: &Known) {
-        for ((proto, host, port), bytes) in self.pending.drain() {
-            match known.find(&proto, &host, port) {
-                Some(key) if self.kites.len() < MAX_KITES || self.kites.contains_key(&key) => {
-                    add(self.kites.entry(key).or_default(), bytes);
-                }
-                _ => add(&mut self.unmatched, bytes),
+        for key in &known.keys {
+            if self.kites.len() < MAX_KITES && !self.kites.contains_key(key) {
+                self.kites.insert(key.clone(), (0, 0));
             }
+        }
+        let seen = self.seen(known.frontend);
+        for ((proto, host, port), bytes) in self.pending.drain() {
+            match seen.find(&proto, &host, port) {
+                Some(key) => add(self.kites.entry(key).or_default(), bytes),
+                None => add(&mut self.unmatched, bytes),
+            }
+        }
+    }
+
+    /// Every kite seen so far, to look streams up in.
+    pub fn seen(&self, frontend: bool) -> Known {
+        Known {
+            frontend,
+            keys: self.kites.keys().cloned().collect(),
         }
     }
 }
@@ -71,8 +85,8 @@ pub struct Known {
 }
 
 impl Known {
-    pub fn find(&self, proto: &str, host: &str, port: u16) -> Option<String> {
-        let hit = |key: &KiteKey| self.keys.contains(key).then(|| key.to_string());
+    pub fn find(&self, proto: &str, host: &str, port: u16) -> Option<KiteKey> {
+        let hit = |key: &KiteKey| self.keys.contains(key).then(|| key.clone());
         if self.frontend {
             kite::find_for_frontend(proto, host, port, |key, _| hit(key))
         } else {
@@ -117,7 +131,10 @@ mod tests {
         };
         k.settle(&known);
         assert!(k.pending.is_empty());
-        assert_eq!(k.kites.get("http:*.a.test"), Some(&(10, 100)));
+        assert_eq!(
+            k.kites.get(&kite::key("http", "*.a.test")),
+            Some(&(10, 100))
+        );
         assert_eq!(k.kites.len(), 1, "visitor names never become labels");
         assert_eq!(k.unmatched, (4, 6));
         let backend = Known {
@@ -126,7 +143,18 @@ mod tests {
         };
         k.add_pending("http://b.test:80 -> 127.0.0.1:8080", (5, 6));
         k.settle(&backend);
-        assert_eq!(k.kites.get("http:b.test"), Some(&(5, 6)));
+        assert_eq!(k.kites.get(&kite::key("http", "b.test")), Some(&(5, 6)));
+        // A kite seen before still gets its streams' bytes when it is no
+        // longer registered (the stream ended with its tunnel).
+        k.add_pending("http://x.a.test:80 from 1.2.3.4:7", (1, 1));
+        k.settle(&Known {
+            frontend: true,
+            keys: HashSet::new(),
+        });
+        assert_eq!(
+            k.kites.get(&kite::key("http", "*.a.test")),
+            Some(&(11, 101))
+        );
     }
 
     #[test]

@@ -22,7 +22,7 @@ use crate::backend;
 use crate::conn::{Conn, Cx, MetricsConn, MetricsListener};
 use crate::conns::tag;
 use crate::engine::{Deadlines, Fatal, Ready, TimerKind};
-use crate::kite_bytes::{KiteBytes, Known, MAX_KITES, add, stream_target};
+use crate::kite_bytes::{KiteBytes, Known, add, stream_target};
 use crate::logging::Noise;
 use crate::net::Io;
 use crate::proto::kite::{self, KiteKey};
@@ -334,25 +334,20 @@ fn render(eng: &mut Cx, role: RoleRef<'_>) -> String {
             .chain(table.live_keys.iter().cloned())
             .collect(),
     };
-    let mut per_kite: BTreeMap<String, (u64, u64)> = BTreeMap::new();
+    let mut per_kite: BTreeMap<KiteKey, (u64, u64)> = BTreeMap::new();
     let mut unmatched = (0, 0);
+    let mut seen = None;
     if let Some(k) = eng.counters.kites.as_mut() {
         k.settle(&known);
         per_kite = k.kites.clone();
         unmatched = k.unmatched;
+        seen = Some(k.seen(known.frontend));
     }
+    let seen = seen.as_ref().unwrap_or(&known);
     for (label, bytes) in &table.live_streams {
-        let found = stream_target(label).and_then(|(p, h, port)| known.find(&p, &h, port));
-        match found {
-            Some(key) if per_kite.len() < MAX_KITES || per_kite.contains_key(&key) => {
-                add(per_kite.entry(key).or_default(), *bytes);
-            }
-            _ => add(&mut unmatched, *bytes),
-        }
-    }
-    for key in &known.keys {
-        if per_kite.len() < MAX_KITES {
-            per_kite.entry(key.to_string()).or_default();
+        match stream_target(label).and_then(|(p, h, port)| seen.find(&p, &h, port)) {
+            Some(key) => add(per_kite.entry(key).or_default(), *bytes),
+            None => add(&mut unmatched, *bytes),
         }
     }
     let c = &eng.counters;
@@ -413,7 +408,8 @@ fn render(eng: &mut Cx, role: RoleRef<'_>) -> String {
         "Stream bytes read from visitors (frontend) or local servers (backend), by kite.",
     );
     for (key, (rx, _)) in &per_kite {
-        e.sample("rkite_kite_received_bytes_total", &[("kite", key)], *rx);
+        let key = key.to_string();
+        e.sample("rkite_kite_received_bytes_total", &[("kite", &key)], *rx);
     }
     e.family(
         "rkite_kite_sent_bytes_total",
@@ -421,7 +417,8 @@ fn render(eng: &mut Cx, role: RoleRef<'_>) -> String {
         "Stream bytes written to visitors (frontend) or local servers (backend), by kite.",
     );
     for (key, (_, tx)) in &per_kite {
-        e.sample("rkite_kite_sent_bytes_total", &[("kite", key)], *tx);
+        let key = key.to_string();
+        e.sample("rkite_kite_sent_bytes_total", &[("kite", &key)], *tx);
     }
     e.single(
         "rkite_unmatched_received_bytes_total",

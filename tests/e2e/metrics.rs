@@ -271,7 +271,6 @@ fn hostile_metrics_clients_are_closed_and_others_still_served() {
         let _ = extra.write_all(b"GET /healthz HTTP/1.0\r\n\r\n");
         read_to_close(&mut extra, Duration::from_secs(2)).is_ok_and(|got| got.is_empty())
     });
-    assert!(fe.contains("clients already, closed"));
     drop(idle);
     util::wait_until("the endpoint to serve again", T, || {
         util::try_curl(&["--max-time", "2", &format!("http://127.0.0.1:{m}/healthz")])
