@@ -6,7 +6,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # command:package pairs the tests and the demo need.
 TEST_DEPS := curl:curl openssl:openssl pagekite:pagekite python3:python3 socat:socat nginx:nginx tinyproxy:tinyproxy microsocks:microsocks \
 	autoreconf:autoconf automake:automake libtoolize:libtool pkg-config:pkg-config cc:gcc make:make \
-	ip:iproute2 unshare:util-linux
+	ip:iproute2 unshare:util-linux prometheus:prometheus
 # header:package pairs: the C libraries tests/e2e/pagekitec.rs builds libpagekite against.
 TEST_HEADERS := /usr/include/ev.h:libev-dev /usr/include/openssl/ssl.h:libssl-dev
 DEMO_DEPS := curl:curl python3:python3
@@ -21,6 +21,9 @@ build:
 
 release: build
 
+# Debian starts a package's service when it installs it (nginx, prometheus); the
+# tests run their own. A policy-rc.d that says no (exit 101) while apt runs stops
+# that; it is removed again unless it was there before.
 define install_missing
 	@missing=""; \
 	for pair in $(1); do \
@@ -29,8 +32,16 @@ define install_missing
 	done; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing:$$missing"; \
+	  made=""; \
+	  if [ ! -e /usr/sbin/policy-rc.d ]; then \
+	    printf '#!/bin/sh\nexit 101\n' | $(SUDO) tee /usr/sbin/policy-rc.d >/dev/null && \
+	    $(SUDO) chmod 755 /usr/sbin/policy-rc.d && made=1; \
+	  fi; \
 	  $(SUDO) apt-get update -qq && \
 	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
+	  status=$$?; \
+	  if [ -n "$$made" ]; then $(SUDO) rm -f /usr/sbin/policy-rc.d; fi; \
+	  exit $$status; \
 	fi
 endef
 

@@ -47,7 +47,8 @@ pub struct Node {
 impl Node {
     pub fn new(config: Config) -> Result<Node, Fatal> {
         let Config { common, role } = config;
-        let eng = Cx::new(common)?;
+        let mut eng = Cx::new(common)?;
+        crate::metrics::listen(&mut eng)?;
         let role = match role {
             RoleConfig::Frontend(settings) => {
                 Role::Frontend(Box::new(frontend::State::new(settings, eng.registry())?))
@@ -90,6 +91,9 @@ impl App for Role {
             (Conn::Tunnel(t), role) => relay::drive_tunnel(eng, role.hooks(), token, t),
             (Conn::Stream(s), role) => relay::drive_stream(eng, role.hooks(), token, s),
             (Conn::Web(w), _) => crate::webserve::drive(eng, token, w),
+            (Conn::MetricsListener(l), _) => crate::metrics::drive_listener(eng, token, l),
+            (Conn::Metrics(m), Role::Backend(be)) => crate::metrics::drive(eng, Some(be), token, m),
+            (Conn::Metrics(m), Role::Frontend(_)) => crate::metrics::drive(eng, None, token, m),
             (Conn::AddrWatch(w), Role::Backend(be)) => backend::on_addresses(eng, be, token, w),
             (Conn::Outbound(o), Role::Backend(be)) => backend::dyndns_drive(eng, be, token, o),
             (Conn::Outbound(_), Role::Frontend(_)) => None,
@@ -110,6 +114,9 @@ impl App for Role {
             (Conn::Sniff(s), _) => public::sniff_timeout(eng, token, s),
             // The linger is over: the reply had its chance.
             (Conn::Reply(_), _) => None,
+            (Conn::Metrics(m), _) if kind == TimerKind::Deadline => {
+                crate::metrics::timeout(token, &m)
+            }
             (Conn::Tunnel(t), role) => relay::tunnel_timer(eng, role.hooks(), token, t, kind),
             (Conn::Stream(s), role) => relay::stream_timer(eng, role.hooks(), token, s, kind),
             (Conn::Outbound(_), Role::Backend(be)) => backend::dyndns_timeout(eng, be, token),
@@ -141,7 +148,10 @@ impl App for Role {
                     backend::reconnect_now(eng, be);
                 }
             }
-            libc::SIGHUP => crate::reload::reload(eng, self),
+            libc::SIGHUP => {
+                eng.counters.reloads += 1;
+                crate::reload::reload(eng, self);
+            }
             other => info!("ignoring signal {other}"),
         }
     }
@@ -205,6 +215,7 @@ fn begin_shutdown(eng: &mut Cx, role: &mut Role, signal: i32) {
             | Conn::Reply(_)
             | Conn::AddrWatch(_)
             | Conn::Outbound(_) => None,
+            Conn::MetricsListener(_) | Conn::Metrics(_) => None,
             Conn::Stream(s) => {
                 streams += 1;
                 Some(Conn::Stream(s))

@@ -1,11 +1,14 @@
 //! What the reactor's table holds in this program: every kind of
-//! connection ([`Conn`]), the data of the two that belong to no other file
-//! (a frontend's listening socket, a public connection still being sniffed),
+//! connection ([`Conn`]), the data of those that belong to no other file
+//! (a frontend's listening socket, a public connection still being sniffed,
+//! the `--metrics` listener and its clients),
 //! and the program's own timers ([`AppTimer`]). Data only: driving a
 //! connection is the roles' and the relay's, dispatching is `app`'s. Nothing
 //! here names the logic above it, so every part of it can name this.
 
+use std::cell::Cell;
 use std::net::SocketAddr;
+use std::rc::Rc;
 
 use std::fs::File;
 
@@ -39,6 +42,9 @@ pub enum Conn {
     Web(Box<WebConn>),
     /// An HTTP(S) exchange of the program's own (a dynamic DNS update).
     Outbound(Box<Outbound>),
+    /// `--metrics`: its listening socket, and one of its clients.
+    MetricsListener(MetricsListener),
+    Metrics(Box<MetricsConn>),
 }
 
 impl Pollable for Conn {
@@ -52,6 +58,8 @@ impl Pollable for Conn {
             Conn::Web(w) => Some(&mut w.ready),
             Conn::AddrWatch(w) => Some(&mut w.ready),
             Conn::Outbound(o) => Some(&mut o.transport.ready),
+            Conn::MetricsListener(l) => Some(&mut l.ready),
+            Conn::Metrics(m) => Some(&mut m.transport.ready),
         }
     }
 
@@ -66,6 +74,8 @@ impl Pollable for Conn {
             Conn::Web(_) => None,
             Conn::AddrWatch(_) => None,
             Conn::Outbound(o) => Some(&mut o.deadlines),
+            Conn::MetricsListener(_) => None,
+            Conn::Metrics(m) => Some(&mut m.deadlines),
         }
     }
 }
@@ -150,4 +160,35 @@ pub struct WebConn {
     /// The request being answered is a HEAD.
     pub(crate) head_only: bool,
     pub(crate) label: String,
+}
+
+/// `--metrics`' listening socket (driven by `metrics`).
+pub struct MetricsListener {
+    pub(crate) sock: TcpListener,
+    pub ready: Ready,
+    /// Metrics connections open now (each one holds a count).
+    pub(crate) open: Rc<Cell<usize>>,
+}
+
+/// One `--metrics` client (driven by `metrics`).
+pub struct MetricsConn {
+    pub transport: Transport,
+    pub deadlines: Deadlines,
+    pub(crate) peer: SocketAddr,
+    /// Request bytes not answered yet (at most `MAX_HEAD`).
+    pub(crate) inb: Vec<u8>,
+    /// The response being written, from `out_at`.
+    pub(crate) out: Vec<u8>,
+    pub(crate) out_at: usize,
+    /// Close once `out` is written.
+    pub(crate) close_after: bool,
+    /// The client closed its side.
+    pub(crate) eof: bool,
+    pub(crate) open: Rc<Cell<usize>>,
+}
+
+impl Drop for MetricsConn {
+    fn drop(&mut self) {
+        self.open.set(self.open.get().saturating_sub(1));
+    }
 }

@@ -21,7 +21,7 @@ pub use crate::conns::Conns;
 use crate::conns::RunQueue;
 use crate::logging::Noise;
 use crate::signals::Signals;
-use crate::status::Status;
+use crate::status::{Counters, Status};
 use crate::timer::TimerQueue;
 pub use crate::why::Limit;
 
@@ -94,6 +94,8 @@ pub struct Engine<C, K: Copy + Ord> {
     pub status: Option<Status>,
     /// Every counted buffer's pool, and the `--buffers` budget.
     pub pool: Pool,
+    /// What has happened so far, for the status file and `--metrics`.
+    pub counters: Counters,
 }
 
 impl<C: Pollable, K: Copy + Ord + std::fmt::Debug> Engine<C, K> {
@@ -116,12 +118,9 @@ impl<C: Pollable, K: Copy + Ord + std::fmt::Debug> Engine<C, K> {
             queue: RunQueue::default(),
             signals,
             stopping: false,
-            status: config
-                .process
-                .status_file
-                .as_deref()
-                .map(|path| Status::new(path, now, unix_now())),
+            status: config.process.status_file.as_deref().map(Status::new),
             pool: Pool::new(config.buffer_budget),
+            counters: Counters::new(now, unix_now()),
             config,
         })
     }
@@ -144,6 +143,7 @@ impl<C: Pollable, K: Copy + Ord + std::fmt::Debug> Engine<C, K> {
 
     /// Logs a refusal, throttled per kind.
     pub fn refuse(&mut self, limit: &Limit, what: &str) {
+        self.counters.refused(limit);
         let kind = match limit {
             Limit::Conns(_) => Noise::ConnLimit,
             Limit::Buffers { .. } => Noise::BufferBudget,
@@ -204,6 +204,7 @@ impl<C: Pollable, K: Copy + Ord + std::fmt::Debug> Engine<C, K> {
 
     /// Remembers an error for the `--status_file`.
     pub fn note_error(&mut self, text: &str) {
+        self.counters.errors += 1;
         if let Some(status) = &mut self.status {
             status.error(unix_now(), text);
             self.status_changed();

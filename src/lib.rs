@@ -18,9 +18,11 @@ pub mod engine;
 pub mod frontend;
 #[doc(hidden)]
 pub mod fuzz_checks;
+pub mod kite_bytes;
 pub mod local;
 pub mod local_refusal;
 pub mod logging;
+pub mod metrics;
 pub mod net;
 pub mod outbound;
 pub mod proto;

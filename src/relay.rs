@@ -445,6 +445,8 @@ fn drain_events(
                             .map_or(Why::Done, |(_, w)| w.clone()),
                     };
                     log_stream_end(eng.now, handle, &s, &why);
+                    eng.counters
+                        .stream_closed(&s.label, (s.bytes_read, s.bytes_written), &why);
                 }
             }
             Event::Pong { rtt } => debug!("[t{}] PONG, round trip {rtt:?}", tag(token)),
@@ -529,9 +531,10 @@ pub fn tunnel_gone(eng: &mut Cx, role: &mut dyn Hooks, token: Token, t: Box<Tunn
         tag(token),
         t.peer,
     );
-    if let Some(status) = &mut eng.status {
-        status.tunnel_closed(bytes_in, bytes_out);
-    }
+    let probe = matches!(&t.side, Side::Backend(i) if i.is_probe());
+    let shape = (!probe).then(|| (t.live_since.is_some(), t.transport.is_tls()));
+    eng.counters
+        .tunnel_closed((bytes_in, bytes_out), shape, why);
     if live && !matches!(why, Why::Stopping | Why::Operator(_)) {
         eng.note_error(&format!("tunnel to {} closed: {why}", t.peer));
     }

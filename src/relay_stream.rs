@@ -180,6 +180,8 @@ pub fn close_stream(eng: &mut Cx, uuid: &str, token: Token, s: Stream, why: Why)
         eng.mark_dirty(s.tunnel);
     }
     log_stream_end(eng.now, token, &s, &why);
+    eng.counters
+        .stream_closed(&s.label, (s.bytes_read, s.bytes_written), &why);
     None
 }
 
@@ -226,6 +228,8 @@ pub(crate) fn log_stream_end(now: Instant, token: Token, s: &Stream, why: &Why) 
 /// A stream was dropped with its tunnel: no frames, just the log line.
 pub fn stream_gone(eng: &mut Cx, token: Token, s: Stream) {
     log_stream_end(eng.now, token, &s, &Why::Stopping);
+    eng.counters
+        .stream_closed(&s.label, (s.bytes_read, s.bytes_written), &Why::Stopping);
 }
 
 /// Graceful stop: send the peer our EOF, finish writing, then close.

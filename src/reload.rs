@@ -126,6 +126,7 @@ fn keep_restart_only(eng: &Cx, running: &Role, new: &mut Config) {
     keep("--runas", old.runas != fresh.runas);
     keep("--pidfile", old.pidfile != fresh.pidfile);
     keep("--status_file", old.status_file != fresh.status_file);
+    keep("--metrics", old.metrics != fresh.metrics);
     keep("--daemonize", old.daemonize != fresh.daemonize);
     new.common.process = old.clone();
 }

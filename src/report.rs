@@ -66,16 +66,10 @@ fn phase_name(phase: Phase) -> &'static str {
 
 /// The status document, and how many streams it counted.
 fn render(eng: &mut Cx, role: &mut Role, running: bool) -> (String, usize) {
-    let (started, started_unix, last_error, mut total_in, mut total_out) = match &eng.status {
-        Some(s) => (
-            s.started,
-            s.started_unix,
-            s.last_error.clone(),
-            s.closed_in,
-            s.closed_out,
-        ),
-        None => (eng.now, unix_now(), None, 0, 0),
-    };
+    let c = &eng.counters;
+    let (started, started_unix, mut total_in, mut total_out) =
+        (c.started, c.started_unix, c.closed_in, c.closed_out);
+    let last_error = eng.status.as_ref().and_then(|s| s.last_error.clone());
     let mut tunnels = Vec::new();
     let mut streams = 0usize;
     let mut live_kites: Vec<(String, String)> = Vec::new();

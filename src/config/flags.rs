@@ -361,6 +361,12 @@ pub(super) const FLAGS: &[Flag] = &[
         "PATH",
         "Keep a JSON status (tunnels, kites, streams, bytes, RTT, errors, uptime) in PATH, replaced atomically on change, at most every 2 s.",
     ),
+    value(
+        "",
+        "metrics",
+        "ADDR:PORT",
+        "Serve Prometheus metrics at http://ADDR:PORT/metrics and a health check at /healthz (unauthenticated: bind it where only your monitoring reaches).",
+    ),
     switch(
         "v",
         "verbose",

@@ -359,6 +359,7 @@ fn parse_expanded(argv: &[String], expanded: &files::Expanded) -> Result<Parsed,
             pidfile: last(&m, "pidfile"),
             runas: last(&m, "runas"),
             status_file: last(&m, "status_file"),
+            metrics: last(&m, "metrics").map(|a| parse_metrics(&a)).transpose()?,
         },
     };
     for spec in &backend.be_config {
@@ -390,6 +391,17 @@ fn parse_expanded(argv: &[String], expanded: &files::Expanded) -> Result<Parsed,
         RoleConfig::Backend(backend)
     };
     Ok(Parsed::Run(Box::new(Config { common, role })))
+}
+
+/// `--metrics=ADDR:PORT` (`[V6]:PORT` for IPv6): a numeric address, as
+/// the listener binds it before any name could be looked up.
+fn parse_metrics(value: &str) -> Result<std::net::SocketAddr, ConfigError> {
+    value.parse().map_err(|_| {
+        bad(
+            "metrics",
+            format!("{value:?} is not ADDR:PORT (an IP address and a port, [::1]:9100 for IPv6)"),
+        )
+    })
 }
 
 /// Each kite's options: its short-form `+options`, then every `--be_config`
@@ -683,6 +695,18 @@ mod tests {
             "service_on"
         );
         assert_eq!(err(&["--isfrontend", "--keepalive=1"]).flag, "keepalive");
+        assert_eq!(
+            err(&["--isfrontend", "--metrics=localhost:9"]).flag,
+            "metrics"
+        );
+        let Parsed::Run(c) = parse(&args(&["--isfrontend", "--metrics=[::1]:9100"])).unwrap()
+        else {
+            panic!()
+        };
+        assert_eq!(
+            c.common.process.metrics,
+            Some("[::1]:9100".parse().unwrap())
+        );
         assert!(err(&["--nosuchflag"]).to_string().contains("nosuchflag"));
         assert!(err(&["stray"]).to_string().contains("stray"));
     }

@@ -95,6 +95,8 @@ pub struct ProcessSettings {
     pub runas: Option<String>,
     /// `--status_file`.
     pub status_file: Option<String>,
+    /// `--metrics`: where the Prometheus and health endpoint listens.
+    pub metrics: Option<SocketAddr>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]

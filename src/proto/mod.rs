@@ -26,6 +26,7 @@ pub mod jose;
 pub mod json;
 pub mod keepalive;
 pub mod kite;
+pub mod metrics;
 pub mod netlink;
 pub mod options;
 pub mod pages;

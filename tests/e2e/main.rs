@@ -20,6 +20,7 @@ mod harness_selftest;
 mod hostile;
 mod interop;
 mod meter;
+mod metrics;
 mod misc;
 mod ops;
 mod origin;
