@@ -182,7 +182,7 @@ bench: static
 # no sanitizer (twice the executions); -a keeps overflow checks on.
 FUZZ_SECONDS ?= 60
 # sniff_httparse (the sniffer against httparse) shares sniff's corpus.
-FUZZ_TARGETS ?= frame handshake sniff sniff_httparse config acl_regex request_guard proxy dyndns webfiles tunnel netlink
+FUZZ_TARGETS ?= frame handshake sniff sniff_httparse config acl_regex request_guard proxy dyndns webfiles tunnel netlink proxy_protocol
 FUZZ_FLAGS := -O -a -s none
 define fuzz_tools
 	@command -v cargo-fuzz >/dev/null 2>&1 || { echo "installing: cargo-fuzz"; $(CARGO) install cargo-fuzz --locked; }

@@ -8,12 +8,14 @@
 mod acl_regex;
 mod frame;
 mod handshake;
+mod proxy_protocol;
 mod sniff;
 mod webfiles;
 
 pub use acl_regex::acl_regex;
 pub use frame::frame;
 pub use handshake::handshake;
+pub use proxy_protocol::proxy_protocol;
 pub use sniff::sniff;
 pub use webfiles::webfiles;
 
@@ -66,6 +68,7 @@ pub const TARGETS: &[(&str, Check)] = &[
     ("webfiles", webfiles),
     ("tunnel", tunnel),
     ("netlink", netlink),
+    ("proxy_protocol", proxy_protocol),
 ];
 
 /// The places to cut an input of `len` bytes for the "fed in pieces equals

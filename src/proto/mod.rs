@@ -26,6 +26,7 @@ pub mod netlink;
 pub mod options;
 pub mod pages;
 pub mod proxy;
+pub mod proxy_protocol;
 mod proxy_client;
 #[doc(hidden)]
 pub mod proxy_fuzz;
