@@ -46,6 +46,10 @@ const MAX_LAYERS: u8 = 3;
 
 const CONNECT_OK: &[u8] = b"HTTP/1.0 200 Connection Established\r\n\r\n";
 
+#[path = "public_proxy.rs"]
+mod proxy_header;
+pub use proxy_header::from_balancer;
+
 /// Turns a connection (keeping its token and registration) into one that
 /// writes `out`, lingers briefly for the client to read it, and goes away.
 pub fn start_reply(eng: &mut Cx, token: Token, transport: Transport, out: Vec<u8>) -> Option<Conn> {
@@ -86,9 +90,13 @@ pub fn raw_port(eng: &mut Cx, fe: &mut State, token: Token, s: Sniff) -> Option<
 /// address to use from then on ([`net::canonical`]: IPv4-mapped made
 /// plain). `None`: the address is denied by `--client_acl` and by
 /// `--tunnel_acl` alike, so it may be neither a visitor nor a backend:
-/// close it at once (the cheapest answer a flood can get).
-pub fn admit(eng: &mut Cx, fe: &State, peer: SocketAddr) -> Option<SocketAddr> {
+/// close it at once (the cheapest answer a flood can get). A `balancer`'s
+/// connection is judged once its PROXY header names the visitor.
+pub fn admit(eng: &mut Cx, fe: &State, peer: SocketAddr, balancer: bool) -> Option<SocketAddr> {
     let peer = net::canonical(peer);
+    if balancer {
+        return Some(peer);
+    }
     let standing = Standing::of(fe, peer);
     if standing.visitor || standing.backend {
         return Some(peer);
@@ -141,6 +149,8 @@ impl Sniff {
             owed: Vec::new(),
             layers: 0,
             raw_port: false,
+            proxy_header: false,
+            via: None,
         }
     }
 
@@ -152,7 +162,9 @@ impl Sniff {
 
 pub fn sniff_timeout(eng: &mut Cx, token: Token, mut s: Sniff) -> Option<Conn> {
     let handshaking = s.transport.tls_mut().is_some_and(|t| t.is_handshaking());
-    let what = if handshaking {
+    let what = if s.proxy_header {
+        format!("no whole PROXY header ({} bytes)", s.buf.len())
+    } else if handshaking {
         "TLS handshake not finished".to_string()
     } else {
         format!("nothing recognisable ({} bytes)", s.buf.len())
@@ -181,6 +193,13 @@ enum Next {
 }
 
 pub fn drive_sniff(eng: &mut Cx, fe: &mut State, token: Token, mut s: Sniff) -> Option<Conn> {
+    if s.proxy_header {
+        match proxy_header::header(eng, fe, token, s) {
+            Next::Wait(waiting) => return Some(Conn::Sniff(waiting)),
+            Next::Again(visitor) => s = visitor,
+            Next::Done(conn) => return conn,
+        }
+    }
     if s.raw_port {
         return raw_port(eng, fe, token, s);
     }
@@ -212,7 +231,10 @@ pub fn drive_sniff(eng: &mut Cx, fe: &mut State, token: Token, mut s: Sniff) -> 
     None
 }
 
-fn step(eng: &mut Cx, fe: &mut State, token: Token, mut s: Sniff) -> Next {
+/// Reads what the connection has sent into its buffer (up to the sniffing
+/// limit). `Some(true)`: the client closed its side; `None`: reading
+/// failed (logged), close the connection.
+fn fill(eng: &mut Cx, token: Token, s: &mut Sniff) -> Option<bool> {
     let mut eof = false;
     while s.transport.can_read() {
         match relay::read_some(&mut s.transport, &mut s.buf, SNIFF_LIMIT) {
@@ -235,9 +257,19 @@ fn step(eng: &mut Cx, fe: &mut State, token: Token, mut s: Sniff) -> Next {
                         s.transport.failure(f)
                     ),
                 );
-                return Next::Done(None);
+                return None;
             }
         }
+    }
+    Some(eof)
+}
+
+fn step(eng: &mut Cx, fe: &mut State, token: Token, mut s: Sniff) -> Next {
+    let Some(eof) = fill(eng, token, &mut s) else {
+        return Next::Done(None);
+    };
+    if proxy_header::spoofed(eng, &s) {
+        return Next::Done(None);
     }
     let sniffed = sniff::sniff(s.buf.data());
     let visitor_only = match &sniffed {

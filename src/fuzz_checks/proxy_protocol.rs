@@ -16,7 +16,11 @@ pub fn proxy_protocol(data: &[u8]) {
     }
     if let Parse::Done(header) = &whole {
         assert!(header.consumed <= data.len(), "consumed past the input");
-        assert_eq!(pp::looks(data), Looks::Proxy, "a header that does not look like one");
+        assert_eq!(
+            pp::looks(data),
+            Looks::Proxy,
+            "a header that does not look like one"
+        );
         match header.version {
             1 => {
                 assert!(header.consumed <= MAX_V1, "v1 line too long");
@@ -30,6 +34,11 @@ pub fn proxy_protocol(data: &[u8]) {
     // Bytes that can't start a header are never waited on past the
     // longest header.
     if data.len() > MAX_V2 {
-        assert_ne!(whole, Parse::NeedMore, "still waiting after {} bytes", data.len());
+        assert_ne!(
+            whole,
+            Parse::NeedMore,
+            "still waiting after {} bytes",
+            data.len()
+        );
     }
 }

@@ -26,10 +26,10 @@ pub mod netlink;
 pub mod options;
 pub mod pages;
 pub mod proxy;
-pub mod proxy_protocol;
 mod proxy_client;
 #[doc(hidden)]
 pub mod proxy_fuzz;
+pub mod proxy_protocol;
 pub mod sniff;
 pub mod status_line;
 pub mod stream;

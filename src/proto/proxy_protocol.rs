@@ -271,7 +271,11 @@ fn v2(data: &[u8]) -> Parse {
     let Some(block) = data.get(V2_FIXED..V2_FIXED + len) else {
         return Parse::NeedMore;
     };
-    let source = if local { None } else { v2_source(family, block) };
+    let source = if local {
+        None
+    } else {
+        v2_source(family, block)
+    };
     Parse::Done(Header {
         version: 2,
         source,

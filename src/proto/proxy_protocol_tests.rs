@@ -10,7 +10,8 @@ const V1_TCP4: &[u8] = b"PROXY TCP4 127.0.0.2 127.0.0.1 48151 56307\r\n";
 /// `send-proxy` for a visitor at [::1]:44251.
 const V1_TCP6: &[u8] = b"PROXY TCP6 ::1 ::1 44251 59975\r\n";
 /// `send-proxy-v2` for a visitor at 127.0.0.2:47265.
-const V2_TCP4: &[u8] = b"\r\n\r\n\x00\r\nQUIT\n!\x11\x00\x0c\x7f\x00\x00\x02\x7f\x00\x00\x01\xb8\xa1\xabO";
+const V2_TCP4: &[u8] =
+    b"\r\n\r\n\x00\r\nQUIT\n!\x11\x00\x0c\x7f\x00\x00\x02\x7f\x00\x00\x01\xb8\xa1\xabO";
 /// `send-proxy-v2` for a visitor at [::1]:34263.
 const V2_TCP6: &[u8] = b"\r\n\r\n\x00\r\nQUIT\n!!\x00$\
     \x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x01\
@@ -117,7 +118,10 @@ fn malformed_v1_lines_are_refused_with_their_reason() {
         (b"PROXY TCP4 1.2.3.4 5.6.7.8 1 2\n", Error::V1BadByte),
         (b"PROXY TCP4 1.2.3.4 5.6.7.8 1 2\rX", Error::V1BadByte),
         (b"PROXY TCP4 1.2.3.4\t5.6.7.8 1 2\r\n", Error::V1BadByte),
-        (b"PROXY TCP4 1.2.3.4 5.6.7.8 1 \xc3\xa9\r\n", Error::V1BadByte),
+        (
+            b"PROXY TCP4 1.2.3.4 5.6.7.8 1 \xc3\xa9\r\n",
+            Error::V1BadByte,
+        ),
     ];
     for (data, want) in cases {
         assert_eq!(parse(data), Parse::Err(*want), "{:?}", data.escape_ascii());
@@ -133,9 +137,18 @@ fn wrong_bytes_are_refused_as_soon_as_they_arrive() {
     assert_eq!(parse(b"\x16\x03\x01"), Parse::Err(Error::NotProxy));
     assert_eq!(parse(b"\r\n\r\nGET"), Parse::Err(Error::NotProxy));
     assert_eq!(parse(b"PROXY TCP4 1\n"), Parse::Err(Error::V1BadByte));
-    assert_eq!(parse(b"\r\n\r\n\x00\r\nQUIT\n\x11"), Parse::Err(Error::V2BadVersion(1)));
-    assert_eq!(parse(b"\r\n\r\n\x00\r\nQUIT\n\x22"), Parse::Err(Error::V2BadCommand(2)));
-    assert_eq!(parse(b"\r\n\r\n\x00\r\nQUIT\n\x21\x12"), Parse::Err(Error::V2BadFamily(0x12)));
+    assert_eq!(
+        parse(b"\r\n\r\n\x00\r\nQUIT\n\x11"),
+        Parse::Err(Error::V2BadVersion(1))
+    );
+    assert_eq!(
+        parse(b"\r\n\r\n\x00\r\nQUIT\n\x22"),
+        Parse::Err(Error::V2BadCommand(2))
+    );
+    assert_eq!(
+        parse(b"\r\n\r\n\x00\r\nQUIT\n\x21\x12"),
+        Parse::Err(Error::V2BadFamily(0x12))
+    );
 }
 
 /// A v2 PROXY header of `family` with `block` as its address block.
