@@ -205,8 +205,15 @@ fn v1_source(line: &str) -> Result<Option<SocketAddr>, Error> {
         "TCP6" => true,
         _ => return Err(Error::V1BadProtocol),
     };
-    let fields: Vec<&str> = rest.split(' ').collect();
-    let [src, dst, sport, _dport] = fields.as_slice() else {
+    // Exactly four fields, single spaces (no allocation per connection).
+    let mut fields = rest.split(' ');
+    let (Some(src), Some(dst), Some(sport), Some(dport), None) = (
+        fields.next(),
+        fields.next(),
+        fields.next(),
+        fields.next(),
+        fields.next(),
+    ) else {
         return Err(Error::V1BadFields);
     };
     let ip = |text: &str| -> Result<IpAddr, Error> {
@@ -220,7 +227,7 @@ fn v1_source(line: &str) -> Result<Option<SocketAddr>, Error> {
     let src = ip(src)?;
     ip(dst)?;
     let port = v1_port(sport)?;
-    v1_port(_dport)?;
+    v1_port(dport)?;
     Ok(Some(SocketAddr::new(src, port)))
 }
 
