@@ -39,6 +39,15 @@ pub(super) fn header(eng: &mut Cx, fe: &State, token: Token, mut s: Sniff) -> Ne
         return Next::Done(None);
     };
     let head = match pp::parse(s.buf.data()) {
+        // A balancer's plain TCP health check connects and closes.
+        Parse::NeedMore if eof && s.buf.is_empty() => {
+            debug!(
+                "[p{} {}] closed before its PROXY header",
+                tag(token),
+                s.peer
+            );
+            return Next::Done(None);
+        }
         Parse::NeedMore if eof => {
             let what = format!(
                 "a connection from {} that closed before its PROXY header",

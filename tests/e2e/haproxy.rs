@@ -7,7 +7,9 @@
 //! visitor's address reaches it as `X-Forwarded-For`; `--client_acl` and
 //! `--max_conns_per_ip` act on the visitor, not on the balancer; a
 //! connection from the balancer's address without a header is closed, and
-//! a header from anyone else is refused.
+//! a header from anyone else is refused. With the balancer on the backend's
+//! address, `--proxyproto_ports` (from an option file) believes it on the
+//! balanced port only, and a SIGHUP reads the lists again.
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpStream};
@@ -227,6 +229,7 @@ fn haproxy_in_front_of_two_frontends_passes_the_visitor_address_to_acls_limits_a
     // --max_conns_per_ip counts the visitor: two held requests from .4,
     // a third from .4 is refused, and .1 is still served by the same
     // balancer's connections.
+    let before = fe1.count("visitor 127.0.0.4:");
     let mut held: Vec<TcpStream> = (0..2)
         .map(|_| {
             let mut s = connect_from("127.0.0.4", local(only1));
@@ -234,7 +237,6 @@ fn haproxy_in_front_of_two_frontends_passes_the_visitor_address_to_acls_limits_a
             s
         })
         .collect();
-    let before = fe1.count("visitor 127.0.0.4:");
     wait_counted(&fe1, "visitor 127.0.0.4:", before);
     closed_silently_from("127.0.0.4", local(only1), &echo_request());
     let limited = fe1.wait_for("per-IP limit of 2", T);
@@ -255,10 +257,14 @@ fn haproxy_in_front_of_two_frontends_passes_the_visitor_address_to_acls_limits_a
         assert_eq!((r.status, r.body_str().as_str()), (200, INDEX_BODY));
     }
 
-    // The balancer's address without a header: closed.
+    // A plain TCP health check (connect, close) is no refusal; the
+    // balancer's address sending a request without a header is.
+    drop(connect_from(BALANCER, local(fe1_port)));
+    fe1.wait_for("closed before its PROXY header", T);
     closed_silently_from(BALANCER, local(fe1_port), &echo_request());
     let bare = fe1.wait_for("without a valid PROXY header", T);
     assert!(bare.contains(BALANCER), "{bare}");
+    assert_eq!(fe1.count("denied by --proxyproto_from"), 1);
     // A header from an address that is not the balancer: refused, and the
     // address it claims goes nowhere.
     let spoof = [
@@ -340,4 +346,22 @@ fn a_balancer_sharing_the_backends_address_is_believed_on_its_ports_only() {
     .concat();
     closed_silently_from("127.0.0.1", local(tunnels), &spoof);
     fe.wait_for("a PROXY header from 127.0.0.1:", T);
+
+    // SIGHUP reads the lists again: the balancer on every port now.
+    std::fs::write(&rc, "proxyproto_from = 127.0.0.1\n").expect("rewrite the option file");
+    fe.signal(libc::SIGHUP);
+    fe.wait_for("SIGHUP: the new configuration is in effect", T);
+    let header = [
+        b"PROXY TCP4 127.0.0.9 127.0.0.1 1111 80\r\n".as_slice(),
+        &echo_request(),
+    ]
+    .concat();
+    let raw = request_from("127.0.0.1", local(tunnels), &header);
+    let r = RawResponse::parse(&raw);
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&raw));
+    assert!(
+        r.body_str().contains("\r\nX-Forwarded-For: 127.0.0.9\r\n"),
+        "{}",
+        r.body_str()
+    );
 }
