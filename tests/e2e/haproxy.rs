@@ -9,7 +9,8 @@
 //! connection from the balancer's address without a header is closed, and
 //! a header from anyone else is refused. With the balancer on the backend's
 //! address, `--proxyproto_ports` (from an option file) believes it on the
-//! balanced port only, and a SIGHUP reads the lists again.
+//! balanced port only, a SIGHUP reads the lists again, and v2 IPv6 visitors
+//! and dedicated raw ports work the same way.
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpStream};
@@ -19,7 +20,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use crate::fixture::{T, backend, frontend, kite, live};
-use crate::origin::{INDEX_BODY, Origin};
+use crate::origin::{EchoServer, INDEX_BODY, Origin};
 use crate::raw::{AT_ONCE, DOMAINS, SECRET};
 use crate::util::{self, Proc, RawResponse, free_port, local};
 
@@ -298,7 +299,8 @@ fn a_balancer_sharing_the_backends_address_is_believed_on_its_ports_only() {
         return;
     }
     let origin = Origin::start();
-    let (public, tunnels) = (free_port(), free_port());
+    let echo_server = EchoServer::start();
+    let (public, tunnels, raw_port) = (free_port(), free_port(), free_port());
     // The option file form, as an operator would write it.
     let dir = util::temp_dir("haproxy-ports");
     let rc = dir.join("frontend.rc");
@@ -308,11 +310,21 @@ fn a_balancer_sharing_the_backends_address_is_believed_on_its_ports_only() {
     )
     .expect("write the option file");
     let optfile = format!("--optfile={}", rc.display());
-    let fe = frontend(&[public, tunnels], &DOMAINS, &[&optfile]);
+    let rawports = format!("--rawports={raw_port}");
+    let fe = frontend(&[public, tunnels], &DOMAINS, &[&optfile, &rawports]);
     // The backend on the balancer's address reaches the port that asks no
     // header of it.
-    let _be = backend(tunnels, &[kite("http", KITE, origin.port(), SECRET)], &[]);
+    let raw_kite = format!("raw-{raw_port}");
+    let _be = backend(
+        tunnels,
+        &[
+            kite("http", KITE, origin.port(), SECRET),
+            kite(&raw_kite, KITE, echo_server.port(), SECRET),
+        ],
+        &[],
+    );
     live(&fe, &format!("http:{KITE}"));
+    live(&fe, &format!("{raw_kite}:{KITE}"));
 
     // haproxy from 127.0.0.1 with version 1 headers.
     let lb = free_port();
@@ -364,4 +376,31 @@ fn a_balancer_sharing_the_backends_address_is_believed_on_its_ports_only() {
         "{}",
         r.body_str()
     );
+    // A version 2 header naming an IPv6 visitor behind an IPv4 balancer.
+    let visitor: std::net::Ipv6Addr = "2001:db8::7".parse().expect("address");
+    let mut v2 = b"\r\n\r\n\x00\r\nQUIT\n\x21\x21\x00\x24".to_vec();
+    v2.extend_from_slice(&visitor.octets());
+    v2.extend_from_slice(&std::net::Ipv6Addr::LOCALHOST.octets());
+    v2.extend_from_slice(&[0x30, 0x39, 0, 80]);
+    v2.extend_from_slice(&echo_request());
+    let raw = request_from("127.0.0.1", local(tunnels), &v2);
+    let r = RawResponse::parse(&raw);
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&raw));
+    assert!(
+        r.body_str()
+            .contains("\r\nX-Forwarded-For: 2001:db8::7\r\n"),
+        "{}",
+        r.body_str()
+    );
+    fe.wait_for("visitor [2001:db8::7]:12345", T);
+    // A dedicated raw port behind the balancer: the header, then the
+    // visitor's own bytes, relayed untouched.
+    let mut s = connect_from("127.0.0.1", local(raw_port));
+    s.write_all(b"PROXY TCP4 127.0.0.8 127.0.0.1 2222 22\r\nhello raw")
+        .expect("send to the raw port");
+    let mut got = [0u8; 9];
+    s.set_read_timeout(Some(T)).expect("read timeout");
+    s.read_exact(&mut got).expect("the echo");
+    assert_eq!(&got, b"hello raw");
+    fe.wait_for("visitor 127.0.0.8:2222", T);
 }
