@@ -10,7 +10,10 @@
 //! says what it is: a denied client gets nothing (no CONNECT 200, no 503
 //! page, no TLS handshake for a kite). A backend's tunnel is only known
 //! after sniffing, so an address the client ACL denies but `--tunnel_acl`
-//! allows is kept until then and served nothing but a tunnel.
+//! allows is kept until then and served nothing but a tunnel. From a
+//! `--proxyproto_from` load balancer, accept judges nothing: the PROXY
+//! header step (`public_proxy.rs`) comes first and names the visitor that
+//! all of this then judges.
 
 use std::net::SocketAddr;
 use std::time::Duration;
