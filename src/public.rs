@@ -249,17 +249,17 @@ fn fill(eng: &mut Cx, token: Token, s: &mut Sniff) -> Option<bool> {
                 break;
             }
             Io::Failed(f) => {
-                crate::logging::noisy(
-                    eng.now,
-                    Noise::Visitor,
-                    Level::Info,
-                    format_args!(
-                        "[p{} {}] closed while sniffing: {}",
-                        tag(token),
-                        s.peer,
-                        s.transport.failure(f)
-                    ),
-                );
+                let why = s.transport.failure(f);
+                let line =
+                    format_args!("[p{} {}] closed while sniffing: {why}", tag(token), s.peer);
+                // A balancer's health check connects (with at most a LOCAL
+                // header, often still unread) and resets: not worth a line,
+                // nor the budget of the visitors' lines.
+                if s.proxy_header || (s.via.is_some() && s.buf.is_empty()) {
+                    debug!("{line}");
+                } else {
+                    crate::logging::noisy(eng.now, Noise::Visitor, Level::Info, line);
+                }
                 return None;
             }
         }

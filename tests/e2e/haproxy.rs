@@ -31,7 +31,9 @@ const BALANCER: &str = "127.0.0.3";
 
 /// A haproxy configuration: `balanced` spreads visitors over every rkite
 /// frontend (the README's), and `only[i]` goes to frontend `i` alone so a
-/// test knows which frontend counts a visitor.
+/// test knows which frontend counts a visitor. Both health-check every
+/// frontend twice a second: with a LOCAL header (`check-send-proxy`) and
+/// without one (plain `check`: connect, then reset).
 fn haproxy_config(balanced: u16, only: &[(u16, u16)]) -> String {
     let mut cfg = format!(
         "global\n  maxconn 256\n\n\
@@ -40,12 +42,14 @@ fn haproxy_config(balanced: u16, only: &[(u16, u16)]) -> String {
          backend rkite\n  balance roundrobin\n  source {BALANCER}\n"
     );
     for (i, (_, fe)) in only.iter().enumerate() {
-        cfg.push_str(&format!("  server fe{i} 127.0.0.1:{fe} send-proxy-v2\n"));
+        cfg.push_str(&format!(
+            "  server fe{i} 127.0.0.1:{fe} send-proxy-v2 check check-send-proxy inter 500ms\n"
+        ));
     }
     for (i, (port, fe)) in only.iter().enumerate() {
         cfg.push_str(&format!(
             "\nlisten only{i}\n  bind 127.0.0.1:{port}\n  source {BALANCER}\n  \
-             server fe{i} 127.0.0.1:{fe} send-proxy-v2\n"
+             server fe{i} 127.0.0.1:{fe} send-proxy-v2 check inter 500ms\n"
         ));
     }
     cfg
@@ -283,6 +287,17 @@ fn haproxy_in_front_of_two_frontends_passes_the_visitor_address_to_acls_limits_a
         "{:?}",
         origin.requests()
     );
+    // The health checks, with a header and without, cost no log lines
+    // above debug (nor the visitors' rate-limited ones).
+    for fe in [&fe1, &fe2] {
+        let noisy: Vec<String> = fe
+            .lines()
+            .into_iter()
+            .filter(|l| l.contains(BALANCER) && !l.contains(" DEBUG "))
+            .filter(|l| !l.contains(": refusing "))
+            .collect();
+        assert!(noisy.is_empty(), "{noisy:#?}");
+    }
 }
 
 /// Waits until `fe` has logged `needle` two more times than `before`: both
