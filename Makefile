@@ -4,7 +4,7 @@
 CARGO ?= cargo
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # command:package pairs the tests and the demo need.
-TEST_DEPS := curl:curl openssl:openssl pagekite:pagekite python3:python3 socat:socat nginx:nginx tinyproxy:tinyproxy microsocks:microsocks \
+TEST_DEPS := curl:curl openssl:openssl pagekite:pagekite python3:python3 socat:socat nginx:nginx tinyproxy:tinyproxy microsocks:microsocks haproxy:haproxy \
 	autoreconf:autoconf automake:automake libtoolize:libtool pkg-config:pkg-config cc:gcc make:make \
 	ip:iproute2 unshare:util-linux prometheus:prometheus
 # header:package pairs: the C libraries tests/e2e/pagekitec.rs builds libpagekite against.
@@ -53,6 +53,8 @@ deps:
 	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; fi
 	@# Debian starts nginx on port 80 when it installs it; the tests run their own.
 	@if pgrep -x nginx >/dev/null 2>&1 && [ -x /etc/init.d/nginx ]; then $(SUDO) /etc/init.d/nginx stop >/dev/null 2>&1 || true; fi
+	@# Likewise haproxy (on its packaged config); the tests start their own.
+	@if pgrep -x haproxy >/dev/null 2>&1 && [ -x /etc/init.d/haproxy ]; then $(SUDO) /etc/init.d/haproxy stop >/dev/null 2>&1 || true; fi
 	@python3 -c 'import websockets' 2>/dev/null || /usr/bin/python3 -c 'import websockets' 2>/dev/null || \
 	  { echo "installing: python3-websockets"; $(SUDO) apt-get update -qq && \
 	    $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends python3-websockets; }
@@ -193,7 +195,7 @@ bench: static
 # no sanitizer (twice the executions); -a keeps overflow checks on.
 FUZZ_SECONDS ?= 60
 # sniff_httparse (the sniffer against httparse) shares sniff's corpus.
-FUZZ_TARGETS ?= frame handshake sniff sniff_httparse config acl_regex request_guard proxy dyndns webfiles tunnel netlink acme
+FUZZ_TARGETS ?= frame handshake sniff sniff_httparse config acl_regex request_guard proxy dyndns webfiles tunnel netlink acme proxy_protocol
 FUZZ_FLAGS := -O -a -s none
 define fuzz_tools
 	@command -v cargo-fuzz >/dev/null 2>&1 || { echo "installing: cargo-fuzz"; $(CARGO) install cargo-fuzz --locked; }

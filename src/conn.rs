@@ -123,6 +123,11 @@ pub struct Sniff {
     pub(crate) layers: u8,
     /// Accepted on a dedicated raw port: nothing to sniff.
     pub raw_port: bool,
+    /// From a `--proxyproto_from` balancer: a PROXY protocol header must
+    /// come first, and nothing is judged before it.
+    pub(crate) proxy_header: bool,
+    /// The balancer's address, once its header named the visitor (`peer`).
+    pub(crate) via: Option<SocketAddr>,
 }
 
 /// What a built-in kite's stream is served from.

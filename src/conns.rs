@@ -164,6 +164,19 @@ impl<C> Conns<C> {
         self.uncount_key(key);
     }
 
+    /// Counts a connection against `ip` from now on, instead of whatever it
+    /// was counted under: a PROXY protocol header named the visitor behind
+    /// a load balancer.
+    pub fn count_as(&mut self, token: Token, ip: IpAddr) {
+        let key = limit_key(ip);
+        let Some(entry) = self.entry(token) else {
+            return;
+        };
+        let old = entry.ip.replace(key);
+        *self.per_ip.entry(key).or_default() += 1;
+        self.uncount_key(old);
+    }
+
     fn uncount_key(&mut self, key: Option<IpAddr>) {
         if let Some(ip) = key {
             if let Some(count) = self.per_ip.get_mut(&ip) {
@@ -310,6 +323,23 @@ mod tests {
         conns.remove(b);
         assert_eq!(conns.from_ip(ip("2001:db8:1:2::1")), 0);
         assert_eq!(limit_key(ip("::1")), ip("::"));
+    }
+
+    #[test]
+    fn a_connection_counted_again_moves_to_the_visitor_it_names() {
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        let mut conns: Conns<()> = Conns::default();
+        // A balancer's connection is not counted until its header is read.
+        let a = conns.insert_for((), None);
+        conns.count_as(a, ip("192.0.2.7"));
+        assert_eq!(conns.from_ip(ip("192.0.2.7")), 1);
+        let b = conns.insert_for((), Some(ip("10.0.0.1")));
+        conns.count_as(b, ip("192.0.2.7"));
+        assert_eq!(conns.from_ip(ip("10.0.0.1")), 0, "the old address let go");
+        assert_eq!(conns.from_ip(ip("192.0.2.7")), 2);
+        conns.remove(a);
+        conns.remove(b);
+        assert_eq!(conns.from_ip(ip("192.0.2.7")), 0);
     }
 
     #[test]

@@ -368,7 +368,10 @@ pub fn drive_listener(eng: &mut Cx, fe: &mut State, token: Token, mut l: Listene
         }
         match l.sock.accept() {
             Ok((sock, peer)) => {
-                let Some(peer) = public::admit(eng, fe, peer) else {
+                // A balancer's connection is judged by the visitor its
+                // PROXY header names (`public`), not at accept.
+                let balancer = public::from_balancer(fe, peer, l.port);
+                let Some(peer) = public::admit(eng, fe, peer, balancer) else {
                     continue;
                 };
                 if let Some(since) = fe.fds_exhausted.take() {
@@ -379,7 +382,8 @@ pub fn drive_listener(eng: &mut Cx, fe: &mut State, token: Token, mut l: Listene
                 }
                 let listeners = fe.listeners.len();
                 let per_ip = fe.settings.max_conns_per_ip;
-                let crowded = per_ip > 0 && eng.conns.from_ip(peer.ip()) as usize >= per_ip;
+                let crowded =
+                    per_ip > 0 && !balancer && eng.conns.from_ip(peer.ip()) as usize >= per_ip;
                 let refusal = if crowded {
                     Some(Limit::PerIp(per_ip))
                 } else {
@@ -397,9 +401,10 @@ pub fn drive_listener(eng: &mut Cx, fe: &mut State, token: Token, mut l: Listene
                 let _ = sock.set_nodelay(true);
                 let (port, raw) = (l.port, l.raw);
                 let pool = eng.pool.clone();
-                let added = eng.add_for(sock, Some(peer.ip()), |sock, _| {
+                let added = eng.add_for(sock, (!balancer).then_some(peer.ip()), |sock, _| {
                     let mut sniff = crate::conn::Sniff::new(&pool, sock, peer, port);
                     sniff.raw_port = raw;
+                    sniff.proxy_header = balancer;
                     Conn::Sniff(sniff)
                 });
                 match added {

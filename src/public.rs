@@ -10,7 +10,10 @@
 //! says what it is: a denied client gets nothing (no CONNECT 200, no 503
 //! page, no TLS handshake for a kite). A backend's tunnel is only known
 //! after sniffing, so an address the client ACL denies but `--tunnel_acl`
-//! allows is kept until then and served nothing but a tunnel.
+//! allows is kept until then and served nothing but a tunnel. From a
+//! `--proxyproto_from` load balancer, accept judges nothing: the PROXY
+//! header step (`public_proxy.rs`) comes first and names the visitor that
+//! all of this then judges.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -45,6 +48,10 @@ const SNIFF_LIMIT: usize = sniff::MAX_CLIENT_HELLO + 16;
 const MAX_LAYERS: u8 = 3;
 
 const CONNECT_OK: &[u8] = b"HTTP/1.0 200 Connection Established\r\n\r\n";
+
+#[path = "public_proxy.rs"]
+mod proxy_header;
+pub use proxy_header::from_balancer;
 
 /// Turns a connection (keeping its token and registration) into one that
 /// writes `out`, lingers briefly for the client to read it, and goes away.
@@ -86,9 +93,13 @@ pub fn raw_port(eng: &mut Cx, fe: &mut State, token: Token, s: Sniff) -> Option<
 /// address to use from then on ([`net::canonical`]: IPv4-mapped made
 /// plain). `None`: the address is denied by `--client_acl` and by
 /// `--tunnel_acl` alike, so it may be neither a visitor nor a backend:
-/// close it at once (the cheapest answer a flood can get).
-pub fn admit(eng: &mut Cx, fe: &State, peer: SocketAddr) -> Option<SocketAddr> {
+/// close it at once (the cheapest answer a flood can get). A `balancer`'s
+/// connection is judged once its PROXY header names the visitor.
+pub fn admit(eng: &mut Cx, fe: &State, peer: SocketAddr, balancer: bool) -> Option<SocketAddr> {
     let peer = net::canonical(peer);
+    if balancer {
+        return Some(peer);
+    }
     let standing = Standing::of(fe, peer);
     if standing.visitor || standing.backend {
         return Some(peer);
@@ -141,6 +152,8 @@ impl Sniff {
             owed: Vec::new(),
             layers: 0,
             raw_port: false,
+            proxy_header: false,
+            via: None,
         }
     }
 
@@ -152,7 +165,9 @@ impl Sniff {
 
 pub fn sniff_timeout(eng: &mut Cx, token: Token, mut s: Sniff) -> Option<Conn> {
     let handshaking = s.transport.tls_mut().is_some_and(|t| t.is_handshaking());
-    let what = if handshaking {
+    let what = if s.proxy_header {
+        format!("no whole PROXY header ({} bytes)", s.buf.len())
+    } else if handshaking {
         "TLS handshake not finished".to_string()
     } else {
         format!("nothing recognisable ({} bytes)", s.buf.len())
@@ -181,6 +196,13 @@ enum Next {
 }
 
 pub fn drive_sniff(eng: &mut Cx, fe: &mut State, token: Token, mut s: Sniff) -> Option<Conn> {
+    if s.proxy_header {
+        match proxy_header::header(eng, fe, token, s) {
+            Next::Wait(waiting) => return Some(Conn::Sniff(waiting)),
+            Next::Again(visitor) => s = visitor,
+            Next::Done(conn) => return conn,
+        }
+    }
     if s.raw_port {
         return raw_port(eng, fe, token, s);
     }
@@ -212,7 +234,10 @@ pub fn drive_sniff(eng: &mut Cx, fe: &mut State, token: Token, mut s: Sniff) -> 
     None
 }
 
-fn step(eng: &mut Cx, fe: &mut State, token: Token, mut s: Sniff) -> Next {
+/// Reads what the connection has sent into its buffer (up to the sniffing
+/// limit). `Some(true)`: the client closed its side; `None`: reading
+/// failed (logged), close the connection.
+fn fill(eng: &mut Cx, token: Token, s: &mut Sniff) -> Option<bool> {
     let mut eof = false;
     while s.transport.can_read() {
         match relay::read_some(&mut s.transport, &mut s.buf, SNIFF_LIMIT) {
@@ -224,20 +249,30 @@ fn step(eng: &mut Cx, fe: &mut State, token: Token, mut s: Sniff) -> Next {
                 break;
             }
             Io::Failed(f) => {
-                crate::logging::noisy(
-                    eng.now,
-                    Noise::Visitor,
-                    Level::Info,
-                    format_args!(
-                        "[p{} {}] closed while sniffing: {}",
-                        tag(token),
-                        s.peer,
-                        s.transport.failure(f)
-                    ),
-                );
-                return Next::Done(None);
+                let why = s.transport.failure(f);
+                let line =
+                    format_args!("[p{} {}] closed while sniffing: {why}", tag(token), s.peer);
+                // A balancer's health check connects (with at most a LOCAL
+                // header, often still unread) and resets: not worth a line,
+                // nor the budget of the visitors' lines.
+                if s.proxy_header || (s.via.is_some() && s.buf.is_empty()) {
+                    debug!("{line}");
+                } else {
+                    crate::logging::noisy(eng.now, Noise::Visitor, Level::Info, line);
+                }
+                return None;
             }
         }
+    }
+    Some(eof)
+}
+
+fn step(eng: &mut Cx, fe: &mut State, token: Token, mut s: Sniff) -> Next {
+    let Some(eof) = fill(eng, token, &mut s) else {
+        return Next::Done(None);
+    };
+    if proxy_header::spoofed(eng, &s) {
+        return Next::Done(None);
     }
     let sniffed = sniff::sniff(s.buf.data());
     let visitor_only = match &sniffed {

@@ -259,6 +259,17 @@ pub(super) const FLAGS: &[Flag] = &[
         "Frontend: connections one client (IPv4 address or IPv6 /64) may hold at once; backends' tunnels don't count (default 256; 0: no limit).",
     ),
     multi(
+        "proxyproto_from",
+        "CIDR",
+        "Frontend: a load balancer's address (ADDR or ADDR/LEN): its connections to the public ports must begin with a PROXY protocol v1 or v2 header, and the visitor it names is the address ACLs, per-IP limits, RIP/X-Forwarded-For and logs use; a connection from it without one is closed, a header from any other address refused. Repeatable.",
+    ),
+    value(
+        "",
+        "proxyproto_ports",
+        "LIST",
+        "Frontend: the public ports --proxyproto_from applies to, comma-separated (default: all); on other ports the balancer's address is a client like any other.",
+    ),
+    multi(
         "be_config",
         "DOMAIN/PORT:KEY:VALUE",
         "Backend: a per-kite option, e.g. foo.example.com/80:password/bob:pw, .../ip/10.0.0.0/8:True, .../rewritehost:True. Repeatable.",

@@ -97,6 +97,26 @@ fn last(m: &getopts::Matches, flag: &str) -> Option<String> {
     m.opt_strs(flag).pop()
 }
 
+/// `--proxyproto_from` entries: an address block, or one address.
+fn proxyproto_from(m: &getopts::Matches) -> Result<Vec<crate::proto::acl::Cidr>, ConfigError> {
+    use crate::proto::acl::Cidr;
+    let one = |text: &str| match text.parse() {
+        Ok(ip) => Some(Cidr::host(ip)),
+        Err(_) => Cidr::parse(text),
+    };
+    m.opt_strs("proxyproto_from")
+        .iter()
+        .map(|text| {
+            one(text.trim()).ok_or_else(|| {
+                bad(
+                    "proxyproto_from",
+                    format!("{text:?} is not an address or ADDR/LEN"),
+                )
+            })
+        })
+        .collect()
+}
+
 fn parse_expanded(argv: &[String], expanded: &files::Expanded) -> Result<Parsed, ConfigError> {
     let m = flags::options()
         .parse(names_in_order(&expanded.args))
@@ -305,6 +325,11 @@ fn parse_expanded(argv: &[String], expanded: &files::Expanded) -> Result<Parsed,
         tunnel_acl: m.opt_strs("tunnel_acl"),
         max_conns_per_ip: usize::try_from(number("max_conns_per_ip", 0)?.unwrap_or(256))
             .unwrap_or(usize::MAX),
+        proxyproto_from: proxyproto_from(&m)?,
+        proxyproto_ports: match last(&m, "proxyproto_ports") {
+            Some(list) => parse_ports(&list, "proxyproto_ports")?,
+            None => Vec::new(),
+        },
     };
     let backend = BackendSettings {
         frontends,

@@ -128,6 +128,11 @@ pub struct FrontendSettings {
     pub tunnel_acl: Vec<String>,
     /// `--max_conns_per_ip` (0: no limit).
     pub max_conns_per_ip: usize,
+    /// `--proxyproto_from`: the load balancers whose connections begin with
+    /// a PROXY protocol header naming the visitor.
+    pub proxyproto_from: Vec<crate::proto::acl::Cidr>,
+    /// `--proxyproto_ports` (empty: every public port).
+    pub proxyproto_ports: Vec<u16>,
 }
 
 /// What only a backend reads.

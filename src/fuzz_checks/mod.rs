@@ -8,12 +8,14 @@
 mod acl_regex;
 mod frame;
 mod handshake;
+mod proxy_protocol;
 mod sniff;
 mod webfiles;
 
 pub use acl_regex::acl_regex;
 pub use frame::frame;
 pub use handshake::handshake;
+pub use proxy_protocol::proxy_protocol;
 pub use sniff::sniff;
 pub use webfiles::webfiles;
 
@@ -94,6 +96,7 @@ pub const TARGETS: &[(&str, Check)] = &[
     ("tunnel", tunnel),
     ("netlink", netlink),
     ("acme", acme),
+    ("proxy_protocol", proxy_protocol),
 ];
 
 /// The places to cut an input of `len` bytes for the "fed in pieces equals

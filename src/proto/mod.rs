@@ -34,6 +34,7 @@ pub mod proxy;
 mod proxy_client;
 #[doc(hidden)]
 pub mod proxy_fuzz;
+pub mod proxy_protocol;
 pub mod sniff;
 pub mod status_line;
 pub mod stream;

@@ -16,6 +16,7 @@ mod fixture;
 mod fleet;
 mod flow;
 mod guard;
+mod haproxy;
 mod harness_selftest;
 mod hostile;
 mod interop;
