@@ -4,6 +4,7 @@
 //! entropy come in as arguments, so every function is a pure, testable step.
 
 pub mod acl;
+pub mod acme;
 pub mod auth;
 pub mod backoff;
 pub mod base64;
