@@ -16,7 +16,10 @@ use std::collections::BTreeMap;
 
 use super::*;
 use crate::outbound::{Outbound, Step};
-use crate::proto::dyndns::{DynDnsState, Failure, Outcome, Provider, UPDATE_TIMEOUT, judge};
+use crate::proto::dyndns::{
+    DynDnsState, Failure, MAX_REPLY_BODY, Outcome, Provider, UPDATE_TIMEOUT, judge,
+};
+use crate::proto::http_reply::ReplyReader;
 use crate::proto::proxy::{self, ChainHandshake, Target};
 use crate::status::json_str;
 use crate::tls::{self, ClientSetup, Verify};
@@ -327,7 +330,10 @@ fn connect(eng: &mut Cx, be: &mut State, addr: SocketAddr, request: Box<Request>
         }
     };
     let added = eng.add(sock, |sock, _| {
-        Conn::Outbound(Box::new(Outbound::new(sock, addr, handshake, tls, head)))
+        let reply = ReplyReader::new(MAX_REPLY_BODY, false);
+        Conn::Outbound(Box::new(Outbound::new(
+            sock, addr, handshake, tls, head, reply,
+        )))
     });
     match added {
         Ok(token) => {

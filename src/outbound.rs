@@ -1,5 +1,5 @@
 //! One HTTP(S) exchange the program makes on its own behalf (a dynamic DNS
-//! update): a non-blocking connect, the outbound proxy chain's handshake
+//! update, an ACME request): a non-blocking connect, the outbound proxy chain's handshake
 //! (`--proxy`/`--socksify`/`--torify`), TLS to the server, one request
 //! written, one reply read with a bounded reader. It moves bytes and says
 //! when the exchange is over and how; it never judges the reply (that is
@@ -13,7 +13,7 @@ use std::net::SocketAddr;
 use mio::net::TcpStream;
 
 use crate::net::{Failure, Io};
-use crate::proto::dyndns::{DynDnsError, Reply, ReplyReader};
+use crate::proto::http_reply::{ReplyError, ReplyReader, Response};
 use crate::proto::proxy::{ChainHandshake, Progress, ProxyError};
 use crate::timer::Deadlines;
 use crate::tls::{ClientSetup, TlsError, TlsSession};
@@ -59,7 +59,7 @@ pub enum Step {
     /// More to do after others had their turn.
     Again,
     /// Over: the reply, or why there is none.
-    Done(Result<Reply, ExchangeError>),
+    Done(Result<Response, ExchangeError>),
 }
 
 /// Why an exchange got no reply.
@@ -73,7 +73,7 @@ pub enum ExchangeError {
     },
     Transport(TransportError),
     Tls(TlsError),
-    Reply(DynDnsError),
+    Reply(ReplyError),
 }
 
 /// How a proxy hop failed.
@@ -109,6 +109,7 @@ impl Outbound {
         chain: Option<Box<ChainHandshake>>,
         tls: Option<(ClientSetup, String)>,
         request: Vec<u8>,
+        reply: ReplyReader,
     ) -> Outbound {
         let _ = sock.set_nodelay(true);
         Outbound {
@@ -122,7 +123,7 @@ impl Outbound {
             sent: 0,
             proxy_out: Vec::new(),
             inb: Vec::new(),
-            reader: ReplyReader::new(),
+            reader: reply,
         }
     }
 
@@ -144,7 +145,7 @@ impl Outbound {
     }
 
     /// Ok(true): moved on; Ok(false): wait; Err: over.
-    fn finish_connect(&mut self) -> Result<bool, Result<Reply, ExchangeError>> {
+    fn finish_connect(&mut self) -> Result<bool, Result<Response, ExchangeError>> {
         if !self.transport.ready.write {
             return Ok(false);
         }
@@ -167,7 +168,7 @@ impl Outbound {
 
     /// TLS (if asked for) from here on; `early` are server bytes that came
     /// with the last proxy reply.
-    fn begin_exchange(&mut self, early: &[u8]) -> Result<(), Result<Reply, ExchangeError>> {
+    fn begin_exchange(&mut self, early: &[u8]) -> Result<(), Result<Response, ExchangeError>> {
         if let Some((setup, name)) = self.tls.take() {
             let mut session = TlsSession::client(&setup, &name).map_err(|e| Err(e.into()))?;
             session.feed(early).map_err(|e| Err(e.into()))?;
@@ -179,7 +180,7 @@ impl Outbound {
         Ok(())
     }
 
-    fn drive_proxy(&mut self) -> Result<bool, Result<Reply, ExchangeError>> {
+    fn drive_proxy(&mut self) -> Result<bool, Result<Response, ExchangeError>> {
         let Some(hs) = self.chain.as_mut() else {
             self.begin_exchange(&[])?;
             return Ok(true);
@@ -232,7 +233,7 @@ impl Outbound {
         }
     }
 
-    fn drive_exchange(&mut self) -> Result<bool, Result<Reply, ExchangeError>> {
+    fn drive_exchange(&mut self) -> Result<bool, Result<Response, ExchangeError>> {
         if self.sent < self.request.len() {
             let rest = self.request.get(self.sent..).unwrap_or(&[]);
             match self.transport.write(rest) {
@@ -241,7 +242,7 @@ impl Outbound {
                     return Ok(true);
                 }
                 Io::WouldBlock | Io::Starved => {}
-                Io::Eof => return Err(Err(ExchangeError::Reply(DynDnsError::NoReply))),
+                Io::Eof => return Err(Err(ExchangeError::Reply(ReplyError::Truncated))),
                 Io::Failed(f) => return Err(Err(self.failure(f))),
             }
         }
@@ -262,11 +263,11 @@ impl Outbound {
         }
     }
 
-    /// Feeds reply bytes; Err(Ok(reply)) once it is complete by its length.
-    fn take_reply(&mut self, bytes: &[u8]) -> Result<(), Result<Reply, ExchangeError>> {
+    /// Feeds reply bytes; Err(Ok(response)) once it is complete by its length.
+    fn take_reply(&mut self, bytes: &[u8]) -> Result<(), Result<Response, ExchangeError>> {
         match self.reader.handle_input(bytes) {
             Ok(None) => Ok(()),
-            Ok(Some(reply)) => Err(Ok(reply)),
+            Ok(Some(response)) => Err(Ok(response)),
             Err(e) => Err(Err(ExchangeError::Reply(e))),
         }
     }

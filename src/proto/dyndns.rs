@@ -4,7 +4,7 @@
 //! domain and its frontends' addresses, the provider's reply read and
 //! judged, and (in `dyndns_state`) when an update is due. Sans-IO: the
 //! caller connects (through the proxy chain and TLS for `https`), sends
-//! [`UpdateRequest::head`], feeds the reply to [`ReplyReader`], and tells
+//! [`UpdateRequest::head`], reads the reply with `http_reply`, and tells
 //! the state what happened; time and the signature's salt are arguments.
 //!
 //! Where rkite does better than pagekite.py: credentials in the URL
@@ -20,6 +20,7 @@ use std::net::IpAddr;
 
 use super::base64;
 use super::ct;
+use super::http_reply::Response;
 
 pub use super::dyndns_state::{Due, DynDnsState, UPDATE_TIMEOUT};
 
@@ -459,122 +460,8 @@ impl fmt::Display for UpdateRequest {
     }
 }
 
-/// The largest reply head read.
-pub const MAX_REPLY_HEAD: usize = 8192;
-/// How much of the reply body is kept (the verdict is its first word).
-pub const MAX_REPLY_BODY: usize = 1024;
-
-/// A provider's reply, as much as matters.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Reply {
-    pub status: u16,
-    /// The start of the body (at most [`MAX_REPLY_BODY`] bytes).
-    pub body: Vec<u8>,
-    /// Body bytes past `body` that were not kept.
-    pub skipped: usize,
-}
-
-/// Reads a reply to an HTTP/1.0 request: the head, then the body until
-/// `Content-Length` or the close.
-#[derive(Debug, Default)]
-pub struct ReplyReader {
-    head: Vec<u8>,
-    reply: Option<Reply>,
-    length: Option<usize>,
-}
-
-impl ReplyReader {
-    pub fn new() -> ReplyReader {
-        ReplyReader::default()
-    }
-
-    /// Takes bytes; `Some` once the body is complete by its length.
-    pub fn handle_input(&mut self, input: &[u8]) -> Result<Option<Reply>, DynDnsError> {
-        let mut rest = input;
-        if self.reply.is_none() {
-            for (at, &b) in input.iter().enumerate() {
-                if self.head.len() >= MAX_REPLY_HEAD {
-                    return Err(DynDnsError::ReplyHeadTooLarge);
-                }
-                self.head.push(b);
-                if b == b'\n' && (self.head.ends_with(b"\n\n") || self.head.ends_with(b"\n\r\n")) {
-                    let (status, length) = parse_head(&self.head)?;
-                    self.reply = Some(Reply {
-                        status,
-                        body: Vec::new(),
-                        skipped: 0,
-                    });
-                    self.length = length;
-                    rest = input.get(at + 1..).unwrap_or(&[]);
-                    break;
-                }
-            }
-            if self.reply.is_none() {
-                return Ok(None);
-            }
-        }
-        let Some(reply) = self.reply.as_mut() else {
-            return Ok(None);
-        };
-        if let Some(len) = self.length {
-            // Past Content-Length is not the body (and nothing else comes
-            // on a connection that closes after one reply).
-            let left = len.saturating_sub(reply.body.len() + reply.skipped);
-            rest = rest.get(..left.min(rest.len())).unwrap_or(rest);
-        }
-        let room = MAX_REPLY_BODY
-            .saturating_sub(reply.body.len())
-            .min(rest.len());
-        reply
-            .body
-            .extend_from_slice(rest.get(..room).unwrap_or(&[]));
-        reply.skipped += rest.len() - room;
-        let got = reply.body.len() + reply.skipped;
-        Ok(match self.length {
-            Some(len) if got >= len => Some(reply.clone()),
-            _ => None,
-        })
-    }
-
-    /// The connection closed: the reply as it stands.
-    pub fn finish(&self) -> Result<Reply, DynDnsError> {
-        self.reply.clone().ok_or(DynDnsError::NoReply)
-    }
-}
-
-/// The status and `Content-Length` of a reply head.
-fn parse_head(head: &[u8]) -> Result<(u16, Option<usize>), DynDnsError> {
-    let mut lines = head
-        .split(|&b| b == b'\n')
-        .map(|l| l.strip_suffix(b"\r").unwrap_or(l));
-    let line = lines.next().unwrap_or(b"");
-    let bad = || DynDnsError::NotHttp(escape_bytes(line));
-    let rest = line
-        .strip_prefix(b"HTTP/1.")
-        .and_then(|r| r.get(2..))
-        .ok_or_else(bad)?;
-    let code = rest.get(..3).ok_or_else(bad)?;
-    if !code.iter().all(u8::is_ascii_digit) || !matches!(rest.get(3), None | Some(b' ')) {
-        return Err(bad());
-    }
-    let status = code.iter().fold(0u16, |n, &d| n * 10 + u16::from(d - b'0'));
-    let mut length = None;
-    for line in lines {
-        let Some(colon) = line.iter().position(|&b| b == b':') else {
-            continue;
-        };
-        let (name, value) = line.split_at(colon);
-        if name.eq_ignore_ascii_case(b"content-length") {
-            let value = std::str::from_utf8(value.get(1..).unwrap_or(b""))
-                .map(str::trim)
-                .ok()
-                .and_then(|v| v.parse::<usize>().ok())
-                .ok_or(DynDnsError::BadLength)?;
-            length = Some(value);
-        }
-    }
-    Ok((status, length))
-}
+/// The largest reply body read (a verdict is a line; more is an error).
+pub const MAX_REPLY_BODY: usize = 4096;
 
 /// A provider's verdict, as pagekite.py judges it: a 2xx whose body
 /// starts with `good` or `nochg` is success, anything else a failure.
@@ -633,7 +520,7 @@ impl fmt::Display for Failure {
 }
 
 /// Judges a complete reply.
-pub fn judge(reply: &Reply) -> Outcome {
+pub fn judge(reply: &Response) -> Outcome {
     if !(200..300).contains(&reply.status) {
         return Outcome::Failed(Failure::Http(reply.status));
     }
@@ -677,11 +564,6 @@ pub enum DynDnsError {
     BadHost(String),
     /// No frontend address to send.
     NoAddresses,
-    ReplyHeadTooLarge,
-    NotHttp(String),
-    BadLength,
-    /// The connection closed before a reply head.
-    NoReply,
 }
 
 impl fmt::Display for DynDnsError {
@@ -705,10 +587,6 @@ impl fmt::Display for DynDnsError {
             ),
             DynDnsError::BadHost(h) => write!(f, "bad dyndns host \"{h}\""),
             DynDnsError::NoAddresses => f.write_str("no frontend address to send"),
-            DynDnsError::ReplyHeadTooLarge => f.write_str("the provider's reply head is too large"),
-            DynDnsError::NotHttp(line) => write!(f, "the provider's reply is not HTTP: \"{line}\""),
-            DynDnsError::BadLength => f.write_str("the provider's reply has a bad Content-Length"),
-            DynDnsError::NoReply => f.write_str("the provider closed without replying"),
         }
     }
 }

@@ -4,17 +4,18 @@
 //!
 //! The first byte picks the part. Even: the rest is a provider's reply; it
 //! reads the same however it is split, keeps at most `MAX_REPLY_BODY`
-//! bytes and counts the rest, and judging it never panics. Odd: the rest,
+//! bytes (more is an error), and judging it never panics. Odd: the rest,
 //! as text, is a `--dyndns` setting; when it parses, the update request it
 //! builds is one well-formed head (no byte of the setting can end a line or
 //! split the request line).
 
 use std::net::IpAddr;
 
-use super::dyndns::{DynDnsError, MAX_REPLY_BODY, Provider, Reply, ReplyReader, judge};
+use super::dyndns::{MAX_REPLY_BODY, Provider, judge};
+use super::http_reply::{ReplyError, ReplyReader, Response};
 
-fn read(input: &[u8], cut: usize) -> Result<Reply, DynDnsError> {
-    let mut r = ReplyReader::new();
+fn read(input: &[u8], cut: usize) -> Result<Response, ReplyError> {
+    let mut r = ReplyReader::new(MAX_REPLY_BODY, false);
     let (a, b) = input.split_at(cut.min(input.len()));
     for piece in [a, b] {
         if let Some(done) = r.handle_input(piece)? {
