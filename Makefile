@@ -6,7 +6,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # command:package pairs the tests and the demo need.
 TEST_DEPS := curl:curl openssl:openssl pagekite:pagekite python3:python3 socat:socat nginx:nginx tinyproxy:tinyproxy microsocks:microsocks haproxy:haproxy \
 	autoreconf:autoconf automake:automake libtoolize:libtool pkg-config:pkg-config cc:gcc make:make \
-	ip:iproute2 unshare:util-linux prometheus:prometheus
+	ip:iproute2 unshare:util-linux prometheus:prometheus pebble:pebble
 # header:package pairs: the C libraries tests/e2e/pagekitec.rs builds libpagekite against.
 TEST_HEADERS := /usr/include/ev.h:libev-dev /usr/include/openssl/ssl.h:libssl-dev
 DEMO_DEPS := curl:curl python3:python3
@@ -84,13 +84,16 @@ demo:
 # -C target-feature=+crt-static for x86_64-unknown-linux-gnu; that binary is about
 # 2.6 MiB, so it fails the size check unless STATIC_MAX_BYTES is raised.
 #
-# Smaller still (about 250 KiB less): std itself rebuilt for size with the nightly
-# toolchain's rust-src, without std's backtrace symbolizer (a panic still prints
-# its message; it aborts either way). Used when `cargo +nightly` is there and
-# rustup can give it rust-src and the musl target; otherwise the stable build
-# above. `make static STATIC_STD=stable` forces the stable build.
+# Smaller still (about 440 KiB less): std itself rebuilt for size with the nightly
+# toolchain's rust-src, without std's backtrace symbolizer, and with the
+# immediate-abort panic strategy (a panic, which would be a bug, aborts at once
+# without printing its message: about 180 KiB of formatting and unwinding glue
+# gone; bench/size.md). Used when `cargo +nightly` is there and rustup can give
+# it rust-src and the musl target; otherwise the stable build above, which
+# prints panic messages. `make static STATIC_STD=stable` forces the stable build.
 STATIC_STD ?= build-std
 BUILD_STD := -Z build-std=std,panic_abort -Z build-std-features=
+BUILD_STD_RUSTFLAGS := -Zunstable-options -Cpanic=immediate-abort
 nightly_std_ready = { $(CARGO) +nightly --version >/dev/null 2>&1 && \
 	  { rustup component list --toolchain nightly --installed 2>/dev/null | grep -qx rust-src || \
 	    timeout 300 rustup component add rust-src --toolchain nightly; } && \
@@ -128,8 +131,9 @@ static:
 	fi; \
 	out=$${CARGO_TARGET_DIR:-target}/$$target/release/rkite; \
 	if [ "$$target" = $(STATIC_TARGET) ] && [ "$(STATIC_STD)" = build-std ] && $(call nightly_std_ready); then \
-	  echo "$(CARGO) +nightly build --release --target $$target $(BUILD_STD)"; \
-	  CARGO_TARGET_DIR=$${CARGO_TARGET_DIR:-target}/build-std $(CARGO) +nightly build --release --target $$target $(BUILD_STD); \
+	  echo "RUSTFLAGS='$(BUILD_STD_RUSTFLAGS)' $(CARGO) +nightly build --release --target $$target $(BUILD_STD)"; \
+	  CARGO_TARGET_DIR=$${CARGO_TARGET_DIR:-target}/build-std RUSTFLAGS="$${RUSTFLAGS:-} $(BUILD_STD_RUSTFLAGS)" \
+	    $(CARGO) +nightly build --release --target $$target $(BUILD_STD); \
 	  out=$${CARGO_TARGET_DIR:-target}/build-std/$$target/release/rkite; \
 	else \
 	  echo "$(CARGO) build --release --target $$target $${flags:+(RUSTFLAGS=$$flags)}"; \

@@ -50,9 +50,11 @@ impl Node {
         let mut eng = Cx::new(common)?;
         crate::metrics::listen(&mut eng)?;
         let role = match role {
-            RoleConfig::Frontend(settings) => {
-                Role::Frontend(Box::new(frontend::State::new(settings, eng.registry())?))
-            }
+            RoleConfig::Frontend(settings) => Role::Frontend(Box::new(frontend::State::new(
+                settings,
+                eng.registry(),
+                WAKER_TOKEN,
+            )?)),
             RoleConfig::Backend(settings) => Role::Backend(Box::new(backend::State::new(
                 settings,
                 eng.registry(),
@@ -96,7 +98,7 @@ impl App for Role {
             (Conn::Metrics(m), Role::Frontend(_)) => crate::metrics::drive(eng, None, token, m),
             (Conn::AddrWatch(w), Role::Backend(be)) => backend::on_addresses(eng, be, token, w),
             (Conn::Outbound(o), Role::Backend(be)) => backend::dyndns_drive(eng, be, token, o),
-            (Conn::Outbound(_), Role::Frontend(_)) => None,
+            (Conn::Outbound(o), Role::Frontend(fe)) => frontend::acme_drive(eng, fe, token, o),
             // A backend has neither listeners nor public connections.
             (Conn::Listener(_) | Conn::Sniff(_), Role::Backend(_)) => None,
             (Conn::AddrWatch(_), Role::Frontend(_)) => None,
@@ -120,6 +122,7 @@ impl App for Role {
             (Conn::Tunnel(t), role) => relay::tunnel_timer(eng, role.hooks(), token, t, kind),
             (Conn::Stream(s), role) => relay::stream_timer(eng, role.hooks(), token, s, kind),
             (Conn::Outbound(_), Role::Backend(be)) => backend::dyndns_timeout(eng, be, token),
+            (Conn::Outbound(_), Role::Frontend(fe)) => frontend::acme_timeout(eng, fe, token),
             (other, _) => Some(other),
         }
     }
@@ -129,6 +132,7 @@ impl App for Role {
             (AppTimer::Slot(slot), Role::Backend(be)) => backend::on_slot_timer(eng, be, slot, at),
             (AppTimer::AcceptResume, Role::Frontend(fe)) => frontend::resume_accepting(eng, fe),
             (AppTimer::DynDns, Role::Backend(be)) => backend::on_dyndns_timer(eng, be, at),
+            (AppTimer::Acme, Role::Frontend(fe)) => frontend::on_acme_timer(eng, fe, at),
             (AppTimer::StopGrace, role) if eng.stopping => end_grace(eng, role),
             (AppTimer::StopFinal, role) if eng.stopping => {
                 for token in eng.conns.tokens() {
@@ -157,8 +161,9 @@ impl App for Role {
     }
 
     fn wake(&mut self, eng: &mut Cx) {
-        if let Role::Backend(be) = self {
-            backend::on_wake(eng, be);
+        match self {
+            Role::Backend(be) => backend::on_wake(eng, be),
+            Role::Frontend(fe) => frontend::on_wake(eng, fe),
         }
     }
 
@@ -167,6 +172,7 @@ impl App for Role {
             (AppTimer::Slot(slot), Role::Backend(be)) => be.waiting_slots().contains(&(slot, at)),
             (AppTimer::Slot(_), Role::Frontend(_)) => false,
             (AppTimer::DynDns, Role::Backend(be)) => be.dyndns_timer_wanted(at),
+            (AppTimer::Acme, Role::Frontend(fe)) => fe.acme_timer_wanted(at),
             _ => true,
         }
     }

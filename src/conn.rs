@@ -93,6 +93,8 @@ pub enum AppTimer {
     StopFinal,
     /// A backend's `--dyndns`: settled changes, or a back-off's end.
     DynDns,
+    /// A frontend's `--acme`: an order's next step, or a renewal due.
+    Acme,
 }
 
 /// A frontend's listening socket.

@@ -27,6 +27,7 @@ use crate::proto::tunnel::{self as link, Control, NewStream, Next, Open};
 use crate::public::{self, start_reply};
 use crate::random;
 use crate::relay::{self, Hooks, Link, Phase, Side, Tunnel, Why, tag};
+use crate::resolve::Resolver;
 use crate::tls::{Endpoint, Endpoints};
 use crate::transport::Transport;
 use crate::why::ProtocolError;
@@ -36,8 +37,14 @@ pub use crate::tunnel::FrontendTunnel as TunnelInfo;
 #[path = "frontend_control.rs"]
 mod control;
 pub use control::reload;
+#[path = "frontend_acme.rs"]
+mod acme;
 #[path = "frontend_guard.rs"]
 pub(crate) mod guard;
+pub use acme::{
+    answer as acme_answer, drive as acme_drive, on_timer as on_acme_timer, on_wake,
+    timeout as acme_timeout,
+};
 pub use guard::UNAUTHENTICATED_TIMEOUT;
 /// Accepts per listener per wakeup.
 const ACCEPT_BURST: usize = 64;
@@ -74,6 +81,10 @@ pub struct State {
     /// The name each client IP last asked for over HTTP, and when: how a
     /// dedicated raw port shared by several kites picks one (§6.6).
     recent: HashMap<std::net::IpAddr, (String, std::time::Instant)>,
+    /// `--acme`: certificates for kites.
+    acme: Option<acme::Acme>,
+    /// Name look-ups off the reactor (the ACME server's).
+    resolver: Resolver,
 }
 
 /// How long a client's last HTTP name steers its raw-port connections.
@@ -109,7 +120,16 @@ impl State {
         &self.settings
     }
 
-    pub fn new(config: FrontendSettings, _: &Registry) -> Result<State, Fatal> {
+    pub fn new(
+        config: FrontendSettings,
+        registry: &Registry,
+        waker: Token,
+    ) -> Result<State, Fatal> {
+        let resolver = Resolver::new(registry, waker).map_err(|error| Fatal::System {
+            what: "create a waker",
+            error,
+        })?;
+        let acme = config.acme.as_ref().map(acme::Acme::new).transpose()?;
         let mut bound = Vec::new();
         for (port, raw) in wanted_ports(&config) {
             bound.push(bind_port(config.host, port, raw)?);
@@ -142,6 +162,8 @@ impl State {
                 flag: "--tunnel_acl",
                 error,
             })?,
+            acme,
+            resolver,
             accept_paused: false,
             fds_exhausted: None,
             recent: HashMap::new(),
@@ -318,6 +340,7 @@ fn no_ipv6(e: &std::io::Error) -> bool {
 pub fn start(eng: &mut Cx, fe: &mut State) -> Result<(), Fatal> {
     let bound = std::mem::take(&mut fe.bound);
     fe.listeners = watch(eng, bound)?;
+    acme::start(fe);
     Ok(())
 }
 
@@ -524,7 +547,7 @@ pub fn accept_tunnel(
     let mut sessions = Vec::new();
     let session = guard::new_session(fe, token, &mut sessions);
     let reply = handshake::build_reply(request.prefix, &fe.info, &answers, &session);
-    let kites = register(fe, token, &answers);
+    let kites = register(eng, fe, token, &answers);
     let live = any_ok || in_band;
     let info = TunnelInfo {
         kites,
@@ -654,7 +677,7 @@ fn judge(
 }
 
 /// Adds the accepted kites of `answers` to the routing table.
-fn register(fe: &mut State, token: Token, answers: &[KiteAnswer]) -> Vec<KiteKey> {
+fn register(eng: &mut Cx, fe: &mut State, token: Token, answers: &[KiteAnswer]) -> Vec<KiteKey> {
     let mut names = Vec::new();
     for answer in answers {
         if let KiteAnswer::Ok { what } = answer {
@@ -663,6 +686,7 @@ fn register(fe: &mut State, token: Token, answers: &[KiteAnswer]) -> Vec<KiteKey
             };
             fe.kites.insert(name.clone(), token);
             relay::log_kite(&name, "is live");
+            acme::kite_live(eng, fe, &name.proto, &name.domain);
             names.push(name);
         }
     }
@@ -703,7 +727,7 @@ fn on_noop(
     let answers = judge(eng, fe, token, &request, peer);
     let session = guard::new_session(fe, token, &mut info.sessions);
     let lines = handshake::inband_reply_lines(info.prefix, &answers, &session);
-    info.kites.extend(register(fe, token, &answers));
+    info.kites.extend(register(eng, fe, token, &answers));
     info.sessions.push(session);
     let signing = answers
         .iter()

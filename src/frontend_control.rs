@@ -93,6 +93,9 @@ pub fn reload(eng: &mut Cx, fe: &mut State, new: &FrontendSettings) -> Result<()
             fe.settings.domain_secrets.len()
         );
     }
+    if new.acme != fe.settings.acme {
+        warn!("--acme settings changed: they take effect at the next restart");
+    }
     fe.settings = new.clone();
     fe.info = FrontendInfo {
         protos: new.protos.clone(),
@@ -101,6 +104,8 @@ pub fn reload(eng: &mut Cx, fe: &mut State, new: &FrontendSettings) -> Result<()
     };
     fe.raw_ports = raw_ports;
     fe.raw_virtual = raw_virtual;
+    let mut endpoints = endpoints;
+    endpoints.keep_issued(&mut fe.endpoints);
     fe.endpoints = endpoints;
     fe.client_acl = client_acl;
     fe.tunnel_acl = tunnel_acl;

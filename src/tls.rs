@@ -58,11 +58,13 @@ pub struct Endpoint {
     config: Arc<ServerConfig>,
 }
 
-/// The frontend's TLS identities.
+/// The frontend's TLS identities: `--tls_endpoint`s, then certificates
+/// issued by ACME (`--acme`), which a configured endpoint always beats.
 #[derive(Default)]
 pub struct Endpoints {
     list: Vec<Endpoint>,
     default: Option<usize>,
+    issued: Vec<Endpoint>,
 }
 
 impl Endpoints {
@@ -96,7 +98,53 @@ impl Endpoints {
             ),
             None => None,
         };
-        Ok(Endpoints { list, default })
+        Ok(Endpoints {
+            list,
+            default,
+            issued: Vec::new(),
+        })
+    }
+
+    /// Whether a `--tls_endpoint` (not an issued certificate) serves `host`.
+    pub fn configured(&self, host: &str) -> bool {
+        find_in(&self.list, host).is_some()
+    }
+
+    /// Serves `name` with an issued certificate chain (PEM) and its key
+    /// (PKCS#8 DER), replacing the one it had.
+    pub fn install_issued(
+        &mut self,
+        name: &str,
+        chain_pem: &[u8],
+        key_pkcs8: &[u8],
+    ) -> Result<(), TlsConfigError> {
+        let chain = CertificateDer::pem_slice_iter(chain_pem)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| err(format!("{name}: bad certificate PEM: {e}")))?;
+        if chain.is_empty() {
+            return Err(err(format!("{name}: no certificate in the chain")));
+        }
+        let key = PrivateKeyDer::Pkcs8(key_pkcs8.to_vec().into());
+        let mut config = ServerConfig::builder_with_provider(provider())
+            .with_safe_default_protocol_versions()
+            .map_err(|e| err(format!("{name}: {e}")))?
+            .with_no_client_auth()
+            .with_single_cert(chain, key)
+            .map_err(|e| err(format!("{name}: the key does not fit the certificate: {e}")))?;
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        let name = name.to_ascii_lowercase();
+        self.issued.retain(|e| e.name != name);
+        self.issued.push(Endpoint {
+            name,
+            config: Arc::new(config),
+        });
+        Ok(())
+    }
+
+    /// Keeps the issued certificates of `old` (a reload replaces only the
+    /// configured endpoints).
+    pub fn keep_issued(&mut self, old: &mut Endpoints) {
+        self.issued = std::mem::take(&mut old.issued);
     }
 
     pub fn is_empty(&self) -> bool {
@@ -106,16 +154,27 @@ impl Endpoints {
     /// The endpoint serving `host`: exact name first, then wildcard parents
     /// (`*.b.c` for `a.b.c`, never a bare `*.tld`).
     pub fn find(&self, host: &str) -> Option<&Endpoint> {
-        self.list.iter().find(|e| e.name == host).or_else(|| {
-            crate::proto::kite::wildcards(host, false)
-                .find_map(|w| self.list.iter().find(|e| e.name == w))
-        })
+        find_in(&self.list, host).or_else(|| find_in(&self.issued, host))
     }
 
     /// The endpoint for a ClientHello without SNI (`--tls_default`).
     pub fn fallback(&self) -> Option<&Endpoint> {
         self.default.and_then(|i| self.list.get(i))
     }
+}
+
+fn find_in<'a>(list: &'a [Endpoint], host: &str) -> Option<&'a Endpoint> {
+    list.iter().find(|e| e.name == host).or_else(|| {
+        crate::proto::kite::wildcards(host, false).find_map(|w| list.iter().find(|e| e.name == w))
+    })
+}
+
+/// The first certificate of a PEM chain, DER (to read its validity).
+pub fn leaf_der(chain_pem: &[u8]) -> Option<Vec<u8>> {
+    CertificateDer::pem_slice_iter(chain_pem)
+        .next()
+        .and_then(Result::ok)
+        .map(|c| c.as_ref().to_vec())
 }
 
 fn load_pem_identity(

@@ -269,6 +269,30 @@ pub(super) const FLAGS: &[Flag] = &[
         "LIST",
         "Frontend: the public ports --proxyproto_from applies to, comma-separated (default: all); on other ports the balancer's address is a client like any other.",
     ),
+    value(
+        "",
+        "acme",
+        "DIRECTORY_URL",
+        "Frontend: get certificates for kites automatically from this ACME (RFC 8555) directory, e.g. https://acme-v02.api.letsencrypt.org/directory: a name gets one only while a backend flies it as an http or websocket kite, validated by HTTP-01 on the frontend's own port 80; then https://NAME is terminated here as with --tls_endpoint (which keeps priority). Needs --acme_dir.",
+    ),
+    value(
+        "",
+        "acme_email",
+        "ADDRESS",
+        "Frontend: the contact address of the ACME account.",
+    ),
+    value(
+        "",
+        "acme_dir",
+        "DIR",
+        "Frontend: where the ACME account key and the certificates are kept across restarts (created private to the user).",
+    ),
+    value(
+        "",
+        "acme_ca",
+        "PEM",
+        "Frontend: the CA certificates that the ACME server's own HTTPS is checked against (default: the system's), for a private ACME server.",
+    ),
     multi(
         "be_config",
         "DOMAIN/PORT:KEY:VALUE",

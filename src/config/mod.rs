@@ -30,8 +30,8 @@ pub mod web;
 use crate::proto::kite::DEFAULT_PROTOS;
 use flags::IGNORED_SWITCHES;
 pub use roles::{
-    BackendSettings, ClientSettings, Common, Config, FrontendPool, FrontendSettings, LogLevel,
-    ProcessSettings, RoleConfig, ServiceKite,
+    AcmeSettings, BackendSettings, ClientSettings, Common, Config, FrontendPool, FrontendSettings,
+    LogLevel, ProcessSettings, RoleConfig, ServiceKite,
 };
 use specs::*;
 
@@ -95,6 +95,31 @@ pub fn parse(args: &[String]) -> Result<Parsed, ConfigError> {
 /// earlier ones and option files, as in pagekite.py).
 fn last(m: &getopts::Matches, flag: &str) -> Option<String> {
     m.opt_strs(flag).pop()
+}
+
+/// `--acme` with its directory checked and `--acme_dir` required.
+fn acme_settings(m: &getopts::Matches) -> Result<Option<roles::AcmeSettings>, ConfigError> {
+    let Some(directory) = last(m, "acme") else {
+        for companion in ["acme_email", "acme_dir", "acme_ca"] {
+            if m.opt_present(companion) {
+                return Err(bad(companion, "needs --acme=DIRECTORY_URL".to_string()));
+            }
+        }
+        return Ok(None);
+    };
+    crate::proto::acme::Url::parse(&directory).map_err(|e| bad("acme", e.to_string()))?;
+    let dir = last(m, "acme_dir").ok_or_else(|| {
+        bad(
+            "acme",
+            "needs --acme_dir=DIR to keep the account and certificates".to_string(),
+        )
+    })?;
+    Ok(Some(roles::AcmeSettings {
+        directory,
+        email: last(m, "acme_email"),
+        dir,
+        ca: last(m, "acme_ca"),
+    }))
 }
 
 /// `--proxyproto_from` entries: an address block, or one address.
@@ -330,6 +355,7 @@ fn parse_expanded(argv: &[String], expanded: &files::Expanded) -> Result<Parsed,
             Some(list) => parse_ports(&list, "proxyproto_ports")?,
             None => Vec::new(),
         },
+        acme: acme_settings(&m)?,
     };
     let backend = BackendSettings {
         frontends,

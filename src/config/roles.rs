@@ -133,6 +133,17 @@ pub struct FrontendSettings {
     pub proxyproto_from: Vec<crate::proto::acl::Cidr>,
     /// `--proxyproto_ports` (empty: every public port).
     pub proxyproto_ports: Vec<u16>,
+    /// `--acme` and its companions: certificates for kites, automatically.
+    pub acme: Option<AcmeSettings>,
+}
+
+/// `--acme`, `--acme_email`, `--acme_dir`, `--acme_ca`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AcmeSettings {
+    pub directory: String,
+    pub email: Option<String>,
+    pub dir: String,
+    pub ca: Option<String>,
 }
 
 /// What only a backend reads.
