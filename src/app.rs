@@ -94,8 +94,12 @@ impl App for Role {
             (Conn::Stream(s), role) => relay::drive_stream(eng, role.hooks(), token, s),
             (Conn::Web(w), _) => crate::webserve::drive(eng, token, w),
             (Conn::MetricsListener(l), _) => crate::metrics::drive_listener(eng, token, l),
-            (Conn::Metrics(m), Role::Backend(be)) => crate::metrics::drive(eng, Some(be), token, m),
-            (Conn::Metrics(m), Role::Frontend(_)) => crate::metrics::drive(eng, None, token, m),
+            (Conn::Metrics(m), Role::Backend(be)) => {
+                crate::metrics::drive(eng, crate::metrics::RoleRef::Backend(be), token, m)
+            }
+            (Conn::Metrics(m), Role::Frontend(fe)) => {
+                crate::metrics::drive(eng, crate::metrics::RoleRef::Frontend(fe), token, m)
+            }
             (Conn::AddrWatch(w), Role::Backend(be)) => backend::on_addresses(eng, be, token, w),
             (Conn::Outbound(o), Role::Backend(be)) => backend::dyndns_drive(eng, be, token, o),
             (Conn::Outbound(o), Role::Frontend(fe)) => frontend::acme_drive(eng, fe, token, o),

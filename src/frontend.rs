@@ -42,7 +42,7 @@ mod acme;
 #[path = "frontend_guard.rs"]
 pub(crate) mod guard;
 pub use acme::{
-    answer as acme_answer, drive as acme_drive, on_timer as on_acme_timer, on_wake,
+    AcmeSummary, answer as acme_answer, drive as acme_drive, on_timer as on_acme_timer, on_wake,
     timeout as acme_timeout,
 };
 pub use guard::UNAUTHENTICATED_TIMEOUT;

@@ -55,6 +55,22 @@ pub(super) struct Acme {
     flight: Option<Box<Flight>>,
     timer: Option<Instant>,
     lookups: u64,
+    /// Orders that ended in a certificate, and that failed.
+    issued: u64,
+    failed: u64,
+}
+
+/// What `--metrics` and the status file show of ACME.
+pub struct AcmeSummary {
+    pub valid: u64,
+    pub pending: u64,
+    pub failing: u64,
+    pub issued: u64,
+    pub failed: u64,
+    /// Unix time of the earliest renewal (0: none).
+    pub next_renewal: u64,
+    /// Each name and its state, for the status file.
+    pub names: Vec<(String, String)>,
 }
 
 #[derive(Default)]
@@ -117,6 +133,8 @@ impl Acme {
             flight: None,
             timer: None,
             lookups: 0,
+            issued: 0,
+            failed: 0,
         })
     }
 
@@ -239,6 +257,45 @@ impl State {
     /// Whether `at` is the `--acme` timer that counts.
     pub fn acme_timer_wanted(&self, at: Instant) -> bool {
         self.acme.as_ref().is_some_and(|a| a.wants_timer(at))
+    }
+}
+
+impl State {
+    /// ACME's state, with `--acme`.
+    pub fn acme_summary(&self) -> Option<AcmeSummary> {
+        let acme = self.acme.as_ref()?;
+        let mut s = AcmeSummary {
+            valid: 0,
+            pending: 0,
+            failing: 0,
+            issued: acme.issued,
+            failed: acme.failed,
+            next_renewal: 0,
+            names: Vec::new(),
+        };
+        let ordering = acme.flight.as_ref().map(|f| f.name.as_str());
+        for (name, cert) in &acme.certs {
+            let state = if ordering == Some(name.as_str()) {
+                s.pending += 1;
+                "ordering".to_string()
+            } else if cert.failures > 0 {
+                s.failing += 1;
+                format!("failing ({} in a row)", cert.failures)
+            } else if let Some((not_before, not_after)) = cert.valid {
+                s.valid += 1;
+                let renew =
+                    u64::try_from(not_before + (not_after - not_before) * 2 / 3).unwrap_or(0);
+                if s.next_renewal == 0 || renew < s.next_renewal {
+                    s.next_renewal = renew;
+                }
+                format!("valid until {not_after} (renewal from {renew})")
+            } else {
+                s.pending += 1;
+                "waiting".to_string()
+            };
+            s.names.push((name.clone(), state));
+        }
+        Some(s)
     }
 }
 
@@ -521,6 +578,7 @@ fn issued(eng: &mut Cx, fe: &mut State, chain: &str) {
         Err(e) => warn!("acme: the certificate issued for {name} is unusable: {e}"),
     }
     if let Some(acme) = fe.acme.as_mut() {
+        acme.issued += 1;
         let cert = acme.certs.entry(name).or_default();
         cert.valid = valid;
         cert.failures = 0;
@@ -538,6 +596,7 @@ fn failed(eng: &mut Cx, fe: &mut State, why: &str) {
     let Some(flight) = acme.flight.take() else {
         return;
     };
+    acme.failed += 1;
     let cert = acme.certs.entry(flight.name.clone()).or_default();
     cert.failures = cert.failures.saturating_add(1);
     let wait = RETRY_FIRST

@@ -137,8 +137,12 @@ pub fn timeout(token: Token, c: &MetricsConn) -> Option<Conn> {
 }
 
 /// The role, as the metrics need it: a backend's state (its configured
-/// kites), or none on a frontend.
-pub type RoleRef<'a> = Option<&'a backend::State>;
+/// kites, its tunnels for `/healthz`) or a frontend's (its ACME state).
+#[derive(Clone, Copy)]
+pub enum RoleRef<'a> {
+    Frontend(&'a crate::frontend::State),
+    Backend(&'a backend::State),
+}
 
 /// Reads requests, answers them, writes the answers.
 pub fn drive(
@@ -239,7 +243,7 @@ fn health(eng: &mut Cx, role: RoleRef<'_>) -> (u16, &'static str) {
     if eng.stopping {
         return (503, "stopping");
     }
-    if role.is_none() {
+    if matches!(role, RoleRef::Frontend(_)) {
         return (200, "ok");
     }
     for token in eng.conns.tokens() {
@@ -318,16 +322,16 @@ fn render(eng: &mut Cx, role: RoleRef<'_>) -> String {
     // Kites that may carry labels: a backend's configured ones, and every
     // one registered on a live tunnel now.
     let configured: Vec<KiteKey> = match role {
-        Some(be) => be
+        RoleRef::Backend(be) => be
             .settings()
             .kites
             .iter()
             .map(|k| kite::key(&k.id.name(), &k.domain))
             .collect(),
-        None => Vec::new(),
+        RoleRef::Frontend(_) => Vec::new(),
     };
     let known = Known {
-        frontend: role.is_none(),
+        frontend: matches!(role, RoleRef::Frontend(_)),
         keys: configured
             .iter()
             .cloned()
@@ -352,7 +356,7 @@ fn render(eng: &mut Cx, role: RoleRef<'_>) -> String {
     }
     let c = &eng.counters;
     let mut e = Exposition::new();
-    let role_name = if role.is_some() {
+    let role_name = if matches!(role, RoleRef::Backend(_)) {
         "backend"
     } else {
         "frontend"
@@ -564,7 +568,39 @@ fn render(eng: &mut Cx, role: RoleRef<'_>) -> String {
         "Metrics connections open (this one included).",
         table.metrics_clients,
     );
-    // ACME (issue 14, item 1) adds its families here: certificates by
-    // state, orders and renewals by result, the next renewal time.
+    if let RoleRef::Frontend(fe) = role {
+        if let Some(acme) = fe.acme_summary() {
+            e.family(
+                "rkite_acme_certificates",
+                Kind::Gauge,
+                "Names with an ACME certificate installed, waiting for one, or failing.",
+            );
+            for (state, n) in [
+                ("valid", acme.valid),
+                ("pending", acme.pending),
+                ("failing", acme.failing),
+            ] {
+                e.sample("rkite_acme_certificates", &[("state", state)], n);
+            }
+            e.single(
+                "rkite_acme_orders_total",
+                Kind::Counter,
+                "ACME orders that ended in a certificate.",
+                acme.issued,
+            );
+            e.single(
+                "rkite_acme_failures_total",
+                Kind::Counter,
+                "ACME orders that failed.",
+                acme.failed,
+            );
+            e.single(
+                "rkite_acme_next_renewal_seconds",
+                Kind::Gauge,
+                "Unix time of the earliest renewal due (0: none).",
+                acme.next_renewal,
+            );
+        }
+    }
     e.finish()
 }

@@ -180,6 +180,22 @@ fn render(eng: &mut Cx, role: &mut Role, running: bool) -> (String, usize) {
         Role::Backend(be) => be.dyndns_status(eng.now),
         Role::Frontend(_) => None,
     };
+    let acme = match role {
+        Role::Frontend(fe) => fe.acme_summary().map(|a| {
+            let names: Vec<String> = a
+                .names
+                .iter()
+                .map(|(n, s)| format!("{{\"name\": {}, \"state\": {}}}", json_str(n), json_str(s)))
+                .collect();
+            format!(
+                "{{\"issued\": {}, \"failed\": {}, \"names\": [{}]}}",
+                a.issued,
+                a.failed,
+                names.join(", ")
+            )
+        }),
+        Role::Backend(_) => None,
+    };
     let mut out = String::with_capacity(1024);
     out.push_str("{\n");
     let _ = writeln!(
@@ -234,6 +250,9 @@ fn render(eng: &mut Cx, role: &mut Role, running: bool) -> (String, usize) {
     }
     if let Some(dyndns) = dyndns {
         let _ = writeln!(out, "  \"dyndns\": {dyndns},");
+    }
+    if let Some(acme) = acme {
+        let _ = writeln!(out, "  \"acme\": {acme},");
     }
     let _ = writeln!(out, "  \"kites\": [{}],", kites.join(", "));
     let _ = writeln!(out, "  \"tunnels\": [{}]", tunnels.join(", "));

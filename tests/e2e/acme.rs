@@ -140,17 +140,30 @@ impl Pebble {
 const KITE: &str = "kite.example.test";
 
 fn acme_frontend(http: u16, tls: u16, pebble: &Pebble, dir: &std::path::Path) -> Proc {
-    let fe = util::rkite(&[
-        "--isfrontend",
-        "--host=127.0.0.1",
-        &format!("--ports={http},{tls}"),
-        "--protos=http,https",
-        "--domain=http:*.example.test:s3cret",
-        &format!("--acme={}", pebble.directory()),
-        &format!("--acme_dir={}", dir.display()),
-        &format!("--acme_ca={}", certs::pki().ca_cert_str()),
-        "--acme_email=ops@example.test",
-    ]);
+    acme_frontend_with(http, tls, pebble, dir, &[])
+}
+
+fn acme_frontend_with(
+    http: u16,
+    tls: u16,
+    pebble: &Pebble,
+    dir: &std::path::Path,
+    extra: &[&str],
+) -> Proc {
+    let mut args = vec![
+        "--isfrontend".to_string(),
+        "--host=127.0.0.1".to_string(),
+        format!("--ports={http},{tls}"),
+        "--protos=http,https".to_string(),
+        "--domain=http:*.example.test:s3cret".to_string(),
+        format!("--acme={}", pebble.directory()),
+        format!("--acme_dir={}", dir.display()),
+        format!("--acme_ca={}", certs::pki().ca_cert_str()),
+        "--acme_email=ops@example.test".to_string(),
+    ];
+    args.extend(extra.iter().map(|a| a.to_string()));
+    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    let fe = util::rkite(&refs);
     fe.wait_for(&format!("listening on 127.0.0.1:{tls}"), T);
     fe
 }
@@ -177,7 +190,18 @@ fn a_kite_gets_a_certificate_from_pebble_and_keeps_it_across_restarts() {
     let pebble = Pebble::start(http);
     let dir = util::temp_dir("acme-state").join("acme");
     let origin = Origin::start();
-    let fe = acme_frontend(http, tls, &pebble, &dir);
+    let status = util::temp_dir("acme-status").join("status.json");
+    let metrics = free_port();
+    let fe = acme_frontend_with(
+        http,
+        tls,
+        &pebble,
+        &dir,
+        &[
+            &format!("--status_file={}", status.display()),
+            &format!("--metrics=127.0.0.1:{metrics}"),
+        ],
+    );
     // A visitor asking for an unregistered name orders nothing.
     let got = fixture::get(http, "nobody.example.test", "/");
     assert_ne!(got.status, 200);
@@ -197,6 +221,19 @@ fn a_kite_gets_a_certificate_from_pebble_and_keeps_it_across_restarts() {
     assert_eq!(got.status, 200);
     assert_eq!(got.body_str(), INDEX_BODY);
     assert!(!fe.contains("ordering a certificate for nobody"));
+    // The operator sees it in the status file and the metrics.
+    util::wait_until("the status file shows the certificate", T, || {
+        std::fs::read_to_string(&status).is_ok_and(|s| {
+            s.contains("\"acme\": {\"issued\": 1, \"failed\": 0")
+                && s.contains(&format!("{{\"name\": \"{KITE}\", \"state\": \"valid until"))
+        })
+    });
+    let scraped = util::curl(&[&format!("http://127.0.0.1:{metrics}/metrics")]).body_str();
+    assert!(
+        scraped.contains("rkite_acme_certificates{state=\"valid\"} 1\n")
+            && scraped.contains("rkite_acme_orders_total 1\n"),
+        "{scraped}"
+    );
     let mode = |p: &std::path::Path| {
         use std::os::unix::fs::PermissionsExt;
         std::fs::metadata(p).expect("exists").permissions().mode() & 0o777
