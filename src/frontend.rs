@@ -42,8 +42,8 @@ mod acme;
 #[path = "frontend_guard.rs"]
 pub(crate) mod guard;
 pub use acme::{
-    AcmeSummary, answer as acme_answer, drive as acme_drive, on_timer as on_acme_timer, on_wake,
-    timeout as acme_timeout,
+    AcmeSummary, alpn_endpoint as acme_alpn_endpoint, answer as acme_answer, drive as acme_drive,
+    on_timer as on_acme_timer, on_wake, timeout as acme_timeout,
 };
 pub use guard::UNAUTHENTICATED_TIMEOUT;
 /// Accepts per listener per wakeup.

@@ -25,11 +25,12 @@ use crate::config::AcmeSettings;
 use crate::conn::{AppTimer, Conn, Cx};
 use crate::engine::{Fatal, TimerKind, unix_now};
 use crate::outbound::{Outbound, Step};
+use crate::proto::acme::ChallengeKind;
 use crate::proto::acme::{Flow, Method, Next, Request};
 use crate::proto::der;
 use crate::proto::http_reply::ReplyReader;
 use crate::proto::jose::Key;
-use crate::tls::{self, ClientSetup, TlsConfigError, Verify};
+use crate::tls::{self, ClientSetup, Endpoint, TlsConfigError, Verify};
 
 /// The resolver id of ACME server look-ups (far from any other asker).
 const RESOLVER_ID: usize = usize::MAX - 8192;
@@ -85,6 +86,8 @@ struct Flight {
     name: String,
     flow: Flow,
     key: Key,
+    /// TLS-ALPN-01's certificate, once the challenge is known.
+    alpn: Option<Endpoint>,
     /// The request under way: its connection, or its server's look-up.
     conn: Option<Token>,
     resolving: Option<(u64, Request)>,
@@ -376,6 +379,7 @@ fn begin_next(eng: &mut Cx, fe: &mut State) {
         &[&name],
         acme.settings.email.as_deref(),
         acme.account_url.as_deref(),
+        acme.settings.challenge,
     ) {
         Ok(flow) => flow,
         Err(e) => return warn!("acme: {name}: {e}"),
@@ -385,6 +389,7 @@ fn begin_next(eng: &mut Cx, fe: &mut State) {
         name,
         flow,
         key,
+        alpn: None,
         conn: None,
         resolving: None,
     }));
@@ -399,6 +404,22 @@ fn step(eng: &mut Cx, fe: &mut State) {
     let Some(flight) = acme.flight.as_mut() else {
         return;
     };
+    if acme.settings.challenge == ChallengeKind::TlsAlpn01 && flight.alpn.is_none() {
+        if let Some(c) = flight.flow.challenges().first() {
+            let key_auth = acme.account.key_authorization(&c.token);
+            let made = flight
+                .key
+                .alpn_certificate(&acme.rng, &c.name, &key_auth)
+                .map_err(|e| e.to_string())
+                .and_then(|der| {
+                    Endpoint::acme_alpn(&c.name, der, flight.key.pkcs8()).map_err(|e| e.0)
+                });
+            match made {
+                Ok(endpoint) => flight.alpn = Some(endpoint),
+                Err(e) => return failed(eng, fe, &e),
+            }
+        }
+    }
     match flight.flow.next(&acme.account, &flight.key, &acme.rng) {
         Ok(Next::Send(req)) => send(eng, fe, req),
         Ok(Next::Wait(d)) => {
@@ -534,6 +555,13 @@ pub fn answer(fe: &State, host: &str, path: &str) -> Option<String> {
         .iter()
         .find(|c| c.name == host && c.token == token)
         .map(|c| acme.account.key_authorization(&c.token))
+}
+
+/// TLS-ALPN-01: the certificate to offer a ClientHello for `name` that asks
+/// for `acme-tls/1`, while the CA is to look.
+pub fn alpn_endpoint(fe: &State, name: &str) -> Option<Endpoint> {
+    let flight = fe.acme.as_ref()?.flight.as_ref()?;
+    flight.alpn.as_ref().filter(|e| e.name == name).cloned()
 }
 
 fn issued(eng: &mut Cx, fe: &mut State, chain: &str) {

@@ -478,18 +478,25 @@ fn tls(eng: &mut Cx, fe: &mut State, token: Token, mut s: Sniff, sni: Option<Str
     let name = s.target.as_ref().map(|(h, _)| h.clone()).or(sni);
     let port = s.public_port();
     let standing = Standing::of(fe, s.peer);
+    // TLS-ALPN-01: the ACME server asks for `acme-tls/1` and gets the
+    // challenge's certificate, while an order for the name awaits it.
+    let acme_cert = name
+        .as_deref()
+        .and_then(|n| crate::frontend::acme_alpn_endpoint(fe, n))
+        .filter(|_| crate::proto::sniff::offers_alpn(s.buf.data(), b"acme-tls/1"));
     // An address only `--tunnel_acl` allows may be a backend whose tunnel
     // runs over TLS, which only a TLS endpoint here can terminate; it never
     // reaches an https kite, and what it says inside must be a tunnel.
-    let endpoint = match &name {
-        Some(name) => fe.endpoint(name),
-        None => fe.default_endpoint(),
+    let endpoint = match (&acme_cert, &name) {
+        (Some(cert), _) => Some(cert),
+        (None, Some(name)) => fe.endpoint(name),
+        (None, None) => fe.default_endpoint(),
     };
     if !standing.visitor && endpoint.is_none() {
         may_visit(eng, fe, &s, "TLS");
         return Next::Done(None);
     }
-    if let (true, Some(name)) = (standing.visitor, &name) {
+    if let (true, Some(name), None) = (standing.visitor, &name, &acme_cert) {
         let passthrough =
             kite::find_for_frontend("https", name, port, |key, _| fe.has_kite(key).then_some(()))
                 .is_some();

@@ -53,6 +53,7 @@ fn err(what: impl Into<String>) -> TlsConfigError {
 }
 
 /// One `--tls_endpoint`: a name (maybe `*.x`) and its server configuration.
+#[derive(Clone)]
 pub struct Endpoint {
     pub name: String,
     config: Arc<ServerConfig>,
@@ -160,6 +161,38 @@ impl Endpoints {
     /// The endpoint for a ClientHello without SNI (`--tls_default`).
     pub fn fallback(&self) -> Option<&Endpoint> {
         self.default.and_then(|i| self.list.get(i))
+    }
+}
+
+impl Endpoint {
+    /// TLS-ALPN-01's answer for `name` (RFC 8737): the self-signed
+    /// certificate (DER) with its key (PKCS#8), offered only for the ALPN
+    /// protocol `acme-tls/1`.
+    pub fn acme_alpn(
+        name: &str,
+        cert_der: Vec<u8>,
+        key_pkcs8: &[u8],
+    ) -> Result<Endpoint, TlsConfigError> {
+        let key = PrivateKeyDer::Pkcs8(key_pkcs8.to_vec().into());
+        let provider = provider();
+        let signing = provider
+            .key_provider
+            .load_private_key(key)
+            .map_err(|e| err(format!("{name}: the acme-tls/1 key: {e}")))?;
+        // Not `with_single_cert`: webpki refuses to load a certificate with
+        // an unknown critical extension, which acmeIdentifier is by design.
+        let certified =
+            rustls::sign::CertifiedKey::new(vec![CertificateDer::from(cert_der)], signing);
+        let mut config = ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| err(format!("{name}: {e}")))?
+            .with_no_client_auth()
+            .with_cert_resolver(Arc::new(rustls::sign::SingleCertAndKey::from(certified)));
+        config.alpn_protocols = vec![b"acme-tls/1".to_vec()];
+        Ok(Endpoint {
+            name: name.to_string(),
+            config: Arc::new(config),
+        })
     }
 }
 

@@ -289,6 +289,12 @@ pub(super) const FLAGS: &[Flag] = &[
     ),
     value(
         "",
+        "acme_challenge",
+        "http-01|tls-alpn-01",
+        "Frontend: how the ACME server validates a name: http-01 on port 80, or tls-alpn-01 on port 443 (default: http-01, or tls-alpn-01 when --ports has 443 and not 80).",
+    ),
+    value(
+        "",
         "acme_ca",
         "PEM",
         "Frontend: the CA certificates that the ACME server's own HTTPS is checked against (default: the system's), for a private ACME server.",

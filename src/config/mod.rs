@@ -98,9 +98,12 @@ fn last(m: &getopts::Matches, flag: &str) -> Option<String> {
 }
 
 /// `--acme` with its directory checked and `--acme_dir` required.
-fn acme_settings(m: &getopts::Matches) -> Result<Option<roles::AcmeSettings>, ConfigError> {
+fn acme_settings(
+    m: &getopts::Matches,
+    ports: &[u16],
+) -> Result<Option<roles::AcmeSettings>, ConfigError> {
     let Some(directory) = last(m, "acme") else {
-        for companion in ["acme_email", "acme_dir", "acme_ca"] {
+        for companion in ["acme_email", "acme_dir", "acme_ca", "acme_challenge"] {
             if m.opt_present(companion) {
                 return Err(bad(companion, "needs --acme=DIRECTORY_URL".to_string()));
             }
@@ -114,11 +117,26 @@ fn acme_settings(m: &getopts::Matches) -> Result<Option<roles::AcmeSettings>, Co
             "needs --acme_dir=DIR to keep the account and certificates".to_string(),
         )
     })?;
+    use crate::proto::acme::ChallengeKind;
+    let challenge = match last(m, "acme_challenge").as_deref() {
+        Some("http-01") => ChallengeKind::Http01,
+        Some("tls-alpn-01") => ChallengeKind::TlsAlpn01,
+        Some(other) => {
+            return Err(bad(
+                "acme_challenge",
+                format!("{other:?} is neither http-01 nor tls-alpn-01"),
+            ));
+        }
+        // The CA validates on port 80 or 443: whichever this relay has.
+        None if !ports.contains(&80) && ports.contains(&443) => ChallengeKind::TlsAlpn01,
+        None => ChallengeKind::Http01,
+    };
     Ok(Some(roles::AcmeSettings {
         directory,
         email: last(m, "acme_email"),
         dir,
         ca: last(m, "acme_ca"),
+        challenge,
     }))
 }
 
@@ -338,6 +356,7 @@ fn parse_expanded(argv: &[String], expanded: &files::Expanded) -> Result<Parsed,
     // Both roles' flags are parsed and checked whatever the role, as
     // pagekite.py does (`--ports` on a backend is read, then unused), and
     // `--settings` shows them all; the role runs with its own only.
+    let acme = acme_settings(&m, &ports)?;
     let frontend = FrontendSettings {
         host,
         ports,
@@ -355,7 +374,7 @@ fn parse_expanded(argv: &[String], expanded: &files::Expanded) -> Result<Parsed,
             Some(list) => parse_ports(&list, "proxyproto_ports")?,
             None => Vec::new(),
         },
-        acme: acme_settings(&m)?,
+        acme,
     };
     let backend = BackendSettings {
         frontends,

@@ -144,6 +144,8 @@ pub struct AcmeSettings {
     pub email: Option<String>,
     pub dir: String,
     pub ca: Option<String>,
+    /// `--acme_challenge`, or as the ports suggest.
+    pub challenge: crate::proto::acme::ChallengeKind,
 }
 
 /// What only a backend reads.

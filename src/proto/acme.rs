@@ -1,8 +1,9 @@
 //! The ACME order flow (RFC 8555) for one certificate, as a sans-IO state
 //! machine: it says which request to send next (signed with the account
 //! key), reads each response, and ends with the certificate chain or a
-//! typed failure. HTTP-01 only: the caller serves [`Flow::challenges`]'
-//! key authorizations at `/.well-known/acme-challenge/TOKEN` on port 80.
+//! typed failure. The caller answers [`Flow::challenges`]: HTTP-01's key
+//! authorization at `/.well-known/acme-challenge/TOKEN` on port 80, or
+//! TLS-ALPN-01's certificate for `acme-tls/1` on port 443.
 //! It never sends, waits or reads a clock: waits come out as durations,
 //! responses go in whole (see `http_reply`), entropy comes in.
 
@@ -170,8 +171,8 @@ pub enum AcmeError {
     },
     /// An authorization or order went invalid (the challenge's error).
     Invalid(String),
-    /// No HTTP-01 challenge offered for a name.
-    NoHttpChallenge(String),
+    /// The challenge type asked for is not offered for a name.
+    NoChallenge(ChallengeKind, String),
     TooManyPolls,
     Key(KeyError),
 }
@@ -193,13 +194,12 @@ impl fmt::Display for AcmeError {
                 detail.escape_debug()
             ),
             AcmeError::Invalid(why) => write!(f, "validation failed: {}", why.escape_debug()),
-            AcmeError::NoHttpChallenge(name) => {
-                write!(
-                    f,
-                    "no http-01 challenge offered for {}",
-                    name.escape_debug()
-                )
-            }
+            AcmeError::NoChallenge(kind, name) => write!(
+                f,
+                "no {} challenge offered for {}",
+                kind.as_str(),
+                name.escape_debug()
+            ),
             AcmeError::TooManyPolls => write!(f, "still pending after {MAX_POLLS} polls"),
             AcmeError::Key(e) => e.fmt(f),
         }
@@ -220,7 +220,26 @@ impl From<json::JsonError> for AcmeError {
     }
 }
 
-/// An HTTP-01 challenge to answer.
+/// How the server is to validate a name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ChallengeKind {
+    /// A token at `/.well-known/acme-challenge/` on port 80 (RFC 8555 §8.3).
+    Http01,
+    /// A self-signed certificate offered for ALPN `acme-tls/1` on port 443
+    /// (RFC 8737).
+    TlsAlpn01,
+}
+
+impl ChallengeKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ChallengeKind::Http01 => "http-01",
+            ChallengeKind::TlsAlpn01 => "tls-alpn-01",
+        }
+    }
+}
+
+/// A challenge to answer.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Challenge {
     pub name: String,
@@ -245,6 +264,7 @@ enum Step {
 
 /// One certificate's order, from the directory to the chain.
 pub struct Flow {
+    kind: ChallengeKind,
     directory: Url,
     names: Vec<String>,
     email: Option<String>,
@@ -278,8 +298,10 @@ impl Flow {
         names: &[&str],
         email: Option<&str>,
         account: Option<&str>,
+        kind: ChallengeKind,
     ) -> Result<Flow, AcmeError> {
         Ok(Flow {
+            kind,
             directory: Url::parse(directory)?,
             names: names.iter().map(|n| n.to_string()).collect(),
             email: email.map(str::to_string),
@@ -523,8 +545,11 @@ impl Flow {
                     let challenge = body
                         .get("challenges")
                         .and_then(Value::as_array)
-                        .and_then(|all| all.iter().find(|c| c.str_at("type") == Some("http-01")))
-                        .ok_or_else(|| AcmeError::NoHttpChallenge(name.clone()))?;
+                        .and_then(|all| {
+                            all.iter()
+                                .find(|c| c.str_at("type") == Some(self.kind.as_str()))
+                        })
+                        .ok_or_else(|| AcmeError::NoChallenge(self.kind, name.clone()))?;
                     let token = challenge
                         .str_at("token")
                         .filter(|t| valid_token(t))

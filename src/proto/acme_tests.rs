@@ -125,6 +125,7 @@ fn run(server: &mut Server, account: Option<&str>) -> (Result<String, AcmeError>
         &["kite.example.test"],
         Some("ops@example.test"),
         account,
+        ChallengeKind::Http01,
     )
     .unwrap();
     let mut steps = Vec::new();
@@ -229,7 +230,14 @@ fn the_challenge_to_serve_is_known_while_pending() {
     let rng = SystemRandom::new();
     let key = Key::generate(&rng).unwrap();
     let mut s = server();
-    let mut flow = Flow::new(DIR, &["kite.example.test"], None, None).unwrap();
+    let mut flow = Flow::new(
+        DIR,
+        &["kite.example.test"],
+        None,
+        None,
+        ChallengeKind::Http01,
+    )
+    .unwrap();
     for _ in 0..5 {
         if let Next::Send(req) = flow.next(&key, &key, &rng).unwrap() {
             flow.handle(&s.answer(&req)).unwrap();

@@ -98,6 +98,66 @@ pub fn csr(info: &[u8], signature: &[u8]) -> Vec<u8> {
     seq(&[info, &algorithm, &bits(signature)])
 }
 
+/// `id-pe-acmeIdentifier` (RFC 8737 §6.1).
+const OID_ACME_IDENTIFIER: &[u8] = &[0x2b, 0x06, 0x01, 0x05, 0x05, 0x07, 0x01, 0x1f];
+const BOOLEAN_TRUE: &[u8] = &[0x01, 0x01, 0xff];
+/// `[3]` constructed: a certificate's extensions.
+const CONTEXT_3: u8 = 0xa3;
+
+/// The to-be-signed part of TLS-ALPN-01's self-signed certificate (RFC
+/// 8737 §3) for `name`: v3, the name as CN and only SAN, and the critical
+/// acmeIdentifier extension holding SHA-256 of the key authorization. Its
+/// validity is fixed (2020 to 2049): the CA looks at the extension, and
+/// this module reads no clock.
+pub fn alpn_certificate_info(name: &str, public: &[u8], key_auth_sha256: &[u8]) -> Vec<u8> {
+    let version = tlv(CONTEXT_0, &tlv(INTEGER, &[2]));
+    let serial = tlv(INTEGER, &[1]);
+    let algorithm = seq(&[&tlv(OID, OID_ECDSA_SHA256)]);
+    let cn = seq(&[
+        &tlv(OID, OID_COMMON_NAME),
+        &tlv(UTF8_STRING, name.as_bytes()),
+    ]);
+    let subject = if name.len() <= MAX_CN {
+        seq(&[&tlv(SET, &cn)])
+    } else {
+        seq(&[])
+    };
+    let validity = seq(&[
+        &tlv(UTC_TIME, b"200101000000Z"),
+        &tlv(UTC_TIME, b"491231235959Z"),
+    ]);
+    let key_algorithm = seq(&[&tlv(OID, OID_EC_PUBLIC_KEY), &tlv(OID, OID_P256)]);
+    let spki = seq(&[&key_algorithm, &bits(public)]);
+    let san = seq(&[
+        &tlv(OID, OID_SUBJECT_ALT_NAME),
+        &tlv(
+            OCTET_STRING,
+            &tlv(SEQUENCE, &tlv(DNS_NAME, name.as_bytes())),
+        ),
+    ]);
+    let acme = seq(&[
+        &tlv(OID, OID_ACME_IDENTIFIER),
+        BOOLEAN_TRUE,
+        &tlv(OCTET_STRING, &tlv(OCTET_STRING, key_auth_sha256)),
+    ]);
+    let extensions = tlv(CONTEXT_3, &seq(&[&san, &acme]));
+    seq(&[
+        &version,
+        &serial,
+        &algorithm,
+        &subject,
+        &validity,
+        &subject,
+        &spki,
+        &extensions,
+    ])
+}
+
+/// A certificate: `info` and its ECDSA-with-SHA256 signature (DER).
+pub fn certificate(info: &[u8], signature: &[u8]) -> Vec<u8> {
+    csr(info, signature)
+}
+
 /// Why a certificate's validity could not be read.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum DerError {

@@ -136,6 +136,20 @@ impl Key {
         ))
     }
 
+    /// TLS-ALPN-01's self-signed certificate for `name` (DER), proving
+    /// `key_authorization` (RFC 8737 §3).
+    pub fn alpn_certificate(
+        &self,
+        rng: &dyn SecureRandom,
+        name: &str,
+        key_authorization: &str,
+    ) -> Result<Vec<u8>, KeyError> {
+        let digest = ring::digest::digest(&ring::digest::SHA256, key_authorization.as_bytes());
+        let info = der::alpn_certificate_info(name, self.public(), digest.as_ref());
+        let signature = self.asn1.sign(rng, &info).map_err(|_| KeyError::Sign)?;
+        Ok(der::certificate(&info, signature.as_ref()))
+    }
+
     /// A signed PKCS#10 request for `names` with this key (DER).
     pub fn csr(&self, rng: &dyn SecureRandom, names: &[&str]) -> Result<Vec<u8>, KeyError> {
         let info = der::csr_info(names, self.public());

@@ -376,6 +376,14 @@ fn contains_ignore_case(hay: &[u8], needle: &[u8]) -> bool {
 /// Reassembles the ClientHello from as many handshake records as it spans and
 /// returns its SNI. `Ok(None)` while it is incomplete.
 fn client_hello(input: &[u8]) -> Result<Option<Option<String>>, SniffError> {
+    match hello_body(input)? {
+        Some(body) => server_name(&body).map(Some),
+        None => Ok(None),
+    }
+}
+
+/// The ClientHello's body, reassembled; `Ok(None)` while incomplete.
+fn hello_body(input: &[u8]) -> Result<Option<Cow<'_, [u8]>>, SniffError> {
     let mut msg: Cow<'_, [u8]> = Cow::Borrowed(&[]);
     let mut rest = input;
     while let Some((fragment, next)) = record(rest)? {
@@ -388,13 +396,52 @@ fn client_hello(input: &[u8]) -> Result<Option<Option<String>>, SniffError> {
             }
         }
         if let Some(total) = hello_len(&msg)? {
-            if let Some(body) = msg.get(4..total) {
-                return server_name(body).map(Some);
+            if msg.get(4..total).is_some() {
+                return Ok(Some(match msg {
+                    Cow::Borrowed(m) => Cow::Borrowed(m.get(4..total).unwrap_or_default()),
+                    Cow::Owned(m) => Cow::Owned(m.get(4..total).unwrap_or_default().to_vec()),
+                }));
             }
         }
         rest = next;
     }
     Ok(None)
+}
+
+/// Whether a complete ClientHello in `input` offers `protocol` by ALPN
+/// (RFC 7301), e.g. ACME's `acme-tls/1` (RFC 8737).
+pub fn offers_alpn(input: &[u8], protocol: &[u8]) -> bool {
+    let Ok(Some(body)) = hello_body(input) else {
+        return false;
+    };
+    let mut r = Reader(&body);
+    let fixed = r.take(2 + 32).is_ok();
+    let (Ok(_), Ok(_), Ok(_)) = (r.vec8(), r.vec16(), r.vec8()) else {
+        return false;
+    };
+    let Ok(extensions) = r.vec16() else {
+        return false;
+    };
+    let mut extensions = Reader(extensions);
+    while fixed && !extensions.0.is_empty() {
+        let (Ok(kind), Ok(data)) = (extensions.u16(), extensions.vec16()) else {
+            return false;
+        };
+        if kind == 16 {
+            let Ok(list) = Reader(data).vec16() else {
+                return false;
+            };
+            let mut list = Reader(list);
+            while !list.0.is_empty() {
+                match list.vec8() {
+                    Ok(name) if name == protocol => return true,
+                    Ok(_) => {}
+                    Err(_) => return false,
+                }
+            }
+        }
+    }
+    false
 }
 
 /// What has arrived of a record's payload, and the bytes after the record.

@@ -583,3 +583,39 @@ fn fuzz() {
         }
     }
 }
+
+/// An ALPN extension (RFC 7301) offering `protocols`.
+fn alpn_ext(protocols: &[&[u8]]) -> Vec<u8> {
+    let mut list = Vec::new();
+    for p in protocols {
+        list.push(p.len() as u8);
+        list.extend_from_slice(p);
+    }
+    let mut ext = vec![0, 16];
+    ext.extend_from_slice(&be16(list.len() + 2));
+    ext.extend_from_slice(&be16(list.len()));
+    ext.extend_from_slice(&list);
+    ext
+}
+
+#[test]
+fn alpn_offers_are_read_for_acme_tls_alpn() {
+    let mut ext = sni_ext(&[(0, b"kite.example.test")]);
+    ext.extend(alpn_ext(&[b"h2", b"acme-tls/1"]));
+    let with = hello(Some(&ext));
+    assert!(offers_alpn(&with, b"acme-tls/1"));
+    assert!(offers_alpn(&with, b"h2"));
+    assert!(!offers_alpn(&with, b"http/1.1"));
+    assert_eq!(whole(&with), tls("kite.example.test"));
+    // Not offered, incomplete, or malformed: no.
+    let plain = hello(Some(&sni_ext(&[(0, b"kite.example.test")])));
+    assert!(!offers_alpn(&plain, b"acme-tls/1"));
+    for cut in 0..with.len() {
+        assert!(!offers_alpn(&with[..cut], b"acme-tls/1"), "cut at {cut}");
+    }
+    let mut broken = sni_ext(&[(0, b"kite.example.test")]);
+    let mut bad = alpn_ext(&[b"acme-tls/1"]);
+    bad[6] = 200; // a protocol name longer than its list
+    broken.extend(bad);
+    assert!(!offers_alpn(&hello(Some(&broken)), b"acme-tls/1"));
+}

@@ -48,6 +48,70 @@ fn openssl_verifies_the_certificate_request() {
     }
 }
 
+/// TLS-ALPN-01's self-signed certificate as openssl reads it: v3, the
+/// name as SAN, the critical acmeIdentifier holding SHA-256 of the key
+/// authorization, and a signature that verifies with its own key.
+#[test]
+fn openssl_reads_the_tls_alpn_certificate() {
+    if !util::require_peer("openssl") {
+        return;
+    }
+    let rng = SystemRandom::new();
+    let key = Key::generate(&rng).expect("a key");
+    let der = key
+        .alpn_certificate(&rng, "kite.example.test", "tok.thumb")
+        .expect("a certificate");
+    let dir = util::temp_dir("acme-alpn-cert");
+    let path = dir.join("alpn.der");
+    std::fs::write(&path, &der).expect("write");
+    let out = Command::new("openssl")
+        .args(["x509", "-inform", "DER", "-in"])
+        .arg(&path)
+        .args(["-noout", "-text"])
+        .output()
+        .expect("openssl runs");
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("Version: 3 (0x2)"), "{text}");
+    assert!(text.contains("DNS:kite.example.test"), "{text}");
+    assert!(text.contains("1.3.6.1.5.5.7.1.31: critical"), "{text}");
+    // The extension's value: an OCTET STRING holding the 32-byte digest
+    // (openssl shows unknown extensions as raw text; pebble checks it for real).
+    let digest = ring::digest::digest(&ring::digest::SHA256, b"tok.thumb");
+    let value = [&[0x04, 0x22, 0x04, 0x20][..], digest.as_ref()].concat();
+    assert!(der.windows(value.len()).any(|w| w == value));
+    // Self-signed: it verifies against itself (openssl rightly refuses the
+    // critical extension it does not know unless told to let it be).
+    let pem = dir.join("alpn.pem");
+    openssl(&[
+        "x509",
+        "-inform",
+        "DER",
+        "-in",
+        certs::path_str(&path),
+        "-out",
+        certs::path_str(&pem),
+    ]);
+    let out = Command::new("openssl")
+        .args([
+            "verify",
+            "-check_ss_sig",
+            "-partial_chain",
+            "-ignore_critical",
+            "-CAfile",
+        ])
+        .arg(&pem)
+        .arg(&pem)
+        .output()
+        .expect("openssl runs");
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        said.contains(": OK"),
+        "{said}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// Debian's pebble, its name server `pebble-challtestsrv` answering every
 /// name with 127.0.0.1, and pebble's own HTTPS certificate from the test CA.
 struct Pebble {
@@ -58,8 +122,9 @@ struct Pebble {
 }
 
 impl Pebble {
-    /// Pebble validating HTTP-01 on `http_port` (the frontend's port 80).
-    fn start(http_port: u16) -> Pebble {
+    /// Pebble validating HTTP-01 on `http_port` (the frontend's port 80)
+    /// and TLS-ALPN-01 on `tls_port` (its port 443).
+    fn start(http_port: u16, tls_port: u16) -> Pebble {
         let dir = util::temp_dir("pebble");
         let leaf = certs::pki().leaf(&["127.0.0.1", "localhost"]);
         let (acme_port, mgmt_port, dns_port, dns_mgmt) =
@@ -91,11 +156,10 @@ impl Pebble {
                 r#"{{"pebble": {{"listenAddress": "127.0.0.1:{acme_port}",
                 "managementListenAddress": "127.0.0.1:{mgmt_port}",
                 "certificate": "{}", "privateKey": "{}",
-                "httpPort": {http_port}, "tlsPort": {}, "ocspResponderURL": "",
+                "httpPort": {http_port}, "tlsPort": {tls_port}, "ocspResponderURL": "",
                 "externalAccountBindingRequired": false}}}}"#,
                 certs::path_str(&leaf.cert),
                 certs::path_str(&leaf.key),
-                free_port()
             ),
         )
         .expect("write the config");
@@ -187,7 +251,7 @@ fn a_kite_gets_a_certificate_from_pebble_and_keeps_it_across_restarts() {
         return;
     }
     let (http, tls) = (free_port(), free_port());
-    let pebble = Pebble::start(http);
+    let pebble = Pebble::start(http, tls);
     let dir = util::temp_dir("acme-state").join("acme");
     let origin = Origin::start();
     let status = util::temp_dir("acme-status").join("status.json");
@@ -348,7 +412,7 @@ fn a_certificate_past_two_thirds_of_its_life_is_renewed() {
         &dir.join(format!("{KITE}.key")).display().to_string(),
     ]);
     let (http, tls) = (free_port(), free_port());
-    let pebble = Pebble::start(http);
+    let pebble = Pebble::start(http, tls);
     let origin = Origin::start();
     let fe = acme_frontend(http, tls, &pebble, &dir);
     fe.wait_for(
@@ -365,6 +429,37 @@ fn a_certificate_past_two_thirds_of_its_life_is_renewed() {
     fe.wait_for(
         &format!("acme: certificate for {KITE} issued and installed"),
         T + T,
+    );
+    let got = https_get(tls, &pebble.root());
+    assert_eq!(got.body_str(), INDEX_BODY);
+}
+
+/// TLS-ALPN-01 (RFC 8737): with `--acme_challenge=tls-alpn-01` the CA
+/// validates on the frontend's TLS port, asking for `acme-tls/1`; plain
+/// HTTP plays no part (pebble is given a port with nothing on it for it).
+#[test]
+fn tls_alpn_01_validates_on_the_tls_port() {
+    if !util::require_peer("pebble") || !util::require_peer("pebble-challtestsrv") {
+        return;
+    }
+    let (http, tls) = (free_port(), free_port());
+    let pebble = Pebble::start(free_port(), tls);
+    let dir = util::temp_dir("acme-alpn").join("acme");
+    let origin = Origin::start();
+    let fe = acme_frontend_with(http, tls, &pebble, &dir, &["--acme_challenge=tls-alpn-01"]);
+    let be = fixture::backend(
+        http,
+        &[fixture::kite("http", KITE, origin.port(), "s3cret")],
+        &[],
+    );
+    fixture::live(&be, &format!("http:{KITE}"));
+    fe.wait_for(
+        &format!("acme: certificate for {KITE} issued and installed"),
+        T + T,
+    );
+    assert!(
+        !fe.contains("ACME challenge for"),
+        "no HTTP-01 answer was needed"
     );
     let got = https_get(tls, &pebble.root());
     assert_eq!(got.body_str(), INDEX_BODY);
