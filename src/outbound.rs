@@ -146,14 +146,8 @@ impl Outbound {
 
     /// Ok(true): moved on; Ok(false): wait; Err: over.
     fn finish_connect(&mut self) -> Result<bool, Result<Response, ExchangeError>> {
-        if !self.transport.ready.write {
-            return Ok(false);
-        }
-        match crate::net::connected(&self.transport.sock) {
-            Ok(false) => {
-                self.transport.ready.write = false;
-                Ok(false)
-            }
+        match self.transport.connect_finished() {
+            Ok(false) => Ok(false),
             Ok(true) => {
                 if self.chain.is_some() {
                     self.phase = Phase::Proxy;

@@ -31,6 +31,21 @@ impl Transport {
         }
     }
 
+    /// Whether a non-blocking connect has finished, on its writable edge
+    /// (`Ok(false)`: not yet, wait for the next one).
+    pub fn connect_finished(&mut self) -> Result<bool, Failure> {
+        if !self.ready.write {
+            return Ok(false);
+        }
+        match net::connected(&self.sock) {
+            Ok(false) => {
+                self.ready.write = false;
+                Ok(false)
+            }
+            other => other,
+        }
+    }
+
     /// Wraps the connection in TLS from now on.
     pub fn start_tls(&mut self, session: TlsSession) {
         self.tls = Some(Box::new(session));

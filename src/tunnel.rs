@@ -109,17 +109,7 @@ impl Tunnel {
     /// Whether a tunnel's non-blocking connect has finished, on its
     /// writable edge; not yet: wait for the next one.
     pub fn dial_finished(&mut self) -> Result<bool, Why> {
-        if !self.transport.ready.write {
-            return Ok(false);
-        }
-        match crate::net::connected(&self.transport.sock) {
-            Ok(false) => {
-                self.transport.ready.write = false;
-                Ok(false)
-            }
-            Ok(true) => Ok(true),
-            Err(f) => Err(Why::Failed(f)),
-        }
+        self.transport.connect_finished().map_err(Why::Failed)
     }
 
     pub fn new(

@@ -232,6 +232,17 @@ fn acme_frontend_with(
     fe
 }
 
+/// A backend flying KITE through the frontend on `http`, live.
+fn fly(http: u16, origin: &Origin) -> Proc {
+    let be = fixture::backend(
+        http,
+        &[fixture::kite("http", KITE, origin.port(), "s3cret")],
+        &[],
+    );
+    fixture::live(&be, &format!("http:{KITE}"));
+    be
+}
+
 fn https_get(tls: u16, root: &std::path::Path) -> crate::util::CurlResult {
     util::curl(&[
         "--cacert",
@@ -269,12 +280,7 @@ fn a_kite_gets_a_certificate_from_pebble_and_keeps_it_across_restarts() {
     // A visitor asking for an unregistered name orders nothing.
     let got = fixture::get(http, "nobody.example.test", "/");
     assert_ne!(got.status, 200);
-    let be = fixture::backend(
-        http,
-        &[fixture::kite("http", KITE, origin.port(), "s3cret")],
-        &[],
-    );
-    fixture::live(&be, &format!("http:{KITE}"));
+    let be = fly(http, &origin);
     fe.wait_for(
         &format!("acme: certificate for {KITE} issued and installed"),
         T + T,
@@ -313,12 +319,7 @@ fn a_kite_gets_a_certificate_from_pebble_and_keeps_it_across_restarts() {
         &format!("acme: serving the stored certificate for {KITE}"),
         T,
     );
-    let be = fixture::backend(
-        http,
-        &[fixture::kite("http", KITE, origin.port(), "s3cret")],
-        &[],
-    );
-    fixture::live(&be, &format!("http:{KITE}"));
+    let _be = fly(http, &origin);
     let got = https_get(tls, &root);
     assert_eq!(got.body_str(), INDEX_BODY);
     assert!(!fe.contains("ordering a certificate"), "{:?}", fe.lines());
@@ -419,12 +420,7 @@ fn a_certificate_past_two_thirds_of_its_life_is_renewed() {
         &format!("acme: serving the stored certificate for {KITE}"),
         T,
     );
-    let be = fixture::backend(
-        http,
-        &[fixture::kite("http", KITE, origin.port(), "s3cret")],
-        &[],
-    );
-    fixture::live(&be, &format!("http:{KITE}"));
+    let _be = fly(http, &origin);
     fe.wait_for(&format!("acme: ordering a certificate for {KITE}"), T);
     fe.wait_for(
         &format!("acme: certificate for {KITE} issued and installed"),
@@ -447,12 +443,7 @@ fn tls_alpn_01_validates_on_the_tls_port() {
     let dir = util::temp_dir("acme-alpn").join("acme");
     let origin = Origin::start();
     let fe = acme_frontend_with(http, tls, &pebble, &dir, &["--acme_challenge=tls-alpn-01"]);
-    let be = fixture::backend(
-        http,
-        &[fixture::kite("http", KITE, origin.port(), "s3cret")],
-        &[],
-    );
-    fixture::live(&be, &format!("http:{KITE}"));
+    let _be = fly(http, &origin);
     fe.wait_for(
         &format!("acme: certificate for {KITE} issued and installed"),
         T + T,
