@@ -5,6 +5,7 @@
 
 pub mod acl;
 pub mod auth;
+pub mod authdns;
 pub mod backoff;
 pub mod base64;
 pub mod ct;
