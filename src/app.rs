@@ -157,8 +157,9 @@ impl App for Role {
     }
 
     fn wake(&mut self, eng: &mut Cx) {
-        if let Role::Backend(be) = self {
-            backend::on_wake(eng, be);
+        match self {
+            Role::Backend(be) => backend::on_wake(eng, be),
+            Role::Frontend(fe) => frontend::on_wake(eng, fe),
         }
     }
 

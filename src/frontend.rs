@@ -19,7 +19,8 @@ use crate::engine::{Fatal, Limit, Ready, TimerKind, unix_now};
 use crate::logging::{self, Noise, escape};
 use crate::net;
 use crate::proto::acl::Acl;
-use crate::proto::auth::{self, Policy, Verdict};
+use crate::proto::auth::{self, Judged, Policy, Reason, Remote, Verdict};
+use crate::proto::authdns::Outcome;
 use crate::proto::frame::Frame;
 use crate::proto::handshake::{self, FrontendInfo, KiteAnswer, TunnelRequest};
 use crate::proto::kite::{self, KiteKey};
@@ -36,6 +37,8 @@ pub use crate::tunnel::FrontendTunnel as TunnelInfo;
 #[path = "frontend_control.rs"]
 mod control;
 pub use control::reload;
+#[path = "frontend_authdns.rs"]
+mod authdns;
 #[path = "frontend_guard.rs"]
 pub(crate) mod guard;
 pub use guard::UNAUTHENTICATED_TIMEOUT;
@@ -74,6 +77,11 @@ pub struct State {
     /// The name each client IP last asked for over HTTP, and when: how a
     /// dedicated raw port shared by several kites picks one (§6.6).
     recent: HashMap<std::net::IpAddr, (String, std::time::Instant)>,
+    /// `--authdomain` look-ups and the handshakes waiting for them.
+    auth: authdns::AuthDns,
+    /// Live kites an auth domain proved (no local secret), and which one:
+    /// a reload keeps them while that auth domain still covers them.
+    dns_kites: HashMap<KiteKey, String>,
 }
 
 /// How long a client's last HTTP name steers its raw-port connections.
@@ -109,7 +117,7 @@ impl State {
         &self.settings
     }
 
-    pub fn new(config: FrontendSettings, _: &Registry) -> Result<State, Fatal> {
+    pub fn new(config: FrontendSettings, registry: &Registry) -> Result<State, Fatal> {
         let mut bound = Vec::new();
         for (port, raw) in wanted_ports(&config) {
             bound.push(bind_port(config.host, port, raw)?);
@@ -145,6 +153,13 @@ impl State {
             accept_paused: false,
             fds_exhausted: None,
             recent: HashMap::new(),
+            dns_kites: HashMap::new(),
+            auth: authdns::AuthDns::new(registry, crate::engine::WAKER_TOKEN).map_err(|error| {
+                Fatal::System {
+                    what: "create a waker",
+                    error,
+                }
+            })?,
             settings: config,
         })
     }
@@ -161,6 +176,22 @@ impl State {
             raw_virtual: self.raw_virtual,
             fe_secret: &self.challenge_key,
         }
+    }
+
+    /// Where kites without a matching local secret are proven.
+    fn remote(&self) -> Remote<'_> {
+        Remote {
+            auth_domains: &self.settings.auth_domains,
+        }
+    }
+
+    /// `--authdomain` look-ups sent, failed, and answered from the cache.
+    pub fn auth_counts(&self) -> (u64, u64, u64) {
+        (
+            self.auth.queries,
+            self.auth.failures,
+            self.auth.cache_hits(),
+        )
     }
 
     pub fn has_kite(&self, key: &KiteKey) -> bool {
@@ -502,7 +533,49 @@ pub fn accept_tunnel(
             relay::discard(eng, fe, old, &Why::Replaced);
         }
     }
-    let answers = judge(eng, fe, token, &request, peer);
+    let info = TunnelInfo {
+        kites: Vec::new(),
+        sessions: Vec::new(),
+        prefix: request.prefix,
+        rounds: guard::Rounds::default(),
+    };
+    let mut t = Tunnel::new(
+        &eng.pool,
+        transport,
+        peer,
+        Phase::AwaitingReply,
+        Side::Frontend(info),
+        None,
+    );
+    match judge(eng, fe, token, &request, peer, false) {
+        Some(answers) => answer_tunnel(eng, fe, token, &mut t, &request, answers),
+        None => {
+            // The handshake waits for the auth domain's answers, no longer
+            // than an unauthenticated tunnel may live.
+            debug!("[t{}] waiting for --authdomain look-ups", tag(token));
+            eng.arm_taken(
+                token,
+                &mut t.deadlines,
+                TimerKind::Deadline,
+                eng.now + UNAUTHENTICATED_TIMEOUT,
+            );
+        }
+    }
+    eng.mark_dirty(token);
+    Some(Conn::Tunnel(Box::new(t)))
+}
+
+/// Answers a tunnel request whose kites are judged: the reply, the kites
+/// registered, the core that takes over the connection.
+fn answer_tunnel(
+    eng: &mut Cx,
+    fe: &mut State,
+    token: Token,
+    t: &mut Tunnel,
+    request: &TunnelRequest,
+    answers: Vec<KiteAnswer>,
+) {
+    let peer = t.peer;
     let any_ok = answers.iter().any(|a| matches!(a, KiteAnswer::Ok { .. }));
     let signing = answers
         .iter()
@@ -526,14 +599,11 @@ pub fn accept_tunnel(
     let reply = handshake::build_reply(request.prefix, &fe.info, &answers, &session);
     let kites = register(fe, token, &answers);
     let live = any_ok || in_band;
-    let info = TunnelInfo {
-        kites,
-        sessions,
-        prefix: request.prefix,
-        rounds: guard::Rounds::default(),
-    };
-    let over_tls = transport.is_tls();
-    let side = Side::Frontend(info);
+    if let Side::Frontend(info) = &mut t.side {
+        info.kites = kites;
+        info.sessions = sessions;
+    }
+    let over_tls = t.transport.is_tls();
     let mut cfg = relay::link_config(eng, link::Role::Frontend);
     cfg.share = relay::frontend_share(eng.pool.budget());
     let mut core = Link::new(cfg, eng.now, relay::unix_time());
@@ -542,14 +612,8 @@ pub fn accept_tunnel(
         // The answer goes out, then the tunnel closes.
         core.close_gracefully();
     }
-    let mut t = Tunnel::new(
-        &eng.pool,
-        transport,
-        peer,
-        Phase::Live,
-        side,
-        Some(Box::new(core)),
-    );
+    t.link = Some(Box::new(core));
+    t.pre = Phase::Live;
     if over_tls {
         debug!("[t{}] the tunnel runs over TLS", tag(token));
     }
@@ -566,27 +630,97 @@ pub fn accept_tunnel(
         t.live_since = Some(eng.now);
         eng.status_changed();
     }
-    eng.mark_dirty(token);
-    Some(Conn::Tunnel(Box::new(t)))
 }
 
 /// Judges every kite of a request, including the duplicate check against
-/// other live tunnels.
+/// other live tunnels. `None`: the request is held until the auth
+/// domain's answers arrive (`on_wake`), then judged again.
 fn judge(
     eng: &mut Cx,
     fe: &mut State,
     token: Token,
     request: &TunnelRequest,
     peer: SocketAddr,
-) -> Vec<KiteAnswer> {
+    in_band: bool,
+) -> Option<Vec<KiteAnswer>> {
     let now = unix_now();
+    // First the look-ups the kites need and nobody has answered yet; the
+    // challenge salt is irrelevant here (only `Lookup` verdicts count).
+    let missing: Vec<(String, String)> = {
+        let (policy, remote) = (fe.policy(), fe.remote());
+        request
+            .kites
+            .iter()
+            .filter_map(
+                |line| match auth::judge_with(&policy, remote, line, now, "t0000000") {
+                    Judged::Lookup { name, auth_domain } => Some((name, auth_domain)),
+                    _ => None,
+                },
+            )
+            .filter(|(name, _)| fe.auth.missing(token, name, eng.now))
+            .collect()
+    };
+    if !missing.is_empty() && !fe.auth.hold(token, request.clone(), peer, in_band, missing) {
+        return None;
+    }
     let mut answers = Vec::new();
     let mut suspects = Vec::new();
-    let policy = fe.policy();
+    let fail_closed = fe.settings.authfail_closed;
+    let policy = Policy {
+        secrets: &fe.settings.domain_secrets,
+        protos: &fe.settings.protos,
+        ports: &fe.info.ports,
+        raw_ports: &fe.raw_ports,
+        raw_virtual: fe.raw_virtual,
+        fe_secret: &fe.challenge_key,
+    };
+    let remote = Remote {
+        auth_domains: &fe.settings.auth_domains,
+    };
     for line in &request.kites {
         let what = line.what();
         let name = kite::key(&line.proto, &line.domain);
-        match auth::judge(&policy, line, now, &handshake::tok8(random::bytes4())) {
+        // The auth domain that proved this kite, if it was one.
+        let mut via_dns = None;
+        if !remote.auth_domains.is_empty() {
+            // The status file's look-up counters may move.
+            eng.status_changed();
+        }
+        let verdict = match auth::judge_with(
+            &policy,
+            remote,
+            line,
+            now,
+            &handshake::tok8(random::bytes4()),
+        ) {
+            Judged::Lookup {
+                name: lookup,
+                auth_domain,
+            } => match fe.auth.known(token, &lookup, eng.now) {
+                Some(authdns::Resolved::Answer(Outcome::Ok { .. })) => {
+                    via_dns = Some(auth_domain);
+                    Verdict::Accept
+                }
+                Some(authdns::Resolved::Answer(Outcome::Refused(r))) => Verdict::Reject(match r {
+                    crate::proto::authdns::Refusal::Quota => Reason::Quota,
+                    crate::proto::authdns::Refusal::Unauthorized => Reason::Unauthorized,
+                }),
+                Some(authdns::Resolved::Failed) if !fail_closed => {
+                    warn!(
+                        "[t{} {peer}] kite {} accepted without its --authdomain answer (no --authfail_closed)",
+                        tag(token),
+                        escape(&name.to_string())
+                    );
+                    via_dns = Some(auth_domain);
+                    Verdict::Accept
+                }
+                Some(authdns::Resolved::Failed | authdns::Resolved::Busy) | None => {
+                    Verdict::Reject(Reason::Unauthorized)
+                }
+            },
+            Judged::Done(v) => v,
+        };
+        match verdict {
             Verdict::SignThis(challenge) => answers.push(KiteAnswer::SignThis { what, challenge }),
             Verdict::Reject(reason) => {
                 logging::noisy(
@@ -631,6 +765,10 @@ fn judge(
                             .is_some_and(|id| kite::fallbacks("websocket").any(|p| p == id.base));
                         let ssl = http_like && fe.endpoints.find(&line.domain).is_some();
                         answers.push(KiteAnswer::Ok { what: what.clone() });
+                        match via_dns {
+                            Some(adom) => fe.dns_kites.insert(name, adom),
+                            None => fe.dns_kites.remove(&name),
+                        };
                         if ssl {
                             answers.push(KiteAnswer::SslOk { what });
                         }
@@ -639,6 +777,7 @@ fn judge(
             }
         }
     }
+    fe.auth.release(token);
     // The holder of a duplicate may be a dead tunnel the backend is trying to
     // replace: ping it now so it is found out within one grace period.
     for other in suspects {
@@ -650,7 +789,7 @@ fn judge(
             eng.arm(other, TimerKind::Keepalive, at);
         }
     }
-    answers
+    Some(answers)
 }
 
 /// Adds the accepted kites of `answers` to the routing table.
@@ -700,10 +839,35 @@ fn on_noop(
             return Err(ProtocolError::Limit(limit).into());
         }
     }
-    let answers = judge(eng, fe, token, &request, peer);
+    if fe.auth.is_waiting(token) {
+        // The backend sent another round before this one was answered.
+        eng.noisy(
+            Noise::InBandRounds,
+            Level::Warn,
+            format_args!(
+                "[t{} {peer}] kite round while --authdomain look-ups are pending: ignored",
+                tag(token)
+            ),
+        );
+        return Ok(Control::CONTINUE);
+    }
+    match judge(eng, fe, token, &request, peer, true) {
+        Some(answers) => Ok(inband_answer(fe, token, info, &answers)),
+        // Answered from `on_wake` once the look-ups are.
+        None => Ok(Control::CONTINUE),
+    }
+}
+
+/// The reply to an in-band kite round, with its kites registered.
+fn inband_answer(
+    fe: &mut State,
+    token: Token,
+    info: &mut TunnelInfo,
+    answers: &[KiteAnswer],
+) -> Control {
     let session = guard::new_session(fe, token, &mut info.sessions);
-    let lines = handshake::inband_reply_lines(info.prefix, &answers, &session);
-    info.kites.extend(register(fe, token, &answers));
+    let lines = handshake::inband_reply_lines(info.prefix, answers, &session);
+    info.kites.extend(register(fe, token, answers));
     info.sessions.push(session);
     let signing = answers
         .iter()
@@ -714,17 +878,61 @@ fn on_noop(
     } else {
         Next::Live
     };
-    Ok(Control {
+    Control {
         reply: Some((lines, b"!")),
         next,
-    })
+    }
+}
+
+/// The resolver answered: handshakes and in-band rounds whose look-ups
+/// are all answered now go on.
+pub fn on_wake(eng: &mut Cx, fe: &mut State) {
+    // The status file's look-up counters moved.
+    eng.status_changed();
+    for token in fe.auth.on_wake(eng.now) {
+        if fe.auth.waiting_in_band(token) != Some(true) {
+            // The tunnel's handshake hook picks it up.
+            eng.mark_dirty(token);
+            continue;
+        }
+        let Some((request, peer)) = fe.auth.take_ready(token, true) else {
+            continue;
+        };
+        let Some(answers) = judge(eng, fe, token, &request, peer, true) else {
+            continue;
+        };
+        let Some(Conn::Tunnel(t)) = eng.conns.get_mut(token) else {
+            fe.auth.release(token);
+            continue;
+        };
+        let Side::Frontend(info) = &mut t.side else {
+            continue;
+        };
+        let had = info.has_kites();
+        let control = inband_answer(fe, token, info, &answers);
+        let added = !had && info.has_kites();
+        if let Some(link) = t.link.as_deref_mut() {
+            if let Some((lines, body)) = &control.reply {
+                link.send_noop(lines, body);
+            }
+            if control.next == Next::Closing {
+                link.close_gracefully();
+            }
+        }
+        if added {
+            eng.status_changed();
+        }
+        eng.mark_dirty(token);
+    }
 }
 
 /// Forgets a closed tunnel's kites and session ids.
 fn tunnel_closed(fe: &mut State, token: Token, info: TunnelInfo, summary: &str) {
+    fe.auth.release(token);
     for name in &info.kites {
         if fe.kites.get(name) == Some(&token) {
             fe.kites.remove(name);
+            fe.dns_kites.remove(name);
             relay::log_kite(name, "is down");
         }
     }
@@ -737,8 +945,15 @@ fn tunnel_closed(fe: &mut State, token: Token, info: TunnelInfo, summary: &str) 
 }
 
 impl Hooks for State {
-    fn handshake(&mut self, _: &mut Cx, _: Token, _: &mut Tunnel) -> Result<(), Why> {
-        // A frontend's tunnels arrive live: nothing is dialed.
+    fn handshake(&mut self, eng: &mut Cx, token: Token, t: &mut Tunnel) -> Result<(), Why> {
+        // Nothing is dialed: a frontend's tunnel without a core is one
+        // whose request waits for --authdomain answers.
+        let Some((request, peer)) = self.auth.take_ready(token, false) else {
+            return Ok(());
+        };
+        if let Some(answers) = judge(eng, self, token, &request, peer, false) {
+            answer_tunnel(eng, self, token, t, &request, answers);
+        }
         Ok(())
     }
 

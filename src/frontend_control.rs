@@ -80,9 +80,19 @@ pub fn reload(eng: &mut Cx, fe: &mut State, new: &FrontendSettings) -> Result<()
             raw_virtual,
             fe_secret: &fe.challenge_key,
         };
+        // A kite an auth domain proved stays while the same auth domain
+        // covers it (and the port and protocol are still served).
+        let by_dns = |k: &KiteKey| {
+            fe.dns_kites.get(k).is_some_and(|adom| {
+                new.auth_domains.for_domain(&k.domain) == Some(adom.as_str())
+                    && auth::still_served(&new_policy, &k.proto)
+            })
+        };
         fe.kites
             .iter()
-            .filter(|(k, _)| !auth::still_accepted(&old_policy, &new_policy, &k.proto, &k.domain))
+            .filter(|(k, _)| {
+                !auth::still_accepted(&old_policy, &new_policy, &k.proto, &k.domain) && !by_dns(k)
+            })
             .map(|(name, token)| (name.clone(), *token))
             .collect()
     };
@@ -106,6 +116,7 @@ pub fn reload(eng: &mut Cx, fe: &mut State, new: &FrontendSettings) -> Result<()
     fe.tunnel_acl = tunnel_acl;
     for (name, _) in &revoked {
         fe.kites.remove(name);
+        fe.dns_kites.remove(name);
     }
 
     for (name, token) in revoked {

@@ -434,7 +434,7 @@ fn pagekite_options_rkite_does_not_implement() {
     }
     for (line, why) in [
         ("frontends = two:relays.example.test:443", "N must be"),
-        ("authdomain = example.test", "DNS-based"),
+        ("register = a.example.test", "registration"),
         ("httpd = localhost:9999", "web server"),
     ] {
         let file = dir.file(

@@ -306,6 +306,12 @@ fn parse_expanded(argv: &[String], expanded: &files::Expanded) -> Result<Parsed,
     for (flag, rules) in [("client_acl", "client_acl"), ("tunnel_acl", "tunnel_acl")] {
         Acl::parse(&m.opt_strs(rules)).map_err(|e| bad(flag, e.to_string()))?;
     }
+    let mut auth_domains = crate::proto::authdns::AuthDomains::default();
+    for arg in m.opt_strs("authdomain") {
+        auth_domains
+            .apply(&arg)
+            .map_err(|e| bad("authdomain", e.to_string()))?;
+    }
     if let Some(d) = &front.dyndns {
         crate::proto::dyndns::Provider::from_template(&d.url, &d.user, &d.pass)
             .map_err(|e| bad("dyndns", e.to_string()))?;
@@ -330,6 +336,8 @@ fn parse_expanded(argv: &[String], expanded: &files::Expanded) -> Result<Parsed,
             Some(list) => parse_ports(&list, "proxyproto_ports")?,
             None => Vec::new(),
         },
+        auth_domains,
+        authfail_closed: m.opt_present("authfail_closed"),
     };
     let backend = BackendSettings {
         frontends,

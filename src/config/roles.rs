@@ -133,6 +133,10 @@ pub struct FrontendSettings {
     pub proxyproto_from: Vec<crate::proto::acl::Cidr>,
     /// `--proxyproto_ports` (empty: every public port).
     pub proxyproto_ports: Vec<u16>,
+    /// `--authdomain`s, applied in order.
+    pub auth_domains: crate::proto::authdns::AuthDomains,
+    /// `--authfail_closed`.
+    pub authfail_closed: bool,
 }
 
 /// What only a backend reads.

@@ -143,7 +143,9 @@ pub fn lookup_name(
 ) -> Option<String> {
     let domain = domain.replace('*', "_any_");
     let adom = adom.strip_suffix('.').unwrap_or(adom);
-    if ![srand, token, sign, protoport].iter().all(|p| valid_label(p))
+    if ![srand, token, sign, protoport]
+        .iter()
+        .all(|p| valid_label(p))
         || !valid_name(&domain)
         || !valid_name(adom)
     {
@@ -175,7 +177,9 @@ impl Refusal {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Outcome {
     /// Accepted; the address as a number is the quota in kB.
-    Ok { quota_kb: u32 },
+    Ok {
+        quota_kb: u32,
+    },
     Refused(Refusal),
 }
 
@@ -219,7 +223,9 @@ impl Cache {
 
     /// Whether `name` has a fresh answer, without counting a hit.
     pub fn has(&self, name: &str, now: Instant) -> bool {
-        self.entries.get(name).is_some_and(|(_, until)| *until > now)
+        self.entries
+            .get(name)
+            .is_some_and(|(_, until)| *until > now)
     }
 
     pub fn put(&mut self, name: &str, outcome: Outcome, now: Instant) {

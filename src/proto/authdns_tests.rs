@@ -61,13 +61,22 @@ fn names_match_pagekite_py() {
 #[test]
 fn the_longest_per_domain_suffix_wins_and_a_plain_one_resets() {
     let mut a = domains();
-    assert_eq!(a.for_domain("x.deep.example.org"), Some("deep-auth.example.net"));
-    assert_eq!(a.for_domain("deep.example.org"), Some("org-auth.example.net"));
+    assert_eq!(
+        a.for_domain("x.deep.example.org"),
+        Some("deep-auth.example.net")
+    );
+    assert_eq!(
+        a.for_domain("deep.example.org"),
+        Some("org-auth.example.net")
+    );
     // The suffix must be a whole label: notexample.org is not under it.
     assert_eq!(a.for_domain("notexample.org"), Some("auth.example.net"));
     assert_eq!(a.for_domain("example.org"), Some("auth.example.net"));
     a.apply("other.example.net").unwrap();
-    assert_eq!(a.for_domain("x.deep.example.org"), Some("other.example.net"));
+    assert_eq!(
+        a.for_domain("x.deep.example.org"),
+        Some("other.example.net")
+    );
     assert_eq!(a.to_args(), vec!["other.example.net".to_string()]);
     let mut only = AuthDomains::default();
     only.apply("Example.ORG:a.test").unwrap();
@@ -94,7 +103,10 @@ fn parts_that_would_move_the_fields_are_refused() {
         ("s", "t", "g", "http", "k test"),
         ("s", "t\0", "g", "http", "k.test"),
     ] {
-        assert_eq!(lookup_name(srand, token, sign, proto, domain, "a.test"), None);
+        assert_eq!(
+            lookup_name(srand, token, sign, proto, domain, "a.test"),
+            None
+        );
     }
     let long = "a".repeat(60);
     let domain = [long.as_str(); 4].join(".");

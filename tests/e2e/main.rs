@@ -8,6 +8,7 @@
 #![allow(clippy::disallowed_methods)]
 
 mod acme;
+mod authdomain;
 mod certs;
 mod cli;
 mod dyndns;

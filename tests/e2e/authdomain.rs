@@ -1,0 +1,265 @@
+//! `--authdomain` against a real DNS server: Debian's dnsmasq, started by
+//! the test on a random loopback address (127.x.y.z port 53; resolv.conf
+//! cannot name a port) with `--address` records under the auth domain, and
+//! the frontend in a mount namespace of its own whose /etc/resolv.conf and
+//! /etc/nsswitch.conf point at it (as `reach.rs` does), so no look-up
+//! leaves loopback. Kites are requested by a real rkite backend and by a
+//! hand-made one (to repeat the very same signed request). Asserted: an OK
+//! answer brings a kite up and its page through; a refusal reaches the
+//! backend with pagekite.py's reason; the same request again is answered
+//! from the cache (dnsmasq's `--log-queries` shows one query); with the DNS
+//! server down a kite is accepted (pagekite.py fails open), refused with
+//! `--authfail_closed`, and the failures are counted in the status file.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Instant;
+
+use rkite::proto::frame;
+use rkite::proto::handshake::{self, KiteAnswer, KiteLine, TunnelReply};
+
+use crate::fixture::{T, backend, get, kite, live};
+use crate::origin::{INDEX_BODY, Origin};
+use crate::util::{self, Proc, free_port, local};
+
+const ADOM: &str = "auth.test";
+
+/// A loopback address of its own for this test's DNS server.
+fn dns_ip() -> String {
+    let n = util::unique() as u32 + std::process::id();
+    format!("127.{}.{}.{}", 53, (n >> 8) % 250 + 1, n % 250 + 1)
+}
+
+/// dnsmasq on `ip`:53 answering only from `records` (`NAME/ADDRESS`
+/// under the auth domain), NXDOMAIN for the rest of it, queries logged.
+fn dnsmasq(ip: &str, records: &[(&str, &str)]) -> Proc {
+    let mut cmd = Command::new("dnsmasq");
+    cmd.args([
+        "--keep-in-foreground",
+        "--log-facility=-",
+        "--log-queries",
+        "--no-resolv",
+        "--no-hosts",
+        "--conf-file=/dev/null",
+        "--bind-interfaces",
+        "--port=53",
+        "--user=root",
+        "--cache-size=0",
+    ])
+    .arg(format!("--listen-address={ip}"))
+    .arg(format!("--local=/{ADOM}/"));
+    for (name, addr) in records {
+        cmd.arg(format!("--address=/{name}.{ADOM}/{addr}"));
+    }
+    let p = Proc::spawn("dnsmasq", cmd);
+    p.wait_for("started, version", T);
+    p
+}
+
+/// The frontend, its name service pointed at `dns` only.
+fn frontend_in_namespace(dir: &Path, dns: &str, port: u16, extra: &[&str]) -> Proc {
+    std::fs::write(dir.join("nsswitch.conf"), "hosts: dns\n").expect("write nsswitch");
+    std::fs::write(
+        dir.join("resolv.conf"),
+        format!("nameserver {dns}\noptions timeout:1 attempts:1\n"),
+    )
+    .expect("write resolv.conf");
+    let files = ["nsswitch.conf", "resolv.conf"].map(|f| dir.join(f));
+    let mut cmd = Command::new("unshare");
+    util::no_proxy_env(&mut cmd);
+    cmd.args([
+        "-m",
+        "sh",
+        "-c",
+        "mount --bind \"$0\" /etc/nsswitch.conf && mount --bind \"$1\" /etc/resolv.conf && shift && \
+         exec \"$@\"",
+    ])
+    .args(&files)
+    .arg(env!("CARGO_BIN_EXE_rkite"))
+    .args([
+        "--isfrontend",
+        "--host=127.0.0.1",
+        &format!("--ports={port}"),
+        "--protos=http,https,raw,websocket",
+        &format!("--authdomain={ADOM}"),
+        &format!("--status_file={}", dir.join("status.json").display()),
+    ])
+    .args(extra)
+    .env("RUST_LOG", "debug")
+    .env("RUST_BACKTRACE", "1");
+    let fe = Proc::spawn("frontend", cmd);
+    fe.wait_for(&format!("listening on 127.0.0.1:{port}"), T);
+    fe
+}
+
+/// Sends one tunnel request with `line` on a fresh connection; the reply
+/// and the socket (kept open: closing it would drop an accepted kite).
+fn request(port: u16, line: &KiteLine) -> (TunnelReply, TcpStream) {
+    let mut s = TcpStream::connect(local(port)).expect("connect");
+    s.write_all(
+        handshake::build_request("authdomain-test", None, std::slice::from_ref(line)).as_bytes(),
+    )
+    .expect("write request");
+    s.set_read_timeout(Some(T)).expect("timeout");
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    let deadline = Instant::now() + T;
+    let end = loop {
+        if let Some(end) = frame::find(&buf, b"\r\n\r\n") {
+            break end + 4;
+        }
+        let n = s.read(&mut chunk).expect("read reply");
+        assert!(n > 0 && Instant::now() < deadline, "no reply head: {buf:?}");
+        buf.extend_from_slice(&chunk[..n]);
+    };
+    let (_, headers) = handshake::split_head(&buf[..end]).expect("text");
+    (handshake::parse_reply(headers), s)
+}
+
+/// A kite line signed for `domain` after the frontend's challenge (the
+/// secret is the auth server's business: any will do here).
+fn signed(port: u16, domain: &str) -> KiteLine {
+    let mut line = KiteLine {
+        proto: "http".into(),
+        domain: domain.into(),
+        srand: "0123456789abcdef".into(),
+        token: String::new(),
+        sign: String::new(),
+    };
+    let (reply, _) = request(port, &line);
+    let Some(KiteAnswer::SignThis { challenge, .. }) = reply.answers.first() else {
+        panic!("expected a challenge: {reply:?}");
+    };
+    line.token = challenge.clone();
+    line.sign = handshake::sign("whatever", &line.payload(), "1234abcd");
+    line
+}
+
+fn invalid_why(reply: &TunnelReply) -> Option<String> {
+    reply.answers.iter().find_map(|a| match a {
+        KiteAnswer::Invalid { why, .. } => Some(why.clone()),
+        _ => None,
+    })
+}
+
+fn accepted(reply: &TunnelReply) -> bool {
+    reply
+        .answers
+        .iter()
+        .any(|a| matches!(a, KiteAnswer::Ok { .. }))
+}
+
+/// The name the frontend looks up for `line`.
+fn lookup_name(line: &KiteLine) -> String {
+    format!(
+        "{}.{}.{}.{}.{}.{ADOM}",
+        line.srand, line.token, line.sign, line.proto, line.domain
+    )
+}
+
+fn status(dir: &Path) -> String {
+    std::fs::read_to_string(dir.join("status.json")).unwrap_or_default()
+}
+
+fn temp(name: &str) -> PathBuf {
+    util::temp_dir(name)
+}
+
+#[test]
+fn authdomain_answers_decide_kites_and_are_cached() {
+    if !util::require_namespaces("the authdomain test") || !util::require_peer("dnsmasq") {
+        return;
+    }
+    let ip = dns_ip();
+    let dns = dnsmasq(
+        &ip,
+        &[
+            ("ok.example.test", "10.1.2.3"),
+            ("no.example.test", "255.255.255.1"),
+            ("full.example.test", "255.255.255.2"),
+        ],
+    );
+    let dir = temp("authdomain");
+    let port = free_port();
+    let fe = frontend_in_namespace(&dir, &ip, port, &[]);
+
+    // An OK answer: a real backend's kite comes up and serves its page.
+    let origin = Origin::start();
+    let be = backend(
+        port,
+        &[kite("http", "ok.example.test", origin.port(), "any-secret")],
+        &[],
+    );
+    live(&be, "http:ok.example.test");
+    live(&fe, "http:ok.example.test");
+    assert_eq!(get(port, "ok.example.test", "/").body_str(), INDEX_BODY);
+
+    // Refusals reach the backend with pagekite.py's reasons.
+    let no = signed(port, "no.example.test");
+    let (reply, _s) = request(port, &no);
+    assert_eq!(
+        invalid_why(&reply).as_deref(),
+        Some("unauthorized"),
+        "{reply:?}"
+    );
+    fe.wait_for("kite http:no.example.test rejected: unauthorized", T);
+    let full = signed(port, "full.example.test");
+    let (reply, _s) = request(port, &full);
+    assert_eq!(invalid_why(&reply).as_deref(), Some("quota"), "{reply:?}");
+
+    // The same signed request twice more: answered from the cache.
+    for _ in 0..2 {
+        let (reply, _s) = request(port, &no);
+        assert_eq!(
+            invalid_why(&reply).as_deref(),
+            Some("unauthorized"),
+            "{reply:?}"
+        );
+    }
+    fe.wait_for_count("kite http:no.example.test rejected: unauthorized", 3, T);
+    let asked = format!("query[A] {} from", lookup_name(&no));
+    assert_eq!(
+        dns.count(&asked),
+        1,
+        "dnsmasq log:\n{}",
+        dns.lines().join("\n")
+    );
+    util::wait_until("the status file counts the cache hits", T, || {
+        status(&dir).contains("\"auth_cache_hits\": 2")
+    });
+    drop(be);
+}
+
+#[test]
+fn with_the_dns_server_down_kites_fail_open_unless_authfail_closed() {
+    if !util::require_namespaces("the authdomain test") || !util::require_peer("dnsmasq") {
+        return;
+    }
+    // Nothing listens on this address: every look-up fails at once.
+    let ip = dns_ip();
+    let dir = temp("authfail-open");
+    let port = free_port();
+    let fe = frontend_in_namespace(&dir, &ip, port, &[]);
+    let line = signed(port, "down.example.test");
+    let (reply, _s) = request(port, &line);
+    assert!(accepted(&reply), "pagekite.py fails open: {reply:?}");
+    fe.wait_for("accepted without its --authdomain answer", T);
+    fe.wait_for("auth look-up of", T);
+    util::wait_until("the status file counts the failure", T, || {
+        status(&dir).contains("\"auth_failures\": 1")
+    });
+
+    let dir = temp("authfail-closed");
+    let port = free_port();
+    let fe = frontend_in_namespace(&dir, &ip, port, &["--authfail_closed"]);
+    let line = signed(port, "down.example.test");
+    let (reply, _s) = request(port, &line);
+    assert_eq!(
+        invalid_why(&reply).as_deref(),
+        Some("unauthorized"),
+        "{reply:?}"
+    );
+    fe.wait_for("kite http:down.example.test rejected: unauthorized", T);
+}
