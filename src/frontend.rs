@@ -82,6 +82,8 @@ pub struct State {
     /// Live kites an auth domain proved (no local secret), and which one:
     /// a reload keeps them while that auth domain still covers them.
     dns_kites: HashMap<KiteKey, String>,
+    /// Live kites an `--authfile` user proved, and whose.
+    user_kites: HashMap<KiteKey, String>,
 }
 
 /// How long a client's last HTTP name steers its raw-port connections.
@@ -154,6 +156,7 @@ impl State {
             fds_exhausted: None,
             recent: HashMap::new(),
             dns_kites: HashMap::new(),
+            user_kites: HashMap::new(),
             auth: authdns::AuthDns::new(registry, crate::engine::WAKER_TOKEN).map_err(|error| {
                 Fatal::System {
                     what: "create a waker",
@@ -182,6 +185,7 @@ impl State {
     fn remote(&self) -> Remote<'_> {
         Remote {
             auth_domains: &self.settings.auth_domains,
+            users: &self.settings.auth_users,
         }
     }
 
@@ -676,12 +680,15 @@ fn judge(
     };
     let remote = Remote {
         auth_domains: &fe.settings.auth_domains,
+        users: &fe.settings.auth_users,
     };
     for line in &request.kites {
         let what = line.what();
         let name = kite::key(&line.proto, &line.domain);
-        // The auth domain that proved this kite, if it was one.
+        // The auth domain that proved this kite, if it was one, or the
+        // `--authfile` user.
         let mut via_dns = None;
+        let mut via_user = None;
         if !remote.auth_domains.is_empty() {
             // The status file's look-up counters may move.
             eng.status_changed();
@@ -717,6 +724,16 @@ fn judge(
                 Some(authdns::Resolved::Failed | authdns::Resolved::Busy) | None => {
                     Verdict::Reject(Reason::Unauthorized)
                 }
+            },
+            Judged::User(i) => match fe.settings.auth_users.get(i) {
+                Some(user) if over_cap(&fe.kites, &fe.user_kites, user, token) => {
+                    Verdict::Reject(Reason::Quota)
+                }
+                Some(user) => {
+                    via_user = Some(user.name.clone());
+                    Verdict::Accept
+                }
+                None => Verdict::Reject(Reason::Unauthorized),
             },
             Judged::Done(v) => v,
         };
@@ -765,6 +782,10 @@ fn judge(
                             .is_some_and(|id| kite::fallbacks("websocket").any(|p| p == id.base));
                         let ssl = http_like && fe.endpoints.find(&line.domain).is_some();
                         answers.push(KiteAnswer::Ok { what: what.clone() });
+                        match via_user {
+                            Some(user) => fe.user_kites.insert(name.clone(), user),
+                            None => fe.user_kites.remove(&name),
+                        };
                         match via_dns {
                             Some(adom) => fe.dns_kites.insert(name, adom),
                             None => fe.dns_kites.remove(&name),
@@ -790,6 +811,28 @@ fn judge(
         }
     }
     Some(answers)
+}
+
+/// Whether one more tunnel (`token`) for `user`'s kites would pass the
+/// user's `--authfile` cap. A tunnel that already carries one of them adds
+/// nothing.
+fn over_cap(
+    kites: &HashMap<KiteKey, Token>,
+    user_kites: &HashMap<KiteKey, String>,
+    user: &crate::proto::authfile::AuthUser,
+    token: Token,
+) -> bool {
+    if user.max_tunnels == 0 {
+        return false;
+    }
+    let mut tunnels: Vec<Token> = user_kites
+        .iter()
+        .filter(|(_, u)| **u == user.name)
+        .filter_map(|(k, _)| kites.get(k).copied())
+        .collect();
+    tunnels.sort_unstable();
+    tunnels.dedup();
+    !tunnels.contains(&token) && tunnels.len() >= user.max_tunnels
 }
 
 /// Adds the accepted kites of `answers` to the routing table.
@@ -933,6 +976,7 @@ fn tunnel_closed(fe: &mut State, token: Token, info: TunnelInfo, summary: &str) 
         if fe.kites.get(name) == Some(&token) {
             fe.kites.remove(name);
             fe.dns_kites.remove(name);
+            fe.user_kites.remove(name);
             relay::log_kite(name, "is down");
         }
     }

@@ -258,6 +258,12 @@ pub(super) const FLAGS: &[Flag] = &[
         kind: Kind::Multi("[DOMAIN:]AUTHDOMAIN"),
         help: "Frontend: check kites that have no matching --domain secret by a DNS look-up under AUTHDOMAIN, as pagekite.py does (the auth server holds the secrets); DOMAIN:AUTHDOMAIN for kites under DOMAIN only, a plain one resets those. Answers are cached for 5 minutes. Repeatable.",
     },
+    value(
+        "",
+        "authfile",
+        "FILE",
+        "Frontend: the users this relay serves, one a line: NAME SECRET DOMAINS PROTOS [MAX_TUNNELS] (comma lists; *.domain wildcards; PROTOS * for all; # comments). A kite one of them covers is accepted when signed with that user's secret; MAX_TUNNELS caps that user's tunnels. Read again on SIGHUP: a removed user's kites go down.",
+    ),
     switch(
         "",
         "authfail_closed",

@@ -312,6 +312,15 @@ fn parse_expanded(argv: &[String], expanded: &files::Expanded) -> Result<Parsed,
             .apply(&arg)
             .map_err(|e| bad("authdomain", e.to_string()))?;
     }
+    let auth_users = match last(&m, "authfile") {
+        None => Vec::new(),
+        Some(path) => {
+            let text = std::fs::read_to_string(&path)
+                .map_err(|e| bad("authfile", format!("{path}: {e}")))?;
+            crate::proto::authfile::parse(&text)
+                .map_err(|e| bad("authfile", format!("{path}:{}: {}", e.line, e.problem)))?
+        }
+    };
     if let Some(d) = &front.dyndns {
         crate::proto::dyndns::Provider::from_template(&d.url, &d.user, &d.pass)
             .map_err(|e| bad("dyndns", e.to_string()))?;
@@ -338,6 +347,7 @@ fn parse_expanded(argv: &[String], expanded: &files::Expanded) -> Result<Parsed,
         },
         auth_domains,
         authfail_closed: m.opt_present("authfail_closed"),
+        auth_users,
     };
     let backend = BackendSettings {
         frontends,

@@ -137,6 +137,8 @@ pub struct FrontendSettings {
     pub auth_domains: crate::proto::authdns::AuthDomains,
     /// `--authfail_closed`.
     pub authfail_closed: bool,
+    /// `--authfile`'s users, as read when the configuration was.
+    pub auth_users: Vec<crate::proto::authfile::AuthUser>,
 }
 
 /// What only a backend reads.

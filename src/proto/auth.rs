@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use std::fmt;
 
 use super::authdns::{self, AuthDomains};
+use super::authfile::AuthUser;
 use super::handshake::{KiteLine, challenge, check_challenge, verify};
 use super::kite::{KiteId, secret_candidates};
 
@@ -60,6 +61,8 @@ impl fmt::Display for Reason {
 pub struct Remote<'a> {
     /// `--authdomain`: the auth server checks the signature.
     pub auth_domains: &'a AuthDomains,
+    /// `--authfile`'s users.
+    pub users: &'a [AuthUser],
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -74,6 +77,9 @@ pub enum Verdict {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Judged {
     Done(Verdict),
+    /// Signed with the secret of `--authfile`'s user at this index (the
+    /// caller applies the user's cap).
+    User(usize),
     /// Look this name up (`authdns::lookup_name`) and judge by its answer.
     Lookup {
         name: String,
@@ -87,9 +93,11 @@ pub fn judge(policy: &Policy<'_>, line: &KiteLine, unix_time: u64, tok8: &str) -
     let none = AuthDomains::default();
     let remote = Remote {
         auth_domains: &none,
+        users: &[],
     };
     match judge_with(policy, remote, line, unix_time, tok8) {
         Judged::Done(v) => v,
+        Judged::User(_) => Verdict::Accept,
         // No auth domain, no look-up.
         Judged::Lookup { .. } => Verdict::Reject(Reason::Unauthorized),
     }
@@ -126,6 +134,16 @@ pub fn judge_with(
     if local.is_some_and(|secret| verify(secret, &line.payload(), &line.sign)) {
         return Judged::Done(Verdict::Accept);
     }
+    // `--authfile`'s users who may fly this kite, in file order.
+    let mut covered = false;
+    for (i, user) in remote.users.iter().enumerate() {
+        if user.covers(&id, &line.domain) {
+            if verify(&user.secret, &line.payload(), &line.sign) {
+                return Judged::User(i);
+            }
+            covered = true;
+        }
+    }
     if let Some(adom) = remote.auth_domains.for_domain(&line.domain) {
         return match authdns::lookup_name(
             &line.srand,
@@ -142,9 +160,10 @@ pub fn judge_with(
             None => Judged::Done(Verdict::Reject(Reason::Unauthorized)),
         };
     }
-    Judged::Done(match local {
-        Some(_) => Verdict::Reject(Reason::Signature),
-        None => Verdict::Reject(Reason::Unauthorized),
+    Judged::Done(if local.is_some() || covered {
+        Verdict::Reject(Reason::Signature)
+    } else {
+        Verdict::Reject(Reason::Unauthorized)
     })
 }
 
@@ -391,6 +410,7 @@ mod tests {
         adoms.apply("auth.test").unwrap();
         let remote = Remote {
             auth_domains: &adoms,
+            users: &[],
         };
         let round = |domain: &str, secret: &str| {
             let mut line = KiteLine::parse(&format!("http:{domain}:srand1::")).unwrap();

@@ -6,6 +6,7 @@
 pub mod acl;
 pub mod auth;
 pub mod authdns;
+pub mod authfile;
 pub mod backoff;
 pub mod base64;
 pub mod ct;

@@ -9,6 +9,7 @@
 
 mod acme;
 mod authdomain;
+mod authfile;
 mod certs;
 mod cli;
 mod dyndns;
