@@ -430,7 +430,7 @@ pub fn drive_listener(eng: &mut Cx, fe: &mut State, token: Token, mut l: Listene
                 } else {
                     eng.limit_reached(
                         eng.conns.len().saturating_sub(listeners),
-                        fe.handshake_bytes,
+                        fe.handshake_bytes + fe.auth.held_bytes(),
                     )
                 };
                 if let Some(limit) = refusal {
@@ -668,7 +668,9 @@ fn on_noop(
         return Err(ProtocolError::Rounds(refusal).into());
     }
     if !authenticated {
-        if let Some(limit @ Limit::Buffers { .. }) = eng.limit_reached(0, fe.handshake_bytes) {
+        if let Some(limit @ Limit::Buffers { .. }) =
+            eng.limit_reached(0, fe.handshake_bytes + fe.auth.held_bytes())
+        {
             // Handshake state of a tunnel that proved nothing is the first to go.
             return Err(ProtocolError::Limit(limit).into());
         }

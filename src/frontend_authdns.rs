@@ -40,6 +40,22 @@ pub struct Waiting {
     /// tunnel request itself.
     pub in_band: bool,
     names: HashMap<String, Option<Resolved>>,
+    /// What it counts in `held`.
+    cost: usize,
+}
+
+/// Bytes a held request costs: its kite lines' text, the names asked and
+/// the table entries (an estimate that only has to grow with the input).
+fn cost(request: &TunnelRequest, names: &HashMap<String, Option<Resolved>>) -> usize {
+    let kites: usize = request
+        .kites
+        .iter()
+        .map(|k| {
+            k.proto.len() + k.domain.len() + k.srand.len() + k.token.len() + k.sign.len() + 5 * 24
+        })
+        .sum();
+    let names: usize = names.keys().map(|n| n.len() + 64).sum();
+    kites + names + 256
 }
 
 pub struct AuthDns {
@@ -50,6 +66,9 @@ pub struct AuthDns {
     asked: HashMap<u64, String>,
     next: u64,
     waiting: HashMap<Token, Waiting>,
+    /// What the held requests cost, counted against `--buffers` with the
+    /// other handshake state.
+    held: usize,
     /// Look-ups sent to the resolver, and those that got no answer.
     pub queries: u64,
     pub failures: u64,
@@ -64,6 +83,7 @@ impl AuthDns {
             asked: HashMap::new(),
             next: 0,
             waiting: HashMap::new(),
+            held: 0,
             queries: 0,
             failures: 0,
         })
@@ -106,6 +126,9 @@ impl AuthDns {
         in_band: bool,
         names: Vec<(String, String)>,
     ) -> bool {
+        // A request held before (judged again and still missing a name)
+        // is replaced, its look-ups with it.
+        self.release(token);
         let mut wanted = HashMap::new();
         for (name, adom) in names {
             let state = match self.lookups.want(&name, token) {
@@ -128,6 +151,8 @@ impl AuthDns {
             wanted.insert(name, state);
         }
         let ready = wanted.values().all(Option::is_some);
+        let cost = cost(&request, &wanted);
+        self.held += cost;
         self.waiting.insert(
             token,
             Waiting {
@@ -135,6 +160,7 @@ impl AuthDns {
                 peer,
                 in_band,
                 names: wanted,
+                cost,
             },
         );
         ready
@@ -175,9 +201,15 @@ impl AuthDns {
 
     /// Done with `token`'s answers (its kites are judged, or it closed).
     pub fn release(&mut self, token: Token) {
-        if self.waiting.remove(&token).is_some() {
+        if let Some(w) = self.waiting.remove(&token) {
+            self.held = self.held.saturating_sub(w.cost);
             self.lookups.forget(token);
         }
+    }
+
+    /// Bytes the held requests cost.
+    pub fn held_bytes(&self) -> usize {
+        self.held
     }
 
     /// Reads the resolver's answers; the tokens whose requests are now

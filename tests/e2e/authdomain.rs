@@ -263,3 +263,74 @@ fn with_the_dns_server_down_kites_fail_open_unless_authfail_closed() {
     );
     fe.wait_for("kite http:down.example.test rejected: unauthorized", T);
 }
+
+/// Threads of a process, from /proc.
+fn threads(pid: u32) -> usize {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("Threads:"))
+                .and_then(|v| v.trim().parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+#[test]
+fn a_flood_of_requests_against_a_silent_dns_server_runs_a_bounded_number_of_look_ups() {
+    if !util::require_namespaces("the authdomain test") {
+        return;
+    }
+    // A DNS server that never answers: every look-up runs into its timeout.
+    let ip = dns_ip();
+    let _silent = std::net::UdpSocket::bind(format!("{ip}:53")).expect("bind the silent server");
+    let dir = temp("authdomain-flood");
+    let port = free_port();
+    let fe = frontend_in_namespace(
+        &dir,
+        &ip,
+        port,
+        &["--authfail_closed", "--domain=http:local.example.test:pw"],
+    );
+    let base = threads(fe.pid());
+    let line = signed(port, "flood.example.test");
+    const FLOOD: usize = 200;
+    let mut conns = Vec::new();
+    let mut most = 0;
+    for i in 0..FLOOD {
+        // Another signature salt each time: a name nobody asked yet.
+        let mut l = line.clone();
+        l.sign = handshake::sign("whatever", &l.payload(), &format!("{:08x}", i + 1));
+        let mut s = TcpStream::connect(local(port)).expect("connect");
+        s.write_all(handshake::build_request("flood", None, &[l]).as_bytes())
+            .expect("write request");
+        conns.push(s);
+        most = most.max(threads(fe.pid()));
+    }
+    // Meanwhile a kite with a local secret still gets its answer at once.
+    let local_line = signed(port, "local.example.test");
+    let mut ok = local_line.clone();
+    ok.sign = handshake::sign("pw", &ok.payload(), "1234abcd");
+    let t0 = Instant::now();
+    let (reply, _keep) = request(port, &ok);
+    assert!(accepted(&reply), "{reply:?}");
+    assert!(
+        t0.elapsed() < std::time::Duration::from_secs(1),
+        "{:?}",
+        t0.elapsed()
+    );
+    let until = Instant::now() + std::time::Duration::from_secs(3);
+    while Instant::now() < until {
+        most = most.max(threads(fe.pid()));
+        // A sampling interval, not a wait for anything.
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    eprintln!("threads: base {base}, most {most} during a flood of {FLOOD} look-ups");
+    // At most 8 look-ups run at once (a finishing thread may linger a moment).
+    assert!(
+        most <= base + 8 + 2,
+        "{most} threads during the flood (base {base})"
+    );
+    assert!(most > base, "the look-ups ran on helper threads");
+    drop(conns);
+}
