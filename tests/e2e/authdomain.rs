@@ -9,7 +9,9 @@
 //! backend with pagekite.py's reason; the same request again is answered
 //! from the cache (dnsmasq's `--log-queries` shows one query); with the DNS
 //! server down a kite is accepted (pagekite.py fails open), refused with
-//! `--authfail_closed`, and the failures are counted in the status file.
+//! `--authfail_closed`, and the failures are counted in the status file; a
+//! SIGHUP keeps a kite the auth domain proved; a flood against a server
+//! that never answers runs no more than 8 look-up threads.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -195,6 +197,11 @@ fn authdomain_answers_decide_kites_and_are_cached() {
     live(&be, "http:ok.example.test");
     live(&fe, "http:ok.example.test");
     assert_eq!(get(port, "ok.example.test", "/").body_str(), INDEX_BODY);
+    // A reload keeps a kite the auth domain proved (it has no local secret).
+    fe.signal(libc::SIGHUP);
+    fe.wait_for("SIGHUP: the new configuration is in effect", T);
+    assert_eq!(get(port, "ok.example.test", "/").body_str(), INDEX_BODY);
+    assert!(!fe.contains("kite http:ok.example.test is down"));
 
     // Refusals reach the backend with pagekite.py's reasons.
     let no = signed(port, "no.example.test");
