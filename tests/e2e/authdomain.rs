@@ -3,7 +3,7 @@
 //! cannot name a port) with `--address` records under the auth domain, and
 //! the frontend in a mount namespace of its own whose /etc/resolv.conf and
 //! /etc/nsswitch.conf point at it (as `reach.rs` does), so no look-up
-//! leaves loopback. Kites are requested by a real rkite backend and by a
+//! leaves loopback. Kites are requested by real rkite and pagekite.py backends and by a
 //! hand-made one (to repeat the very same signed request). Asserted: an OK
 //! answer brings a kite up and its page through; a refusal reaches the
 //! backend with pagekite.py's reason; the same request again is answered
@@ -24,6 +24,7 @@ use rkite::proto::handshake::{self, KiteAnswer, KiteLine, TunnelReply};
 
 use crate::fixture::{T, backend, get, kite, live};
 use crate::origin::{INDEX_BODY, Origin};
+use crate::peers;
 use crate::util::{self, Proc, free_port, local};
 
 const ADOM: &str = "auth.test";
@@ -340,4 +341,36 @@ fn a_flood_of_requests_against_a_silent_dns_server_runs_a_bounded_number_of_look
     );
     assert!(most > base, "the look-ups ran on helper threads");
     drop(conns);
+}
+
+#[test]
+fn pagekite_py_backends_are_judged_by_the_auth_domain() {
+    if !util::require_namespaces("the authdomain test")
+        || !util::require_peer("dnsmasq")
+        || !util::require_peer("pagekite")
+    {
+        return;
+    }
+    let ip = dns_ip();
+    let _dns = dnsmasq(
+        &ip,
+        &[
+            ("pk.example.test", "10.9.9.9"),
+            ("pkno.example.test", "255.255.255.1"),
+        ],
+    );
+    let dir = temp("authdomain-pk");
+    let port = free_port();
+    let fe = frontend_in_namespace(&dir, &ip, port, &[]);
+    let origin = Origin::start();
+    let ok = peers::kite("http", "pk.example.test", origin.port(), "pk-secret");
+    let no = peers::kite("http", "pkno.example.test", origin.port(), "pk-secret");
+    let be = peers::pagekite_backend(port, &[&ok, &no], &[]);
+    peers::wait_kite_up(&be, "http", "pk.example.test");
+    be.wait_for(
+        &peers::be_kite_rejected("http", "pkno.example.test", "unauthorized"),
+        T,
+    );
+    live(&fe, "http:pk.example.test");
+    assert_eq!(get(port, "pk.example.test", "/").body_str(), INDEX_BODY);
 }
