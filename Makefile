@@ -6,7 +6,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # command:package pairs the tests and the demo need.
 TEST_DEPS := curl:curl openssl:openssl pagekite:pagekite python3:python3 socat:socat nginx:nginx tinyproxy:tinyproxy microsocks:microsocks haproxy:haproxy \
 	autoreconf:autoconf automake:automake libtoolize:libtool pkg-config:pkg-config cc:gcc make:make \
-	ip:iproute2 unshare:util-linux prometheus:prometheus pebble:pebble
+	ip:iproute2 unshare:util-linux prometheus:prometheus pebble:pebble dnsmasq:dnsmasq
 # header:package pairs: the C libraries tests/e2e/pagekitec.rs builds libpagekite against.
 TEST_HEADERS := /usr/include/ev.h:libev-dev /usr/include/openssl/ssl.h:libssl-dev
 DEMO_DEPS := curl:curl python3:python3

@@ -3,7 +3,9 @@
 //! and the turning of a routed public connection into a stream on the right
 //! tunnel. Protocol decisions come from `proto` (sniff, auth, handshake,
 //! kite); relaying the bytes afterwards is `relay`'s job. What a backend may
-//! cost before and after it proves a kite is `frontend_guard.rs`'s.
+//! cost before and after it proves a kite is `frontend_guard.rs`'s; judging
+//! a request's kites is `frontend_judge.rs`'s, and the `--authdomain`
+//! look-ups a handshake may wait for are `frontend_authdns.rs`'s.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -19,7 +21,8 @@ use crate::engine::{Fatal, Limit, Ready, TimerKind, unix_now};
 use crate::logging::{self, Noise, escape};
 use crate::net;
 use crate::proto::acl::Acl;
-use crate::proto::auth::{self, Policy, Verdict};
+use crate::proto::auth::{self, Judged, Policy, Reason, Remote, Verdict};
+use crate::proto::authdns::Outcome;
 use crate::proto::frame::Frame;
 use crate::proto::handshake::{self, FrontendInfo, KiteAnswer, TunnelRequest};
 use crate::proto::kite::{self, KiteKey};
@@ -27,7 +30,6 @@ use crate::proto::tunnel::{self as link, Control, NewStream, Next, Open};
 use crate::public::{self, start_reply};
 use crate::random;
 use crate::relay::{self, Hooks, Link, Phase, Side, Tunnel, Why, tag};
-use crate::resolve::Resolver;
 use crate::tls::{Endpoint, Endpoints};
 use crate::transport::Transport;
 use crate::why::ProtocolError;
@@ -39,11 +41,17 @@ mod control;
 pub use control::reload;
 #[path = "frontend_acme.rs"]
 mod acme;
+#[path = "frontend_authdns.rs"]
+mod authdns;
+#[path = "frontend_judge.rs"]
+mod judge;
+pub use judge::on_wake;
+use judge::{inband_answer, judge, register};
 #[path = "frontend_guard.rs"]
 pub(crate) mod guard;
 pub use acme::{
     AcmeSummary, alpn_endpoint as acme_alpn_endpoint, answer as acme_answer, drive as acme_drive,
-    on_timer as on_acme_timer, on_wake, timeout as acme_timeout,
+    on_timer as on_acme_timer, timeout as acme_timeout,
 };
 pub use guard::UNAUTHENTICATED_TIMEOUT;
 /// Accepts per listener per wakeup.
@@ -83,8 +91,13 @@ pub struct State {
     recent: HashMap<std::net::IpAddr, (String, std::time::Instant)>,
     /// `--acme`: certificates for kites.
     acme: Option<acme::Acme>,
-    /// Name look-ups off the reactor (the ACME server's).
-    resolver: Resolver,
+    /// `--authdomain` look-ups and the handshakes waiting for them.
+    auth: authdns::AuthDns,
+    /// Live kites an auth domain proved (no local secret), and which one:
+    /// a reload keeps them while that auth domain still covers them.
+    dns_kites: HashMap<KiteKey, String>,
+    /// Live kites an `--authfile` user proved, and whose.
+    user_kites: HashMap<KiteKey, String>,
 }
 
 /// How long a client's last HTTP name steers its raw-port connections.
@@ -125,10 +138,6 @@ impl State {
         registry: &Registry,
         waker: Token,
     ) -> Result<State, Fatal> {
-        let resolver = Resolver::new(registry, waker).map_err(|error| Fatal::System {
-            what: "create a waker",
-            error,
-        })?;
         let acme = config.acme.as_ref().map(acme::Acme::new).transpose()?;
         let mut bound = Vec::new();
         for (port, raw) in wanted_ports(&config) {
@@ -163,10 +172,15 @@ impl State {
                 error,
             })?,
             acme,
-            resolver,
             accept_paused: false,
             fds_exhausted: None,
             recent: HashMap::new(),
+            dns_kites: HashMap::new(),
+            user_kites: HashMap::new(),
+            auth: authdns::AuthDns::new(registry, waker).map_err(|error| Fatal::System {
+                what: "create a waker",
+                error,
+            })?,
             settings: config,
         })
     }
@@ -183,6 +197,23 @@ impl State {
             raw_virtual: self.raw_virtual,
             fe_secret: &self.challenge_key,
         }
+    }
+
+    /// Where kites without a matching local secret are proven.
+    fn remote(&self) -> Remote<'_> {
+        Remote {
+            auth_domains: &self.settings.auth_domains,
+            users: &self.settings.auth_users,
+        }
+    }
+
+    /// `--authdomain` look-ups sent, failed, and answered from the cache.
+    pub fn auth_counts(&self) -> (u64, u64, u64) {
+        (
+            self.auth.queries,
+            self.auth.failures,
+            self.auth.cache_hits(),
+        )
     }
 
     pub fn has_kite(&self, key: &KiteKey) -> bool {
@@ -412,7 +443,7 @@ pub fn drive_listener(eng: &mut Cx, fe: &mut State, token: Token, mut l: Listene
                 } else {
                     eng.limit_reached(
                         eng.conns.len().saturating_sub(listeners),
-                        fe.handshake_bytes,
+                        fe.handshake_bytes + fe.auth.held_bytes(),
                     )
                 };
                 if let Some(limit) = refusal {
@@ -525,7 +556,49 @@ pub fn accept_tunnel(
             relay::discard(eng, fe, old, &Why::Replaced);
         }
     }
-    let answers = judge(eng, fe, token, &request, peer);
+    let info = TunnelInfo {
+        kites: Vec::new(),
+        sessions: Vec::new(),
+        prefix: request.prefix,
+        rounds: guard::Rounds::default(),
+    };
+    let mut t = Tunnel::new(
+        &eng.pool,
+        transport,
+        peer,
+        Phase::AwaitingReply,
+        Side::Frontend(info),
+        None,
+    );
+    match judge(eng, fe, token, &request, peer, false) {
+        Some(answers) => answer_tunnel(eng, fe, token, &mut t, &request, answers),
+        None => {
+            // The handshake waits for the auth domain's answers, no longer
+            // than an unauthenticated tunnel may live.
+            debug!("[t{}] waiting for --authdomain look-ups", tag(token));
+            eng.arm_taken(
+                token,
+                &mut t.deadlines,
+                TimerKind::Deadline,
+                eng.now + UNAUTHENTICATED_TIMEOUT,
+            );
+        }
+    }
+    eng.mark_dirty(token);
+    Some(Conn::Tunnel(Box::new(t)))
+}
+
+/// Answers a tunnel request whose kites are judged: the reply, the kites
+/// registered, the core that takes over the connection.
+fn answer_tunnel(
+    eng: &mut Cx,
+    fe: &mut State,
+    token: Token,
+    t: &mut Tunnel,
+    request: &TunnelRequest,
+    answers: Vec<KiteAnswer>,
+) {
+    let peer = t.peer;
     let any_ok = answers.iter().any(|a| matches!(a, KiteAnswer::Ok { .. }));
     let signing = answers
         .iter()
@@ -549,14 +622,11 @@ pub fn accept_tunnel(
     let reply = handshake::build_reply(request.prefix, &fe.info, &answers, &session);
     let kites = register(eng, fe, token, &answers);
     let live = any_ok || in_band;
-    let info = TunnelInfo {
-        kites,
-        sessions,
-        prefix: request.prefix,
-        rounds: guard::Rounds::default(),
-    };
-    let over_tls = transport.is_tls();
-    let side = Side::Frontend(info);
+    if let Side::Frontend(info) = &mut t.side {
+        info.kites = kites;
+        info.sessions = sessions;
+    }
+    let over_tls = t.transport.is_tls();
     let mut cfg = relay::link_config(eng, link::Role::Frontend);
     cfg.share = relay::frontend_share(eng.pool.budget());
     let mut core = Link::new(cfg, eng.now, relay::unix_time());
@@ -565,14 +635,8 @@ pub fn accept_tunnel(
         // The answer goes out, then the tunnel closes.
         core.close_gracefully();
     }
-    let mut t = Tunnel::new(
-        &eng.pool,
-        transport,
-        peer,
-        Phase::Live,
-        side,
-        Some(Box::new(core)),
-    );
+    t.link = Some(Box::new(core));
+    t.pre = Phase::Live;
     if over_tls {
         debug!("[t{}] the tunnel runs over TLS", tag(token));
     }
@@ -589,108 +653,6 @@ pub fn accept_tunnel(
         t.live_since = Some(eng.now);
         eng.status_changed();
     }
-    eng.mark_dirty(token);
-    Some(Conn::Tunnel(Box::new(t)))
-}
-
-/// Judges every kite of a request, including the duplicate check against
-/// other live tunnels.
-fn judge(
-    eng: &mut Cx,
-    fe: &mut State,
-    token: Token,
-    request: &TunnelRequest,
-    peer: SocketAddr,
-) -> Vec<KiteAnswer> {
-    let now = unix_now();
-    let mut answers = Vec::new();
-    let mut suspects = Vec::new();
-    let policy = fe.policy();
-    for line in &request.kites {
-        let what = line.what();
-        let name = kite::key(&line.proto, &line.domain);
-        match auth::judge(&policy, line, now, &handshake::tok8(random::bytes4())) {
-            Verdict::SignThis(challenge) => answers.push(KiteAnswer::SignThis { what, challenge }),
-            Verdict::Reject(reason) => {
-                logging::noisy(
-                    eng.now,
-                    Noise::KiteRejected,
-                    Level::Warn,
-                    format_args!(
-                        "[t{} {peer}] kite {} rejected: {reason}",
-                        tag(token),
-                        escape(&name.to_string())
-                    ),
-                );
-                answers.push(KiteAnswer::Invalid {
-                    what,
-                    why: reason.as_str().to_string(),
-                });
-            }
-            Verdict::Accept => {
-                let holder = std::iter::once(name.clone())
-                    .chain(kite::wildcards(&line.domain, false).map(|w| kite::key(&line.proto, &w)))
-                    .find_map(|k| fe.kites.get(&k).copied())
-                    .filter(|holder| *holder != token);
-                match holder {
-                    Some(other) if eng.conns.contains(other) => {
-                        logging::noisy(
-                            eng.now,
-                            Noise::KiteDuplicate,
-                            Level::Warn,
-                            format_args!(
-                                "[t{} {peer}] kite {} rejected: duplicate (held by t{})",
-                                tag(token),
-                                escape(&name.to_string()),
-                                tag(other)
-                            ),
-                        );
-                        suspects.push(other);
-                        answers.push(KiteAnswer::Duplicate { what });
-                    }
-                    _ => {
-                        // The relay can also take HTTPS for this name itself.
-                        let http_like = kite::KiteId::parse(&line.proto)
-                            .is_some_and(|id| kite::fallbacks("websocket").any(|p| p == id.base));
-                        let ssl = http_like && fe.endpoints.find(&line.domain).is_some();
-                        answers.push(KiteAnswer::Ok { what: what.clone() });
-                        if ssl {
-                            answers.push(KiteAnswer::SslOk { what });
-                        }
-                    }
-                }
-            }
-        }
-    }
-    // The holder of a duplicate may be a dead tunnel the backend is trying to
-    // replace: ping it now so it is found out within one grace period.
-    for other in suspects {
-        if let Some(Conn::Tunnel(t)) = eng.conns.get_mut(other) {
-            if let Some(link) = t.link.as_deref_mut() {
-                link.suspect(eng.now);
-            }
-            let at = eng.now;
-            eng.arm(other, TimerKind::Keepalive, at);
-        }
-    }
-    answers
-}
-
-/// Adds the accepted kites of `answers` to the routing table.
-fn register(eng: &mut Cx, fe: &mut State, token: Token, answers: &[KiteAnswer]) -> Vec<KiteKey> {
-    let mut names = Vec::new();
-    for answer in answers {
-        if let KiteAnswer::Ok { what } = answer {
-            let Some(name) = KiteKey::of_answer(what) else {
-                continue;
-            };
-            fe.kites.insert(name.clone(), token);
-            relay::log_kite(&name, "is live");
-            acme::kite_live(eng, fe, &name.proto, &name.domain);
-            names.push(name);
-        }
-    }
-    names
 }
 
 /// NOOP chunks from a backend: in-band kite requests (AddKites, §2.5).
@@ -719,36 +681,40 @@ fn on_noop(
         return Err(ProtocolError::Rounds(refusal).into());
     }
     if !authenticated {
-        if let Some(limit @ Limit::Buffers { .. }) = eng.limit_reached(0, fe.handshake_bytes) {
+        if let Some(limit @ Limit::Buffers { .. }) =
+            eng.limit_reached(0, fe.handshake_bytes + fe.auth.held_bytes())
+        {
             // Handshake state of a tunnel that proved nothing is the first to go.
             return Err(ProtocolError::Limit(limit).into());
         }
     }
-    let answers = judge(eng, fe, token, &request, peer);
-    let session = guard::new_session(fe, token, &mut info.sessions);
-    let lines = handshake::inband_reply_lines(info.prefix, &answers, &session);
-    info.kites.extend(register(eng, fe, token, &answers));
-    info.sessions.push(session);
-    let signing = answers
-        .iter()
-        .any(|a| matches!(a, KiteAnswer::SignThis { .. }));
-    // As pagekite.py: an in-band answer with nothing accepted ends the tunnel.
-    let next = if info.kites.is_empty() && !signing {
-        Next::Closing
-    } else {
-        Next::Live
-    };
-    Ok(Control {
-        reply: Some((lines, b"!")),
-        next,
-    })
+    if fe.auth.is_waiting(token) {
+        // The backend sent another round before this one was answered.
+        eng.noisy(
+            Noise::InBandRounds,
+            Level::Warn,
+            format_args!(
+                "[t{} {peer}] kite round while --authdomain look-ups are pending: ignored",
+                tag(token)
+            ),
+        );
+        return Ok(Control::CONTINUE);
+    }
+    match judge(eng, fe, token, &request, peer, true) {
+        Some(answers) => Ok(inband_answer(eng, fe, token, info, &answers)),
+        // Answered from `on_wake` once the look-ups are.
+        None => Ok(Control::CONTINUE),
+    }
 }
 
 /// Forgets a closed tunnel's kites and session ids.
 fn tunnel_closed(fe: &mut State, token: Token, info: TunnelInfo, summary: &str) {
+    fe.auth.release(token);
     for name in &info.kites {
         if fe.kites.get(name) == Some(&token) {
             fe.kites.remove(name);
+            fe.dns_kites.remove(name);
+            fe.user_kites.remove(name);
             relay::log_kite(name, "is down");
         }
     }
@@ -761,8 +727,15 @@ fn tunnel_closed(fe: &mut State, token: Token, info: TunnelInfo, summary: &str) 
 }
 
 impl Hooks for State {
-    fn handshake(&mut self, _: &mut Cx, _: Token, _: &mut Tunnel) -> Result<(), Why> {
-        // A frontend's tunnels arrive live: nothing is dialed.
+    fn handshake(&mut self, eng: &mut Cx, token: Token, t: &mut Tunnel) -> Result<(), Why> {
+        // Nothing is dialed: a frontend's tunnel without a core is one
+        // whose request waits for --authdomain answers.
+        let Some((request, peer)) = self.auth.take_ready(token, false) else {
+            return Ok(());
+        };
+        if let Some(answers) = judge(eng, self, token, &request, peer, false) {
+            answer_tunnel(eng, self, token, t, &request, answers);
+        }
         Ok(())
     }
 

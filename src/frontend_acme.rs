@@ -246,16 +246,6 @@ fn arm(eng: &mut Cx, acme: &mut Acme, at: Instant) {
     eng.arm_app(at, AppTimer::Acme);
 }
 
-/// Resolver answers (the ACME server's name).
-pub fn on_wake(eng: &mut Cx, fe: &mut State) {
-    let answers: Vec<_> = fe.resolver.answers().collect();
-    for (id, generation, result) in answers {
-        if id == RESOLVER_ID {
-            on_resolved(eng, fe, generation, result);
-        }
-    }
-}
-
 impl State {
     /// Whether `at` is the `--acme` timer that counts.
     pub fn acme_timer_wanted(&self, at: Instant) -> bool {
@@ -445,18 +435,23 @@ fn send(eng: &mut Cx, fe: &mut State, req: Request) {
             if let Some(flight) = acme.flight.as_mut() {
                 flight.resolving = Some((generation, req));
             }
-            fe.resolver.lookup(RESOLVER_ID, generation, &host, port);
+            fe.auth.lookup_for(RESOLVER_ID, generation, &host, port);
         }
     }
 }
 
 /// The ACME server's name is known.
-fn on_resolved(
+/// A resolver answer for ACME (`id` is ours, or not for us).
+pub(super) fn on_resolved(
     eng: &mut Cx,
     fe: &mut State,
+    id: usize,
     generation: u64,
     result: Result<Vec<std::net::SocketAddr>, String>,
 ) {
+    if id != RESOLVER_ID {
+        return;
+    }
     let Some(flight) = fe.acme.as_mut().and_then(|a| a.flight.as_mut()) else {
         return;
     };

@@ -80,9 +80,36 @@ pub fn reload(eng: &mut Cx, fe: &mut State, new: &FrontendSettings) -> Result<()
             raw_virtual,
             fe_secret: &fe.challenge_key,
         };
+        // A kite an auth domain proved stays while the same auth domain
+        // covers it (and the port and protocol are still served).
+        let by_dns = |k: &KiteKey| {
+            fe.dns_kites.get(k).is_some_and(|adom| {
+                new.auth_domains.for_domain(&k.domain) == Some(adom.as_str())
+                    && auth::still_served(&new_policy, &k.proto)
+            })
+        };
+        // One an `--authfile` user proved stays while that user is listed
+        // with the same secret and still covers it.
+        let by_user = |k: &KiteKey| {
+            let Some(name) = fe.user_kites.get(k) else {
+                return false;
+            };
+            let old = fe.settings.auth_users.iter().find(|u| u.name == *name);
+            let id = crate::proto::kite::KiteId::parse(&k.proto);
+            new.auth_users.iter().any(|u| {
+                u.name == *name
+                    && old.is_some_and(|o| o.secret == u.secret)
+                    && id.as_ref().is_some_and(|id| u.covers(id, &k.domain))
+                    && auth::still_served(&new_policy, &k.proto)
+            })
+        };
         fe.kites
             .iter()
-            .filter(|(k, _)| !auth::still_accepted(&old_policy, &new_policy, &k.proto, &k.domain))
+            .filter(|(k, _)| {
+                !auth::still_accepted(&old_policy, &new_policy, &k.proto, &k.domain)
+                    && !by_dns(k)
+                    && !by_user(k)
+            })
             .map(|(name, token)| (name.clone(), *token))
             .collect()
     };
@@ -111,6 +138,8 @@ pub fn reload(eng: &mut Cx, fe: &mut State, new: &FrontendSettings) -> Result<()
     fe.tunnel_acl = tunnel_acl;
     for (name, _) in &revoked {
         fe.kites.remove(name);
+        fe.dns_kites.remove(name);
+        fe.user_kites.remove(name);
     }
 
     for (name, token) in revoked {

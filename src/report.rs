@@ -254,6 +254,15 @@ fn render(eng: &mut Cx, role: &mut Role, running: bool) -> (String, usize) {
     if let Some(acme) = acme {
         let _ = writeln!(out, "  \"acme\": {acme},");
     }
+    if let Role::Frontend(fe) = &*role {
+        if !fe.settings().auth_domains.is_empty() {
+            let (lookups, failures, hits) = fe.auth_counts();
+            let _ = writeln!(
+                out,
+                "  \"authdomain\": {{\"auth_lookups\": {lookups}, \"auth_failures\": {failures}, \"auth_cache_hits\": {hits}}},"
+            );
+        }
+    }
     let _ = writeln!(out, "  \"kites\": [{}],", kites.join(", "));
     let _ = writeln!(out, "  \"tunnels\": [{}]", tunnels.join(", "));
     out.push_str("}\n");

@@ -47,13 +47,7 @@ pub(super) const ACCEPTED: &[(&str, &str, Option<&str>, &str)] = &[
         "",
         "auththreads",
         Some("N"),
-        "rkite is single-threaded; it needs no auth threads",
-    ),
-    (
-        "",
-        "authfail_closed",
-        None,
-        "only for --authdomain, which rkite refuses",
+        "the relay is single-threaded; --authdomain look-ups run on at most 8 short-lived resolver threads",
     ),
     ("", "noupgradeinfo", None, "pagekite.net upgrade notices"),
     (
@@ -190,12 +184,6 @@ pub(super) const REFUSED: &[(&str, &str, bool, &str)] = &[
         "pemfile",
         true,
         "the built-in web server's TLS is not supported: use --tls_endpoint on the frontend",
-    ),
-    (
-        "A",
-        "authdomain",
-        true,
-        "DNS-based remote kite authentication is not supported: give each domain's secret with --domain",
     ),
     ("", "motd", true, "not supported yet"),
     (

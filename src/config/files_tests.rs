@@ -434,7 +434,7 @@ fn pagekite_options_rkite_does_not_implement() {
     }
     for (line, why) in [
         ("frontends = two:relays.example.test:443", "N must be"),
-        ("authdomain = example.test", "DNS-based"),
+        ("register = a.example.test", "registration"),
         ("httpd = localhost:9999", "web server"),
     ] {
         let file = dir.file(
@@ -485,4 +485,59 @@ fn pagekite_options_rkite_does_not_implement() {
         c.frontend().unwrap().host,
         Some("127.0.0.1".parse().unwrap())
     );
+}
+
+#[test]
+fn authfile_and_authdomain_are_read_and_their_errors_named() {
+    let dir = Scratch::new("authfile");
+    let users = dir.file(
+        "users",
+        "# users\nalice pw alice.test,*.alice.test http 2\n",
+    );
+    let Ok(c) = config(&args(&[
+        "--isfrontend",
+        "--ports=0",
+        &format!("--authfile={users}"),
+        "--authdomain=auth.test",
+        "--authdomain=org.test:org-auth.test",
+        "--authfail_closed",
+    ])) else {
+        panic!("a frontend configuration");
+    };
+    let crate::config::RoleConfig::Frontend(fe) = c.role else {
+        panic!("a frontend");
+    };
+    assert_eq!(fe.auth_users.len(), 1);
+    assert_eq!(fe.auth_users[0].max_tunnels, 2);
+    assert_eq!(
+        fe.auth_domains.for_domain("k.org.test"),
+        Some("org-auth.test")
+    );
+    assert_eq!(fe.auth_domains.for_domain("k.test"), Some("auth.test"));
+    assert!(fe.authfail_closed);
+
+    let broken = dir.file("broken", "alice pw alice.test http\nbob pw\n");
+    for (arg, flag, what) in [
+        (
+            format!("--authfile={broken}"),
+            "authfile",
+            format!("{broken}:2: expected"),
+        ),
+        (
+            format!("--authfile={}/missing", dir.path()),
+            "authfile",
+            "missing".to_string(),
+        ),
+        (
+            "--authdomain=/usr/bin/app".to_string(),
+            "authdomain",
+            "auth apps".to_string(),
+        ),
+    ] {
+        let Err(err) = config(&args(&["--isfrontend", "--ports=0", &arg])) else {
+            panic!("{arg} must be refused");
+        };
+        assert_eq!(err.flag, flag, "{arg}: {err}");
+        assert!(err.to_string().contains(&what), "{arg}: {err}");
+    }
 }

@@ -252,6 +252,23 @@ pub(super) const FLAGS: &[Flag] = &[
         "allow|deny:PATTERN",
         "Frontend: the same for backends' tunnels. Repeatable.",
     ),
+    Flag {
+        short: "A",
+        long: "authdomain",
+        kind: Kind::Multi("[DOMAIN:]AUTHDOMAIN"),
+        help: "Frontend: check kites that have no matching --domain secret by a DNS look-up under AUTHDOMAIN, as pagekite.py does (the auth server holds the secrets); DOMAIN:AUTHDOMAIN for kites under DOMAIN only, a plain one resets those. Answers are cached for 5 minutes. Repeatable.",
+    },
+    value(
+        "",
+        "authfile",
+        "FILE",
+        "Frontend: the users this relay serves, one a line: NAME SECRET DOMAINS PROTOS [MAX_TUNNELS] (comma lists; *.domain wildcards; PROTOS * for all; # comments). A kite one of them covers is accepted when signed with that user's secret; MAX_TUNNELS caps that user's tunnels. Read again on SIGHUP: a removed user's kites go down.",
+    ),
+    switch(
+        "",
+        "authfail_closed",
+        "Frontend: refuse a kite when its --authdomain look-up fails (default: accept it, as pagekite.py).",
+    ),
     value(
         "",
         "max_conns_per_ip",

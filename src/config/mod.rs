@@ -349,6 +349,21 @@ fn parse_expanded(argv: &[String], expanded: &files::Expanded) -> Result<Parsed,
     for (flag, rules) in [("client_acl", "client_acl"), ("tunnel_acl", "tunnel_acl")] {
         Acl::parse(&m.opt_strs(rules)).map_err(|e| bad(flag, e.to_string()))?;
     }
+    let mut auth_domains = crate::proto::authdns::AuthDomains::default();
+    for arg in m.opt_strs("authdomain") {
+        auth_domains
+            .apply(&arg)
+            .map_err(|e| bad("authdomain", e.to_string()))?;
+    }
+    let auth_users = match last(&m, "authfile") {
+        None => Vec::new(),
+        Some(path) => {
+            let text = std::fs::read_to_string(&path)
+                .map_err(|e| bad("authfile", format!("{path}: {e}")))?;
+            crate::proto::authfile::parse(&text)
+                .map_err(|e| bad("authfile", format!("{path}:{}: {}", e.line, e.problem)))?
+        }
+    };
     if let Some(d) = &front.dyndns {
         crate::proto::dyndns::Provider::from_template(&d.url, &d.user, &d.pass)
             .map_err(|e| bad("dyndns", e.to_string()))?;
@@ -375,6 +390,9 @@ fn parse_expanded(argv: &[String], expanded: &files::Expanded) -> Result<Parsed,
             None => Vec::new(),
         },
         acme,
+        auth_domains,
+        authfail_closed: m.opt_present("authfail_closed"),
+        auth_users,
     };
     let backend = BackendSettings {
         frontends,

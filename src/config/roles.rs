@@ -133,6 +133,12 @@ pub struct FrontendSettings {
     pub proxyproto_from: Vec<crate::proto::acl::Cidr>,
     /// `--proxyproto_ports` (empty: every public port).
     pub proxyproto_ports: Vec<u16>,
+    /// `--authdomain`s, applied in order.
+    pub auth_domains: crate::proto::authdns::AuthDomains,
+    /// `--authfail_closed`.
+    pub authfail_closed: bool,
+    /// `--authfile`'s users, as read when the configuration was.
+    pub auth_users: Vec<crate::proto::authfile::AuthUser>,
     /// `--acme` and its companions: certificates for kites, automatically.
     pub acme: Option<AcmeSettings>,
 }

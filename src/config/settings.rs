@@ -54,6 +54,8 @@ const PAGEKITE_SECTIONS: &[&str] = &[
     "protos",
     "rawports",
     "domain",
+    "authdomain",
+    "authfail_closed",
     "tls_endpoint",
     "tls_default",
     "client_acl",
@@ -177,7 +179,15 @@ pub(super) fn render(
     out.close("Allow risky known-to-be-risky incoming HTTP requests?");
 
     out.switch("isfrontend", is_frontend);
-    for name in ["host", "ports", "protos", "rawports", "domain"] {
+    for name in [
+        "host",
+        "ports",
+        "protos",
+        "rawports",
+        "domain",
+        "authdomain",
+        "authfail_closed",
+    ] {
         as_given(&mut out, m, name);
     }
     out.close("Front-end Options");

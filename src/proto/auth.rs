@@ -6,6 +6,8 @@
 use std::collections::HashMap;
 use std::fmt;
 
+use super::authdns::{self, AuthDomains};
+use super::authfile::AuthUser;
 use super::handshake::{KiteLine, challenge, check_challenge, verify};
 use super::kite::{KiteId, secret_candidates};
 
@@ -31,6 +33,8 @@ pub enum Reason {
     Unauthorized,
     Port,
     Proto,
+    /// The auth domain or `--authfile` says the user is over a quota.
+    Quota,
 }
 
 impl Reason {
@@ -41,6 +45,7 @@ impl Reason {
             Reason::Unauthorized => "unauthorized",
             Reason::Port => "port",
             Reason::Proto => "proto",
+            Reason::Quota => "quota",
         }
     }
 }
@@ -51,6 +56,15 @@ impl fmt::Display for Reason {
     }
 }
 
+/// Where kites without a local `--domain` secret may still be proven.
+#[derive(Clone, Copy)]
+pub struct Remote<'a> {
+    /// `--authdomain`: the auth server checks the signature.
+    pub auth_domains: &'a AuthDomains,
+    /// `--authfile`'s users.
+    pub users: &'a [AuthUser],
+}
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Verdict {
     /// First round: send this challenge in `X-PageKite-SignThis`.
@@ -59,25 +73,98 @@ pub enum Verdict {
     Reject(Reason),
 }
 
-/// Judges one kite line, in pagekite.py's order of checks.
+/// A verdict, or the auth domain to ask first.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Judged {
+    Done(Verdict),
+    /// Signed with the secret of `--authfile`'s user at this index (the
+    /// caller applies the user's cap).
+    User(usize),
+    /// Look this name up (`authdns::lookup_name`) and judge by its answer.
+    Lookup {
+        name: String,
+        auth_domain: String,
+    },
+}
+
+/// Judges one kite line, in pagekite.py's order of checks, with local
+/// secrets only.
 pub fn judge(policy: &Policy<'_>, line: &KiteLine, unix_time: u64, tok8: &str) -> Verdict {
+    let none = AuthDomains::default();
+    let remote = Remote {
+        auth_domains: &none,
+        users: &[],
+    };
+    match judge_with(policy, remote, line, unix_time, tok8) {
+        Judged::Done(v) => v,
+        Judged::User(_) => Verdict::Accept,
+        // No auth domain, no look-up.
+        Judged::Lookup { .. } => Verdict::Reject(Reason::Unauthorized),
+    }
+}
+
+/// Judges one kite line, in pagekite.py's order of checks (pk.py
+/// `GetDomainQuota`): the challenge, the local secret, then the auth
+/// domain, which is also asked when a local secret does not match.
+pub fn judge_with(
+    policy: &Policy<'_>,
+    remote: Remote<'_>,
+    line: &KiteLine,
+    unix_time: u64,
+    tok8: &str,
+) -> Judged {
     if line.token.is_empty() || line.sign.is_empty() {
-        return Verdict::SignThis(challenge(policy.fe_secret, &line.what(), unix_time, tok8));
+        return Judged::Done(Verdict::SignThis(challenge(
+            policy.fe_secret,
+            &line.what(),
+            unix_time,
+            tok8,
+        )));
     }
     let Some(id) = KiteId::parse(&line.proto) else {
-        return Verdict::Reject(Reason::Proto);
+        return Judged::Done(Verdict::Reject(Reason::Proto));
     };
     if let Err(reason) = served(policy, &id) {
-        return Verdict::Reject(reason);
+        return Judged::Done(Verdict::Reject(reason));
     }
     if !check_challenge(policy.fe_secret, &line.what(), &line.token, unix_time) {
-        return Verdict::Reject(Reason::Unauthorized);
+        return Judged::Done(Verdict::Reject(Reason::Unauthorized));
     }
-    match secret_for(policy, &id, &line.domain) {
-        Some(secret) if verify(secret, &line.payload(), &line.sign) => Verdict::Accept,
-        Some(_) => Verdict::Reject(Reason::Signature),
-        None => Verdict::Reject(Reason::Unauthorized),
+    let local = secret_for(policy, &id, &line.domain);
+    if local.is_some_and(|secret| verify(secret, &line.payload(), &line.sign)) {
+        return Judged::Done(Verdict::Accept);
     }
+    // `--authfile`'s users who may fly this kite, in file order.
+    let mut covered = false;
+    for (i, user) in remote.users.iter().enumerate() {
+        if user.covers(&id, &line.domain) {
+            if verify(&user.secret, &line.payload(), &line.sign) {
+                return Judged::User(i);
+            }
+            covered = true;
+        }
+    }
+    if let Some(adom) = remote.auth_domains.for_domain(&line.domain) {
+        return match authdns::lookup_name(
+            &line.srand,
+            &line.token,
+            &line.sign,
+            &line.proto,
+            &line.domain,
+            adom,
+        ) {
+            Some(name) => Judged::Lookup {
+                name,
+                auth_domain: adom.to_string(),
+            },
+            None => Judged::Done(Verdict::Reject(Reason::Unauthorized)),
+        };
+    }
+    Judged::Done(if local.is_some() || covered {
+        Verdict::Reject(Reason::Signature)
+    } else {
+        Verdict::Reject(Reason::Unauthorized)
+    })
 }
 
 /// Whether the frontend serves a kite's protocol and port at all.
@@ -104,6 +191,12 @@ fn secret_for<'a>(policy: &Policy<'a>, id: &KiteId, domain: &str) -> Option<&'a 
     secret_candidates(id, domain)
         .iter()
         .find_map(|k| policy.secrets.get(k))
+}
+
+/// After a configuration change: whether a kite's protocol and port are
+/// still served (a kite an auth domain proved needs no more).
+pub fn still_served(new: &Policy<'_>, proto: &str) -> bool {
+    KiteId::parse(proto).is_some_and(|id| served(new, &id).is_ok())
 }
 
 /// After a configuration change: whether a kite accepted under `old` would
@@ -300,5 +393,65 @@ mod tests {
         ));
         assert!(still_accepted(&old, &narrower, "http", "a.example.test"));
         assert!(!still_accepted(&old, &old, "bogus!", "a.example.test"));
+    }
+
+    #[test]
+    fn without_a_matching_local_secret_the_auth_domain_is_asked() {
+        let (secrets, protos) = fixture();
+        let policy = Policy {
+            secrets: &secrets,
+            protos: &protos,
+            ports: &[80],
+            raw_ports: &[],
+            raw_virtual: false,
+            fe_secret: "fe",
+        };
+        let mut adoms = AuthDomains::default();
+        adoms.apply("auth.test").unwrap();
+        let remote = Remote {
+            auth_domains: &adoms,
+            users: &[],
+        };
+        let round = |domain: &str, secret: &str| {
+            let mut line = KiteLine::parse(&format!("http:{domain}:srand1::")).unwrap();
+            let Judged::Done(Verdict::SignThis(c)) =
+                judge_with(&policy, remote, &line, NOW, "t1234567")
+            else {
+                panic!("a challenge first");
+            };
+            line.token = c;
+            line.sign = sign(secret, &line.payload(), "0badc0de");
+            (judge_with(&policy, remote, &line, NOW, "t7654321"), line)
+        };
+        // A local secret that matches needs no look-up.
+        assert_eq!(round("other.test", "pw2").0, Judged::Done(Verdict::Accept));
+        // One that does not is asked about, as pagekite.py does.
+        for domain in ["other.test", "nobody.test"] {
+            let (v, line) = round(domain, "wrong");
+            let name = format!(
+                "srand1.{}.{}.http.{domain}.auth.test.",
+                line.token, line.sign
+            );
+            assert_eq!(
+                v,
+                Judged::Lookup {
+                    name,
+                    auth_domain: "auth.test".into()
+                }
+            );
+        }
+        // A salt with a dot is refused without asking.
+        let mut line = KiteLine::parse("http:nobody.test:s.x::").unwrap();
+        let Judged::Done(Verdict::SignThis(c)) =
+            judge_with(&policy, remote, &line, NOW, "t1234567")
+        else {
+            panic!("a challenge first");
+        };
+        line.token = c;
+        line.sign = sign("pw", &line.payload(), "0badc0de");
+        assert_eq!(
+            judge_with(&policy, remote, &line, NOW, "t1"),
+            Judged::Done(Verdict::Reject(Reason::Unauthorized))
+        );
     }
 }

@@ -6,6 +6,8 @@
 pub mod acl;
 pub mod acme;
 pub mod auth;
+pub mod authdns;
+pub mod authfile;
 pub mod backoff;
 pub mod base64;
 pub mod ct;

@@ -8,6 +8,8 @@
 #![allow(clippy::disallowed_methods)]
 
 mod acme;
+mod authdomain;
+mod authfile;
 mod certs;
 mod cli;
 mod dyndns;
