@@ -241,8 +241,8 @@ pub(super) fn inband_answer(
 ) -> Control {
     let session = guard::new_session(fe, token, &mut info.sessions);
     let lines = handshake::inband_reply_lines(info.prefix, answers, &session);
+    // `new_session` has put it in `info.sessions` already.
     info.kites.extend(register(eng, fe, token, answers));
-    info.sessions.push(session);
     let signing = answers
         .iter()
         .any(|a| matches!(a, KiteAnswer::SignThis { .. }));
