@@ -569,6 +569,28 @@ fn render(eng: &mut Cx, role: RoleRef<'_>) -> String {
         table.metrics_clients,
     );
     if let RoleRef::Frontend(fe) = role {
+        if !fe.settings().auth_domains.is_empty() {
+            let (lookups, failures, hits) = fe.auth_counts();
+            for (name, help, v) in [
+                (
+                    "rkite_auth_lookups_total",
+                    "--authdomain look-ups sent to the resolver.",
+                    lookups,
+                ),
+                (
+                    "rkite_auth_failures_total",
+                    "--authdomain look-ups that got no usable answer.",
+                    failures,
+                ),
+                (
+                    "rkite_auth_cache_hits_total",
+                    "--authdomain answers served from the cache.",
+                    hits,
+                ),
+            ] {
+                e.single(name, Kind::Counter, help, v);
+            }
+        }
         if let Some(acme) = fe.acme_summary() {
             e.family(
                 "rkite_acme_certificates",

@@ -186,7 +186,9 @@ fn authdomain_answers_decide_kites_and_are_cached() {
     );
     let dir = temp("authdomain");
     let port = free_port();
-    let fe = frontend_in_namespace(&dir, &ip, port, &[]);
+    let metrics = free_port();
+    let metrics_flag = format!("--metrics=127.0.0.1:{metrics}");
+    let fe = frontend_in_namespace(&dir, &ip, port, &[&metrics_flag]);
 
     // An OK answer: a real backend's kite comes up and serves its page.
     let origin = Origin::start();
@@ -237,6 +239,12 @@ fn authdomain_answers_decide_kites_and_are_cached() {
     util::wait_until("the status file counts the cache hits", T, || {
         status(&dir).contains("\"auth_cache_hits\": 2")
     });
+    let scraped = util::curl(&[&format!("http://127.0.0.1:{metrics}/metrics")]).body_str();
+    assert!(
+        scraped.contains("\nrkite_auth_cache_hits_total 2\n")
+            && scraped.contains("\nrkite_auth_failures_total 0\n"),
+        "{scraped}"
+    );
     drop(be);
 }
 
