@@ -21,6 +21,8 @@ mod files;
 mod flags;
 #[doc(hidden)]
 pub mod offline;
+mod operators;
+pub use operators::OperatorSettings;
 mod proxies;
 mod roles;
 pub mod service;
@@ -330,6 +332,7 @@ fn parse_expanded(argv: &[String], expanded: &files::Expanded) -> Result<Parsed,
             Some(list) => parse_ports(&list, "proxyproto_ports")?,
             None => Vec::new(),
         },
+        ops: operators::parse(&m)?,
     };
     let backend = BackendSettings {
         frontends,

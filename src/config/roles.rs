@@ -133,6 +133,9 @@ pub struct FrontendSettings {
     pub proxyproto_from: Vec<crate::proto::acl::Cidr>,
     /// `--proxyproto_ports` (empty: every public port).
     pub proxyproto_ports: Vec<u16>,
+    /// `--motd`, `--ratelimit_ips`, `--portalias`, `--accept_acl_file`
+    /// and `--overload*`.
+    pub ops: super::OperatorSettings,
 }
 
 /// What only a backend reads.
