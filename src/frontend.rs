@@ -38,6 +38,8 @@ mod control;
 pub use control::reload;
 #[path = "frontend_guard.rs"]
 pub(crate) mod guard;
+#[path = "frontend_ops.rs"]
+pub(crate) mod ops;
 pub use guard::UNAUTHENTICATED_TIMEOUT;
 /// Accepts per listener per wakeup.
 const ACCEPT_BURST: usize = 64;
@@ -74,6 +76,9 @@ pub struct State {
     /// The name each client IP last asked for over HTTP, and when: how a
     /// dedicated raw port shared by several kites picks one (§6.6).
     recent: HashMap<std::net::IpAddr, (String, std::time::Instant)>,
+    /// `--motd`, `--ratelimit_ips`, `--portalias`, `--accept_acl_file`,
+    /// `--overload*`.
+    pub(crate) ops: ops::Ops,
 }
 
 /// How long a client's last HTTP name steers its raw-port connections.
@@ -110,6 +115,7 @@ impl State {
     }
 
     pub fn new(config: FrontendSettings, _: &Registry) -> Result<State, Fatal> {
+        let ops = ops::Ops::new(&config.ops);
         let mut bound = Vec::new();
         for (port, raw) in wanted_ports(&config) {
             bound.push(bind_port(config.host, port, raw)?);
@@ -119,8 +125,9 @@ impl State {
         Ok(State {
             info: FrontendInfo {
                 protos: config.protos.clone(),
-                ports: bound.iter().filter(|b| !b.raw).map(|b| b.port).collect(),
+                ports: ops.reported_ports(bound.iter().filter(|b| !b.raw).map(|b| b.port)),
                 raw_ports: config.raw_ports.clone(),
+                motd: ops.motd.clone(),
             },
             bound,
             listeners: Vec::new(),
@@ -145,6 +152,7 @@ impl State {
             accept_paused: false,
             fds_exhausted: None,
             recent: HashMap::new(),
+            ops,
             settings: config,
         })
     }
@@ -374,6 +382,9 @@ pub fn drive_listener(eng: &mut Cx, fe: &mut State, token: Token, mut l: Listene
                 let Some(peer) = public::admit(eng, fe, peer, balancer) else {
                     continue;
                 };
+                if !balancer && !ops::accepts(eng, fe, peer) {
+                    continue;
+                }
                 if let Some(since) = fe.fds_exhausted.take() {
                     info!(
                         "accepting again after {:.1} s without file descriptors",
@@ -399,7 +410,8 @@ pub fn drive_listener(eng: &mut Cx, fe: &mut State, token: Token, mut l: Listene
                     continue;
                 }
                 let _ = sock.set_nodelay(true);
-                let (port, raw) = (l.port, l.raw);
+                // `--portalias`: handled as if it came to the alias.
+                let (port, raw) = (fe.ops.port(l.port), l.raw);
                 let pool = eng.pool.clone();
                 let added = eng.add_for(sock, (!balancer).then_some(peer.ip()), |sock, _| {
                     let mut sniff = crate::conn::Sniff::new(&pool, sock, peer, port);
@@ -525,6 +537,7 @@ pub fn accept_tunnel(
     let session = guard::new_session(fe, token, &mut sessions);
     let reply = handshake::build_reply(request.prefix, &fe.info, &answers, &session);
     let kites = register(fe, token, &answers);
+    fe.ops.tunnel_kites(token, kites.iter());
     let live = any_ok || in_band;
     let info = TunnelInfo {
         kites,
@@ -702,8 +715,9 @@ fn on_noop(
     }
     let answers = judge(eng, fe, token, &request, peer);
     let session = guard::new_session(fe, token, &mut info.sessions);
-    let lines = handshake::inband_reply_lines(info.prefix, &answers, &session);
+    let lines = handshake::inband_reply_lines_with(info.prefix, &answers, &session, &fe.ops.motd);
     info.kites.extend(register(fe, token, &answers));
+    fe.ops.tunnel_kites(token, info.kites.iter());
     info.sessions.push(session);
     let signing = answers
         .iter()
@@ -729,6 +743,7 @@ fn tunnel_closed(fe: &mut State, token: Token, info: TunnelInfo, summary: &str) 
         }
     }
     guard::forget_sessions(fe, &info.sessions);
+    fe.ops.forget_tunnel(token);
     if info.kites.is_empty() {
         debug!("{summary}");
     } else {

@@ -278,7 +278,7 @@ pub(super) const FLAGS: &[Flag] = &[
     multi(
         "ratelimit_ips",
         "[KITE:]IPS/SECONDS",
-        "Frontend: a tunnel serves at most IPS different clients (address, and for HTTP its User-Agent and Accept-Language) within SECONDS; others get the 503 page. With KITE, for that kite and its subdomains; a tunnel takes the strictest limit of its kites and the default. Repeatable.",
+        "Frontend: a tunnel serves at most IPS different clients (address, and for HTTP its User-Agent and Accept-Language) within SECONDS; others get the 503 page. With KITE, for that kite and its subdomains (replacing the default for its tunnel); a tunnel serving several kites takes the strictest. Repeatable.",
     ),
     multi(
         "portalias",

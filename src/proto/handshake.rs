@@ -7,6 +7,7 @@
 use std::fmt;
 
 use super::frame::header_lines;
+use super::operators;
 
 /// The longest head (request or reply) either side accepts.
 pub const MAX_HEAD: usize = 16 * 1024;
@@ -363,6 +364,8 @@ pub struct FrontendInfo {
     pub ports: Vec<u16>,
     /// `--rawports` as written (`virtual` and/or numbers); empty = not sent.
     pub raw_ports: Vec<String>,
+    /// `--motd`'s text (empty: none), sent in every reply's `Misc`.
+    pub motd: String,
 }
 
 /// Builds the frontend's `200 OK` reply head to a tunnel request.
@@ -399,7 +402,7 @@ pub fn build_reply(
         answer.push_lines(prefix, &mut lines);
     }
     lines.push(format!("{p}-SessionID: {session_id}"));
-    lines.push(format!("{p}-Misc: motd="));
+    lines.push(format!("{p}-Misc: {}", operators::misc_value(&info.motd)));
     let mut out = lines.join("\r\n");
     out.push_str("\r\n\r\n");
     out
@@ -407,13 +410,24 @@ pub fn build_reply(
 
 /// Header lines of the frontend's in-band answer (a NOOP chunk).
 pub fn inband_reply_lines(prefix: Prefix, answers: &[KiteAnswer], session_id: &str) -> Vec<String> {
+    inband_reply_lines_with(prefix, answers, session_id, "")
+}
+
+/// [`inband_reply_lines`] with the frontend's motd in `Misc` (pagekite.py
+/// sends it with every round of answers).
+pub fn inband_reply_lines_with(
+    prefix: Prefix,
+    answers: &[KiteAnswer],
+    session_id: &str,
+    motd: &str,
+) -> Vec<String> {
     let p = prefix.as_str();
     let mut lines = vec!["NOOP: 1".to_string()];
     for answer in answers {
         answer.push_lines(prefix, &mut lines);
     }
     lines.push(format!("{p}-SessionID: {session_id}"));
-    lines.push(format!("{p}-Misc: motd="));
+    lines.push(format!("{p}-Misc: {}", operators::misc_value(motd)));
     lines
 }
 
@@ -424,6 +438,8 @@ pub struct TunnelReply {
     pub features: Vec<String>,
     pub answers: Vec<KiteAnswer>,
     pub session_id: Option<String>,
+    /// The frontend's message of the day (`Misc: motd=...`), if not empty.
+    pub motd: Option<String>,
 }
 
 impl TunnelReply {
@@ -469,6 +485,10 @@ pub fn parse_reply<'a>(headers: impl Iterator<Item = (&'a str, &'a str)>) -> Tun
             reply.answers.push(KiteAnswer::Duplicate { what });
         } else if is("-SessionID") {
             reply.session_id = Some(what);
+        } else if is("-Misc") {
+            if let Some(motd) = operators::motd_of_misc(value) {
+                reply.motd = Some(motd);
+            }
         }
     }
     for answer in &mut reply.answers {
@@ -675,6 +695,7 @@ mod tests {
             protos: vec!["http".into(), "raw".into()],
             ports: vec![9080, 9082],
             raw_ports: vec!["virtual".into()],
+            motd: String::new(),
         };
         let answers = vec![
             KiteAnswer::SignThis {
@@ -704,6 +725,40 @@ mod tests {
         assert_eq!(reply.session_id.as_deref(), Some("1:2"));
         let legacy = build_reply(Prefix::Beanstalk, &info, &answers[1..2], "x");
         assert!(legacy.contains("X-Beanstalk-OK: http:b:s\r\n"));
+    }
+
+    #[test]
+    fn motd_goes_out_url_encoded_and_comes_back() {
+        let info = FrontendInfo {
+            motd: "Welcome, club & friends!\nBe nice.".into(),
+            ..FrontendInfo::default()
+        };
+        let text = build_reply(Prefix::PageKite, &info, &[], "s");
+        assert!(
+            text.ends_with(
+                "X-PageKite-Misc: motd=Welcome%2C+club+%26+friends%21%0ABe+nice.\r\n\r\n"
+            ),
+            "{text}"
+        );
+        let (_, headers) = split_head(text.as_bytes()).unwrap();
+        assert_eq!(
+            parse_reply(headers).motd.as_deref(),
+            Some(info.motd.as_str())
+        );
+        let lines = inband_reply_lines_with(Prefix::PageKite, &[], "s", "hi there");
+        assert_eq!(
+            lines.last().map(String::as_str),
+            Some("X-PageKite-Misc: motd=hi+there")
+        );
+        let block = lines.join("\r\n");
+        assert_eq!(
+            parse_reply(header_lines(&block)).motd.as_deref(),
+            Some("hi there")
+        );
+        // pagekite.py's empty motd is none.
+        let plain = build_reply(Prefix::PageKite, &FrontendInfo::default(), &[], "s");
+        let (_, headers) = split_head(plain.as_bytes()).unwrap();
+        assert_eq!(parse_reply(headers).motd, None);
     }
 
     #[test]

@@ -219,17 +219,19 @@ impl RateLimits {
         }
     }
 
-    /// The limit of a tunnel serving `domains`: the strictest of the default
-    /// and each kite's (pagekite.py's `UpdateIP_Limits` over its kites).
+    /// The limit of a tunnel serving `domains`, as pagekite.py ends up
+    /// with it: the strictest of the kites' own limits (the auth results'
+    /// `IPsPerSec`, which replaces the default), or the default if no kite
+    /// has one.
     pub fn for_tunnel<'a>(&self, domains: impl Iterator<Item = &'a str>) -> Option<RateLimit> {
-        let mut limit = self.default_limit();
+        let mut own: Option<RateLimit> = None;
         for found in domains.filter_map(|d| self.for_domain(d)) {
-            limit = match limit {
+            own = match own {
                 Some(old) if !found.stricter_than(&old) => Some(old),
                 _ => Some(found),
             };
         }
-        limit
+        own.or_else(|| self.default_limit())
     }
 }
 

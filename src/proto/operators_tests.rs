@@ -4,6 +4,11 @@
 
 use super::*;
 
+#[allow(clippy::disallowed_methods)] // a base instant for the arithmetic
+fn base() -> Instant {
+    Instant::now()
+}
+
 #[test]
 fn motd_is_stripped_and_cut_as_pagekite_loads_it() {
     assert_eq!(motd_from_file("\n  Hello, club!  \n\n"), "Hello, club!");
@@ -77,7 +82,7 @@ fn ratelimit_syntax_is_pagekites() {
 
 #[test]
 fn ratelimit_domain_lookup_walks_parents_like_get_default_ips_per_second() {
-    let limits = RateLimits::parse(&["9/6", "foo.test:2/10", "bar.foo.test:1/5"]).unwrap();
+    let limits = RateLimits::parse(&["9/6", "foo.test:2/10", "bar.foo.test:1/10"]).unwrap();
     assert_eq!(limits.default_limit(), Some(RateLimit { ips: 9, secs: 6 }));
     assert_eq!(
         limits.for_domain("foo.test"),
@@ -89,19 +94,30 @@ fn ratelimit_domain_lookup_walks_parents_like_get_default_ips_per_second() {
     );
     assert_eq!(
         limits.for_domain("a.bar.foo.test"),
-        Some(RateLimit { ips: 1, secs: 5 })
+        Some(RateLimit { ips: 1, secs: 10 })
     );
     assert_eq!(limits.for_domain("other.test"), None);
     // A one-label name is never looked up (pagekite.py stops at two).
     let tld = RateLimits::parse(&["test:1/1"]).unwrap();
     assert_eq!(tld.for_domain("foo.test"), None);
-    // The strictest of the default and the kites' own.
-    let tunnel = limits.for_tunnel(["foo.test", "other.test"].into_iter());
-    assert_eq!(tunnel, Some(RateLimit { ips: 2, secs: 10 }));
+    // The strictest of the kites' own limits...
+    let tunnel = limits.for_tunnel(["foo.test", "x.bar.foo.test", "other.test"].into_iter());
+    assert_eq!(tunnel, Some(RateLimit { ips: 1, secs: 10 }));
+    // ...which replaces the default, even a stricter one (pk.py sends the
+    // kite's limit as IPsPerSec, and conns.py forces the first one)...
     let loose = RateLimits::parse(&["1/60", "foo.test:5/1"]).unwrap();
     assert_eq!(
         loose.for_tunnel(["foo.test"].into_iter()),
+        Some(RateLimit { ips: 5, secs: 1 })
+    );
+    // ...and the default where no kite has its own.
+    assert_eq!(
+        loose.for_tunnel(["other.test"].into_iter()),
         Some(RateLimit { ips: 1, secs: 60 })
+    );
+    assert_eq!(
+        RateLimits::default().for_tunnel(["a.test"].into_iter()),
+        None
     );
     // A later rule for the same name wins.
     let again = RateLimits::parse(&["1/1", "3/3"]).unwrap();
@@ -110,7 +126,7 @@ fn ratelimit_domain_lookup_walks_parents_like_get_default_ips_per_second() {
 
 #[test]
 fn limiter_counts_distinct_clients_in_the_window() {
-    let t0 = Instant::now();
+    let t0 = base();
     let mut lim = Limiter::new(RateLimit { ips: 2, secs: 10 });
     assert_eq!(lim.admit("a", t0), Admit::New);
     assert_eq!(lim.admit("b", t0), Admit::New);
@@ -125,7 +141,7 @@ fn limiter_counts_distinct_clients_in_the_window() {
 
 #[test]
 fn limiter_table_never_grows_past_the_limit() {
-    let t0 = Instant::now();
+    let t0 = base();
     let mut lim = Limiter::new(RateLimit {
         ips: 100,
         secs: 3600,
