@@ -69,8 +69,9 @@ impl Ops {
         ops
     }
 
-    /// SIGHUP: the new settings; every file is read again, the overload
-    /// level starts over if its settings changed, and the tunnels' limits
+    /// SIGHUP: the new settings; every file is read again (the overload
+    /// file when next asked), the overload level starts over if its
+    /// settings changed, and the tunnels' limits
     /// are worked out again from the kites each serves.
     pub fn reload<'a>(
         &mut self,
@@ -79,8 +80,9 @@ impl Ops {
     ) {
         if new.overload != self.settings.overload {
             self.overload = Overload::new(new.overload.clone());
-            self.overload_at = None;
         }
+        // The overload file is read again at the next question too.
+        self.overload_at = None;
         self.settings = new.clone();
         self.load_files();
         let mut by_tunnel: HashMap<Token, Vec<&KiteKey>> = HashMap::new();
