@@ -6,8 +6,10 @@
 //! passed; `--portalias` serves a port-specific kite on the alias port;
 //! `--accept_acl_file` closes connections by its rules and follows the
 //! file after SIGHUP; `--overload` makes a backend with a `--frontends`
-//! pool choose the relay that is not overloaded (rkite's backend, as
-//! pagekite.py's does, adds its overload penalty to the ping time).
+//! pool choose the relay that is not overloaded, rkite's backend and
+//! pagekite.py's alike (both add an overload penalty to the ping time;
+//! without the report pagekite.py picks the lower address, checked by
+//! hand: the pagekite.py test fails with the overload file at 0).
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener};
 use std::path::Path;
@@ -249,6 +251,37 @@ fn pool_backend(dir: &Path, port: u16, origin: &Origin) -> Proc {
     Proc::spawn("pool-backend", cmd)
 }
 
+/// Debian's pagekite.py as a backend with the same pool, in its own mount
+/// namespace.
+fn pagekite_pool_backend(dir: &Path, port: u16, origin: &Origin) -> Proc {
+    let hosts = dir.join("hosts");
+    std::fs::write(
+        &hosts,
+        "127.0.0.1 localhost\n127.0.0.2 pool.relays\n127.0.0.3 pool.relays\n",
+    )
+    .unwrap();
+    let home = util::temp_dir("ops-pk-home");
+    let mut cmd = Command::new("unshare");
+    util::no_proxy_env(&mut cmd);
+    cmd.args([
+        "-m",
+        "sh",
+        "-c",
+        "mount --bind \"$0\" /etc/hosts && exec \"$@\"",
+    ])
+    .arg(&hosts)
+    .arg(peers::PAGEKITE)
+    .args(["--clean", "--nullui", "--logfile=stdio", "--loglevel=mach"])
+    .arg(format!("--frontends=1:pool.relays:{port}"))
+    .arg(format!(
+        "--service_on={}",
+        peers::kite("http", "pool.test", origin.port(), SECRET)
+    ))
+    .env("HOME", &home)
+    .env("PYTHONUNBUFFERED", "1");
+    Proc::spawn("pagekite-pool-backend", cmd)
+}
+
 /// A port free on both 127.0.0.2 and 127.0.0.3.
 fn common_port() -> u16 {
     (0..20)
@@ -332,4 +365,39 @@ fn a_pool_backend_prefers_the_relay_that_is_not_overloaded() {
     let url = format!("http://{two}/");
     let r = util::curl(&["-sS", "-H", "Host: pool.test", &url]);
     assert_eq!((r.status, r.body_str()), (200, INDEX_BODY.to_string()));
+}
+
+#[test]
+fn pagekite_py_with_a_pool_avoids_the_overloaded_rkite_relay() {
+    if !util::require_namespaces("the overload test") || !util::require_peer(peers::PAGEKITE) {
+        return;
+    }
+    let dir = util::temp_dir("ops-overload-pk");
+    let origin = Origin::start();
+    let port = common_port();
+    // .2 has the lower address (pagekite.py's tie-break would pick it) and
+    // is overloaded; .3 is not.
+    let file = dir.join("overload");
+    std::fs::write(&file, "1\n").unwrap();
+    let overloaded = relay(
+        "127.0.0.2",
+        port,
+        &[
+            "--overload=100".to_string(),
+            format!("--overload_file={}", file.display()),
+        ],
+    );
+    let fine = relay("127.0.0.3", port, &["--overload=100".to_string()]);
+    let pk = pagekite_pool_backend(&dir, port, &origin);
+    pk.wait_for(&format!("connect=127.0.0.3:{port}"), peers::PK_READY);
+    peers::wait_kite_up(&pk, "http", "pool.test");
+    fixture::live(&fine, "http:pool.test");
+    assert!(
+        !pk.contains(&format!("connect=127.0.0.2:{port}")),
+        "pagekite.py connected to the overloaded relay"
+    );
+    assert!(overloaded.contains("overload level is now 1"));
+    let url = format!("http://127.0.0.3:{port}/");
+    let r = util::curl(&["-sS", "-H", "Host: pool.test", &url]);
+    assert_eq!(r.status, 200);
 }
