@@ -300,6 +300,13 @@ pub(super) fn apply_answers(
             tag(token),
             info.live.len()
         );
+        if let Some(limit) = &reply.ips_per_sec {
+            info!(
+                "[t{}] {fe} limits visitors to {} (clients/seconds, --ratelimit_ips)",
+                tag(token),
+                escape(limit)
+            );
+        }
     }
     if slot.pool {
         // The tunnel is up and its kites live; in a dying (in-band)

@@ -76,8 +76,7 @@ pub struct State {
     /// The name each client IP last asked for over HTTP, and when: how a
     /// dedicated raw port shared by several kites picks one (§6.6).
     recent: HashMap<std::net::IpAddr, (String, std::time::Instant)>,
-    /// `--motd`, `--ratelimit_ips`, `--portalias`, `--accept_acl_file`,
-    /// `--overload*`.
+    /// `--motd`, `--ratelimit_ips`, `--portalias`, `--accept_acl_file`, `--overload*`.
     pub(crate) ops: ops::Ops,
 }
 
@@ -536,6 +535,7 @@ pub fn accept_tunnel(
     let mut sessions = Vec::new();
     let session = guard::new_session(fe, token, &mut sessions);
     let reply = handshake::build_reply(request.prefix, &fe.info, &answers, &session);
+    let reply = fe.ops.finish_reply(request.prefix, &answers, reply);
     let kites = register(fe, token, &answers);
     fe.ops.tunnel_kites(token, kites.iter());
     let live = any_ok || in_band;
@@ -715,7 +715,9 @@ fn on_noop(
     }
     let answers = judge(eng, fe, token, &request, peer);
     let session = guard::new_session(fe, token, &mut info.sessions);
-    let lines = handshake::inband_reply_lines_with(info.prefix, &answers, &session, &fe.ops.motd);
+    let mut lines =
+        handshake::inband_reply_lines_with(info.prefix, &answers, &session, &fe.ops.motd);
+    fe.ops.finish_lines(info.prefix, &answers, &mut lines);
     info.kites.extend(register(fe, token, &answers));
     fe.ops.tunnel_kites(token, info.kites.iter());
     info.sessions.push(session);

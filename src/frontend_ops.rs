@@ -19,6 +19,7 @@ use super::State;
 use crate::config::OperatorSettings;
 use crate::conn::Cx;
 use crate::logging::escape;
+use crate::proto::handshake::{self, KiteAnswer, Prefix};
 use crate::proto::kite::KiteKey;
 use crate::proto::operators::{
     self, AcceptAcl, AcceptVerdict, Admit, Limiter, Overload, RateLimit, Recalc,
@@ -147,6 +148,37 @@ impl Ops {
                 self.limiters.remove(&token);
             }
         }
+    }
+
+    /// A tunnel reply head with pagekite.py's `IPsPerSec` for the kites it
+    /// accepts, when they have a limit of their own.
+    pub fn finish_reply(&self, prefix: Prefix, answers: &[KiteAnswer], reply: String) -> String {
+        match self.announced_limit(answers) {
+            Some(limit) => {
+                handshake::with_last_line(reply, &handshake::ips_per_sec_line(prefix, &limit))
+            }
+            None => reply,
+        }
+    }
+
+    /// The same for the lines of an in-band answer.
+    pub fn finish_lines(&self, prefix: Prefix, answers: &[KiteAnswer], lines: &mut Vec<String>) {
+        if let Some(limit) = self.announced_limit(answers) {
+            lines.push(handshake::ips_per_sec_line(prefix, &limit));
+        }
+    }
+
+    fn announced_limit(&self, answers: &[KiteAnswer]) -> Option<RateLimit> {
+        let kites: Vec<KiteKey> = answers
+            .iter()
+            .filter_map(|a| match a {
+                KiteAnswer::Ok { what } => KiteKey::of_answer(what),
+                _ => None,
+            })
+            .collect();
+        self.settings
+            .ratelimit_ips
+            .strictest_own(kites.iter().map(|k| k.domain.as_str()))
     }
 
     pub fn forget_tunnel(&mut self, token: Token) {

@@ -408,6 +408,22 @@ pub fn build_reply(
     out
 }
 
+/// pagekite.py's announcement of a tunnel's `--ratelimit_ips` limit, the
+/// last line of its answers (after `SessionID` and `Misc`).
+pub fn ips_per_sec_line(prefix: Prefix, limit: &operators::RateLimit) -> String {
+    format!("{}-IPsPerSec: {limit}", prefix.as_str())
+}
+
+/// A reply head from [`build_reply`] with `line` added as its last header.
+pub fn with_last_line(mut reply: String, line: &str) -> String {
+    if reply.ends_with("\r\n\r\n") {
+        reply.truncate(reply.len() - 2);
+        reply.push_str(line);
+        reply.push_str("\r\n\r\n");
+    }
+    reply
+}
+
 /// Header lines of the frontend's in-band answer (a NOOP chunk).
 pub fn inband_reply_lines(prefix: Prefix, answers: &[KiteAnswer], session_id: &str) -> Vec<String> {
     inband_reply_lines_with(prefix, answers, session_id, "")
@@ -440,6 +456,8 @@ pub struct TunnelReply {
     pub session_id: Option<String>,
     /// The frontend's message of the day (`Misc: motd=...`), if not empty.
     pub motd: Option<String>,
+    /// `IPsPerSec`: the visitor limit the frontend applies to the tunnel.
+    pub ips_per_sec: Option<String>,
 }
 
 impl TunnelReply {
@@ -485,6 +503,8 @@ pub fn parse_reply<'a>(headers: impl Iterator<Item = (&'a str, &'a str)>) -> Tun
             reply.answers.push(KiteAnswer::Duplicate { what });
         } else if is("-SessionID") {
             reply.session_id = Some(what);
+        } else if is("-IPsPerSec") {
+            reply.ips_per_sec = Some(what);
         } else if is("-Misc") {
             if let Some(motd) = operators::motd_of_misc(value) {
                 reply.motd = Some(motd);
@@ -755,6 +775,13 @@ mod tests {
             parse_reply(header_lines(&block)).motd.as_deref(),
             Some("hi there")
         );
+        let limit = operators::RateLimit { ips: 2, secs: 10 };
+        let limited = with_last_line(text.clone(), &ips_per_sec_line(Prefix::PageKite, &limit));
+        assert!(limited.ends_with(
+            "motd=Welcome%2C+club+%26+friends%21%0ABe+nice.\r\nX-PageKite-IPsPerSec: 2/10\r\n\r\n"
+        ));
+        let (_, headers) = split_head(limited.as_bytes()).unwrap();
+        assert_eq!(parse_reply(headers).ips_per_sec.as_deref(), Some("2/10"));
         // pagekite.py's empty motd is none.
         let plain = build_reply(Prefix::PageKite, &FrontendInfo::default(), &[], "s");
         let (_, headers) = split_head(plain.as_bytes()).unwrap();

@@ -224,6 +224,12 @@ impl RateLimits {
     /// `IPsPerSec`, which replaces the default), or the default if no kite
     /// has one.
     pub fn for_tunnel<'a>(&self, domains: impl Iterator<Item = &'a str>) -> Option<RateLimit> {
+        self.strictest_own(domains).or_else(|| self.default_limit())
+    }
+
+    /// The strictest limit `domains` have a rule of their own for (what
+    /// pagekite.py announces as `IPsPerSec` with its answers).
+    pub fn strictest_own<'a>(&self, domains: impl Iterator<Item = &'a str>) -> Option<RateLimit> {
         let mut own: Option<RateLimit> = None;
         for found in domains.filter_map(|d| self.for_domain(d)) {
             own = match own {
@@ -231,7 +237,7 @@ impl RateLimits {
                 _ => Some(found),
             };
         }
-        own.or_else(|| self.default_limit())
+        own
     }
 }
 

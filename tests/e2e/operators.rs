@@ -106,6 +106,8 @@ fn ratelimit_ips_refuses_the_client_beyond_the_limit_until_the_window_passes() {
         &[],
     );
     fixture::live(&be, "http:rl.test");
+    // The frontend announces the kite's limit, as pagekite.py does.
+    be.wait_for("limits visitors to 2/2", T);
     let ua = |name: &str| format!("User-Agent: {name}");
     let (a, b, c) = (ua("client-a"), ua("client-b"), ua("client-c"));
     assert_eq!(status(fe_port, "rl.test", &["-H", &a]), Some(200));
