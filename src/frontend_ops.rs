@@ -185,6 +185,12 @@ impl Ops {
         self.limiters.remove(&token);
     }
 
+    /// Whether `tunnel` has a `--ratelimit_ips` limit (most have none: the
+    /// visitor's id is then not even worked out).
+    pub fn is_limited(&self, tunnel: Token) -> bool {
+        self.limiters.contains_key(&tunnel)
+    }
+
     /// The limiter's verdict on a visitor of `tunnel`, and the limit (for
     /// the log line of a refusal).
     pub fn admit(

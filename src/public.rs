@@ -657,6 +657,9 @@ fn rate_admits(
     proto: &str,
     host: &str,
 ) -> bool {
+    if !fe.ops.is_limited(tunnel) {
+        return true;
+    }
     let http = matches!(proto, "http" | "websocket");
     let client = operators::client_id(&s.peer.ip().to_string(), http.then(|| s.buf.data()));
     let (verdict, limit) = fe.ops.admit(tunnel, &client, eng.now);
