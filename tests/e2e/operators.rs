@@ -206,6 +206,15 @@ fn accept_acl_file_closes_connections_by_its_rules_and_follows_sighup() {
     assert_eq!(from("127.0.0.2"), Some(200));
     assert_eq!(from("127.0.0.3"), None);
     assert_eq!(origin.requests().len(), 3);
+
+    // An edit is noticed without SIGHUP too (pagekite.py reads the file
+    // for every connection; rkite looks at its time stamp once a second).
+    std::fs::write(&acl, "127.0.0.2 deny again\n").unwrap();
+    util::wait_until("the edited file in effect without SIGHUP", T, || {
+        from("127.0.0.2").is_none()
+    });
+    assert_eq!(from("127.0.0.3"), Some(200));
+    fe.wait_for("accept.acl: 1 rules", T);
 }
 
 /// An rkite frontend listening on `ip:port` only.
