@@ -441,7 +441,7 @@ impl AcceptAcl {
     pub fn parse(text: &str) -> AcceptAcl {
         let mut acl = AcceptAcl::default();
         for (n, raw) in text.lines().enumerate() {
-            let line = raw.trim().to_lowercase();
+            let line = raw.trim().to_ascii_lowercase();
             if line.is_empty() || line.starts_with('#') {
                 continue;
             }
@@ -520,14 +520,35 @@ impl Default for OverloadSettings {
 
 /// `--overload_cpu` (clamped at 0) and `--overload_mem` (0 to 1.5).
 pub fn parse_fraction(arg: &str, max: f64) -> Result<f64, OpsError> {
-    let v: f64 = arg
-        .trim()
-        .parse()
-        .map_err(|_| OpsError::Fraction(arg.to_string()))?;
-    if !v.is_finite() {
-        return Err(OpsError::Fraction(arg.to_string()));
-    }
+    let v = parse_decimal(arg.trim()).ok_or_else(|| OpsError::Fraction(arg.to_string()))?;
     Ok(v.max(0.0).min(max))
+}
+
+/// A plain decimal number (`-0.75`, `1`, `.5`, `2.`): all these options
+/// and `/proc/loadavg` need. Not `str::parse::<f64>`, whose exact
+/// algorithm costs the binary more than every other part of this file.
+pub fn parse_decimal(text: &str) -> Option<f64> {
+    let (negative, digits) = match text.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, text.strip_prefix('+').unwrap_or(text)),
+    };
+    let (whole, frac) = digits.split_once('.').unwrap_or((digits, ""));
+    let all_digits = |s: &str| s.bytes().all(|b| b.is_ascii_digit());
+    if whole.len() + frac.len() == 0 || whole.len() > 15 || !all_digits(whole) || !all_digits(frac)
+    {
+        return None;
+    }
+    let mut value = if whole.is_empty() {
+        0.0
+    } else {
+        whole.parse::<u64>().ok()? as f64
+    };
+    let mut scale = 1.0;
+    for b in frac.bytes().take(15) {
+        scale /= 10.0;
+        value += f64::from(b - b'0') * scale;
+    }
+    Some(if negative { -value } else { value })
 }
 
 /// The numbers of `/proc/meminfo` pagekite.py reads (KiB).
@@ -540,7 +561,7 @@ pub struct MemInfo {
 
 /// The 5-minute load average (the second field of `/proc/loadavg`).
 pub fn parse_loadavg(text: &str) -> Option<f64> {
-    text.split_whitespace().nth(1)?.parse().ok()
+    parse_decimal(text.split_whitespace().nth(1)?)
 }
 
 pub fn parse_meminfo(text: &str) -> Option<MemInfo> {

@@ -351,6 +351,19 @@ fn fractions_are_clamped_as_pagekite_clamps_them() {
     assert_eq!(parse_fraction("-1", f64::MAX), Ok(0.0));
     assert!(parse_fraction("x", 1.5).is_err());
     assert!(parse_fraction("nan", 1.5).is_err());
+    for (text, want) in [
+        ("0.75", 0.75),
+        ("1", 1.0),
+        (".5", 0.5),
+        ("2.", 2.0),
+        ("+0.1", 0.1),
+    ] {
+        let got = parse_decimal(text).unwrap();
+        assert!((got - want).abs() < 1e-12, "{text}: {got}");
+    }
+    for bad in ["", ".", "-", "1.2.3", "1e3", "inf", " 1", "1x"] {
+        assert_eq!(parse_decimal(bad), None, "{bad}");
+    }
 }
 
 #[test]
