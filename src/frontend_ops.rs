@@ -326,6 +326,13 @@ pub fn accepts(eng: &mut Cx, fe: &mut State, peer: SocketAddr) -> bool {
     verdict.allow
 }
 
+/// pagekite.py's `Overloaded()`: its load is every live connection but the
+/// listeners (its `backends_live` plus `selectables_live`).
+pub fn overloaded(eng: &Cx, fe: &mut State) -> bool {
+    let load = eng.conns.len().saturating_sub(fe.listeners.len());
+    fe.ops.overloaded(load, eng.now)
+}
+
 fn stamp(path: &str) -> Option<(SystemTime, u64)> {
     let meta = std::fs::metadata(path).ok()?;
     Some((meta.modified().ok()?, meta.len()))

@@ -638,7 +638,7 @@ fn refuse(
 /// overloaded (`--overload`), as pagekite.py marks its 503 pages and ping
 /// answers: how backends with several relays learn to prefer another.
 fn overload_marked(eng: &Cx, fe: &mut State, page: Vec<u8>) -> Vec<u8> {
-    if fe.ops.overloaded(eng.conns.len(), eng.now) {
+    if frontend::ops::overloaded(eng, fe) {
         operators::mark_overloaded(page)
     } else {
         page
