@@ -3,7 +3,8 @@
 //! backend where the option has a wire half): `--motd` reaches both kinds
 //! of backend and follows a SIGHUP; `--ratelimit_ips` refuses the client
 //! beyond the limit with the 503 page and admits it once the window has
-//! passed; `--portalias` serves a port-specific kite on the alias port;
+//! passed, and holds against 300 new clients with at most 5 log lines;
+//! `--portalias` serves a port-specific kite on the alias port;
 //! `--accept_acl_file` closes connections by its rules and follows the
 //! file after SIGHUP; `--overload` makes a backend with a `--frontends`
 //! pool choose the relay that is not overloaded, rkite's backend and
@@ -411,4 +412,43 @@ fn pagekite_py_with_a_pool_avoids_the_overloaded_rkite_relay() {
     let url = format!("http://127.0.0.3:{port}/");
     let r = util::curl(&["-sS", "-H", "Host: pool.test", &url]);
     assert_eq!(r.status, 200);
+}
+
+#[test]
+fn ratelimit_ips_holds_against_a_flood_of_new_clients_with_few_log_lines() {
+    let origin = Origin::start();
+    let fe_port = free_port();
+    let fe = fixture::frontend(
+        &[fe_port],
+        &[&domain("flood.test")],
+        &["--ratelimit_ips=3/600"],
+    );
+    let be = fixture::backend(
+        fe_port,
+        &[kite("http", "flood.test", origin.port(), SECRET)],
+        &[],
+    );
+    fixture::live(&be, "http:flood.test");
+    let addr = util::local(fe_port);
+    let (mut admitted, mut refused) = (0, 0);
+    for i in 0..300 {
+        let request = format!(
+            "GET / HTTP/1.1\r\nHost: flood.test\r\nUser-Agent: flood-{i}\r\nConnection: close\r\n\r\n"
+        );
+        let reply = util::http_request(addr, request.as_bytes(), T);
+        match util::RawResponse::parse(&reply).status {
+            200 => admitted += 1,
+            503 => refused += 1,
+            other => panic!("status {other}"),
+        }
+    }
+    assert_eq!((admitted, refused), (3, 297));
+    // One of the first three is still known and renewed, not refused.
+    let again =
+        "GET / HTTP/1.1\r\nHost: flood.test\r\nUser-Agent: flood-1\r\nConnection: close\r\n\r\n";
+    let reply = util::http_request(addr, again.as_bytes(), T);
+    assert_eq!(util::RawResponse::parse(&reply).status, 200);
+    // The refusals' log lines are rate-limited (5 per 10 s).
+    let lines = fe.count("beyond --ratelimit_ips 3/600");
+    assert!((1..=5).contains(&lines), "{lines} refusal lines");
 }
