@@ -99,7 +99,19 @@ impl Ops {
     fn load_files(&mut self) {
         self.motd = match &self.settings.motd {
             Some(path) => match read_small(path) {
-                Ok(text) => operators::motd_from_file(&text),
+                Ok(text) => {
+                    let motd = operators::motd_from_file(&text);
+                    let total = text.trim().chars().count();
+                    if total > motd.chars().count() {
+                        // pagekite.py's cut, said once.
+                        warn!(
+                            "--motd {}: {total} characters; only the first {} are sent",
+                            escape(path),
+                            operators::MOTD_MAX
+                        );
+                    }
+                    motd
+                }
                 Err(e) => {
                     // pagekite.py keeps what it had; at start that is none.
                     warn!("--motd {}: {e}; keeping the previous one", escape(path));
