@@ -748,47 +748,6 @@ mod tests {
     }
 
     #[test]
-    fn motd_goes_out_url_encoded_and_comes_back() {
-        let info = FrontendInfo {
-            motd: "Welcome, club & friends!\nBe nice.".into(),
-            ..FrontendInfo::default()
-        };
-        let text = build_reply(Prefix::PageKite, &info, &[], "s");
-        assert!(
-            text.ends_with(
-                "X-PageKite-Misc: motd=Welcome%2C+club+%26+friends%21%0ABe+nice.\r\n\r\n"
-            ),
-            "{text}"
-        );
-        let (_, headers) = split_head(text.as_bytes()).unwrap();
-        assert_eq!(
-            parse_reply(headers).motd.as_deref(),
-            Some(info.motd.as_str())
-        );
-        let lines = inband_reply_lines_with(Prefix::PageKite, &[], "s", "hi there");
-        assert_eq!(
-            lines.last().map(String::as_str),
-            Some("X-PageKite-Misc: motd=hi+there")
-        );
-        let block = lines.join("\r\n");
-        assert_eq!(
-            parse_reply(header_lines(&block)).motd.as_deref(),
-            Some("hi there")
-        );
-        let limit = operators::RateLimit { ips: 2, secs: 10 };
-        let limited = with_last_line(text.clone(), &ips_per_sec_line(Prefix::PageKite, &limit));
-        assert!(limited.ends_with(
-            "motd=Welcome%2C+club+%26+friends%21%0ABe+nice.\r\nX-PageKite-IPsPerSec: 2/10\r\n\r\n"
-        ));
-        let (_, headers) = split_head(limited.as_bytes()).unwrap();
-        assert_eq!(parse_reply(headers).ips_per_sec.as_deref(), Some("2/10"));
-        // pagekite.py's empty motd is none.
-        let plain = build_reply(Prefix::PageKite, &FrontendInfo::default(), &[], "s");
-        let (_, headers) = split_head(plain.as_bytes()).unwrap();
-        assert_eq!(parse_reply(headers).motd, None);
-    }
-
-    #[test]
     fn inband_lines() {
         let kite = KiteLine::parse("http:foo.test:s:t1:sig").unwrap();
         let lines = inband_request_lines("v", std::slice::from_ref(&kite));

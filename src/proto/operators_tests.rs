@@ -3,6 +3,8 @@
 //! source, pk.py and proto/conns.py, and from Python's urllib).
 
 use super::*;
+use crate::proto::frame::header_lines;
+use crate::proto::handshake::*;
 
 #[allow(clippy::disallowed_methods)] // a base instant for the arithmetic
 fn base() -> Instant {
@@ -374,4 +376,43 @@ fn overloaded_header_goes_first_as_in_pagekite() {
         b"HTTP/1.1 503 Unavailable\r\nX-PageKite-Overloaded: Sorry\r\nX-PageKite-UUID: u\r\n\r\nbody"
     );
     assert_eq!(mark_overloaded(b"junk".to_vec()), b"junk");
+}
+
+#[test]
+fn motd_and_limit_go_out_in_the_tunnel_reply_and_come_back() {
+    let info = FrontendInfo {
+        motd: "Welcome, club & friends!\nBe nice.".into(),
+        ..FrontendInfo::default()
+    };
+    let text = build_reply(Prefix::PageKite, &info, &[], "s");
+    assert!(
+        text.ends_with("X-PageKite-Misc: motd=Welcome%2C+club+%26+friends%21%0ABe+nice.\r\n\r\n"),
+        "{text}"
+    );
+    let (_, headers) = split_head(text.as_bytes()).unwrap();
+    assert_eq!(
+        parse_reply(headers).motd.as_deref(),
+        Some(info.motd.as_str())
+    );
+    let lines = inband_reply_lines_with(Prefix::PageKite, &[], "s", "hi there");
+    assert_eq!(
+        lines.last().map(String::as_str),
+        Some("X-PageKite-Misc: motd=hi+there")
+    );
+    let block = lines.join("\r\n");
+    assert_eq!(
+        parse_reply(header_lines(&block)).motd.as_deref(),
+        Some("hi there")
+    );
+    let limit = RateLimit { ips: 2, secs: 10 };
+    let limited = with_last_line(text.clone(), &ips_per_sec_line(Prefix::PageKite, &limit));
+    assert!(limited.ends_with(
+        "motd=Welcome%2C+club+%26+friends%21%0ABe+nice.\r\nX-PageKite-IPsPerSec: 2/10\r\n\r\n"
+    ));
+    let (_, headers) = split_head(limited.as_bytes()).unwrap();
+    assert_eq!(parse_reply(headers).ips_per_sec.as_deref(), Some("2/10"));
+    // pagekite.py's empty motd is none.
+    let plain = build_reply(Prefix::PageKite, &FrontendInfo::default(), &[], "s");
+    let (_, headers) = split_head(plain.as_bytes()).unwrap();
+    assert_eq!(parse_reply(headers).motd, None);
 }
