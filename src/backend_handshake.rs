@@ -6,6 +6,8 @@
 //! (its state is the parent's); bytes move through `relay` and the core.
 
 use super::*;
+use crate::logging::escape;
+use crate::proto::operators;
 
 /// Connect completion, `CONNECT name:443` and TLS when configured, the
 /// request, the reply: until the tunnel is live.
@@ -109,6 +111,14 @@ pub(super) fn on_reply(
     }
     if let Side::Backend(info) = side {
         info.addkites = reply.has_feature("AddKites");
+    }
+    if let Some(motd) = &reply.motd {
+        // Once per tunnel: in-band rounds repeat it, and are not logged.
+        info!(
+            "[t{} {peer}] message of the day: {}",
+            tag(token),
+            escape(&operators::motd_for_log(motd))
+        );
     }
     apply_answers(eng, be, token, side, &reply)
 }
@@ -290,6 +300,13 @@ pub(super) fn apply_answers(
             tag(token),
             info.live.len()
         );
+        if let Some(limit) = &reply.ips_per_sec {
+            info!(
+                "[t{}] {fe} limits visitors to {} (clients/seconds, --ratelimit_ips)",
+                tag(token),
+                escape(limit)
+            );
+        }
     }
     if slot.pool {
         // The tunnel is up and its kites live; in a dying (in-band)

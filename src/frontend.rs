@@ -53,6 +53,8 @@ pub use acme::{
     AcmeSummary, alpn_endpoint as acme_alpn_endpoint, answer as acme_answer, drive as acme_drive,
     on_timer as on_acme_timer, timeout as acme_timeout,
 };
+#[path = "frontend_ops.rs"]
+pub(crate) mod ops;
 pub use guard::UNAUTHENTICATED_TIMEOUT;
 /// Accepts per listener per wakeup.
 const ACCEPT_BURST: usize = 64;
@@ -98,6 +100,8 @@ pub struct State {
     dns_kites: HashMap<KiteKey, String>,
     /// Live kites an `--authfile` user proved, and whose.
     user_kites: HashMap<KiteKey, String>,
+    /// `--motd`, `--ratelimit_ips`, `--portalias`, `--accept_acl_file`, `--overload*`.
+    pub(crate) ops: ops::Ops,
 }
 
 /// How long a client's last HTTP name steers its raw-port connections.
@@ -139,6 +143,7 @@ impl State {
         waker: Token,
     ) -> Result<State, Fatal> {
         let acme = config.acme.as_ref().map(acme::Acme::new).transpose()?;
+        let ops = ops::Ops::new(&config.ops);
         let mut bound = Vec::new();
         for (port, raw) in wanted_ports(&config) {
             bound.push(bind_port(config.host, port, raw)?);
@@ -148,8 +153,9 @@ impl State {
         Ok(State {
             info: FrontendInfo {
                 protos: config.protos.clone(),
-                ports: bound.iter().filter(|b| !b.raw).map(|b| b.port).collect(),
+                ports: ops.reported_ports(bound.iter().filter(|b| !b.raw).map(|b| b.port)),
                 raw_ports: config.raw_ports.clone(),
+                motd: ops.motd.clone(),
             },
             bound,
             listeners: Vec::new(),
@@ -181,6 +187,7 @@ impl State {
                 what: "create a waker",
                 error,
             })?,
+            ops,
             settings: config,
         })
     }
@@ -428,6 +435,9 @@ pub fn drive_listener(eng: &mut Cx, fe: &mut State, token: Token, mut l: Listene
                 let Some(peer) = public::admit(eng, fe, peer, balancer) else {
                     continue;
                 };
+                if !balancer && !ops::accepts(eng, fe, peer) {
+                    continue;
+                }
                 if let Some(since) = fe.fds_exhausted.take() {
                     info!(
                         "accepting again after {:.1} s without file descriptors",
@@ -453,7 +463,8 @@ pub fn drive_listener(eng: &mut Cx, fe: &mut State, token: Token, mut l: Listene
                     continue;
                 }
                 let _ = sock.set_nodelay(true);
-                let (port, raw) = (l.port, l.raw);
+                // `--portalias`: handled as if it came to the alias.
+                let (port, raw) = (fe.ops.port(l.port), l.raw);
                 let pool = eng.pool.clone();
                 let added = eng.add_for(sock, (!balancer).then_some(peer.ip()), |sock, _| {
                     let mut sniff = crate::conn::Sniff::new(&pool, sock, peer, port);
@@ -620,7 +631,9 @@ fn answer_tunnel(
     let mut sessions = Vec::new();
     let session = guard::new_session(fe, token, &mut sessions);
     let reply = handshake::build_reply(request.prefix, &fe.info, &answers, &session);
+    let reply = fe.ops.finish_reply(request.prefix, &answers, reply);
     let kites = register(eng, fe, token, &answers);
+    fe.ops.tunnel_kites(token, kites.iter());
     let live = any_ok || in_band;
     if let Side::Frontend(info) = &mut t.side {
         info.kites = kites;
@@ -719,6 +732,7 @@ fn tunnel_closed(fe: &mut State, token: Token, info: TunnelInfo, summary: &str) 
         }
     }
     guard::forget_sessions(fe, &info.sessions);
+    fe.ops.forget_tunnel(token);
     if info.kites.is_empty() {
         debug!("{summary}");
     } else {

@@ -64,6 +64,11 @@ pub fn reload(eng: &mut Cx, fe: &mut State, new: &FrontendSettings) -> Result<()
     }
     ports.extend(fresh_ports);
     listeners.extend(added);
+    // Kites are judged by, and backends told, the ports after `--portalias`.
+    let ports: Vec<u16> = ports
+        .into_iter()
+        .map(|p| new.ops.portalias.map(p))
+        .collect();
 
     let raw_ports = numeric_raw_ports(new);
     let raw_virtual = new.raw_ports.iter().any(|p| p == "virtual");
@@ -128,6 +133,7 @@ pub fn reload(eng: &mut Cx, fe: &mut State, new: &FrontendSettings) -> Result<()
         protos: new.protos.clone(),
         ports,
         raw_ports: new.raw_ports.clone(),
+        motd: String::new(),
     };
     fe.raw_ports = raw_ports;
     fe.raw_virtual = raw_virtual;
@@ -172,5 +178,11 @@ pub fn reload(eng: &mut Cx, fe: &mut State, new: &FrontendSettings) -> Result<()
             relay::discard(eng, fe, token, &Why::Operator("denied by --tunnel_acl"));
         }
     }
+
+    // `--motd` and `--accept_acl_file` are read again; each tunnel's
+    // `--ratelimit_ips` limit follows the kites it still serves.
+    fe.ops
+        .reload(&new.ops, fe.kites.iter().map(|(k, t)| (k, *t)));
+    fe.info.motd = fe.ops.motd.clone();
     Ok(())
 }

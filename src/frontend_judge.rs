@@ -240,9 +240,12 @@ pub(super) fn inband_answer(
     answers: &[KiteAnswer],
 ) -> Control {
     let session = guard::new_session(fe, token, &mut info.sessions);
-    let lines = handshake::inband_reply_lines(info.prefix, answers, &session);
+    let mut lines =
+        handshake::inband_reply_lines_with(info.prefix, answers, &session, &fe.ops.motd);
+    fe.ops.finish_lines(info.prefix, answers, &mut lines);
     // `new_session` has put it in `info.sessions` already.
     info.kites.extend(register(eng, fe, token, answers));
+    fe.ops.tunnel_kites(token, info.kites.iter());
     let signing = answers
         .iter()
         .any(|a| matches!(a, KiteAnswer::SignThis { .. }));

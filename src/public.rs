@@ -31,6 +31,7 @@ use crate::engine::{Deadlines, TimerKind};
 use crate::frontend::{self, State};
 use crate::net::{self, Io};
 use crate::proto::kite;
+use crate::proto::operators::{self, Admit};
 use crate::proto::pages::{self, Side as PageSide};
 use crate::proto::sniff::{self, Sniff as Sniffed};
 use crate::proto::tunnel::{OpenError, StreamHead};
@@ -323,7 +324,7 @@ fn step(eng: &mut Cx, fe: &mut State, token: Token, mut s: Sniff) -> Next {
         }
         Sniffed::Ping { .. } => {
             debug!("[p{} {}] answered a relay ping", tag(token), s.peer);
-            let reply = pages::ping_reply(&fe.uuid);
+            let reply = overload_marked(eng, fe, pages::ping_reply(&fe.uuid));
             Next::Done(start_reply(eng, token, s.transport, reply))
         }
         Sniffed::PingMethod { path, .. } => {
@@ -367,7 +368,7 @@ fn step(eng: &mut Cx, fe: &mut State, token: Token, mut s: Sniff) -> Next {
                             head.path
                         ),
                     );
-                    let page = pages::no_host(&fe.uuid);
+                    let page = overload_marked(eng, fe, pages::no_host(&fe.uuid));
                     Next::Done(start_reply(eng, token, s.transport, page))
                 }
                 // HTTP-01: the ACME server checks that this frontend
@@ -584,6 +585,9 @@ fn route(
         );
         return refuse(eng, fe, token, s, proto, host);
     };
+    if !rate_admits(eng, fe, token, &s, tunnel, proto, host) {
+        return refuse(eng, fe, token, s, proto, host);
+    }
     // The core builds the first chunk's headers before anything changes, so
     // a name that can't be sent exactly refuses this stream and nothing else.
     let rip = s.peer.ip().to_string();
@@ -653,5 +657,53 @@ fn refuse(
     let uuid = &fe.uuid;
     let frame = eng.config.error_urls.frame_for(host);
     let page = pages::unavailable_framed(PageSide::Frontend, "http", host, uuid, frame);
+    let page = overload_marked(eng, fe, page);
     start_reply(eng, token, s.transport, page)
+}
+
+/// A relay's own page with `X-PageKite-Overloaded` first while it is
+/// overloaded (`--overload`), as pagekite.py marks its 503 pages and ping
+/// answers: how backends with several relays learn to prefer another.
+fn overload_marked(eng: &Cx, fe: &mut State, page: Vec<u8>) -> Vec<u8> {
+    if frontend::ops::overloaded(eng, fe) {
+        operators::mark_overloaded(page)
+    } else {
+        page
+    }
+}
+
+/// `--ratelimit_ips`: whether the tunnel may take one more visitor, as
+/// pagekite.py counts them (its address, and for HTTP its User-Agent and
+/// Accept-Language). A refusal is logged, rate-limited.
+fn rate_admits(
+    eng: &mut Cx,
+    fe: &mut State,
+    token: Token,
+    s: &Sniff,
+    tunnel: Token,
+    proto: &str,
+    host: &str,
+) -> bool {
+    if !fe.ops.is_limited(tunnel) {
+        return true;
+    }
+    let http = matches!(proto, "http" | "websocket");
+    let client = operators::client_id(&s.peer.ip().to_string(), http.then(|| s.buf.data()));
+    let (verdict, limit) = fe.ops.admit(tunnel, &client, eng.now);
+    if verdict != Admit::Refused {
+        return true;
+    }
+    let limit = limit.map(|l| l.to_string()).unwrap_or_default();
+    eng.noisy(
+        Noise::PerIpLimit,
+        Level::Warn,
+        format_args!(
+            "[p{} {}] {proto}://{}: a new client beyond --ratelimit_ips {limit} of tunnel t{}, refused",
+            tag(token),
+            s.peer,
+            crate::logging::escape(host),
+            tag(tunnel)
+        ),
+    );
+    false
 }

@@ -185,13 +185,6 @@ pub(super) const REFUSED: &[(&str, &str, bool, &str)] = &[
         true,
         "the built-in web server's TLS is not supported: use --tls_endpoint on the frontend",
     ),
-    ("", "motd", true, "not supported yet"),
-    (
-        "",
-        "portalias",
-        true,
-        "not supported yet: listen on both ports with --ports",
-    ),
     (
         "",
         "selfsign",
@@ -200,45 +193,9 @@ pub(super) const REFUSED: &[(&str, &str, bool, &str)] = &[
     ),
     (
         "",
-        "ratelimit_ips",
-        true,
-        "not supported yet: use --max_conns_per_ip",
-    ),
-    (
-        "",
-        "accept_acl_file",
-        true,
-        "not supported yet: use --client_acl and --tunnel_acl",
-    ),
-    (
-        "",
         "wschunks",
         false,
         "the WebSocket tunnel transport is not supported: tunnels use CONNECT, with TLS if asked",
-    ),
-    (
-        "",
-        "overload",
-        true,
-        "not supported yet: use --max_conns and --buffers",
-    ),
-    (
-        "",
-        "overload_cpu",
-        true,
-        "not supported yet: use --max_conns and --buffers",
-    ),
-    (
-        "",
-        "overload_mem",
-        true,
-        "not supported yet: use --max_conns and --buffers",
-    ),
-    (
-        "",
-        "overload_file",
-        true,
-        "not supported yet: use --max_conns and --buffers",
     ),
 ];
 

@@ -459,7 +459,7 @@ fn pagekite_options_rkite_does_not_implement() {
     let err = parse(&args(&[
         "--frontend=127.0.0.1:9080",
         "--service_on=http:a.test:localhost:80:pw",
-        "--motd=hello",
+        "--wschunks",
     ]))
     .unwrap_err();
     assert!(err.to_string().contains("not supported"), "{err}");

@@ -316,6 +316,52 @@ pub(super) const FLAGS: &[Flag] = &[
         "PEM",
         "Frontend: the CA certificates that the ACME server's own HTTPS is checked against (default: the system's), for a private ACME server.",
     ),
+    value(
+        "",
+        "motd",
+        "FILE",
+        "Frontend: a message of the day for backends: the file's text (stripped, first 8192 characters) goes to every backend in the tunnel reply's X-PageKite-Misc, as pagekite.py sends it; re-read on SIGHUP.",
+    ),
+    multi(
+        "ratelimit_ips",
+        "[KITE:]IPS/SECONDS",
+        "Frontend: a tunnel serves at most IPS different clients (address, and for HTTP its User-Agent and Accept-Language) within SECONDS; others get the 503 page. With KITE, for that kite and its subdomains (replacing the default for its tunnel); a tunnel serving several kites takes the strictest. Repeatable.",
+    ),
+    multi(
+        "portalias",
+        "PORT:ALIAS",
+        "Frontend: connections to public port PORT are handled (routed, and reported to backends) as if they came to port ALIAS. Repeatable.",
+    ),
+    value(
+        "",
+        "accept_acl_file",
+        "FILE",
+        "Frontend: pagekite.py's accept list, consulted for every new connection: one `PATTERN POLICY [REASON]` a line (an address or a regex matched from its start; POLICY allow or deny), first match decides, no match allows. Re-read when it changes (checked at most once a second) and on SIGHUP.",
+    ),
+    value(
+        "",
+        "overload",
+        "N",
+        "Frontend: with N or more open connections, tell backends' pings (and 503 pages) X-PageKite-Overloaded, so backends with a --frontends pool prefer other relays. N is a baseline that load average and memory use adjust (0, the default: off).",
+    ),
+    value(
+        "",
+        "overload_file",
+        "FILE",
+        "Frontend: a file whose number replaces the overload level (read when the level is recalculated, every 20 s as in pagekite.py); needs --overload.",
+    ),
+    value(
+        "",
+        "overload_cpu",
+        "FRACTION",
+        "Frontend: share of the CPU (5-minute load average) the relay may use, for --overload's adjustment (default 0.75; 0 ignores CPU).",
+    ),
+    value(
+        "",
+        "overload_mem",
+        "FRACTION",
+        "Frontend: share of memory the relay may use, for --overload's adjustment (default 0.85, at most 1.5; 0 ignores memory; both 0: the level stays N).",
+    ),
     multi(
         "be_config",
         "DOMAIN/PORT:KEY:VALUE",

@@ -21,6 +21,8 @@ mod files;
 mod flags;
 #[doc(hidden)]
 pub mod offline;
+mod operators;
+pub use operators::OperatorSettings;
 mod proxies;
 mod roles;
 pub mod service;
@@ -393,6 +395,7 @@ fn parse_expanded(argv: &[String], expanded: &files::Expanded) -> Result<Parsed,
         auth_domains,
         authfail_closed: m.opt_present("authfail_closed"),
         auth_users,
+        ops: operators::parse(&m)?,
     };
     let backend = BackendSettings {
         frontends,

@@ -139,6 +139,9 @@ pub struct FrontendSettings {
     pub authfail_closed: bool,
     /// `--authfile`'s users, as read when the configuration was.
     pub auth_users: Vec<crate::proto::authfile::AuthUser>,
+    /// `--motd`, `--ratelimit_ips`, `--portalias`, `--accept_acl_file`
+    /// and `--overload*`.
+    pub ops: super::OperatorSettings,
     /// `--acme` and its companions: certificates for kites, automatically.
     pub acme: Option<AcmeSettings>,
 }

@@ -60,6 +60,14 @@ const PAGEKITE_SECTIONS: &[&str] = &[
     "tls_default",
     "client_acl",
     "tunnel_acl",
+    "portalias",
+    "motd",
+    "overload",
+    "overload_file",
+    "overload_mem",
+    "overload_cpu",
+    "accept_acl_file",
+    "ratelimit_ips",
     "logfile",
     "debugio",
     "daemonize",
@@ -183,7 +191,9 @@ pub(super) fn render(
         "host",
         "ports",
         "protos",
+        "portalias",
         "rawports",
+        "motd",
         "domain",
         "authdomain",
         "authfail_closed",
@@ -191,11 +201,20 @@ pub(super) fn render(
         as_given(&mut out, m, name);
     }
     out.close("Front-end Options");
+    for name in ["overload", "overload_file", "overload_mem", "overload_cpu"] {
+        as_given(&mut out, m, name);
+    }
+    out.close("Overload settings");
     for name in ["tls_endpoint", "tls_default"] {
         as_given(&mut out, m, name);
     }
     out.close("Domains we terminate SSL/TLS for natively, with key/cert-files");
-    for name in ["client_acl", "tunnel_acl"] {
+    for name in [
+        "accept_acl_file",
+        "ratelimit_ips",
+        "client_acl",
+        "tunnel_acl",
+    ] {
         as_given(&mut out, m, name);
     }
     out.close("Front-end access controls (default=deny, if configured)");

@@ -7,6 +7,7 @@
 use std::fmt;
 
 use super::frame::header_lines;
+use super::operators;
 
 /// The longest head (request or reply) either side accepts.
 pub const MAX_HEAD: usize = 16 * 1024;
@@ -363,6 +364,8 @@ pub struct FrontendInfo {
     pub ports: Vec<u16>,
     /// `--rawports` as written (`virtual` and/or numbers); empty = not sent.
     pub raw_ports: Vec<String>,
+    /// `--motd`'s text (empty: none), sent in every reply's `Misc`.
+    pub motd: String,
 }
 
 /// Builds the frontend's `200 OK` reply head to a tunnel request.
@@ -399,21 +402,48 @@ pub fn build_reply(
         answer.push_lines(prefix, &mut lines);
     }
     lines.push(format!("{p}-SessionID: {session_id}"));
-    lines.push(format!("{p}-Misc: motd="));
+    lines.push(format!("{p}-Misc: {}", operators::misc_value(&info.motd)));
     let mut out = lines.join("\r\n");
     out.push_str("\r\n\r\n");
     out
 }
 
+/// pagekite.py's announcement of a tunnel's `--ratelimit_ips` limit, the
+/// last line of its answers (after `SessionID` and `Misc`).
+pub fn ips_per_sec_line(prefix: Prefix, limit: &operators::RateLimit) -> String {
+    format!("{}-IPsPerSec: {limit}", prefix.as_str())
+}
+
+/// A reply head from [`build_reply`] with `line` added as its last header.
+pub fn with_last_line(mut reply: String, line: &str) -> String {
+    if reply.ends_with("\r\n\r\n") {
+        reply.truncate(reply.len() - 2);
+        reply.push_str(line);
+        reply.push_str("\r\n\r\n");
+    }
+    reply
+}
+
 /// Header lines of the frontend's in-band answer (a NOOP chunk).
 pub fn inband_reply_lines(prefix: Prefix, answers: &[KiteAnswer], session_id: &str) -> Vec<String> {
+    inband_reply_lines_with(prefix, answers, session_id, "")
+}
+
+/// [`inband_reply_lines`] with the frontend's motd in `Misc` (pagekite.py
+/// sends it with every round of answers).
+pub fn inband_reply_lines_with(
+    prefix: Prefix,
+    answers: &[KiteAnswer],
+    session_id: &str,
+    motd: &str,
+) -> Vec<String> {
     let p = prefix.as_str();
     let mut lines = vec!["NOOP: 1".to_string()];
     for answer in answers {
         answer.push_lines(prefix, &mut lines);
     }
     lines.push(format!("{p}-SessionID: {session_id}"));
-    lines.push(format!("{p}-Misc: motd="));
+    lines.push(format!("{p}-Misc: {}", operators::misc_value(motd)));
     lines
 }
 
@@ -424,6 +454,10 @@ pub struct TunnelReply {
     pub features: Vec<String>,
     pub answers: Vec<KiteAnswer>,
     pub session_id: Option<String>,
+    /// The frontend's message of the day (`Misc: motd=...`), if not empty.
+    pub motd: Option<String>,
+    /// `IPsPerSec`: the visitor limit the frontend applies to the tunnel.
+    pub ips_per_sec: Option<String>,
 }
 
 impl TunnelReply {
@@ -469,6 +503,12 @@ pub fn parse_reply<'a>(headers: impl Iterator<Item = (&'a str, &'a str)>) -> Tun
             reply.answers.push(KiteAnswer::Duplicate { what });
         } else if is("-SessionID") {
             reply.session_id = Some(what);
+        } else if is("-IPsPerSec") {
+            reply.ips_per_sec = Some(what);
+        } else if is("-Misc") {
+            if let Some(motd) = operators::motd_of_misc(value) {
+                reply.motd = Some(motd);
+            }
         }
     }
     for answer in &mut reply.answers {
@@ -675,6 +715,7 @@ mod tests {
             protos: vec!["http".into(), "raw".into()],
             ports: vec![9080, 9082],
             raw_ports: vec!["virtual".into()],
+            motd: String::new(),
         };
         let answers = vec![
             KiteAnswer::SignThis {

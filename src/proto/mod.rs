@@ -31,6 +31,7 @@ pub mod keepalive;
 pub mod kite;
 pub mod metrics;
 pub mod netlink;
+pub mod operators;
 pub mod options;
 pub mod pages;
 pub mod proxy;

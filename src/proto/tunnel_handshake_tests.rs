@@ -146,6 +146,7 @@ fn accept(judge: &mut Judge, wire: &mut Vec<u8>, now: Instant) -> (Side, TunnelR
         protos: judge.protos.clone(),
         ports: judge.ports.clone(),
         raw_ports: vec![],
+        motd: String::new(),
     };
     let reply = handshake::build_reply(request.prefix, &info, &answers, &session);
     let mut t: Tunnel<u32> =

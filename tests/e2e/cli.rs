@@ -142,7 +142,7 @@ fn pagekite_only_flags_are_accepted_and_ignored() {
         "--domain=*:x.test:s",
     ]);
     fe2.wait_for("--max_read_bytes (Python buffer tuning", T);
-    let refused = util::rkite(&["--isfrontend", "--ports=0", "--motd=hello"]);
+    let refused = util::rkite(&["--isfrontend", "--ports=0", "--wschunks"]);
     assert_eq!(refused.wait_exit(T).and_then(|s| s.code()), Some(1));
-    refused.wait_for("--motd: refused: not supported yet", T);
+    refused.wait_for("--wschunks: refused: the WebSocket tunnel transport", T);
 }

@@ -25,6 +25,7 @@ mod interop;
 mod meter;
 mod metrics;
 mod misc;
+mod operators;
 mod ops;
 mod origin;
 mod pagekitec;
