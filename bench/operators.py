@@ -112,6 +112,31 @@ def tls_loop(port, seconds):
     return count, time.time() - start
 
 
+def relay(rkite, work, tag, ports, tunnels, web, extra):
+    """An rkite frontend on `ports` (with `extra` flags) and a backend flying
+    bench.test through its port `tunnels`, live; returns (frontend, backend)."""
+    fe = start([rkite, "--isfrontend", "--host=127.0.0.1",
+                "--ports=" + ",".join(str(p) for p in ports),
+                f"--domain=http:bench.test:{SECRET}"] + extra,
+               os.path.join(work, f"fe-{tag}.log"), env=dict(os.environ, RUST_LOG="warn"))
+    be_log = os.path.join(work, f"be-{tag}.log")
+    be = start([rkite, f"--frontend=127.0.0.1:{tunnels}",
+                f"--service_on=http:bench.test:127.0.0.1:{web}:{SECRET}"], be_log,
+               env=dict(os.environ, RUST_LOG="info"))
+    try:
+        wait_log(be_log, "kite http:bench.test is live")
+    except BaseException:
+        stop(fe, be)
+        raise
+    return fe, be
+
+
+def stop(*procs):
+    for p in procs:
+        p.terminate()
+        p.wait(timeout=10)
+
+
 def tls_handshakes(rkite, work, seconds, rounds):
     acme_dir = os.path.join(work, "acme")
     os.makedirs(acme_dir, mode=0o700, exist_ok=True)
@@ -128,16 +153,9 @@ def tls_handshakes(rkite, work, seconds, rounds):
                 port = free_port()
                 extra = ([f"--acme=https://127.0.0.1:9/dir", f"--acme_dir={acme_dir}"]
                          if kind == "acme" else [f"--tls_endpoint=bench.test:{pem}"])
+                fe, be = relay(rkite, work, f"{kind}-{r}", [port], port, web, extra)
                 fe_log = os.path.join(work, f"fe-{kind}-{r}.log")
-                fe = start([rkite, "--isfrontend", "--host=127.0.0.1", f"--ports={port}",
-                            f"--domain=http:bench.test:{SECRET}"] + extra, fe_log,
-                           env=dict(os.environ, RUST_LOG="warn"))
-                be_log = os.path.join(work, f"be-{kind}-{r}.log")
-                be = start([rkite, f"--frontend=127.0.0.1:{port}",
-                            f"--service_on=http:bench.test:127.0.0.1:{web}:{SECRET}"], be_log,
-                           env=dict(os.environ, RUST_LOG="info"))
                 try:
-                    wait_log(be_log, "kite http:bench.test is live")
                     before = cpu_seconds(fe.pid)
                     conns, real = tls_loop(port, seconds)
                     used = cpu_seconds(fe.pid) - before
@@ -147,9 +165,7 @@ def tls_handshakes(rkite, work, seconds, rounds):
                     with open(fe_log) as f:
                         assert "ordering a certificate" not in f.read(), "no order expected"
                 finally:
-                    for p in (be, fe):
-                        p.terminate()
-                        p.wait(timeout=10)
+                    stop(be, fe)
     finally:
         org.terminate()
     return results
@@ -173,17 +189,9 @@ def proxy_protocol(rkite, work, count, rounds):
                 port, tunnels = free_port(), free_port()
                 extra = (["--proxyproto_from=127.0.0.1", f"--proxyproto_ports={port}"]
                          if kind == "with header" else [])
-                fe_log = os.path.join(work, f"fe-pp-{r}-{kind[:4]}.log")
-                fe = start([rkite, "--isfrontend", "--host=127.0.0.1",
-                            f"--ports={port},{tunnels}",
-                            f"--domain=http:bench.test:{SECRET}"] + extra, fe_log,
-                           env=dict(os.environ, RUST_LOG="warn"))
-                be_log = os.path.join(work, f"be-pp-{r}-{kind[:4]}.log")
-                be = start([rkite, f"--frontend=127.0.0.1:{tunnels}",
-                            f"--service_on=http:bench.test:127.0.0.1:{web}:{SECRET}"], be_log,
-                           env=dict(os.environ, RUST_LOG="info"))
+                fe, be = relay(rkite, work, f"pp-{r}-{kind[:4]}", [port, tunnels], tunnels, web,
+                               extra)
                 try:
-                    wait_log(be_log, "kite http:bench.test is live")
                     before = cpu_seconds(fe.pid)
                     deadline = time.time() + 120
                     for i in range(count):
@@ -199,9 +207,7 @@ def proxy_protocol(rkite, work, count, rounds):
                     say(f"PROXY protocol {kind}: {used / count * 1e6:.0f} µs frontend CPU per "
                         f"connection")
                 finally:
-                    for p in (be, fe):
-                        p.terminate()
-                        p.wait(timeout=10)
+                    stop(be, fe)
     finally:
         org.terminate()
     return results
