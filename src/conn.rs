@@ -123,6 +123,9 @@ pub struct Sniff {
     /// Bytes owed to the client before anything else (a CONNECT's 200).
     pub(crate) owed: Vec<u8>,
     pub(crate) layers: u8,
+    /// The TLS handshake this frontend terminates has been counted (done or
+    /// failed), for `--metrics`.
+    pub(crate) tls_counted: bool,
     /// Accepted on a dedicated raw port: nothing to sniff.
     pub raw_port: bool,
     /// From a `--proxyproto_from` balancer: a PROXY protocol header must

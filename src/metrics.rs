@@ -485,6 +485,21 @@ fn render(eng: &mut Cx, role: RoleRef<'_>) -> String {
         c.tls_failed,
     );
     e.family(
+        "rkite_public_tls_handshakes_total",
+        Kind::Counter,
+        "Public TLS this frontend terminates (--tls_endpoint, --acme): handshakes completed (ok), failed or abandoned (failed).",
+    );
+    e.sample(
+        "rkite_public_tls_handshakes_total",
+        &[("result", "ok")],
+        c.public_tls_ok,
+    );
+    e.sample(
+        "rkite_public_tls_handshakes_total",
+        &[("result", "failed")],
+        c.public_tls_failed,
+    );
+    e.family(
         "rkite_tunnels_closed_total",
         Kind::Counter,
         "Tunnels closed, by reason.",

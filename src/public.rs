@@ -152,6 +152,7 @@ impl Sniff {
             target: None,
             owed: Vec::new(),
             layers: 0,
+            tls_counted: false,
             raw_port: false,
             proxy_header: false,
             via: None,
@@ -251,6 +252,7 @@ fn fill(eng: &mut Cx, token: Token, s: &mut Sniff) -> Option<bool> {
             }
             Io::Failed(f) => {
                 let why = s.transport.failure(f);
+                count_tls(eng, s, true);
                 let line =
                     format_args!("[p{} {}] closed while sniffing: {why}", tag(token), s.peer);
                 // A balancer's health check connects (with at most a LOCAL
@@ -265,7 +267,25 @@ fn fill(eng: &mut Cx, token: Token, s: &mut Sniff) -> Option<bool> {
             }
         }
     }
+    count_tls(eng, s, eof);
     Some(eof)
+}
+
+/// Counts a terminated TLS handshake once: done, or failed when the
+/// connection ends (`over`) before it is.
+fn count_tls(eng: &mut Cx, s: &mut Sniff, over: bool) {
+    let Some(handshaking) = s.transport.tls_mut().map(|t| t.is_handshaking()) else {
+        return;
+    };
+    if s.tls_counted || (handshaking && !over) {
+        return;
+    }
+    s.tls_counted = true;
+    if handshaking {
+        eng.counters.public_tls_failed += 1;
+    } else {
+        eng.counters.public_tls_ok += 1;
+    }
 }
 
 fn step(eng: &mut Cx, fe: &mut State, token: Token, mut s: Sniff) -> Next {

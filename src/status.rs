@@ -106,6 +106,10 @@ pub struct Counters {
     /// that ended on a TLS failure before being live.
     pub closed_tls_live: u64,
     pub tls_failed: u64,
+    /// Public connections whose TLS this frontend terminates: handshakes
+    /// completed, and failed (a TLS error, or closed before completing).
+    pub public_tls_ok: u64,
+    pub public_tls_failed: u64,
     /// Closed tunnels and streams, by [`CLOSE_REASONS`].
     pub tunnels_closed: [u64; CLOSE_REASONS.len()],
     pub streams_closed: [u64; CLOSE_REASONS.len()],
@@ -130,6 +134,8 @@ impl Counters {
             closed_unlive: 0,
             closed_tls_live: 0,
             tls_failed: 0,
+            public_tls_ok: 0,
+            public_tls_failed: 0,
             tunnels_closed: [0; CLOSE_REASONS.len()],
             streams_closed: [0; CLOSE_REASONS.len()],
             refused: [0; REFUSAL_REASONS.len()],

@@ -298,7 +298,20 @@ fn a_kite_gets_a_certificate_from_pebble_and_keeps_it_across_restarts() {
                 && s.contains(&format!("{{\"name\": \"{KITE}\", \"state\": \"valid until"))
         })
     });
-    let scraped = util::curl(&[&format!("http://127.0.0.1:{metrics}/metrics")]).body_str();
+    // A client that does not trust the certificate gives up mid-handshake.
+    let refused = util::try_curl(&[
+        "--resolve",
+        &format!("{KITE}:{tls}:127.0.0.1"),
+        &format!("https://{KITE}:{tls}/"),
+    ]);
+    assert!(refused.is_err(), "curl trusted pebble's certificate");
+    let scrape = || util::curl(&[&format!("http://127.0.0.1:{metrics}/metrics")]).body_str();
+    util::wait_until("the metrics count the TLS handshakes", T, || {
+        let m = scrape();
+        m.contains("rkite_public_tls_handshakes_total{result=\"ok\"} 1\n")
+            && m.contains("rkite_public_tls_handshakes_total{result=\"failed\"} 1\n")
+    });
+    let scraped = scrape();
     assert!(
         scraped.contains("rkite_acme_certificates{state=\"valid\"} 1\n")
             && scraped.contains("rkite_acme_orders_total 1\n"),
