@@ -391,27 +391,23 @@ fn step(eng: &mut Cx, fe: &mut State, token: Token, mut s: Sniff) -> Next {
                     let page = overload_marked(eng, fe, pages::no_host(&fe.uuid));
                     Next::Done(start_reply(eng, token, s.transport, page))
                 }
-                // HTTP-01: the ACME server checks that this frontend
-                // answers for the name it is about to certify.
-                Some(host) if head.path.starts_with("/.well-known/acme-challenge/") => {
-                    match crate::frontend::acme_answer(fe, &host, &head.path) {
-                        Some(body) => {
-                            debug!(
-                                "[p{} {}] ACME challenge for {host} answered",
-                                tag(token),
-                                s.peer
-                            );
-                            let page = format!(
-                                "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\
-                                 Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                                body.len()
-                            );
-                            Next::Done(start_reply(eng, token, s.transport, page.into_bytes()))
-                        }
-                        None => Next::Done(route(eng, fe, token, s, "http", &host)),
-                    }
-                }
                 Some(host) => {
+                    // HTTP-01: the ACME server checks that this frontend
+                    // answers for the name it is about to certify; any other
+                    // request (that path included) goes to the kite.
+                    if let Some(body) = crate::frontend::acme_answer(fe, &host, &head.path) {
+                        debug!(
+                            "[p{} {}] ACME challenge for {host} answered",
+                            tag(token),
+                            s.peer
+                        );
+                        let page = format!(
+                            "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\
+                             Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                            body.len()
+                        );
+                        return Next::Done(start_reply(eng, token, s.transport, page.into_bytes()));
+                    }
                     fe.remember_host(s.peer.ip(), &host, eng.now);
                     let websocket =
                         head.websocket && fe.settings().protos.iter().any(|p| p == "websocket");
