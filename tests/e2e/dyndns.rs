@@ -421,3 +421,45 @@ fn https_update_checks_the_certificate() {
     );
     assert!(recorder.requests().is_empty(), "nothing reached the server");
 }
+
+/// `dyndns` in an option file, as pagekite.py's `--settings` writes it
+/// (`dyndns = URL` for a template of one's own), with the frontend and the
+/// kite there too: the same update as from the command line.
+#[test]
+fn dyndns_from_an_option_file_as_pagekite_py_writes_it() {
+    let recorder = Recorder::start(&[(200, "good 127.0.0.1")]);
+    let origin = Origin::start();
+    let fe_port = free_port();
+    let domain = format!("--domain=http:{DOMAIN}:{SECRET}");
+    let _fe = frontend(&[fe_port], &[], &[&domain]);
+    let rc = util::temp_dir("dyndns-rc").join("pagekite.rc");
+    std::fs::write(
+        &rc,
+        format!(
+            "###[ Current settings for pagekite.py v1.5.2.201011. ]#########\n\
+             #\n## NOTE: This file may be rewritten/reordered by pagekite.py.\n#\n\n\
+             ##[ Default kite and account details ]##\n\
+             kitename   = {DOMAIN}\nkitesecret = {SECRET}\n\n\
+             ##[ Front-end settings: use service defaults or specify manually ]##\n\
+             frontend   = 127.0.0.1:{fe_port}\n\
+             dyndns     = http://127.0.0.1:{}{TEMPLATE}\n\n\
+             ##[ Back-ends and local services ]##\n\
+             service_on = http:{DOMAIN}:127.0.0.1:{}:{SECRET}\n\nEND\n",
+            recorder.port,
+            origin.port()
+        ),
+    )
+    .expect("write the option file");
+    let be = util::rkite(&[&format!("--optfile={}", rc.display())]);
+    live(&be, &format!("http:{DOMAIN}"));
+    let seen = recorder.wait_for(1);
+    assert_eq!(
+        unsalted(&seen[0].target),
+        format!("hostname={DOMAIN}&myip=127.0.0.1&sign=<48 chars>")
+    );
+    assert!(signature_ok(
+        &field(&seen[0].target, "sign"),
+        &format!("{DOMAIN}:127.0.0.1")
+    ));
+    be.wait_for("dyndns: updated", T);
+}
