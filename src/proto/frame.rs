@@ -378,6 +378,40 @@ pub fn decode(input: &[u8]) -> Result<Option<(Frame<'_>, usize)>, FrameError> {
     Ok(Some((frame, start + len)))
 }
 
+/// The whole length (length line and payload) of the chunk that starts
+/// `input`, once its length line is in; `None` if it isn't or is not valid.
+pub fn chunk_len(input: &[u8]) -> Option<usize> {
+    let eol = input.iter().take(MAX_LEN_LINE).position(|&b| b == b'\n')?;
+    let line = input.get(..eol)?;
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    let line = line.strip_suffix(b"R").unwrap_or(line);
+    let len = parse_hex(line).filter(|l| (1..=MAX_PAYLOAD).contains(l))?;
+    Some(eol + 1 + len)
+}
+
+/// The head of the chunk that starts `input`, when all of it (length line,
+/// header block, blank line) is there: the frame with an empty body, the
+/// head's length and the body's. For a reactor that moves bodies itself
+/// (kernel splicing). Anything else (incomplete, malformed, reset,
+/// oversized) is `None`: `decode` judges those as ever.
+pub fn peek_head(input: &[u8]) -> Option<(Frame<'_>, usize, usize)> {
+    let eol = input.iter().take(MAX_LEN_LINE).position(|&b| b == b'\n')?;
+    let line = input.get(..eol)?;
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    let len = parse_hex(line)?;
+    if len == 0 || len > MAX_PAYLOAD {
+        return None;
+    }
+    let start = eol + 1;
+    let payload = input.get(start..)?;
+    let payload = payload.get(..len.min(payload.len()))?;
+    let split = find(payload, b"\r\n\r\n")?;
+    let head = payload.get(..split + 4)?;
+    let frame = parse_payload(head).ok()?;
+    let head_len = start + split + 4;
+    Some((frame, head_len, len - (split + 4)))
+}
+
 /// The SID of a chunk whose header block is all that arrived of it: `input`
 /// ends exactly after that chunk's blank line and not one body byte is in.
 /// A sender that writes a chunk's header and body with two writes and Nagle

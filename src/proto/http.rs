@@ -400,6 +400,32 @@ impl RequestRewriter {
         matches!(self.state, State::Switched)
     }
 
+    /// Bytes that may pass from here on without being read (kernel
+    /// splicing): the rest of a body of known length, or everything once
+    /// the protocol switched; none while a head is being read or anything
+    /// is held.
+    pub fn opaque_ahead(&self) -> usize {
+        match self.state {
+            _ if !self.buf.is_empty() => 0,
+            State::Switched => usize::MAX,
+            State::Body(left) => usize::try_from(left).unwrap_or(usize::MAX),
+            _ => 0,
+        }
+    }
+
+    /// `n` opaque bytes (at most [`opaque_ahead`](Self::opaque_ahead))
+    /// went past unread: as if fed.
+    pub fn skip_opaque(&mut self, n: usize) {
+        if let State::Body(left) = self.state {
+            let left = left.saturating_sub(n as u64);
+            self.state = if left == 0 {
+                self.after_request()
+            } else {
+                State::Body(left)
+            };
+        }
+    }
+
     /// Bytes held back (a partial head, or data waiting for an upgrade's
     /// answer).
     pub fn pending(&self) -> usize {

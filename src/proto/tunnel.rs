@@ -54,11 +54,14 @@ use super::stream::Ends;
 mod buf;
 #[path = "tunnel_recv.rs"]
 mod recv;
+#[path = "tunnel_splice.rs"]
+mod splice;
 #[path = "tunnel_streams.rs"]
 mod streams;
 
 use buf::ByteQueue;
 pub use recv::{Control, ControlError, Delivered, NewStream, Next, Open, Sink, StreamFault};
+pub use splice::{DataHead, SpliceChunk};
 pub use streams::{Flushed, OpenError, SendBlocked, SendSpace, StreamHead};
 
 /// Body bytes per data chunk we send: one read, one TLS record, and what
@@ -301,6 +304,10 @@ pub(crate) struct Core<H> {
     pub(crate) slot: Option<(u32, usize)>,
     /// The wall clock at an instant, for PING values.
     pub(crate) wall: (Instant, Duration),
+    /// A chunk whose body the reactor takes itself (kernel splicing): its
+    /// stream and the body bytes still to come. Nothing else is read
+    /// until they are in.
+    pub(crate) splice_in: Option<splice::SpliceIn>,
 }
 
 /// One live tunnel. `H` is the reactor's handle of a stream (a mio
@@ -357,6 +364,7 @@ impl<H: Copy> Tunnel<H> {
                 batch_rx: false,
                 slot: None,
                 wall: (now, unix),
+                splice_in: None,
             },
         }
     }
@@ -620,6 +628,7 @@ impl<H: Copy> Core<H> {
         self.held = 0;
         self.blocked.clear();
         self.acks.clear();
+        self.splice_in = None;
         self.phase = Phase::Closed(why.clone());
         self.deadline = None;
         self.events.push_back(Event::Closed(why));

@@ -133,7 +133,7 @@ pub trait Sink<H> {
 }
 
 /// A chunk that only carries data for a stream.
-fn is_plain_data(f: &Frame<'_>) -> bool {
+pub(super) fn is_plain_data(f: &Frame<'_>) -> bool {
     f.sid.is_some()
         && !f.noop
         && f.eof.is_none()
@@ -167,6 +167,10 @@ impl<H: Copy> Tunnel<H> {
     /// chunk it is receiving is closed ([`CloseReason::ChunkTooLarge`]).
     pub fn recv_slot(&mut self) -> Option<&mut [u8]> {
         if !matches!(self.core.phase, Phase::Live | Phase::AwaitingReply) {
+            return None;
+        }
+        // A body the reactor splices comes before anything else.
+        if self.core.splice_in.is_some_and(|s| !s.copy) {
             return None;
         }
         if self.core.held > self.core.cfg.share {
@@ -257,6 +261,13 @@ impl<H: Copy> Tunnel<H> {
         if self.core.phase != Phase::Live {
             return;
         }
+        if let Err(why) = self.copied_body(sink) {
+            self.core.close(why);
+            return;
+        }
+        if self.core.splice_in.is_some() {
+            return;
+        }
         let share = self.core.cfg.share;
         let limit = if self.core.paused { share / 2 } else { share };
         self.core.paused = self.core.held > limit;
@@ -296,6 +307,27 @@ impl<H: Copy> Tunnel<H> {
         if self.core.phase == Phase::Live {
             self.core.go_live(now);
         }
+        Ok(())
+    }
+
+    /// The rest of a body the reactor stopped splicing: the first bytes of
+    /// the input, headerless, for its stream (dropped if it is gone).
+    fn copied_body(&mut self, sink: &mut impl Sink<H>) -> Result<(), CloseReason> {
+        let Some(mut s) = self.core.splice_in.filter(|s| s.copy) else {
+            return Ok(());
+        };
+        let take = s.left.min(self.inb.len());
+        if take == 0 {
+            return Ok(());
+        }
+        if self.core.streams.contains_key(&s.sid) {
+            let body = self.inb.data().get(..take).unwrap_or_default();
+            self.core.deliver_run(sink, s.sid, &[body])?;
+        }
+        self.inb.consume(take);
+        s.left -= take;
+        s.fresh = false;
+        self.core.splice_in = (s.left > 0).then_some(s);
         Ok(())
     }
 
@@ -370,7 +402,13 @@ impl<H: Copy> Tunnel<H> {
         // Answered once, when the header came in: a paused tunnel that is
         // driven again reads nothing and owes nothing more.
         let prompt = if self.core.batch_rx {
-            frame::awaiting_body(self.inb.data())
+            frame::awaiting_body(self.inb.data()).or_else(|| {
+                // A spliced chunk whose head came alone.
+                self.core
+                    .splice_in
+                    .filter(|s| s.fresh && !s.copy)
+                    .map(|s| s.sid)
+            })
         } else {
             None
         };
@@ -510,7 +548,7 @@ impl<H: Copy> Core<H> {
     }
 
     /// Data chunks for a known stream (an unknown one gets EOF, §3.4).
-    fn deliver_run(
+    pub(super) fn deliver_run(
         &mut self,
         sink: &mut impl Sink<H>,
         sid: u32,

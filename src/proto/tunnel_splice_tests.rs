@@ -1,0 +1,192 @@
+//! Tests of the core's part in kernel splicing: a chunk peeked at every
+//! split point is a candidate exactly when its whole head is in; a body
+//! taken partly by "splice" and partly the copying way reaches the stream
+//! whole and in order, with the chunk after it acted on as usual; a spliced
+//! send's head and body decode as one data chunk counted in the window.
+
+use std::time::{Duration, Instant};
+
+use super::super::pair::Pair;
+
+use super::super::super::frame::{self, Frame, Line};
+use super::super::{
+    Config, Control, Delivered, Event, NewStream, Open, Role, Sink, StreamHead, Tunnel,
+};
+
+/// Keeps what it is given, per stream.
+#[derive(Default)]
+struct Keep(Vec<(u32, Vec<u8>)>);
+
+impl Sink<u32> for Keep {
+    fn open(&mut self, new: &NewStream<'_>) -> Open<u32> {
+        self.0.push((new.sid, new.body.to_vec()));
+        Open::Accepted {
+            handle: new.sid,
+            queued: 0,
+        }
+    }
+    fn data(&mut self, _: u32, sid: u32, bodies: &[&[u8]]) -> Delivered {
+        let mut n = 0;
+        for b in bodies {
+            self.0.push((sid, b.to_vec()));
+            n += b.len();
+        }
+        Delivered {
+            written: n,
+            queued: 0,
+            fault: None,
+        }
+    }
+    fn control(&mut self, _: &Frame<'_>) -> Control {
+        Control::CONTINUE
+    }
+}
+
+const HEAD: StreamHead<'static> = StreamHead {
+    proto: "http",
+    host: "a.test",
+    port: 80,
+    remote_ip: "127.0.0.1",
+    remote_port: 5000,
+    tls: false,
+};
+
+/// A frontend core with stream 7 open and its first chunk sent.
+fn frontend(now: Instant) -> Tunnel<u32> {
+    let mut t = Tunnel::new(Config::new(Role::Frontend), now, Duration::ZERO);
+    t.set_serving(true);
+    let sid = t.open_stream(7, &HEAD, b"GET / HTTP/1.1\r\n\r\n", 7, now);
+    assert_eq!(sid, Ok(7));
+    let n = t.poll_transmit().len();
+    t.advance_transmit(n);
+    t
+}
+
+fn data_chunk(sid: u32, body: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    let sid = Line::number("SID", u64::from(sid));
+    frame::encode(&mut out, &[sid.as_bytes()], body);
+    out
+}
+
+fn body(n: usize) -> Vec<u8> {
+    (0..n).map(|i| (i * 31 % 251) as u8).collect()
+}
+
+#[test]
+fn a_peeked_chunk_is_a_candidate_once_its_head_is_whole() {
+    let now = Pair::epoch();
+    let t = frontend(now);
+    let payload = body(20_000);
+    let wire = data_chunk(7, &payload);
+    let head = wire.len() - payload.len();
+    for split in 0..=wire.len().min(head + 64) {
+        let c = t.splice_candidate(&wire[..split], 8192);
+        if split < head {
+            assert_eq!(c, None, "split {split}");
+        } else {
+            let c = c.unwrap_or_else(|| panic!("split {split}: no candidate"));
+            assert_eq!((c.sid, c.handle, c.head, c.body), (7, 7, head, 20_000));
+        }
+    }
+    // Too small, an unknown stream, or anything but plain data: copied.
+    assert_eq!(t.splice_candidate(&wire, 20_001), None);
+    assert_eq!(t.splice_candidate(&data_chunk(8, &payload), 1), None);
+    let mut eof = Vec::new();
+    frame::encode_eof(&mut eof, 7, frame::Eof::BOTH);
+    assert_eq!(t.splice_candidate(&eof, 1), None);
+    let mut with_eof = Vec::new();
+    frame::encode(&mut with_eof, &[b"SID: 7", b"EOF: 1W"], &payload);
+    assert_eq!(t.splice_candidate(&with_eof, 1), None);
+}
+
+#[test]
+fn a_body_taken_partly_spliced_partly_copied_arrives_whole_and_in_order() {
+    let payload = body(50_000);
+    let wire = data_chunk(7, &payload);
+    let head = wire.len() - payload.len();
+    let mut next = Vec::new();
+    frame::encode_eof(
+        &mut next,
+        7,
+        frame::Eof {
+            read: true,
+            write: false,
+        },
+    );
+    // Every split of the body between the reactor's pipe and the input.
+    for spliced in (0..=payload.len()).step_by(997).chain([payload.len()]) {
+        let now = Pair::epoch();
+        let mut t = frontend(now);
+        let mut sink = Keep::default();
+        // The reactor read up to the end of the head (and a few body bytes
+        // when `spliced` is small, as an ordinary read may).
+        let first = (spliced % 3).min(payload.len() - spliced);
+        let taken = t.handle_input(now, &wire[..head + first], &mut sink);
+        assert_eq!(taken, head + first);
+        let c = t.partial_candidate(1).expect("a partial chunk");
+        assert_eq!((c.sid, c.head, c.body), (7, 0, payload.len() - first));
+        t.splice_begin(&c, now, &mut sink);
+        assert!(t.recv_slot().is_none(), "nothing read while splicing");
+        let moved = spliced.min(payload.len() - first);
+        t.splice_taken(moved, now);
+        let rest = payload.len() - first - moved;
+        if rest > 0 {
+            assert_eq!(t.splice_left(), Some((7, rest)));
+            t.splice_copy();
+            assert_eq!(t.splice_left(), None);
+        } else {
+            assert_eq!(t.splice_left(), None);
+        }
+        let mut tail = wire[head + first + moved..].to_vec();
+        tail.extend_from_slice(&next);
+        // The rest arrives cut in two pieces.
+        let cut = tail.len() / 2;
+        t.handle_input(now, &tail[..cut], &mut sink);
+        t.handle_input(now, &tail[cut..], &mut sink);
+        t.end_batch();
+        // What the sink got, plus what was "spliced", is the body in order.
+        let mut got: Vec<u8> = Vec::new();
+        for (sid, b) in &sink.0 {
+            assert_eq!(*sid, 7);
+            got.extend_from_slice(b);
+        }
+        assert_eq!(got.len() + moved, payload.len(), "spliced {moved}");
+        assert_eq!(&got[..first], &payload[..first]);
+        assert_eq!(&got[first..], &payload[first + moved..]);
+        // The EOF after it was acted on.
+        let mut eof = false;
+        while let Some(e) = t.poll_event() {
+            eof |= matches!(e, Event::PeerEof { sid: 7, .. });
+        }
+        assert!(eof, "the EOF after the body was acted on");
+        let (bytes_in, _) = t.bytes();
+        assert_eq!(bytes_in as usize, wire.len() + next.len());
+    }
+}
+
+#[test]
+fn a_spliced_send_is_one_data_chunk_counted_in_the_window() {
+    let now = Pair::epoch();
+    let mut t = Tunnel::new(Config::new(Role::Frontend), now, Duration::ZERO);
+    t.set_serving(true);
+    assert_eq!(t.open_stream(9, &HEAD, b"x", 9, now), Ok(9));
+    // The first chunk is still queued: splicing now would jump it.
+    assert_eq!(t.splice_send_space(9, 1 << 20), Ok(0));
+    let n = t.poll_transmit().len();
+    t.advance_transmit(n);
+    let before = t.stream(9).expect("stream").window - t.stream(9).expect("stream").unacked;
+    let room = t.splice_send_space(9, 30_000).expect("room");
+    assert_eq!(room, 30_000);
+    let head = t.commit_splice_send(9, room, now).expect("a head");
+    let payload = body(room);
+    let mut wire = head.as_bytes().to_vec();
+    wire.extend_from_slice(&payload);
+    let (f, used) = frame::decode(&wire).expect("valid").expect("whole");
+    assert_eq!((f.sid, f.body, used), (Some(9), &payload[..], wire.len()));
+    let info = t.stream(9).expect("stream");
+    assert_eq!(info.window - info.unacked, before - 30_000);
+    // The largest spliced body still fits the four hex digits.
+    let most = t.splice_send_space(9, usize::MAX).expect("room");
+    assert!(most <= frame::max_data_body(9));
+}
