@@ -67,6 +67,7 @@ impl Node {
     /// Opens the role's sockets: listeners on a frontend, tunnels on a backend.
     pub fn start(&mut self) -> Result<(), Fatal> {
         self.eng.status_changed();
+        crate::splice::announce(&self.eng.pipes);
         match &mut self.role {
             Role::Frontend(fe) => frontend::start(&mut self.eng, fe),
             Role::Backend(be) => {
@@ -293,9 +294,11 @@ fn log_stats(eng: &mut Cx) {
         .map(|n| format!(" allocs={n}"))
         .unwrap_or_default();
     let b = eng.pool.stats();
+    let p = eng.pipes.stats();
     info!(
         "stats: conns={} tunnels={tunnels} streams={streams} timers={} buffered={} \
-         pooled={} peak={} buf_allocations={} buf_reuses={} buf_frees={}{allocs}",
+         pooled={} peak={} buf_allocations={} buf_reuses={} buf_frees={} pipes={} \
+         pipes_lent={} spliced={}{allocs}",
         eng.conns.len(),
         eng.timers.len(),
         b.held,
@@ -303,6 +306,9 @@ fn log_stats(eng: &mut Cx) {
         b.peak,
         b.allocations,
         b.reuses,
-        b.frees
+        b.frees,
+        p.open,
+        p.lent,
+        p.spliced
     );
 }

@@ -96,6 +96,8 @@ pub struct Engine<C, K: Copy + Ord> {
     pub pool: Pool,
     /// What has happened so far, for the status file and `--metrics`.
     pub counters: Counters,
+    /// Pipes for kernel splicing (`--max_pipes`).
+    pub pipes: crate::splice::Pipes,
 }
 
 impl<C: Pollable, K: Copy + Ord + std::fmt::Debug> Engine<C, K> {
@@ -120,6 +122,7 @@ impl<C: Pollable, K: Copy + Ord + std::fmt::Debug> Engine<C, K> {
             stopping: false,
             status: config.process.status_file.as_deref().map(Status::new),
             pool: Pool::new(config.buffer_budget),
+            pipes: crate::splice::Pipes::new(config.max_pipes),
             counters: Counters::new(now, unix_now()),
             config,
         })
@@ -274,9 +277,13 @@ impl<C: Pollable, K: Copy + Ord + std::fmt::Debug> Engine<C, K> {
             return Some(Duration::ZERO);
         }
         let now = clock();
-        self.timers
-            .next_deadline()
-            .map(|at| at.saturating_duration_since(now))
+        // Spare pipes are closed once unused for a while (`splice.rs`).
+        let spare = self.pipes.sweep(now);
+        let next = match (self.timers.next_deadline(), spare) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        next.map(|at| at.saturating_duration_since(now))
     }
 }
 
@@ -403,7 +410,7 @@ fn sweep_timers<A: App>(cx: &mut Ctx<A>, app: &A) {
 
 /// The only place that reads the clock.
 #[allow(clippy::disallowed_methods)]
-fn clock() -> Instant {
+pub(crate) fn clock() -> Instant {
     Instant::now()
 }
 

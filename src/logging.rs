@@ -157,10 +157,12 @@ pub enum Noise {
     StreamRefused,
     /// A stream that failed (local server, rewriting, protocol).
     StreamFailed,
+    /// No pipe to be had for splicing (descriptors exhausted).
+    Pipes,
 }
 
 impl Noise {
-    const COUNT: usize = Noise::StreamFailed as usize + 1;
+    const COUNT: usize = Noise::Pipes as usize + 1;
 }
 
 /// Rate limit for one kind of line: up to [`Throttle::BURST`] lines per

@@ -10,7 +10,7 @@
 //! are `relay_stream`'s.
 
 use std::net::{Shutdown, SocketAddr};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use log::{debug, info};
 use mio::Token;
@@ -24,6 +24,7 @@ use crate::proto::tunnel::{
     CloseReason, Control, ControlError, Delivered, Event, NewStream, Next, Open, Sink, StreamEnd,
     StreamFault,
 };
+use crate::relay_splice::{self, Took};
 pub(crate) use crate::relay_stream::log_stream_end;
 pub use crate::relay_stream::{
     close_stream, drive_stream, stream_gone, stream_shutdown, stream_timer,
@@ -90,7 +91,9 @@ pub fn drive_tunnel(
         tunnel_gone(eng, role, token, t, &why);
         return None;
     }
-    let pending = t.out.len() + t.link.as_deref().map_or(0, |l| l.poll_transmit().len());
+    let pending = t.out.len()
+        + t.link.as_deref().map_or(0, |l| l.poll_transmit().len())
+        + usize::from(t.splice_out.is_some());
     if t.link.is_none() && t.pre == Phase::Closing && pending == 0 {
         tunnel_gone(eng, role, token, t, &Why::Done);
         return None;
@@ -292,6 +295,8 @@ fn pump_tunnel(
         peer,
         link,
         side,
+        splice_out,
+        splice_misses,
         ..
     } = t;
     let Some(link) = link.as_deref_mut() else {
@@ -313,15 +318,39 @@ fn pump_tunnel(
     let mut budget = READ_BUDGET;
     let mut failed = None;
     while budget > 0 && transport.can_read() {
+        // A chunk body being spliced comes first (relay_splice).
+        if link.splice_left().is_some() {
+            match relay_splice::take_body(sink.eng, transport, link, now) {
+                Ok(Took::Moved(n)) => {
+                    budget -= n.min(budget);
+                    continue;
+                }
+                Ok(Took::Drained) => break,
+                Ok(Took::Copy) => link.process(now, &mut sink),
+                Err(why) => {
+                    failed = Some(why);
+                    break;
+                }
+            }
+        }
+        // Stop at the end of a chunk head whose body may be spliced.
+        let limit = relay_splice::read_limit(sink.eng, transport, link, splice_misses);
         let Some(slot) = link.recv_slot() else {
             break;
         };
         let room = slot.len();
+        let slot = match limit {
+            Some(head) if head < room => slot.get_mut(..head).unwrap_or_default(),
+            _ => slot,
+        };
         match transport.read(slot) {
             Io::Done(n) => {
                 link.commit_recv(now, n, room);
                 budget -= n.min(budget);
                 link.process(now, &mut sink);
+                if begin_partial(&mut sink, transport, link, now) {
+                    *splice_misses = 0;
+                }
             }
             Io::WouldBlock => break,
             Io::Eof => {
@@ -349,7 +378,12 @@ fn pump_tunnel(
         ..
     } = sink;
     if failed.is_none() {
-        failed = write_link(eng, token, transport, deadlines, link).err();
+        failed = match relay_splice::flush_out(transport, splice_out) {
+            Ok(true) => write_link(eng, token, transport, deadlines, link).err(),
+            Ok(false) => None,
+            Err(Io::Failed(f)) => Some(failure(transport, f)),
+            Err(_) => Some(Why::PeerClosed),
+        };
     }
     let closed = drain_events(eng, token, link, faults);
     if let Some(at) = link.poll_timeout() {
@@ -371,6 +405,28 @@ fn pump_tunnel(
         t.counted.set(l.out_capacity());
     }
     Ok(closed.map(|reason| why_closed(reason, role_why)))
+}
+
+/// After an ordinary read: when the input ends in the first part of a
+/// chunk whose body may be spliced, its first bytes go to the stream now
+/// and the rest is spliced (`relay_splice::take_body`).
+fn begin_partial(
+    sink: &mut Pump<'_>,
+    transport: &Transport,
+    link: &mut Link,
+    now: Instant,
+) -> bool {
+    if !sink.eng.pipes.enabled() || transport.splice_fd().is_none() {
+        return false;
+    }
+    let Some(c) = link.partial_candidate(relay_splice::MIN_SPLICE) else {
+        return false;
+    };
+    let take = relay_splice::stream_can_take(sink.eng, c.handle, c.body);
+    if take {
+        link.splice_begin(&c, now, sink);
+    }
+    take
 }
 
 /// Writes the core's output to the tunnel socket.

@@ -20,6 +20,7 @@ use crate::logging::Noise;
 use crate::net::Io;
 use crate::proto::tunnel::SLOTS;
 use crate::relay::{Hooks, Link, READ_BUDGET, STARVED_BACKOFF, Why, failure, tag};
+use crate::relay_splice::Sent;
 use crate::stream::Stream;
 use crate::why::ProtocolError;
 
@@ -124,6 +125,8 @@ pub fn drive_stream(
     let tunnel = s.tunnel;
     let now = eng.now;
     let mut finished = false;
+    // Plain hops splice bulk data (relay_splice); else it is copied below.
+    let sent = crate::relay_splice::send(eng, token, &mut s, now, READ_BUDGET);
     let result = match link_of(eng, &s, token) {
         Some(link) => {
             // What the socket took is acknowledged; the peer's EOF shuts
@@ -132,7 +135,14 @@ pub fn drive_stream(
             if flushed.shut_write {
                 s.transport.shutdown_write();
             }
-            let pumped = pump_in(token, &mut s, link, now);
+            let pumped = match sent {
+                Ok(Sent::Copy) => pump_in(token, &mut s, link, now),
+                Ok(Sent::Done { again }) => Ok(Pumped {
+                    again,
+                    starved: false,
+                }),
+                Err(why) => Err(why),
+            };
             finished = flushed.finished || link.stream_flushed(s.sid, 0, s.queued()).finished;
             pumped
         }

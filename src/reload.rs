@@ -85,6 +85,7 @@ fn apply(eng: &mut Cx, running: &mut Role, mut new: Config) -> Result<(), Reload
         (_, wanted) => return Err(role_switch(wanted)),
     }
     eng.pool.set_budget(common.buffer_budget);
+    eng.pipes.set_max(common.max_pipes);
     eng.config = common;
     Ok(())
 }

@@ -232,6 +232,18 @@ fn render(eng: &mut Cx, role: &mut Role, running: bool) -> (String, usize) {
          \"allocations\": {}, \"reuses\": {}, \"frees\": {}}},",
         b.budget, b.held, b.pooled, b.peak, b.allocations, b.reuses, b.frees
     );
+    let p = eng.pipes.stats();
+    let mode = match eng.pipes.mode() {
+        crate::splice::Mode::On => "on",
+        crate::splice::Mode::Off => "off",
+        crate::splice::Mode::Refused => "refused",
+    };
+    let _ = writeln!(
+        out,
+        "  \"pipes\": {{\"splice\": \"{mode}\", \"open\": {}, \"lent\": {}, \"peak\": {}, \
+         \"exhausted\": {}, \"spliced_bytes\": {}}},",
+        p.open, p.lent, p.peak, p.exhausted, p.spliced
+    );
     match last_error {
         Some((at, text)) => {
             let _ = writeln!(

@@ -35,6 +35,9 @@ pub struct Stream {
     pub connecting: bool,
     /// Received data the socket has not taken yet; none while idle.
     pub(crate) out: Option<Buf>,
+    /// Received data spliced from a plain tunnel, ahead of `out`, while
+    /// any is in flight (`relay_splice`); back to the pool once empty.
+    pub(crate) pipe: Option<crate::splice::Lent>,
     /// Bytes read from the socket into the tunnel so far.
     pub(crate) bytes_read: u64,
     /// Stream bytes written to the socket so far.
@@ -80,6 +83,7 @@ impl Stream {
             sid,
             connecting: false,
             out: None,
+            pipe: None,
             bytes_read: 0,
             bytes_written: 0,
             unreported: 0,
@@ -106,7 +110,7 @@ impl Stream {
 
     /// `n` bytes went to the socket: stream data once the bytes that are
     /// not (see [`push_unacked`](Self::push_unacked)) are out.
-    fn on_written(&mut self, n: usize) {
+    pub(crate) fn on_written(&mut self, n: usize) {
         let debt = n.min(self.unacked_debt);
         self.unacked_debt -= debt;
         self.bytes_written += (n - debt) as u64;
@@ -147,7 +151,7 @@ impl Stream {
     }
 
     pub fn queued(&self) -> usize {
-        self.out.as_ref().map_or(0, Buf::len)
+        self.out.as_ref().map_or(0, Buf::len) + self.pipe.as_ref().map_or(0, |p| p.held())
     }
 
     /// Writes `data` to the socket if possible and keeps the rest. Returns
@@ -197,6 +201,14 @@ impl Stream {
                 piece.get(skip..).unwrap_or_default()
             } else {
                 piece
+            };
+            // A stream that splices queues in its pipe while it has room
+            // (one queue, in order; splicing goes on behind it).
+            let piece = match self.pipe.as_mut() {
+                Some(pipe) if self.out.as_ref().is_none_or(Buf::is_empty) => {
+                    piece.get(pipe.push(piece)..).unwrap_or_default()
+                }
+                _ => piece,
             };
             if !piece.is_empty() {
                 self.out
@@ -287,6 +299,13 @@ impl Stream {
                 return Ok(Some(at));
             }
         }
+        // Spliced bytes are older than any in `out`.
+        if let Some(at) = self.flush_pipe(now)? {
+            return Ok(Some(at));
+        }
+        if self.pipe.is_some() {
+            return Ok(None);
+        }
         while let Some(out) = self.out.as_mut() {
             if out.is_empty() {
                 if let Some(empty) = self.out.take() {
@@ -307,6 +326,39 @@ impl Stream {
                 }
             }
         }
+        Ok(None)
+    }
+
+    /// Writes what the pipe holds; gives it back once empty. A refused
+    /// splice puts its bytes in front of `out`, none lost.
+    fn flush_pipe(&mut self, now: Instant) -> Result<Option<Instant>, Why> {
+        let Some(mut pipe) = self.pipe.take() else {
+            return Ok(None);
+        };
+        while pipe.held() > 0 {
+            match self.transport.splice_out(&mut pipe, usize::MAX) {
+                Io::Done(n) => self.on_written(n),
+                outcome if crate::splice::is_refusal(&outcome) => {
+                    let mut bytes = Vec::with_capacity(pipe.held() + self.queued());
+                    pipe.read_out(&mut bytes);
+                    if let Some(out) = self.out.take() {
+                        bytes.extend_from_slice(out.data());
+                        out.recycle();
+                    }
+                    if !bytes.is_empty() {
+                        let mut out = self.pool.take(bytes.len());
+                        out.extend(&bytes);
+                        self.out = Some(out);
+                    }
+                    return Ok(None);
+                }
+                other => {
+                    self.pipe = Some(pipe);
+                    return self.check(now, other);
+                }
+            }
+        }
+        // Empty: back to the pool (dropping it does that).
         Ok(None)
     }
 

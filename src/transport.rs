@@ -59,6 +59,83 @@ impl Transport {
         self.tls.as_deref_mut()
     }
 
+    /// The socket, when bytes may bypass user space: plain TCP only (TLS
+    /// needs them in user space; a built-in kite's socket pair is left
+    /// alone).
+    pub fn splice_fd(&self) -> Option<std::os::fd::RawFd> {
+        use std::os::fd::AsRawFd;
+        match (&self.tls, &self.sock) {
+            (None, Socket::Tcp(s)) => Some(s.as_raw_fd()),
+            _ => None,
+        }
+    }
+
+    /// Moves up to `max` bytes from the socket into `pipe`. `Done(0)`: the
+    /// pipe is full while the socket still has bytes (so its readiness is
+    /// kept); `WouldBlock`: the socket is drained.
+    pub fn splice_in(&mut self, pipe: &mut crate::splice::Lent, max: usize) -> Io {
+        let Some(fd) = self.splice_fd() else {
+            return Io::Done(0);
+        };
+        if !self.ready.read {
+            return Io::WouldBlock;
+        }
+        match pipe.fill_from(fd, max) {
+            // With SPLICE_F_NONBLOCK, EAGAIN means an empty socket or a full
+            // pipe; only the first may clear the remembered readiness.
+            Io::WouldBlock if pipe.held() > 0 => {
+                let mut probe = [0u8; 1];
+                match crate::splice::peek(fd, &mut probe) {
+                    Io::Done(_) | Io::Eof => Io::Done(0),
+                    _ => {
+                        self.ready.read = false;
+                        Io::WouldBlock
+                    }
+                }
+            }
+            Io::WouldBlock => {
+                self.ready.read = false;
+                Io::WouldBlock
+            }
+            Io::Eof => {
+                self.ready.read = false;
+                Io::Eof
+            }
+            other => other,
+        }
+    }
+
+    /// Moves up to `max` of `pipe`'s bytes to the socket.
+    pub fn splice_out(&mut self, pipe: &mut crate::splice::Lent, max: usize) -> Io {
+        let Some(fd) = self.splice_fd() else {
+            return Io::WouldBlock;
+        };
+        if !self.ready.write {
+            return Io::WouldBlock;
+        }
+        let outcome = pipe.drain_to(fd, max);
+        if outcome == Io::WouldBlock {
+            self.ready.write = false;
+        }
+        outcome
+    }
+
+    /// Copies the bytes at the head of the socket into `buf` without
+    /// consuming them (plain TCP only).
+    pub fn peek(&mut self, buf: &mut [u8]) -> Io {
+        let Some(fd) = self.splice_fd() else {
+            return Io::WouldBlock;
+        };
+        if !self.ready.read {
+            return Io::WouldBlock;
+        }
+        let outcome = crate::splice::peek(fd, buf);
+        if outcome == Io::WouldBlock {
+            self.ready.read = false;
+        }
+        outcome
+    }
+
     /// Whether a read may return data now (the socket was readable, or the
     /// TLS session holds decrypted bytes).
     pub fn can_read(&mut self) -> bool {

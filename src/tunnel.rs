@@ -103,6 +103,11 @@ pub struct Tunnel {
     pub live_since: Option<Instant>,
     /// The core's buffers as counted in the pool.
     pub counted: Counted,
+    /// A chunk going out with a spliced body, before the core's output.
+    pub splice_out: Option<crate::relay_splice::SpliceOut>,
+    /// Chunks peeked since the last spliced one that were not worth it
+    /// (`relay_splice::read_limit`).
+    pub splice_misses: u8,
 }
 
 impl Tunnel {
@@ -131,6 +136,8 @@ impl Tunnel {
             side,
             live_since: None,
             counted: Counted::new(pool),
+            splice_out: None,
+            splice_misses: 0,
         }
     }
 

@@ -403,6 +403,12 @@ pub(super) const FLAGS: &[Flag] = &[
     ),
     value(
         "",
+        "max_pipes",
+        "N",
+        "Pipes for kernel splicing at once (default 64): on plain hops bulk data moves socket to pipe to socket without entering rkite; a stream holds a pipe only while its data is in flight, and copies when none is free. 0 turns splicing off.",
+    ),
+    value(
+        "",
         "max_conns",
         "N",
         "Connections at once: public ones and tunnels on a frontend, streams on a backend (default 16384 / 4096).",

@@ -337,6 +337,9 @@ fn parse_expanded(argv: &[String], expanded: &files::Expanded) -> Result<Parsed,
     let buffer_budget = usize::try_from(buffer_budget).unwrap_or(usize::MAX);
     let max_conns = number("max_conns", 1)?.unwrap_or(if is_frontend { 16384 } else { 4096 });
     let max_conns = usize::try_from(max_conns).unwrap_or(usize::MAX);
+    let max_pipes = number("max_pipes", 0)?.map_or(crate::splice::DEFAULT_MAX_PIPES, |n| {
+        usize::try_from(n).unwrap_or(usize::MAX)
+    });
     let stop_grace = Duration::from_secs(number("stop_grace", 0)?.unwrap_or(5));
     let stream_idle = match number("stream_idle", 0)?.unwrap_or(DEFAULT_STREAM_IDLE) {
         0 => None,
@@ -426,6 +429,7 @@ fn parse_expanded(argv: &[String], expanded: &files::Expanded) -> Result<Parsed,
             urls
         },
         buffer_budget,
+        max_pipes,
         max_conns,
         stop_grace,
         stream_idle,

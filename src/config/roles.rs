@@ -64,6 +64,8 @@ pub struct Common {
     /// `--max_conns`: public connections and tunnels (frontend) or streams
     /// (backend) at once.
     pub max_conns: usize,
+    /// `--max_pipes`: pipes for kernel splicing at once (0: never splice).
+    pub max_pipes: usize,
     /// `--stop_grace`: how long running streams may finish after SIGTERM.
     pub stop_grace: Duration,
     /// `--stream_idle`: a stream with no traffic this long is closed.

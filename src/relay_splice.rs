@@ -1,0 +1,333 @@
+//! Kernel splicing on the relay path (issue 15): which bytes of a plain hop
+//! move socket → pipe → socket, and the bookkeeping that keeps them in
+//! their place among the copied ones. The framing stays exactly as when
+//! copying: a chunk's head is written (or read) with an ordinary call, its
+//! body is spliced; the core (`proto::tunnel`) counts windows and
+//! acknowledgements for both alike.
+//!
+//! Order is kept by three rules. Sending: a chunk is spliced only while the
+//! tunnel's output is empty, and its head and body go out before anything
+//! queued later ([`SpliceOut`]). Receiving: a body is spliced into a
+//! stream's pipe only while the stream's copied queue is empty, so its pipe
+//! always holds older bytes than its queue and is written first; a body
+//! the backend's HTTP guard must read is never spliced (only what it calls
+//! opaque: a body of known length, a switched protocol). Whenever a rule
+//! would break, the rest of that chunk is copied as before.
+//!
+//! The syscalls are `splice.rs`'s; the chunk heads are the core's.
+
+use std::time::Instant;
+
+use mio::Token;
+
+use crate::conn::{Conn, Cx};
+use crate::net::Io;
+use crate::proto::tunnel::{CHUNK_BODY, DataHead, Role, SendBlocked};
+use crate::relay::{Link, Why};
+use crate::splice::{Lent, is_refusal};
+use crate::stream::Stream;
+use crate::transport::Transport;
+
+/// Bodies smaller than this are copied: splicing one costs more calls.
+pub(crate) const MIN_SPLICE: usize = 8 * 1024;
+/// Bytes a peek reads: the head of any plain data chunk fits.
+const PEEK: usize = 64;
+
+/// A chunk being sent with a spliced body: its head, then the pipe's bytes,
+/// go to the tunnel socket before anything else.
+pub struct SpliceOut {
+    head: DataHead,
+    head_sent: usize,
+    pipe: Lent,
+    /// The body, read back from the pipe after a refused splice.
+    copied: Vec<u8>,
+}
+
+/// Writes what a spliced chunk has left; `Ok(true)` once all of it is out.
+pub(crate) fn flush_out(
+    transport: &mut Transport,
+    slot: &mut Option<SpliceOut>,
+) -> Result<bool, Io> {
+    let Some(so) = slot.as_mut() else {
+        return Ok(true);
+    };
+    while let Some(rest) = so
+        .head
+        .as_bytes()
+        .get(so.head_sent..)
+        .filter(|r| !r.is_empty())
+    {
+        match transport.write(rest) {
+            Io::Done(n) => so.head_sent += n,
+            Io::WouldBlock => return Ok(false),
+            other => return Err(other),
+        }
+    }
+    while so.pipe.held() > 0 {
+        match transport.splice_out(&mut so.pipe, usize::MAX) {
+            Io::Done(_) => {}
+            Io::WouldBlock => return Ok(false),
+            outcome if is_refusal(&outcome) => so.pipe.read_out(&mut so.copied),
+            other => return Err(other),
+        }
+    }
+    while !so.copied.is_empty() {
+        match transport.write(&so.copied) {
+            Io::Done(n) => {
+                so.copied.drain(..n.min(so.copied.len()));
+            }
+            Io::WouldBlock => return Ok(false),
+            other => return Err(other),
+        }
+    }
+    *slot = None;
+    Ok(true)
+}
+
+/// What splicing a stream's socket into its tunnel did.
+pub(crate) enum Sent {
+    /// Nothing spliced: read it the copying way.
+    Copy,
+    /// Done for this drive (blocked, drained, or the budget spent).
+    Done { again: bool },
+}
+
+/// Stream side: splices the socket of stream `s` into its tunnel as data
+/// chunks while the tunnel's output is empty, up to `budget` bytes.
+pub(crate) fn send(
+    eng: &mut Cx,
+    token: Token,
+    s: &mut Stream,
+    now: Instant,
+    budget: usize,
+) -> Result<Sent, Why> {
+    if !eng.pipes.enabled() || s.connecting || s.wants_response() {
+        return Ok(Sent::Copy);
+    }
+    if s.transport.splice_fd().is_none() {
+        return Ok(Sent::Copy);
+    }
+    let pipes = eng.pipes.clone();
+    let Some(Conn::Tunnel(t)) = eng.conns.get_mut(s.tunnel) else {
+        return Ok(Sent::Copy);
+    };
+    let Some(link) = t.link.as_deref_mut() else {
+        return Ok(Sent::Copy);
+    };
+    if link.handle_of(s.sid) != Some(token)
+        || t.transport.splice_fd().is_none()
+        || t.splice_out.is_some()
+        || !t.out.is_empty()
+    {
+        return Ok(Sent::Copy);
+    }
+    // A frontend's chunks stay within what libpagekite takes in one piece.
+    let most = match link.role() {
+        Role::Frontend => CHUNK_BODY,
+        Role::Backend => usize::MAX,
+    };
+    let mut left = budget;
+    let mut moved = false;
+    while left > 0 && s.transport.can_read() && t.splice_out.is_none() {
+        let max = match link.splice_send_space(s.sid, most.min(left)) {
+            Ok(0) => break,
+            Ok(max) => max,
+            // The core said when to try again (`Event::Writable`).
+            Err(SendBlocked::Window | SendBlocked::Tunnel) => {
+                return Ok(Sent::Done { again: false });
+            }
+            Err(_) => return Ok(Sent::Done { again: false }),
+        };
+        let Some(mut pipe) = pipes.take(now) else {
+            break;
+        };
+        match s.transport.splice_in(&mut pipe, max) {
+            Io::Done(0) => break,
+            Io::Done(n) => {
+                s.bytes_read += n as u64;
+                left -= n.min(left);
+                moved = true;
+                if let Some(head) = link.commit_splice_send(s.sid, n, now) {
+                    t.splice_out = Some(SpliceOut {
+                        head,
+                        head_sent: 0,
+                        pipe,
+                        copied: Vec::new(),
+                    });
+                }
+                if let Err(outcome) = flush_out(&mut t.transport, &mut t.splice_out) {
+                    // The tunnel's own drive finds and reports the failure.
+                    log::debug!("splice: tunnel write failed: {outcome:?}");
+                    break;
+                }
+            }
+            Io::WouldBlock => return Ok(Sent::Done { again: false }),
+            Io::Eof => {
+                link.stream_read_eof(s.sid);
+                eng.mark_dirty(s.tunnel);
+                return Ok(Sent::Done { again: false });
+            }
+            outcome if is_refusal(&outcome) => return Ok(Sent::Copy),
+            Io::Starved => return Ok(Sent::Copy),
+            Io::Failed(f) => return Err(crate::relay::failure(&s.transport, f)),
+        }
+    }
+    let tunnel = s.tunnel;
+    eng.mark_dirty(tunnel);
+    if !moved {
+        return Ok(Sent::Copy);
+    }
+    Ok(Sent::Done {
+        again: left == 0 && s.transport.can_read(),
+    })
+}
+
+/// After this many chunks in a row not worth splicing, ordinary reads
+/// take whatever is there again (many small chunks: one read, not two).
+const MISSES: u8 = 4;
+
+/// Tunnel side, before an ordinary read: how many bytes that read may take
+/// (`None`: no limit). It stops at the end of a chunk head worth splicing
+/// the body of; while bodies are being spliced, it also stops at the end
+/// of a chunk that is not, so the next read starts at a chunk again. Peeks
+/// at the socket; reads nothing.
+pub(crate) fn read_limit(
+    eng: &mut Cx,
+    transport: &mut Transport,
+    link: &Link,
+    misses: &mut u8,
+) -> Option<usize> {
+    if !eng.pipes.enabled()
+        || *misses >= MISSES
+        || transport.splice_fd().is_none()
+        || !link.input_empty()
+    {
+        return None;
+    }
+    let mut peek = [0u8; PEEK];
+    let Io::Done(n) = transport.peek(&mut peek) else {
+        return None;
+    };
+    let peeked = peek.get(..n)?;
+    if let Some(c) = link.splice_candidate(peeked, MIN_SPLICE) {
+        if stream_can_take(eng, c.handle, c.body) {
+            *misses = 0;
+            return Some(c.head);
+        }
+    }
+    *misses += 1;
+    crate::proto::frame::chunk_len(peeked)
+}
+
+/// Whether the stream of `handle` may have `body` bytes spliced into its
+/// pipe now; takes a pipe for it if it has none.
+pub(crate) fn stream_can_take(eng: &mut Cx, handle: Token, body: usize) -> bool {
+    let pipes = eng.pipes.clone();
+    let now = eng.now;
+    // Copied bytes waiting for the socket must go first: try to write them
+    // now rather than copy on behind them (its drive reports the rest).
+    if let Some(Conn::Stream(s)) = eng.conns.get_mut(handle) {
+        if s.out.as_ref().is_some_and(|o| !o.is_empty()) && !s.connecting {
+            let _ = s.flush(now);
+            eng.mark_dirty(handle);
+        }
+    }
+    let Some(Conn::Stream(s)) = eng.conns.get_mut(handle) else {
+        return false;
+    };
+    if s.connecting
+        || s.transport.splice_fd().is_none()
+        || s.out.as_ref().is_some_and(|o| !o.is_empty())
+        || opaque_ahead(s) < body
+    {
+        return false;
+    }
+    if s.pipe.is_none() {
+        s.pipe = pipes.take(now);
+    }
+    // The kernel counts pages, not bytes: a pipe may refuse sooner, and
+    // then the rest of the chunk is copied (`Took::Copy`).
+    s.pipe
+        .as_ref()
+        .is_some_and(|p| p.held() + body <= p.capacity())
+}
+
+/// Bytes the backend's HTTP guard lets pass unread from here on.
+fn opaque_ahead(s: &Stream) -> usize {
+    match s.rewrite.as_deref() {
+        None => usize::MAX,
+        Some(rw) => rw.opaque_ahead(),
+    }
+}
+
+/// What taking a spliced body did.
+pub(crate) enum Took {
+    /// Moved this many bytes; go on.
+    Moved(usize),
+    /// The tunnel socket is drained for now.
+    Drained,
+    /// The rest of the chunk comes the copying way: read on as usual.
+    Copy,
+}
+
+/// Tunnel side: splices the body the core is waiting for into its
+/// stream's pipe, and on to the stream's socket.
+pub(crate) fn take_body(
+    eng: &mut Cx,
+    transport: &mut Transport,
+    link: &mut Link,
+    now: Instant,
+) -> Result<Took, Why> {
+    let Some((sid, left)) = link.splice_left() else {
+        return Ok(Took::Copy);
+    };
+    let handle = link.handle_of(sid);
+    let stream = match handle.and_then(|h| eng.conns.get_mut(h)) {
+        Some(Conn::Stream(s)) => Some(s),
+        _ => None,
+    };
+    let Some(s) =
+        stream.filter(|s| s.out.as_ref().is_none_or(|o| o.is_empty()) && opaque_ahead(s) >= left)
+    else {
+        link.splice_copy();
+        return Ok(Took::Copy);
+    };
+    if s.pipe.is_none() {
+        s.pipe = eng.pipes.take(now);
+    }
+    let Some(pipe) = s.pipe.as_mut() else {
+        link.splice_copy();
+        return Ok(Took::Copy);
+    };
+    let moved = match transport.splice_in(pipe, left) {
+        Io::Done(0) => {
+            link.splice_copy();
+            return Ok(Took::Copy);
+        }
+        Io::Done(n) => n,
+        Io::WouldBlock => return Ok(Took::Drained),
+        Io::Eof => return Err(Why::PeerClosed),
+        outcome if is_refusal(&outcome) => {
+            link.splice_copy();
+            return Ok(Took::Copy);
+        }
+        Io::Starved => return Ok(Took::Drained),
+        Io::Failed(f) => return Err(crate::relay::failure(transport, f)),
+    };
+    link.splice_taken(moved, now);
+    if let Some(rw) = s.rewrite.as_deref_mut() {
+        rw.skip_opaque(moved);
+    }
+    // On to the socket now; what it doesn't take waits in the pipe.
+    let flushed = s.flush(now);
+    let written = s.take_written();
+    let queued = s.queued();
+    let _ = link.stream_flushed(sid, written, queued);
+    if let Some(h) = handle {
+        if queued > 0 || flushed.is_err() {
+            // Its own drive writes the rest, or reports the failure.
+            eng.mark_dirty(h);
+        }
+    }
+    Ok(Took::Moved(moved))
+}

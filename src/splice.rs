@@ -1,0 +1,429 @@
+//! Kernel splicing for plain TCP hops (issue 15): the engine's bounded pool
+//! of pipes (`--max_pipes`), a pipe lent out of it, and every pipe and
+//! `splice(2)` syscall the relay makes (socket → pipe, pipe → socket, and
+//! the `MSG_PEEK` that reads a chunk header without consuming past it).
+//! Bytes spliced never enter user space. It knows nothing of PageKite: which
+//! bytes may be spliced, and where to, is `relay_splice`'s. A pipe goes back
+//! to the pool as soon as it is empty, so idle streams hold none; the pool
+//! keeps a few for reuse and closes the rest.
+//!
+//! `RKITE_SPLICE` (environment) is the switch the tests use: `off` never
+//! splices, `refuse` behaves as a kernel that rejects splice (the relay
+//! must fall back to copying without losing a byte); anything else, or
+//! unset, splices where it can. The first time the kernel refuses (EINVAL,
+//! ENOSYS, EPERM from a seccomp filter...) splicing switches itself off for
+//! the rest of the process, with one log line.
+
+use std::cell::RefCell;
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use log::{info, warn};
+
+use crate::net::{Failure, Io};
+
+/// What a pipe is asked to hold: a stream's whole starting window, so a
+/// receiver whose visitor reads slowly still keeps its bytes in the pipe
+/// rather than copying them. Its pages are only taken while it holds
+/// bytes. (The kernel caps it at `/proc/sys/fs/pipe-max-size`, 1 MiB by
+/// default; a smaller pipe only means more copying.)
+pub const PIPE_SIZE: usize = 1024 * 1024;
+/// Empty pipes kept open for reuse; beyond this they are closed.
+const KEEP_FREE: usize = 8;
+/// A spare pipe unused this long is closed: a quiet relay holds none.
+const SPARE_IDLE: Duration = Duration::from_secs(1);
+/// The default `--max_pipes`.
+pub const DEFAULT_MAX_PIPES: usize = 64;
+
+/// Whether this process splices.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    On,
+    /// `--max_pipes=0` or `RKITE_SPLICE=off`.
+    Off,
+    /// The kernel refused (or `RKITE_SPLICE=refuse` pretends it did on the
+    /// first try): copying from now on.
+    Refused,
+}
+
+/// One pipe: the bytes in it are counted here, since the kernel only says
+/// how full it is by refusing more.
+pub struct Pipe {
+    read: OwnedFd,
+    write: OwnedFd,
+    /// Bytes in the pipe.
+    pub held: usize,
+    /// What it holds at most (as the kernel set it).
+    pub capacity: usize,
+}
+
+/// What the pool has done, for the status file and tests.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PipeStats {
+    /// Pipes open now (lent and free).
+    pub open: usize,
+    /// Pipes lent to streams and tunnels now.
+    pub lent: usize,
+    /// The most ever lent at once.
+    pub peak: usize,
+    /// Times a stream wanted a pipe and the pool was at `--max_pipes`.
+    pub exhausted: u64,
+    /// Bytes moved by splice (into pipes).
+    pub spliced: u64,
+}
+
+struct Inner {
+    mode: Mode,
+    /// `RKITE_SPLICE=refuse`: the first splice "fails" with EINVAL.
+    pretend_refusal: bool,
+    max: usize,
+    /// Empty pipes for reuse (oldest first), with when a sweep first saw
+    /// each unused.
+    free: Vec<(Pipe, Option<Instant>)>,
+    stats: PipeStats,
+}
+
+/// The engine's pipe pool; clones share it (a lent pipe goes home by
+/// itself when dropped).
+#[derive(Clone)]
+pub struct Pipes(Rc<RefCell<Inner>>);
+
+impl Pipes {
+    /// A pool of at most `max` pipes, switched by `RKITE_SPLICE`.
+    pub fn new(max: usize) -> Pipes {
+        let switch = std::env::var("RKITE_SPLICE").unwrap_or_default();
+        let mode = if max == 0 || switch == "off" {
+            Mode::Off
+        } else {
+            Mode::On
+        };
+        Pipes(Rc::new(RefCell::new(Inner {
+            mode,
+            pretend_refusal: switch == "refuse",
+            max,
+            free: Vec::new(),
+            stats: PipeStats::default(),
+        })))
+    }
+
+    pub fn mode(&self) -> Mode {
+        self.0.borrow().mode
+    }
+
+    pub fn enabled(&self) -> bool {
+        self.mode() == Mode::On
+    }
+
+    /// A SIGHUP's new `--max_pipes` (lent pipes stay lent).
+    pub fn set_max(&self, max: usize) {
+        let mut inner = self.0.borrow_mut();
+        inner.max = max;
+        if max == 0 && inner.mode == Mode::On {
+            inner.mode = Mode::Off;
+        } else if max > 0 && inner.mode == Mode::Off {
+            inner.mode = Mode::On;
+        }
+    }
+
+    pub fn stats(&self) -> PipeStats {
+        let inner = self.0.borrow();
+        let mut stats = inner.stats;
+        stats.open = stats.lent + inner.free.len();
+        stats
+    }
+
+    /// An empty pipe, or `None` (splicing off, the pool at its limit, or no
+    /// descriptor to be had): the caller copies instead.
+    pub fn take(&self, now: Instant) -> Option<Lent> {
+        let mut inner = self.0.borrow_mut();
+        if inner.mode != Mode::On {
+            return None;
+        }
+        let pipe = match inner.free.pop() {
+            Some((pipe, _)) => pipe,
+            None if inner.stats.lent >= inner.max => {
+                inner.stats.exhausted += 1;
+                return None;
+            }
+            None => match open_pipe() {
+                Ok(pipe) => pipe,
+                Err(e) => {
+                    // EMFILE/ENFILE and friends: copying works without one.
+                    drop(inner);
+                    crate::logging::noisy(
+                        now,
+                        crate::logging::Noise::Pipes,
+                        log::Level::Warn,
+                        format_args!("splice: no pipe ({e}); copying instead"),
+                    );
+                    return None;
+                }
+            },
+        };
+        inner.stats.lent += 1;
+        inner.stats.peak = inner.stats.peak.max(inner.stats.lent);
+        Some(Lent {
+            pipe: Some(pipe),
+            home: self.clone(),
+        })
+    }
+
+    /// The kernel refused a splice: copy from now on.
+    fn refused(&self, errno: i32) {
+        let mut inner = self.0.borrow_mut();
+        if inner.mode == Mode::On {
+            inner.mode = Mode::Refused;
+            inner.free.clear();
+            warn!(
+                "splice: the kernel refused it ({}); relaying by copying from now on",
+                io::Error::from_raw_os_error(errno)
+            );
+        }
+    }
+
+    fn give_back(&self, pipe: Pipe) {
+        let mut inner = self.0.borrow_mut();
+        inner.stats.lent = inner.stats.lent.saturating_sub(1);
+        // A pipe with bytes in it (its stream went) is closed with them.
+        if pipe.held == 0 && inner.mode == Mode::On && inner.free.len() < KEEP_FREE {
+            inner.free.push((pipe, None));
+        }
+    }
+
+    /// Closes spare pipes unused for [`SPARE_IDLE`] (counted from the
+    /// first sweep that saw them spare); when to look again.
+    pub fn sweep(&self, now: Instant) -> Option<Instant> {
+        let mut inner = self.0.borrow_mut();
+        inner.free.retain_mut(|(_, seen)| {
+            let since = *seen.get_or_insert(now);
+            now.saturating_duration_since(since) < SPARE_IDLE
+        });
+        inner
+            .free
+            .iter()
+            .filter_map(|(_, seen)| *seen)
+            .min()
+            .map(|since| since + SPARE_IDLE)
+    }
+
+    /// Counts `n` bytes spliced; `RKITE_SPLICE=refuse` refuses the first.
+    fn spliced(&self, n: usize) {
+        self.0.borrow_mut().stats.spliced += n as u64;
+    }
+
+    fn pretending(&self) -> bool {
+        let mut inner = self.0.borrow_mut();
+        std::mem::take(&mut inner.pretend_refusal)
+    }
+}
+
+/// A pipe lent out of the pool; dropping it gives it back.
+pub struct Lent {
+    pipe: Option<Pipe>,
+    home: Pipes,
+}
+
+impl Drop for Lent {
+    fn drop(&mut self) {
+        if let Some(pipe) = self.pipe.take() {
+            self.home.give_back(pipe);
+        }
+    }
+}
+
+impl Lent {
+    pub fn held(&self) -> usize {
+        self.pipe.as_ref().map_or(0, |p| p.held)
+    }
+
+    pub fn capacity(&self) -> usize {
+        self.pipe.as_ref().map_or(0, |p| p.capacity)
+    }
+
+    /// Moves up to `max` bytes from socket `fd` into the pipe.
+    pub fn fill_from(&mut self, fd: RawFd, max: usize) -> Io {
+        let Some(pipe) = self.pipe.as_mut() else {
+            return Io::WouldBlock;
+        };
+        let outcome = splice(&self.home, fd, pipe.write.as_raw_fd(), max);
+        if let Io::Done(n) = outcome {
+            pipe.held += n;
+            self.home.spliced(n);
+        }
+        outcome
+    }
+
+    /// Copies as much of `bytes` into the pipe as it takes now (behind
+    /// what it holds): a stream that splices keeps one queue, in order.
+    pub fn push(&mut self, bytes: &[u8]) -> usize {
+        let Some(pipe) = self.pipe.as_mut() else {
+            return 0;
+        };
+        let room = pipe.capacity.saturating_sub(pipe.held).min(bytes.len());
+        if room == 0 {
+            return 0;
+        }
+        loop {
+            // SAFETY: `bytes` is valid for reads of `room` bytes.
+            let n = unsafe { libc::write(pipe.write.as_raw_fd(), bytes.as_ptr().cast(), room) };
+            if n > 0 {
+                pipe.held += n as usize;
+                return n as usize;
+            }
+            if n < 0 && io::Error::last_os_error().raw_os_error() == Some(libc::EINTR) {
+                continue;
+            }
+            return 0;
+        }
+    }
+
+    /// Moves up to `max` of the pipe's bytes to socket `fd`.
+    pub fn drain_to(&mut self, fd: RawFd, max: usize) -> Io {
+        let Some(pipe) = self.pipe.as_mut() else {
+            return Io::WouldBlock;
+        };
+        let max = max.min(pipe.held);
+        if max == 0 {
+            return Io::Done(0);
+        }
+        let outcome = splice(&self.home, pipe.read.as_raw_fd(), fd, max);
+        if let Io::Done(n) = outcome {
+            pipe.held -= n.min(pipe.held);
+        }
+        outcome
+    }
+}
+
+impl Lent {
+    /// Reads the pipe's bytes into `into` (a splice out of it was refused:
+    /// they go the copying way, none lost).
+    pub fn read_out(&mut self, into: &mut Vec<u8>) {
+        let Some(pipe) = self.pipe.as_mut() else {
+            return;
+        };
+        let mut buf = [0u8; 16 * 1024];
+        while pipe.held > 0 {
+            // SAFETY: `buf` is valid for writes of its length.
+            let n =
+                unsafe { libc::read(pipe.read.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
+            if n <= 0 {
+                if n < 0 && io::Error::last_os_error().raw_os_error() == Some(libc::EINTR) {
+                    continue;
+                }
+                break;
+            }
+            let n = n as usize;
+            into.extend_from_slice(buf.get(..n).unwrap_or_default());
+            pipe.held -= n.min(pipe.held);
+        }
+    }
+}
+
+fn open_pipe() -> io::Result<Pipe> {
+    let mut fds = [0 as libc::c_int; 2];
+    // SAFETY: `fds` is a valid array of two ints for pipe2 to fill.
+    let rc = unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_NONBLOCK | libc::O_CLOEXEC) };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: pipe2 succeeded, so both descriptors are open and ours alone.
+    let (read, write) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+    // Best effort: a pipe the kernel keeps at its default size still works.
+    // SAFETY: fcntl on a descriptor we own, with an integer argument.
+    let set = unsafe {
+        libc::fcntl(
+            write.as_raw_fd(),
+            libc::F_SETPIPE_SZ,
+            PIPE_SIZE as libc::c_int,
+        )
+    };
+    let capacity = if set > 0 { set as usize } else { 64 * 1024 };
+    Ok(Pipe {
+        read,
+        write,
+        held: 0,
+        capacity,
+    })
+}
+
+/// One non-blocking splice, retried on EINTR; a refusal switches the pool
+/// off and comes back as `Failed` with `ErrorKind::Unsupported`.
+fn splice(home: &Pipes, from: RawFd, to: RawFd, len: usize) -> Io {
+    if home.pretending() {
+        home.refused(libc::EINVAL);
+        return Io::Failed(Failure(io::ErrorKind::Unsupported, libc::EINVAL));
+    }
+    loop {
+        // SAFETY: both descriptors are open for the duration of the call;
+        // null offsets are what splice takes for sockets and pipes.
+        let n = unsafe {
+            libc::splice(
+                from,
+                std::ptr::null_mut(),
+                to,
+                std::ptr::null_mut(),
+                len,
+                libc::SPLICE_F_MOVE | libc::SPLICE_F_NONBLOCK,
+            )
+        };
+        if n > 0 {
+            return Io::Done(n as usize);
+        }
+        if n == 0 {
+            return Io::Eof;
+        }
+        let e = io::Error::last_os_error();
+        match e.raw_os_error() {
+            Some(libc::EINTR) => continue,
+            Some(errno @ (libc::EINVAL | libc::ENOSYS | libc::EPERM | libc::EOPNOTSUPP)) => {
+                home.refused(errno);
+                return Io::Failed(Failure(io::ErrorKind::Unsupported, errno));
+            }
+            _ => return crate::net::classify(&e).unwrap_or(Io::WouldBlock),
+        }
+    }
+}
+
+/// True for the outcome of a splice the kernel refused.
+pub fn is_refusal(outcome: &Io) -> bool {
+    matches!(outcome, Io::Failed(Failure(io::ErrorKind::Unsupported, _)))
+}
+
+/// Copies up to `buf.len()` bytes at the head of socket `fd` without
+/// consuming them.
+pub fn peek(fd: RawFd, buf: &mut [u8]) -> Io {
+    loop {
+        // SAFETY: `buf` is valid for writes of its length.
+        let n = unsafe {
+            libc::recv(
+                fd,
+                buf.as_mut_ptr().cast(),
+                buf.len(),
+                libc::MSG_PEEK | libc::MSG_DONTWAIT,
+            )
+        };
+        if n > 0 {
+            return Io::Done(n as usize);
+        }
+        if n == 0 {
+            return Io::Eof;
+        }
+        let e = io::Error::last_os_error();
+        if let Some(outcome) = crate::net::classify(&e) {
+            return outcome;
+        }
+    }
+}
+
+/// Logs at start how the relay moves plain bytes.
+pub fn announce(pipes: &Pipes) {
+    match pipes.mode() {
+        Mode::On => info!(
+            "splice: plain hops move bulk data with splice(2), up to {} pipes",
+            pipes.0.borrow().max
+        ),
+        Mode::Off | Mode::Refused => info!("splice: off; plain hops copy"),
+    }
+}
