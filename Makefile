@@ -66,8 +66,11 @@ lint:
 	  echo "src/proto must stay sans-IO (no sockets, no clock, no TLS)"; exit 1; fi
 
 # `static` first: tests/static_bin.rs runs dist/rkite-<target> in an empty chroot.
+# The e2e suite runs twice: as shipped (plain hops splice, issue 15) and with
+# RKITE_SPLICE=off, so the copying path stays tested end to end too.
 test: deps lint static
 	$(CARGO) test --all-targets
+	RKITE_SPLICE=off $(CARGO) test --test e2e
 
 demo:
 	$(call install_missing,$(DEMO_DEPS))

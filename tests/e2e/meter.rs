@@ -24,6 +24,11 @@ pub struct Stats {
     pub streams: u64,
     pub timers: u64,
     pub buffered: u64,
+    /// Pipes open for splicing (lent and kept for reuse).
+    pub pipes: u64,
+    pub pipes_lent: u64,
+    /// Bytes moved by splice so far.
+    pub spliced: u64,
 }
 
 /// The marker of the SIGUSR2 line.
@@ -47,6 +52,9 @@ fn parse_stats(line: &str) -> Stats {
             "streams" => st.streams = n,
             "timers" => st.timers = n,
             "buffered" => st.buffered = n,
+            "pipes" => st.pipes = n,
+            "pipes_lent" => st.pipes_lent = n,
+            "spliced" => st.spliced = n,
             _ => {}
         }
     }
@@ -328,7 +336,8 @@ fn stats_lines_parse() {
             tunnels: 1,
             streams: 2,
             timers: 7,
-            buffered: 1024
+            buffered: 1024,
+            ..Stats::default()
         }
     );
 }

@@ -1,0 +1,333 @@
+//! Kernel splicing seen from outside (issue 15): 256 MiB each way through a
+//! plain frontend and backend, byte for byte, with a reader that pauses at
+//! random on both ends, and most of it spliced (the SIGUSR2 `stats:` line
+//! counts spliced bytes); a kernel that refuses splice (`RKITE_SPLICE=refuse`
+//! pretends to be one) costs nothing but the copies; a pool of two pipes
+//! still carries six downloads at once; and idle streams hold no pipes
+//! (descriptors counted in /proc/PID/fd; the pool's spares close after a
+//! second unused).
+//!
+//! The origin here is the test's own: `GET /bytes/<n>` writes the pattern of
+//! `origin.rs`, `POST /check` reads a pattern body with random pauses and
+//! answers `ok <n>` or where it went wrong; connections stay open for more
+//! requests until the client closes them.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::time::{Duration, Instant};
+
+use crate::fixture::T;
+use crate::meter::{self, End, read_head, read_pattern, status_of};
+use crate::origin::{check_pattern_at, fill_pattern};
+use crate::util::{self, Proc, free_port, local};
+
+const SECRET: &str = "s3cret";
+const MIB: u64 = 1024 * 1024;
+/// Long enough for 256 MiB through debug builds with pauses.
+const BULK: Duration = Duration::from_secs(120);
+
+/// A small deterministic generator for the pauses.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    /// Now and then (one read in `one_in`), a pause of 1 to 30 ms: the
+    /// reader stops while the relay keeps going.
+    fn maybe_pause(&mut self, one_in: u64) {
+        if self.next() % one_in == 0 {
+            std::thread::sleep(Duration::from_millis(1 + self.next() % 30));
+        }
+    }
+}
+
+/// The test's origin (see the module comment); one thread per connection.
+fn start_origin() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind origin");
+    let port = listener.local_addr().expect("origin address").port();
+    std::thread::spawn(move || {
+        for (i, conn) in listener.incoming().enumerate() {
+            let Ok(conn) = conn else { continue };
+            std::thread::spawn(move || serve(conn, 0x9e37_79b9 + i as u64));
+        }
+    });
+    port
+}
+
+fn serve(conn: TcpStream, seed: u64) {
+    let mut rng = Rng(seed | 1);
+    let _ = conn.set_read_timeout(Some(BULK));
+    let mut reader = BufReader::with_capacity(64 * 1024, conn.try_clone().expect("clone"));
+    let mut out = conn;
+    loop {
+        let mut head = Vec::new();
+        loop {
+            let mut line = String::new();
+            match reader.read_line(&mut line) {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+            let end = line == "\r\n";
+            head.push(line);
+            if end {
+                break;
+            }
+        }
+        let first = head.first().cloned().unwrap_or_default();
+        let length: u64 = head
+            .iter()
+            .find_map(|l| {
+                let (k, v) = l.split_once(':')?;
+                k.eq_ignore_ascii_case("content-length")
+                    .then(|| v.trim().parse().ok())?
+            })
+            .unwrap_or(0);
+        if let Some(n) = first
+            .strip_prefix("GET /bytes/")
+            .and_then(|r| r.split(' ').next())
+            .and_then(|n| n.parse::<u64>().ok())
+        {
+            let head = format!("HTTP/1.1 200 OK\r\nContent-Length: {n}\r\n\r\n");
+            if out.write_all(head.as_bytes()).is_err() {
+                return;
+            }
+            let mut buf = vec![0u8; 256 * 1024];
+            let mut sent = 0u64;
+            while sent < n {
+                let k = (n - sent).min(buf.len() as u64) as usize;
+                fill_pattern(sent, &mut buf[..k]);
+                if out.write_all(&buf[..k]).is_err() {
+                    return;
+                }
+                sent += k as u64;
+            }
+        } else if first.starts_with("POST /check ") {
+            let mut buf = vec![0u8; 64 * 1024];
+            let mut got = 0u64;
+            let mut verdict = None;
+            while got < length {
+                let want = (length - got).min(buf.len() as u64) as usize;
+                match reader.read(&mut buf[..want]) {
+                    Ok(0) | Err(_) => {
+                        verdict = Some(format!("short: {got} of {length}"));
+                        break;
+                    }
+                    Ok(k) => {
+                        if let Err(e) = check_pattern_at(got, &buf[..k]) {
+                            verdict = Some(e);
+                            break;
+                        }
+                        got += k as u64;
+                        rng.maybe_pause(48);
+                    }
+                }
+            }
+            let body = verdict.unwrap_or_else(|| format!("ok {got}"));
+            let reply = format!(
+                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{body}",
+                body.len()
+            );
+            if out.write_all(reply.as_bytes()).is_err() {
+                return;
+            }
+        } else {
+            let _ = out.write_all(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n");
+        }
+    }
+}
+
+/// An rkite frontend and backend for one http kite on the test's origin,
+/// both live, with `RKITE_SPLICE=<splice>` and extra flags.
+struct Pair {
+    port: u16,
+    fe: Proc,
+    be: Proc,
+}
+
+fn pair(domain: &str, splice: &str, extra: &[&str]) -> Pair {
+    let origin = start_origin();
+    let port = free_port();
+    let env = [("RKITE_SPLICE", splice)];
+    let mut fe_args = vec![
+        "--isfrontend".to_string(),
+        "--host=127.0.0.1".to_string(),
+        format!("--ports={port}"),
+        "--protos=http".to_string(),
+        format!("--domain=http:{domain}:{SECRET}"),
+    ];
+    fe_args.extend(extra.iter().map(|s| s.to_string()));
+    let refs: Vec<&str> = fe_args.iter().map(String::as_str).collect();
+    let fe = util::rkite_env(&refs, &env);
+    fe.wait_for(&format!("listening on 127.0.0.1:{port}"), T);
+    let mut be_args = vec![
+        format!("--frontend=127.0.0.1:{port}"),
+        format!("--service_on=http:{domain}:127.0.0.1:{origin}:{SECRET}"),
+    ];
+    be_args.extend(extra.iter().map(|s| s.to_string()));
+    let refs: Vec<&str> = be_args.iter().map(String::as_str).collect();
+    let be = util::rkite_env(&refs, &env);
+    for p in [&fe, &be] {
+        p.wait_for(&format!("kite http:{domain} is live"), T);
+    }
+    Pair { port, fe, be }
+}
+
+/// Downloads `/bytes/<size>` on `s` (a kept-alive connection), checking
+/// every byte, pausing now and then.
+fn download_on(s: &mut TcpStream, host: &str, size: u64, seed: u64) {
+    let req = format!("GET /bytes/{size} HTTP/1.1\r\nHost: {host}\r\n\r\n");
+    s.write_all(req.as_bytes()).expect("send GET");
+    let (head, rest) = read_head(s, T).expect("response head");
+    assert_eq!(status_of(&head), 200, "{head}");
+    check_pattern_at(0, &rest).expect("first body bytes");
+    let mut rng = Rng(seed | 1);
+    let (got, end) = read_pattern(
+        s,
+        rest.len() as u64,
+        size,
+        Instant::now() + BULK,
+        64 * 1024,
+        |_| rng.maybe_pause(48),
+    );
+    assert!(matches!(end, End::Complete), "{got} of {size}: {end:?}");
+}
+
+fn download(port: u16, host: &str, size: u64, seed: u64) {
+    let mut s = TcpStream::connect(local(port)).expect("connect");
+    download_on(&mut s, host, size, seed);
+}
+
+/// Uploads `size` pattern bytes; the origin checks each (pausing now and
+/// then) and must answer `ok <size>`.
+fn upload(port: u16, host: &str, size: u64) {
+    let mut s = TcpStream::connect(local(port)).expect("connect");
+    s.set_write_timeout(Some(BULK)).expect("write timeout");
+    let head = format!("POST /check HTTP/1.1\r\nHost: {host}\r\nContent-Length: {size}\r\n\r\n");
+    s.write_all(head.as_bytes()).expect("send head");
+    let mut buf = vec![0u8; 256 * 1024];
+    let mut sent = 0u64;
+    while sent < size {
+        let k = (size - sent).min(buf.len() as u64) as usize;
+        fill_pattern(sent, &mut buf[..k]);
+        s.write_all(&buf[..k]).expect("send body");
+        sent += k as u64;
+    }
+    let (head, rest) = read_head(&mut s, BULK).expect("answer");
+    assert_eq!(status_of(&head), 200, "{head}");
+    let want = format!("ok {size}");
+    let mut body = rest;
+    s.set_read_timeout(Some(T)).expect("timeout");
+    while body.len() < want.len() {
+        let mut more = [0u8; 256];
+        match s.read(&mut more) {
+            Ok(0) | Err(_) => break,
+            Ok(k) => body.extend_from_slice(&more[..k]),
+        }
+    }
+    assert_eq!(String::from_utf8_lossy(&body), want);
+}
+
+/// Descriptors of process `pid` that are pipes (the log goes to the test
+/// through one, and the signal handling has its own: tests compare with
+/// the count before any transfer).
+fn pipe_fds(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .expect("read /proc/PID/fd")
+        .filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+        .filter(|target| target.to_string_lossy().starts_with("pipe:"))
+        .count()
+}
+
+#[test]
+fn bulk_both_ways_is_spliced_byte_for_byte() {
+    let p = pair("bulk.test", "on", &[]);
+    let size = 256 * MIB;
+    download(p.port, "bulk.test", size, 7);
+    let (fe, be) = (meter::stats(&p.fe), meter::stats(&p.be));
+    // The backend sends (local server → tunnel), the frontend receives
+    // (tunnel → visitor): both splice most of it.
+    assert!(be.spliced >= size * 3 / 4, "backend spliced {be:?}");
+    assert!(fe.spliced >= size / 2, "frontend spliced {fe:?}");
+    upload(p.port, "bulk.test", size);
+    let (fe2, be2) = (meter::stats(&p.fe), meter::stats(&p.be));
+    assert!(fe2.spliced - fe.spliced >= size * 3 / 4, "frontend {fe2:?}");
+    assert!(be2.spliced - be.spliced >= size / 2, "backend {be2:?}");
+    for proc in [&p.fe, &p.be] {
+        assert!(proc.contains("splice: plain hops move bulk data with splice(2)"));
+        assert!(!proc.contains("refused"), "{}", proc.name());
+    }
+}
+
+#[test]
+fn a_kernel_that_refuses_splice_costs_only_the_copies() {
+    let p = pair("refuse.test", "refuse", &[]);
+    let size = 48 * MIB;
+    download(p.port, "refuse.test", size, 11);
+    upload(p.port, "refuse.test", size);
+    for proc in [&p.fe, &p.be] {
+        proc.wait_for("splice: the kernel refused it", T);
+        assert_eq!(proc.count("splice: the kernel refused it"), 1);
+        let st = meter::stats(proc);
+        assert_eq!(st.spliced, 0, "{st:?}");
+        assert_eq!(st.pipes, 0, "{st:?}");
+    }
+    // And off means off.
+    let off = pair("off.test", "off", &[]);
+    download(off.port, "off.test", 16 * MIB, 12);
+    for proc in [&off.fe, &off.be] {
+        assert!(proc.contains("splice: off"));
+        assert_eq!(meter::stats(proc).spliced, 0);
+    }
+}
+
+#[test]
+fn a_pool_of_two_pipes_carries_six_downloads() {
+    let p = pair("pool.test", "on", &["--max_pipes=2"]);
+    let before = [pipe_fds(p.fe.pid()), pipe_fds(p.be.pid())];
+    let size = 24 * MIB;
+    let handles: Vec<_> = (0..6u64)
+        .map(|i| {
+            let port = p.port;
+            std::thread::spawn(move || download(port, "pool.test", size, 100 + i))
+        })
+        .collect();
+    for h in handles {
+        h.join().expect("a download failed");
+    }
+    for (proc, before) in [&p.fe, &p.be].into_iter().zip(before) {
+        let st = meter::stats(proc);
+        assert!(st.pipes <= 2, "{} {st:?}", proc.name());
+        assert!(st.spliced > 0, "{} {st:?}", proc.name());
+        assert!(pipe_fds(proc.pid()) <= before + 4, "{}", proc.name());
+    }
+}
+
+#[test]
+fn idle_streams_hold_no_pipes() {
+    let p = pair("idle.test", "on", &[]);
+    let before = [pipe_fds(p.fe.pid()), pipe_fds(p.be.pid())];
+    // Twenty visitors each download 4 MiB and then stay connected, idle.
+    let mut conns: Vec<TcpStream> = (0..20u64)
+        .map(|i| {
+            let mut s = TcpStream::connect(local(p.port)).expect("connect");
+            download_on(&mut s, "idle.test", 4 * MIB, 200 + i);
+            s
+        })
+        .collect();
+    for (proc, before) in [&p.fe, &p.be].into_iter().zip(before) {
+        let (st, ok) = meter::poll_stats(proc, T, |st| st.streams == 20 && st.pipes_lent == 0);
+        assert!(ok, "{}: {st:?}", proc.name());
+        assert!(st.spliced > 0, "{st:?}");
+        // The pool's spares are closed after a second unused: none left.
+        let pid = proc.pid();
+        util::wait_until("no pipe descriptors left", T, || pipe_fds(pid) == before);
+        assert_eq!(meter::stats(proc).streams, 20);
+    }
+    // They still work after idling.
+    download_on(&mut conns[3], "idle.test", MIB, 300);
+}
