@@ -175,12 +175,14 @@ cross:
 	sh scripts/cross-smoke.sh dist/rkite-$(CROSS_TARGET) qemu-aarch64
 
 # make bench: the codec micro-bench, then bench/harness.py against direct loopback,
-# pagekite.py, rathole and bore, which writes bench/RESULTS.md, then bench/hostile.py
+# HAProxy (two chained instances, with and without splicing), pagekite.py, rathole and
+# bore, with rkite's plain tunnel splicing and copying (RKITE_SPLICE=on/off), which
+# writes bench/RESULTS.md, then bench/hostile.py
 # (floods and one tenant exhausting the buffers), bench/pagekitec.py (a libpagekite
 # backend through rkite and pagekite.py) and bench/proxy.py (the tunnel through
 # tinyproxy and microsocks), which append to it (bench/README.md).
 # The harness installs its own peers; BENCH_ARGS=--quick gives a short smoke run.
-BENCH_DEPS := python3:python3 curl:curl nginx:nginx tinyproxy:tinyproxy microsocks:microsocks
+BENCH_DEPS := python3:python3 curl:curl nginx:nginx haproxy:haproxy tinyproxy:tinyproxy microsocks:microsocks
 BENCH_ARGS ?=
 # The binary measured is the one users run: the static build of `make static`.
 bench: static

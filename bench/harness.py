@@ -1,11 +1,11 @@
 #!/usr/bin/env python3
-"""rkite benchmark harness: rkite against direct loopback, pagekite.py, rathole and bore.
+"""rkite benchmark harness: rkite against direct loopback, HAProxy, pagekite.py, rathole and bore.
 
 `make bench` runs it (see bench/README.md); `python3 bench/harness.py --help` lists the
 options. Python 3 standard library only.
 
 What it does, in order:
-  1. installs what is missing: wrk, iperf3, nginx, pagekite, curl, openssl (Debian
+  1. installs what is missing: wrk, iperf3, nginx, haproxy, pagekite, curl, openssl (Debian
      packages, with service start-up blocked) and rathole + bore (`cargo install --root`
      into a cache folder outside the repository);
   2. starts one nginx origin and every system at once, each on its own loopback ports,
@@ -57,6 +57,7 @@ APT_TOOLS = {
     "wrk": "wrk",
     "iperf3": "iperf3",
     "nginx": "nginx",
+    "haproxy": "haproxy",
     "pagekite": "pagekite",
     "curl": "curl",
     "openssl": "openssl",
@@ -90,7 +91,21 @@ STATIC_NOTES = [
     "current Rust no longer compiles. bore is built `--locked`.",
     "bore's control port is fixed at 7835; `--bind-addr 127.0.0.1` puts it and the tunnel "
     "port on loopback.",
+    "HAProxy is not a tunnel but the yardstick for relaying (issue 15): Debian's haproxy, two "
+    "instances chained (frontend → backend → origin) so the bytes take two relay hops as they "
+    "do through a tunnel's frontend and backend; each `nbthread 1`, TCP mode, no logging, run "
+    "in the foreground (`-db`). The splice variant has `option splice-request` + `option "
+    "splice-response` (and `no option splice-auto`), the copy variant none of them. Its CPU "
+    "and memory figures are summed over both instances as a tunnel's are over its two "
+    "processes.",
+    "rkite's plain tunnel runs twice: with `RKITE_SPLICE=on` (kernel splicing where both "
+    "sides are plain TCP; the default) and `RKITE_SPLICE=off` (always copy). The TLS tunnel "
+    "runs with the variable unset. The harness removes any RKITE_SPLICE of its own "
+    "environment from every child.",
 ]
+# The rkite plain-tunnel variants and the HAProxy variants, whose pipes are counted
+# (a pipe appears only while a process splices).
+SPLICE_SYSTEMS = ["rkite", "rkite-copy", "haproxy-splice", "haproxy-copy"]
 T0 = time.monotonic()
 RUNNING = []  # every Proc started, for teardown
 
@@ -108,7 +123,7 @@ class BenchError(Exception):
 
 def child_env():
     env = {k: v for k, v in os.environ.items()
-           if not k.lower().endswith("_proxy") and k != "RUST_LOG"}
+           if not k.lower().endswith("_proxy") and k not in ("RUST_LOG", "RKITE_SPLICE")}
     env["LC_ALL"] = "C"
     return env
 
@@ -117,12 +132,16 @@ class Proc:
     """A process in its own session (so its whole group can be stopped), logging to a file."""
 
     def __init__(self, role, argv, workdir, log_name, env=None):
+        """env: variables set on top of child_env() (shown before the command in RESULTS.md)."""
         self.role = role
         self.argv = [str(a) for a in argv]
+        self.env_extra = dict(env or {})
         self.log_path = os.path.join(workdir, log_name)
         self._log = open(self.log_path, "wb")
+        full_env = child_env()
+        full_env.update(self.env_extra)
         self.p = subprocess.Popen(self.argv, stdin=subprocess.DEVNULL, stdout=self._log,
-                                  stderr=subprocess.STDOUT, env=env or child_env(),
+                                  stderr=subprocess.STDOUT, env=full_env,
                                   cwd=workdir, start_new_session=True)
         self.pid = self.p.pid
         RUNNING.append(self)
@@ -279,6 +298,24 @@ def _sock_inodes(pids):
     return inodes
 
 
+def pipe_count(pids):
+    """Pipes these processes hold open: a splicing relay holds one (or a pair) per stream
+    with data in flight, so the count during a bulk load shows whether splicing is on."""
+    n = 0
+    for pid in pids:
+        try:
+            fds = os.listdir(f"/proc/{pid}/fd")
+        except OSError:
+            continue
+        for fd in fds:
+            try:
+                if os.readlink(f"/proc/{pid}/fd/{fd}").startswith("pipe:"):
+                    n += 1
+            except OSError:
+                pass
+    return n
+
+
 def _decode_addr(hexaddr):
     ip, port = hexaddr.split(":")
     port = int(port, 16)
@@ -344,8 +381,8 @@ def apt_install(pkgs, notes):
     guard = "/usr/sbin/policy-rc.d"
     made_guard = False
     if not os.path.exists(guard):
-        # Keep packages (nginx, pagekite, iperf3) from starting their services: a stock
-        # nginx would listen on 0.0.0.0:80.
+        # Keep packages (nginx, haproxy, pagekite, iperf3) from starting their services: a
+        # stock nginx would listen on 0.0.0.0:80.
         run(sudo() + ["sh", "-c", f"printf '#!/bin/sh\\nexit 101\\n' > {guard} && chmod 755 {guard}"])
         made_guard = True
     try:
@@ -358,7 +395,7 @@ def apt_install(pkgs, notes):
         if made_guard:
             run(sudo() + ["rm", "-f", guard], check=False)
     if shutil.which("systemctl"):
-        for svc in ("nginx", "pagekite", "iperf3"):
+        for svc in ("nginx", "haproxy", "pagekite", "iperf3"):
             r = run(["systemctl", "is-active", "--quiet", svc], check=False)
             if r.returncode == 0 and svc in " ".join(pkgs):
                 say(f"stopping and disabling the {svc} service the package started")
@@ -498,6 +535,29 @@ def curl_argv(url, offset, nbytes, max_time):
     return argv + [url]
 
 
+def curl_sampling_pipes(argv, timeout, roles):
+    """Run curl to completion (bounded by timeout) while counting, every 0.1 s, the pipes
+    each role's processes hold; returns (curl's -w output, {role: peak pipes}). The 0.1 s is
+    a sampling interval, not a wait for anything: the loop ends when curl exits."""
+    p = subprocess.Popen([str(a) for a in argv], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         text=True, env=child_env())
+    peak = {r: pipe_count(pids) for r, pids in roles.items()}
+    deadline = time.monotonic() + timeout
+    try:
+        while p.poll() is None and time.monotonic() < deadline:
+            for r, pids in roles.items():
+                peak[r] = max(peak[r], pipe_count(pids))
+            time.sleep(0.1)
+        out, err = p.communicate(timeout=max(1.0, deadline - time.monotonic()))
+    except subprocess.TimeoutExpired:
+        p.kill()
+        p.communicate()
+        raise
+    if p.returncode != 0:
+        raise BenchError(f"{shlex.join(map(str, argv))} failed ({p.returncode}): {err[-500:]}")
+    return out, peak
+
+
 def check_curl(out, nbytes):
     code, size, speed = out.split()
     if code not in ("200", "206") or int(size) != nbytes:
@@ -554,10 +614,12 @@ class System:
         self.files = {}  # name -> text shown in RESULTS.md
         self.listeners = []
         self.stats = []
+        self.pipes_start = {}  # role -> pipes held once up, before the first request
 
     def add(self, proc):
         self.procs[proc.role] = proc
-        self.commands.append((proc.role, shlex.join(proc.argv)))
+        env = "".join(f"{k}={shlex.quote(v)} " for k, v in proc.env_extra.items())
+        self.commands.append((proc.role, env + shlex.join(proc.argv)))
         return proc
 
     def url(self, path):
@@ -567,6 +629,7 @@ class System:
         return list(self.procs)
 
     def ready(self, timeout=40):
+        self.pipes_start = {r: pipe_count(p.pids()) for r, p in self.procs.items()}
         wait_until(lambda: http_ok(self.port), timeout, f"{self.label} to serve the page",
                    list(self.procs.values()))
         self.listeners = audit_listeners(self.label, self.procs.values())
@@ -640,12 +703,19 @@ def start_direct(ctx):
     return s
 
 
-def start_rkite(ctx, tls):
+def start_rkite(ctx, tls, splice=None):
+    """splice: None leaves RKITE_SPLICE unset (rkite's default), True/False set it on/off."""
     d, rk = ctx["workdir"], ctx["rkite"]
-    s = System("rkite-tls" if tls else "rkite",
-               "rkite, TLS tunnel" if tls else "rkite, plain tunnel")
+    if tls:
+        key, label = "rkite-tls", "rkite, TLS tunnel"
+    elif splice is False:
+        key, label = "rkite-copy", "rkite, plain tunnel, no splice"
+    else:
+        key, label = "rkite", "rkite, plain tunnel, splice"
+    s = System(key, label)
     s.port = free_port()
-    tag = "rkite-tls" if tls else "rkite"
+    tag = key
+    env = {} if splice is None else {"RKITE_SPLICE": "on" if splice else "off"}
     fe = [rk, "--isfrontend", f"--host={HOST}", f"--ports={s.port}", "--protos=http",
           f"--domain=http:{KITE}:{SECRET}"]
     be = [rk, f"--frontend={HOST}:{s.port}",
@@ -653,10 +723,56 @@ def start_rkite(ctx, tls):
     if tls:
         fe.append(f"--tls_endpoint={FE_CERTNAME}:{ctx['certs']['combined']}")
         be += [f"--fe_certname={FE_CERTNAME}", f"--ca_certs={ctx['certs']['ca']}"]
-    fep = s.add(Proc("frontend", fe, d, f"{tag}-fe.log"))
+    fep = s.add(Proc("frontend", fe, d, f"{tag}-fe.log", env=env))
     wait_until(lambda: "listening on" in fep.log_text(), 15, f"{s.label} frontend", [fep])
-    bep = s.add(Proc("backend", be, d, f"{tag}-be.log"))
+    bep = s.add(Proc("backend", be, d, f"{tag}-be.log", env=env))
     wait_until(lambda: "is live" in bep.log_text(), 20, f"{s.label} kite", [fep, bep])
+    s.ready()
+    return s
+
+
+def haproxy_config(listen_port, upstream_port, splice):
+    """One HAProxy relay hop: TCP mode, one thread, no logging, 127.0.0.1 only."""
+    if splice:
+        opts = "  option splice-request\n  option splice-response\n"
+    else:
+        opts = "  no option splice-request\n  no option splice-response\n"
+    return f"""# generated by bench/harness.py
+global
+  nbthread 1
+  maxconn 4096
+defaults
+  mode tcp
+  timeout connect 5s
+  timeout client 300s
+  timeout server 300s
+{opts}  no option splice-auto
+listen relay
+  bind {HOST}:{listen_port}
+  server upstream {HOST}:{upstream_port}
+"""
+
+
+def start_haproxy(ctx, splice):
+    """Two chained HAProxy instances: `frontend` (the public port) → `backend` → origin."""
+    d, ha = ctx["workdir"], which("haproxy")
+    key = "haproxy-splice" if splice else "haproxy-copy"
+    s = System(key, f"HAProxy {ctx['versions']['haproxy']}, " + ("splice" if splice else "no splice"))
+    s.port = free_port()
+    mid = free_port()
+    procs = []
+    # The backend (next to the origin) first, so the frontend's first connection finds it.
+    for role, port, up in (("backend", mid, ctx["origin_port"]), ("frontend", s.port, mid)):
+        name = f"{key}-{role}.cfg"
+        text = haproxy_config(port, up, splice)
+        with open(os.path.join(d, name), "w") as f:
+            f.write(text)
+        s.files[name] = text
+        procs.append(s.add(Proc(role, [ha, "-db", "-f", os.path.join(d, name)], d,
+                                f"{key}-{role}.log")))
+        wait_until(lambda: port_listening(port), 15, f"{s.label} {role}", procs)
+    # Tables list the public side first, as for the tunnels.
+    s.procs = {r: s.procs[r] for r in ("frontend", "backend")}
     s.ready()
     return s
 
@@ -756,8 +872,11 @@ def rathole_keys(bin_):
 
 STARTERS = {
     "direct": start_direct,
-    "rkite": lambda ctx: start_rkite(ctx, tls=False),
+    "rkite": lambda ctx: start_rkite(ctx, tls=False, splice=True),
+    "rkite-copy": lambda ctx: start_rkite(ctx, tls=False, splice=False),
     "rkite-tls": lambda ctx: start_rkite(ctx, tls=True),
+    "haproxy-splice": lambda ctx: start_haproxy(ctx, splice=True),
+    "haproxy-copy": lambda ctx: start_haproxy(ctx, splice=False),
     "pagekite": start_pagekite,
     "rathole": lambda ctx: start_rathole(ctx, noise=False),
     "rathole-noise": lambda ctx: start_rathole(ctx, noise=True),
@@ -862,12 +981,19 @@ class Bench:
     def bulk1(self, system):
         size = self.prof["slow_bulk_size"] if system.slow else self.prof["bulk_size"]
         reps = self.prof["slow_bulk_reps"] if system.slow else self.prof["bulk_reps"]
+        sample = system.key in SPLICE_SYSTEMS
         for _ in range(reps):
             def go():
-                out = run(curl_argv(system.url("/data.bin"), 0, size, 300), timeout=320).stdout
-                return {"bytes": size, "rate": check_curl(out, size)}
+                if not sample:
+                    out = run(curl_argv(system.url("/data.bin"), 0, size, 300), timeout=320).stdout
+                    return {"bytes": size, "rate": check_curl(out, size)}
+                out, pipes = curl_sampling_pipes(curl_argv(system.url("/data.bin"), 0, size, 300),
+                                                 320, {r: p.pids() for r, p in system.procs.items()})
+                return {"bytes": size, "rate": check_curl(out, size), "pipes": pipes}
             r = self.measured(system, "bulk1", go)
-            say(f"  bulk1 {system.key:14s} {r['rate'] / 1e6:8.1f} MB/s")
+            extra = ("  pipes (peak) " + ", ".join(f"{k} {n}" for k, n in r["pipes"].items())
+                     if "pipes" in r else "")
+            say(f"  bulk1 {system.key:14s} {r['rate'] / 1e6:8.1f} MB/s{extra}")
 
     def bulk8(self, system):
         per = self.prof["slow_par_size"] if system.slow else self.prof["par_size"]
@@ -1010,6 +1136,33 @@ def agg(records, key, load):
     return out
 
 
+def issue15_checks(records):
+    """Issue 15's targets, from this run's records: [(target, measured, ok or None)]."""
+    def one(k):
+        a = agg(records, k, "bulk1")
+        if not a:
+            return None, None
+        return a["rate"], (a["tunnel_cpu"] / a["unit"] if a.get("unit") else None)
+
+    (rk, rk_cpu), (ha, ha_cpu) = one("rkite"), one("haproxy-splice")
+    (rc, rc_cpu), (hc, hc_cpu) = one("rkite-copy"), one("haproxy-copy")
+    ctx_rate = ", ".join(f"{who} {f_num(x / 1e6)}" for who, x in
+                         (("rkite", rc), ("HAProxy", hc)) if x is not None)
+    ctx_cpu = ", ".join(f"{who} {f_num(x, 3)}" for who, x in
+                        (("rkite", rc_cpu), ("HAProxy", hc_cpu)) if x is not None)
+    return [
+        ("issue 15: one-stream bulk, rkite plain (splice) ≥ HAProxy with splicing",
+         f"{f_num(rk and rk / 1e6)} vs {f_num(ha and ha / 1e6)} MB/s: {f_ratio(rk, ha)}"
+         + (f" (without splicing: {ctx_rate} MB/s)" if ctx_rate else ""),
+         None if rk is None or ha is None else rk >= ha),
+        ("issue 15: CPU per GiB (one stream), rkite plain (splice) frontend+backend ≤ "
+         "HAProxy with splicing, both instances",
+         f"{f_num(rk_cpu, 3)} vs {f_num(ha_cpu, 3)} s/GiB: {f_ratio(rk_cpu, ha_cpu)}"
+         + (f" (without splicing: {ctx_cpu} s/GiB)" if ctx_cpu else ""),
+         None if rk_cpu is None or ha_cpu is None else rk_cpu <= ha_cpu),
+    ]
+
+
 # --------------------------------------------------------------------------- report
 
 
@@ -1069,7 +1222,7 @@ def git_rev():
 def binary_sizes(ctx):
     rows = []
     items = [("rkite", ctx["rkite"]), ("rathole", ctx["bins"].get("rathole")),
-             ("bore", ctx["bins"].get("bore"))]
+             ("bore", ctx["bins"].get("bore")), ("haproxy", which("haproxy"))]
     for name, path in items:
         if not path or not os.path.exists(path):
             continue
@@ -1085,6 +1238,33 @@ def binary_sizes(ctx):
             libs = ", ".join(re.findall(r"Shared library: \[([^\]]+)\]", out))
         rows.append((name, size, stripped, libs))
     return rows
+
+
+def pipes_table(w, bench, systems, label, idle):
+    """Whether splicing was in effect: pipes each process held at idle and at peak during
+    the one-stream downloads (a relay that splices holds pipes while bytes are in flight)."""
+    rows = []
+    for s in systems:
+        k = s.key
+        if k not in SPLICE_SYSTEMS:
+            continue
+        rs = [r for r in bench.records if r["system"] == k and r["load"] == "bulk1" and "pipes" in r]
+        if not rs:
+            continue
+        for role in rs[0]["pipes"]:
+            rows.append([label[k], role, f_num(s.pipes_start.get(role), 0),
+                         f_num(idle.get((k, role)), 0),
+                         f_num(max(r["pipes"][role] for r in rs), 0)])
+    if not rows:
+        return
+    w("Whether splicing was in effect: pipes each process held (`/proc/PID/fd`) once up, "
+      "before its first request; after a few page requests (the `idle` point); and at peak during the one-stream "
+      "downloads (sampled every 0.1 s). A process that splices holds pipes while bytes are in "
+      "flight (HAProxy also keeps them pooled afterwards); one that copies holds only the few "
+      "it always has. Compare each splice row with its no-splice row.\n")
+    w(md_table(["system", "process", "pipes at start", "after a few requests", "peak during one-stream"],
+               rows))
+    w("")
 
 
 def write_results(path, ctx, systems, bench, idle, idle_after, streams, iperf_res,
@@ -1110,9 +1290,9 @@ def write_results(path, ctx, systems, bench, idle, idle_after, streams, iperf_re
     w(f"- On {m['cores']} cores the origin, the client (curl, wrk) and both tunnel processes "
       "compete, so throughput and requests per second largely measure the machine; compare "
       "tunnels by their **CPU per unit of work**, reported per process.")
-    w("- `frontend` is the public side (rkite/pagekite.py frontend, rathole server, bore server); "
-      "`backend` the side next to the origin (rkite/pagekite.py backend, rathole client, bore "
-      "local). CPU is utime+stime from /proc/PID/stat; peak RSS is VmHWM, reset with "
+    w("- `frontend` is the public side (rkite/pagekite.py frontend, rathole server, bore server, "
+      "the first HAProxy); `backend` the side next to the origin (rkite/pagekite.py backend, "
+      "rathole client, bore local, the second HAProxy). CPU is utime+stime from /proc/PID/stat; peak RSS is VmHWM, reset with "
       "`echo 5 > /proc/PID/clear_refs` before each load.")
     if any(slow.values()):
         w(f"- pagekite.py is about a thousand times slower, so it moves smaller transfers "
@@ -1211,6 +1391,7 @@ def write_results(path, ctx, systems, bench, idle, idle_after, streams, iperf_re
         T.append((f"{label[k]}: RSS ≤ 8 MiB at full load, per process",
                   " / ".join(f"{f_mib(peak[r][0])} ({peak[r][1]})" for r in ("frontend", "backend")) + " MiB",
                   all(peak[r][0] is not None and peak[r][0] <= 8192 for r in ("frontend", "backend"))))
+    T += issue15_checks(bench.records)
     w("## rkite's targets\n")
     w(md_table(["target", "measured", "met?"],
                [(t, mval, "n/a" if "n/a" in mval or ok is None else "yes" if ok else "**no**")
@@ -1243,6 +1424,8 @@ def write_results(path, ctx, systems, bench, idle, idle_after, streams, iperf_re
                         + [f"{a['noise']:.2f}"])
         w(md_table(["system", "MB/s (median)", "all runs", "× direct"] + rk_cols + ["noise"], rows))
         w("")
+        if load == "bulk1":
+            pipes_table(w, bench, systems, label, ctx.get("pipes_idle") or {})
 
     for load, title in (("wrk-ka", "HTTP requests, keep-alive"),
                         ("wrk-close", "HTTP requests, a new connection per request")):
@@ -1473,7 +1656,8 @@ def main():
         os.makedirs(os.path.join(workdir, "bin"))
         rkite_bin = os.path.join(workdir, "bin", "rkite")
         shutil.copy2(args.rkite, rkite_bin)
-        versions = {"pagekite": dpkg_version("pagekite"), "rathole": RATHOLE_VERSION,
+        versions = {"pagekite": dpkg_version("pagekite"), "haproxy": dpkg_version("haproxy"),
+                    "rathole": RATHOLE_VERSION,
                     "bore": BORE_VERSION, "nginx": dpkg_version("nginx-common"),
                     "wrk": dpkg_version("wrk"), "curl": dpkg_version("curl")}
         codec = None
@@ -1513,6 +1697,8 @@ def main():
                 if not http_ok(s.port):
                     raise BenchError(f"{s.label} failed a warm-up request")
         idle = settle_rss(systems)
+        ctx["pipes_idle"] = {(s.key, r): pipe_count(p.pids())
+                             for s in systems if s.key in SPLICE_SYSTEMS for r, p in s.procs.items()}
         ctx["idle_detail"] = {(s.key, r): {f: sum(status_kib(pid, f) or 0 for pid in p.pids())
                                            for f in ("RssAnon", "RssFile", "RssShmem", "VmData")}
                               for s in systems for r, p in s.procs.items()}
@@ -1575,6 +1761,9 @@ def main():
             json.dump({"records": bench.records, "streams": streams,
                        "idle": {f"{k}/{r}": v for (k, r), v in idle.items()}}, f, indent=1)
         say(f"wrote {args.out} ({duration / 60:.1f} min); raw records in {args.cache}/last-run.json")
+        for target, measured, ok in issue15_checks(bench.records):
+            say(f"{target}: {measured}: "
+                + ("met" if ok else "NOT met" if ok is False else "not measured"))
         return 0
     except BenchError as e:
         say(f"FAILED: {e}")
