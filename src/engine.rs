@@ -112,6 +112,7 @@ impl<C: Pollable, K: Copy + Ord + std::fmt::Debug> Engine<C, K> {
                 error,
             })?;
         let now = clock();
+        let pool = Pool::new(config.buffer_budget);
         Ok(Engine {
             poll,
             conns: Conns::default(),
@@ -121,8 +122,8 @@ impl<C: Pollable, K: Copy + Ord + std::fmt::Debug> Engine<C, K> {
             signals,
             stopping: false,
             status: config.process.status_file.as_deref().map(Status::new),
-            pool: Pool::new(config.buffer_budget),
-            pipes: crate::splice::Pipes::new(config.max_pipes),
+            pipes: crate::splice::Pipes::new(config.max_pipes, &pool),
+            pool,
             counters: Counters::new(now, unix_now()),
             config,
         })

@@ -22,6 +22,7 @@ use std::time::{Duration, Instant};
 
 use log::{info, warn};
 
+use crate::buf::Pool;
 use crate::net::{Failure, Io};
 
 /// What a pipe is asked to hold: a stream's whole starting window, so a
@@ -75,6 +76,9 @@ pub struct PipeStats {
 }
 
 struct Inner {
+    /// Bytes in lent pipes count in the `--buffers` budget like any
+    /// buffer's: a stalled visitor's bytes are held either way.
+    budget: Pool,
     mode: Mode,
     /// `RKITE_SPLICE=refuse`: the first splice "fails" with EINVAL.
     pretend_refusal: bool,
@@ -91,8 +95,9 @@ struct Inner {
 pub struct Pipes(Rc<RefCell<Inner>>);
 
 impl Pipes {
-    /// A pool of at most `max` pipes, switched by `RKITE_SPLICE`.
-    pub fn new(max: usize) -> Pipes {
+    /// A pool of at most `max` pipes, switched by `RKITE_SPLICE`, whose
+    /// bytes count in `budget`.
+    pub fn new(max: usize, budget: &Pool) -> Pipes {
         let switch = std::env::var("RKITE_SPLICE").unwrap_or_default();
         let mode = if max == 0 || switch == "off" {
             Mode::Off
@@ -100,6 +105,7 @@ impl Pipes {
             Mode::On
         };
         Pipes(Rc::new(RefCell::new(Inner {
+            budget: budget.clone(),
             mode,
             pretend_refusal: switch == "refuse",
             max,
@@ -213,6 +219,13 @@ impl Pipes {
         self.0.borrow_mut().stats.spliced += n as u64;
     }
 
+    /// A lent pipe went from holding `old` bytes to `new`.
+    fn count(&self, old: usize, new: usize) {
+        if old != new {
+            self.0.borrow().budget.count_held(old, new);
+        }
+    }
+
     fn pretending(&self) -> bool {
         let mut inner = self.0.borrow_mut();
         std::mem::take(&mut inner.pretend_refusal)
@@ -228,6 +241,7 @@ pub struct Lent {
 impl Drop for Lent {
     fn drop(&mut self) {
         if let Some(pipe) = self.pipe.take() {
+            self.home.count(pipe.held, 0);
             self.home.give_back(pipe);
         }
     }
@@ -249,6 +263,7 @@ impl Lent {
         };
         let outcome = splice(&self.home, fd, pipe.write.as_raw_fd(), max);
         if let Io::Done(n) = outcome {
+            self.home.count(pipe.held, pipe.held + n);
             pipe.held += n;
             self.home.spliced(n);
         }
@@ -269,6 +284,7 @@ impl Lent {
             // SAFETY: `bytes` is valid for reads of `room` bytes.
             let n = unsafe { libc::write(pipe.write.as_raw_fd(), bytes.as_ptr().cast(), room) };
             if n > 0 {
+                self.home.count(pipe.held, pipe.held + n as usize);
                 pipe.held += n as usize;
                 return n as usize;
             }
@@ -290,7 +306,9 @@ impl Lent {
         }
         let outcome = splice(&self.home, pipe.read.as_raw_fd(), fd, max);
         if let Io::Done(n) = outcome {
-            pipe.held -= n.min(pipe.held);
+            let left = pipe.held - n.min(pipe.held);
+            self.home.count(pipe.held, left);
+            pipe.held = left;
         }
         outcome
     }
@@ -316,7 +334,9 @@ impl Lent {
             }
             let n = n as usize;
             into.extend_from_slice(buf.get(..n).unwrap_or_default());
-            pipe.held -= n.min(pipe.held);
+            let left = pipe.held - n.min(pipe.held);
+            self.home.count(pipe.held, left);
+            pipe.held = left;
         }
     }
 }

@@ -303,7 +303,22 @@ impl Stream {
         if let Some(at) = self.flush_pipe(now)? {
             return Ok(Some(at));
         }
-        if self.pipe.is_some() {
+        if let Some(pipe) = self.pipe.as_mut() {
+            // The socket is full: what waits in `out` moves behind the
+            // pipe's bytes while it has room, so `out` empties and the
+            // bodies that follow can be spliced again.
+            while let Some(out) = self.out.as_mut().filter(|o| !o.is_empty()) {
+                let n = pipe.push(out.data());
+                if n == 0 {
+                    break;
+                }
+                out.consume(n);
+            }
+            if self.out.as_ref().is_some_and(Buf::is_empty) {
+                if let Some(empty) = self.out.take() {
+                    empty.recycle();
+                }
+            }
             return Ok(None);
         }
         while let Some(out) = self.out.as_mut() {

@@ -249,12 +249,14 @@ fn bulk_both_ways_is_spliced_byte_for_byte() {
     let size = 256 * MIB;
     download(p.port, "bulk.test", size, 7);
     let (fe, be) = (meter::stats(&p.fe), meter::stats(&p.be));
+    eprintln!("after the download: frontend {fe:?}, backend {be:?}");
     // The backend sends (local server → tunnel), the frontend receives
     // (tunnel → visitor): both splice most of it.
     assert!(be.spliced >= size * 3 / 4, "backend spliced {be:?}");
     assert!(fe.spliced >= size / 2, "frontend spliced {fe:?}");
     upload(p.port, "bulk.test", size);
     let (fe2, be2) = (meter::stats(&p.fe), meter::stats(&p.be));
+    eprintln!("after the upload: frontend {fe2:?}, backend {be2:?}");
     assert!(fe2.spliced - fe.spliced >= size * 3 / 4, "frontend {fe2:?}");
     assert!(be2.spliced - be.spliced >= size / 2, "backend {be2:?}");
     for proc in [&p.fe, &p.be] {
