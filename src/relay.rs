@@ -299,6 +299,7 @@ fn pump_tunnel(
         splice_misses,
         ..
     } = t;
+    let splice_misses = &mut **splice_misses;
     let Some(link) = link.as_deref_mut() else {
         return Ok(None);
     };
@@ -335,6 +336,7 @@ fn pump_tunnel(
         }
         // Stop at the end of a chunk head whose body may be spliced.
         let limit = relay_splice::read_limit(sink.eng, transport, link, splice_misses);
+        let guessed = limit.is_some() && limit == splice_misses.guess;
         let Some(slot) = link.recv_slot() else {
             break;
         };
@@ -348,8 +350,10 @@ fn pump_tunnel(
                 link.commit_recv(now, n, room);
                 budget -= n.min(budget);
                 link.process(now, &mut sink);
-                if begin_partial(&mut sink, transport, link, now) {
-                    *splice_misses = 0;
+                match begin_partial(&mut sink, transport, link, now) {
+                    Some(sid) => splice_misses.hit(sid),
+                    None if guessed => splice_misses.guess = None,
+                    None => {}
                 }
             }
             Io::WouldBlock => break,
@@ -415,18 +419,16 @@ fn begin_partial(
     transport: &Transport,
     link: &mut Link,
     now: Instant,
-) -> bool {
+) -> Option<u32> {
     if !sink.eng.pipes.enabled() || transport.splice_fd().is_none() {
-        return false;
+        return None;
     }
-    let Some(c) = link.partial_candidate(relay_splice::MIN_SPLICE) else {
-        return false;
-    };
+    let c = link.partial_candidate(relay_splice::MIN_SPLICE)?;
     let take = relay_splice::stream_can_take(sink.eng, c.handle, c.body);
     if take {
         link.splice_begin(&c, now, sink);
     }
-    take
+    take.then_some(c.sid)
 }
 
 /// Writes the core's output to the tunnel socket.

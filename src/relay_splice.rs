@@ -57,7 +57,7 @@ pub(crate) fn flush_out(
         .get(so.head_sent..)
         .filter(|r| !r.is_empty())
     {
-        match transport.write(rest) {
+        match transport.write_head(rest) {
             Io::Done(n) => so.head_sent += n,
             Io::WouldBlock => return Ok(false),
             other => return Err(other),
@@ -186,23 +186,46 @@ pub(crate) fn send(
 /// take whatever is there again (many small chunks: one read, not two).
 const MISSES: u8 = 4;
 
+/// A tunnel's run of spliced chunks: how many since were not worth it, and
+/// the head length the next one likely has.
+#[derive(Default)]
+pub struct Streak {
+    misses: u8,
+    /// The head of a data chunk for the stream spliced last: read that
+    /// much without peeking first. A guess that is wrong costs nothing but
+    /// the copy: the bytes read are ordinary input.
+    pub guess: Option<usize>,
+}
+
+impl Streak {
+    /// A chunk of stream `sid` is being spliced.
+    pub(crate) fn hit(&mut self, sid: u32) {
+        self.misses = 0;
+        self.guess = Some(crate::proto::frame::data_header_len(sid));
+    }
+}
+
 /// Tunnel side, before an ordinary read: how many bytes that read may take
 /// (`None`: no limit). It stops at the end of a chunk head worth splicing
 /// the body of; while bodies are being spliced, it also stops at the end
-/// of a chunk that is not, so the next read starts at a chunk again. Peeks
-/// at the socket; reads nothing.
+/// of a chunk that is not, so the next read starts at a chunk again.
+/// Peeks at the socket (unless the streak guesses the head); reads nothing.
 pub(crate) fn read_limit(
     eng: &mut Cx,
     transport: &mut Transport,
     link: &Link,
-    misses: &mut u8,
+    streak: &mut Streak,
 ) -> Option<usize> {
-    if !eng.pipes.enabled()
-        || *misses >= MISSES
-        || transport.splice_fd().is_none()
-        || !link.input_empty()
-    {
+    if !eng.pipes.enabled() || streak.misses >= MISSES || transport.splice_fd().is_none() {
         return None;
+    }
+    if !link.input_empty() {
+        // A head read on a guess whose body could not be spliced: read to
+        // the end of its chunk, no further.
+        return link.chunk_rest();
+    }
+    if streak.guess.is_some() {
+        return streak.guess;
     }
     let mut peek = [0u8; PEEK];
     let Io::Done(n) = transport.peek(&mut peek) else {
@@ -211,11 +234,11 @@ pub(crate) fn read_limit(
     let peeked = peek.get(..n)?;
     if let Some(c) = link.splice_candidate(peeked, MIN_SPLICE) {
         if stream_can_take(eng, c.handle, c.body) {
-            *misses = 0;
+            streak.misses = 0;
             return Some(c.head);
         }
     }
-    *misses += 1;
+    streak.misses += 1;
     crate::proto::frame::chunk_len(peeked)
 }
 

@@ -411,6 +411,30 @@ pub fn is_refusal(outcome: &Io) -> bool {
     matches!(outcome, Io::Failed(Failure(io::ErrorKind::Unsupported, _)))
 }
 
+/// Writes `bytes` (a chunk head) to socket `fd` with `MSG_MORE`: the
+/// kernel holds them for the spliced body that follows, so head and body
+/// leave in one segment.
+pub fn send_more(fd: RawFd, bytes: &[u8]) -> Io {
+    loop {
+        // SAFETY: `bytes` is valid for reads of its length.
+        let n = unsafe {
+            libc::send(
+                fd,
+                bytes.as_ptr().cast(),
+                bytes.len(),
+                libc::MSG_MORE | libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
+            )
+        };
+        if n >= 0 {
+            return Io::Done(n as usize);
+        }
+        let e = io::Error::last_os_error();
+        if let Some(outcome) = crate::net::classify(&e) {
+            return outcome;
+        }
+    }
+}
+
 /// Copies up to `buf.len()` bytes at the head of socket `fd` without
 /// consuming them.
 pub fn peek(fd: RawFd, buf: &mut [u8]) -> Io {

@@ -120,6 +120,22 @@ impl Transport {
         outcome
     }
 
+    /// Writes a chunk head whose body is spliced next (plain TCP): held by
+    /// the kernel until the body joins it.
+    pub fn write_head(&mut self, bytes: &[u8]) -> Io {
+        let Some(fd) = self.splice_fd() else {
+            return self.write(bytes);
+        };
+        if !self.ready.write {
+            return Io::WouldBlock;
+        }
+        let outcome = crate::splice::send_more(fd, bytes);
+        if outcome == Io::WouldBlock {
+            self.ready.write = false;
+        }
+        outcome
+    }
+
     /// Copies the bytes at the head of the socket into `buf` without
     /// consuming them (plain TCP only).
     pub fn peek(&mut self, buf: &mut [u8]) -> Io {

@@ -105,9 +105,9 @@ pub struct Tunnel {
     pub counted: Counted,
     /// A chunk going out with a spliced body, before the core's output.
     pub splice_out: Option<crate::relay_splice::SpliceOut>,
-    /// Chunks peeked since the last spliced one that were not worth it
+    /// How receiving finds the next chunk worth splicing
     /// (`relay_splice::read_limit`).
-    pub splice_misses: u8,
+    pub splice_misses: Box<crate::relay_splice::Streak>,
 }
 
 impl Tunnel {
@@ -137,7 +137,7 @@ impl Tunnel {
             live_since: None,
             counted: Counted::new(pool),
             splice_out: None,
-            splice_misses: 0,
+            splice_misses: Box::default(),
         }
     }
 

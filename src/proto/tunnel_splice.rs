@@ -81,6 +81,18 @@ impl<H: Copy> Tunnel<H> {
         self.inb.is_empty() && self.core.splice_in.is_none()
     }
 
+    /// While the input holds nothing but the start of one chunk: the bytes
+    /// still to come that end it (a read of exactly that many stays at a
+    /// chunk boundary).
+    pub fn chunk_rest(&self) -> Option<usize> {
+        if self.core.splice_in.is_some() {
+            return None;
+        }
+        let data = self.inb.data();
+        let total = frame::chunk_len(data)?;
+        total.checked_sub(data.len()).filter(|rest| *rest > 0)
+    }
+
     /// The chunk at the head of the socket (`peek`, copied from it without
     /// consuming; the input buffer must be empty), if it is a plain data
     /// chunk for a stream that writes, with at least `min_body` bytes of
