@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use crate::fixture::T;
 use crate::meter::{self, End, read_head, read_pattern, status_of};
-use crate::origin::{check_pattern_at, fill_pattern};
+use crate::origin::{Origin, check_pattern_at, fill_pattern};
 use crate::util::{self, Proc, free_port, local};
 
 const SECRET: &str = "s3cret";
@@ -150,7 +150,10 @@ struct Pair {
 }
 
 fn pair(domain: &str, splice: &str, extra: &[&str]) -> Pair {
-    let origin = start_origin();
+    pair_to(start_origin(), domain, splice, extra)
+}
+
+fn pair_to(origin: u16, domain: &str, splice: &str, extra: &[&str]) -> Pair {
     let port = free_port();
     let env = [("RKITE_SPLICE", splice)];
     let mut fe_args = vec![
@@ -332,4 +335,67 @@ fn idle_streams_hold_no_pipes() {
     }
     // They still work after idling.
     download_on(&mut conns[3], "idle.test", MIB, 300);
+}
+
+/// Reads one response with a Content-Length body from `s`.
+fn response(s: &mut TcpStream) -> (String, Vec<u8>) {
+    let (head, mut body) = read_head(s, T).expect("response head");
+    let len: usize = head
+        .lines()
+        .find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.eq_ignore_ascii_case("content-length")
+                .then(|| v.trim().parse().ok())?
+        })
+        .expect("a Content-Length");
+    s.set_read_timeout(Some(T)).expect("timeout");
+    while body.len() < len {
+        let mut more = vec![0u8; len - body.len()];
+        match s.read(&mut more) {
+            Ok(0) | Err(_) => break,
+            Ok(k) => body.extend_from_slice(&more[..k]),
+        }
+    }
+    (head, body)
+}
+
+#[test]
+fn the_backend_still_rewrites_every_request_head_around_spliced_bodies() {
+    let origin = Origin::start();
+    let p = pair_to(origin.port(), "rw.test", "on", &[]);
+    let mut s = TcpStream::connect(local(p.port)).expect("connect");
+    let size = 4 * MIB as usize;
+    let mut body = vec![0u8; size];
+    fill_pattern(0, &mut body);
+    let sum = body.iter().fold(0u64, |a, &b| a.wrapping_add(u64::from(b)));
+    let before = meter::stats(&p.be).spliced;
+    // Keep-alive: a big body (spliced: opaque to the guard, its length
+    // known), then a head the guard must see, twice over.
+    for round in 0..2 {
+        let head = format!(
+            "POST /upload HTTP/1.1\r\nHost: rw.test\r\nContent-Length: {size}\r\n\r\n"
+        );
+        s.write_all(head.as_bytes()).expect("send head");
+        s.write_all(&body).expect("send body");
+        let (head, answer) = response(&mut s);
+        assert_eq!(status_of(&head), 200, "{head}");
+        assert_eq!(
+            String::from_utf8_lossy(&answer),
+            format!("len={size} sum={sum}"),
+            "round {round}"
+        );
+        s.write_all(b"GET /echo HTTP/1.1\r\nHost: rw.test\r\n\r\n")
+            .expect("send GET");
+        let (_, echoed) = response(&mut s);
+        let echoed = String::from_utf8_lossy(&echoed);
+        assert!(
+            echoed.contains("\r\nX-Forwarded-For: 127.0.0.1\r\n"),
+            "round {round}: the head after a spliced body was not rewritten: {echoed}"
+        );
+    }
+    let heads = origin.requests();
+    assert_eq!(heads.len(), 4, "{heads:?}");
+    assert!(heads.iter().all(|h| h.contains("X-Forwarded-For: 127.0.0.1")));
+    let spliced = meter::stats(&p.be).spliced - before;
+    assert!(spliced >= MIB * 4, "the bodies were not spliced: {spliced} bytes");
 }
