@@ -1,7 +1,8 @@
 //! Invariants of the chunk decoder (`proto::frame`): it never reads past its
 //! input, a prefix of the input either needs more or gives the same answer as
 //! the whole (the relay re-calls it as bytes arrive), a decoded frame
-//! re-encoded decodes to the same meaning, and the encoders' output decodes.
+//! re-encoded decodes to the same meaning, and the encoders' output decodes;
+//! the head reader kernel splicing uses agrees with the decoder.
 
 use crate::proto::frame::{self, Eof, Frame, MAX_PAYLOAD};
 
@@ -33,6 +34,40 @@ pub fn frame(data: &[u8]) {
     }
     stream(data);
     data_slot(data);
+    heads(data);
+}
+
+/// The head reader kernel splicing uses (`peek_head`, `chunk_len`) agrees
+/// with the decoder: a head it reads is the frame's, its lengths are the
+/// frame's, any prefix that holds the head reads the same, and one that
+/// does not reads nothing.
+fn heads(data: &[u8]) {
+    let whole = frame::decode(data);
+    if let (Some(total), Ok(Some((_, used)))) = (frame::chunk_len(data), &whole) {
+        assert_eq!(total, *used, "chunk_len against decode");
+    }
+    let Some((f, head, body)) = frame::peek_head(data) else {
+        return;
+    };
+    assert!(head <= data.len(), "head {head} of {}", data.len());
+    assert!(f.body.is_empty(), "a peeked head has no body");
+    assert_eq!(frame::chunk_len(data), Some(head + body), "lengths");
+    if let Ok(Some((full, used))) = &whole {
+        assert_eq!(*used, head + body, "peeked lengths against decode");
+        assert_eq!(full.body.len(), body, "body length");
+        let mut m = meaning(full);
+        m.body = &[];
+        assert_eq!(meaning(&f), m, "peeked head against the decoded frame");
+    }
+    for cut in super::cut_points(data.len()) {
+        let part = data.get(..cut).unwrap_or_default();
+        let got = frame::peek_head(part).map(|(_, h, b)| (h, b));
+        if cut >= head {
+            assert_eq!(got, Some((head, body)), "prefix of {cut}");
+        } else {
+            assert_eq!(got, None, "prefix of {cut} shorter than the head {head}");
+        }
+    }
 }
 
 /// Whether `part` lies inside `outer` (pointer arithmetic only).
