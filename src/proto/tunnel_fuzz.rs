@@ -9,7 +9,9 @@
 //! where the input is cut; fed again in random pieces to a sink that fails,
 //! refuses and holds data (pausing a tunnel with a small share), the core
 //! ends the tunnel at most once, with every stream ended before, and a
-//! closed core has nothing left to send.
+//! closed core has nothing left to send. A reactor that splices bodies
+//! (taking them outside the core, in pieces, sometimes handing the rest
+//! back) delivers the same bytes to the same streams.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -145,6 +147,57 @@ fn replay(role: Role, serving: bool, pieces: &[&[u8]], now: Instant) -> Record {
     record
 }
 
+/// As `replay`, with a reactor that splices: plain data chunks found at a
+/// chunk boundary (peeked) or at the end of the input (partial) have their
+/// bodies taken outside the core in pieces the input picks, sometimes
+/// given back to the copying way halfway.
+fn replay_spliced(role: Role, serving: bool, wire: &[u8], now: Instant) -> Record {
+    let mut record = Record::default();
+    let mut t = core(role, serving, usize::MAX, now);
+    let mut dice = Chaos { dice: wire, at: 0 };
+    let mut rest = wire;
+    while !rest.is_empty() {
+        if let Some((sid, left)) = t.splice_left() {
+            if dice.roll() % 5 == 0 {
+                t.splice_copy();
+                continue;
+            }
+            let k = left.min(rest.len()).min(1 + usize::from(dice.roll()) * 97);
+            let (moved, more) = rest.split_at(k);
+            record.data.entry(sid).or_default().extend_from_slice(moved);
+            t.splice_taken(k, now);
+            rest = more;
+            continue;
+        }
+        if t.input_empty() {
+            let peek = rest.get(..rest.len().min(64)).unwrap_or_default();
+            if let Some(c) = t.splice_candidate(peek, 1) {
+                let (head, more) = rest.split_at(c.head.min(rest.len()));
+                if t.handle_input(now, head, &mut record) < head.len() {
+                    break;
+                }
+                rest = more;
+                if let Some(p) = t.partial_candidate(1) {
+                    t.splice_begin(&p, now, &mut record);
+                }
+                continue;
+            }
+        }
+        let size = 1 + usize::from(dice.roll()) * 16;
+        let (piece, more) = rest.split_at(size.min(rest.len()));
+        if t.handle_input(now, piece, &mut record) < piece.len() {
+            break;
+        }
+        rest = more;
+        if dice.roll() % 2 == 0 {
+            if let Some(p) = t.partial_candidate(1) {
+                t.splice_begin(&p, now, &mut record);
+            }
+        }
+    }
+    record
+}
+
 /// Checks the core's invariants on `data` (see the module doc).
 pub fn check(data: &[u8]) {
     let Some((&config, wire)) = data.split_first() else {
@@ -170,6 +223,16 @@ pub fn check(data: &[u8]) {
         if role == Role::Backend {
             assert_eq!(split.out, whole.out, "cut at {cut}");
         }
+    }
+    // Splicing moves bodies, never changes them: the same streams get the
+    // same bytes (a spliced body may also start arriving before its chunk
+    // is whole, so at the end of the input it may be ahead).
+    let spliced = replay_spliced(role, serving, wire, now);
+    assert_eq!(spliced.opened, whole.opened, "spliced");
+    for sid in whole.data.keys().chain(spliced.data.keys()) {
+        let copied = whole.data.get(sid).map_or(&[][..], Vec::as_slice);
+        let moved = spliced.data.get(sid).map_or(&[][..], Vec::as_slice);
+        assert!(moved.starts_with(copied), "sid {sid}: spliced bytes differ");
     }
     let share = if config & 4 != 0 { 4096 } else { usize::MAX };
     let mut t = core(role, serving, share, now);
