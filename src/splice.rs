@@ -415,39 +415,27 @@ pub fn is_refusal(outcome: &Io) -> bool {
 /// kernel holds them for the spliced body that follows, so head and body
 /// leave in one segment.
 pub fn send_more(fd: RawFd, bytes: &[u8]) -> Io {
-    loop {
-        // SAFETY: `bytes` is valid for reads of its length.
-        let n = unsafe {
-            libc::send(
-                fd,
-                bytes.as_ptr().cast(),
-                bytes.len(),
-                libc::MSG_MORE | libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
-            )
-        };
-        if n >= 0 {
-            return Io::Done(n as usize);
-        }
-        let e = io::Error::last_os_error();
-        if let Some(outcome) = crate::net::classify(&e) {
-            return outcome;
-        }
+    let flags = libc::MSG_MORE | libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL;
+    // SAFETY: `bytes` is valid for reads of its length.
+    match retried(|| unsafe { libc::send(fd, bytes.as_ptr().cast(), bytes.len(), flags) }) {
+        Io::Eof => Io::Done(0),
+        other => other,
     }
 }
 
 /// Copies up to `buf.len()` bytes at the head of socket `fd` without
 /// consuming them.
 pub fn peek(fd: RawFd, buf: &mut [u8]) -> Io {
+    let flags = libc::MSG_PEEK | libc::MSG_DONTWAIT;
+    // SAFETY: `buf` is valid for writes of its length.
+    retried(|| unsafe { libc::recv(fd, buf.as_mut_ptr().cast(), buf.len(), flags) })
+}
+
+/// One socket call's result as an outcome (0 bytes: `Eof`), retried on
+/// EINTR.
+fn retried(mut call: impl FnMut() -> isize) -> Io {
     loop {
-        // SAFETY: `buf` is valid for writes of its length.
-        let n = unsafe {
-            libc::recv(
-                fd,
-                buf.as_mut_ptr().cast(),
-                buf.len(),
-                libc::MSG_PEEK | libc::MSG_DONTWAIT,
-            )
-        };
+        let n = call();
         if n > 0 {
             return Io::Done(n as usize);
         }

@@ -25,7 +25,7 @@ use std::time::Instant;
 use super::super::frame::{self, Frame};
 use super::recv::is_plain_data;
 use super::streams::SendBlocked;
-use super::{HIGH_WATER, Phase, Tunnel};
+use super::{Phase, Tunnel};
 
 /// A data chunk whose body the reactor may take itself.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -213,25 +213,8 @@ impl<H: Copy> Tunnel<H> {
     /// [`send_space`](Self::send_space) instead). The refusals are
     /// `send_space`'s, with the same promise of an `Event::Writable`.
     pub fn splice_send_space(&mut self, sid: u32, max: usize) -> Result<usize, SendBlocked> {
-        let core = &mut self.core;
-        let Some(s) = core.streams.get_mut(&sid) else {
-            return Err(SendBlocked::NoStream);
-        };
-        if !s.ends.is_reading() {
-            return Err(SendBlocked::NotReading);
-        }
-        let allowance = s.window.allowance();
-        if allowance == 0 {
-            return Err(SendBlocked::Window);
-        }
-        if core.out.len() >= HIGH_WATER || core.phase != Phase::Live {
-            if !s.blocked {
-                s.blocked = true;
-                core.blocked.push(sid);
-            }
-            return Err(SendBlocked::Tunnel);
-        }
-        if !core.out.is_empty() {
+        let allowance = self.send_allowance(sid)?;
+        if !self.core.out.is_empty() {
             return Ok(0);
         }
         Ok(allowance.min(max).min(frame::max_data_body(sid)))

@@ -148,9 +148,10 @@ impl<H: Copy> Tunnel<H> {
         Ok(sid)
     }
 
-    /// Frame slots in the output for up to `budget` bytes of stream `sid`'s
-    /// socket (capped by its window and [`SLOTS`] chunks).
-    pub fn send_space(&mut self, sid: u32, budget: usize) -> Result<SendSpace<'_>, SendBlocked> {
+    /// How many bytes stream `sid` may read from its socket now (its
+    /// window), or why none: a refusal for the tunnel's output registers
+    /// the stream for the `Event::Writable` that comes when it drains.
+    pub(super) fn send_allowance(&mut self, sid: u32) -> Result<usize, SendBlocked> {
         let core = &mut self.core;
         let Some(s) = core.streams.get_mut(&sid) else {
             return Err(SendBlocked::NoStream);
@@ -169,6 +170,14 @@ impl<H: Copy> Tunnel<H> {
             }
             return Err(SendBlocked::Tunnel);
         }
+        Ok(allowance)
+    }
+
+    /// Frame slots in the output for up to `budget` bytes of stream `sid`'s
+    /// socket (capped by its window and [`SLOTS`] chunks).
+    pub fn send_space(&mut self, sid: u32, budget: usize) -> Result<SendSpace<'_>, SendBlocked> {
+        let allowance = self.send_allowance(sid)?;
+        let core = &mut self.core;
         let max = allowance.min(budget.max(1)).min(SLOTS * CHUNK_BODY);
         let header = frame::data_header_len(sid);
         let slots = max.div_ceil(CHUNK_BODY).clamp(1, SLOTS);
