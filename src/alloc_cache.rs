@@ -30,8 +30,13 @@ const ALIGN: usize = 16;
 const CLASSES: usize = 44;
 /// Bytes of free blocks one class may keep.
 pub const CLASS_BYTES: usize = 128 * 1024;
-/// Bytes of free blocks all classes together may keep.
-pub const CACHE_BYTES: usize = 1024 * 1024;
+/// Bytes of free blocks all classes together may keep: well above what a
+/// few dozen connections opening and closing at once churn through, small
+/// beside a router's memory.
+pub const CACHE_BYTES: usize = 512 * 1024;
+/// Spins on a held lock before yielding the CPU (in case its holder, the
+/// other thread, was preempted while holding it).
+const SPINS: u32 = 100;
 
 /// The class of a request of `size` bytes (1..=[`MAX_SMALL`]) and the
 /// block size it gets.
@@ -101,14 +106,22 @@ impl Cached {
     }
 
     /// Runs `f` on the lists under the spin lock. `f` only moves pointers,
-    /// so the other thread spins for nanoseconds at most.
+    /// so the other thread waits for nanoseconds, unless the holder was
+    /// preempted: then it yields rather than spin through its time slice.
     fn with<R>(&self, f: impl FnOnce(&mut Lists) -> R) -> R {
+        let mut spins = 0;
         while self
             .locked
             .compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed)
             .is_err()
         {
-            std::hint::spin_loop();
+            spins += 1;
+            if spins < SPINS {
+                std::hint::spin_loop();
+            } else {
+                // sched_yield: no allocation, no lock of its own.
+                std::thread::yield_now();
+            }
         }
         // SAFETY: the lock is held, so this is the only reference.
         let r = f(unsafe { &mut *self.lists.get() });
