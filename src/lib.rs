@@ -5,6 +5,7 @@
 //! `backend` are the roles.
 
 pub mod addrwatch;
+pub mod alloc_cache;
 pub mod alloc_count;
 pub mod app;
 pub mod backend;

@@ -242,7 +242,16 @@ pub fn drive_sniff(eng: &mut Cx, fe: &mut State, token: Token, mut s: Sniff) -> 
 fn fill(eng: &mut Cx, token: Token, s: &mut Sniff) -> Option<bool> {
     let mut eof = false;
     while s.transport.can_read() {
-        match relay::read_some(&mut s.transport, &mut s.buf, SNIFF_LIMIT) {
+        // The buffer as it is first (4 KiB holds nearly every request head
+        // and ClientHello); grown only once full. Asking for the whole limit
+        // at once would replace it with a fresh zeroed 16 KiB buffer on
+        // every new connection.
+        let limit = if s.buf.len() < s.buf.capacity() {
+            s.buf.capacity().min(SNIFF_LIMIT)
+        } else {
+            SNIFF_LIMIT
+        };
+        match relay::read_some(&mut s.transport, &mut s.buf, limit) {
             Io::Done(0) => break,
             Io::Done(_) => {}
             Io::WouldBlock | Io::Starved => break,

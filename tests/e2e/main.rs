@@ -37,6 +37,7 @@ mod rcfiles;
 mod reach;
 mod relay;
 mod robust;
+mod sniffbuf;
 mod splice;
 mod tenants;
 mod tls;
