@@ -127,7 +127,6 @@ pub(crate) fn send(
         Role::Backend => usize::MAX,
     };
     let mut left = budget;
-    let mut moved = false;
     while left > 0 && s.transport.can_read() && t.splice_out.is_none() {
         let max = match link.splice_send_space(s.sid, most.min(left)) {
             Ok(0) => break,
@@ -146,7 +145,6 @@ pub(crate) fn send(
             Io::Done(n) => {
                 s.bytes_read += n as u64;
                 left -= n.min(left);
-                moved = true;
                 if let Some(head) = link.commit_splice_send(s.sid, n, now) {
                     t.splice_out = Some(SpliceOut {
                         head,
@@ -174,17 +172,22 @@ pub(crate) fn send(
     }
     let tunnel = s.tunnel;
     eng.mark_dirty(tunnel);
-    if !moved {
-        return Ok(Sent::Copy);
+    let readable = s.transport.can_read();
+    if left == 0 || !readable {
+        return Ok(Sent::Done { again: readable });
     }
-    Ok(Sent::Done {
-        again: left == 0 && s.transport.can_read(),
-    })
+    // Splicing stopped while the socket still has bytes (the chunk before
+    // is still going out, or output queued behind it): the copying way
+    // takes them, behind it, and says when to read again. Stopping here
+    // instead would lose the socket's readiness edge.
+    Ok(Sent::Copy)
 }
 
 /// After this many chunks in a row not worth splicing, ordinary reads
 /// take whatever is there again (many small chunks: one read, not two).
 const MISSES: u8 = 4;
+/// ...until this many reads later (counted on from `MISSES`).
+const RETRY: u8 = 20;
 
 /// A tunnel's run of spliced chunks: how many since were not worth it, and
 /// the head length the next one likely has.
@@ -216,8 +219,17 @@ pub(crate) fn read_limit(
     link: &Link,
     streak: &mut Streak,
 ) -> Option<usize> {
-    if !eng.pipes.enabled() || streak.misses >= MISSES || transport.splice_fd().is_none() {
+    if !eng.pipes.enabled() || transport.splice_fd().is_none() {
         return None;
+    }
+    if streak.misses >= MISSES {
+        // Reads that end at chunk boundaries never show a partial chunk to
+        // splice the rest of: look again now and then.
+        streak.misses = streak.misses.saturating_add(1);
+        if streak.misses < RETRY {
+            return None;
+        }
+        streak.misses = 0;
     }
     if !link.input_empty() {
         // A head read on a guess whose body could not be spliced: read to
@@ -345,10 +357,14 @@ pub(crate) fn take_body(
     let flushed = s.flush(now);
     let written = s.take_written();
     let queued = s.queued();
-    let _ = link.stream_flushed(sid, written, queued);
+    let done = link.stream_flushed(sid, written, queued);
+    if done.shut_write {
+        // The peer's EOF waited for these bytes (told once: act on it now).
+        s.transport.shutdown_write();
+    }
     if let Some(h) = handle {
-        if queued > 0 || flushed.is_err() {
-            // Its own drive writes the rest, or reports the failure.
+        if queued > 0 || flushed.is_err() || done.shut_write || done.finished {
+            // Its own drive writes the rest, reports the failure, or ends it.
             eng.mark_dirty(h);
         }
     }

@@ -8,9 +8,10 @@
 //! keeps a few for reuse and closes the rest.
 //!
 //! `RKITE_SPLICE` (environment) is the switch the tests use: `off` never
-//! splices, `refuse` behaves as a kernel that rejects splice (the relay
-//! must fall back to copying without losing a byte); anything else, or
-//! unset, splices where it can. The first time the kernel refuses (EINVAL,
+//! splices, `refuse` behaves as a kernel that rejects splice from the first
+//! call, `refuse-after=N` from the call after the Nth (mid-transfer, with
+//! bytes in pipes); the relay must fall back to copying without losing a
+//! byte. Anything else, or unset, splices where it can. The first time the kernel refuses (EINVAL,
 //! ENOSYS, EPERM from a seccomp filter...) splicing switches itself off for
 //! the rest of the process, with one log line.
 
@@ -80,8 +81,9 @@ struct Inner {
     /// buffer's: a stalled visitor's bytes are held either way.
     budget: Pool,
     mode: Mode,
-    /// `RKITE_SPLICE=refuse`: the first splice "fails" with EINVAL.
-    pretend_refusal: bool,
+    /// `RKITE_SPLICE=refuse` / `refuse-after=N`: the splice calls left
+    /// before one "fails" with EINVAL.
+    pretend_refusal: Option<u64>,
     max: usize,
     /// Empty pipes for reuse (oldest first), with when a sweep first saw
     /// each unused.
@@ -107,7 +109,10 @@ impl Pipes {
         Pipes(Rc::new(RefCell::new(Inner {
             budget: budget.clone(),
             mode,
-            pretend_refusal: switch == "refuse",
+            pretend_refusal: match switch.strip_prefix("refuse-after=") {
+                Some(n) => n.parse().ok(),
+                None => (switch == "refuse").then_some(0),
+            },
             max,
             free: Vec::new(),
             stats: PipeStats::default(),
@@ -226,9 +231,20 @@ impl Pipes {
         }
     }
 
+    /// Whether this splice call is the one to pretend the kernel refuses.
     fn pretending(&self) -> bool {
         let mut inner = self.0.borrow_mut();
-        std::mem::take(&mut inner.pretend_refusal)
+        match inner.pretend_refusal {
+            Some(0) => {
+                inner.pretend_refusal = None;
+                true
+            }
+            Some(n) => {
+                inner.pretend_refusal = Some(n - 1);
+                false
+            }
+            None => false,
+        }
     }
 }
 

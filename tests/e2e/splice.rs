@@ -2,7 +2,8 @@
 //! plain frontend and backend, byte for byte, with a reader that pauses at
 //! random on both ends, and most of it spliced (the SIGUSR2 `stats:` line
 //! counts spliced bytes); a kernel that refuses splice (`RKITE_SPLICE=refuse`
-//! pretends to be one) costs nothing but the copies; a pool of two pipes
+//! pretends to be one, `refuse-after=N` one that starts refusing in the
+//! middle of transfers) costs nothing but the copies; a pool of two pipes
 //! still carries six downloads at once; and idle streams hold no pipes
 //! (descriptors counted in /proc/PID/fd; the pool's spares close after a
 //! second unused).
@@ -283,6 +284,33 @@ fn a_kernel_that_refuses_splice_costs_only_the_copies() {
         let st = meter::stats(proc);
         assert_eq!(st.spliced, 0, "{st:?}");
         assert_eq!(st.pipes, 0, "{st:?}");
+    }
+    // A refusal in the middle of transfers, with bytes in pipes both ways:
+    // they are read back and copied, none lost.
+    let mid = pair("midway.test", "refuse-after=40", &[]);
+    let handles: Vec<_> = (0..3u64)
+        .map(|i| {
+            let port = mid.port;
+            std::thread::spawn(move || {
+                if i == 0 {
+                    upload(port, "midway.test", 32 * MIB);
+                } else {
+                    download(port, "midway.test", 32 * MIB, 40 + i);
+                }
+            })
+        })
+        .collect();
+    for h in handles {
+        h.join().expect("a transfer failed");
+    }
+    for proc in [&mid.fe, &mid.be] {
+        proc.wait_for("splice: the kernel refused it", T);
+        let st = meter::stats(proc);
+        assert!(
+            st.spliced > 0,
+            "{} spliced before the refusal: {st:?}",
+            proc.name()
+        );
     }
     // And off means off.
     let off = pair("off.test", "off", &[]);
