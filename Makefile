@@ -87,16 +87,22 @@ demo:
 # -C target-feature=+crt-static for x86_64-unknown-linux-gnu; that binary is about
 # 2.6 MiB, so it fails the size check unless STATIC_MAX_BYTES is raised.
 #
-# Smaller still (about 440 KiB less): std itself rebuilt for size with the nightly
+# Smaller still (about 730 KiB less): std itself rebuilt for size with the nightly
 # toolchain's rust-src, without std's backtrace symbolizer, and with the
 # immediate-abort panic strategy (a panic, which would be a bug, aborts at once
 # without printing its message: about 180 KiB of formatting and unwinding glue
 # gone; bench/size.md). Used when `cargo +nightly` is there and rustup can give
 # it rust-src and the musl target; otherwise the stable build above, which
 # prints panic messages. `make static STATIC_STD=stable` forces the stable build.
+# Nothing unwinds under immediate-abort, so the build-std build also drops the
+# unwind tables (-Cforce-unwind-tables=no for Rust, -fno-asynchronous-unwind-tables
+# for ring's C: .eh_frame was 250 KB), builds std with its optimize_for_size
+# feature (smaller sort, integer formatting) and without panic locations
+# (-Zlocation-detail=none); bench/size.md has each one's saving.
 STATIC_STD ?= build-std
-BUILD_STD := -Z build-std=std,panic_abort -Z build-std-features=
-BUILD_STD_RUSTFLAGS := -Zunstable-options -Cpanic=immediate-abort
+BUILD_STD := -Z build-std=std,panic_abort -Z build-std-features=optimize_for_size
+BUILD_STD_RUSTFLAGS := -Zunstable-options -Cpanic=immediate-abort -Cforce-unwind-tables=no -Zlocation-detail=none
+BUILD_STD_CFLAGS := -fno-asynchronous-unwind-tables -fno-unwind-tables
 nightly_std_ready = { $(CARGO) +nightly --version >/dev/null 2>&1 && \
 	  { rustup component list --toolchain nightly --installed 2>/dev/null | grep -qx rust-src || \
 	    timeout 300 rustup component add rust-src --toolchain nightly; } && \
@@ -134,8 +140,9 @@ static:
 	fi; \
 	out=$${CARGO_TARGET_DIR:-target}/$$target/release/rkite; \
 	if [ "$$target" = $(STATIC_TARGET) ] && [ "$(STATIC_STD)" = build-std ] && $(call nightly_std_ready); then \
-	  echo "RUSTFLAGS='$(BUILD_STD_RUSTFLAGS)' $(CARGO) +nightly build --release --target $$target $(BUILD_STD)"; \
+	  echo "RUSTFLAGS='$(BUILD_STD_RUSTFLAGS)' CFLAGS_$(subst -,_,$(STATIC_TARGET))='$(BUILD_STD_CFLAGS)' $(CARGO) +nightly build --release --target $$target $(BUILD_STD)"; \
 	  CARGO_TARGET_DIR=$${CARGO_TARGET_DIR:-target}/build-std RUSTFLAGS="$${RUSTFLAGS:-} $(BUILD_STD_RUSTFLAGS)" \
+	  CFLAGS_x86_64_unknown_linux_musl="$${CFLAGS_x86_64_unknown_linux_musl:-} $(BUILD_STD_CFLAGS)" \
 	    $(CARGO) +nightly build --release --target $$target $(BUILD_STD); \
 	  out=$${CARGO_TARGET_DIR:-target}/build-std/$$target/release/rkite; \
 	else \
