@@ -22,9 +22,11 @@ use mio::Token;
 
 use crate::conn::{Conn, Cx};
 use crate::net::Io;
-use crate::proto::tunnel::{CHUNK_BODY, DataHead, Role, SendBlocked};
+use crate::proto::tunnel::{CHUNK_BODY, Role, SendBlocked};
 use crate::relay::{Link, Why};
-use crate::splice::{Lent, is_refusal};
+use crate::splice::is_refusal;
+pub(crate) use crate::splice_state::flush_out;
+pub use crate::splice_state::{SpliceOut, Streak};
 use crate::stream::Stream;
 use crate::transport::Transport;
 
@@ -32,57 +34,6 @@ use crate::transport::Transport;
 pub(crate) const MIN_SPLICE: usize = 8 * 1024;
 /// Bytes a peek reads: the head of any plain data chunk fits.
 const PEEK: usize = 64;
-
-/// A chunk being sent with a spliced body: its head, then the pipe's bytes,
-/// go to the tunnel socket before anything else.
-pub struct SpliceOut {
-    head: DataHead,
-    head_sent: usize,
-    pipe: Lent,
-    /// The body, read back from the pipe after a refused splice.
-    copied: Vec<u8>,
-}
-
-/// Writes what a spliced chunk has left; `Ok(true)` once all of it is out.
-pub(crate) fn flush_out(
-    transport: &mut Transport,
-    slot: &mut Option<SpliceOut>,
-) -> Result<bool, Io> {
-    let Some(so) = slot.as_mut() else {
-        return Ok(true);
-    };
-    while let Some(rest) = so
-        .head
-        .as_bytes()
-        .get(so.head_sent..)
-        .filter(|r| !r.is_empty())
-    {
-        match transport.write_head(rest) {
-            Io::Done(n) => so.head_sent += n,
-            Io::WouldBlock => return Ok(false),
-            other => return Err(other),
-        }
-    }
-    while so.pipe.held() > 0 {
-        match transport.splice_out(&mut so.pipe, usize::MAX) {
-            Io::Done(_) => {}
-            Io::WouldBlock => return Ok(false),
-            outcome if is_refusal(&outcome) => so.pipe.read_out(&mut so.copied),
-            other => return Err(other),
-        }
-    }
-    while !so.copied.is_empty() {
-        match transport.write(&so.copied) {
-            Io::Done(n) => {
-                so.copied.drain(..n.min(so.copied.len()));
-            }
-            Io::WouldBlock => return Ok(false),
-            other => return Err(other),
-        }
-    }
-    *slot = None;
-    Ok(true)
-}
 
 /// What splicing a stream's socket into its tunnel did.
 pub(crate) enum Sent {
@@ -146,12 +97,7 @@ pub(crate) fn send(
                 s.bytes_read += n as u64;
                 left -= n.min(left);
                 if let Some(head) = link.commit_splice_send(s.sid, n, now) {
-                    t.splice_out = Some(SpliceOut {
-                        head,
-                        head_sent: 0,
-                        pipe,
-                        copied: Vec::new(),
-                    });
+                    t.splice_out = Some(SpliceOut::new(head, pipe));
                 }
                 if let Err(outcome) = flush_out(&mut t.transport, &mut t.splice_out) {
                     // The tunnel's own drive finds and reports the failure.
@@ -188,25 +134,6 @@ pub(crate) fn send(
 const MISSES: u8 = 4;
 /// ...until this many reads later (counted on from `MISSES`).
 const RETRY: u8 = 20;
-
-/// A tunnel's run of spliced chunks: how many since were not worth it, and
-/// the head length the next one likely has.
-#[derive(Default)]
-pub struct Streak {
-    misses: u8,
-    /// The head of a data chunk for the stream spliced last: read that
-    /// much without peeking first. A guess that is wrong costs nothing but
-    /// the copy: the bytes read are ordinary input.
-    pub guess: Option<usize>,
-}
-
-impl Streak {
-    /// A chunk of stream `sid` is being spliced.
-    pub(crate) fn hit(&mut self, sid: u32) {
-        self.misses = 0;
-        self.guess = Some(crate::proto::frame::data_header_len(sid));
-    }
-}
 
 /// Tunnel side, before an ordinary read: how many bytes that read may take
 /// (`None`: no limit). It stops at the end of a chunk head worth splicing

@@ -36,8 +36,6 @@ pub const PIPE_SIZE: usize = 1024 * 1024;
 const KEEP_FREE: usize = 8;
 /// A spare pipe unused this long is closed: a quiet relay holds none.
 const SPARE_IDLE: Duration = Duration::from_secs(1);
-/// The default `--max_pipes`.
-pub const DEFAULT_MAX_PIPES: usize = 64;
 
 /// Whether this process splices.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

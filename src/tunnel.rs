@@ -104,10 +104,10 @@ pub struct Tunnel {
     /// The core's buffers as counted in the pool.
     pub counted: Counted,
     /// A chunk going out with a spliced body, before the core's output.
-    pub splice_out: Option<crate::relay_splice::SpliceOut>,
+    pub splice_out: Option<crate::splice_state::SpliceOut>,
     /// How receiving finds the next chunk worth splicing
     /// (`relay_splice::read_limit`).
-    pub splice_misses: Box<crate::relay_splice::Streak>,
+    pub splice_misses: Box<crate::splice_state::Streak>,
 }
 
 impl Tunnel {

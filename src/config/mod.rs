@@ -14,6 +14,8 @@ use crate::proto::keepalive::DEFAULT_INTERVAL;
 /// `--stream_idle` by default: long enough for an idle SSH session or a
 /// quiet WebSocket, short enough that abandoned connections don't pile up.
 pub const DEFAULT_STREAM_IDLE: u64 = 3600;
+/// `--max_pipes` unless given.
+pub const DEFAULT_MAX_PIPES: usize = 64;
 use crate::proto::options::{self, KiteOptions, OptionError};
 
 pub mod compat;
@@ -337,7 +339,7 @@ fn parse_expanded(argv: &[String], expanded: &files::Expanded) -> Result<Parsed,
     let buffer_budget = usize::try_from(buffer_budget).unwrap_or(usize::MAX);
     let max_conns = number("max_conns", 1)?.unwrap_or(if is_frontend { 16384 } else { 4096 });
     let max_conns = usize::try_from(max_conns).unwrap_or(usize::MAX);
-    let max_pipes = number("max_pipes", 0)?.map_or(crate::splice::DEFAULT_MAX_PIPES, |n| {
+    let max_pipes = number("max_pipes", 0)?.map_or(DEFAULT_MAX_PIPES, |n| {
         usize::try_from(n).unwrap_or(usize::MAX)
     });
     let stop_grace = Duration::from_secs(number("stop_grace", 0)?.unwrap_or(5));
