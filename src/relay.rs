@@ -353,6 +353,7 @@ fn pump_tunnel(
                 match begin_partial(&mut sink, transport, link, now) {
                     Some(sid) => splice_misses.hit(sid),
                     None if guessed => splice_misses.guess = None,
+                    None if limit.is_none() => splice_misses.ordinary(n),
                     None => {}
                 }
             }

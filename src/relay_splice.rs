@@ -52,7 +52,7 @@ pub(crate) fn send(
     now: Instant,
     budget: usize,
 ) -> Result<Sent, Why> {
-    if !eng.pipes.enabled() || s.connecting || s.wants_response() {
+    if !eng.pipes.enabled() || s.connecting || !s.bulk || s.wants_response() {
         return Ok(Sent::Copy);
     }
     if s.transport.splice_fd().is_none() {
@@ -95,6 +95,7 @@ pub(crate) fn send(
             Io::Done(0) => break,
             Io::Done(n) => {
                 s.bytes_read += n as u64;
+                s.bulk = n >= MIN_SPLICE || n == max;
                 left -= n.min(left);
                 if let Some(head) = link.commit_splice_send(s.sid, n, now) {
                     t.splice_out = Some(SpliceOut::new(head, pipe));
@@ -129,12 +130,6 @@ pub(crate) fn send(
     Ok(Sent::Copy)
 }
 
-/// After this many chunks in a row not worth splicing, ordinary reads
-/// take whatever is there again (many small chunks: one read, not two).
-const MISSES: u8 = 4;
-/// ...until this many reads later (counted on from `MISSES`).
-const RETRY: u8 = 20;
-
 /// Tunnel side, before an ordinary read: how many bytes that read may take
 /// (`None`: no limit). It stops at the end of a chunk head worth splicing
 /// the body of; while bodies are being spliced, it also stops at the end
@@ -149,14 +144,8 @@ pub(crate) fn read_limit(
     if !eng.pipes.enabled() || transport.splice_fd().is_none() {
         return None;
     }
-    if streak.misses >= MISSES {
-        // Reads that end at chunk boundaries never show a partial chunk to
-        // splice the rest of: look again now and then.
-        streak.misses = streak.misses.saturating_add(1);
-        if streak.misses < RETRY {
-            return None;
-        }
-        streak.misses = 0;
+    if !streak.on() {
+        return None;
     }
     if !link.input_empty() {
         // A head read on a guess whose body could not be spliced: read to

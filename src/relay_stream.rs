@@ -42,6 +42,7 @@ fn pump_in(token: Token, s: &mut Stream, link: &mut Link, now: Instant) -> Resul
         let Ok(mut space) = link.send_space(s.sid, budget) else {
             return Ok(Pumped::default());
         };
+        let room = space.capacity();
         // Up to SLOTS chunks in one readv: each lands in its own frame
         // slot, so a bulk stream costs a quarter of the syscalls.
         let mut bodies: [IoSliceMut<'_>; SLOTS] = std::array::from_fn(|_| IoSliceMut::new(&mut []));
@@ -63,6 +64,8 @@ fn pump_in(token: Token, s: &mut Stream, link: &mut Link, now: Instant) -> Resul
                 }
                 link.commit_send(s.sid, n, now);
                 s.bytes_read += n as u64;
+                // Bulk: a big read, or one the window or budget cut short.
+                s.bulk = n >= crate::relay_splice::MIN_SPLICE || n == room;
                 if wants {
                     s.show_response(probe.get(..probed).unwrap_or_default())?;
                 }

@@ -62,10 +62,13 @@ pub(crate) fn flush_out(
 }
 
 /// A tunnel's run of spliced chunks: how many since were not worth it, and
-/// the head length the next one likely has.
-#[derive(Default)]
+/// the head length the next one likely has. A tunnel starts out of any
+/// run (small requests and answers never pay for a peek); ordinary reads
+/// of bulk size, or a partial chunk worth splicing, start one.
 pub struct Streak {
     pub(crate) misses: u8,
+    /// Ordinary reads of bulk size since the run ended.
+    pub(crate) big_reads: u8,
     /// The head of a data chunk for the stream spliced last: read that
     /// much without peeking first. A guess that is wrong costs nothing but
     /// the copy: the bytes read are ordinary input.
@@ -84,10 +87,47 @@ impl SpliceOut {
     }
 }
 
+/// Chunks in a row not worth splicing that end a run...
+pub(crate) const MISSES: u8 = 4;
+/// ...and ordinary reads of this size...
+const BIG_READ: usize = 32 * 1024;
+/// ...this many of which start looking again.
+const BIG_READS: u8 = 4;
+
+impl Default for Streak {
+    fn default() -> Streak {
+        Streak {
+            misses: MISSES,
+            big_reads: 0,
+            guess: None,
+        }
+    }
+}
+
 impl Streak {
     /// A chunk of stream `sid` is being spliced.
     pub(crate) fn hit(&mut self, sid: u32) {
         self.misses = 0;
+        self.big_reads = 0;
         self.guess = Some(crate::proto::frame::data_header_len(sid));
+    }
+
+    /// Whether reads look for chunks to splice.
+    pub(crate) fn on(&self) -> bool {
+        self.misses < MISSES
+    }
+
+    /// An ordinary read of `n` bytes found nothing to splice: bulk-sized
+    /// ones, that keep ending at chunk boundaries (so no partial chunk
+    /// starts a run), start looking again.
+    pub(crate) fn ordinary(&mut self, n: usize) {
+        if self.on() || n < BIG_READ {
+            return;
+        }
+        self.big_reads += 1;
+        if self.big_reads >= BIG_READS {
+            self.big_reads = 0;
+            self.misses = 0;
+        }
     }
 }

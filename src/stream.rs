@@ -40,6 +40,9 @@ pub struct Stream {
     pub(crate) pipe: Option<crate::splice::Lent>,
     /// Bytes read from the socket into the tunnel so far.
     pub(crate) bytes_read: u64,
+    /// Its last read was bulk-sized: the next may be spliced (a small
+    /// answer costs fewer calls copied).
+    pub(crate) bulk: bool,
     /// Stream bytes written to the socket so far.
     pub(crate) bytes_written: u64,
     /// Of those, not yet reported to the tunnel core (which acknowledges).
@@ -85,6 +88,7 @@ impl Stream {
             out: None,
             pipe: None,
             bytes_read: 0,
+            bulk: false,
             bytes_written: 0,
             unreported: 0,
             unacked_debt: 0,
