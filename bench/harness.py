@@ -1597,9 +1597,10 @@ def write_results(path, ctx, systems, bench, idle, idle_after, streams, iperf_re
         for n in notes:
             w(f"- {n}")
         w("")
-    # Hand-written findings kept beside the harness (profiles, binary size)
+    # Hand-written findings kept beside the harness (profiles, binary size,
+    # what other scripts measured)
     # go at the end of every report, so a rerun does not lose them.
-    for extra in ("profile.md", "size.md"):
+    for extra in ("profile.md", "size.md", "notes.md"):
         extra_path = os.path.join(REPO, "bench", extra)
         if os.path.exists(extra_path):
             with open(extra_path) as f:
