@@ -10,7 +10,7 @@
 //! are `relay_stream`'s.
 
 use std::net::{Shutdown, SocketAddr};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use log::{debug, info};
 use mio::Token;
@@ -350,7 +350,7 @@ fn pump_tunnel(
                 link.commit_recv(now, n, room);
                 budget -= n.min(budget);
                 link.process(now, &mut sink);
-                match begin_partial(&mut sink, transport, link, now) {
+                match begin_partial(&mut sink, transport, link) {
                     Some(sid) => splice_misses.hit(sid),
                     None if guessed => splice_misses.guess = None,
                     None if limit.is_none() => splice_misses.ordinary(n),
@@ -415,19 +415,14 @@ fn pump_tunnel(
 /// After an ordinary read: when the input ends in the first part of a
 /// chunk whose body may be spliced, its first bytes go to the stream now
 /// and the rest is spliced (`relay_splice::take_body`).
-fn begin_partial(
-    sink: &mut Pump<'_>,
-    transport: &Transport,
-    link: &mut Link,
-    now: Instant,
-) -> Option<u32> {
+fn begin_partial(sink: &mut Pump<'_>, transport: &Transport, link: &mut Link) -> Option<u32> {
     if !sink.eng.pipes.enabled() || transport.splice_fd().is_none() {
         return None;
     }
     let c = link.partial_candidate(relay_splice::MIN_SPLICE)?;
     let take = relay_splice::stream_can_take(sink.eng, c.handle, c.body);
     if take {
-        link.splice_begin(&c, now, sink);
+        link.splice_begin(&c, sink);
     }
     take.then_some(c.sid)
 }

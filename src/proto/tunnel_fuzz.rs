@@ -178,7 +178,7 @@ fn replay_spliced(role: Role, serving: bool, wire: &[u8], now: Instant) -> Recor
                 }
                 rest = more;
                 if let Some(p) = t.partial_candidate(1) {
-                    t.splice_begin(&p, now, &mut record);
+                    t.splice_begin(&p, &mut record);
                 }
                 continue;
             }
@@ -191,7 +191,7 @@ fn replay_spliced(role: Role, serving: bool, wire: &[u8], now: Instant) -> Recor
         rest = more;
         if dice.roll() % 2 == 0 {
             if let Some(p) = t.partial_candidate(1) {
-                t.splice_begin(&p, now, &mut record);
+                t.splice_begin(&p, &mut record);
             }
         }
     }

@@ -7,7 +7,7 @@
 //! empty) and asks [`Tunnel::splice_candidate`] whether the chunk there is
 //! a plain data chunk for an open stream; or, after an ordinary read, asks
 //! [`Tunnel::partial_candidate`] whether the input ends in the first part
-//! of one. It then consumes the head (never past it), calls
+//! of one. It then reads the head into the input (never past it), calls
 //! [`Tunnel::splice_begin`], and reports the body bytes it moves with
 //! [`Tunnel::splice_taken`]. Until the body is in, nothing else is read:
 //! [`Tunnel::recv_slot`] says no. If it can't go on splicing (the stream's
@@ -32,9 +32,9 @@ use super::{Phase, Tunnel};
 pub struct SpliceChunk<H> {
     pub sid: u32,
     pub handle: H,
-    /// Bytes of its head (length line, header block, blank line) still to
-    /// consume from the socket: all of them for a peeked chunk, none when
-    /// the input already holds them.
+    /// Bytes of its head (length line, header block, blank line) still in
+    /// the socket: all of them for a peeked chunk (read exactly that much
+    /// next), none for a partial one.
     pub head: usize,
     /// Body bytes still in the socket.
     pub body: usize,
@@ -140,21 +140,16 @@ impl<H: Copy> Tunnel<H> {
         s.ends.is_writing().then_some((sid, s.handle))
     }
 
-    /// The reactor consumed `c.head` bytes (the chunk's head) and takes the
-    /// body itself from now on; a partial chunk's first body bytes, still
-    /// in the input, go to the sink first, as any data.
-    pub fn splice_begin(
-        &mut self,
-        c: &SpliceChunk<H>,
-        now: Instant,
-        sink: &mut impl super::Sink<H>,
-    ) {
-        if c.head > 0 {
-            self.core.bytes_in += c.head as u64;
-            self.core.batch_rx = true;
-            self.core.keepalive.on_receive(now);
-        } else if let Some((_, head, _)) = frame::peek_head(self.inb.data()) {
+    /// The reactor takes the body of the chunk the input ends in (a
+    /// [`partial_candidate`](Self::partial_candidate)) itself from now on;
+    /// the first body bytes, already in the input, go to the sink as any
+    /// data. With none of them in yet, the batch owes the prompt SKB a lone
+    /// head gets (`end_batch`): the sender may hold the body back for it.
+    pub fn splice_begin(&mut self, c: &SpliceChunk<H>, sink: &mut impl super::Sink<H>) {
+        let mut fresh = false;
+        if let Some((_, head, _)) = frame::peek_head(self.inb.data()) {
             let body = self.inb.data().get(head..).unwrap_or_default();
+            fresh = body.is_empty();
             if let Err(why) = self.core.deliver_run(sink, c.sid, &[body]) {
                 self.core.close(why);
                 return;
@@ -170,7 +165,7 @@ impl<H: Copy> Tunnel<H> {
         self.core.splice_in = Some(SpliceIn {
             sid: c.sid,
             left: c.body,
-            fresh: c.head > 0,
+            fresh,
             copy: false,
         });
     }

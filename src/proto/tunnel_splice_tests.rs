@@ -126,7 +126,7 @@ fn a_body_taken_partly_spliced_partly_copied_arrives_whole_and_in_order() {
         assert_eq!(taken, head + first);
         let c = t.partial_candidate(1).expect("a partial chunk");
         assert_eq!((c.sid, c.head, c.body), (7, 0, payload.len() - first));
-        t.splice_begin(&c, now, &mut sink);
+        t.splice_begin(&c, &mut sink);
         assert!(t.recv_slot().is_none(), "nothing read while splicing");
         let moved = spliced.min(payload.len() - first);
         t.splice_taken(moved, now);
@@ -189,4 +189,22 @@ fn a_spliced_send_is_one_data_chunk_counted_in_the_window() {
     // The largest spliced body still fits the four hex digits.
     let most = t.splice_send_space(9, usize::MAX).expect("room");
     assert!(most <= frame::max_data_body(9));
+}
+
+#[test]
+fn a_spliced_chunk_whose_head_came_alone_gets_the_prompt_skb() {
+    let now = Pair::epoch();
+    let mut t = frontend(now);
+    let mut sink = Keep::default();
+    let payload = body(20_000);
+    let wire = data_chunk(7, &payload);
+    let head = wire.len() - payload.len();
+    // libpagekite writes a head, then holds the body until it is acked.
+    t.handle_input(now, &wire[..head], &mut sink);
+    let c = t.partial_candidate(1).expect("a partial chunk");
+    t.splice_begin(&c, &mut sink);
+    t.end_batch();
+    let out = t.poll_transmit().to_vec();
+    let (f, _) = frame::decode(&out).expect("valid").expect("a chunk");
+    assert_eq!((f.sid, f.skb.is_some()), (Some(7), true), "{out:?}");
 }
