@@ -22,9 +22,10 @@ use mio::Token;
 
 use crate::conn::{Conn, Cx};
 use crate::net::Io;
+use crate::proto::frame;
 use crate::proto::tunnel::{CHUNK_BODY, Role, SendBlocked};
 use crate::relay::{Link, Why};
-use crate::splice::is_refusal;
+use crate::splice::{PipeUse, is_refusal};
 pub(crate) use crate::splice_state::flush_out;
 pub use crate::splice_state::{SpliceOut, Streak};
 use crate::stream::Stream;
@@ -65,21 +66,28 @@ pub(crate) fn send(
     let Some(link) = t.link.as_deref_mut() else {
         return Ok(Sent::Copy);
     };
-    if link.handle_of(s.sid) != Some(token)
-        || t.transport.splice_fd().is_none()
-        || t.splice_out.is_some()
-        || !t.out.is_empty()
-    {
+    let Some(tunnel_fd) = t.transport.splice_fd() else {
+        return Ok(Sent::Copy);
+    };
+    if link.handle_of(s.sid) != Some(token) || t.splice_out.is_some() || !t.out.is_empty() {
         return Ok(Sent::Copy);
     }
-    // A frontend's chunks stay within what libpagekite takes in one piece.
+    // A frontend's chunks stay within what libpagekite takes in one piece;
+    // a backend's fill whole TCP segments, each one pushed as it is sent.
     let most = match link.role() {
         Role::Frontend => CHUNK_BODY,
-        Role::Backend => usize::MAX,
+        // Asked on every drive: the kernel bounds it by half the largest
+        // window the peer offered, which grows after the tunnel opens
+        // (47,104 bytes at first on loopback, 65,483 later).
+        Role::Backend => {
+            frame::segment_filling_body(s.sid, crate::splice::tcp_mss(tunnel_fd).unwrap_or(0))
+        }
     };
     let mut left = budget;
     while left > 0 && s.transport.can_read() && t.splice_out.is_none() {
-        let max = match link.splice_send_space(s.sid, most.min(left)) {
+        // Whole chunks: the budget may be overdrawn by one, rather than
+        // end a drive with a chunk of its remainder (276 bytes was seen).
+        let max = match link.splice_send_space(s.sid, most) {
             Ok(0) => break,
             Ok(max) => max,
             // The core said when to try again (`Event::Writable`).
@@ -88,7 +96,7 @@ pub(crate) fn send(
             }
             Err(_) => return Ok(Sent::Done { again: false }),
         };
-        let Some(mut pipe) = pipes.take(now) else {
+        let Some(mut pipe) = pipes.take(PipeUse::Chunk, now) else {
             break;
         };
         match s.transport.splice_in(&mut pipe, max) {
@@ -194,7 +202,7 @@ pub(crate) fn stream_can_take(eng: &mut Cx, handle: Token, body: usize) -> bool 
         return false;
     }
     if s.pipe.is_none() {
-        s.pipe = pipes.take(now);
+        s.pipe = pipes.take(PipeUse::Queue, now);
     }
     // The kernel counts pages, not bytes: a pipe may refuse sooner, and
     // then the rest of the chunk is copied (`Took::Copy`).
@@ -244,7 +252,7 @@ pub(crate) fn take_body(
         return Ok(Took::Copy);
     };
     if s.pipe.is_none() {
-        s.pipe = eng.pipes.take(now);
+        s.pipe = eng.pipes.take(PipeUse::Queue, now);
     }
     let Some(pipe) = s.pipe.as_mut() else {
         link.splice_copy();

@@ -32,6 +32,20 @@ use crate::net::{Failure, Io};
 /// bytes. (The kernel caps it at `/proc/sys/fs/pipe-max-size`, 1 MiB by
 /// default; a smaller pipe only means more copying.)
 pub const PIPE_SIZE: usize = 1024 * 1024;
+/// What a pipe is for, which sets its size.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PipeUse {
+    /// One chunk's body on its way into a tunnel: the kernel's default
+    /// pipe, 16 slots. Each slot holds one page fragment of what was read,
+    /// so a body taken through it has at most 16 fragments and, with its
+    /// head's, still fits one packet (`net.core.max_skb_frags`, 17). A body
+    /// taken through a larger pipe can need 18 or more, and every chunk
+    /// then leaves as two packets, the second a few hundred bytes long.
+    Chunk,
+    /// A stream's queue of received bodies: [`PIPE_SIZE`].
+    Queue,
+}
+
 /// Empty pipes kept open for reuse; beyond this they are closed.
 const KEEP_FREE: usize = 8;
 /// A spare pipe unused this long is closed: a quiet relay holds none.
@@ -57,6 +71,8 @@ pub struct Pipe {
     pub held: usize,
     /// What it holds at most (as the kernel set it).
     pub capacity: usize,
+    /// What it was opened for.
+    pub usage: PipeUse,
 }
 
 /// What the pool has done, for the status file and tests.
@@ -145,18 +161,19 @@ impl Pipes {
 
     /// An empty pipe, or `None` (splicing off, the pool at its limit, or no
     /// descriptor to be had): the caller copies instead.
-    pub fn take(&self, now: Instant) -> Option<Lent> {
+    pub fn take(&self, usage: PipeUse, now: Instant) -> Option<Lent> {
         let mut inner = self.0.borrow_mut();
         if inner.mode != Mode::On {
             return None;
         }
-        let pipe = match inner.free.pop() {
+        let spare = inner.free.iter().rposition(|(p, _)| p.usage == usage);
+        let pipe = match spare.map(|i| inner.free.remove(i)) {
             Some((pipe, _)) => pipe,
             None if inner.stats.lent >= inner.max => {
                 inner.stats.exhausted += 1;
                 return None;
             }
-            None => match open_pipe() {
+            None => match open_pipe(usage) {
                 Ok(pipe) => pipe,
                 Err(e) => {
                     // EMFILE/ENFILE and friends: copying works without one.
@@ -355,7 +372,7 @@ impl Lent {
     }
 }
 
-fn open_pipe() -> io::Result<Pipe> {
+fn open_pipe(usage: PipeUse) -> io::Result<Pipe> {
     let mut fds = [0 as libc::c_int; 2];
     // SAFETY: `fds` is a valid array of two ints for pipe2 to fill.
     let rc = unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_NONBLOCK | libc::O_CLOEXEC) };
@@ -364,21 +381,23 @@ fn open_pipe() -> io::Result<Pipe> {
     }
     // SAFETY: pipe2 succeeded, so both descriptors are open and ours alone.
     let (read, write) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
-    // Best effort: a pipe the kernel keeps at its default size still works.
-    // SAFETY: fcntl on a descriptor we own, with an integer argument.
-    let set = unsafe {
-        libc::fcntl(
-            write.as_raw_fd(),
-            libc::F_SETPIPE_SZ,
-            PIPE_SIZE as libc::c_int,
-        )
-    };
-    let capacity = if set > 0 { set as usize } else { 64 * 1024 };
+    let fd = write.as_raw_fd();
+    if usage == PipeUse::Queue {
+        // Best effort: a pipe the kernel keeps at its default size works.
+        // SAFETY: fcntl on a descriptor we own, with an integer argument.
+        unsafe { libc::fcntl(fd, libc::F_SETPIPE_SZ, PIPE_SIZE as libc::c_int) };
+    }
+    // SAFETY: fcntl on a descriptor we own, without an argument.
+    let size = unsafe { libc::fcntl(fd, libc::F_GETPIPE_SZ) };
+    // Without an answer, assume the smallest (a default pipe of a user over
+    // `pipe-user-pages-soft` has two pages): a pipe that takes more is fine.
+    let capacity = if size > 0 { size as usize } else { 8 * 1024 };
     Ok(Pipe {
         read,
         write,
         held: 0,
         capacity,
+        usage,
     })
 }
 
@@ -437,6 +456,23 @@ pub fn send_more(fd: RawFd, bytes: &[u8]) -> Io {
     }
 }
 
+/// The maximum segment size of TCP socket `fd` (`None` if it can't tell).
+pub fn tcp_mss(fd: RawFd) -> Option<usize> {
+    let mut mss: libc::c_int = 0;
+    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: `mss` and `len` are valid for writes and `len` is `mss`'s size.
+    let r = unsafe {
+        libc::getsockopt(
+            fd,
+            libc::IPPROTO_TCP,
+            libc::TCP_MAXSEG,
+            (&raw mut mss).cast(),
+            &raw mut len,
+        )
+    };
+    (r == 0).then_some(usize::try_from(mss).ok()?)
+}
+
 /// Copies up to `buf.len()` bytes at the head of socket `fd` without
 /// consuming them.
 pub fn peek(fd: RawFd, buf: &mut [u8]) -> Io {
@@ -473,3 +509,7 @@ pub fn announce(pipes: &Pipes) {
         Mode::Off | Mode::Refused => info!("splice: off; plain hops copy"),
     }
 }
+
+#[cfg(test)]
+#[path = "splice_tests.rs"]
+mod tests;

@@ -36,6 +36,22 @@ pub fn max_data_body(sid: u32) -> usize {
     0xffff - ("SID: ".len() + decimal_len(sid) + 4)
 }
 
+/// The largest body for stream `sid` whose whole data frame (head and body)
+/// fills a whole number of `mss`-byte TCP segments, where one or more fit.
+/// A frame written in one push otherwise ends in a short segment: on
+/// loopback (MSS 65,483) a full 64 KiB frame leaves as two packets, and
+/// per-packet work is most of what a spliced byte costs.
+pub fn segment_filling_body(sid: u32, mss: usize) -> usize {
+    let head = data_header_len(sid);
+    let most = max_data_body(sid);
+    let whole = head + most;
+    if mss == 0 || mss > whole {
+        return most;
+    }
+    let fill = whole - whole % mss;
+    fill.saturating_sub(head).clamp(1, most)
+}
+
 /// Writes the header of a data frame into `slot`, which must be exactly
 /// [`data_header_len`]`(sid)` bytes long, for a body of `body_len` bytes.
 pub fn fill_data_header(slot: &mut [u8], sid: u32, body_len: usize) {

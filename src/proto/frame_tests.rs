@@ -322,3 +322,25 @@ fn chunk_headers_are_read_as_http_heads_are() {
     let http: Vec<(&[u8], &[u8])> = crate::proto::sniff::headers(head.as_bytes()).collect();
     assert_eq!(http, [(&b"SID"[..], &b"7"[..]), (b"Proto", b"http")]);
 }
+
+#[test]
+fn segment_filling_bodies_make_whole_segments() {
+    for sid in [1, 9, 10, 4_000_000_000] {
+        let head = data_header_len(sid);
+        // Loopback, Ethernet, jumbo frames, a tiny MSS.
+        for mss in [65_483, 1_448, 1_460, 8_948, 536, 64] {
+            let body = segment_filling_body(sid, mss);
+            assert!(body <= max_data_body(sid), "sid {sid} mss {mss}");
+            assert_eq!((head + body) % mss, 0, "sid {sid} mss {mss}");
+            // No more whole segments would fit in a frame.
+            assert!(
+                head + body + mss > head + max_data_body(sid),
+                "sid {sid} mss {mss}"
+            );
+        }
+        // Unknown or larger than any frame: the largest body.
+        assert_eq!(segment_filling_body(sid, 0), max_data_body(sid));
+        assert_eq!(segment_filling_body(sid, 70_000), max_data_body(sid));
+    }
+    assert_eq!(segment_filling_body(1, 65_483), 65_483 - data_header_len(1));
+}
