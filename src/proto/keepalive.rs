@@ -110,10 +110,73 @@ impl Keepalive {
     }
 }
 
+/// In-band kite answers went out and the frontend's verdict is not heard
+/// yet. pagekite.py checks the answers on another thread and only buffers
+/// its verdict until its next write to the tunnel; when its PONG to our
+/// first PING went before, the verdict waits for the next keepalive, a
+/// minute or more, and the kites stay down. A few PINGs, spaced out, bring
+/// it. rkite and libpagekite answer at once, before the first is due.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Nudge {
+    at: Instant,
+    gap: Duration,
+    left: u8,
+}
+
+/// The first nudge, after the answers went out; each later one doubles it.
+const NUDGE_FIRST: Duration = Duration::from_millis(500);
+/// Nudges in all: the last at 15.5 s.
+const NUDGES: u8 = 5;
+
+impl Nudge {
+    pub fn new(now: Instant) -> Nudge {
+        Nudge {
+            at: now + NUDGE_FIRST,
+            gap: NUDGE_FIRST,
+            left: NUDGES,
+        }
+    }
+
+    /// When the next PING is due.
+    pub fn at(&self) -> Instant {
+        self.at
+    }
+
+    pub fn due(&self, now: Instant) -> bool {
+        now >= self.at
+    }
+
+    /// After a PING at `now`: the next nudge, if any is left.
+    pub fn next(self, now: Instant) -> Option<Nudge> {
+        let left = self.left.saturating_sub(1);
+        (left > 0).then(|| Nudge {
+            at: now + self.gap * 2,
+            gap: self.gap * 2,
+            left,
+        })
+    }
+}
+
 #[cfg(test)]
 #[allow(clippy::disallowed_methods)] // tests need a base instant
 mod tests {
     use super::*;
+
+    #[test]
+    fn nudges_space_out_and_stop() {
+        let t0 = Instant::now();
+        let ms = Duration::from_millis;
+        let mut n = Some(Nudge::new(t0));
+        let mut pings = Vec::new();
+        while let Some(nudge) = n {
+            assert!(!nudge.due(nudge.at() - ms(1)));
+            let now = nudge.at();
+            assert!(nudge.due(now));
+            pings.push(now.duration_since(t0).as_millis());
+            n = nudge.next(now);
+        }
+        assert_eq!(pings, [500, 1500, 3500, 7500, 15500]);
+    }
 
     #[test]
     fn ping_then_dead_unless_something_arrives() {

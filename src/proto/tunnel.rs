@@ -47,7 +47,7 @@ use std::time::{Duration, Instant};
 
 use super::flow::{AckCounter, INITIAL_WINDOW, RECEIVE_LIMIT, SendWindow};
 use super::frame::{self, FrameError};
-use super::keepalive::{Check, DEFAULT_INTERVAL, Keepalive};
+use super::keepalive::{Check, DEFAULT_INTERVAL, Keepalive, Nudge};
 use super::stream::Ends;
 
 #[path = "tunnel_buf.rs"]
@@ -288,6 +288,8 @@ pub(crate) struct Core<H> {
     /// Streams written to in this batch that may owe an SKB.
     pub(crate) acks: Vec<u32>,
     pub(crate) keepalive: Keepalive,
+    /// Backend: in-band answers sent, the verdict not heard yet.
+    pub(crate) nudge: Option<Nudge>,
     /// When `handle_timeout` wants to run next.
     pub(crate) deadline: Option<Instant>,
     pub(crate) events: VecDeque<Event<H>>,
@@ -354,6 +356,7 @@ impl<H: Copy> Tunnel<H> {
                 blocked: Vec::new(),
                 acks: Vec::new(),
                 keepalive,
+                nudge: None,
                 deadline: None,
                 events: VecDeque::new(),
                 held: 0,
@@ -493,6 +496,11 @@ impl<H: Copy> Tunnel<H> {
             }
             Check::Dead => self.core.close(CloseReason::NoAnswer),
         }
+        if let Some(nudge) = self.core.nudge.filter(|n| n.due(now)) {
+            self.core.ping(now);
+            self.core.nudge = nudge.next(now);
+        }
+        self.core.fold_nudge();
     }
 
     /// A duplicate kite suggests this tunnel's peer is gone: PING it now
@@ -549,6 +557,22 @@ impl<H: Copy> Core<H> {
         if self.cfg.role == Role::Backend {
             self.ping(now);
             self.keepalive.ping_sent(now);
+        }
+        self.fold_nudge();
+    }
+
+    /// Backend: in-band answers went out; PING until the verdict comes.
+    pub(crate) fn await_verdict(&mut self, now: Instant) {
+        if self.cfg.role == Role::Backend {
+            self.nudge = Some(Nudge::new(now));
+            self.fold_nudge();
+        }
+    }
+
+    /// Makes the deadline no later than the next nudge.
+    pub(crate) fn fold_nudge(&mut self) {
+        if let Some(at) = self.nudge.map(|n| n.at()) {
+            self.deadline = Some(self.deadline.map_or(at, |d| d.min(at)));
         }
     }
 

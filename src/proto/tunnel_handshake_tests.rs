@@ -365,3 +365,59 @@ fn a_refused_tunnel_request_closes_the_backend() {
     be.read(now, usize::MAX);
     assert_eq!(be.closed, Some(CloseReason::ReplyTooLarge));
 }
+
+/// pagekite.py's frontend judges in-band answers on another thread and
+/// only buffers its verdict until its next write: when its PONG went
+/// first, the verdict waits for our next PING. The backend nudges with
+/// PINGs, spaced out, until it comes, and then stops.
+#[test]
+fn a_verdict_held_back_by_the_frontend_is_nudged_out_with_pings() {
+    let pings = |wire: &[u8]| wire.windows(6).filter(|w| w == b"PING: ").count();
+    let mut now = Pair::epoch();
+    let be_role: Shared = Rc::default();
+    let mut be = connect(
+        &be_role,
+        &[line("http", "foo.test", "s3cret", "")],
+        None,
+        now,
+    );
+    let mut wire = Vec::new();
+    be.send(&mut wire, usize::MAX);
+    let judge = Rc::new(RefCell::new(Judge::new()));
+    let (mut fe, _) = accept(&mut judge.borrow_mut(), &mut wire, now);
+    fe.control = Some(frontend_control(judge.clone()));
+    // The reply with the challenge reaches the backend: it answers in band
+    // and PINGs once, as always.
+    fe.send(&mut be.inbox, usize::MAX);
+    be.read(now, usize::MAX);
+    let mut held = Vec::new();
+    be.send(&mut held, usize::MAX);
+    assert_eq!(pings(&held), 1);
+    assert!(
+        frame::find(&held, b"X-PageKite: ").is_some(),
+        "the in-band answer"
+    );
+    // No verdict yet: PINGs at 0.5 s, 1.5 s, 3.5 s after the answer.
+    let mut sent = Vec::new();
+    for step in [400, 100, 999, 1, 2000] {
+        now += Duration::from_millis(step);
+        be.timeout(now);
+        be.send(&mut sent, usize::MAX);
+    }
+    assert_eq!(pings(&sent), 3, "{}", String::from_utf8_lossy(&sent));
+    // The frontend takes it all and answers: the kite is live and the
+    // nudging stops (the next PING is the keepalive's, a minute on).
+    fe.inbox.extend_from_slice(&held);
+    fe.inbox.extend_from_slice(&sent);
+    fe.read(now, usize::MAX);
+    fe.send(&mut be.inbox, usize::MAX);
+    be.read(now, usize::MAX);
+    assert_eq!(be_role.borrow().live, [format!("http:foo.test:{SRAND}")]);
+    let mut later = Vec::new();
+    for _ in 0..40 {
+        now += Duration::from_secs(1);
+        be.timeout(now);
+        be.send(&mut later, usize::MAX);
+    }
+    assert_eq!(pings(&later), 0, "{}", String::from_utf8_lossy(&later));
+}

@@ -161,6 +161,15 @@ fn has_role_headers(f: &Frame<'_>) -> bool {
         .any(|(name, _)| !KNOWN.iter().any(|k| k.eq_ignore_ascii_case(name)))
 }
 
+/// Whether a NOOP chunk carries the frontend's word on kites
+/// (`X-PageKite-OK`, `-Invalid`, `-Duplicate`, `-SignThis`...).
+fn has_kite_verdict(f: &Frame<'_>) -> bool {
+    f.headers().any(|(name, _)| {
+        name.get(..11)
+            .is_some_and(|p| p.eq_ignore_ascii_case("X-PageKite-"))
+    })
+}
+
 impl<H: Copy> Tunnel<H> {
     /// Room to read the tunnel socket into; `None`: don't read now (paused
     /// with a full look-ahead, or closed). A tunnel that can't hold the
@@ -303,7 +312,7 @@ impl<H: Copy> Tunnel<H> {
         // queued, or closing), and only a tunnel still live starts its
         // keepalive (and the backend's first PING, after that answer).
         self.core.phase = Phase::Live;
-        self.core.act(control)?;
+        self.core.act(control, now)?;
         if self.core.phase == Phase::Live {
             self.core.go_live(now);
         }
@@ -456,7 +465,7 @@ impl<H: Copy> Core<H> {
             });
         }
         if f.noop || f.pong.is_some() || f.zrst {
-            return self.control(sink, f);
+            return self.control(sink, f, now);
         }
         let Some(sid) = f.sid else {
             return Ok(());
@@ -486,19 +495,29 @@ impl<H: Copy> Core<H> {
         self.deliver_run(sink, sid, &[f.body])
     }
 
-    fn control(&mut self, sink: &mut impl Sink<H>, f: &Frame<'_>) -> Result<(), CloseReason> {
+    fn control(
+        &mut self,
+        sink: &mut impl Sink<H>,
+        f: &Frame<'_>,
+        now: Instant,
+    ) -> Result<(), CloseReason> {
         if !has_role_headers(f) {
             return Ok(());
         }
+        if has_kite_verdict(f) {
+            self.nudge = None;
+        }
         let control = sink.control(f);
-        self.act(control)
+        self.act(control, now)
     }
 
     /// Sends a role's reply and moves to the phase it asks for.
-    fn act(&mut self, control: Control) -> Result<(), CloseReason> {
+    fn act(&mut self, control: Control, now: Instant) -> Result<(), CloseReason> {
         if let Some((lines, body)) = &control.reply {
             let lines: Vec<&[u8]> = lines.iter().map(|l| l.as_bytes()).collect();
             frame::encode(&mut self.out, &lines, body);
+            // In-band answers: a backend waits for the verdict.
+            self.await_verdict(now);
         }
         match control.next {
             Next::Live => Ok(()),
