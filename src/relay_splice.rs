@@ -281,7 +281,8 @@ pub(crate) fn take_body(
     let flushed = s.flush(now);
     let written = s.take_written();
     let queued = s.queued();
-    let done = link.stream_flushed(sid, written, queued);
+    // Inside the tunnel's read batch: its `end_batch` sends the SKB.
+    let done = link.stream_flushed_in_batch(sid, written, queued);
     if done.shut_write {
         // The peer's EOF waited for these bytes (told once: act on it now).
         s.transport.shutdown_write();

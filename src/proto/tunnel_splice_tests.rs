@@ -208,3 +208,35 @@ fn a_spliced_chunk_whose_head_came_alone_gets_the_prompt_skb() {
     let (f, _) = frame::decode(&out).expect("valid").expect("a chunk");
     assert_eq!((f.sid, f.skb.is_some()), (Some(7), true), "{out:?}");
 }
+
+/// Spliced bodies written on within one batch of reads are acknowledged
+/// once, at its end, as copied ones are: not with an SKB per chunk.
+#[test]
+fn spliced_chunks_in_one_batch_get_one_skb() {
+    let now = Pair::epoch();
+    let mut t = frontend(now);
+    let mut sink = Keep::default();
+    let payload = body(20_000);
+    let wire = data_chunk(7, &payload);
+    let head = wire.len() - payload.len();
+    for _ in 0..3 {
+        assert_eq!(t.handle_input(now, &wire[..head], &mut sink), head);
+        let c = t.partial_candidate(1).expect("a partial chunk");
+        t.splice_begin(&c, &mut sink);
+        t.splice_taken(payload.len(), now);
+        assert_eq!(t.splice_left(), None);
+        let f = t.stream_flushed_in_batch(7, payload.len(), 0);
+        assert!(!f.finished);
+        assert!(t.poll_transmit().is_empty(), "no SKB before the batch ends");
+    }
+    t.end_batch();
+    let out = t.poll_transmit().to_vec();
+    let (f, used) = frame::decode(&out).expect("valid").expect("a chunk");
+    assert_eq!((f.sid, f.skb), (Some(7), Some(60_000 / 1024)), "{out:?}");
+    assert_eq!(
+        used,
+        out.len(),
+        "one SKB: {}",
+        String::from_utf8_lossy(&out)
+    );
+}

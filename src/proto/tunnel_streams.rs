@@ -238,6 +238,19 @@ impl<H: Copy> Tunnel<H> {
     /// to it (stream data only) and it now holds `queued`. An SKB goes out
     /// if another KiB was written.
     pub fn stream_flushed(&mut self, sid: u32, written: usize, queued: usize) -> Flushed {
+        self.flushed(sid, written, queued, false)
+    }
+
+    /// As [`stream_flushed`](Self::stream_flushed), during a batch of reads
+    /// (a spliced body written on): the SKB waits for
+    /// [`end_batch`](Self::end_batch), one for the whole batch, as for
+    /// copied chunks. Each spliced chunk's own SKB was 17 K tiny frames per
+    /// GiB for the peer to parse.
+    pub fn stream_flushed_in_batch(&mut self, sid: u32, written: usize, queued: usize) -> Flushed {
+        self.flushed(sid, written, queued, true)
+    }
+
+    fn flushed(&mut self, sid: u32, written: usize, queued: usize, in_batch: bool) -> Flushed {
         let core = &mut self.core;
         let Some(s) = core.streams.get_mut(&sid) else {
             return Flushed::default();
@@ -245,7 +258,12 @@ impl<H: Copy> Tunnel<H> {
         s.acks.on_written(written);
         core.held = core.held.saturating_sub(s.queued) + queued;
         s.queued = queued;
-        if let Some(kib) = s.acks.due() {
+        if in_batch {
+            if written > 0 && !s.ack_queued {
+                s.ack_queued = true;
+                core.acks.push(sid);
+            }
+        } else if let Some(kib) = s.acks.due() {
             frame::encode_skb(&mut core.out, sid, kib);
         }
         let shut_write = queued == 0 && s.ends.drained();
