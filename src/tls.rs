@@ -22,6 +22,7 @@ use rustls::{
 use rustls::{ServerConnection, SignatureScheme};
 
 use crate::net::{self, Failure, Io};
+use crate::tls_text::RustlsText;
 
 /// Where the system's CA bundle lives on the systems rkite runs on, in the
 /// order tried when `--ca_certs` is not given (Debian/Ubuntu/OpenWrt,
@@ -80,10 +81,15 @@ impl Endpoints {
             let (chain, key) = load_pem_identity(Path::new(path))?;
             let mut config = ServerConfig::builder_with_provider(provider())
                 .with_safe_default_protocol_versions()
-                .map_err(|e| err(format!("{path}: {e}")))?
+                .map_err(|e| err(format!("{path}: {}", RustlsText(&e))))?
                 .with_no_client_auth()
                 .with_single_cert(chain, key)
-                .map_err(|e| err(format!("{path}: the key does not fit the certificate: {e}")))?;
+                .map_err(|e| {
+                    err(format!(
+                        "{path}: the key does not fit the certificate: {}",
+                        RustlsText(&e)
+                    ))
+                })?;
             // Terminated HTTPS is relayed as HTTP/1.1; a browser offering h2
             // falls back to it.
             config.alpn_protocols = vec![b"http/1.1".to_vec()];
@@ -129,10 +135,15 @@ impl Endpoints {
         let key = PrivateKeyDer::Pkcs8(key_pkcs8.to_vec().into());
         let mut config = ServerConfig::builder_with_provider(provider())
             .with_safe_default_protocol_versions()
-            .map_err(|e| err(format!("{name}: {e}")))?
+            .map_err(|e| err(format!("{name}: {}", RustlsText(&e))))?
             .with_no_client_auth()
             .with_single_cert(chain, key)
-            .map_err(|e| err(format!("{name}: the key does not fit the certificate: {e}")))?;
+            .map_err(|e| {
+                err(format!(
+                    "{name}: the key does not fit the certificate: {}",
+                    RustlsText(&e)
+                ))
+            })?;
         config.alpn_protocols = vec![b"http/1.1".to_vec()];
         let name = name.to_ascii_lowercase();
         self.issued.retain(|e| e.name != name);
@@ -179,14 +190,14 @@ impl Endpoint {
         let signing = provider
             .key_provider
             .load_private_key(key)
-            .map_err(|e| err(format!("{name}: the acme-tls/1 key: {e}")))?;
+            .map_err(|e| err(format!("{name}: the acme-tls/1 key: {}", RustlsText(&e))))?;
         // Not `with_single_cert`: webpki refuses to load a certificate with
         // an unknown critical extension, which acmeIdentifier is by design.
         let certified =
             rustls::sign::CertifiedKey::new(vec![CertificateDer::from(cert_der)], signing);
         let mut config = ServerConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
-            .map_err(|e| err(format!("{name}: {e}")))?
+            .map_err(|e| err(format!("{name}: {}", RustlsText(&e))))?
             .with_no_client_auth()
             .with_cert_resolver(Arc::new(rustls::sign::SingleCertAndKey::from(certified)));
         config.alpn_protocols = vec![b"acme-tls/1".to_vec()];
@@ -247,7 +258,7 @@ pub struct ClientSetup(Arc<ClientConfig>);
 pub fn client_config(verify: &Verify) -> Result<ClientSetup, TlsConfigError> {
     let builder = ClientConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
-        .map_err(|e| err(e.to_string()))?;
+        .map_err(|e| err(RustlsText(&e).to_string()))?;
     let config = match verify {
         Verify::Nothing => builder
             .dangerous()
@@ -479,7 +490,7 @@ impl fmt::Display for TlsError {
             TlsError::Setup(e)
             | TlsError::Certificate(e)
             | TlsError::Alert(e)
-            | TlsError::Protocol(e) => write!(f, "{e}"),
+            | TlsError::Protocol(e) => write!(f, "{}", RustlsText(e)),
             TlsError::Io(e) => write!(f, "{e}"),
         }
     }
