@@ -99,9 +99,17 @@ demo:
 # for ring's C: .eh_frame was 250 KB), builds std with its optimize_for_size
 # feature (smaller sort, integer formatting) and without panic locations
 # (-Zlocation-detail=none); bench/size.md has each one's saving.
+# The build-std build also links with -z pack-relative-relocs (DT_RELR: the
+# static-pie's 48 KB of R_X86_64_RELATIVE entries become a 512-byte bitmap,
+# −45 KB; the binary stays position-independent, so ASLR is kept). The static-pie
+# start code of Rust's self-contained musl (1.2.5; DT_RELR since 1.2.4) applies
+# them; GNU ld before 2.38 ignores the option with a warning. It also derives
+# Debug shallowly (-Zfmt-debug=shallow: variant names only, −12 KB): every log
+# line that printed a derived Debug with data now prints the same words by hand
+# (net.rs, netlink.rs, public.rs, tls_text.rs for rustls' error texts).
 STATIC_STD ?= build-std
 BUILD_STD := -Z build-std=std,panic_abort -Z build-std-features=optimize_for_size
-BUILD_STD_RUSTFLAGS := -Zunstable-options -Cpanic=immediate-abort -Cforce-unwind-tables=no -Zlocation-detail=none
+BUILD_STD_RUSTFLAGS := -Zunstable-options -Cpanic=immediate-abort -Cforce-unwind-tables=no -Zlocation-detail=none -Zfmt-debug=shallow -Clink-arg=-Wl,-z,pack-relative-relocs
 BUILD_STD_CFLAGS := -fno-asynchronous-unwind-tables -fno-unwind-tables
 nightly_std_ready = { $(CARGO) +nightly --version >/dev/null 2>&1 && \
 	  { rustup component list --toolchain nightly --installed 2>/dev/null | grep -qx rust-src || \

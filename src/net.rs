@@ -17,7 +17,7 @@ pub struct Ready {
 }
 
 /// How a non-blocking read or write went.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, PartialEq, Eq)]
 pub enum Io {
     /// Moved this many bytes (never 0 for a read: that is `Eof`).
     Done(usize),
@@ -32,8 +32,31 @@ pub enum Io {
 }
 
 /// Why a socket operation failed, small enough to copy into close reasons.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, PartialEq, Eq)]
 pub struct Failure(pub io::ErrorKind, pub i32);
+
+// `Debug` by hand, in the derived form: a log line prints these, and the
+// static binary derives `Debug` shallowly (variant names only; bench/size.md).
+impl fmt::Debug for Io {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Io::Done(n) => f.debug_tuple("Done").field(n).finish(),
+            Io::WouldBlock => f.write_str("WouldBlock"),
+            Io::Eof => f.write_str("Eof"),
+            Io::Starved => f.write_str("Starved"),
+            Io::Failed(e) => f.debug_tuple("Failed").field(e).finish(),
+        }
+    }
+}
+
+impl fmt::Debug for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("Failure")
+            .field(&self.0)
+            .field(&self.1)
+            .finish()
+    }
+}
 
 impl fmt::Display for Failure {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -276,6 +299,26 @@ impl mio::event::Source for Socket {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The hand-written `Debug` reads as the derived one did (log lines
+    /// print it, and the static binary derives `Debug` shallowly).
+    #[test]
+    fn debug_reads_as_derived() {
+        let failed = Io::Failed(Failure(io::ErrorKind::ConnectionReset, 104));
+        assert_eq!(
+            format!("{failed:?}"),
+            "Failed(Failure(ConnectionReset, 104))"
+        );
+        assert_eq!(format!("{:?}", Io::Done(7)), "Done(7)");
+        assert_eq!(format!("{:?}", Io::WouldBlock), "WouldBlock");
+        assert_eq!(format!("{:?}", Io::Eof), "Eof");
+        assert_eq!(format!("{:?}", Io::Starved), "Starved");
+        assert_eq!(
+            format!("{:#?}", Io::Done(7)),
+            "Done(\n    7,\n)",
+            "alternate form too"
+        );
+    }
 
     struct Scripted(Vec<io::Result<usize>>);
 

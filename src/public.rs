@@ -15,6 +15,7 @@
 //! header step (`public_proxy.rs`) comes first and names the visitor that
 //! all of this then judges.
 
+use std::fmt;
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -642,9 +643,10 @@ fn route(
                 Noise::Visitor,
                 Level::Info,
                 format_args!(
-                    "[p{} {}] {proto}://{host}: {e:?}, refused",
+                    "[p{} {}] {proto}://{host}: {}, refused",
                     tag(token),
-                    s.peer
+                    s.peer,
+                    OpenErrorText(e)
                 ),
             );
             return refuse(eng, fe, token, s, proto, host);
@@ -731,4 +733,52 @@ fn rate_admits(
         ),
     );
     false
+}
+
+/// An `OpenError` in the words its derived `Debug` has in a normal build
+/// (`Header(ValueTooLong { name: "Host", len: 300 })`), for the refusal's log
+/// line: the static binary derives `Debug` shallowly (variant names only;
+/// bench/size.md), and the types live in the tunnel core.
+struct OpenErrorText(OpenError);
+
+impl fmt::Display for OpenErrorText {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        use crate::proto::frame::LineError;
+        match self.0 {
+            OpenError::NotLive => f.write_str("NotLive"),
+            OpenError::NoFreeSid => f.write_str("NoFreeSid"),
+            OpenError::Header(LineError::NameTooLong(n)) => write!(f, "Header(NameTooLong({n}))"),
+            OpenError::Header(LineError::ValueTooLong { name, len }) => {
+                write!(f, "Header(ValueTooLong {{ name: {name:?}, len: {len} }})")
+            }
+            OpenError::Header(LineError::ControlByte { name }) => {
+                write!(f, "Header(ControlByte {{ name: {name:?} }})")
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proto::frame::LineError;
+
+    /// Test builds derive `Debug` fully: the refusal's words match it.
+    #[test]
+    fn open_errors_read_as_derived_debug() {
+        for e in [
+            OpenError::NotLive,
+            OpenError::NoFreeSid,
+            OpenError::Header(LineError::NameTooLong(300)),
+            OpenError::Header(LineError::ValueTooLong {
+                name: "Host",
+                len: 1025,
+            }),
+            OpenError::Header(LineError::ControlByte {
+                name: "X-Forwarded-For",
+            }),
+        ] {
+            assert_eq!(OpenErrorText(e).to_string(), format!("{e:?}"));
+        }
+    }
 }

@@ -2,7 +2,8 @@
 //! certificate (`--fe_certname` + `--ca_certs`: CONNECT NAME:443 in clear, then TLS with
 //! SNI NAME) or with none (`--fe_nocertcheck`: TLS at once, the frontend's `--tls_default`
 //! answering a hello without SNI); the wrong CA and the wrong name refused, retried and
-//! never live; and both directions against Debian pagekite.py. Where it matters a
+//! never live, while a certificate matching any one of several `--fe_certname`s is
+//! accepted; and both directions against Debian pagekite.py. Where it matters a
 //! `Recorder` between the two proves what went over the wire: TLS, and no tunnel protocol
 //! or request data in clear.
 
@@ -152,6 +153,22 @@ fn backend_refuses_a_frontend_with_the_wrong_ca_or_name() {
     live(&good, "http:good.example.test");
     live(&fe, "http:good.example.test");
     assert_eq!(get(port, "good.example.test", "/").body_str(), INDEX_BODY);
+
+    // Any of the --fe_certnames will do: SNI and CONNECT name the first
+    // (mismatch.example.test, whose certificate is fe.example.test's), and the
+    // second matches it.
+    let either = backend(
+        port,
+        &[kite("http", "either.example.test", origin.port(), SECRET)],
+        &[
+            "--fe_certname=mismatch.example.test",
+            "--fe_certname=fe.example.test",
+            &ca_certs(pki()),
+        ],
+    );
+    live(&either, "http:either.example.test");
+    live(&fe, "http:either.example.test");
+    assert!(!either.contains("invalid peer certificate"));
     assert!(fe.exit_status().is_none(), "the frontend is still running");
 }
 
