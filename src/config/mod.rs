@@ -51,12 +51,13 @@ pub enum Parsed {
     Version,
 }
 
-/// A bad command line (exit code 1).
-/// A configuration error: boxed, so that a `Result` carrying it is one word
-/// wide and each of the parser's many `?` moves a pointer, not three strings.
+/// A bad command line (exit code 1). Boxed, so that a `Result` carrying it
+/// is one word wide and each of the parser's many `?` moves a pointer, not
+/// three strings; its fields are read through `Deref`.
 #[derive(Debug, PartialEq, Eq)]
 pub struct ConfigError(Box<ConfigProblem>);
 
+/// What a [`ConfigError`] says.
 #[derive(Debug, PartialEq, Eq)]
 pub struct ConfigProblem {
     pub flag: String,
