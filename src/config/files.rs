@@ -205,16 +205,14 @@ pub(super) fn splice(
         if arg == "--abort_not_configured" {
             // Debian's account file ships with this line: stop here, before
             // later files (its `defaults`) are even looked at.
-            return Err(ConfigError {
-                flag: "abort_not_configured".into(),
-                problem: super::NOT_CONFIGURED.into(),
-                origin: Some(at),
-            });
+            return Err(ConfigError::new(
+                "abort_not_configured".into(),
+                super::NOT_CONFIGURED.into(),
+                Some(at),
+            ));
         }
-        check(&arg).map_err(|problem| ConfigError {
-            flag: String::new(),
-            problem: problem.to_string(),
-            origin: Some(at.clone()),
+        check(&arg).map_err(|problem| {
+            ConfigError::new(String::new(), problem.to_string(), Some(at.clone()))
         })?;
         match file_flag(&arg) {
             Some((flag, Some(value))) => read_flag(out, flag, &value, depth + 1)?,

@@ -51,13 +51,42 @@ pub enum Parsed {
     Version,
 }
 
-/// A bad command line (exit code 1).
+/// A bad command line (exit code 1). Boxed, so that a `Result` carrying it
+/// is one word wide and each of the parser's many `?` moves a pointer, not
+/// three strings; its fields are read through `Deref`.
 #[derive(Debug, PartialEq, Eq)]
-pub struct ConfigError {
+pub struct ConfigError(Box<ConfigProblem>);
+
+/// What a [`ConfigError`] says.
+#[derive(Debug, PartialEq, Eq)]
+pub struct ConfigProblem {
     pub flag: String,
     pub problem: String,
     /// `FILE:LINE` when the option came from an option file.
     pub origin: Option<String>,
+}
+
+impl ConfigError {
+    pub fn new(flag: String, problem: String, origin: Option<String>) -> ConfigError {
+        ConfigError(Box::new(ConfigProblem {
+            flag,
+            problem,
+            origin,
+        }))
+    }
+}
+
+impl std::ops::Deref for ConfigError {
+    type Target = ConfigProblem;
+    fn deref(&self) -> &ConfigProblem {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for ConfigError {
+    fn deref_mut(&mut self) -> &mut ConfigProblem {
+        &mut self.0
+    }
 }
 
 impl fmt::Display for ConfigError {
@@ -78,11 +107,7 @@ const NOT_CONFIGURED: &str = "this configuration was never edited: put your kite
                               secret in it and delete the abort_not_configured line";
 
 fn bad(flag: &str, problem: impl Into<String>) -> ConfigError {
-    ConfigError {
-        flag: flag.to_string(),
-        problem: problem.into(),
-        origin: None,
-    }
+    ConfigError::new(flag.to_string(), problem.into(), None)
 }
 
 pub fn usage() -> String {
@@ -219,7 +244,7 @@ fn parse_expanded(argv: &[String], expanded: &files::Expanded) -> Result<Parsed,
     let nofrontends = m
         .opt_strs("nofrontend")
         .iter()
-        .map(|f| parse_frontend(f).map_err(|e| bad("nofrontend", e.problem)))
+        .map(|f| parse_frontend(f).map_err(|e| bad("nofrontend", e.0.problem)))
         .collect::<Result<Vec<_>, _>>()?;
     if m.opt_present("abort_not_configured") {
         let at = expanded
@@ -227,11 +252,11 @@ fn parse_expanded(argv: &[String], expanded: &files::Expanded) -> Result<Parsed,
             .iter()
             .position(|a| a == "--abort_not_configured")
             .and_then(|i| expanded.origins.get(i).cloned().flatten());
-        return Err(ConfigError {
-            flag: "abort_not_configured".into(),
-            problem: NOT_CONFIGURED.into(),
-            origin: at,
-        });
+        return Err(ConfigError::new(
+            "abort_not_configured".into(),
+            NOT_CONFIGURED.into(),
+            at,
+        ));
     }
     let default_secret = last(&m, "kitesecret");
     let kitename = last(&m, "kitename");
@@ -623,7 +648,7 @@ fn expand_names(
 
 /// `--connect=RELAY:PORT TARGET:PORT` with its TLS flags.
 fn parse_client(m: &getopts::Matches, relay: &str) -> Result<ClientSettings, ConfigError> {
-    let relay = parse_frontend(relay).map_err(|e| bad("connect", e.problem))?;
+    let relay = parse_frontend(relay).map_err(|e| bad("connect", e.0.problem))?;
     let target = match m.free.as_slice() {
         [target]
             if target

@@ -109,7 +109,7 @@ fn check_split(text: &str) {
                 a.args.extend(b.args);
                 Ok(a.args)
             }
-            (Err(e), _) | (_, Err(e)) => Err(e.problem),
+            (Err(e), _) | (_, Err(e)) => Err(e.0.problem),
         };
         match (&whole, joined) {
             (Ok(w), Ok(j)) => assert_eq!(w, &j, "split at line {cut}"),

@@ -349,7 +349,7 @@ pub(super) fn parse_short_form(
             None => port.to_string(),
         };
         let spec = format!("{kite_proto}:{name}:{host}:{port}:{secret}");
-        for mut kite in parse_service(&spec, "service_on", None).map_err(|e| short(&e.problem))? {
+        for mut kite in parse_service(&spec, "service_on", None).map_err(|e| short(&e.0.problem))? {
             kite.options = options.iter().map(|o| o.to_string()).collect();
             if let Some(paths) = &shared {
                 let port = kite.id.port.unwrap_or(80);
