@@ -298,7 +298,7 @@ fn log_stats(eng: &mut Cx) {
     info!(
         "stats: conns={} tunnels={tunnels} streams={streams} timers={} buffered={} \
          pooled={} peak={} buf_allocations={} buf_reuses={} buf_frees={} pipes={} \
-         pipes_lent={} spliced={}{allocs}",
+         pipes_lent={} pipes_exhausted={} spliced={}{allocs}",
         eng.conns.len(),
         eng.timers.len(),
         b.held,
@@ -309,6 +309,7 @@ fn log_stats(eng: &mut Cx) {
         b.frees,
         p.open,
         p.lent,
+        p.exhausted,
         p.spliced
     );
 }

@@ -27,6 +27,8 @@ pub struct Stats {
     /// Pipes open for splicing (lent and kept for reuse).
     pub pipes: u64,
     pub pipes_lent: u64,
+    /// Times a stream wanted a pipe and the pool had none left (it copied).
+    pub pipes_exhausted: u64,
     /// Bytes moved by splice so far.
     pub spliced: u64,
 }
@@ -54,6 +56,7 @@ fn parse_stats(line: &str) -> Stats {
             "buffered" => st.buffered = n,
             "pipes" => st.pipes = n,
             "pipes_lent" => st.pipes_lent = n,
+            "pipes_exhausted" => st.pipes_exhausted = n,
             "spliced" => st.spliced = n,
             _ => {}
         }

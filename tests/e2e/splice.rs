@@ -343,6 +343,46 @@ fn a_pool_of_two_pipes_carries_six_downloads() {
     }
 }
 
+/// Reads a whole `/bytes/<size>` response from `s` at full speed.
+fn finish_download(s: &mut TcpStream, size: u64) {
+    let (head, rest) = read_head(s, T).expect("response head");
+    assert_eq!(status_of(&head), 200, "{head}");
+    check_pattern_at(0, &rest).expect("first body bytes");
+    let deadline = Instant::now() + BULK;
+    let (got, end) = read_pattern(s, rest.len() as u64, size, deadline, 256 * 1024, |_| {});
+    assert!(matches!(end, End::Complete), "{got} of {size}: {end:?}");
+}
+
+#[test]
+fn with_the_pool_exhausted_a_stream_copies_and_pipes_come_back() {
+    let p = pair("dry.test", "on", &["--max_pipes=2"]);
+    let before = [pipe_fds(p.fe.pid()), pipe_fds(p.be.pid())];
+    let size = 24 * MIB;
+    // Two visitors ask for more than the kernel and the tunnel window can
+    // hold and read nothing: the frontend queues their bytes in pipes.
+    let mut stalled: Vec<TcpStream> = (0..2)
+        .map(|_| meter::send_get(p.port, "dry.test", &format!("/bytes/{size}")))
+        .collect();
+    let (st, ok) = meter::poll_stats(&p.fe, T, |st| st.pipes_lent == 2);
+    assert!(ok, "both stalled streams hold a pipe: {st:?}");
+    // A third download finds the pool empty and copies, byte for byte.
+    download(p.port, "dry.test", 8 * MIB, 7);
+    let st = meter::stats(&p.fe);
+    assert!(st.pipes_exhausted > 0, "the pool ran dry: {st:?}");
+    assert!(st.pipes <= 2, "{st:?}");
+    // The stalled visitors read on and get every byte.
+    for s in &mut stalled {
+        finish_download(s, size);
+    }
+    // Idle again: no pipe lent, and the spares closed.
+    for (proc, before) in [&p.fe, &p.be].into_iter().zip(before) {
+        let (st, ok) = meter::poll_stats(proc, T, |st| st.pipes_lent == 0);
+        assert!(ok, "{}: {st:?}", proc.name());
+        let pid = proc.pid();
+        util::wait_until("pipes closed", T, || pipe_fds(pid) == before);
+    }
+}
+
 #[test]
 fn idle_streams_hold_no_pipes() {
     let p = pair("idle.test", "on", &[]);
