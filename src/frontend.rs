@@ -572,6 +572,7 @@ pub fn accept_tunnel(
         sessions: Vec::new(),
         prefix: request.prefix,
         rounds: guard::Rounds::default(),
+        whole_segment_chunks: request.takes_whole_segment_chunks(),
     };
     let mut t = Tunnel::new(
         &eng.pool,

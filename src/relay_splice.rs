@@ -30,6 +30,7 @@ pub(crate) use crate::splice_state::flush_out;
 pub use crate::splice_state::{SpliceOut, Streak};
 use crate::stream::Stream;
 use crate::transport::Transport;
+use crate::tunnel::Side;
 
 /// Bodies smaller than this are copied: splicing one costs more calls.
 pub(crate) const MIN_SPLICE: usize = 8 * 1024;
@@ -72,16 +73,21 @@ pub(crate) fn send(
     if link.handle_of(s.sid) != Some(token) || t.splice_out.is_some() || !t.out.is_empty() {
         return Ok(Sent::Copy);
     }
-    // A frontend's chunks stay within what libpagekite takes in one piece;
-    // a backend's fill whole TCP segments, each one pushed as it is sent.
-    let most = match link.role() {
-        Role::Frontend => CHUNK_BODY,
+    // Chunks fill whole TCP segments, each one pushed as it is sent; a
+    // frontend's chunks to backends other than rkite stay within what
+    // libpagekite takes in one piece.
+    let whole_segments = match (&t.side, link.role()) {
+        (Side::Frontend(info), Role::Frontend) => info.whole_segment_chunks,
+        (_, Role::Frontend) => false,
+        (_, Role::Backend) => true,
+    };
+    let most = if whole_segments {
         // Asked on every drive: the kernel bounds it by half the largest
         // window the peer offered, which grows after the tunnel opens
         // (47,104 bytes at first on loopback, 65,483 later).
-        Role::Backend => {
-            frame::segment_filling_body(s.sid, crate::splice::tcp_mss(tunnel_fd).unwrap_or(0))
-        }
+        frame::segment_filling_body(s.sid, crate::splice::tcp_mss(tunnel_fd).unwrap_or(0))
+    } else {
+        CHUNK_BODY
     };
     let mut left = budget;
     while left > 0 && s.transport.can_read() && t.splice_out.is_none() {

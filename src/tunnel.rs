@@ -174,6 +174,9 @@ pub struct FrontendTunnel {
     pub(crate) prefix: Prefix,
     /// In-band kite rounds still allowed.
     pub(crate) rounds: Rounds,
+    /// The backend takes spliced chunks that fill whole TCP segments
+    /// (`TunnelRequest::takes_whole_segment_chunks`).
+    pub(crate) whole_segment_chunks: bool,
 }
 
 /// Backend bookkeeping of one tunnel.

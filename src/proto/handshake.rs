@@ -214,6 +214,18 @@ impl TunnelRequest {
     pub fn has_feature(&self, name: &str) -> bool {
         self.features.iter().any(|f| f.eq_ignore_ascii_case(name))
     }
+
+    /// Whether the backend is rkite (its version, `rkite-<semver>`, as
+    /// `build_request` writes it), which takes data chunks up to
+    /// [`crate::proto::frame::MAX_PAYLOAD`] in one piece. libpagekite's
+    /// backends read chunks into 16 KiB buffers, so every other backend
+    /// gets chunks of at most [`crate::proto::tunnel::CHUNK_BODY`].
+    pub fn takes_whole_segment_chunks(&self) -> bool {
+        self.version
+            .as_deref()
+            .and_then(|v| v.strip_prefix("rkite-"))
+            .is_some_and(|rest| rest.starts_with(|c: char| c.is_ascii_digit()))
+    }
 }
 
 /// Parses the backend's request head (request line, headers, blank line). The
@@ -603,6 +615,7 @@ mod tests {
         let r = parse_request(head).unwrap();
         assert!(r.has_feature("addkites") && r.has_feature("ZChunks"));
         assert_eq!(r.version.as_deref(), Some("1.5.2.201011"));
+        assert!(!r.takes_whole_segment_chunks());
         assert_eq!(r.prefix, Prefix::PageKite);
         assert_eq!(r.kites.len(), 1);
         let k = &r.kites[0];
@@ -612,6 +625,21 @@ mod tests {
         );
         assert_eq!(k.what(), format!("http:foo.test:{SRAND}"));
         assert_eq!(k.sign, "89fed54338fae7bfd12d2fc402d1545e14e5");
+    }
+
+    #[test]
+    fn only_rkite_backends_take_whole_segment_chunks() {
+        let kite = KiteLine::parse("http:a.test:s::x").unwrap();
+        let version_of = |v: &str| {
+            let head = build_request(v, None, std::slice::from_ref(&kite));
+            parse_request(head.as_bytes()).unwrap()
+        };
+        assert!(version_of("rkite-0.1.0").takes_whole_segment_chunks());
+        for other in ["1.5.2.201011", "rkite", "rkite-x", "RKITE-0.1.0", "0.5.1c"] {
+            assert!(!version_of(other).takes_whole_segment_chunks(), "{other}");
+        }
+        let none = parse_request(b"CONNECT PageKite:1 HTTP/1.0\r\nX-PageKite: a:b:c::d\r\n\r\n");
+        assert!(!none.unwrap().takes_whole_segment_chunks());
     }
 
     #[test]

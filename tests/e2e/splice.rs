@@ -15,6 +15,8 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::fixture::T;
@@ -155,6 +157,18 @@ fn pair(domain: &str, splice: &str, extra: &[&str]) -> Pair {
 }
 
 fn pair_to(origin: u16, domain: &str, splice: &str, extra: &[&str]) -> Pair {
+    pair_via(origin, domain, splice, extra, |port| port)
+}
+
+/// As `pair_to`, with the backend dialling the port `via(frontend's port)`
+/// gives (a tap in between).
+fn pair_via(
+    origin: u16,
+    domain: &str,
+    splice: &str,
+    extra: &[&str],
+    via: impl FnOnce(u16) -> u16,
+) -> Pair {
     let port = free_port();
     let env = [("RKITE_SPLICE", splice)];
     let mut fe_args = vec![
@@ -169,7 +183,7 @@ fn pair_to(origin: u16, domain: &str, splice: &str, extra: &[&str]) -> Pair {
     let fe = util::rkite_env(&refs, &env);
     fe.wait_for(&format!("listening on 127.0.0.1:{port}"), T);
     let mut be_args = vec![
-        format!("--frontend=127.0.0.1:{port}"),
+        format!("--frontend=127.0.0.1:{}", via(port)),
         format!("--service_on=http:{domain}:127.0.0.1:{origin}:{SECRET}"),
     ];
     be_args.extend(extra.iter().map(|s| s.to_string()));
@@ -475,4 +489,115 @@ fn the_backend_still_rewrites_every_request_head_around_spliced_bodies() {
         spliced >= MIB * 4,
         "the bodies were not spliced: {spliced} bytes"
     );
+}
+
+/// A relay between a backend and its frontend that notes the largest chunk
+/// body the frontend sends, and can make the backend's `X-PageKite-Version`
+/// read as another program's (`other-…`, same length).
+fn chunk_tap(frontend: u16, disguise: bool) -> (u16, Arc<AtomicUsize>) {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind the tap");
+    let port = listener.local_addr().expect("tap address").port();
+    let largest = Arc::new(AtomicUsize::new(0));
+    let seen = largest.clone();
+    std::thread::spawn(move || {
+        // One tunnel at a time; a redial gets a fresh pair of threads.
+        for backend in listener.incoming().take(8).flatten() {
+            let Ok(fe) = TcpStream::connect(local(frontend)) else {
+                return;
+            };
+            let (mut be_in, mut fe_out) = (
+                backend.try_clone().expect("clone"),
+                fe.try_clone().expect("clone"),
+            );
+            std::thread::spawn(move || {
+                let mut head = Vec::new();
+                let mut byte = [0u8; 1];
+                while !head.ends_with(b"\r\n\r\n") && head.len() < 64 * 1024 {
+                    match be_in.read(&mut byte) {
+                        Ok(1) => head.push(byte[0]),
+                        _ => return,
+                    }
+                }
+                let from = b"X-PageKite-Version: rkite-";
+                if let Some(at) = disguise.then(|| util::find_subslice(&head, from)).flatten() {
+                    head[at + 20..at + from.len()].copy_from_slice(b"other-");
+                }
+                if fe_out.write_all(&head).is_ok() {
+                    let _ = std::io::copy(&mut be_in, &mut fe_out);
+                }
+                let _ = fe_out.shutdown(std::net::Shutdown::Write);
+            });
+            let seen = seen.clone();
+            let mut be_out = backend;
+            std::thread::spawn(move || {
+                let mut fe_in = BufReader::with_capacity(128 * 1024, fe);
+                // The frontend's reply head, then chunks: `<hex length>\r\n<payload>`.
+                let mut line = Vec::new();
+                loop {
+                    line.clear();
+                    match fe_in.read_until(b'\n', &mut line) {
+                        Ok(0) | Err(_) => return,
+                        Ok(_) if be_out.write_all(&line).is_err() => return,
+                        Ok(_) if line == b"\r\n" => break,
+                        Ok(_) => {}
+                    }
+                }
+                let mut payload = Vec::new();
+                loop {
+                    line.clear();
+                    if !matches!(fe_in.read_until(b'\n', &mut line), Ok(n) if n > 0) {
+                        break;
+                    }
+                    let text = String::from_utf8_lossy(&line);
+                    let len = usize::from_str_radix(text.trim(), 16).expect("a chunk length");
+                    payload.resize(len, 0);
+                    if fe_in.read_exact(&mut payload).is_err() {
+                        break;
+                    }
+                    // The body: what follows the chunk's own header lines.
+                    if let Some(at) = util::find_subslice(&payload, b"\r\n\r\n") {
+                        seen.fetch_max(len - at - 4, Ordering::Relaxed);
+                    }
+                    if be_out.write_all(&line).is_err() || be_out.write_all(&payload).is_err() {
+                        break;
+                    }
+                }
+                let _ = be_out.shutdown(std::net::Shutdown::Write);
+            });
+        }
+    });
+    (port, largest)
+}
+
+#[test]
+fn a_frontend_splices_uploads_to_rkite_backends_in_whole_segment_chunks() {
+    let origin = start_origin();
+    // libpagekite reads chunks into 16 KiB buffers: any other backend gets
+    // bodies that leave room for the chunk's head in one.
+    const OTHERS: usize = 16 * 1024 - 64;
+    for (domain, disguise) in [("whole.test", false), ("other.test", true)] {
+        let mut largest = None;
+        let p = pair_via(origin, domain, "on", &[], |fe| {
+            let (port, seen) = chunk_tap(fe, disguise);
+            largest = Some(seen);
+            port
+        });
+        if disguise {
+            p.fe.wait_for("tunnel request from other-", T);
+        }
+        upload(p.port, domain, 16 * MIB);
+        assert!(
+            meter::stats(&p.fe).spliced > 0,
+            "{domain}: the frontend spliced"
+        );
+        let largest = largest.expect("the tap").load(Ordering::Relaxed);
+        if disguise {
+            assert!(largest <= OTHERS, "{domain}: a {largest}-byte body");
+        } else {
+            assert!(
+                largest > 2 * OTHERS,
+                "{domain}: bodies of at most {largest} bytes"
+            );
+        }
+    }
 }
