@@ -210,23 +210,34 @@ fn connect(be: &Shared, lines: &[KiteLine], replace: Option<&str>, now: Instant)
     side
 }
 
-#[test]
-fn sign_this_in_band_add_kites_and_a_bad_secret() {
-    let now = Pair::epoch();
-    let be_role: Shared = Rc::default();
+/// A backend asking for foo.test, its request taken by a frontend that
+/// judges in band with `judge`: (backend, frontend, the request).
+fn dial_foo(
+    be_role: &Shared,
+    judge: &Rc<RefCell<Judge>>,
+    now: Instant,
+) -> (Side, Side, TunnelRequest) {
     let mut be = connect(
-        &be_role,
+        be_role,
         &[line("http", "foo.test", "s3cret", "")],
         None,
         now,
     );
-    assert_eq!(*be.t.phase(), Phase::AwaitingReply);
     let mut wire = Vec::new();
     be.send(&mut wire, usize::MAX);
-    let judge = Rc::new(RefCell::new(Judge::new()));
     let (mut fe, request) = accept(&mut judge.borrow_mut(), &mut wire, now);
-    assert!(request.has_feature("AddKites"));
     fe.control = Some(frontend_control(judge.clone()));
+    (be, fe, request)
+}
+
+#[test]
+fn sign_this_in_band_add_kites_and_a_bad_secret() {
+    let now = Pair::epoch();
+    let be_role: Shared = Rc::default();
+    let judge = Rc::new(RefCell::new(Judge::new()));
+    let (be, fe, request) = dial_foo(&be_role, &judge, now);
+    assert_eq!(*be.t.phase(), Phase::AwaitingReply);
+    assert!(request.has_feature("AddKites"));
     let mut p = Pair { fe, be, now };
     // The reply head comes back cut anywhere; the backend answers the
     // challenge in band and the frontend accepts it.
@@ -291,16 +302,7 @@ fn a_reconnecting_backend_replaces_its_tunnel_and_signs_on_the_new_one() {
     let judge = Rc::new(RefCell::new(Judge::new()));
     // First tunnel: live with a stream half way.
     let old_role: Shared = Rc::default();
-    let mut be = connect(
-        &old_role,
-        &[line("http", "foo.test", "s3cret", "")],
-        None,
-        now,
-    );
-    let mut wire = Vec::new();
-    be.send(&mut wire, usize::MAX);
-    let (mut fe, _) = accept(&mut judge.borrow_mut(), &mut wire, now);
-    fe.control = Some(frontend_control(judge.clone()));
+    let (be, fe, _) = dial_foo(&old_role, &judge, now);
     let mut old = Pair { fe, be, now };
     old.exchange();
     old.be.plan.insert(1, (1 << 20, 1 << 40));
@@ -375,17 +377,8 @@ fn a_verdict_held_back_by_the_frontend_is_nudged_out_with_pings() {
     let pings = |wire: &[u8]| wire.windows(6).filter(|w| w == b"PING: ").count();
     let mut now = Pair::epoch();
     let be_role: Shared = Rc::default();
-    let mut be = connect(
-        &be_role,
-        &[line("http", "foo.test", "s3cret", "")],
-        None,
-        now,
-    );
-    let mut wire = Vec::new();
-    be.send(&mut wire, usize::MAX);
     let judge = Rc::new(RefCell::new(Judge::new()));
-    let (mut fe, _) = accept(&mut judge.borrow_mut(), &mut wire, now);
-    fe.control = Some(frontend_control(judge.clone()));
+    let (mut be, mut fe, _) = dial_foo(&be_role, &judge, now);
     // The reply with the challenge reaches the backend: it answers in band
     // and PINGs once, as always.
     fe.send(&mut be.inbox, usize::MAX);

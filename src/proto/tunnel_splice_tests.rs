@@ -73,6 +73,14 @@ fn body(n: usize) -> Vec<u8> {
     (0..n).map(|i| (i * 31 % 251) as u8).collect()
 }
 
+/// A live frontend with stream 7, a sink, and a 20,000-byte body with its
+/// whole chunk as it comes from the backend: (tunnel, sink, body, chunk).
+fn frontend_and_chunk(now: Instant) -> (Tunnel<u32>, Keep, Vec<u8>, Vec<u8>) {
+    let payload = body(20_000);
+    let wire = data_chunk(7, &payload);
+    (frontend(now), Keep::default(), payload, wire)
+}
+
 #[test]
 fn a_peeked_chunk_is_a_candidate_once_its_head_is_whole() {
     let now = Pair::epoch();
@@ -194,10 +202,7 @@ fn a_spliced_send_is_one_data_chunk_counted_in_the_window() {
 #[test]
 fn a_spliced_chunk_whose_head_came_alone_gets_the_prompt_skb() {
     let now = Pair::epoch();
-    let mut t = frontend(now);
-    let mut sink = Keep::default();
-    let payload = body(20_000);
-    let wire = data_chunk(7, &payload);
+    let (mut t, mut sink, payload, wire) = frontend_and_chunk(now);
     let head = wire.len() - payload.len();
     // libpagekite writes a head, then holds the body until it is acked.
     t.handle_input(now, &wire[..head], &mut sink);
@@ -214,10 +219,7 @@ fn a_spliced_chunk_whose_head_came_alone_gets_the_prompt_skb() {
 #[test]
 fn spliced_chunks_in_one_batch_get_one_skb() {
     let now = Pair::epoch();
-    let mut t = frontend(now);
-    let mut sink = Keep::default();
-    let payload = body(20_000);
-    let wire = data_chunk(7, &payload);
+    let (mut t, mut sink, payload, wire) = frontend_and_chunk(now);
     let head = wire.len() - payload.len();
     for _ in 0..3 {
         assert_eq!(t.handle_input(now, &wire[..head], &mut sink), head);
