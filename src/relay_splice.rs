@@ -74,8 +74,8 @@ pub(crate) fn send(
         return Ok(Sent::Copy);
     }
     // Chunks fill whole TCP segments, each one pushed as it is sent; a
-    // frontend's chunks to backends other than rkite stay within what
-    // libpagekite takes in one piece.
+    // frontend's chunks to backends other than rkite keep the size
+    // pagekite.py and libpagekite were always sent (`CHUNK_BODY`).
     let whole_segments = match (&t.side, link.role()) {
         (Side::Frontend(info), Role::Frontend) => info.whole_segment_chunks,
         (_, Role::Frontend) => false,

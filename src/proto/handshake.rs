@@ -217,9 +217,10 @@ impl TunnelRequest {
 
     /// Whether the backend is rkite (its version, `rkite-<semver>`, as
     /// `build_request` writes it), which takes data chunks up to
-    /// [`crate::proto::frame::MAX_PAYLOAD`] in one piece. libpagekite's
-    /// backends read chunks into 16 KiB buffers, so every other backend
-    /// gets chunks of at most [`crate::proto::tunnel::CHUNK_BODY`].
+    /// [`crate::proto::frame::MAX_PAYLOAD`] in one piece. Every other
+    /// backend keeps getting bodies of at most
+    /// [`crate::proto::tunnel::CHUNK_BODY`], the size pagekite.py and
+    /// libpagekite have always been sent by rkite.
     pub fn takes_whole_segment_chunks(&self) -> bool {
         self.version
             .as_deref()

@@ -572,8 +572,7 @@ fn chunk_tap(frontend: u16, disguise: bool) -> (u16, Arc<AtomicUsize>) {
 #[test]
 fn a_frontend_splices_uploads_to_rkite_backends_in_whole_segment_chunks() {
     let origin = start_origin();
-    // libpagekite reads chunks into 16 KiB buffers: any other backend gets
-    // bodies that leave room for the chunk's head in one.
+    // Backends that are not rkite get the bodies they always got.
     const OTHERS: usize = 16 * 1024 - 64;
     for (domain, disguise) in [("whole.test", false), ("other.test", true)] {
         let mut largest = None;
