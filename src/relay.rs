@@ -61,6 +61,9 @@ pub fn unix_time() -> Duration {
 pub fn link_config(eng: &Cx, role: crate::proto::tunnel::Role) -> crate::proto::tunnel::Config {
     let mut cfg = crate::proto::tunnel::Config::new(role);
     cfg.keepalive = eng.config.keepalive;
+    let mut key = [0u8; 8];
+    crate::random::fill(&mut key);
+    cfg.stream_key = u64::from_ne_bytes(key);
     cfg
 }
 

@@ -39,6 +39,7 @@ mod proxy_client;
 #[doc(hidden)]
 pub mod proxy_fuzz;
 pub mod proxy_protocol;
+pub mod sid_hash;
 pub mod sniff;
 pub mod status_line;
 pub mod stream;

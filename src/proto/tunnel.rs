@@ -48,6 +48,7 @@ use std::time::{Duration, Instant};
 use super::flow::{AckCounter, INITIAL_WINDOW, RECEIVE_LIMIT, SendWindow};
 use super::frame::{self, FrameError};
 use super::keepalive::{Check, DEFAULT_INTERVAL, Keepalive, Nudge};
+use super::sid_hash::SidHashing;
 use super::stream::Ends;
 
 #[path = "tunnel_buf.rs"]
@@ -112,6 +113,9 @@ pub struct Config {
     /// What one stream may hold before its sender counts as ignoring flow
     /// control (the whole tunnel then goes).
     pub receive_limit: usize,
+    /// The key of the stream table's hasher: random per tunnel in the
+    /// reactor (see `sid_hash`), fixed in tests.
+    pub stream_key: u64,
 }
 
 impl Config {
@@ -122,6 +126,7 @@ impl Config {
             share: usize::MAX,
             initial_window: INITIAL_WINDOW,
             receive_limit: RECEIVE_LIMIT,
+            stream_key: 0x5eed,
         }
     }
 }
@@ -282,7 +287,7 @@ pub(crate) struct Core<H> {
     pub(crate) cfg: Config,
     pub(crate) phase: Phase,
     pub(crate) out: ByteQueue,
-    pub(crate) streams: HashMap<u32, StreamState<H>>,
+    pub(crate) streams: HashMap<u32, StreamState<H>, SidHashing>,
     /// Streams waiting for room in `out`.
     pub(crate) blocked: Vec<u32>,
     /// Streams written to in this batch that may owe an SKB.
@@ -345,6 +350,7 @@ impl<H: Copy> Tunnel<H> {
 
     fn idle(cfg: Config, now: Instant, unix: Duration) -> Tunnel<H> {
         let keepalive = Keepalive::new(cfg.keepalive, now);
+        let streams = HashMap::with_hasher(SidHashing::new(cfg.stream_key));
         Tunnel {
             inb: ByteQueue::with_capacity(IN_BASE),
             look: 0,
@@ -352,7 +358,7 @@ impl<H: Copy> Tunnel<H> {
                 cfg,
                 phase: Phase::Live,
                 out: ByteQueue::with_capacity(OUT_BASE),
-                streams: HashMap::new(),
+                streams,
                 blocked: Vec::new(),
                 acks: Vec::new(),
                 keepalive,
