@@ -1458,7 +1458,10 @@ def write_results(path, ctx, systems, bench, idle, idle_after, streams, iperf_re
     w("## CPU per unit of work, per process\n")
     w("CPU seconds (user + system) per GiB moved, or CPU microseconds per request, summed over "
       "all runs of the load. `tunnel` = frontend + backend. `origin` is nginx, `client` is curl or wrk. "
-      "The rkite ÷ columns compare tunnel CPU (below 1: rkite uses less).\n")
+      "`path` = tunnel + origin + client: on loopback the receiving half of a hop runs in whichever "
+      "process makes the sender transmit (the sender, or the receiver whose ACK releases data that "
+      "waited), so work moves between the other columns with which end is backlogged; `path` does "
+      "not depend on that. The rkite ÷ columns compare tunnel CPU (below 1: rkite uses less).\n")
     for load, unit in (("bulk1", "s/GiB, one stream"), ("bulk8", f"s/GiB, {PAR_STREAMS} streams"),
                        ("wrk-ka", "µs per request, keep-alive"),
                        ("wrk-close", "µs per request, new connection each")):
@@ -1476,12 +1479,15 @@ def write_results(path, ctx, systems, bench, idle, idle_after, streams, iperf_re
             cells = [label[k], f_num(fe / u if fe is not None else None, dg),
                      f_num(be / u if be is not None else None, dg),
                      f"**{f_num(tun, dg)}**" if tun is not None else "—",
-                     f_num(a["origin_cpu"] / u, dg), f_num(a["client_cpu"] / u, dg)]
+                     f_num(a["origin_cpu"] / u, dg), f_num(a["client_cpu"] / u, dg),
+                     f_num(((a["tunnel_cpu"] if a["roles"] else 0) + a["origin_cpu"]
+                            + a["client_cpu"]) / u, dg)]
             for mine in ("rkite", "rkite-tls"):
                 if mine in keys:
                     cells.append("—" if k == mine or tun is None else f_ratio(cpu_unit(mine, load), tun))
             rows.append(cells)
-        w(md_table(["system", "frontend", "backend", "tunnel", "origin", "client"] + rk_cols, rows))
+        w(md_table(["system", "frontend", "backend", "tunnel", "origin", "client", "path"] + rk_cols,
+                   rows))
         w("")
 
     # ---- memory
