@@ -16,6 +16,7 @@ pub(super) enum Kind {
     Multi(&'static str),
 }
 
+#[derive(Clone, Copy)]
 pub(super) struct Flag {
     pub short: &'static str,
     pub long: &'static str,
@@ -23,39 +24,63 @@ pub(super) struct Flag {
     pub help: &'static str,
 }
 
-const fn switch(short: &'static str, long: &'static str, help: &'static str) -> Flag {
+/// The table below as one string: a record per flag, its kind's name and
+/// fields separated by U+001F and ended by U+001E. A `&[Flag]` of string
+/// slices cost 72 bytes of relocated pointers a flag in the static binary;
+/// this costs the text and one separator a field, and `FLAGS` splits it
+/// again each time it is walked (start-up and `--help` only).
+macro_rules! flag_table {
+    ($($kind:ident($($field:literal),+ $(,)?)),+ $(,)?) => {
+        concat!($(stringify!($kind), $("\u{1f}", $field,)+ "\u{1e}",)+)
+    };
+}
+
+/// Every flag, in `--help`'s order: `FLAGS.iter()` and `for f in FLAGS`
+/// give `Flag`s, as a `&[Flag]` did.
+pub(super) const FLAGS: FlagTable = FlagTable;
+
+#[derive(Clone, Copy)]
+pub(super) struct FlagTable;
+
+impl FlagTable {
+    pub(super) fn iter(self) -> <Self as IntoIterator>::IntoIter {
+        self.into_iter()
+    }
+}
+
+impl IntoIterator for FlagTable {
+    type Item = Flag;
+    type IntoIter =
+        std::iter::Map<std::str::SplitTerminator<'static, char>, fn(&'static str) -> Flag>;
+    fn into_iter(self) -> Self::IntoIter {
+        TABLE.split_terminator('\u{1e}').map(record)
+    }
+}
+
+/// One record of `TABLE`: switch(short, long, help), value(short, long,
+/// hint, help), multi(long, hint, help) or short_multi(short, long, hint,
+/// help).
+fn record(record: &'static str) -> Flag {
+    let mut fields = record.split('\u{1f}');
+    let mut next = move || fields.next().unwrap_or("");
+    let kind = next();
+    let short = if kind == "multi" { "" } else { next() };
+    let long = next();
+    let kind = match kind {
+        "switch" => Kind::Switch,
+        "value" => Kind::Value(next()),
+        // multi, short_multi
+        _ => Kind::Multi(next()),
+    };
     Flag {
         short,
         long,
-        kind: Kind::Switch,
-        help,
+        kind,
+        help: next(),
     }
 }
 
-const fn value(
-    short: &'static str,
-    long: &'static str,
-    hint: &'static str,
-    help: &'static str,
-) -> Flag {
-    Flag {
-        short,
-        long,
-        kind: Kind::Value(hint),
-        help,
-    }
-}
-
-const fn multi(long: &'static str, hint: &'static str, help: &'static str) -> Flag {
-    Flag {
-        short: "",
-        long,
-        kind: Kind::Multi(hint),
-        help,
-    }
-}
-
-pub(super) const FLAGS: &[Flag] = &[
+const TABLE: &str = flag_table![
     switch(
         "f",
         "isfrontend",
@@ -252,12 +277,12 @@ pub(super) const FLAGS: &[Flag] = &[
         "allow|deny:PATTERN",
         "Frontend: the same for backends' tunnels. Repeatable.",
     ),
-    Flag {
-        short: "A",
-        long: "authdomain",
-        kind: Kind::Multi("[DOMAIN:]AUTHDOMAIN"),
-        help: "Frontend: check kites that have no matching --domain secret by a DNS look-up under AUTHDOMAIN, as pagekite.py does (the auth server holds the secrets); DOMAIN:AUTHDOMAIN for kites under DOMAIN only, a plain one resets those. Answers are cached for 5 minutes. Repeatable.",
-    },
+    short_multi(
+        "A",
+        "authdomain",
+        "[DOMAIN:]AUTHDOMAIN",
+        "Frontend: check kites that have no matching --domain secret by a DNS look-up under AUTHDOMAIN, as pagekite.py does (the auth server holds the secrets); DOMAIN:AUTHDOMAIN for kites under DOMAIN only, a plain one resets those. Answers are cached for 5 minutes. Repeatable.",
+    ),
     value(
         "",
         "authfile",
@@ -367,18 +392,18 @@ pub(super) const FLAGS: &[Flag] = &[
         "DOMAIN/PORT:KEY:VALUE",
         "Backend: a per-kite option, e.g. foo.example.com/80:password/bob:pw, .../ip/10.0.0.0/8:True, .../rewritehost:True. Repeatable.",
     ),
-    Flag {
-        short: "D",
-        long: "dyndns",
-        kind: Kind::Value("PROVIDER"),
-        help: "Backend: once tunnels are up, and whenever the frontends a kite flies on change, tell a dynamic DNS provider their addresses, one update per kite, signed as pagekite.py signs: pagekite.net, USER:PASS@dyndns.org, USER:PASS@no-ip.com, or an http(s):// URL template with %(domain)s %(ip)s %(ips)s %(sign)s %(user)s %(pass)s. Failures retry after 112 s, doubling to about 30 min. Goes through --proxy when set; shown in --status_file.",
-    },
-    Flag {
-        short: "E",
-        long: "errorurl",
-        kind: Kind::Multi("[DOMAIN:]URL"),
-        help: "Both: show URL (framed, as pagekite.py does) instead of the built-in page when a kite is unknown or its server is down; DOMAIN:URL for a domain and its subdomains. Repeatable.",
-    },
+    value(
+        "D",
+        "dyndns",
+        "PROVIDER",
+        "Backend: once tunnels are up, and whenever the frontends a kite flies on change, tell a dynamic DNS provider their addresses, one update per kite, signed as pagekite.py signs: pagekite.net, USER:PASS@dyndns.org, USER:PASS@no-ip.com, or an http(s):// URL template with %(domain)s %(ip)s %(ips)s %(sign)s %(user)s %(pass)s. Failures retry after 112 s, doubling to about 30 min. Goes through --proxy when set; shown in --status_file.",
+    ),
+    short_multi(
+        "E",
+        "errorurl",
+        "[DOMAIN:]URL",
+        "Both: show URL (framed, as pagekite.py does) instead of the built-in page when a kite is unknown or its server is down; DOMAIN:URL for a domain and its subdomains. Repeatable.",
+    ),
     multi(
         "service_cfg",
         "DOMAIN/PORT:KEY:VALUE",
@@ -522,7 +547,7 @@ pub(super) fn lookup(name: &str) -> Option<Kind> {
 }
 
 /// The flag whose short letter is `letter`.
-pub(super) fn lookup_short(letter: &str) -> Option<&'static Flag> {
+pub(super) fn lookup_short(letter: &str) -> Option<Flag> {
     FLAGS
         .iter()
         .find(|f| !f.short.is_empty() && f.short == letter)
