@@ -35,34 +35,53 @@ macro_rules! flag_table {
     };
 }
 
-/// Every flag, in `--help`'s order: `FLAGS.iter()` and `for f in FLAGS`
-/// give `Flag`s, as a `&[Flag]` did.
-pub(super) const FLAGS: FlagTable = FlagTable;
+/// Every flag, in `--help`'s order.
+pub(super) const FLAGS: Table<Flag> = Table {
+    text: TABLE,
+    record: flag,
+};
 
-#[derive(Clone, Copy)]
-pub(super) struct FlagTable;
+/// A table kept as one string of records (see `flag_table!`), split again
+/// each time it is walked: `iter()` and `for x in TABLE` give its records
+/// by value, as a slice of them did.
+pub(super) struct Table<T: 'static> {
+    pub(super) text: &'static str,
+    pub(super) record: fn(&'static str) -> T,
+}
 
-impl FlagTable {
+impl<T> Clone for Table<T> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<T> Copy for Table<T> {}
+
+impl<T> Table<T> {
     pub(super) fn iter(self) -> <Self as IntoIterator>::IntoIter {
         self.into_iter()
     }
 }
 
-impl IntoIterator for FlagTable {
-    type Item = Flag;
-    type IntoIter =
-        std::iter::Map<std::str::SplitTerminator<'static, char>, fn(&'static str) -> Flag>;
+impl<T> IntoIterator for Table<T> {
+    type Item = T;
+    type IntoIter = std::iter::Map<std::str::SplitTerminator<'static, char>, fn(&'static str) -> T>;
     fn into_iter(self) -> Self::IntoIter {
-        TABLE.split_terminator('\u{1e}').map(record)
+        self.text.split_terminator('\u{1e}').map(self.record)
     }
+}
+
+/// The fields of one record, one a call, in order ("" past the last).
+pub(super) fn fields(record: &'static str) -> impl FnMut() -> &'static str {
+    let mut fields = record.split('\u{1f}');
+    move || fields.next().unwrap_or("")
 }
 
 /// One record of `TABLE`: switch(short, long, help), value(short, long,
 /// hint, help), multi(long, hint, help) or short_multi(short, long, hint,
 /// help).
-fn record(record: &'static str) -> Flag {
-    let mut fields = record.split('\u{1f}');
-    let mut next = move || fields.next().unwrap_or("");
+fn flag(record: &'static str) -> Flag {
+    let mut next = fields(record);
     let kind = next();
     let short = if kind == "multi" { "" } else { next() };
     let long = next();
@@ -590,7 +609,7 @@ pub(super) fn options() -> Options {
         };
     }
     for (short, long, value, _) in compat::REFUSED {
-        if *value {
+        if value {
             o.optmulti(short, long, "", "");
         } else {
             o.optflagmulti(short, long, "");
