@@ -65,16 +65,46 @@ impl<T> Table<T> {
 
 impl<T> IntoIterator for Table<T> {
     type Item = T;
-    type IntoIter = std::iter::Map<std::str::SplitTerminator<'static, char>, fn(&'static str) -> T>;
-    fn into_iter(self) -> Self::IntoIter {
-        self.text.split_terminator('\u{1e}').map(self.record)
+    type IntoIter = Records<T>;
+    fn into_iter(self) -> Records<T> {
+        Records {
+            rest: self.text,
+            record: self.record,
+        }
     }
+}
+
+/// A `Table`'s records, one a call.
+pub(super) struct Records<T: 'static> {
+    rest: &'static str,
+    record: fn(&'static str) -> T,
+}
+
+impl<T> Iterator for Records<T> {
+    type Item = T;
+    fn next(&mut self) -> Option<T> {
+        let record = split_off(&mut self.rest, '\u{1e}')?;
+        Some((self.record)(record))
+    }
+}
+
+/// The text before the first `end` in `rest`, which keeps what follows it;
+/// None when `rest` is empty. Out of line: the tables are walked in many
+/// places, and each would otherwise get its own copy of the search.
+#[inline(never)]
+fn split_off(rest: &mut &'static str, end: char) -> Option<&'static str> {
+    if rest.is_empty() {
+        return None;
+    }
+    let (first, after) = rest.split_once(end).unwrap_or((rest, ""));
+    *rest = after;
+    Some(first)
 }
 
 /// The fields of one record, one a call, in order ("" past the last).
 pub(super) fn fields(record: &'static str) -> impl FnMut() -> &'static str {
-    let mut fields = record.split('\u{1f}');
-    move || fields.next().unwrap_or("")
+    let mut rest = record;
+    move || split_off(&mut rest, '\u{1f}').unwrap_or("")
 }
 
 /// One record of `TABLE`: switch(short, long, help), value(short, long,
