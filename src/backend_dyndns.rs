@@ -481,7 +481,11 @@ pub(super) fn retry_now(eng: &mut Cx, be: &mut State) {
 
 /// A reload: a new `--dyndns` (or none) starts afresh; the same one keeps
 /// what the provider was told.
-pub(super) fn reload(eng: &mut Cx, be: &mut State, new: &BackendSettings) -> Result<(), Box<Fatal>> {
+pub(super) fn reload(
+    eng: &mut Cx,
+    be: &mut State,
+    new: &BackendSettings,
+) -> Result<(), Box<Fatal>> {
     if new.dyndns == be.settings.dyndns && new.ca_certs == be.settings.ca_certs {
         return Ok(());
     }
