@@ -462,7 +462,7 @@ fn parse_expanded(argv: &[String], expanded: &files::Expanded) -> Result<Parsed,
         stream_idle,
         ignored: IGNORED_SWITCHES
             .iter()
-            .map(|f| (*f, "means nothing to rkite"))
+            .map(|f| (f, "means nothing to rkite"))
             .chain(
                 compat::ACCEPTED
                     .iter()
