@@ -45,7 +45,7 @@ pub struct Node {
 }
 
 impl Node {
-    pub fn new(config: Config) -> Result<Node, Fatal> {
+    pub fn new(config: Config) -> Result<Node, Box<Fatal>> {
         let Config { common, role } = config;
         let mut eng = Cx::new(common)?;
         crate::metrics::listen(&mut eng)?;
@@ -65,7 +65,7 @@ impl Node {
     }
 
     /// Opens the role's sockets: listeners on a frontend, tunnels on a backend.
-    pub fn start(&mut self) -> Result<(), Fatal> {
+    pub fn start(&mut self) -> Result<(), Box<Fatal>> {
         self.eng.status_changed();
         crate::splice::announce(&self.eng.pipes);
         match &mut self.role {
@@ -77,7 +77,7 @@ impl Node {
         }
     }
 
-    pub fn run(&mut self) -> Result<(), Fatal> {
+    pub fn run(&mut self) -> Result<(), Box<Fatal>> {
         engine::run(&mut self.eng, &mut self.role)
     }
 }

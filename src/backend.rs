@@ -154,7 +154,11 @@ impl TunnelInfo {
 }
 
 impl State {
-    pub fn new(config: BackendSettings, registry: &Registry, waker: Token) -> Result<State, Fatal> {
+    pub fn new(
+        config: BackendSettings,
+        registry: &Registry,
+        waker: Token,
+    ) -> Result<State, Box<Fatal>> {
         let resolver = Resolver::new(registry, waker).map_err(|error| Fatal::System {
             what: "create a waker",
             error,

@@ -76,7 +76,7 @@ struct Request {
 }
 
 impl Updater {
-    pub(super) fn new(config: &BackendSettings) -> Result<Option<Updater>, Fatal> {
+    pub(super) fn new(config: &BackendSettings) -> Result<Option<Updater>, Box<Fatal>> {
         let Some(setting) = &config.dyndns else {
             return Ok(None);
         };
@@ -481,7 +481,11 @@ pub(super) fn retry_now(eng: &mut Cx, be: &mut State) {
 
 /// A reload: a new `--dyndns` (or none) starts afresh; the same one keeps
 /// what the provider was told.
-pub(super) fn reload(eng: &mut Cx, be: &mut State, new: &BackendSettings) -> Result<(), Fatal> {
+pub(super) fn reload(
+    eng: &mut Cx,
+    be: &mut State,
+    new: &BackendSettings,
+) -> Result<(), Box<Fatal>> {
     if new.dyndns == be.settings.dyndns && new.ca_certs == be.settings.ca_certs {
         return Ok(());
     }

@@ -22,7 +22,7 @@ pub(super) struct BackendTls {
 }
 
 impl BackendTls {
-    pub(super) fn new(config: &BackendSettings) -> Result<Option<BackendTls>, Fatal> {
+    pub(super) fn new(config: &BackendSettings) -> Result<Option<BackendTls>, Box<Fatal>> {
         let setup = Fatal::Tls;
         if config.fe_nocertcheck {
             warn!(

@@ -101,7 +101,7 @@ pub struct Engine<C, K: Copy + Ord> {
 }
 
 impl<C: Pollable, K: Copy + Ord + std::fmt::Debug> Engine<C, K> {
-    pub fn new(config: Common) -> Result<Engine<C, K>, Fatal> {
+    pub fn new(config: Common) -> Result<Engine<C, K>, Box<Fatal>> {
         let poll = Poll::new().map_err(|error| Fatal::System {
             what: "create the event loop",
             error,
@@ -289,7 +289,7 @@ impl<C: Pollable, K: Copy + Ord + std::fmt::Debug> Engine<C, K> {
 }
 
 /// Runs `app` until it stops (a graceful stop that emptied the table).
-pub fn run<A: App>(cx: &mut Ctx<A>, app: &mut A) -> Result<(), Fatal> {
+pub fn run<A: App>(cx: &mut Ctx<A>, app: &mut A) -> Result<(), Box<Fatal>> {
     let mut events = Events::with_capacity(1024);
     let mut poll_failures = 0;
     loop {
@@ -308,7 +308,7 @@ pub fn run<A: App>(cx: &mut Ctx<A>, app: &mut A) -> Result<(), Fatal> {
             poll_failures += 1;
             error!("poll failed ({poll_failures} in a row): {e}");
             if poll_failures >= 10 {
-                return Err(Fatal::Poll(e));
+                return Err(Box::new(Fatal::Poll(e)));
             }
             continue;
         }

@@ -141,7 +141,7 @@ impl State {
         config: FrontendSettings,
         registry: &Registry,
         waker: Token,
-    ) -> Result<State, Fatal> {
+    ) -> Result<State, Box<Fatal>> {
         let acme = config.acme.as_ref().map(acme::Acme::new).transpose()?;
         let ops = ops::Ops::new(&config.ops);
         let mut bound = Vec::new();
@@ -323,7 +323,7 @@ fn numeric_raw_ports(config: &FrontendSettings) -> Vec<u16> {
         .collect()
 }
 
-fn bind_port(host: Option<IpAddr>, port: u16, raw: bool) -> Result<Bound, Fatal> {
+fn bind_port(host: Option<IpAddr>, port: u16, raw: bool) -> Result<Bound, Box<Fatal>> {
     let sock = bind(host, port)?;
     let actual = sock.local_addr().map(|a| a.port()).unwrap_or(port);
     Ok(Bound {
@@ -336,7 +336,7 @@ fn bind_port(host: Option<IpAddr>, port: u16, raw: bool) -> Result<Bound, Fatal>
 
 /// Binds one public port: the given address, or every interface (IPv6 and
 /// IPv4 on one socket where the system allows, IPv4 only where it doesn't).
-fn bind(host: Option<IpAddr>, port: u16) -> Result<std::net::TcpListener, Fatal> {
+fn bind(host: Option<IpAddr>, port: u16) -> Result<std::net::TcpListener, Box<Fatal>> {
     let candidates = match host {
         Some(ip) => vec![SocketAddr::new(ip, port)],
         None => vec![
@@ -358,12 +358,12 @@ fn bind(host: Option<IpAddr>, port: u16) -> Result<std::net::TcpListener, Fatal>
             // Only a system without IPv6 falls back to IPv4; a port in use
             // or forbidden on [::] is the same on 0.0.0.0 and must be said.
             Err(e) if host.is_none() && addr.is_ipv6() && !no_ipv6(&e) => {
-                return Err(Fatal::Listen { addr, error: e });
+                return Err(Box::new(Fatal::Listen { addr, error: e }));
             }
             Err(error) => last = Some(Fatal::Listen { addr, error }),
         }
     }
-    Err(last.unwrap_or(Fatal::NoAddress(port)))
+    Err(Box::new(last.unwrap_or(Fatal::NoAddress(port))))
 }
 
 /// Errors that mean the system has no IPv6 (disabled, or not built in).
@@ -375,7 +375,7 @@ fn no_ipv6(e: &std::io::Error) -> bool {
 }
 
 /// Registers the bound listeners with the reactor.
-pub fn start(eng: &mut Cx, fe: &mut State) -> Result<(), Fatal> {
+pub fn start(eng: &mut Cx, fe: &mut State) -> Result<(), Box<Fatal>> {
     let bound = std::mem::take(&mut fe.bound);
     fe.listeners = watch(eng, bound)?;
     acme::start(fe);
@@ -384,7 +384,7 @@ pub fn start(eng: &mut Cx, fe: &mut State) -> Result<(), Fatal> {
 
 /// Hands bound listeners to the reactor: all of them, or (when one cannot
 /// be registered) none, so that a reload can fail without a trace.
-fn watch(eng: &mut Cx, bound: Vec<Bound>) -> Result<Vec<Token>, Fatal> {
+fn watch(eng: &mut Cx, bound: Vec<Bound>) -> Result<Vec<Token>, Box<Fatal>> {
     let mut tokens = Vec::new();
     let mut addrs = Vec::new();
     for b in bound {
@@ -406,7 +406,7 @@ fn watch(eng: &mut Cx, bound: Vec<Bound>) -> Result<Vec<Token>, Fatal> {
                 for token in tokens {
                     eng.conns.remove(token);
                 }
-                return Err(Fatal::Watch { port, error: e });
+                return Err(Box::new(Fatal::Watch { port, error: e }));
             }
         }
     }

@@ -98,7 +98,7 @@ fn setup_error(what: String) -> Fatal {
 }
 
 impl Acme {
-    pub(super) fn new(settings: &AcmeSettings) -> Result<Acme, Fatal> {
+    pub(super) fn new(settings: &AcmeSettings) -> Result<Acme, Box<Fatal>> {
         let dir = Path::new(&settings.dir);
         std::fs::DirBuilder::new()
             .recursive(true)

@@ -76,7 +76,8 @@ fn a_reload_whose_new_listener_cannot_be_watched_keeps_the_old_one() {
     let err = reload(&mut node.eng, fe, &frontend_settings(new))
         .expect_err("the new port cannot be watched");
     assert!(
-        matches!(err, crate::reload::ReloadError::Setup(crate::engine::Fatal::Watch { port, .. }) if port == new),
+        matches!(&err, crate::reload::ReloadError::Setup(fatal)
+            if matches!(**fatal, crate::engine::Fatal::Watch { port, .. } if port == new)),
         "{err}"
     );
     assert_eq!(

@@ -104,7 +104,7 @@ fn serve(config: config::Config) -> Result<(), ServeError> {
 enum ServeError {
     RunAs(daemon::DaemonError),
     Daemon(daemon::DaemonError),
-    Fatal(rkite::engine::Fatal),
+    Fatal(Box<rkite::engine::Fatal>),
 }
 
 impl From<daemon::DaemonError> for ServeError {
@@ -113,8 +113,8 @@ impl From<daemon::DaemonError> for ServeError {
     }
 }
 
-impl From<rkite::engine::Fatal> for ServeError {
-    fn from(e: rkite::engine::Fatal) -> ServeError {
+impl From<Box<rkite::engine::Fatal>> for ServeError {
+    fn from(e: Box<rkite::engine::Fatal>) -> ServeError {
         ServeError::Fatal(e)
     }
 }

@@ -41,7 +41,7 @@ const REQUESTS_PER_DRIVE: usize = 4;
 
 /// Binds `--metrics` (before privileges are dropped, as the ports are) and
 /// turns on the per-kite byte counts.
-pub fn listen(eng: &mut Cx) -> Result<(), Fatal> {
+pub fn listen(eng: &mut Cx) -> Result<(), Box<Fatal>> {
     let Some(addr) = eng.config.process.metrics else {
         return Ok(());
     };

@@ -26,7 +26,7 @@ pub enum ReloadError {
     ClientAcl(AclError),
     TunnelAcl(AclError),
     /// A new port could not be bound or watched, or the backend's TLS set up.
-    Setup(Fatal),
+    Setup(Box<Fatal>),
     /// A kite's options are invalid.
     Options(OptionError),
     /// The new configuration runs the other role (`now`), this process `was`.

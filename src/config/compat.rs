@@ -5,9 +5,35 @@
 //! meets "unknown option". Options rkite implements live in `flags`' table.
 //! Data only: the parser (`flags`, `files`, `mod`) applies it.
 
+use super::flags::{Table, fields};
+
 /// pagekite.py's options that rkite accepts and ignores, with a value
 /// (`name = value`) or without (`None` hint), and why they mean nothing here.
-pub(super) const ACCEPTED: &[(&str, &str, Option<&str>, &str)] = &[
+pub(super) const ACCEPTED: Table<(&str, &str, Option<&str>, &str)> = Table {
+    text: ACCEPTED_TABLE,
+    record: |record| {
+        let mut next = fields(record);
+        let (short, long, hint) = (next(), next(), next());
+        (short, long, (!hint.is_empty()).then_some(hint), next())
+    },
+};
+
+/// The tables below as `Table`s' strings (see `flags::flag_table!`): a
+/// tuple's fields separated by U+001F, a `None` hint empty, a `bool` as its
+/// word; U+001E ends each tuple.
+macro_rules! accepted_table {
+    ($(($short:literal, $long:literal, $hint:ident$(($h:literal))?, $why:literal $(,)?)),+ $(,)?) => {
+        concat!($($short, "\u{1f}", $long, "\u{1f}", $($h,)? "\u{1f}", $why, "\u{1e}",)+)
+    };
+}
+
+macro_rules! refused_table {
+    ($(($short:literal, $long:literal, $value:literal, $why:literal $(,)?)),+ $(,)?) => {
+        concat!($($short, "\u{1f}", $long, "\u{1f}", $value, "\u{1f}", $why, "\u{1e}",)+)
+    };
+}
+
+const ACCEPTED_TABLE: &str = accepted_table![
     // (short, long, value hint, why)
     ("", "nopyopenssl", None, "Python TLS library choice"),
     (
@@ -124,7 +150,16 @@ pub(super) const ACCEPTED: &[(&str, &str, Option<&str>, &str)] = &[
 
 /// pagekite.py's options that rkite refuses: (short, long, takes a value,
 /// why, and what to use instead).
-pub(super) const REFUSED: &[(&str, &str, bool, &str)] = &[
+pub(super) const REFUSED: Table<(&str, &str, bool, &str)> = Table {
+    text: REFUSED_TABLE,
+    record: |record| {
+        let mut next = fields(record);
+        let (short, long, value) = (next(), next(), next());
+        (short, long, value == "true", next())
+    },
+};
+
+const REFUSED_TABLE: &str = refused_table![
     (
         "",
         "shell",

@@ -8,7 +8,7 @@
 //! checks); knows nothing of what the options mean.
 
 use super::flags::{self, Kind};
-use super::{ConfigError, bad};
+use super::{ConfigError, bad_fmt};
 
 /// pagekite.py's limit on option files naming option files.
 const MAX_DEPTH: usize = 25;
@@ -123,7 +123,7 @@ pub(super) fn expand(args: &[String]) -> Result<Expanded, ConfigError> {
                     Some(v) => v,
                     None => {
                         let v = args.get(i).cloned().ok_or_else(|| {
-                            bad("", format!("{arg} needs a file or directory name"))
+                            bad_fmt("", format_args!("{arg} needs a file or directory name"))
                         })?;
                         i += 1;
                         v
@@ -145,12 +145,13 @@ fn read_flag(
 ) -> Result<(), ConfigError> {
     match flag {
         FileFlag::File => read_file(out, path, depth),
-        FileFlag::Dir if super::offline::active() => {
-            Err(bad("optdir", format!("cannot read {path}: offline")))
-        }
+        FileFlag::Dir if super::offline::active() => Err(bad_fmt(
+            "optdir",
+            format_args!("cannot read {path}: offline"),
+        )),
         FileFlag::Dir => {
             let entries = std::fs::read_dir(path)
-                .map_err(|e| bad("optdir", format!("cannot read {path}: {e}")))?;
+                .map_err(|e| bad_fmt("optdir", format_args!("cannot read {path}: {e}")))?;
             let mut names: Vec<String> = entries
                 .filter_map(Result::ok)
                 .filter_map(|e| e.file_name().into_string().ok())
@@ -171,16 +172,19 @@ fn read_flag(
 
 fn read_file(out: &mut Expanded, path: &str, depth: usize) -> Result<(), ConfigError> {
     if depth >= MAX_DEPTH {
-        return Err(bad(
+        return Err(bad_fmt(
             "optfile",
-            format!("{path}: option files nested more than {MAX_DEPTH} deep"),
+            format_args!("{path}: option files nested more than {MAX_DEPTH} deep"),
         ));
     }
     if super::offline::active() {
-        return Err(bad("optfile", format!("cannot read {path}: offline")));
+        return Err(bad_fmt(
+            "optfile",
+            format_args!("cannot read {path}: offline"),
+        ));
     }
     let text = std::fs::read_to_string(path)
-        .map_err(|e| bad("optfile", format!("cannot read {path}: {e}")))?;
+        .map_err(|e| bad_fmt("optfile", format_args!("cannot read {path}: {e}")))?;
     splice(out, path, &text, depth)
 }
 

@@ -16,6 +16,7 @@ pub(super) enum Kind {
     Multi(&'static str),
 }
 
+#[derive(Clone, Copy)]
 pub(super) struct Flag {
     pub short: &'static str,
     pub long: &'static str,
@@ -23,39 +24,143 @@ pub(super) struct Flag {
     pub help: &'static str,
 }
 
-const fn switch(short: &'static str, long: &'static str, help: &'static str) -> Flag {
+/// The table below as one string: a record per flag, its kind's name and
+/// fields separated by U+001F and ended by U+001E. A `&[Flag]` of string
+/// slices cost 72 bytes of relocated pointers a flag in the static binary;
+/// this costs the text and one separator a field, and `FLAGS` splits it
+/// again each time it is walked (start-up and `--help` only).
+macro_rules! flag_table {
+    ($($kind:ident($($field:literal),+ $(,)?)),+ $(,)?) => {
+        concat!($(stringify!($kind), $("\u{1f}", $field,)+ "\u{1e}",)+)
+    };
+}
+
+/// Every flag, in `--help`'s order.
+pub(super) const FLAGS: Table<Flag> = Table {
+    text: TABLE,
+    record: flag,
+};
+
+/// A table kept as one string of records (see `flag_table!`), split again
+/// each time it is walked: `iter()` and `for x in TABLE` give its records
+/// by value, as a slice of them did.
+pub(super) struct Table<T: 'static> {
+    pub(super) text: &'static str,
+    pub(super) record: fn(&'static str) -> T,
+}
+
+impl<T> Clone for Table<T> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<T> Copy for Table<T> {}
+
+impl<T> Table<T> {
+    pub(super) fn iter(self) -> <Self as IntoIterator>::IntoIter {
+        self.into_iter()
+    }
+}
+
+impl<T> IntoIterator for Table<T> {
+    type Item = T;
+    type IntoIter = Records<T>;
+    fn into_iter(self) -> Records<T> {
+        Records {
+            rest: self.text,
+            record: self.record,
+        }
+    }
+}
+
+/// A `Table`'s records, one a call.
+pub(super) struct Records<T: 'static> {
+    rest: &'static str,
+    record: fn(&'static str) -> T,
+}
+
+impl<T> Iterator for Records<T> {
+    type Item = T;
+    fn next(&mut self) -> Option<T> {
+        let record = split_off(&mut self.rest, '\u{1e}')?;
+        Some((self.record)(record))
+    }
+}
+
+/// The text before the first `end` in `rest`, which keeps what follows it;
+/// None when `rest` is empty. Out of line: the tables are walked in many
+/// places, and each would otherwise get its own copy of the search.
+#[inline(never)]
+fn split_off(rest: &mut &'static str, end: char) -> Option<&'static str> {
+    if rest.is_empty() {
+        return None;
+    }
+    let (first, after) = rest.split_once(end).unwrap_or((rest, ""));
+    *rest = after;
+    Some(first)
+}
+
+/// The fields of one record, one a call, in order ("" past the last).
+pub(super) fn fields(record: &'static str) -> impl FnMut() -> &'static str {
+    let mut rest = record;
+    move || split_off(&mut rest, '\u{1f}').unwrap_or("")
+}
+
+/// A list of names kept as one string, each followed by a space (the
+/// `words!` macro writes it from a list of literals), for the same reason
+/// as `Table`: a `&[&str]` cost 16 bytes of relocated pointer a name.
+#[derive(Clone, Copy)]
+pub(super) struct Words(pub(super) &'static str);
+
+macro_rules! words {
+    ($($word:literal),+ $(,)?) => {
+        crate::config::flags::Words(concat!($($word, " ",)+))
+    };
+}
+pub(super) use words;
+
+impl Words {
+    pub(super) fn iter(self) -> std::str::SplitAsciiWhitespace<'static> {
+        self.0.split_ascii_whitespace()
+    }
+
+    pub(super) fn contains(self, name: &&str) -> bool {
+        self.iter().any(|w| w == *name)
+    }
+}
+
+impl IntoIterator for Words {
+    type Item = &'static str;
+    type IntoIter = std::str::SplitAsciiWhitespace<'static>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.iter()
+    }
+}
+
+/// One record of `TABLE`: switch(short, long, help), value(short, long,
+/// hint, help), multi(long, hint, help) or short_multi(short, long, hint,
+/// help).
+fn flag(record: &'static str) -> Flag {
+    let mut next = fields(record);
+    let kind = next();
+    let short = if kind == "multi" { "" } else { next() };
+    let long = next();
+    let kind = match kind {
+        "switch" => Kind::Switch,
+        "value" => Kind::Value(next()),
+        // multi, short_multi
+        _ => Kind::Multi(next()),
+    };
     Flag {
         short,
         long,
-        kind: Kind::Switch,
-        help,
+        kind,
+        help: next(),
     }
 }
 
-const fn value(
-    short: &'static str,
-    long: &'static str,
-    hint: &'static str,
-    help: &'static str,
-) -> Flag {
-    Flag {
-        short,
-        long,
-        kind: Kind::Value(hint),
-        help,
-    }
-}
-
-const fn multi(long: &'static str, hint: &'static str, help: &'static str) -> Flag {
-    Flag {
-        short: "",
-        long,
-        kind: Kind::Multi(hint),
-        help,
-    }
-}
-
-pub(super) const FLAGS: &[Flag] = &[
+const TABLE: &str = flag_table![
     switch(
         "f",
         "isfrontend",
@@ -252,12 +357,12 @@ pub(super) const FLAGS: &[Flag] = &[
         "allow|deny:PATTERN",
         "Frontend: the same for backends' tunnels. Repeatable.",
     ),
-    Flag {
-        short: "A",
-        long: "authdomain",
-        kind: Kind::Multi("[DOMAIN:]AUTHDOMAIN"),
-        help: "Frontend: check kites that have no matching --domain secret by a DNS look-up under AUTHDOMAIN, as pagekite.py does (the auth server holds the secrets); DOMAIN:AUTHDOMAIN for kites under DOMAIN only, a plain one resets those. Answers are cached for 5 minutes. Repeatable.",
-    },
+    short_multi(
+        "A",
+        "authdomain",
+        "[DOMAIN:]AUTHDOMAIN",
+        "Frontend: check kites that have no matching --domain secret by a DNS look-up under AUTHDOMAIN, as pagekite.py does (the auth server holds the secrets); DOMAIN:AUTHDOMAIN for kites under DOMAIN only, a plain one resets those. Answers are cached for 5 minutes. Repeatable.",
+    ),
     value(
         "",
         "authfile",
@@ -367,18 +472,18 @@ pub(super) const FLAGS: &[Flag] = &[
         "DOMAIN/PORT:KEY:VALUE",
         "Backend: a per-kite option, e.g. foo.example.com/80:password/bob:pw, .../ip/10.0.0.0/8:True, .../rewritehost:True. Repeatable.",
     ),
-    Flag {
-        short: "D",
-        long: "dyndns",
-        kind: Kind::Value("PROVIDER"),
-        help: "Backend: once tunnels are up, and whenever the frontends a kite flies on change, tell a dynamic DNS provider their addresses, one update per kite, signed as pagekite.py signs: pagekite.net, USER:PASS@dyndns.org, USER:PASS@no-ip.com, or an http(s):// URL template with %(domain)s %(ip)s %(ips)s %(sign)s %(user)s %(pass)s. Failures retry after 112 s, doubling to about 30 min. Goes through --proxy when set; shown in --status_file.",
-    },
-    Flag {
-        short: "E",
-        long: "errorurl",
-        kind: Kind::Multi("[DOMAIN:]URL"),
-        help: "Both: show URL (framed, as pagekite.py does) instead of the built-in page when a kite is unknown or its server is down; DOMAIN:URL for a domain and its subdomains. Repeatable.",
-    },
+    value(
+        "D",
+        "dyndns",
+        "PROVIDER",
+        "Backend: once tunnels are up, and whenever the frontends a kite flies on change, tell a dynamic DNS provider their addresses, one update per kite, signed as pagekite.py signs: pagekite.net, USER:PASS@dyndns.org, USER:PASS@no-ip.com, or an http(s):// URL template with %(domain)s %(ip)s %(ips)s %(sign)s %(user)s %(pass)s. Failures retry after 112 s, doubling to about 30 min. Goes through --proxy when set; shown in --status_file.",
+    ),
+    short_multi(
+        "E",
+        "errorurl",
+        "[DOMAIN:]URL",
+        "Both: show URL (framed, as pagekite.py does) instead of the built-in page when a kite is unknown or its server is down; DOMAIN:URL for a domain and its subdomains. Repeatable.",
+    ),
     multi(
         "service_cfg",
         "DOMAIN/PORT:KEY:VALUE",
@@ -494,7 +599,7 @@ pub(super) const FLAGS: &[Flag] = &[
 
 /// pagekite.py flags that mean nothing for rkite; accepted so existing
 /// command lines, scripts and option files keep working.
-pub(super) const IGNORED_SWITCHES: &[&str] = &[
+pub(super) const IGNORED_SWITCHES: Words = words![
     "clean",
     "nullui",
     "basicui",
@@ -522,7 +627,7 @@ pub(super) fn lookup(name: &str) -> Option<Kind> {
 }
 
 /// The flag whose short letter is `letter`.
-pub(super) fn lookup_short(letter: &str) -> Option<&'static Flag> {
+pub(super) fn lookup_short(letter: &str) -> Option<Flag> {
     FLAGS
         .iter()
         .find(|f| !f.short.is_empty() && f.short == letter)
@@ -565,7 +670,7 @@ pub(super) fn options() -> Options {
         };
     }
     for (short, long, value, _) in compat::REFUSED {
-        if *value {
+        if value {
             o.optmulti(short, long, "", "");
         } else {
             o.optflagmulti(short, long, "");

@@ -110,6 +110,14 @@ fn bad(flag: &str, problem: impl Into<String>) -> ConfigError {
     ConfigError::new(flag.to_string(), problem.into(), None)
 }
 
+/// `bad` with a problem to format: out of line, so each of the many call
+/// sites passes `fmt::Arguments` rather than inlining `format!`'s code.
+#[cold]
+#[inline(never)]
+fn bad_fmt(flag: &str, problem: fmt::Arguments<'_>) -> ConfigError {
+    bad(flag, fmt::format(problem))
+}
+
 pub fn usage() -> String {
     flags::usage()
 }
@@ -151,9 +159,9 @@ fn acme_settings(
         Some("http-01") => ChallengeKind::Http01,
         Some("tls-alpn-01") => ChallengeKind::TlsAlpn01,
         Some(other) => {
-            return Err(bad(
+            return Err(bad_fmt(
                 "acme_challenge",
-                format!("{other:?} is neither http-01 nor tls-alpn-01"),
+                format_args!("{other:?} is neither http-01 nor tls-alpn-01"),
             ));
         }
         // The CA validates on port 80 or 443: whichever this relay has.
@@ -180,9 +188,9 @@ fn proxyproto_from(m: &getopts::Matches) -> Result<Vec<crate::proto::acl::Cidr>,
         .iter()
         .map(|text| {
             one(text.trim()).ok_or_else(|| {
-                bad(
+                bad_fmt(
                     "proxyproto_from",
-                    format!("{text:?} is not an address or ADDR/LEN"),
+                    format_args!("{text:?} is not an address or ADDR/LEN"),
                 )
             })
         })
@@ -199,7 +207,7 @@ fn parse_expanded(argv: &[String], expanded: &files::Expanded) -> Result<Parsed,
     for (short, long, _, why) in compat::REFUSED {
         let name = if long.is_empty() { short } else { long };
         if m.opt_present(name) {
-            return Err(bad(long, format!("refused: {why}")));
+            return Err(bad_fmt(long, format_args!("refused: {why}")));
         }
     }
     if m.opt_present("version") {
@@ -212,7 +220,7 @@ fn parse_expanded(argv: &[String], expanded: &files::Expanded) -> Result<Parsed,
     let host = match last(&m, "host") {
         Some(h) => Some(
             h.parse()
-                .map_err(|_| bad("host", format!("{h:?} is not an IP address")))?,
+                .map_err(|_| bad_fmt("host", format_args!("{h:?} is not an IP address")))?,
         ),
         None => None,
     };
@@ -284,10 +292,12 @@ fn parse_expanded(argv: &[String], expanded: &files::Expanded) -> Result<Parsed,
     kites.extend(short_form);
     let keepalive = match last(&m, "keepalive") {
         Some(v) => {
-            let secs: u64 =
-                v.parse().ok().filter(|s| *s >= 5).ok_or_else(|| {
-                    bad("keepalive", format!("{v:?} is not a number of seconds ≥ 5"))
-                })?;
+            let secs: u64 = v.parse().ok().filter(|s| *s >= 5).ok_or_else(|| {
+                bad_fmt(
+                    "keepalive",
+                    format_args!("{v:?} is not a number of seconds ≥ 5"),
+                )
+            })?;
             Duration::from_secs(secs)
         }
         None => DEFAULT_INTERVAL,
@@ -312,9 +322,9 @@ fn parse_expanded(argv: &[String], expanded: &files::Expanded) -> Result<Parsed,
             } else {
                 format!(" ({} configured with service_off)", kites_off.len())
             };
-            return Err(bad(
+            return Err(bad_fmt(
                 "service_on",
-                format!("a backend needs at least one kite{off}"),
+                format_args!("a backend needs at least one kite{off}"),
             ));
         }
     }
@@ -324,9 +334,9 @@ fn parse_expanded(argv: &[String], expanded: &files::Expanded) -> Result<Parsed,
             .split_once(':')
             .filter(|(n, p)| valid_domain(&n.to_ascii_lowercase()) && !p.is_empty())
             .ok_or_else(|| {
-                bad(
+                bad_fmt(
                     "tls_endpoint",
-                    format!("{spec:?} is not NAME:/path/to/file.pem"),
+                    format_args!("{spec:?} is not NAME:/path/to/file.pem"),
                 )
             })?;
         tls_endpoints.push((name.to_ascii_lowercase(), pem.to_string()));
@@ -336,9 +346,9 @@ fn parse_expanded(argv: &[String], expanded: &files::Expanded) -> Result<Parsed,
             .iter()
             .any(|(n, _)| n.eq_ignore_ascii_case(&name))
         {
-            return Err(bad(
+            return Err(bad_fmt(
                 "tls_default",
-                format!("{name:?} names no --tls_endpoint"),
+                format_args!("{name:?} names no --tls_endpoint"),
             ));
         }
     }
@@ -350,9 +360,9 @@ fn parse_expanded(argv: &[String], expanded: &files::Expanded) -> Result<Parsed,
                     .ok()
                     .filter(|n| *n >= min)
                     .ok_or_else(|| {
-                        bad(
+                        bad_fmt(
                             flag,
-                            format!("{v:?} is not a whole number of at least {min}"),
+                            format_args!("{v:?} is not a whole number of at least {min}"),
                         )
                     })
             })
@@ -391,9 +401,10 @@ fn parse_expanded(argv: &[String], expanded: &files::Expanded) -> Result<Parsed,
         None => Vec::new(),
         Some(path) => {
             let text = std::fs::read_to_string(&path)
-                .map_err(|e| bad("authfile", format!("{path}: {e}")))?;
-            crate::proto::authfile::parse(&text)
-                .map_err(|e| bad("authfile", format!("{path}:{}: {}", e.line, e.problem)))?
+                .map_err(|e| bad_fmt("authfile", format_args!("{path}: {e}")))?;
+            crate::proto::authfile::parse(&text).map_err(|e| {
+                bad_fmt("authfile", format_args!("{path}:{}: {}", e.line, e.problem))
+            })?
         }
     };
     if let Some(d) = &front.dyndns {
@@ -462,7 +473,7 @@ fn parse_expanded(argv: &[String], expanded: &files::Expanded) -> Result<Parsed,
         stream_idle,
         ignored: IGNORED_SWITCHES
             .iter()
-            .map(|f| (*f, "means nothing to rkite"))
+            .map(|f| (f, "means nothing to rkite"))
             .chain(
                 compat::ACCEPTED
                     .iter()
@@ -494,7 +505,7 @@ fn parse_expanded(argv: &[String], expanded: &files::Expanded) -> Result<Parsed,
     for opt in backend.kites.iter().flat_map(|k| &k.options) {
         KiteOptions::default()
             .apply_short(opt)
-            .map_err(|e| bad("", format!("{opt}: {e}")))?;
+            .map_err(|e| bad_fmt("", format_args!("{opt}: {e}")))?;
     }
     if let Some(spec) = common.process.runas.as_ref().filter(|_| !offline::active()) {
         crate::daemon::parse_runas(spec).map_err(|e| bad("runas", e.to_string()))?;
@@ -519,9 +530,11 @@ fn parse_expanded(argv: &[String], expanded: &files::Expanded) -> Result<Parsed,
 /// the listener binds it before any name could be looked up.
 fn parse_metrics(value: &str) -> Result<std::net::SocketAddr, ConfigError> {
     value.parse().map_err(|_| {
-        bad(
+        bad_fmt(
             "metrics",
-            format!("{value:?} is not ADDR:PORT (an IP address and a port, [::1]:9100 for IPv6)"),
+            format_args!(
+                "{value:?} is not ADDR:PORT (an IP address and a port, [::1]:9100 for IPv6)"
+            ),
         )
     })
 }
@@ -635,9 +648,9 @@ fn expand_names(
     ] {
         if spec.contains(marker) {
             let value = value.ok_or_else(|| {
-                bad(
+                bad_fmt(
                     flag,
-                    format!("{marker} is used, but no {name} is set (add `{name} = ...`)"),
+                    format_args!("{marker} is used, but no {name} is set (add `{name} = ...`)"),
                 )
             })?;
             spec = spec.replace(marker, value);

@@ -6,7 +6,7 @@
 //! files they name are read by the frontend (`frontend_ops.rs`); what the
 //! values mean is `proto::operators`'.
 
-use super::{ConfigError, bad, last};
+use super::{ConfigError, bad, bad_fmt, last};
 use crate::proto::operators::{self, OverloadSettings, PortAliases, RateLimits};
 
 /// What the operator flags say, checked.
@@ -37,7 +37,7 @@ pub(super) fn parse(m: &getopts::Matches) -> Result<OperatorSettings, ConfigErro
         Some(v) => v
             .trim()
             .parse::<u64>()
-            .map_err(|_| bad("overload", format!("{v:?} is not a whole number")))?,
+            .map_err(|_| bad_fmt("overload", format_args!("{v:?} is not a whole number")))?,
         None => 0,
     };
     let overload = OverloadSettings {

@@ -8,7 +8,7 @@
 //! dials nothing, resolves nothing and sends no DNS update (rkite does not
 //! send them yet).
 
-use super::{ConfigError, FrontendPool, bad, specs};
+use super::{ConfigError, FrontendPool, bad_fmt, specs};
 
 /// pagekite.py's `APPVER_DNS(tld)`: `fe4_` and the digits of the first three
 /// parts of its version (1.5.2.201011), then the domain.
@@ -280,7 +280,10 @@ impl Front {
                 "whitelabel" | "whitelabels" => {
                     let domain = value.trim().to_ascii_lowercase();
                     if !specs::valid_domain(&domain) || domain.contains('*') {
-                        return Err(bad(flag, format!("{value:?} is not a domain name")));
+                        return Err(bad_fmt(
+                            flag,
+                            format_args!("{value:?} is not a domain name"),
+                        ));
                     }
                     front.apply(&Service::Whitelabel {
                         domain,

@@ -8,13 +8,13 @@
 //! it does not decide what any option means (that is `mod` and `service`).
 
 use super::files;
-use super::flags::{FLAGS, Kind};
+use super::flags::{FLAGS, Kind, Words, words};
 use super::service::Service;
 use super::{BackendSettings, Common, ServiceKite};
 use crate::proto::options::{self, Value};
 
 /// Flags that steer the parsing itself rather than the service.
-const NOT_SETTINGS: &[&str] = &[
+const NOT_SETTINGS: Words = words![
     "optfile",
     "optdir",
     "settings",
@@ -26,7 +26,7 @@ const NOT_SETTINGS: &[&str] = &[
 
 /// Flags written in pagekite.py's sections below; every other flag rkite
 /// has goes in the rkite-only section.
-const PAGEKITE_SECTIONS: &[&str] = &[
+const PAGEKITE_SECTIONS: Words = words![
     "kitename",
     "kitesecret",
     "defaults",

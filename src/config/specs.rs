@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 
 use super::web::WebPath;
-use super::{ConfigError, FrontendPool, ServiceKite, bad};
+use super::{ConfigError, FrontendPool, ServiceKite, bad, bad_fmt};
 use crate::proto::kite::KiteId;
 
 pub(super) fn parse_port(text: &str, flag: &str) -> Result<u16, ConfigError> {
@@ -14,7 +14,7 @@ pub(super) fn parse_port(text: &str, flag: &str) -> Result<u16, ConfigError> {
         .parse::<u16>()
         .ok()
         .filter(|p| *p != 0)
-        .ok_or_else(|| bad(flag, format!("{text:?} is not a port number")))
+        .ok_or_else(|| bad_fmt(flag, format_args!("{text:?} is not a port number")))
 }
 
 pub(super) fn parse_ports(list: &str, flag: &str) -> Result<Vec<u16>, ConfigError> {
@@ -41,7 +41,10 @@ pub(super) fn parse_protos(list: &str) -> Result<Vec<String>, ConfigError> {
     for p in list.split(',').map(str::trim).filter(|p| !p.is_empty()) {
         let p = p.to_ascii_lowercase();
         if !p.bytes().all(|b| b.is_ascii_alphanumeric()) {
-            return Err(bad("protos", format!("{p:?} is not a protocol name")));
+            return Err(bad_fmt(
+                "protos",
+                format_args!("{p:?} is not a protocol name"),
+            ));
         }
         if !protos.contains(&p) {
             protos.push(p);
@@ -82,17 +85,20 @@ pub(super) fn parse_domain(
 ) -> Result<(), ConfigError> {
     let parts: Vec<&str> = spec.split(':').collect();
     let [list, domain, secret] = parts[..] else {
-        return Err(bad(
+        return Err(bad_fmt(
             "domain",
-            format!("{spec:?} is not PROTOS:DOMAIN:SECRET"),
+            format_args!("{spec:?} is not PROTOS:DOMAIN:SECRET"),
         ));
     };
     let domain = domain.trim().to_ascii_lowercase();
     if !valid_domain(&domain) {
-        return Err(bad("domain", format!("{domain:?} is not a domain name")));
+        return Err(bad_fmt(
+            "domain",
+            format_args!("{domain:?} is not a domain name"),
+        ));
     }
     if secret.is_empty() {
-        return Err(bad("domain", format!("no secret for {domain}")));
+        return Err(bad_fmt("domain", format_args!("no secret for {domain}")));
     }
     let list: Vec<String> = if list.trim() == "*" || list.trim().is_empty() {
         protos.to_vec()
@@ -100,7 +106,7 @@ pub(super) fn parse_domain(
         let mut ids = Vec::new();
         for p in list.split(',') {
             let id = KiteId::parse(p)
-                .ok_or_else(|| bad("domain", format!("{p:?} is not a protocol")))?;
+                .ok_or_else(|| bad_fmt("domain", format_args!("{p:?} is not a protocol")))?;
             ids.push(id.name());
         }
         ids
@@ -117,24 +123,29 @@ pub(super) fn parse_frontend(spec: &str) -> Result<(String, u16), ConfigError> {
             h.trim_start_matches('[').trim_end_matches(']'),
             parse_port(p, "frontend")?,
         ),
-        None => return Err(bad("frontend", format!("{spec:?} is not HOST:PORT"))),
+        None => {
+            return Err(bad_fmt(
+                "frontend",
+                format_args!("{spec:?} is not HOST:PORT"),
+            ));
+        }
     };
     if host.is_empty() {
-        return Err(bad("frontend", format!("{spec:?} has no host")));
+        return Err(bad_fmt("frontend", format_args!("{spec:?} has no host")));
     }
     Ok((host.to_string(), port))
 }
 
 /// `N:NAME:PORT` (`--frontends`): N at least 1, NAME a host name or address.
 pub(super) fn parse_frontend_pool(spec: &str) -> Result<FrontendPool, ConfigError> {
-    let wrong = || bad("frontends", format!("{spec:?} is not N:NAME:PORT"));
+    let wrong = || bad_fmt("frontends", format_args!("{spec:?} is not N:NAME:PORT"));
     let (count, rest) = spec.split_once(':').ok_or_else(wrong)?;
     let count: usize = count
         .trim()
         .parse()
         .ok()
         .filter(|n| (1..=64).contains(n))
-        .ok_or_else(|| bad("frontends", format!("{spec:?}: N must be 1 to 64")))?;
+        .ok_or_else(|| bad_fmt("frontends", format_args!("{spec:?}: N must be 1 to 64")))?;
     let (name, port) = parse_frontend(rest.trim()).map_err(|_| wrong())?;
     Ok(FrontendPool {
         count,
@@ -155,24 +166,27 @@ pub(super) fn parse_service(
         [p, d, h, port] => (p, d, h, port, None),
         [p, d, port] => (p, d, "localhost", port, None),
         _ => {
-            return Err(bad(
+            return Err(bad_fmt(
                 flag,
-                format!("{spec:?} is not PROTO:DOMAIN:HOST:PORT:SECRET"),
+                format_args!("{spec:?} is not PROTO:DOMAIN:HOST:PORT:SECRET"),
             ));
         }
     };
     let secret = match secret.filter(|s| !s.is_empty()).or(default_secret) {
         Some(s) => s.to_string(),
         None => {
-            return Err(bad(
+            return Err(bad_fmt(
                 flag,
-                format!("no secret for {domain} (add :SECRET or --kitesecret)"),
+                format_args!("no secret for {domain} (add :SECRET or --kitesecret)"),
             ));
         }
     };
     let domain = domain.trim().to_ascii_lowercase().replace('/', "");
     if !valid_domain(&domain) {
-        return Err(bad(flag, format!("{domain:?} is not a domain name")));
+        return Err(bad_fmt(
+            flag,
+            format_args!("{domain:?} is not a domain name"),
+        ));
     }
     // pagekite.py's `builtin` port: the built-in file server, no socket.
     let builtin = port.trim().eq_ignore_ascii_case("builtin");
@@ -190,17 +204,17 @@ pub(super) fn parse_service(
             KiteId::parse(p)
         };
         let id = id.ok_or_else(|| {
-            bad(
+            bad_fmt(
                 flag,
-                format!("{p:?} is not a protocol (like http or http-8080)"),
+                format_args!("{p:?} is not a protocol (like http or http-8080)"),
             )
         })?;
         // The file server speaks plain HTTP (TLS ends at the frontend's
         // --tls_endpoint); an https or raw kite would hand it other bytes.
         if builtin && !matches!(id.base.as_str(), "http" | "http2" | "http3") {
-            return Err(bad(
+            return Err(bad_fmt(
                 flag,
-                format!("{p:?}: the built-in file server serves http kites only"),
+                format_args!("{p:?}: the built-in file server serves http kites only"),
             ));
         }
         kites.push(ServiceKite {
@@ -285,9 +299,9 @@ pub(super) fn parse_short_form(
             .collect::<Vec<_>>()
             .join(" ");
         let short = |problem: &str| {
-            bad(
+            bad_fmt(
                 "",
-                format!("{what:?}: {problem} (short form: [PORT] KITENAME [+option ...])"),
+                format_args!("{what:?}: {problem} (short form: [PORT] KITENAME [+option ...])"),
             )
         };
         // Several words before the kite: files and directories to share.
@@ -306,9 +320,9 @@ pub(super) fn parse_short_form(
             _ => return Err(short("expected a port and a kite name")),
         };
         let secret = secret.ok_or_else(|| {
-            bad(
+            bad_fmt(
                 "kitesecret",
-                format!("the short form {what:?} needs --kitesecret"),
+                format_args!("the short form {what:?} needs --kitesecret"),
             )
         })?;
         let mut proto = "http".to_string();

@@ -12,7 +12,7 @@
 
 use std::path::{Path, PathBuf};
 
-use super::{ConfigError, bad};
+use super::{ConfigError, bad_fmt};
 use crate::proto::webfiles_page::{Indexes, Policy};
 
 /// One shared directory (or file) and where it appears.
@@ -70,9 +70,9 @@ fn check_exists(path: &Path, flag: &str) -> Result<(), ConfigError> {
     if super::offline::active() || path.exists() {
         return Ok(());
     }
-    Err(bad(
+    Err(bad_fmt(
         flag,
-        format!("{} is no file or directory", path.display()),
+        format_args!("{} is no file or directory", path.display()),
     ))
 }
 
@@ -82,18 +82,21 @@ pub(super) fn parse_webpath(arg: &str) -> Result<WebPath, ConfigError> {
     let (Some(host), Some(path), Some(policy), Some(dir)) =
         (parts.next(), parts.next(), parts.next(), parts.next())
     else {
-        return Err(bad(
+        return Err(bad_fmt(
             "webpath",
-            format!("{arg:?} is not HOST:PATH:POLICY:DIR"),
+            format_args!("{arg:?} is not HOST:PATH:POLICY:DIR"),
         ));
     };
     if dir.is_empty() {
-        return Err(bad("webpath", format!("{arg:?} names no directory")));
+        return Err(bad_fmt(
+            "webpath",
+            format_args!("{arg:?} names no directory"),
+        ));
     }
     let policy = Policy::parse(policy).ok_or_else(|| {
-        bad(
+        bad_fmt(
             "webpath",
-            format!("policy {policy:?} is not default, public, private or otp"),
+            format_args!("policy {policy:?} is not default, public, private or otp"),
         )
     })?;
     let dir = absolute(dir);
@@ -140,9 +143,9 @@ pub(super) fn settings(
     paths.extend(shares);
     let policy = match webaccess {
         Some(p) => Policy::parse(p).ok_or_else(|| {
-            bad(
+            bad_fmt(
                 "webaccess",
-                format!("{p:?} is not default, public, private or otp"),
+                format_args!("{p:?} is not default, public, private or otp"),
             )
         })?,
         None => Policy::Default,
@@ -159,7 +162,7 @@ pub(super) fn settings(
     }
     let indexes = match webindexes {
         Some(i) => Indexes::parse(i)
-            .ok_or_else(|| bad("webindexes", format!("{i:?} is not on, all or off")))?,
+            .ok_or_else(|| bad_fmt("webindexes", format_args!("{i:?} is not on, all or off")))?,
         None => Indexes::Off,
     };
     Ok(WebSettings {

@@ -448,9 +448,17 @@ pub fn parse_http_date(text: &[u8]) -> Option<u64> {
     Some(days_from_civil(year, month, day)? * 86_400 + h * 3600 + mi * 60 + s)
 }
 
+/// One `extension type` line per pair (a slice of string pairs cost 32
+/// bytes of relocated pointers an entry in the static binary).
+macro_rules! types {
+    ($(($ext:literal, $ty:literal)),+ $(,)?) => {
+        concat!($($ext, " ", $ty, "\n",)+)
+    };
+}
+
 /// pagekite.py's `MIME_TYPES` (httpd.py), with types it lacks for today's
 /// common files; text types say UTF-8.
-const TYPES: &[(&str, &str)] = &[
+const TYPES: &str = types![
     ("3gp", "video/3gpp"),
     ("7z", "application/x-7z-compressed"),
     ("aac", "audio/aac"),
@@ -544,7 +552,8 @@ pub fn content_type(name: &[u8]) -> &'static str {
         .and_then(|dot| name.get(dot + 1..))
         .unwrap_or_default();
     TYPES
-        .iter()
+        .lines()
+        .filter_map(|line| line.split_once(' '))
         .find(|(e, _)| e.as_bytes().eq_ignore_ascii_case(ext))
         .map_or("application/octet-stream", |(_, t)| t)
 }
