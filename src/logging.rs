@@ -1,4 +1,4 @@
-//! Log set-up: a logger writing one line per event to stderr (or a file),
+//! Log set-up: env_logger writing one line per event to stderr (or a file),
 //! `RUST_LOG` taking precedence over -v/-q/--debugio. Lines carry a UTC
 //! timestamp and the level; the connection context is part of each message.
 //! A `--logfile` is opened again on SIGHUP, so logrotate can move it away.
@@ -16,6 +16,7 @@ use std::io::Write;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use env_logger::{Builder, Target};
 use log::LevelFilter;
 
 use crate::config::{LogLevel, ProcessSettings};
@@ -39,160 +40,39 @@ impl fmt::Display for LogError {
 }
 
 pub fn init(config: &ProcessSettings) -> Result<(), LogError> {
+    let mut builder = Builder::new();
     let level = match config.log_level {
         LogLevel::Quiet => LevelFilter::Warn,
         LogLevel::Normal => LevelFilter::Info,
         LogLevel::Verbose => LevelFilter::Debug,
         LogLevel::Trace => LevelFilter::Trace,
     };
-    let mut filter = Filter::default();
-    filter.insert(None, level);
+    builder.filter_level(level);
     if config.debug_io {
-        filter.insert(Some("rkite::relay"), LevelFilter::Trace);
+        builder.filter_module("rkite::relay", LevelFilter::Trace);
     }
     if let Ok(spec) = std::env::var("RUST_LOG") {
-        filter.parse(&spec);
+        builder.parse_filters(&spec);
     }
     if let Some(path) = &config.logfile {
         let file = open(path).map_err(|e| LogError::Open(path.clone(), e))?;
         if let Ok(mut slot) = LOG_FILE.lock() {
             *slot = Some((path.clone(), file));
         }
+        builder.target(Target::Pipe(Box::new(LogFile)));
     }
-    let logger = Logger::new(filter, config.logfile.is_some());
-    let max = logger.filter.directives.iter().map(|d| d.1).max();
-    log::set_logger(Box::leak(Box::new(logger))).map_err(LogError::Installed)?;
-    log::set_max_level(max.unwrap_or(LevelFilter::Off));
-    Ok(())
-}
-
-/// The levels by module and the message filter, read from `RUST_LOG` as
-/// env_logger 0.11 (env_filter 2, without its regex feature) reads it, so
-/// every spec means what it meant when env_logger wrote the log: this is
-/// env_logger's behaviour in the few lines rkite uses, without its
-/// builder, writers and styles (bench/size.md).
-#[derive(Default)]
-struct Filter {
-    /// (module prefix or all, most verbose level), sorted by the name's
-    /// length once parsed.
-    directives: Vec<(Option<String>, LevelFilter)>,
-    /// `RUST_LOG=SPEC/TEXT`: only messages containing TEXT.
-    contains: Option<String>,
-}
-
-impl Filter {
-    /// A level for `name`, replacing one given before for the same name.
-    fn insert(&mut self, name: Option<&str>, level: LevelFilter) {
-        let name = name.map(str::to_owned);
-        match self.directives.iter_mut().find(|d| d.0 == name) {
-            Some(d) => d.1 = level,
-            None => self.directives.push((name, level)),
+    builder.format(|out, record| {
+        write!(out, "{} {:<5} ", timestamp(), record.level())?;
+        // Through the escaper: whatever a message embeds stays on its line.
+        let mut esc = EscapeTo { out, error: None };
+        if fmt::write(&mut esc, *record.args()).is_err() {
+            return Err(esc
+                .error
+                .unwrap_or_else(|| std::io::Error::other("formatting failed")));
         }
-    }
-
-    /// `RUST_LOG`: `LEVEL`, `MODULE`, `MODULE=LEVEL`, comma-separated, then
-    /// an optional `/TEXT`; what does not parse is reported and skipped.
-    fn parse(&mut self, spec: &str) {
-        let mut parts = spec.split('/');
-        let (mods, contains) = (parts.next(), parts.next());
-        if parts.next().is_some() {
-            eprintln!("warning: invalid logging spec '{spec}' (too many '/'s), ignoring it");
-            return;
-        }
-        for s in mods.unwrap_or_default().split(',').map(str::trim) {
-            if s.is_empty() {
-                continue;
-            }
-            let mut parts = s.split('=');
-            let (level, name) = match (parts.next(), parts.next().map(str::trim), parts.next()) {
-                (Some(part0), None, None) => match part0.parse() {
-                    Ok(level) => (level, None),
-                    Err(_) => (LevelFilter::max(), Some(part0)),
-                },
-                (Some(part0), Some(""), None) => (LevelFilter::max(), Some(part0)),
-                (Some(part0), Some(part1), None) => match part1.parse() {
-                    Ok(level) => (level, Some(part0)),
-                    Err(_) => {
-                        eprintln!("warning: invalid logging spec '{part1}', ignoring it");
-                        continue;
-                    }
-                },
-                _ => {
-                    eprintln!("warning: invalid logging spec '{s}', ignoring it");
-                    continue;
-                }
-            };
-            self.insert(name, level);
-        }
-        self.contains = contains.map(str::to_owned);
-    }
-}
-
-/// Writes each enabled record as one line, in one write, to stderr or the
-/// `--logfile`.
-struct Logger {
-    filter: Filter,
-    to_file: bool,
-}
-
-impl Logger {
-    fn new(mut filter: Filter, to_file: bool) -> Logger {
-        // The longest matching name decides (`enabled`).
-        filter
-            .directives
-            .sort_by_key(|(name, _)| name.as_ref().map_or(0, String::len));
-        Logger { filter, to_file }
-    }
-}
-
-impl log::Log for Logger {
-    fn enabled(&self, metadata: &log::Metadata<'_>) -> bool {
-        // Sorted by name length: the longest matching name decides, and of
-        // equal ones the last given.
-        for (name, level) in self.filter.directives.iter().rev() {
-            match name {
-                Some(name) if !metadata.target().starts_with(name.as_str()) => {}
-                _ => return metadata.level() <= *level,
-            }
-        }
-        false
-    }
-
-    fn log(&self, record: &log::Record<'_>) {
-        if !self.enabled(record.metadata()) {
-            return;
-        }
-        if let Some(text) = &self.filter.contains {
-            if !record.args().to_string().contains(text.as_str()) {
-                return;
-            }
-        }
-        let mut line = Vec::with_capacity(128);
-        if format(&mut line, record).is_err() {
-            return;
-        }
-        let _ = if self.to_file {
-            LogFile.write_all(&line).and_then(|()| LogFile.flush())
-        } else {
-            let mut stderr = std::io::stderr().lock();
-            stderr.write_all(&line).and_then(|()| stderr.flush())
-        };
-    }
-
-    fn flush(&self) {}
-}
-
-/// One log line: UTC time, level, the message through the escaper (so
-/// whatever it embeds stays on its line), newline.
-fn format(out: &mut Vec<u8>, record: &log::Record<'_>) -> std::io::Result<()> {
-    write!(out, "{} {:<5} ", timestamp(), record.level())?;
-    let mut esc = EscapeTo { out, error: None };
-    if fmt::write(&mut esc, *record.args()).is_err() {
-        return Err(esc
-            .error
-            .unwrap_or_else(|| std::io::Error::other("formatting failed")));
-    }
-    writeln!(out)
+        writeln!(out)
+    });
+    builder.try_init().map_err(LogError::Installed)
 }
 
 /// The `--logfile` and its path, shared by the logger and [`reopen`].
@@ -421,7 +301,8 @@ impl<W: Write> fmt::Write for EscapeTo<'_, W> {
     }
 }
 
-/// `2026-11-22T00:10:00.123Z`.
+/// `2026-11-22T00:10:00.123Z`, computed here because env_logger's own
+/// timestamps need a feature this build leaves out.
 fn timestamp() -> String {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -485,38 +366,6 @@ mod tests {
         assert_eq!(t.allow(start + Duration::from_secs(9)), None);
         assert_eq!(t.allow(start + Throttle::PERIOD), Some(2));
         assert_eq!(t.allow(start + Throttle::PERIOD), Some(0));
-    }
-
-    #[test]
-    fn rust_log_means_what_it_meant_to_env_logger() {
-        use log::{Level, Log};
-        let logger = |spec: &str| {
-            let mut filter = Filter::default();
-            filter.insert(None, LevelFilter::Info);
-            filter.parse(spec);
-            Logger::new(filter, false)
-        };
-        let on = |logger: &Logger, level: Level, target: &str| {
-            logger.enabled(&log::Metadata::builder().level(level).target(target).build())
-        };
-        let l = logger("");
-        assert!(on(&l, Level::Info, "rkite::app") && !on(&l, Level::Debug, "rkite::app"));
-        // A bare level replaces the default; a bare name means all of it.
-        let l = logger("warn,rkite::relay");
-        assert!(!on(&l, Level::Info, "rkite::app") && on(&l, Level::Trace, "rkite::relay"));
-        // The longest matching name decides; of equal names the last given.
-        let l = logger("rkite=debug,rkite::relay=error,rkite=trace");
-        assert!(on(&l, Level::Trace, "rkite::app") && !on(&l, Level::Warn, "rkite::relay"));
-        // What does not parse is skipped; levels in any case.
-        let l = logger("rkite=loud,x=y=z, rkite::app=DEBUG ");
-        assert!(on(&l, Level::Debug, "rkite::app") && !on(&l, Level::Debug, "rkite::relay"));
-        assert_eq!(
-            logger("info/listen").filter.contains.as_deref(),
-            Some("listen")
-        );
-        // Too many '/'s: the whole spec is ignored.
-        let l = logger("trace/a/b");
-        assert!(!on(&l, Level::Debug, "rkite") && l.filter.contains.is_none());
     }
 
     #[test]
