@@ -61,3 +61,23 @@ pub fn get(port: u16, host: &str, path: &str) -> CurlResult {
     let host = format!("Host: {host}");
     util::curl(&["-H", &host, &url])
 }
+
+/// Uploads `len` pattern bytes with curl to `/upload` on the frontend at
+/// `port` for `host`; the test origin must answer with the length and
+/// byte sum it received.
+pub fn upload_checked(port: u16, host: &str, len: u32) {
+    let body: Vec<u8> = (0..len).map(|i| (i * 7 % 251) as u8).collect();
+    let sum: u64 = body.iter().map(|b| u64::from(*b)).sum();
+    let path = util::temp_dir("upload").join("body");
+    std::fs::write(&path, &body).expect("write the upload");
+    let up = util::curl(&[
+        "--max-time",
+        "120",
+        "-H",
+        &format!("Host: {host}"),
+        "--data-binary",
+        &format!("@{}", path.display()),
+        &format!("http://127.0.0.1:{port}/upload"),
+    ]);
+    assert_eq!(up.body_str(), format!("len={} sum={sum}", body.len()));
+}

@@ -30,7 +30,7 @@ use rkite::proto::frame;
 use rkite::proto::handshake::KiteAnswer;
 
 use crate::certs::{OPENSSL, pki};
-use crate::fixture::{T, frontend, get, live};
+use crate::fixture::{self, T, frontend, get, live};
 use crate::origin::{INDEX_BODY, Origin, check_pattern_file};
 use crate::robust::{fake_backend, read_until};
 use crate::util::{self, Proc, free_port, local};
@@ -238,25 +238,6 @@ fn domain() -> String {
     format!("http:{KITE}:{SECRET}")
 }
 
-/// Uploads 8 MB with curl through the frontend on `port`; the origin
-/// answers with the length and byte sum it received.
-fn check_upload(port: u16) {
-    let body: Vec<u8> = (0..8_000_000u32).map(|i| (i * 7 % 251) as u8).collect();
-    let sum: u64 = body.iter().map(|b| u64::from(*b)).sum();
-    let path = util::temp_dir("pagekitec-upload").join("body");
-    std::fs::write(&path, &body).expect("write the upload");
-    let up = util::curl(&[
-        "--max-time",
-        "120",
-        "-H",
-        &format!("Host: {KITE}"),
-        "--data-binary",
-        &format!("@{}", path.display()),
-        &format!("http://127.0.0.1:{port}/upload"),
-    ]);
-    assert_eq!(up.body_str(), format!("len={} sum={sum}", body.len()));
-}
-
 #[test]
 fn plain_tunnel_serves_and_carries_20_mb_intact() {
     let Some(prefix) = pagekitec() else {
@@ -270,7 +251,7 @@ fn plain_tunnel_serves_and_carries_20_mb_intact() {
     check_served(port);
     // An upload is spliced into the plain tunnel, in bodies of at most
     // 16,320 bytes for a backend that is not rkite.
-    check_upload(port);
+    fixture::upload_checked(port, KITE, 8_000_000);
     assert!(!fe.contains("the tunnel runs over TLS"));
 }
 

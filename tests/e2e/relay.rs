@@ -5,7 +5,7 @@
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpStream};
 
-use crate::fixture::{T, backend, frontend, get, kite, live};
+use crate::fixture::{self, T, backend, frontend, get, kite, live};
 use crate::origin::{HALFCLOSE_BODY, INDEX_BODY, Origin, check_pattern, check_pattern_file};
 use crate::util::{self, RawResponse, free_port, local};
 
@@ -240,18 +240,7 @@ fn large_response_arrives_intact() {
     assert_eq!(dl.status, 200);
     assert_eq!(check_pattern_file(&dl.path), Ok(size as u64));
 
-    let upload: Vec<u8> = (0..3_000_000u32).map(|i| (i * 7 % 251) as u8).collect();
-    let sum: u64 = upload.iter().map(|b| u64::from(*b)).sum();
-    let path = util::temp_dir("upload").join("body");
-    std::fs::write(&path, &upload).expect("write upload");
-    let up = util::curl(&[
-        "-H",
-        "Host: big.test",
-        "--data-binary",
-        &format!("@{}", path.display()),
-        &format!("http://127.0.0.1:{port}/upload"),
-    ]);
-    assert_eq!(up.body_str(), format!("len={} sum={sum}", upload.len()));
+    fixture::upload_checked(port, "big.test", 3_000_000);
 }
 
 #[test]
