@@ -23,13 +23,34 @@ pub(super) const ACCEPTED: Table<(&str, &str, Option<&str>, &str)> = Table {
 /// word; U+001E ends each tuple.
 macro_rules! accepted_table {
     ($(($short:literal, $long:literal, $hint:ident$(($h:literal))?, $why:literal $(,)?)),+ $(,)?) => {
-        concat!($($short, "\u{1f}", $long, "\u{1f}", $($h,)? "\u{1f}", $why, "\u{1e}",)+)
+        concat!($($short, "\u{1f}", $long, "\u{1f}", hint!($hint$(($h))?), "\u{1f}", $why, "\u{1e}",)+)
+    };
+}
+
+/// An `accepted_table!` hint: `None` or `Some("HINT")`, nothing else
+/// compiles.
+macro_rules! hint {
+    (None) => {
+        ""
+    };
+    (Some($h:literal)) => {
+        $h
     };
 }
 
 macro_rules! refused_table {
-    ($(($short:literal, $long:literal, $value:literal, $why:literal $(,)?)),+ $(,)?) => {
-        concat!($($short, "\u{1f}", $long, "\u{1f}", $value, "\u{1f}", $why, "\u{1e}",)+)
+    ($(($short:literal, $long:literal, $value:ident, $why:literal $(,)?)),+ $(,)?) => {
+        concat!($($short, "\u{1f}", $long, "\u{1f}", takes_value!($value), "\u{1f}", $why, "\u{1e}",)+)
+    };
+}
+
+/// A `refused_table!` value flag: `true` or `false`, nothing else compiles.
+macro_rules! takes_value {
+    (true) => {
+        "true"
+    };
+    (false) => {
+        "false"
     };
 }
 

@@ -30,8 +30,62 @@ pub(super) struct Flag {
 /// this costs the text and one separator a field, and `FLAGS` splits it
 /// again each time it is walked (start-up and `--help` only).
 macro_rules! flag_table {
-    ($($kind:ident($($field:literal),+ $(,)?)),+ $(,)?) => {
-        concat!($(stringify!($kind), $("\u{1f}", $field,)+ "\u{1e}",)+)
+    ($($kind:ident $fields:tt),+ $(,)?) => {
+        concat!($(flag_record!($kind $fields),)+)
+    };
+}
+
+/// One record of `flag_table!`: only the four kinds `flag` reads, each with
+/// exactly its fields, so a misspelt kind or a missing field does not
+/// compile.
+macro_rules! flag_record {
+    (switch($short:literal, $long:literal, $help:literal $(,)?)) => {
+        concat!(
+            "switch\u{1f}",
+            $short,
+            "\u{1f}",
+            $long,
+            "\u{1f}",
+            $help,
+            "\u{1e}"
+        )
+    };
+    (value($short:literal, $long:literal, $hint:literal, $help:literal $(,)?)) => {
+        concat!(
+            "value\u{1f}",
+            $short,
+            "\u{1f}",
+            $long,
+            "\u{1f}",
+            $hint,
+            "\u{1f}",
+            $help,
+            "\u{1e}"
+        )
+    };
+    (multi($long:literal, $hint:literal, $help:literal $(,)?)) => {
+        concat!(
+            "multi\u{1f}",
+            $long,
+            "\u{1f}",
+            $hint,
+            "\u{1f}",
+            $help,
+            "\u{1e}"
+        )
+    };
+    (short_multi($short:literal, $long:literal, $hint:literal, $help:literal $(,)?)) => {
+        concat!(
+            "short_multi\u{1f}",
+            $short,
+            "\u{1f}",
+            $long,
+            "\u{1f}",
+            $hint,
+            "\u{1f}",
+            $help,
+            "\u{1e}"
+        )
     };
 }
 
