@@ -40,52 +40,19 @@ macro_rules! flag_table {
 /// compile.
 macro_rules! flag_record {
     (switch($short:literal, $long:literal, $help:literal $(,)?)) => {
-        concat!(
-            "switch\u{1f}",
-            $short,
-            "\u{1f}",
-            $long,
-            "\u{1f}",
-            $help,
-            "\u{1e}"
-        )
+        flag_record!(@ "switch", $short, $long, $help)
     };
     (value($short:literal, $long:literal, $hint:literal, $help:literal $(,)?)) => {
-        concat!(
-            "value\u{1f}",
-            $short,
-            "\u{1f}",
-            $long,
-            "\u{1f}",
-            $hint,
-            "\u{1f}",
-            $help,
-            "\u{1e}"
-        )
+        flag_record!(@ "value", $short, $long, $hint, $help)
     };
     (multi($long:literal, $hint:literal, $help:literal $(,)?)) => {
-        concat!(
-            "multi\u{1f}",
-            $long,
-            "\u{1f}",
-            $hint,
-            "\u{1f}",
-            $help,
-            "\u{1e}"
-        )
+        flag_record!(@ "multi", $long, $hint, $help)
     };
     (short_multi($short:literal, $long:literal, $hint:literal, $help:literal $(,)?)) => {
-        concat!(
-            "short_multi\u{1f}",
-            $short,
-            "\u{1f}",
-            $long,
-            "\u{1f}",
-            $hint,
-            "\u{1f}",
-            $help,
-            "\u{1e}"
-        )
+        flag_record!(@ "short_multi", $short, $long, $hint, $help)
+    };
+    (@ $kind:literal, $($field:literal),+) => {
+        concat!($kind, $("\u{1f}", $field,)+ "\u{1e}")
     };
 }
 
