@@ -644,6 +644,7 @@ fn answer_tunnel(
     let mut cfg = relay::link_config(eng, link::Role::Frontend);
     cfg.share = relay::frontend_share(eng.pool.budget());
     let mut core = Link::new(cfg, eng.now, relay::unix_time());
+    core.set_send_payload(request.chunk_limit());
     core.send_raw(reply.as_bytes());
     if !live {
         // The answer goes out, then the tunnel closes.

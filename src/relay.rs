@@ -354,7 +354,7 @@ fn pump_tunnel(
                 budget -= n.min(budget);
                 link.process(now, &mut sink);
                 match begin_partial(&mut sink, transport, link) {
-                    Some(sid) => splice_misses.hit(sid),
+                    Some(head_len) => splice_misses.hit(head_len),
                     None if guessed => splice_misses.guess = None,
                     None if limit.is_none() => splice_misses.ordinary(n),
                     None => {}
@@ -417,8 +417,9 @@ fn pump_tunnel(
 
 /// After an ordinary read: when the input ends in the first part of a
 /// chunk whose body may be spliced, its first bytes go to the stream now
-/// and the rest is spliced (`relay_splice::take_body`).
-fn begin_partial(sink: &mut Pump<'_>, transport: &Transport, link: &mut Link) -> Option<u32> {
+/// and the rest is spliced (`relay_splice::take_body`); returns the
+/// chunk head's length then.
+fn begin_partial(sink: &mut Pump<'_>, transport: &Transport, link: &mut Link) -> Option<usize> {
     if !sink.eng.pipes.enabled() || transport.splice_fd().is_none() {
         return None;
     }
@@ -427,7 +428,7 @@ fn begin_partial(sink: &mut Pump<'_>, transport: &Transport, link: &mut Link) ->
     if take {
         link.splice_begin(&c, sink);
     }
-    take.then_some(c.sid)
+    take.then_some(c.head_len)
 }
 
 /// Writes the core's output to the tunnel socket.

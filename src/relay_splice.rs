@@ -75,9 +75,13 @@ pub(crate) fn send(
     }
     // Chunks fill whole TCP segments, each one pushed as it is sent; a
     // frontend's chunks to backends other than rkite keep the size
-    // pagekite.py and libpagekite were always sent (`CHUNK_BODY`).
+    // pagekite.py and libpagekite were always sent (`CHUNK_BODY`). A peer
+    // that announced bigger chunks gets several segments per chunk (fewer
+    // heads and calls per byte), through a pipe with room for them.
+    let payload = link.send_payload();
+    let big = payload > frame::CLASSIC_PAYLOAD;
     let whole_segments = match (&t.side, link.role()) {
-        (Side::Frontend(info), Role::Frontend) => info.whole_segment_chunks,
+        (Side::Frontend(info), Role::Frontend) => info.whole_segment_chunks || big,
         (_, Role::Frontend) => false,
         (_, Role::Backend) => true,
     };
@@ -85,10 +89,12 @@ pub(crate) fn send(
         // Asked on every drive: the kernel bounds it by half the largest
         // window the peer offered, which grows after the tunnel opens
         // (47,104 bytes at first on loopback, 65,483 later).
-        frame::segment_filling_body(s.sid, crate::splice::tcp_mss(tunnel_fd).unwrap_or(0))
+        let mss = crate::splice::tcp_mss(tunnel_fd).unwrap_or(0);
+        frame::segment_filling_body(s.sid, mss, payload)
     } else {
         CHUNK_BODY
     };
+    let usage = if big { PipeUse::Chunks } else { PipeUse::Chunk };
     let mut left = budget;
     while left > 0 && s.transport.can_read() && t.splice_out.is_none() {
         // Whole chunks: the budget may be overdrawn by one, rather than
@@ -102,7 +108,7 @@ pub(crate) fn send(
             }
             Err(_) => return Ok(Sent::Done { again: false }),
         };
-        let Some(mut pipe) = pipes.take(PipeUse::Chunk, now) else {
+        let Some(mut pipe) = pipes.take(usage, now) else {
             break;
         };
         match s.transport.splice_in(&mut pipe, max) {

@@ -32,6 +32,9 @@ use crate::net::{Failure, Io};
 /// bytes. (The kernel caps it at `/proc/sys/fs/pipe-max-size`, 1 MiB by
 /// default; a smaller pipe only means more copying.)
 pub const PIPE_SIZE: usize = 1024 * 1024;
+/// A [`PipeUse::Chunks`] pipe: the largest chunk another rkite takes
+/// (`frame::MAX_PAYLOAD`), rounded up to whole pages.
+pub const CHUNKS_PIPE_SIZE: usize = 256 * 1024;
 /// What a pipe is for, which sets its size.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum PipeUse {
@@ -42,6 +45,10 @@ pub enum PipeUse {
     /// taken through a larger pipe can need 18 or more, and every chunk
     /// then leaves as two packets, the second a few hundred bytes long.
     Chunk,
+    /// One chunk's body on its way into a tunnel whose peer takes chunks
+    /// of several segments (another rkite): [`CHUNKS_PIPE_SIZE`], 64 slots,
+    /// four loopback segments' worth, each with its 16 fragments.
+    Chunks,
     /// A stream's queue of received bodies: [`PIPE_SIZE`].
     Queue,
 }
@@ -382,10 +389,15 @@ fn open_pipe(usage: PipeUse) -> io::Result<Pipe> {
     // SAFETY: pipe2 succeeded, so both descriptors are open and ours alone.
     let (read, write) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
     let fd = write.as_raw_fd();
-    if usage == PipeUse::Queue {
+    let size = match usage {
+        PipeUse::Chunk => None,
+        PipeUse::Chunks => Some(CHUNKS_PIPE_SIZE),
+        PipeUse::Queue => Some(PIPE_SIZE),
+    };
+    if let Some(size) = size {
         // Best effort: a pipe the kernel keeps at its default size works.
         // SAFETY: fcntl on a descriptor we own, with an integer argument.
-        unsafe { libc::fcntl(fd, libc::F_SETPIPE_SZ, PIPE_SIZE as libc::c_int) };
+        unsafe { libc::fcntl(fd, libc::F_SETPIPE_SZ, size as libc::c_int) };
     }
     // SAFETY: fcntl on a descriptor we own, without an argument.
     let size = unsafe { libc::fcntl(fd, libc::F_GETPIPE_SZ) };

@@ -105,11 +105,11 @@ impl Default for Streak {
 }
 
 impl Streak {
-    /// A chunk of stream `sid` is being spliced.
-    pub(crate) fn hit(&mut self, sid: u32) {
+    /// A chunk whose head was `head_len` bytes long is being spliced.
+    pub(crate) fn hit(&mut self, head_len: usize) {
         self.misses = 0;
         self.big_reads = 0;
-        self.guess = Some(crate::proto::frame::data_header_len(sid));
+        self.guess = Some(head_len);
     }
 
     /// Whether reads look for chunks to splice.

@@ -194,15 +194,26 @@ fn stream(data: &[u8]) {
     }
 }
 
-/// The relay's in-place data header, for a SID and body size from the
-/// input: it decodes to that SID and body.
+/// The relay's data headers, for a SID and body size from the input: the
+/// copying path's in-place one (four length digits) and a spliced chunk's
+/// (as many as the body needs, up to what rkite takes); each decodes to
+/// that SID and body.
 fn data_slot(data: &[u8]) {
     let Some(&[a, b, c, d, e, f]) = data.get(..6) else {
         return;
     };
     let sid = u32::from_le_bytes([a, b, c, d]);
     let body_len = usize::from(u16::from_le_bytes([e, f])) % (frame::max_data_body(sid) + 1);
-    let mut out = vec![0u8; frame::data_header_len(sid)];
+    decodes_as_written(sid, body_len, frame::data_header_len(sid));
+    if let Some(&g) = data.get(6) {
+        let wide = u32::from_le_bytes([e, f, g, 0]) as usize;
+        let body_len = wide % (frame::body_within(sid, frame::MAX_PAYLOAD) + 1);
+        decodes_as_written(sid, body_len, frame::head_len_for(sid, body_len));
+    }
+}
+
+fn decodes_as_written(sid: u32, body_len: usize, head_len: usize) {
+    let mut out = vec![0u8; head_len];
     frame::fill_data_header(&mut out, sid, body_len);
     out.resize(out.len() + body_len, b'x');
     match frame::decode(&out) {

@@ -12,9 +12,18 @@
 
 use std::fmt;
 
-/// The largest payload accepted from a peer. pagekite.py and libpagekite never
-/// send more than about 16.3 KB per chunk; anything far larger is hostile.
-pub const MAX_PAYLOAD: usize = 64 * 1024;
+/// The largest payload accepted from a peer, which rkite announces in its
+/// handshake ([`crate::proto::handshake::MAX_CHUNK_HEADER`]). pagekite.py
+/// and libpagekite never send more than about 16.3 KB per chunk, and are
+/// never sent more than [`CLASSIC_PAYLOAD`]; only another rkite, told this
+/// number, sends bigger chunks (fewer heads per spliced byte). Anything
+/// larger is hostile. It fits a tunnel's input buffer with its length line
+/// (`proto::tunnel::IN_BURST`).
+pub const MAX_PAYLOAD: usize = 256 * 1024 - 64;
+/// The largest payload sent to a peer that did not announce its own limit:
+/// what four hex digits hold, the most rkite ever sent to pagekite.py and
+/// libpagekite.
+pub const CLASSIC_PAYLOAD: usize = 0xffff;
 /// The largest length line accepted (`ffffffffZffffffffR` plus CRLF).
 const MAX_LEN_LINE: usize = 24;
 /// Header lines per chunk; PageKite uses at most a dozen.
@@ -33,33 +42,66 @@ pub fn data_header_len(sid: u32) -> usize {
 pub const DATA_LEN_DIGITS: usize = 4;
 /// The largest body a data frame may carry so its payload fits four hex digits.
 pub fn max_data_body(sid: u32) -> usize {
-    0xffff - ("SID: ".len() + decimal_len(sid) + 4)
+    body_within(sid, CLASSIC_PAYLOAD)
+}
+
+/// The largest body a data frame of `sid` may carry in a payload of at most
+/// `payload` bytes (a peer's announced limit).
+pub fn body_within(sid: u32, payload: usize) -> usize {
+    payload.saturating_sub("SID: ".len() + decimal_len(sid) + 4)
+}
+
+/// The head of a data frame of `sid` with a `body_len`-byte body, as a
+/// spliced chunk's head is written: [`data_header_len`], plus one byte per
+/// hex digit the payload's length needs beyond [`DATA_LEN_DIGITS`].
+pub fn head_len_for(sid: u32, body_len: usize) -> usize {
+    let payload = "SID: ".len() + decimal_len(sid) + 4 + body_len;
+    data_header_len(sid) + hex_len(payload).saturating_sub(DATA_LEN_DIGITS)
+}
+
+/// Hex digits of `n` (at least one).
+fn hex_len(n: usize) -> usize {
+    let bits = usize::BITS - n.leading_zeros();
+    (bits as usize).div_ceil(4).max(1)
 }
 
 /// The largest body for stream `sid` whose whole data frame (head and body)
-/// fills a whole number of `mss`-byte TCP segments, where one or more fit.
+/// fills a whole number of `mss`-byte TCP segments, where one or more fit
+/// in a payload of at most `payload` bytes (the peer's limit).
 /// A frame written in one push otherwise ends in a short segment: on
 /// loopback (MSS 65,483) a full 64 KiB frame leaves as two packets, and
 /// per-packet work is most of what a spliced byte costs.
-pub fn segment_filling_body(sid: u32, mss: usize) -> usize {
-    let head = data_header_len(sid);
-    let most = max_data_body(sid);
-    let whole = head + most;
+pub fn segment_filling_body(sid: u32, mss: usize, payload: usize) -> usize {
+    let most = body_within(sid, payload).max(1);
+    let whole = head_len_for(sid, most) + most;
     if mss == 0 || mss > whole {
         return most;
     }
     let fill = whole - whole % mss;
-    fill.saturating_sub(head).clamp(1, most)
+    // The head's width depends on the body: the body that fills `fill`
+    // with the head it gets (a payload just over four digits may end one
+    // byte short of the segment; no more).
+    let short = fill.saturating_sub(data_header_len(sid));
+    let body = if head_len_for(sid, short) == data_header_len(sid) {
+        short
+    } else {
+        fill.saturating_sub(head_len_for(sid, short))
+    };
+    body.clamp(1, most)
 }
 
-/// Writes the header of a data frame into `slot`, which must be exactly
-/// [`data_header_len`]`(sid)` bytes long, for a body of `body_len` bytes.
+/// Writes the header of a data frame into `slot`, for a body of `body_len`
+/// bytes: [`data_header_len`]`(sid)` bytes long (the copying path, which
+/// reserves it before the body is read), or [`head_len_for`] (a spliced
+/// chunk's). The length gets every digit the slot has room for.
 pub fn fill_data_header(slot: &mut [u8], sid: u32, body_len: usize) {
-    debug_assert_eq!(slot.len(), data_header_len(sid));
-    debug_assert!(body_len <= max_data_body(sid));
+    let digits = slot
+        .len()
+        .saturating_sub(data_header_len(sid) - DATA_LEN_DIGITS);
     let payload = "SID: ".len() + decimal_len(sid) + 4 + body_len;
+    debug_assert!(digits >= DATA_LEN_DIGITS && hex_len(payload) <= digits);
     let mut w = SliceWriter { buf: slot, pos: 0 };
-    for shift in (0..DATA_LEN_DIGITS).rev() {
+    for shift in (0..digits).rev() {
         w.byte(HEX[(payload >> (shift * 4)) & 0xf]);
     }
     w.put(b"\r\nSID: ");

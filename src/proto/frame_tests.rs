@@ -325,22 +325,66 @@ fn chunk_headers_are_read_as_http_heads_are() {
 
 #[test]
 fn segment_filling_bodies_make_whole_segments() {
-    for sid in [1, 9, 10, 4_000_000_000] {
-        let head = data_header_len(sid);
-        // Loopback, Ethernet, jumbo frames, a tiny MSS.
-        for mss in [65_483, 1_448, 1_460, 8_948, 536, 64] {
-            let body = segment_filling_body(sid, mss);
-            assert!(body <= max_data_body(sid), "sid {sid} mss {mss}");
-            assert_eq!((head + body) % mss, 0, "sid {sid} mss {mss}");
-            // No more whole segments would fit in a frame.
-            assert!(
-                head + body + mss > head + max_data_body(sid),
-                "sid {sid} mss {mss}"
-            );
+    for payload in [CLASSIC_PAYLOAD, MAX_PAYLOAD] {
+        for sid in [1, 9, 10, 4_000_000_000] {
+            let most = body_within(sid, payload);
+            // Loopback, Ethernet, jumbo frames, a tiny MSS.
+            for mss in [65_483, 1_448, 1_460, 8_948, 536, 64] {
+                let body = segment_filling_body(sid, mss, payload);
+                let frame = head_len_for(sid, body) + body;
+                let at = format!("payload {payload} sid {sid} mss {mss}");
+                assert!(body <= most, "{at}");
+                // Whole segments, or one byte short where the length's
+                // fifth digit took the byte.
+                assert!(frame % mss == 0 || (frame + 1) % mss == 0, "{at}");
+                // No more whole segments would fit in a frame.
+                assert!(frame + mss > head_len_for(sid, most) + most, "{at}");
+            }
+            // Unknown or larger than any frame: the largest body.
+            assert_eq!(segment_filling_body(sid, 0, payload), most);
+            assert_eq!(segment_filling_body(sid, 300_000, payload), most);
         }
-        // Unknown or larger than any frame: the largest body.
-        assert_eq!(segment_filling_body(sid, 0), max_data_body(sid));
-        assert_eq!(segment_filling_body(sid, 70_000), max_data_body(sid));
     }
-    assert_eq!(segment_filling_body(1, 65_483), 65_483 - data_header_len(1));
+    let one = segment_filling_body(1, 65_483, CLASSIC_PAYLOAD);
+    assert_eq!(one, 65_483 - data_header_len(1));
+    // To a peer that takes big chunks: four loopback segments, the head
+    // with a fifth length digit.
+    let four = segment_filling_body(1, 65_483, MAX_PAYLOAD);
+    assert_eq!(head_len_for(1, four), data_header_len(1) + 1);
+    assert_eq!(head_len_for(1, four) + four, 4 * 65_483);
+}
+
+#[test]
+fn wide_data_heads_decode_as_written() {
+    for sid in [1, 77, 4_000_000_000] {
+        for body in [
+            0,
+            1,
+            65_000,
+            max_data_body(sid),
+            max_data_body(sid) + 1,
+            body_within(sid, MAX_PAYLOAD),
+        ] {
+            let mut frame = vec![0u8; head_len_for(sid, body)];
+            fill_data_header(&mut frame, sid, body);
+            frame.resize(frame.len() + body, b'q');
+            let f = one(&frame);
+            assert_eq!(
+                (f.sid, f.body.len()),
+                (Some(sid), body),
+                "sid {sid} body {body}"
+            );
+            // Four digits while they hold the payload: the copying path's head.
+            if body <= max_data_body(sid) {
+                assert_eq!(head_len_for(sid, body), data_header_len(sid));
+            }
+        }
+    }
+    // One byte more than rkite takes is refused.
+    let sid = 3;
+    let body = body_within(sid, MAX_PAYLOAD) + 1;
+    let mut frame = vec![0u8; head_len_for(sid, body)];
+    fill_data_header(&mut frame, sid, body);
+    frame.resize(frame.len() + body, b'q');
+    assert_eq!(decode(&frame), Err(FrameError::Oversized(MAX_PAYLOAD + 1)));
 }

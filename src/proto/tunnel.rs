@@ -86,6 +86,8 @@ pub const IN_BASE: usize = 34 * 1024;
 /// How far a burst of incoming chunks may grow the input buffer; also how
 /// much a paused tunnel reads ahead to find control chunks.
 pub const IN_BURST: usize = 256 * 1024;
+// The largest chunk a peer may send, with its length line, fits.
+const _: () = assert!(IN_BURST >= frame::MAX_PAYLOAD + 64);
 /// The output buffer between bursts; a burst may grow it.
 pub const OUT_BASE: usize = 32 * 1024;
 
@@ -315,6 +317,9 @@ pub(crate) struct Core<H> {
     /// stream and the body bytes still to come. Nothing else is read
     /// until they are in.
     pub(crate) splice_in: Option<splice::SpliceIn>,
+    /// The largest payload a chunk to the peer may carry: what it announced
+    /// (`handshake::chunk_limit`), four hex digits' worth until it does.
+    pub(crate) send_payload: usize,
 }
 
 /// One live tunnel. `H` is the reactor's handle of a stream (a mio
@@ -374,6 +379,7 @@ impl<H: Copy> Tunnel<H> {
                 slot: None,
                 wall: (now, unix),
                 splice_in: None,
+                send_payload: frame::CLASSIC_PAYLOAD,
             },
         }
     }

@@ -8,7 +8,7 @@
 use std::time::Instant;
 
 use super::super::frame::{self, Eof, Frame, FrameError, MAX_PAYLOAD};
-use super::super::handshake::{HandshakeError, MAX_HEAD};
+use super::super::handshake::{self, HandshakeError, MAX_HEAD};
 use super::{
     CloseReason, Core, Event, IN_BASE, IN_BURST, OUT_LIMIT, Phase, RUN, Role, StreamEnd, Tunnel,
 };
@@ -306,6 +306,9 @@ impl<H: Copy> Tunnel<H> {
         let head = std::str::from_utf8(head).map_err(|_| CloseReason::ReplyNotText)?;
         // As `handshake::split_head`: the first line, trimmed, then the rest.
         let (status, headers) = head.split_once('\n').unwrap_or((head, ""));
+        // An rkite frontend takes bigger chunks; any other, what it always got.
+        let announced = handshake::announced_max_chunk(frame::header_lines(headers));
+        self.core.send_payload = handshake::chunk_limit(announced);
         let control = sink.reply(status.trim_end(), headers);
         self.inb.consume(end + 4);
         // As the roles did: live, the answers acted on (an in-band answer

@@ -38,6 +38,9 @@ pub struct SpliceChunk<H> {
     pub head: usize,
     /// Body bytes still in the socket.
     pub body: usize,
+    /// The whole head's length (the next chunk of a run likely has the
+    /// same: the reactor reads that much without peeking).
+    pub head_len: usize,
 }
 
 /// The head of a data chunk the reactor sends with a spliced body.
@@ -108,6 +111,7 @@ impl<H: Copy> Tunnel<H> {
                 handle,
                 head,
                 body,
+                head_len: head,
             })
     }
 
@@ -128,6 +132,7 @@ impl<H: Copy> Tunnel<H> {
                 handle,
                 head: 0,
                 body: left,
+                head_len: head,
             })
     }
 
@@ -212,7 +217,20 @@ impl<H: Copy> Tunnel<H> {
         if !self.core.out.is_empty() {
             return Ok(0);
         }
-        Ok(allowance.min(max).min(frame::max_data_body(sid)))
+        Ok(allowance
+            .min(max)
+            .min(frame::body_within(sid, self.core.send_payload)))
+    }
+
+    /// The peer announced the largest chunk payload it takes (the handshake's
+    /// `chunk_limit`): spliced chunks may carry up to that from now on.
+    pub fn set_send_payload(&mut self, payload: usize) {
+        self.core.send_payload = payload.clamp(frame::CLASSIC_PAYLOAD, frame::MAX_PAYLOAD);
+    }
+
+    /// The largest chunk payload the peer takes.
+    pub fn send_payload(&self) -> usize {
+        self.core.send_payload
     }
 
     /// `n` bytes of stream `sid` were moved into the reactor's pipe after a
@@ -220,13 +238,13 @@ impl<H: Copy> Tunnel<H> {
     /// window. Returns the chunk's head, which goes to the socket before
     /// them and before anything the core queues from now on.
     pub fn commit_splice_send(&mut self, sid: u32, n: usize, now: Instant) -> Option<DataHead> {
-        let n = n.min(frame::max_data_body(sid));
+        let n = n.min(frame::body_within(sid, self.core.send_payload));
         if n == 0 {
             return None;
         }
         let s = self.core.streams.get_mut(&sid)?;
         s.window.on_read(n, now);
-        let len = frame::data_header_len(sid);
+        let len = frame::head_len_for(sid, n);
         let mut head = DataHead {
             bytes: [0; 32],
             len,

@@ -11,6 +11,7 @@ mod acme;
 mod authdomain;
 mod authfile;
 mod certs;
+mod chunk_tap;
 mod cli;
 mod dyndns;
 mod faults;
