@@ -24,7 +24,7 @@ use crate::proto::tunnel::{
     CloseReason, Control, ControlError, Delivered, Event, NewStream, Next, Open, Sink, StreamEnd,
     StreamFault,
 };
-use crate::relay_splice::{self, Took};
+use crate::relay_splice::{self, Take, Took};
 pub(crate) use crate::relay_stream::log_stream_end;
 pub use crate::relay_stream::{
     close_stream, drive_stream, stream_gone, stream_shutdown, stream_timer,
@@ -424,7 +424,7 @@ fn begin_partial(sink: &mut Pump<'_>, transport: &Transport, link: &mut Link) ->
         return None;
     }
     let c = link.partial_candidate(relay_splice::MIN_SPLICE)?;
-    let take = relay_splice::stream_can_take(sink.eng, c.handle, c.body);
+    let take = relay_splice::stream_can_take(sink.eng, c.handle, c.body) == Take::Yes;
     if take {
         link.splice_begin(&c, sink);
     }

@@ -181,18 +181,36 @@ pub(crate) fn read_limit(
     };
     let peeked = peek.get(..n)?;
     if let Some(c) = link.splice_candidate(peeked, MIN_SPLICE) {
-        if stream_can_take(eng, c.handle, c.body) {
-            streak.misses = 0;
-            return Some(c.head);
+        match stream_can_take(eng, c.handle, c.body) {
+            Take::Yes => {
+                streak.misses = 0;
+                return Some(c.head);
+            }
+            // One visitor that reads slowly must not end the run for
+            // every other stream of the tunnel: its chunks are copied, and
+            // the next stream's are still looked at.
+            Take::BackedUp => return crate::proto::frame::chunk_len(peeked),
+            Take::No => {}
         }
     }
-    streak.misses += 1;
+    streak.misses = streak.misses.saturating_add(1);
     crate::proto::frame::chunk_len(peeked)
+}
+
+/// Whether a stream may have a chunk body spliced into its pipe now.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum Take {
+    Yes,
+    /// Not now: its pipe is full or copied bytes wait for its socket.
+    BackedUp,
+    /// Not this stream (gone, connecting, TLS, a head the guard must read,
+    /// or no pipe to be had).
+    No,
 }
 
 /// Whether the stream of `handle` may have `body` bytes spliced into its
 /// pipe now; takes a pipe for it if it has none.
-pub(crate) fn stream_can_take(eng: &mut Cx, handle: Token, body: usize) -> bool {
+pub(crate) fn stream_can_take(eng: &mut Cx, handle: Token, body: usize) -> Take {
     let pipes = eng.pipes.clone();
     let now = eng.now;
     // Copied bytes waiting for the socket must go first: try to write them
@@ -204,23 +222,24 @@ pub(crate) fn stream_can_take(eng: &mut Cx, handle: Token, body: usize) -> bool 
         }
     }
     let Some(Conn::Stream(s)) = eng.conns.get_mut(handle) else {
-        return false;
+        return Take::No;
     };
-    if s.connecting
-        || s.transport.splice_fd().is_none()
-        || s.out.as_ref().is_some_and(|o| !o.is_empty())
-        || opaque_ahead(s) < body
-    {
-        return false;
+    if s.connecting || s.transport.splice_fd().is_none() || opaque_ahead(s) < body {
+        return Take::No;
+    }
+    if s.out.as_ref().is_some_and(|o| !o.is_empty()) {
+        return Take::BackedUp;
     }
     if s.pipe.is_none() {
         s.pipe = pipes.take(PipeUse::Queue, now);
     }
     // The kernel counts pages, not bytes: a pipe may refuse sooner, and
     // then the rest of the chunk is copied (`Took::Copy`).
-    s.pipe
-        .as_ref()
-        .is_some_and(|p| p.held() + body <= p.capacity())
+    match s.pipe.as_ref() {
+        None => Take::No,
+        Some(p) if p.held() + body <= p.capacity() => Take::Yes,
+        Some(_) => Take::BackedUp,
+    }
 }
 
 /// Bytes the backend's HTTP guard lets pass unread from here on.

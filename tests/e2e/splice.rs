@@ -27,6 +27,8 @@ const SECRET: &str = "s3cret";
 const MIB: u64 = 1024 * 1024;
 /// Long enough for 256 MiB through debug builds with pauses.
 const BULK: Duration = Duration::from_secs(120);
+/// How long a stalled download is given to fill its window and settle.
+const SETTLE: Duration = Duration::from_secs(3);
 
 /// A small deterministic generator for the pauses.
 struct Rng(u64);
@@ -371,13 +373,23 @@ fn with_the_pool_exhausted_a_stream_copies_and_pipes_come_back() {
     let p = pair("dry.test", "on", &["--max_pipes=2"]);
     let before = [pipe_fds(p.fe.pid()), pipe_fds(p.be.pid())];
     let size = 24 * MIB;
-    // Two visitors ask for more than the kernel and the tunnel window can
-    // hold and read nothing: the frontend queues their bytes in pipes.
-    let mut stalled: Vec<TcpStream> = (0..2)
-        .map(|_| meter::send_get(p.port, "dry.test", &format!("/bytes/{size}")))
-        .collect();
-    let (st, ok) = meter::poll_stats(&p.fe, T, |st| st.pipes_lent == 2);
-    assert!(ok, "both stalled streams hold a pipe: {st:?}");
+    // Visitors ask for more than the kernel and the tunnel window can hold
+    // and read nothing: the frontend queues their bytes in pipes. Where a
+    // stream's socket filled up while copied bytes waited (its first chunks
+    // came before the tunnel was splicing), those stay copied and it holds
+    // no pipe: another stalled visitor comes until two pipes are held.
+    let mut stalled: Vec<TcpStream> = Vec::new();
+    let mut st = meter::stats(&p.fe);
+    while st.pipes_lent < 2 && stalled.len() < 6 {
+        stalled.push(meter::send_get(
+            p.port,
+            "dry.test",
+            &format!("/bytes/{size}"),
+        ));
+        let want = stalled.len().min(2);
+        st = meter::poll_stats(&p.fe, SETTLE, |st| st.pipes_lent as usize >= want).0;
+    }
+    assert_eq!(st.pipes_lent, 2, "stalled streams hold both pipes: {st:?}");
     // A third download finds the pool empty and copies, byte for byte.
     download(p.port, "dry.test", 8 * MIB, 7);
     let st = meter::stats(&p.fe);
