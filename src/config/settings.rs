@@ -187,44 +187,47 @@ pub(super) fn render(
     out.close("Allow risky known-to-be-risky incoming HTTP requests?");
 
     out.switch("isfrontend", is_frontend);
-    for name in [
-        "host",
-        "ports",
-        "protos",
-        "portalias",
-        "rawports",
-        "motd",
-        "domain",
-        "authdomain",
-        "authfail_closed",
-    ] {
-        as_given(&mut out, m, name);
-    }
+    all_given(
+        &mut out,
+        m,
+        words![
+            "host",
+            "ports",
+            "protos",
+            "portalias",
+            "rawports",
+            "motd",
+            "domain",
+            "authdomain",
+            "authfail_closed",
+        ],
+    );
     out.close("Front-end Options");
-    for name in ["overload", "overload_file", "overload_mem", "overload_cpu"] {
-        as_given(&mut out, m, name);
-    }
+    all_given(
+        &mut out,
+        m,
+        words!["overload", "overload_file", "overload_mem", "overload_cpu"],
+    );
     out.close("Overload settings");
-    for name in ["tls_endpoint", "tls_default"] {
-        as_given(&mut out, m, name);
-    }
+    all_given(&mut out, m, words!["tls_endpoint", "tls_default"]);
     out.close("Domains we terminate SSL/TLS for natively, with key/cert-files");
-    for name in [
-        "accept_acl_file",
-        "ratelimit_ips",
-        "client_acl",
-        "tunnel_acl",
-    ] {
-        as_given(&mut out, m, name);
-    }
+    all_given(
+        &mut out,
+        m,
+        words![
+            "accept_acl_file",
+            "ratelimit_ips",
+            "client_acl",
+            "tunnel_acl",
+        ],
+    );
     out.close("Front-end access controls (default=deny, if configured)");
 
     as_given(&mut out, m, "logfile");
     out.switch("debugio", common.process.debug_io);
     out.close("Miscellaneous settings");
     out.switch("daemonize", common.process.daemonize);
-    as_given(&mut out, m, "runas");
-    as_given(&mut out, m, "pidfile");
+    all_given(&mut out, m, words!["runas", "pidfile"]);
     out.close("Systems administration settings");
 
     rkite_only(&mut out, m);
@@ -290,8 +293,7 @@ fn front_ends(out: &mut Out, m: &getopts::Matches, common: &Common, c: &BackendS
         }
         out.close("Custom front-end and dynamic DNS settings");
     }
-    as_given(out, m, "ca_certs");
-    as_given(out, m, "keepalive");
+    all_given(out, m, words!["ca_certs", "keepalive"]);
     for (domain, url) in &common.error_urls.by_domain {
         out.opt("errorurl", &format!("{domain}:{url}"));
     }
@@ -310,9 +312,7 @@ fn built_in_httpd(out: &mut Out, m: &getopts::Matches, c: &BackendSettings) {
     for w in c.web.paths.iter().take(listed) {
         out.opt("webpath", &w.to_arg());
     }
-    for name in ["webroot", "webaccess", "webindexes"] {
-        as_given(out, m, name);
-    }
+    all_given(out, m, words!["webroot", "webaccess", "webindexes"]);
     out.close("Built-in HTTPD settings");
 }
 
@@ -449,6 +449,15 @@ fn as_given(out: &mut Out, m: &getopts::Matches, name: &str) {
                 out.opt(name, &v);
             }
         }
+    }
+}
+
+/// `as_given` for each of `names`, in order: one string rather than an
+/// array of `&str` built on the stack at each of its callers.
+#[inline(never)]
+fn all_given(out: &mut Out, m: &getopts::Matches, names: Words) {
+    for name in names {
+        as_given(out, m, name);
     }
 }
 
