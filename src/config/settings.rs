@@ -120,12 +120,20 @@ impl Out {
         self.section.push(text.to_string());
     }
 
+    /// `comment` of a formatted line, without a `String` at each caller.
+    #[inline(never)]
+    fn comment_fmt(&mut self, text: std::fmt::Arguments<'_>) {
+        self.section.push(std::fmt::format(text));
+    }
+
     /// Ends a section: its title and lines, if it has any.
     fn close(&mut self, title: &str) {
         if self.section.is_empty() {
             return;
         }
-        self.text.push_str(&format!("\n##[ {title} ]##\n"));
+        self.text.push_str("\n##[ ");
+        self.text.push_str(title);
+        self.text.push_str(" ]##\n");
         for line in self.section.drain(..) {
             self.text.push_str(&line);
             self.text.push('\n');
@@ -142,20 +150,23 @@ pub(super) fn render(
     is_frontend: bool,
 ) -> String {
     let mut out = Out::default();
-    out.text.push_str(&format!(
-        "###[ Current settings for rkite {}, in pagekite.py's format ]#########\n\
+    out.text.push_str(concat!(
+        "###[ Current settings for rkite ",
+        env!("CARGO_PKG_VERSION"),
+        ", in pagekite.py's format ]#########\n\
          #\n\
          ## pagekite.py reads this file too (not the rkite-only section at the end,\n\
          ## if there is one). Secrets are written in clear, as pagekite.py writes\n\
          ## them: keep this file as private as the configuration it came from.\n",
-        env!("CARGO_PKG_VERSION")
     ));
     if common.files.is_empty() {
         out.text.push_str("## From the command line only.\n");
     } else {
         out.text.push_str("## From the command line and:\n");
         for f in &common.files {
-            out.text.push_str(&format!("##   {f}\n"));
+            out.text.push_str("##   ");
+            out.text.push_str(f);
+            out.text.push('\n');
         }
     }
     out.text.push_str("#\n");
@@ -253,15 +264,15 @@ fn front_ends(out: &mut Out, m: &getopts::Matches, common: &Common, c: &BackendS
         let d = service.defaults();
         out.comment(&service.line());
         out.comment("# which pagekite.py 1.5.2 and rkite both expand to:");
-        out.comment(&format!(
+        out.comment_fmt(format_args!(
             "#   frontends = {}:{}:{}",
             d.pool.count, d.pool.name, d.pool.port
         ));
         for cert in &d.certs {
-            out.comment(&format!("#   fe_certname = {cert}"));
+            out.comment_fmt(format_args!("#   fe_certname = {cert}"));
         }
-        out.comment(&format!("#   errorurl = {}", d.error_url));
-        out.comment(&format!(
+        out.comment_fmt(format_args!("#   errorurl = {}", d.error_url));
+        out.comment_fmt(format_args!(
             "#   dyndns = {}  (rkite sends no dynamic DNS updates yet)",
             d.dyndns.to_arg()
         ));
