@@ -134,6 +134,7 @@ fn last(m: &getopts::Matches, flag: &str) -> Option<String> {
 }
 
 /// `--acme` with its directory checked and `--acme_dir` required.
+#[inline(never)]
 fn acme_settings(
     m: &getopts::Matches,
     ports: &[u16],
@@ -476,6 +477,7 @@ fn parse_expanded(argv: &[String], expanded: &files::Expanded) -> Result<Parsed,
 }
 
 /// A whole-number flag of at least `min`, if given.
+#[inline(never)]
 fn whole_number(m: &getopts::Matches, flag: &str, min: u64) -> Result<Option<u64>, ConfigError> {
     last(m, flag)
         .map(|v| {
@@ -538,6 +540,7 @@ const KITE_FLAGS: [&str; 4] = ["service_on", "backend", "service_off", "define_b
 /// `--name value`). A marker used before any value is set is left for
 /// [`expand_names`], which takes the last value given anywhere (pagekite.py
 /// would write an empty name there: a spec no one could mean).
+#[inline(never)]
 fn names_in_order(args: &[String]) -> Vec<String> {
     let mut out = args.to_vec();
     let (mut kitename, mut kitesecret): (Option<String>, Option<String>) = (None, None);
@@ -627,6 +630,7 @@ fn expand_names(
 }
 
 /// `--connect=RELAY:PORT TARGET:PORT` with its TLS flags.
+#[inline(never)]
 fn parse_client(m: &getopts::Matches, relay: &str) -> Result<ClientSettings, ConfigError> {
     let relay = parse_frontend(relay).map_err(|e| bad("connect", e.0.problem))?;
     let target = match m.free.as_slice() {

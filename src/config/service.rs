@@ -255,6 +255,7 @@ impl Front {
     /// Applies the options that touch these settings in the order given:
     /// a later `frontends`, `errorurl` or `dyndns` wins over an earlier
     /// `defaults`, and `defaults` wins over earlier ones, as in pagekite.py.
+    #[inline(never)]
     pub(super) fn from_matches(m: &getopts::Matches) -> Result<Front, ConfigError> {
         let mut events: Vec<(usize, &str, String)> = Vec::new();
         for pos in m.opt_positions("defaults") {

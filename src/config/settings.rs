@@ -143,6 +143,7 @@ impl Out {
 
 /// The file for `common` and `be` (a frontend's flags are written as
 /// given; a frontend's run drops `be`, but its flags are shown too).
+#[inline(never)]
 pub(super) fn render(
     m: &getopts::Matches,
     common: &Common,

@@ -78,6 +78,7 @@ pub(super) fn valid_domain(domain: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-' || b == b'*' || b == b'_')
 }
 
+#[inline(never)]
 pub(super) fn parse_domain(
     spec: &str,
     protos: &[String],
@@ -284,6 +285,7 @@ pub(super) fn resolve_local(host: &str, port: u16) -> Result<SocketAddr, LocalEr
 /// comes from `--kitesecret`. A BACKEND that is an existing file or
 /// directory (or several) is pagekite.py's quick share: a `builtin` kite
 /// serving them.
+#[inline(never)]
 pub(super) fn parse_short_form(
     free: &[String],
     secret: Option<&str>,

@@ -126,6 +126,7 @@ pub(super) fn parse_webpath(arg: &str) -> Result<WebPath, ConfigError> {
 
 /// `--webroot`, `--webaccess`, `--webindexes`, `--httppass`, every
 /// `--webpath` and the short form's `shares`; `--webroot`'s comes last.
+#[inline(never)]
 pub(super) fn settings(
     webpaths: &[String],
     webroot: Option<&str>,
