@@ -39,6 +39,7 @@ impl fmt::Display for LogError {
     }
 }
 
+#[inline(never)]
 pub fn init(config: &ProcessSettings) -> Result<(), LogError> {
     let mut builder = Builder::new();
     let level = match config.log_level {

@@ -41,6 +41,7 @@ const REQUESTS_PER_DRIVE: usize = 4;
 
 /// Binds `--metrics` (before privileges are dropped, as the ports are) and
 /// turns on the per-kite byte counts.
+#[inline(never)]
 pub fn listen(eng: &mut Cx) -> Result<(), Box<Fatal>> {
     let Some(addr) = eng.config.process.metrics else {
         return Ok(());
