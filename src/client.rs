@@ -157,6 +157,7 @@ pub fn run(config: &ClientSettings) -> Result<(), ClientError> {
 
 /// Runs the proxy chain's handshake on the (still blocking) socket; returns
 /// the relay's bytes that came with the last reply.
+#[inline(never)]
 fn through_proxies(
     sock: &mut StdTcpStream,
     config: &ClientSettings,

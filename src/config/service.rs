@@ -200,6 +200,7 @@ impl Service {
     /// pagekite.py's `check=True`: whether these are exactly the values of
     /// one of the services (certificate names in any order). The white-label
     /// domain is the one the pool's name is made from.
+    #[inline(never)]
     pub fn matching(front: &Front) -> Option<Service> {
         let pool = front.pool.as_ref()?;
         let mut candidates = vec![Service::PageKiteNet];

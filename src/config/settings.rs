@@ -254,6 +254,7 @@ pub(super) fn render(
 
 /// The front-end choice: `defaults`/`whitelabel` when the values are
 /// exactly a service's (pagekite.py's check), else each value.
+#[inline(never)]
 fn front_ends(out: &mut Out, m: &getopts::Matches, common: &Common, c: &BackendSettings) {
     let front = super::service::Front {
         pool: c.frontend_pool.clone(),
@@ -315,6 +316,7 @@ fn front_ends(out: &mut Out, m: &getopts::Matches, common: &Common, c: &BackendS
 /// pagekite.py's "Built-in HTTPD settings": `httppass` and every
 /// `webpath` (the quick share's included, as pagekite.py keeps them);
 /// `--webroot` and friends as given.
+#[inline(never)]
 fn built_in_httpd(out: &mut Out, m: &getopts::Matches, c: &BackendSettings) {
     if let Some(pw) = &c.web.password {
         out.opt("httppass", pw);
@@ -348,6 +350,7 @@ fn manual_front_ends(out: &mut Out, c: &BackendSettings) {
 /// apply, then their options as `service_cfg` lines: the `+options` of
 /// short-form kites first (pagekite.py turns them into the same), then every
 /// `be_config`/`service_cfg`, in the order they apply.
+#[inline(never)]
 fn kites(out: &mut Out, c: &BackendSettings, is_frontend: bool) {
     for kite in &c.kites {
         kite_line(out, c, kite, "service_on ");
@@ -474,6 +477,7 @@ fn all_given(out: &mut Out, m: &getopts::Matches, names: Words) {
 }
 
 /// rkite's own options, which pagekite.py does not know.
+#[inline(never)]
 fn rkite_only(out: &mut Out, m: &getopts::Matches) {
     for flag in FLAGS
         .iter()

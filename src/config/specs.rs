@@ -254,6 +254,7 @@ impl std::fmt::Display for LocalError {
 
 /// Local servers are named once, at start-up. IPv4 is preferred because
 /// `localhost` servers most often listen on 127.0.0.1 only.
+#[inline(never)]
 pub(super) fn resolve_local(host: &str, port: u16) -> Result<SocketAddr, LocalError> {
     if let Ok(ip) = host
         .trim_start_matches('[')
