@@ -45,6 +45,7 @@ pub struct Node {
 }
 
 impl Node {
+    #[inline(never)]
     pub fn new(config: Config) -> Result<Node, Box<Fatal>> {
         let Config { common, role } = config;
         let mut eng = Cx::new(common)?;
@@ -65,6 +66,7 @@ impl Node {
     }
 
     /// Opens the role's sockets: listeners on a frontend, tunnels on a backend.
+    #[inline(never)]
     pub fn start(&mut self) -> Result<(), Box<Fatal>> {
         self.eng.status_changed();
         crate::splice::announce(&self.eng.pipes);

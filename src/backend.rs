@@ -154,6 +154,7 @@ impl TunnelInfo {
 }
 
 impl State {
+    #[inline(never)]
     pub fn new(
         config: BackendSettings,
         registry: &Registry,
@@ -247,6 +248,7 @@ pub(crate) fn streams_open(eng: &Cx, be: &State) -> usize {
 }
 
 /// Dials every frontend.
+#[inline(never)]
 pub fn start(eng: &mut Cx, be: &mut State) {
     be.watch = match AddrWatch::open() {
         Ok(watch) => eng.add(watch, |w, _| Conn::AddrWatch(w)).ok(),

@@ -22,6 +22,7 @@ impl State {
     }
 
     /// Every configured kite as `proto:domain` with its local server.
+    #[inline(never)]
     pub(crate) fn kite_names(&self) -> Vec<(String, String)> {
         self.settings
             .kites
@@ -31,6 +32,7 @@ impl State {
     }
 
     /// One JSON object per configured frontend.
+    #[inline(never)]
     pub(crate) fn slot_status(&self, now: Instant) -> Vec<String> {
         self.slots
             .iter()
@@ -82,6 +84,7 @@ pub fn reconnect_now(eng: &mut Cx, be: &mut State) {
     dyndns::retry_now(eng, be);
 }
 
+#[inline(never)]
 fn check_tunnel(eng: &mut Cx, be: &mut State, slot: usize, token: Token) {
     if replace_if_orphaned(eng, be, slot, token) {
         return;
@@ -149,6 +152,7 @@ pub fn on_addresses(
 
 /// Replaces a live tunnel whose local address is no longer this host's;
 /// true if it did.
+#[inline(never)]
 fn replace_if_orphaned(eng: &mut Cx, be: &mut State, slot: usize, token: Token) -> bool {
     let Some(Conn::Tunnel(t)) = eng.conns.get_mut(token) else {
         return false;
@@ -324,6 +328,7 @@ fn reload_frontends(eng: &mut Cx, be: &mut State, wanted: &[(String, u16)]) {
 }
 
 /// Brings a live tunnel's kites in line with the configuration.
+#[inline(never)]
 fn update_tunnel_kites(
     eng: &mut Cx,
     be: &mut State,

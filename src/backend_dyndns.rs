@@ -184,6 +184,7 @@ fn check(eng: &mut Cx, be: &mut State) {
 
 /// Each kite domain's frontend addresses now, preferred frontends (the
 /// configured order) first, each address once.
+#[inline(never)]
 fn wanted(eng: &mut Cx, be: &mut State) -> BTreeMap<String, Vec<IpAddr>> {
     let mut out: BTreeMap<String, Vec<IpAddr>> = BTreeMap::new();
     let tunnels: Vec<(usize, Token)> = be
@@ -224,6 +225,7 @@ fn wanted(eng: &mut Cx, be: &mut State) -> BTreeMap<String, Vec<IpAddr>> {
 
 /// The address of the frontend in `slot`, whose tunnel's socket is
 /// connected to `peer`.
+#[inline(never)]
 fn frontend_addr(eng: &mut Cx, be: &mut State, slot: usize, peer: SocketAddr) -> Option<IpAddr> {
     let host = be.slots.get(slot)?.host.clone();
     if let Ok(ip) = host.parse::<IpAddr>() {
@@ -263,6 +265,7 @@ fn frontend_addr(eng: &mut Cx, be: &mut State, slot: usize, peer: SocketAddr) ->
 }
 
 /// Sends the update for `domain` flying on `ips`.
+#[inline(never)]
 fn start(eng: &mut Cx, be: &mut State, domain: &str, ips: &[IpAddr]) {
     let secret = be
         .settings
@@ -299,6 +302,7 @@ fn start(eng: &mut Cx, be: &mut State, domain: &str, ips: &[IpAddr]) {
     }
 }
 
+#[inline(never)]
 fn connect(eng: &mut Cx, be: &mut State, addr: SocketAddr, request: Box<Request>) {
     let chain = &be.settings.proxies;
     let handshake = match chain.is_empty() {

@@ -83,6 +83,7 @@ impl fmt::Display for ClientError {
 }
 
 /// Runs the client; the error is for the user (exit code 2).
+#[inline(never)]
 pub fn run(config: &ClientSettings) -> Result<(), ClientError> {
     let (host, port) = (&config.relay.0, config.relay.1);
     let (dial_host, dial_port) = match config.proxies.first() {
@@ -156,6 +157,7 @@ pub fn run(config: &ClientSettings) -> Result<(), ClientError> {
 
 /// Runs the proxy chain's handshake on the (still blocking) socket; returns
 /// the relay's bytes that came with the last reply.
+#[inline(never)]
 fn through_proxies(
     sock: &mut StdTcpStream,
     config: &ClientSettings,

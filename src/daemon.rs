@@ -82,6 +82,7 @@ pub struct RunAs {
 
 /// Resolves `USER[:GROUP]` (names or numbers) against the password and
 /// group databases. The group defaults to the user's primary group.
+#[inline(never)]
 pub fn parse_runas(spec: &str) -> Result<RunAs, DaemonError> {
     let (user, group) = match spec.split_once(':') {
         Some((u, g)) => (u, Some(g)),
@@ -102,6 +103,7 @@ pub fn parse_runas(spec: &str) -> Result<RunAs, DaemonError> {
     })
 }
 
+#[inline(never)]
 fn lookup_user(name: &str) -> Result<(libc::uid_t, libc::gid_t), DaemonError> {
     let cname = CString::new(name).map_err(|_| DaemonError::NoUser(name.to_string()))?;
     // SAFETY: an all-zero `passwd` (null pointers, zero ids) is a valid
@@ -130,6 +132,7 @@ fn lookup_user(name: &str) -> Result<(libc::uid_t, libc::gid_t), DaemonError> {
     }
 }
 
+#[inline(never)]
 fn lookup_group(name: &str) -> Result<libc::gid_t, DaemonError> {
     if let Ok(gid) = name.parse::<libc::gid_t>() {
         return Ok(gid);
@@ -159,6 +162,7 @@ fn lookup_group(name: &str) -> Result<libc::gid_t, DaemonError> {
 /// Gives up root for good: supplementary groups, then the group, then the
 /// user (in that order, since each step needs the privilege the next
 /// removes), and checks that root cannot be regained.
+#[inline(never)]
 pub fn drop_privileges(to: &RunAs) -> Result<(), DaemonError> {
     // SAFETY: plain syscalls on integer arguments; a one-element group list.
     unsafe {
@@ -191,6 +195,7 @@ pub fn drop_privileges(to: &RunAs) -> Result<(), DaemonError> {
 /// `--daemonize`: forks; the parent exits at once with success, the child
 /// becomes a session leader with stdin/stdout/stderr on /dev/null. Call it
 /// before any thread exists.
+#[inline(never)]
 pub fn daemonize() -> Result<(), DaemonError> {
     // SAFETY: fork in a single-threaded process; the parent leaves with
     // _exit so no destructor or atexit handler runs twice.
@@ -224,6 +229,7 @@ const NOFILE_CEILING: libc::rlim_t = 1 << 20;
 /// of 1024 descriptors runs out at a few hundred visitors, since each
 /// relayed connection holds one on a backend and one or two on a frontend.
 /// Returns the limit now in force, and the one before if it changed.
+#[inline(never)]
 pub fn raise_nofile_limit() -> Result<(libc::rlim_t, Option<libc::rlim_t>), DaemonError> {
     // SAFETY: an all-zero rlimit is a valid value for getrlimit to fill.
     let mut lim: libc::rlimit = unsafe { std::mem::zeroed() };
@@ -261,6 +267,7 @@ pub struct PidFile {
 }
 
 impl PidFile {
+    #[inline(never)]
     pub fn create(path: &str) -> Result<PidFile, DaemonError> {
         let pid = std::process::id();
         let tmp = format!("{path}.tmp{pid}");

@@ -137,6 +137,7 @@ impl State {
         &self.settings
     }
 
+    #[inline(never)]
     pub fn new(
         config: FrontendSettings,
         registry: &Registry,
@@ -375,6 +376,7 @@ fn no_ipv6(e: &std::io::Error) -> bool {
 }
 
 /// Registers the bound listeners with the reactor.
+#[inline(never)]
 pub fn start(eng: &mut Cx, fe: &mut State) -> Result<(), Box<Fatal>> {
     let bound = std::mem::take(&mut fe.bound);
     fe.listeners = watch(eng, bound)?;

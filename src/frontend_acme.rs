@@ -335,6 +335,7 @@ fn due(cert: &Cert, unix: i64, now: Instant) -> Option<Instant> {
 
 /// Starts the order of the most overdue name that flies, or arms the timer
 /// for the next one due.
+#[inline(never)]
 fn begin_next(eng: &mut Cx, fe: &mut State) {
     let now = eng.now;
     let unix = i64::try_from(unix_now()).unwrap_or(i64::MAX);
@@ -421,6 +422,7 @@ fn step(eng: &mut Cx, fe: &mut State) {
     }
 }
 
+#[inline(never)]
 fn send(eng: &mut Cx, fe: &mut State, req: Request) {
     let host = req.url.host.clone();
     match host.parse::<std::net::IpAddr>() {
@@ -468,6 +470,7 @@ pub(super) fn on_resolved(
     }
 }
 
+#[inline(never)]
 fn connect(eng: &mut Cx, fe: &mut State, addr: std::net::SocketAddr, req: Request) {
     let Some(acme) = fe.acme.as_mut() else {
         return;
@@ -559,6 +562,7 @@ pub fn alpn_endpoint(fe: &State, name: &str) -> Option<Endpoint> {
     flight.alpn.as_ref().filter(|e| e.name == name).cloned()
 }
 
+#[inline(never)]
 fn issued(eng: &mut Cx, fe: &mut State, chain: &str) {
     let Some(acme) = fe.acme.as_mut() else {
         return;
@@ -611,6 +615,7 @@ fn issued(eng: &mut Cx, fe: &mut State, chain: &str) {
     begin_next(eng, fe);
 }
 
+#[inline(never)]
 fn failed(eng: &mut Cx, fe: &mut State, why: &str) {
     let now = eng.now;
     let Some(acme) = fe.acme.as_mut() else {

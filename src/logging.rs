@@ -39,6 +39,7 @@ impl fmt::Display for LogError {
     }
 }
 
+#[inline(never)]
 pub fn init(config: &ProcessSettings) -> Result<(), LogError> {
     let mut builder = Builder::new();
     let level = match config.log_level {
@@ -78,6 +79,7 @@ pub fn init(config: &ProcessSettings) -> Result<(), LogError> {
 /// The `--logfile` and its path, shared by the logger and [`reopen`].
 static LOG_FILE: Mutex<Option<(String, File)>> = Mutex::new(None);
 
+#[inline(never)]
 fn open(path: &str) -> std::io::Result<File> {
     OpenOptions::new().create(true).append(true).open(path)
 }

@@ -68,6 +68,7 @@ fn main() -> ExitCode {
 /// Binds, then does the daemon duties in the order they need (fork before
 /// any thread, the pid file before giving up root, root given up before
 /// the first byte from the network), then runs the reactor.
+#[inline(never)]
 fn serve(config: config::Config) -> Result<(), ServeError> {
     let runas = match &config.common.process.runas {
         Some(spec) => Some(daemon::parse_runas(spec).map_err(ServeError::RunAs)?),

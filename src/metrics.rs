@@ -41,6 +41,7 @@ const REQUESTS_PER_DRIVE: usize = 4;
 
 /// Binds `--metrics` (before privileges are dropped, as the ports are) and
 /// turns on the per-kite byte counts.
+#[inline(never)]
 pub fn listen(eng: &mut Cx) -> Result<(), Box<Fatal>> {
     let Some(addr) = eng.config.process.metrics else {
         return Ok(());
@@ -219,6 +220,7 @@ pub fn drive(
 
 /// Reads what the client sent, up to the head limit; None when the
 /// connection failed.
+#[inline(never)]
 fn fill(c: &mut MetricsConn) -> Option<()> {
     let mut chunk = [0u8; 1024];
     for _ in 0..8 {
@@ -239,6 +241,7 @@ fn fill(c: &mut MetricsConn) -> Option<()> {
 
 /// `/healthz`: answered at all means the reactor turns; a backend is
 /// healthy only while one of its tunnels is live.
+#[inline(never)]
 fn health(eng: &mut Cx, role: RoleRef<'_>) -> (u16, &'static str) {
     if eng.stopping {
         return (503, "stopping");
@@ -273,6 +276,7 @@ struct Table {
     live_streams: Vec<(String, (u64, u64))>,
 }
 
+#[inline(never)]
 fn read_table(eng: &mut Cx) -> Table {
     let mut t = Table::default();
     for token in eng.conns.tokens() {
@@ -317,6 +321,7 @@ fn read_table(eng: &mut Cx) -> Table {
 }
 
 /// The exposition: every family, from the table, the role and the counters.
+#[inline(never)]
 fn render(eng: &mut Cx, role: RoleRef<'_>) -> String {
     let table = read_table(eng);
     // Kites that may carry labels: a backend's configured ones, and every

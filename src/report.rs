@@ -41,10 +41,12 @@ pub fn write(eng: &mut Cx, role: &mut Role, running: bool) {
 }
 
 /// Kite keys as the status file shows them: `proto:domain`.
+#[inline(never)]
 fn shown(keys: &[crate::proto::kite::KiteKey]) -> Vec<String> {
     keys.iter().map(ToString::to_string).collect()
 }
 
+#[inline(never)]
 fn json_list(items: &[String]) -> String {
     format!(
         "[{}]",
@@ -65,6 +67,7 @@ fn phase_name(phase: Phase) -> &'static str {
 }
 
 /// The status document, and how many streams it counted.
+#[inline(never)]
 fn render(eng: &mut Cx, role: &mut Role, running: bool) -> (String, usize) {
     let c = &eng.counters;
     let (started, started_unix, mut total_in, mut total_out) =

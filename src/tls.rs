@@ -180,6 +180,7 @@ impl Endpoint {
     /// TLS-ALPN-01's answer for `name` (RFC 8737): the self-signed
     /// certificate (DER) with its key (PKCS#8), offered only for the ALPN
     /// protocol `acme-tls/1`.
+    #[inline(never)]
     pub fn acme_alpn(
         name: &str,
         cert_der: Vec<u8>,
@@ -222,6 +223,7 @@ pub fn leaf_der(chain_pem: &[u8]) -> Option<Vec<u8>> {
         .map(|c| c.as_ref().to_vec())
 }
 
+#[inline(never)]
 fn load_pem_identity(
     path: &Path,
 ) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>), TlsConfigError> {
@@ -286,6 +288,7 @@ pub fn client_config(verify: &Verify) -> Result<ClientSetup, TlsConfigError> {
     Ok(ClientSetup(Arc::new(config)))
 }
 
+#[inline(never)]
 fn load_roots(ca_file: Option<&str>) -> Result<RootCertStore, TlsConfigError> {
     let path = match ca_file {
         Some(p) => p.to_string(),

@@ -33,6 +33,7 @@ impl Expanded {
     /// Puts the file and line of the argument an error is about in front of
     /// it: the one whose value the message quotes, else the last one of the
     /// flag (the one that wins).
+    #[inline(never)]
     pub fn locate(&self, mut err: ConfigError) -> ConfigError {
         if err.flag.is_empty() || err.origin.is_some() {
             return err;
@@ -103,6 +104,7 @@ fn file_flag(arg: &str) -> Option<(FileFlag, Option<String>)> {
 }
 
 /// Splices option files into the command line.
+#[inline(never)]
 pub(super) fn expand(args: &[String]) -> Result<Expanded, ConfigError> {
     let mut out = Expanded::default();
     let mut i = 0;
@@ -190,6 +192,7 @@ fn read_file(out: &mut Expanded, path: &str, depth: usize) -> Result<(), ConfigE
 
 /// Splices the lines of option file `path`, whose contents are `text`, into
 /// `out`; option files it names are read at `depth + 1`.
+#[inline(never)]
 pub(super) fn splice(
     out: &mut Expanded,
     path: &str,
@@ -246,6 +249,7 @@ pub(super) fn line_to_arg(line: &str) -> Option<String> {
 }
 
 /// Removes whitespace on both sides of each of `marks`.
+#[inline(never)]
 fn squeeze_around(text: &str, marks: &[char]) -> String {
     let mut out = String::with_capacity(text.len());
     let mut after_mark = false;
@@ -294,6 +298,7 @@ impl std::fmt::Display for LineError {
 }
 
 /// Whether one option-file argument names a known flag used the right way.
+#[inline(never)]
 pub(super) fn check(arg: &str) -> Result<(), LineError> {
     if let Some(rest) = arg.strip_prefix("--") {
         let (name, value) = match rest.split_once('=') {

@@ -682,6 +682,7 @@ fn compat_kind(is: impl Fn(&str, &str) -> bool) -> Option<Kind> {
 /// values keep the last one (option files and the command line combine as
 /// in pagekite.py), and switches stay on. pagekite.py's accepted and refused
 /// options are parsed too, for `mod` to ignore or refuse with a reason.
+#[inline(never)]
 pub(super) fn options() -> Options {
     let mut o = visible_options();
     for (short, long, hint, _) in compat::ACCEPTED {

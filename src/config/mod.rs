@@ -4,7 +4,6 @@
 //! arguments into a [`Config`] or a [`ConfigError`] naming the flag and what
 //! is wrong, and resolves local server names once at start-up.
 
-use std::collections::HashMap;
 use std::fmt;
 use std::time::Duration;
 
@@ -135,6 +134,7 @@ fn last(m: &getopts::Matches, flag: &str) -> Option<String> {
 }
 
 /// `--acme` with its directory checked and `--acme_dir` required.
+#[inline(never)]
 fn acme_settings(
     m: &getopts::Matches,
     ports: &[u16],
@@ -197,6 +197,9 @@ fn proxyproto_from(m: &getopts::Matches) -> Result<Vec<crate::proto::acl::Cidr>,
         .collect()
 }
 
+/// Fills the settings structs as it goes (rather than many locals moved
+/// in at the end), so each of its many early returns drops three values,
+/// not every local parsed so far: the function is the biggest cold one.
 fn parse_expanded(argv: &[String], expanded: &files::Expanded) -> Result<Parsed, ConfigError> {
     let m = flags::options()
         .parse(names_in_order(&expanded.args))
@@ -217,30 +220,30 @@ fn parse_expanded(argv: &[String], expanded: &files::Expanded) -> Result<Parsed,
         return parse_client(&m, &relay).map(Parsed::Connect);
     }
     let is_frontend = m.opt_present("isfrontend");
-    let host = match last(&m, "host") {
-        Some(h) => Some(
+    let mut fe = FrontendSettings::default();
+    let mut be = BackendSettings::default();
+    let mut common = Common::default();
+    if let Some(h) = last(&m, "host") {
+        fe.host = Some(
             h.parse()
                 .map_err(|_| bad_fmt("host", format_args!("{h:?} is not an IP address")))?,
-        ),
-        None => None,
-    };
-    let ports = match last(&m, "ports") {
+        );
+    }
+    fe.ports = match last(&m, "ports") {
         Some(list) => parse_ports(&list, "ports")?,
         None => vec![80],
     };
-    let protos = match last(&m, "protos") {
+    fe.protos = match last(&m, "protos") {
         Some(list) => parse_protos(&list)?,
         None => DEFAULT_PROTOS.iter().map(|p| p.to_string()).collect(),
     };
-    let raw_ports = match last(&m, "rawports") {
-        Some(list) => parse_raw_ports(&list)?,
-        None => Vec::new(),
-    };
-    let mut domain_secrets = HashMap::new();
-    for spec in m.opt_strs("domain") {
-        parse_domain(&spec, &protos, &mut domain_secrets)?;
+    if let Some(list) = last(&m, "rawports") {
+        fe.raw_ports = parse_raw_ports(&list)?;
     }
-    let frontends = m
+    for spec in m.opt_strs("domain") {
+        parse_domain(&spec, &fe.protos, &mut fe.domain_secrets)?;
+    }
+    be.frontends = m
         .opt_strs("frontend")
         .iter()
         .map(|f| parse_frontend(f))
@@ -248,8 +251,14 @@ fn parse_expanded(argv: &[String], expanded: &files::Expanded) -> Result<Parsed,
     // `frontends`, `fe_certname`, `errorurl` and `dyndns`, with what
     // `defaults`/`whitelabel` set for them, in pagekite.py's order.
     let front = service::Front::from_matches(&m)?;
-    let frontend_pool = front.pool.clone();
-    let nofrontends = m
+    be.frontend_pool = front.pool;
+    be.fe_certnames = front.certs;
+    be.dyndns = front.dyndns;
+    for arg in m.opt_strs("errorurl") {
+        common.error_urls.add(&arg);
+    }
+    common.error_urls.default = front.error_url;
+    be.nofrontends = m
         .opt_strs("nofrontend")
         .iter()
         .map(|f| parse_frontend(f).map_err(|e| bad("nofrontend", e.0.problem)))
@@ -266,10 +275,11 @@ fn parse_expanded(argv: &[String], expanded: &files::Expanded) -> Result<Parsed,
             at,
         ));
     }
-    let default_secret = last(&m, "kitesecret");
-    let kitename = last(&m, "kitename");
-    let (short_form, shares) = parse_short_form(&m.free, default_secret.as_deref())?;
-    let web = web::settings(
+    be.kitesecret = last(&m, "kitesecret");
+    be.kitename = last(&m, "kitename");
+    let default_secret = be.kitesecret.as_deref();
+    let (short_form, shares) = parse_short_form(&m.free, default_secret)?;
+    be.web = web::settings(
         &m.opt_strs("webpath"),
         last(&m, "webroot").as_deref(),
         last(&m, "webaccess").as_deref(),
@@ -277,20 +287,18 @@ fn parse_expanded(argv: &[String], expanded: &files::Expanded) -> Result<Parsed,
         last(&m, "httppass"),
         shares,
     )?;
-    let mut kites = Vec::new();
-    let mut kites_off = Vec::new();
-    for flag in ["service_on", "backend", "service_off", "define_backend"] {
+    for flag in KITE_FLAGS {
         for spec in m.opt_strs(flag) {
-            let spec = expand_names(&spec, flag, kitename.as_deref(), default_secret.as_deref())?;
-            let parsed = parse_service(&spec, flag, default_secret.as_deref())?;
+            let spec = expand_names(&spec, flag, be.kitename.as_deref(), default_secret)?;
+            let parsed = parse_service(&spec, flag, default_secret)?;
             match flag {
-                "service_off" | "define_backend" => kites_off.extend(parsed),
-                _ => kites.extend(parsed),
+                "service_off" | "define_backend" => be.kites_off.extend(parsed),
+                _ => be.kites.extend(parsed),
             }
         }
     }
-    kites.extend(short_form);
-    let keepalive = match last(&m, "keepalive") {
+    be.kites.extend(short_form);
+    common.keepalive = match last(&m, "keepalive") {
         Some(v) => {
             let secs: u64 = v.parse().ok().filter(|s| *s >= 5).ok_or_else(|| {
                 bad_fmt(
@@ -303,24 +311,24 @@ fn parse_expanded(argv: &[String], expanded: &files::Expanded) -> Result<Parsed,
         None => DEFAULT_INTERVAL,
     };
     if is_frontend {
-        if !kites.is_empty() {
+        if !be.kites.is_empty() {
             return Err(bad(
                 "service_on",
                 "a frontend does not run kites itself; start a separate backend",
             ));
         }
     } else {
-        if frontends.is_empty() && frontend_pool.is_none() {
+        if be.frontends.is_empty() && be.frontend_pool.is_none() {
             return Err(bad(
                 "frontend",
                 "a backend needs at least one --frontend=HOST:PORT or --frontends=N:NAME:PORT (or run a relay with --isfrontend)",
             ));
         }
-        if kites.is_empty() {
-            let off = if kites_off.is_empty() {
+        if be.kites.is_empty() {
+            let off = if be.kites_off.is_empty() {
                 String::new()
             } else {
-                format!(" ({} configured with service_off)", kites_off.len())
+                format!(" ({} configured with service_off)", be.kites_off.len())
             };
             return Err(bad_fmt(
                 "service_on",
@@ -328,7 +336,6 @@ fn parse_expanded(argv: &[String], expanded: &files::Expanded) -> Result<Parsed,
             ));
         }
     }
-    let mut tls_endpoints = Vec::new();
     for spec in m.opt_strs("tls_endpoint") {
         let (name, pem) = spec
             .split_once(':')
@@ -339,10 +346,12 @@ fn parse_expanded(argv: &[String], expanded: &files::Expanded) -> Result<Parsed,
                     format_args!("{spec:?} is not NAME:/path/to/file.pem"),
                 )
             })?;
-        tls_endpoints.push((name.to_ascii_lowercase(), pem.to_string()));
+        fe.tls_endpoints
+            .push((name.to_ascii_lowercase(), pem.to_string()));
     }
     if let Some(name) = last(&m, "tls_default") {
-        if !tls_endpoints
+        if !fe
+            .tls_endpoints
             .iter()
             .any(|(n, _)| n.eq_ignore_ascii_case(&name))
         {
@@ -351,158 +360,99 @@ fn parse_expanded(argv: &[String], expanded: &files::Expanded) -> Result<Parsed,
                 format_args!("{name:?} names no --tls_endpoint"),
             ));
         }
+        fe.tls_default = Some(name.to_ascii_lowercase());
     }
-    let number = |flag: &str, min: u64| -> Result<Option<u64>, ConfigError> {
-        last(&m, flag)
-            .map(|v| {
-                v.trim()
-                    .parse::<u64>()
-                    .ok()
-                    .filter(|n| *n >= min)
-                    .ok_or_else(|| {
-                        bad_fmt(
-                            flag,
-                            format_args!("{v:?} is not a whole number of at least {min}"),
-                        )
-                    })
-            })
-            .transpose()
-    };
+    let number = |flag: &str, min: u64| whole_number(&m, flag, min);
     let buffer_budget = number("buffers", 64)?
         .map(|kib| kib.saturating_mul(1024))
         .unwrap_or(if is_frontend { 128 << 20 } else { 8 << 20 });
-    let buffer_budget = usize::try_from(buffer_budget).unwrap_or(usize::MAX);
+    common.buffer_budget = usize::try_from(buffer_budget).unwrap_or(usize::MAX);
     let max_conns = number("max_conns", 1)?.unwrap_or(if is_frontend { 16384 } else { 4096 });
-    let max_conns = usize::try_from(max_conns).unwrap_or(usize::MAX);
-    let max_pipes = number("max_pipes", 0)?.map_or(DEFAULT_MAX_PIPES, |n| {
+    common.max_conns = usize::try_from(max_conns).unwrap_or(usize::MAX);
+    common.max_pipes = number("max_pipes", 0)?.map_or(DEFAULT_MAX_PIPES, |n| {
         usize::try_from(n).unwrap_or(usize::MAX)
     });
-    let stop_grace = Duration::from_secs(number("stop_grace", 0)?.unwrap_or(5));
-    let stream_idle = match number("stream_idle", 0)?.unwrap_or(DEFAULT_STREAM_IDLE) {
+    common.stop_grace = Duration::from_secs(number("stop_grace", 0)?.unwrap_or(5));
+    common.stream_idle = match number("stream_idle", 0)?.unwrap_or(DEFAULT_STREAM_IDLE) {
         0 => None,
         secs => Some(Duration::from_secs(secs)),
     };
-    let log_level = match (m.opt_present("quiet"), m.opt_count("verbose")) {
+    common.process.log_level = match (m.opt_present("quiet"), m.opt_count("verbose")) {
         (true, _) => LogLevel::Quiet,
         (false, 0) => LogLevel::Normal,
         (false, 1) => LogLevel::Verbose,
         _ => LogLevel::Trace,
     };
-    for (flag, rules) in [("client_acl", "client_acl"), ("tunnel_acl", "tunnel_acl")] {
-        Acl::parse(&m.opt_strs(rules)).map_err(|e| bad(flag, e.to_string()))?;
+    fe.client_acl = m.opt_strs("client_acl");
+    fe.tunnel_acl = m.opt_strs("tunnel_acl");
+    for (flag, rules) in [
+        ("client_acl", &fe.client_acl),
+        ("tunnel_acl", &fe.tunnel_acl),
+    ] {
+        Acl::parse(rules).map_err(|e| bad(flag, e.to_string()))?;
     }
-    let mut auth_domains = crate::proto::authdns::AuthDomains::default();
     for arg in m.opt_strs("authdomain") {
-        auth_domains
+        fe.auth_domains
             .apply(&arg)
             .map_err(|e| bad("authdomain", e.to_string()))?;
     }
-    let auth_users = match last(&m, "authfile") {
-        None => Vec::new(),
-        Some(path) => {
-            let text = std::fs::read_to_string(&path)
-                .map_err(|e| bad_fmt("authfile", format_args!("{path}: {e}")))?;
-            crate::proto::authfile::parse(&text).map_err(|e| {
-                bad_fmt("authfile", format_args!("{path}:{}: {}", e.line, e.problem))
-            })?
-        }
-    };
-    if let Some(d) = &front.dyndns {
+    if let Some(path) = last(&m, "authfile") {
+        let text = std::fs::read_to_string(&path)
+            .map_err(|e| bad_fmt("authfile", format_args!("{path}: {e}")))?;
+        fe.auth_users = crate::proto::authfile::parse(&text)
+            .map_err(|e| bad_fmt("authfile", format_args!("{path}:{}: {}", e.line, e.problem)))?;
+    }
+    if let Some(d) = &be.dyndns {
         crate::proto::dyndns::Provider::from_template(&d.url, &d.user, &d.pass)
             .map_err(|e| bad("dyndns", e.to_string()))?;
     }
     // Both roles' flags are parsed and checked whatever the role, as
     // pagekite.py does (`--ports` on a backend is read, then unused), and
     // `--settings` shows them all; the role runs with its own only.
-    let acme = acme_settings(&m, &ports)?;
-    let frontend = FrontendSettings {
-        host,
-        ports,
-        protos,
-        raw_ports,
-        domain_secrets,
-        tls_endpoints,
-        tls_default: last(&m, "tls_default").map(|n| n.to_ascii_lowercase()),
-        client_acl: m.opt_strs("client_acl"),
-        tunnel_acl: m.opt_strs("tunnel_acl"),
-        max_conns_per_ip: usize::try_from(number("max_conns_per_ip", 0)?.unwrap_or(256))
-            .unwrap_or(usize::MAX),
-        proxyproto_from: proxyproto_from(&m)?,
-        proxyproto_ports: match last(&m, "proxyproto_ports") {
-            Some(list) => parse_ports(&list, "proxyproto_ports")?,
-            None => Vec::new(),
-        },
-        acme,
-        auth_domains,
-        authfail_closed: m.opt_present("authfail_closed"),
-        auth_users,
-        ops: operators::parse(&m)?,
-    };
-    let backend = BackendSettings {
-        frontends,
-        frontend_pool,
-        nofrontends,
-        kites,
-        kites_off,
-        fe_certnames: front.certs,
-        ca_certs: last(&m, "ca_certs"),
-        fe_nocertcheck: m.opt_present("fe_nocertcheck"),
-        // pagekite.py's `service_cfg` is `be_config` by another name.
-        be_config: [m.opt_strs("be_config"), m.opt_strs("service_cfg")].concat(),
-        insecure: m.opt_present("insecure"),
-        kitename,
-        kitesecret: default_secret,
-        dyndns: front.dyndns,
-        web,
-        proxies: proxies::chain(&m)?,
-    };
-    let common = Common {
-        keepalive,
-        error_urls: {
-            let mut urls = crate::proto::pages::ErrorUrls::default();
-            for arg in m.opt_strs("errorurl") {
-                urls.add(&arg);
-            }
-            urls.default = front.error_url;
-            urls
-        },
-        buffer_budget,
-        max_pipes,
-        max_conns,
-        stop_grace,
-        stream_idle,
-        ignored: IGNORED_SWITCHES
-            .iter()
-            .map(|f| (f, "means nothing to rkite"))
-            .chain(
-                compat::ACCEPTED
-                    .iter()
-                    .map(|a| (if a.1.is_empty() { a.0 } else { a.1 }, a.3)),
-            )
-            .filter(|(f, _)| m.opt_present(f))
-            .map(|(f, why)| format!("--{f} ({why})"))
-            .collect(),
-        argv: argv.to_vec(),
-        files: expanded.files.clone(),
-        process: ProcessSettings {
-            log_level,
-            debug_io: m.opt_present("debugio"),
-            logfile: last(&m, "logfile").filter(|f| f != "stdio"),
-            daemonize: m.opt_present("daemonize"),
-            pidfile: last(&m, "pidfile"),
-            runas: last(&m, "runas"),
-            status_file: last(&m, "status_file"),
-            metrics: last(&m, "metrics").map(|a| parse_metrics(&a)).transpose()?,
-        },
-    };
-    for spec in &backend.be_config {
+    fe.acme = acme_settings(&m, &fe.ports)?;
+    fe.max_conns_per_ip =
+        usize::try_from(number("max_conns_per_ip", 0)?.unwrap_or(256)).unwrap_or(usize::MAX);
+    fe.proxyproto_from = proxyproto_from(&m)?;
+    if let Some(list) = last(&m, "proxyproto_ports") {
+        fe.proxyproto_ports = parse_ports(&list, "proxyproto_ports")?;
+    }
+    fe.authfail_closed = m.opt_present("authfail_closed");
+    fe.ops = operators::parse(&m)?;
+    be.ca_certs = last(&m, "ca_certs");
+    be.fe_nocertcheck = m.opt_present("fe_nocertcheck");
+    // pagekite.py's `service_cfg` is `be_config` by another name.
+    be.be_config = [m.opt_strs("be_config"), m.opt_strs("service_cfg")].concat();
+    be.insecure = m.opt_present("insecure");
+    be.proxies = proxies::chain(&m)?;
+    common.ignored = IGNORED_SWITCHES
+        .iter()
+        .map(|f| (f, "means nothing to rkite"))
+        .chain(
+            compat::ACCEPTED
+                .iter()
+                .map(|a| (if a.1.is_empty() { a.0 } else { a.1 }, a.3)),
+        )
+        .filter(|(f, _)| m.opt_present(f))
+        .map(|(f, why)| format!("--{f} ({why})"))
+        .collect();
+    common.argv = argv.to_vec();
+    common.files = expanded.files.clone();
+    let process = &mut common.process;
+    process.debug_io = m.opt_present("debugio");
+    process.logfile = last(&m, "logfile").filter(|f| f != "stdio");
+    process.daemonize = m.opt_present("daemonize");
+    process.pidfile = last(&m, "pidfile");
+    process.runas = last(&m, "runas");
+    process.status_file = last(&m, "status_file");
+    process.metrics = last(&m, "metrics").map(|a| parse_metrics(&a)).transpose()?;
+    for spec in &be.be_config {
         let (_, _, key, value) =
             options::parse_be_config(spec).map_err(|e| bad("be_config", e.to_string()))?;
         KiteOptions::default()
             .apply(key, value)
             .map_err(|e| bad("be_config", e.to_string()))?;
     }
-    for opt in backend.kites.iter().flat_map(|k| &k.options) {
+    for opt in be.kites.iter().flat_map(|k| &k.options) {
         KiteOptions::default()
             .apply_short(opt)
             .map_err(|e| bad_fmt("", format_args!("{opt}: {e}")))?;
@@ -514,16 +464,35 @@ fn parse_expanded(argv: &[String], expanded: &files::Expanded) -> Result<Parsed,
         return Ok(Parsed::Settings(settings::render(
             &m,
             &common,
-            &backend,
+            &be,
             is_frontend,
         )));
     }
     let role = if is_frontend {
-        RoleConfig::Frontend(frontend)
+        RoleConfig::Frontend(fe)
     } else {
-        RoleConfig::Backend(backend)
+        RoleConfig::Backend(be)
     };
     Ok(Parsed::Run(Box::new(Config { common, role })))
+}
+
+/// A whole-number flag of at least `min`, if given.
+#[inline(never)]
+fn whole_number(m: &getopts::Matches, flag: &str, min: u64) -> Result<Option<u64>, ConfigError> {
+    last(m, flag)
+        .map(|v| {
+            v.trim()
+                .parse::<u64>()
+                .ok()
+                .filter(|n| *n >= min)
+                .ok_or_else(|| {
+                    bad_fmt(
+                        flag,
+                        format_args!("{v:?} is not a whole number of at least {min}"),
+                    )
+                })
+        })
+        .transpose()
 }
 
 /// `--metrics=ADDR:PORT` (`[V6]:PORT` for IPv6): a numeric address, as
@@ -571,6 +540,7 @@ const KITE_FLAGS: [&str; 4] = ["service_on", "backend", "service_off", "define_b
 /// `--name value`). A marker used before any value is set is left for
 /// [`expand_names`], which takes the last value given anywhere (pagekite.py
 /// would write an empty name there: a spec no one could mean).
+#[inline(never)]
 fn names_in_order(args: &[String]) -> Vec<String> {
     let mut out = args.to_vec();
     let (mut kitename, mut kitesecret): (Option<String>, Option<String>) = (None, None);
@@ -660,6 +630,7 @@ fn expand_names(
 }
 
 /// `--connect=RELAY:PORT TARGET:PORT` with its TLS flags.
+#[inline(never)]
 fn parse_client(m: &getopts::Matches, relay: &str) -> Result<ClientSettings, ConfigError> {
     let relay = parse_frontend(relay).map_err(|e| bad("connect", e.0.problem))?;
     let target = match m.free.as_slice() {
@@ -695,184 +666,5 @@ fn parse_client(m: &getopts::Matches, relay: &str) -> Result<ClientSettings, Con
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn args(list: &[&str]) -> Vec<String> {
-        list.iter().map(|s| s.to_string()).collect()
-    }
-
-    fn run(list: &[&str]) -> Result<Config, ConfigError> {
-        match parse(&args(list))? {
-            Parsed::Run(c) => Ok(*c),
-            other => panic!("{other:?}"),
-        }
-    }
-
-    #[test]
-    fn the_issue_frontend_command() {
-        let c = run(&[
-            "--isfrontend",
-            "--host=127.0.0.1",
-            "--ports=9080,9082",
-            "--protos=http,https,raw,websocket",
-            "--domain=http,websocket:*.example.test:s3cret",
-            "--domain=http:other.test:pw2",
-            "--clean",
-            "--nullui",
-        ])
-        .unwrap();
-        assert!(c.is_frontend());
-        assert_eq!(c.frontend().unwrap().ports, [9080, 9082]);
-        assert_eq!(
-            c.frontend().unwrap().protos,
-            ["http", "https", "raw", "websocket"]
-        );
-        assert_eq!(
-            c.frontend()
-                .unwrap()
-                .domain_secrets
-                .get("http:*.example.test")
-                .map(String::as_str),
-            Some("s3cret")
-        );
-        assert_eq!(
-            c.frontend()
-                .unwrap()
-                .domain_secrets
-                .get("websocket:*.example.test")
-                .map(String::as_str),
-            Some("s3cret")
-        );
-        assert_eq!(
-            c.frontend()
-                .unwrap()
-                .domain_secrets
-                .get("http:other.test")
-                .map(String::as_str),
-            Some("pw2")
-        );
-        assert_eq!(c.frontend().unwrap().domain_secrets.len(), 3);
-    }
-
-    #[test]
-    fn the_issue_backend_command() {
-        let c = run(&[
-            "--frontend=127.0.0.1:9080",
-            "--service_on=http:foo.example.test:127.0.0.1:8000:s3cret",
-            "--service-on",
-            "http/9082:foo.example.test:127.0.0.1:8001:s3cret",
-            "--backend=ssh:home.test:localhost:22:pw",
-        ])
-        .unwrap();
-        assert!(!c.is_frontend());
-        assert_eq!(
-            c.backend().unwrap().frontends,
-            [("127.0.0.1".to_string(), 9080)]
-        );
-        let names: Vec<_> = c
-            .backend()
-            .unwrap()
-            .kites
-            .iter()
-            .map(|k| k.id.name())
-            .collect();
-        assert_eq!(names, ["http", "http-9082", "raw-22"]);
-        assert_eq!(
-            c.backend().unwrap().kites[1].local,
-            "127.0.0.1:8001".parse().unwrap()
-        );
-        assert_eq!(c.backend().unwrap().kites[2].local.port(), 22);
-    }
-
-    #[test]
-    fn star_protos_and_defaults() {
-        let c = run(&["--isfrontend", "--domain=*:x.test:pw"]).unwrap();
-        assert_eq!(c.frontend().unwrap().ports, [80]);
-        assert_eq!(
-            c.frontend().unwrap().domain_secrets.len(),
-            DEFAULT_PROTOS.len()
-        );
-        assert_eq!(c.common.keepalive, DEFAULT_INTERVAL);
-        let c = run(&[
-            "--isfrontend",
-            "--protos=http",
-            "--domain=*:x.test:pw",
-            "--keepalive",
-            "20",
-        ])
-        .unwrap();
-        assert_eq!(c.frontend().unwrap().domain_secrets.len(), 1);
-        assert_eq!(c.common.keepalive, Duration::from_secs(20));
-    }
-
-    #[test]
-    fn errors_name_the_flag() {
-        let err = |list: &[&str]| run(list).unwrap_err();
-        assert_eq!(err(&["--isfrontend", "--ports=80,x"]).flag, "ports");
-        assert_eq!(
-            err(&["--isfrontend", "--domain=http:x.test"]).flag,
-            "domain"
-        );
-        assert_eq!(err(&["--isfrontend", "--host=nope"]).flag, "host");
-        assert_eq!(err(&["--frontend=a"]).flag, "frontend");
-        assert_eq!(err(&["--frontend=a:1"]).flag, "service_on");
-        assert_eq!(
-            err(&["--frontend=a:1", "--service_on=http:x:127.0.0.1:80"]).flag,
-            "service_on"
-        );
-        assert_eq!(
-            err(&["--frontend=a:1", "--backend=bogus!:x:127.0.0.1:80:s"]).flag,
-            "backend"
-        );
-        assert_eq!(
-            err(&["--frontend=a:1", "--service_on=http:x:127.0.0.1:99999:s"]).flag,
-            "service_on"
-        );
-        assert_eq!(err(&["--isfrontend", "--keepalive=1"]).flag, "keepalive");
-        assert_eq!(
-            err(&["--isfrontend", "--metrics=localhost:9"]).flag,
-            "metrics"
-        );
-        let Parsed::Run(c) = parse(&args(&["--isfrontend", "--metrics=[::1]:9100"])).unwrap()
-        else {
-            panic!()
-        };
-        assert_eq!(
-            c.common.process.metrics,
-            Some("[::1]:9100".parse().unwrap())
-        );
-        assert!(err(&["--nosuchflag"]).to_string().contains("nosuchflag"));
-        assert!(err(&["stray"]).to_string().contains("stray"));
-    }
-
-    #[test]
-    fn help_lists_every_flag() {
-        let Parsed::Help(text) = parse(&args(&["--help"])).unwrap() else {
-            panic!()
-        };
-        for flag in [
-            "--isfrontend",
-            "--host",
-            "--ports",
-            "--protos",
-            "--rawports",
-            "--domain",
-            "--frontend",
-            "--service_on",
-            "--backend",
-            "--kitesecret",
-            "--keepalive",
-            "--logfile",
-            "--verbose",
-            "--quiet",
-            "--debugio",
-            "--help",
-            "--version",
-            "--clean",
-            "--nullui",
-        ] {
-            assert!(text.contains(flag), "{flag} missing from --help");
-        }
-    }
-}
+#[path = "parse_tests.rs"]
+mod tests;

@@ -23,6 +23,7 @@ pub struct OperatorSettings {
 // Parsing refuses NaN fractions, so equality is an equivalence.
 impl Eq for OperatorSettings {}
 
+#[inline(never)]
 pub(super) fn parse(m: &getopts::Matches) -> Result<OperatorSettings, ConfigError> {
     let ratelimit_ips = RateLimits::parse(&m.opt_strs("ratelimit_ips"))
         .map_err(|e| bad("ratelimit_ips", e.to_string()))?;

@@ -52,7 +52,7 @@ impl Config {
 }
 
 /// Settings both roles read.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Common {
     /// Seconds of tunnel silence before a PING.
     pub keepalive: Duration,
@@ -111,7 +111,7 @@ pub enum LogLevel {
 }
 
 /// What only a frontend (`--isfrontend`) reads.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct FrontendSettings {
     /// `--host`: the address to listen on (restart only).
     pub host: Option<IpAddr>,
@@ -160,7 +160,7 @@ pub struct AcmeSettings {
 }
 
 /// What only a backend reads.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct BackendSettings {
     /// `--frontend=HOST:PORT`s.
     pub frontends: Vec<(String, u16)>,

@@ -200,6 +200,7 @@ impl Service {
     /// pagekite.py's `check=True`: whether these are exactly the values of
     /// one of the services (certificate names in any order). The white-label
     /// domain is the one the pool's name is made from.
+    #[inline(never)]
     pub fn matching(front: &Front) -> Option<Service> {
         let pool = front.pool.as_ref()?;
         let mut candidates = vec![Service::PageKiteNet];
@@ -255,6 +256,7 @@ impl Front {
     /// Applies the options that touch these settings in the order given:
     /// a later `frontends`, `errorurl` or `dyndns` wins over an earlier
     /// `defaults`, and `defaults` wins over earlier ones, as in pagekite.py.
+    #[inline(never)]
     pub(super) fn from_matches(m: &getopts::Matches) -> Result<Front, ConfigError> {
         let mut events: Vec<(usize, &str, String)> = Vec::new();
         for pos in m.opt_positions("defaults") {

@@ -120,12 +120,20 @@ impl Out {
         self.section.push(text.to_string());
     }
 
+    /// `comment` of a formatted line, without a `String` at each caller.
+    #[inline(never)]
+    fn comment_fmt(&mut self, text: std::fmt::Arguments<'_>) {
+        self.section.push(std::fmt::format(text));
+    }
+
     /// Ends a section: its title and lines, if it has any.
     fn close(&mut self, title: &str) {
         if self.section.is_empty() {
             return;
         }
-        self.text.push_str(&format!("\n##[ {title} ]##\n"));
+        self.text.push_str("\n##[ ");
+        self.text.push_str(title);
+        self.text.push_str(" ]##\n");
         for line in self.section.drain(..) {
             self.text.push_str(&line);
             self.text.push('\n');
@@ -135,6 +143,7 @@ impl Out {
 
 /// The file for `common` and `be` (a frontend's flags are written as
 /// given; a frontend's run drops `be`, but its flags are shown too).
+#[inline(never)]
 pub(super) fn render(
     m: &getopts::Matches,
     common: &Common,
@@ -142,20 +151,23 @@ pub(super) fn render(
     is_frontend: bool,
 ) -> String {
     let mut out = Out::default();
-    out.text.push_str(&format!(
-        "###[ Current settings for rkite {}, in pagekite.py's format ]#########\n\
+    out.text.push_str(concat!(
+        "###[ Current settings for rkite ",
+        env!("CARGO_PKG_VERSION"),
+        ", in pagekite.py's format ]#########\n\
          #\n\
          ## pagekite.py reads this file too (not the rkite-only section at the end,\n\
          ## if there is one). Secrets are written in clear, as pagekite.py writes\n\
          ## them: keep this file as private as the configuration it came from.\n",
-        env!("CARGO_PKG_VERSION")
     ));
     if common.files.is_empty() {
         out.text.push_str("## From the command line only.\n");
     } else {
         out.text.push_str("## From the command line and:\n");
         for f in &common.files {
-            out.text.push_str(&format!("##   {f}\n"));
+            out.text.push_str("##   ");
+            out.text.push_str(f);
+            out.text.push('\n');
         }
     }
     out.text.push_str("#\n");
@@ -187,44 +199,47 @@ pub(super) fn render(
     out.close("Allow risky known-to-be-risky incoming HTTP requests?");
 
     out.switch("isfrontend", is_frontend);
-    for name in [
-        "host",
-        "ports",
-        "protos",
-        "portalias",
-        "rawports",
-        "motd",
-        "domain",
-        "authdomain",
-        "authfail_closed",
-    ] {
-        as_given(&mut out, m, name);
-    }
+    all_given(
+        &mut out,
+        m,
+        words![
+            "host",
+            "ports",
+            "protos",
+            "portalias",
+            "rawports",
+            "motd",
+            "domain",
+            "authdomain",
+            "authfail_closed",
+        ],
+    );
     out.close("Front-end Options");
-    for name in ["overload", "overload_file", "overload_mem", "overload_cpu"] {
-        as_given(&mut out, m, name);
-    }
+    all_given(
+        &mut out,
+        m,
+        words!["overload", "overload_file", "overload_mem", "overload_cpu"],
+    );
     out.close("Overload settings");
-    for name in ["tls_endpoint", "tls_default"] {
-        as_given(&mut out, m, name);
-    }
+    all_given(&mut out, m, words!["tls_endpoint", "tls_default"]);
     out.close("Domains we terminate SSL/TLS for natively, with key/cert-files");
-    for name in [
-        "accept_acl_file",
-        "ratelimit_ips",
-        "client_acl",
-        "tunnel_acl",
-    ] {
-        as_given(&mut out, m, name);
-    }
+    all_given(
+        &mut out,
+        m,
+        words![
+            "accept_acl_file",
+            "ratelimit_ips",
+            "client_acl",
+            "tunnel_acl",
+        ],
+    );
     out.close("Front-end access controls (default=deny, if configured)");
 
     as_given(&mut out, m, "logfile");
     out.switch("debugio", common.process.debug_io);
     out.close("Miscellaneous settings");
     out.switch("daemonize", common.process.daemonize);
-    as_given(&mut out, m, "runas");
-    as_given(&mut out, m, "pidfile");
+    all_given(&mut out, m, words!["runas", "pidfile"]);
     out.close("Systems administration settings");
 
     rkite_only(&mut out, m);
@@ -239,6 +254,7 @@ pub(super) fn render(
 
 /// The front-end choice: `defaults`/`whitelabel` when the values are
 /// exactly a service's (pagekite.py's check), else each value.
+#[inline(never)]
 fn front_ends(out: &mut Out, m: &getopts::Matches, common: &Common, c: &BackendSettings) {
     let front = super::service::Front {
         pool: c.frontend_pool.clone(),
@@ -250,15 +266,15 @@ fn front_ends(out: &mut Out, m: &getopts::Matches, common: &Common, c: &BackendS
         let d = service.defaults();
         out.comment(&service.line());
         out.comment("# which pagekite.py 1.5.2 and rkite both expand to:");
-        out.comment(&format!(
+        out.comment_fmt(format_args!(
             "#   frontends = {}:{}:{}",
             d.pool.count, d.pool.name, d.pool.port
         ));
         for cert in &d.certs {
-            out.comment(&format!("#   fe_certname = {cert}"));
+            out.comment_fmt(format_args!("#   fe_certname = {cert}"));
         }
-        out.comment(&format!("#   errorurl = {}", d.error_url));
-        out.comment(&format!(
+        out.comment_fmt(format_args!("#   errorurl = {}", d.error_url));
+        out.comment_fmt(format_args!(
             "#   dyndns = {}  (rkite sends no dynamic DNS updates yet)",
             d.dyndns.to_arg()
         ));
@@ -290,8 +306,7 @@ fn front_ends(out: &mut Out, m: &getopts::Matches, common: &Common, c: &BackendS
         }
         out.close("Custom front-end and dynamic DNS settings");
     }
-    as_given(out, m, "ca_certs");
-    as_given(out, m, "keepalive");
+    all_given(out, m, words!["ca_certs", "keepalive"]);
     for (domain, url) in &common.error_urls.by_domain {
         out.opt("errorurl", &format!("{domain}:{url}"));
     }
@@ -301,6 +316,7 @@ fn front_ends(out: &mut Out, m: &getopts::Matches, common: &Common, c: &BackendS
 /// pagekite.py's "Built-in HTTPD settings": `httppass` and every
 /// `webpath` (the quick share's included, as pagekite.py keeps them);
 /// `--webroot` and friends as given.
+#[inline(never)]
 fn built_in_httpd(out: &mut Out, m: &getopts::Matches, c: &BackendSettings) {
     if let Some(pw) = &c.web.password {
         out.opt("httppass", pw);
@@ -310,9 +326,7 @@ fn built_in_httpd(out: &mut Out, m: &getopts::Matches, c: &BackendSettings) {
     for w in c.web.paths.iter().take(listed) {
         out.opt("webpath", &w.to_arg());
     }
-    for name in ["webroot", "webaccess", "webindexes"] {
-        as_given(out, m, name);
-    }
+    all_given(out, m, words!["webroot", "webaccess", "webindexes"]);
     out.close("Built-in HTTPD settings");
 }
 
@@ -336,6 +350,7 @@ fn manual_front_ends(out: &mut Out, c: &BackendSettings) {
 /// apply, then their options as `service_cfg` lines: the `+options` of
 /// short-form kites first (pagekite.py turns them into the same), then every
 /// `be_config`/`service_cfg`, in the order they apply.
+#[inline(never)]
 fn kites(out: &mut Out, c: &BackendSettings, is_frontend: bool) {
     for kite in &c.kites {
         kite_line(out, c, kite, "service_on ");
@@ -452,7 +467,17 @@ fn as_given(out: &mut Out, m: &getopts::Matches, name: &str) {
     }
 }
 
+/// `as_given` for each of `names`, in order: one string rather than an
+/// array of `&str` built on the stack at each of its callers.
+#[inline(never)]
+fn all_given(out: &mut Out, m: &getopts::Matches, names: Words) {
+    for name in names {
+        as_given(out, m, name);
+    }
+}
+
 /// rkite's own options, which pagekite.py does not know.
+#[inline(never)]
 fn rkite_only(out: &mut Out, m: &getopts::Matches) {
     for flag in FLAGS
         .iter()

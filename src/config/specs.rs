@@ -78,6 +78,7 @@ pub(super) fn valid_domain(domain: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-' || b == b'*' || b == b'_')
 }
 
+#[inline(never)]
 pub(super) fn parse_domain(
     spec: &str,
     protos: &[String],
@@ -253,6 +254,7 @@ impl std::fmt::Display for LocalError {
 
 /// Local servers are named once, at start-up. IPv4 is preferred because
 /// `localhost` servers most often listen on 127.0.0.1 only.
+#[inline(never)]
 pub(super) fn resolve_local(host: &str, port: u16) -> Result<SocketAddr, LocalError> {
     if let Ok(ip) = host
         .trim_start_matches('[')
@@ -284,6 +286,7 @@ pub(super) fn resolve_local(host: &str, port: u16) -> Result<SocketAddr, LocalEr
 /// comes from `--kitesecret`. A BACKEND that is an existing file or
 /// directory (or several) is pagekite.py's quick share: a `builtin` kite
 /// serving them.
+#[inline(never)]
 pub(super) fn parse_short_form(
     free: &[String],
     secret: Option<&str>,

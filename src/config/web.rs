@@ -77,6 +77,7 @@ fn check_exists(path: &Path, flag: &str) -> Result<(), ConfigError> {
 }
 
 /// `--webpath=HOST:PATH:POLICY:DIR`.
+#[inline(never)]
 pub(super) fn parse_webpath(arg: &str) -> Result<WebPath, ConfigError> {
     let mut parts = arg.splitn(4, ':');
     let (Some(host), Some(path), Some(policy), Some(dir)) =
@@ -126,6 +127,7 @@ pub(super) fn parse_webpath(arg: &str) -> Result<WebPath, ConfigError> {
 
 /// `--webroot`, `--webaccess`, `--webindexes`, `--httppass`, every
 /// `--webpath` and the short form's `shares`; `--webroot`'s comes last.
+#[inline(never)]
 pub(super) fn settings(
     webpaths: &[String],
     webroot: Option<&str>,
@@ -183,6 +185,7 @@ pub(super) fn is_shared_path(word: &str) -> bool {
 /// `port`), as pagekite.py's `ParseFriendlyBackendSpecs` places them: the
 /// first, if a directory, at `/`; the others (and a first file) at their
 /// path below the directory they have in common (one path: its parent).
+#[inline(never)]
 pub(super) fn quick_shares(paths: &[&str], domain: &str, port: u16) -> Vec<WebPath> {
     let skip = match paths {
         [one] => dirname(one).len(),

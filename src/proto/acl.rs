@@ -107,6 +107,7 @@ impl Acl {
 
     /// Appends one `allow:PATTERN` or `deny:PATTERN` rule (policy in any
     /// case; the pattern is everything after the first `:`, so IPv6 works).
+    #[inline(never)]
     pub fn parse_rule(&mut self, spec: &str) -> Result<(), AclError> {
         let Some((policy, pattern)) = spec.split_once(':') else {
             return Err(AclError::NoPolicy(spec.to_owned()));

@@ -343,6 +343,7 @@ impl Flow {
 
     /// The next thing to do; `cert_key` is the certificate's key (its
     /// request is made at finalization).
+    #[inline(never)]
     pub fn next(
         &mut self,
         account_key: &Key,
@@ -454,6 +455,7 @@ impl Flow {
         Ok(post(url, jws))
     }
 
+    #[inline(never)]
     fn authz(&self, i: usize) -> Result<Url, AcmeError> {
         self.authorizations
             .get(i)
@@ -634,6 +636,7 @@ impl Flow {
     }
 }
 
+#[inline(never)]
 fn post(url: Url, jws: String) -> Next {
     Next::Send(Request {
         method: Method::Post,

@@ -154,6 +154,7 @@ pub fn alpn_certificate_info(name: &str, public: &[u8], key_auth_sha256: &[u8]) 
 }
 
 /// A certificate: `info` and its ECDSA-with-SHA256 signature (DER).
+#[inline(never)]
 pub fn certificate(info: &[u8], signature: &[u8]) -> Vec<u8> {
     csr(info, signature)
 }

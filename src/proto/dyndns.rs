@@ -105,6 +105,7 @@ impl Provider {
     /// `http`), `[user[:pass]@]PROVIDER` with PROVIDER a name from
     /// [`PROVIDERS`] or a template, or a bare name. An empty argument turns
     /// updates off (`Ok(None)`).
+    #[inline(never)]
     pub fn parse_setting(arg: &str) -> Result<Option<Provider>, DynDnsError> {
         let arg = arg.trim();
         if arg.is_empty() {
@@ -203,6 +204,7 @@ impl Provider {
     /// `handshake::salt8`) as pagekite.py signs: salt + SHA1 hex of
     /// secret, `domain:ips` and salt (`signToken(length=100)`, all 40
     /// digits).
+    #[inline(never)]
     pub fn request(
         &self,
         domain: &str,

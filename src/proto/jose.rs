@@ -138,6 +138,7 @@ impl Key {
 
     /// TLS-ALPN-01's self-signed certificate for `name` (DER), proving
     /// `key_authorization` (RFC 8737 §3).
+    #[inline(never)]
     pub fn alpn_certificate(
         &self,
         rng: &dyn SecureRandom,
@@ -151,6 +152,7 @@ impl Key {
     }
 
     /// A signed PKCS#10 request for `names` with this key (DER).
+    #[inline(never)]
     pub fn csr(&self, rng: &dyn SecureRandom, names: &[&str]) -> Result<Vec<u8>, KeyError> {
         let info = der::csr_info(names, self.public());
         let signature = self.asn1.sign(rng, &info).map_err(|_| KeyError::Sign)?;

@@ -57,6 +57,7 @@ impl std::error::Error for OpsError {}
 
 /// What pagekite.py makes of a motd file: the text stripped of leading and
 /// trailing white space, then its first [`MOTD_MAX`] characters.
+#[inline(never)]
 pub fn motd_from_file(text: &str) -> String {
     text.trim().chars().take(MOTD_MAX).collect()
 }
@@ -560,10 +561,12 @@ pub struct MemInfo {
 }
 
 /// The 5-minute load average (the second field of `/proc/loadavg`).
+#[inline(never)]
 pub fn parse_loadavg(text: &str) -> Option<f64> {
     parse_decimal(text.split_whitespace().nth(1)?)
 }
 
+#[inline(never)]
 pub fn parse_meminfo(text: &str) -> Option<MemInfo> {
     let mut total = None;
     let (mut available, mut free, mut cached) = (0u64, 0u64, 0u64);
@@ -594,6 +597,7 @@ pub fn parse_meminfo(text: &str) -> Option<MemInfo> {
 }
 
 /// The overload file's level (`int(fd.read().strip())`).
+#[inline(never)]
 pub fn parse_overload_file(text: &str) -> Option<u64> {
     text.trim()
         .parse::<i64>()

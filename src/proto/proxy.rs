@@ -100,6 +100,7 @@ pub struct ProxySpec {
 impl ProxySpec {
     /// `--proxy=SCHEME://[user:pass@]host[:port][/]`, also pagekite.py's
     /// `scheme:host:port` and `scheme!host!port` spellings.
+    #[inline(never)]
     pub fn parse_url(arg: &str) -> Result<ProxySpec, SpecError> {
         let arg = arg.trim();
         if arg.is_empty() {
@@ -234,6 +235,7 @@ pub enum ProxySetting {
 
 /// Parses `--proxy`, `--socksify`, `--torify` or `--noproxy` (without the
 /// dashes).
+#[inline(never)]
 pub fn parse_flag(flag: &str, value: &str) -> Result<ProxySetting, SpecError> {
     match flag {
         "noproxy" => Ok(ProxySetting::NoProxy),
