@@ -186,13 +186,11 @@ fn relay(usage: PipeUse, payload: usize) -> (u32, u32, usize) {
 fn a_chunk_spliced_through_a_chunk_pipe_leaves_as_one_packet() {
     let (chunks, segs, _) = relay(PipeUse::Chunk, CLASSIC_PAYLOAD);
     assert!(chunks >= 40, "{chunks} chunks");
-    // One packet each; a few more when the reading thread falls behind and
-    // the receive window splits one (seen: 4 in 64, with nothing else
-    // running). Two packets a chunk is what it guards against.
-    assert!(
-        segs <= chunks + chunks / 8 + 2,
-        "{segs} packets for {chunks} chunks"
-    );
+    // One packet each; more when the reading thread falls behind and the
+    // receive window splits some (seen: 4 in 64 with nothing else running,
+    // 15 in 64 beside the rest of the unit tests in CI). Fewer than the
+    // 4/3 a split body gives (below) is what it asserts.
+    assert!(segs < chunks * 4 / 3, "{segs} packets for {chunks} chunks");
     // What the test tells apart: a body with more fragments than a packet
     // takes is split, its last fragments a packet of their own. (Only if
     // the kernel let the pipe grow: a user over its pipe pages gets 64 KiB.)
@@ -218,9 +216,10 @@ fn chunks_of_several_segments_take_no_more_packets_and_fewer_heads() {
         chunks * 3 <= one_chunks,
         "{chunks} chunks against {one_chunks}"
     );
-    // ...and about as many packets (seen: equal, with nothing else running).
+    // ...and about as many packets (seen: equal, with nothing else running;
+    // the receive window splits some when the reader falls behind).
     assert!(
-        segs <= one_segs + one_segs / 8 + 2,
+        segs <= one_segs * 4 / 3 + 2,
         "{segs} packets against {one_segs}"
     );
 }
