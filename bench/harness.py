@@ -68,7 +68,7 @@ APT_BUILD = ["pkg-config", "libssl-dev"]
 
 PROFILES = {
     # bulk_reps: one-stream runs per system per round (the median is over rounds x reps).
-    "full": dict(rounds=3, bulk_size=GIB, bulk_reps=2, slow_bulk_size=64 * MIB,
+    "full": dict(rounds=3, bulk_size=GIB, bulk_reps=4, slow_bulk_size=64 * MIB,
                  slow_bulk_reps=1, par_size=128 * MIB, slow_par_size=4 * MIB,
                  wrk_secs=5, idle_streams=200, slow_idle_streams=20, iperf_secs=3),
     "quick": dict(rounds=1, bulk_size=256 * MIB, bulk_reps=1, slow_bulk_size=8 * MIB,
