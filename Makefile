@@ -183,6 +183,10 @@ CROSS_DEPS := aarch64-linux-gnu-gcc:gcc-aarch64-linux-gnu qemu-aarch64:qemu-user
 	file:file curl:curl python3:python3
 cross:
 	$(call install_missing,$(CROSS_DEPS))
+	@# ring's C needs the target's libc headers, which the cross gcc only recommends.
+	@[ -e /usr/aarch64-linux-gnu/include/stdint.h ] || { echo "installing: libc6-dev-arm64-cross"; \
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+	    libc6-dev-arm64-cross; }
 	@rustup target list --installed | grep -qx $(CROSS_TARGET) || rustup target add $(CROSS_TARGET)
 	CC_aarch64_unknown_linux_musl=aarch64-linux-gnu-gcc \
 	AR_aarch64_unknown_linux_musl=aarch64-linux-gnu-ar \
