@@ -43,6 +43,7 @@ pub mod status;
 pub mod stream;
 pub mod timer;
 pub mod tls;
+pub mod tls_suites;
 pub mod tls_text;
 pub mod transport;
 pub mod tunnel;

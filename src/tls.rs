@@ -36,8 +36,13 @@ const SYSTEM_BUNDLES: &[&str] = &[
 /// Plaintext plus ciphertext a session may buffer before writes push back.
 const BUFFER_LIMIT: usize = 64 * 1024;
 
+/// ring's suites, the fastest for this CPU first (`tls_suites`).
 fn provider() -> Arc<CryptoProvider> {
-    Arc::new(rustls::crypto::ring::default_provider())
+    let ring = rustls::crypto::ring::default_provider();
+    Arc::new(crate::tls_suites::ordered(
+        ring,
+        crate::tls_suites::aes_in_hardware(),
+    ))
 }
 
 /// A problem with certificates, keys or TLS settings (a start-up error).

@@ -332,6 +332,45 @@ pub fn hello_sni(bytes: &[u8]) -> Result<Option<String>, String> {
     Ok(None)
 }
 
+/// The cipher suite (its two-byte code) of the ServerHello at the start of `bytes`,
+/// which TLS sends in clear (in TLS 1.3 too): what the handshake agreed on.
+pub fn server_hello_suite(bytes: &[u8]) -> Result<u16, String> {
+    let mut r = Cursor(bytes);
+    let header = r.take(5)?;
+    if header[0] != 0x16 {
+        return Err(format!("not a handshake record: {:#04x}", header[0]));
+    }
+    let mut rec = Cursor(r.take(usize::from(u16::from_be_bytes([header[3], header[4]])))?);
+    if rec.take(1)? != [2] {
+        return Err("not a ServerHello".into());
+    }
+    let mut body = Cursor(rec.vec(3)?);
+    body.take(34)?; // version, random
+    body.vec(1)?; // session id
+    let suite = body.take(2)?;
+    Ok(u16::from_be_bytes([suite[0], suite[1]]))
+}
+
+/// The TLS 1.3 suite rkite offers first on this machine: AES-128-GCM (0x1301) with AES
+/// instructions (x86 `aes` + `pclmulqdq`, ARM `aes` + `pmull`), ChaCha20-Poly1305
+/// (0x1303) without.
+pub fn fastest_suite() -> u16 {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let has = |flag: &str| {
+        cpu.lines()
+            .filter(|l| l.starts_with("flags") || l.starts_with("Features"))
+            .any(|l| l.split_whitespace().any(|w| w == flag))
+    };
+    let aes = if cfg!(target_arch = "x86_64") {
+        has("aes") && has("pclmulqdq")
+    } else if cfg!(target_arch = "aarch64") {
+        has("aes") && has("pmull")
+    } else {
+        false
+    };
+    if aes { 0x1301 } else { 0x1303 }
+}
+
 // ---------------------------------------------------------------------------------------
 // Bad-client bookkeeping
 

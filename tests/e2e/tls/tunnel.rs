@@ -7,7 +7,10 @@
 //! `Recorder` between the two proves what went over the wire: TLS, and no tunnel protocol
 //! or request data in clear.
 
-use super::{Capture, Recorder, assert_no_cleartext, ca_certs, endpoint, hello_sni};
+use super::{
+    Capture, Recorder, assert_no_cleartext, ca_certs, endpoint, fastest_suite, hello_sni,
+    server_hello_suite,
+};
 use crate::certs::{OPENSSL, other_pki, pki};
 use crate::fixture::{T, backend, frontend, get, kite, live};
 use crate::origin::{INDEX_BODY, Origin};
@@ -92,6 +95,19 @@ fn backend_tunnels_over_verified_tls_and_nothing_is_in_clear() {
 
     let caps = connect_then_tls(&rec, "fe.example.test");
     assert_no_cleartext(&caps, &[marker, "tls.example.test"]);
+
+    // The backend offers the cipher this CPU runs fastest first (ring lists
+    // AES-256 first), and the frontend follows its client's order.
+    let code = fastest_suite();
+    let ok = b"HTTP/1.0 200 Connection Established\r\n\r\n";
+    for cap in &caps {
+        let hello = cap.down.get(ok.len()..).unwrap_or_default();
+        assert_eq!(
+            server_hello_suite(hello),
+            Ok(code),
+            "the ServerHello's suite"
+        );
+    }
 }
 
 #[test]
