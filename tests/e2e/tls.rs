@@ -283,7 +283,7 @@ pub fn crafted_client_hello(sni: &[u8]) -> Vec<u8> {
     record
 }
 
-/// A cursor for `hello_sni`; every read fails with a message past the end.
+/// A cursor for the hello parsers; every read fails with a message past the end.
 struct Cursor<'a>(&'a [u8]);
 
 impl<'a> Cursor<'a> {
@@ -301,21 +301,29 @@ impl<'a> Cursor<'a> {
     }
 }
 
-/// The SNI of the ClientHello at the start of `bytes` (its first record), None if it has
-/// none; Err if `bytes` does not start with a ClientHello.
-pub fn hello_sni(bytes: &[u8]) -> Result<Option<String>, String> {
+/// The body of the hello at the start of `bytes` (its first record), past the version,
+/// random and session id both hellos begin with; Err unless it is a handshake message of
+/// type `kind` (1 ClientHello, 2 ServerHello).
+fn hello_body<'a>(bytes: &'a [u8], kind: u8, what: &str) -> Result<Cursor<'a>, String> {
     let mut r = Cursor(bytes);
     let header = r.take(5)?;
     if header[0] != 0x16 {
         return Err(format!("not a handshake record: {:#04x}", header[0]));
     }
     let mut rec = Cursor(r.take(usize::from(u16::from_be_bytes([header[3], header[4]])))?);
-    if rec.take(1)? != [1] {
-        return Err("not a ClientHello".into());
+    if rec.take(1)? != [kind] {
+        return Err(format!("not a {what}"));
     }
     let mut body = Cursor(rec.vec(3)?);
     body.take(34)?; // version, random
     body.vec(1)?; // session id
+    Ok(body)
+}
+
+/// The SNI of the ClientHello at the start of `bytes` (its first record), None if it has
+/// none; Err if `bytes` does not start with a ClientHello.
+pub fn hello_sni(bytes: &[u8]) -> Result<Option<String>, String> {
+    let mut body = hello_body(bytes, 1, "ClientHello")?;
     body.vec(2)?; // cipher suites
     body.vec(1)?; // compression
     let mut exts = Cursor(body.vec(2)?);
@@ -335,19 +343,7 @@ pub fn hello_sni(bytes: &[u8]) -> Result<Option<String>, String> {
 /// The cipher suite (its two-byte code) of the ServerHello at the start of `bytes`,
 /// which TLS sends in clear (in TLS 1.3 too): what the handshake agreed on.
 pub fn server_hello_suite(bytes: &[u8]) -> Result<u16, String> {
-    let mut r = Cursor(bytes);
-    let header = r.take(5)?;
-    if header[0] != 0x16 {
-        return Err(format!("not a handshake record: {:#04x}", header[0]));
-    }
-    let mut rec = Cursor(r.take(usize::from(u16::from_be_bytes([header[3], header[4]])))?);
-    if rec.take(1)? != [2] {
-        return Err("not a ServerHello".into());
-    }
-    let mut body = Cursor(rec.vec(3)?);
-    body.take(34)?; // version, random
-    body.vec(1)?; // session id
-    let suite = body.take(2)?;
+    let suite = hello_body(bytes, 2, "ServerHello")?.take(2)?;
     Ok(u16::from_be_bytes([suite[0], suite[1]]))
 }
 
