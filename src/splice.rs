@@ -34,7 +34,7 @@ use crate::net::{Failure, Io};
 pub const PIPE_SIZE: usize = 1024 * 1024;
 /// A [`PipeUse::Chunks`] pipe: the largest chunk another rkite takes
 /// (`frame::MAX_PAYLOAD`), rounded up to whole pages.
-pub const CHUNKS_PIPE_SIZE: usize = 256 * 1024;
+pub const CHUNKS_PIPE_SIZE: usize = 1024 * 1024;
 /// What a pipe is for, which sets its size.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum PipeUse {
@@ -46,8 +46,8 @@ pub enum PipeUse {
     /// then leaves as two packets, the second a few hundred bytes long.
     Chunk,
     /// One chunk's body on its way into a tunnel whose peer takes chunks
-    /// of several segments (another rkite): [`CHUNKS_PIPE_SIZE`], 64 slots,
-    /// four loopback segments' worth, each with its 16 fragments.
+    /// of several segments (another rkite): [`CHUNKS_PIPE_SIZE`], 256 slots,
+    /// sixteen loopback segments' worth, each with its 16 fragments.
     Chunks,
     /// A stream's queue of received bodies: [`PIPE_SIZE`].
     Queue,

@@ -16,10 +16,11 @@ use std::fmt;
 /// handshake ([`crate::proto::handshake::MAX_CHUNK_HEADER`]). pagekite.py
 /// and libpagekite never send more than about 16.3 KB per chunk, and are
 /// never sent more than [`CLASSIC_PAYLOAD`]; only another rkite, told this
-/// number, sends bigger chunks (fewer heads per spliced byte). Anything
-/// larger is hostile. It fits a tunnel's input buffer with its length line
-/// (`proto::tunnel::IN_BURST`).
-pub const MAX_PAYLOAD: usize = 256 * 1024 - 64;
+/// number, sends bigger chunks (fewer heads, acknowledgements and wake-ups
+/// per spliced byte: sixteen loopback segments). Anything larger is
+/// hostile. An authenticated tunnel's input buffer grows to hold one with
+/// its length line when it must be copied (`Tunnel::recv_slot`).
+pub const MAX_PAYLOAD: usize = 1024 * 1024 - 64;
 /// The largest payload sent to a peer that did not announce its own limit:
 /// what four hex digits hold, the most rkite ever sent to pagekite.py and
 /// libpagekite.

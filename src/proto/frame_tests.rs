@@ -342,16 +342,16 @@ fn segment_filling_bodies_make_whole_segments() {
             }
             // Unknown or larger than any frame: the largest body.
             assert_eq!(segment_filling_body(sid, 0, payload), most);
-            assert_eq!(segment_filling_body(sid, 300_000, payload), most);
+            assert_eq!(segment_filling_body(sid, 2_000_000, payload), most);
         }
     }
     let one = segment_filling_body(1, 65_483, CLASSIC_PAYLOAD);
     assert_eq!(one, 65_483 - data_header_len(1));
-    // To a peer that takes big chunks: four loopback segments, the head
+    // To a peer that takes big chunks: sixteen loopback segments, the head
     // with a fifth length digit.
-    let four = segment_filling_body(1, 65_483, MAX_PAYLOAD);
-    assert_eq!(head_len_for(1, four), data_header_len(1) + 1);
-    assert_eq!(head_len_for(1, four) + four, 4 * 65_483);
+    let sixteen = segment_filling_body(1, 65_483, MAX_PAYLOAD);
+    assert_eq!(head_len_for(1, sixteen), data_header_len(1) + 1);
+    assert_eq!(head_len_for(1, sixteen) + sixteen, 16 * 65_483);
 }
 
 #[test]

@@ -551,6 +551,7 @@ fn rkite_ends_send_each_other_chunks_of_several_segments_and_others_what_they_go
         }
         let (up, down) = tap.expect("the tap").largest();
         let at = format!("{domain}: largest bodies {up} up, {down} down");
+        eprintln!("{at}");
         if !disguise.max_chunk {
             assert!(up > CLASSIC && down > CLASSIC, "{at}");
         } else if !disguise.version {
