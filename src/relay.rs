@@ -410,7 +410,7 @@ fn pump_tunnel(
         eng.status_changed();
     }
     if let Some(l) = t.link.as_deref() {
-        t.counted.set(l.out_capacity());
+        t.counted.set(l.buffers_capacity());
     }
     Ok(closed.map(|reason| why_closed(reason, role_why)))
 }

@@ -400,10 +400,16 @@ impl<H: Copy> Tunnel<H> {
         (self.core.bytes_in, self.core.bytes_out)
     }
 
-    /// What the output buffer holds in memory (the reactor counts it in
-    /// its buffer budget; the input, as before the core, is not counted).
-    pub fn out_capacity(&self) -> usize {
-        self.core.out.capacity()
+    /// What `--buffers` counts for a tunnel: its output buffer, and what its
+    /// input grew past [`IN_BASE`]. The base, which every tunnel has, stays
+    /// uncounted as before (a relay's thousands of idle tunnels would
+    /// otherwise spend the budget); the growth, up to a whole chunk (and
+    /// its length line) an authenticated peer sends that must be copied,
+    /// is counted, so a tenant's tunnels can't hold more than the
+    /// operator's budget between them.
+    pub fn buffers_capacity(&self) -> usize {
+        let grown = self.inb.capacity().saturating_sub(IN_BASE);
+        self.core.out.capacity() + grown
     }
 
     /// The round trip of the latest answered PING.

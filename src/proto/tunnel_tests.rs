@@ -788,3 +788,26 @@ fn tunnel_cost() {
         per_gib(copies)
     );
 }
+
+#[test]
+fn a_big_chunk_being_copied_counts_in_the_buffer_budget() {
+    let mut p = Pair::new(fe_config(), be_config());
+    p.fe.t.set_serving(true);
+    open(&mut p, 1, 0, 0, 0);
+    let idle = p.fe.t.buffers_capacity();
+    assert!(idle < IN_BASE, "the input's base is not counted: {idle}");
+    // Most of a chunk of 1 MiB for a stalled visitor: the authenticated
+    // tunnel's input grows to hold it whole, and the budget sees that.
+    let chunk = data_chunk(1, &vec![0u8; frame::MAX_PAYLOAD - 16]);
+    let part = chunk.get(..chunk.len() - 4096).unwrap_or_default();
+    p.fe.inbox.extend_from_slice(part);
+    let now = p.now;
+    p.fe.read(now, usize::MAX);
+    assert!(p.fe.closed.is_none(), "{:?}", p.fe.closed);
+    let held = p.fe.t.buffers_capacity();
+    assert!(
+        held >= part.len() - IN_BASE,
+        "{held} counted while {} bytes of a chunk wait",
+        part.len()
+    );
+}
