@@ -401,14 +401,14 @@ impl<H: Copy> Tunnel<H> {
     }
 
     /// What `--buffers` counts for a tunnel: its output buffer, and what its
-    /// input grew past [`IN_BASE`]. The base, which every tunnel has, stays
-    /// uncounted as before (a relay's thousands of idle tunnels would
-    /// otherwise spend the budget); the growth, up to a whole chunk (and
-    /// its length line) an authenticated peer sends that must be copied,
-    /// is counted, so a tenant's tunnels can't hold more than the
-    /// operator's budget between them.
+    /// input grew past [`IN_BURST`]. Up to that, as before, the input is not
+    /// counted (every tunnel has its base, and a burst grows it for a
+    /// moment; counting those would spend a small budget on reading); past
+    /// it, up to a whole chunk (and its length line) an authenticated peer
+    /// sends that must be copied, it is, so a tenant's tunnels can't hold
+    /// more than the operator's budget between them.
     pub fn buffers_capacity(&self) -> usize {
-        let grown = self.inb.capacity().saturating_sub(IN_BASE);
+        let grown = self.inb.capacity().saturating_sub(IN_BURST);
         self.core.out.capacity() + grown
     }
 

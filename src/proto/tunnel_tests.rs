@@ -806,7 +806,7 @@ fn a_big_chunk_being_copied_counts_in_the_buffer_budget() {
     assert!(p.fe.closed.is_none(), "{:?}", p.fe.closed);
     let held = p.fe.t.buffers_capacity();
     assert!(
-        held >= part.len() - IN_BASE,
+        held >= part.len() - IN_BURST,
         "{held} counted while {} bytes of a chunk wait",
         part.len()
     );
