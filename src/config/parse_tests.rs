@@ -34,30 +34,13 @@ fn the_issue_frontend_command() {
         c.frontend().unwrap().protos,
         ["http", "https", "raw", "websocket"]
     );
-    assert_eq!(
-        c.frontend()
-            .unwrap()
-            .domain_secrets
-            .get("http:*.example.test")
-            .map(String::as_str),
-        Some("s3cret")
-    );
-    assert_eq!(
-        c.frontend()
-            .unwrap()
-            .domain_secrets
-            .get("websocket:*.example.test")
-            .map(String::as_str),
-        Some("s3cret")
-    );
-    assert_eq!(
-        c.frontend()
-            .unwrap()
-            .domain_secrets
-            .get("http:other.test")
-            .map(String::as_str),
-        Some("pw2")
-    );
+    let secret = |kite: &str| {
+        let fe = c.frontend().unwrap();
+        fe.domain_secrets.get(kite).map(String::as_str)
+    };
+    assert_eq!(secret("http:*.example.test"), Some("s3cret"));
+    assert_eq!(secret("websocket:*.example.test"), Some("s3cret"));
+    assert_eq!(secret("http:other.test"), Some("pw2"));
     assert_eq!(c.frontend().unwrap().domain_secrets.len(), 3);
 }
 
