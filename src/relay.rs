@@ -418,17 +418,19 @@ fn pump_tunnel(
 /// After an ordinary read: when the input ends in the first part of a
 /// chunk whose body may be spliced, its first bytes go to the stream now
 /// and the rest is spliced (`relay_splice::take_body`); returns the
-/// chunk head's length then.
+/// chunk head's length then. A big body that can't be spliced (its
+/// stream's pipes are full, or it must be read) comes in pieces instead.
 fn begin_partial(sink: &mut Pump<'_>, transport: &Transport, link: &mut Link) -> Option<usize> {
     if !sink.eng.pipes.enabled() || transport.splice_fd().is_none() {
         return None;
     }
     let c = link.partial_candidate(relay_splice::MIN_SPLICE)?;
-    let take = relay_splice::stream_can_take(sink.eng, c.handle, c.body) == Take::Yes;
-    if take {
-        link.splice_begin(&c, sink);
+    if relay_splice::stream_can_take(sink.eng, c.handle, c.body) != Take::Yes {
+        link.copy_in_pieces(&c, sink);
+        return None;
     }
-    take.then_some(c.head_len)
+    link.splice_begin(&c, sink);
+    Some(c.head_len)
 }
 
 /// Writes the core's output to the tunnel socket.

@@ -74,6 +74,19 @@ impl ByteQueue {
         }
     }
 
+    /// Grows the buffer to `total` bytes in all (no more, unlike
+    /// [`reserve`](Self::reserve), which at least doubles it), if smaller.
+    pub(crate) fn grow_to(&mut self, total: usize) {
+        if self.buf.len() < total {
+            self.compact();
+            let mut grown = vec![0; total];
+            if let (Some(dst), Some(src)) = (grown.get_mut(..self.end), self.buf.get(..self.end)) {
+                dst.copy_from_slice(src);
+            }
+            self.buf = grown;
+        }
+    }
+
     /// Exactly `n` bytes of room after the data (grown if needed).
     pub(crate) fn space(&mut self, n: usize) -> &mut [u8] {
         self.reserve(n);
@@ -153,5 +166,16 @@ mod tests {
         assert!(q.is_empty());
         q.shrink_when_empty(2);
         assert_eq!(q.capacity(), 2);
+    }
+
+    #[test]
+    fn grow_to_grows_to_exactly_that_and_keeps_the_data() {
+        let mut q = ByteQueue::with_capacity(8);
+        q.put(b"abcdefgh");
+        q.consume(3);
+        q.grow_to(10);
+        assert_eq!((q.capacity(), q.data()), (10, &b"defgh"[..]));
+        q.grow_to(4);
+        assert_eq!(q.capacity(), 10, "never shrinks");
     }
 }

@@ -201,7 +201,8 @@ impl<H: Copy> Tunnel<H> {
             IN_BASE
         };
         if self.inb.spare_compacted().len() < 4096 && self.inb.capacity() < most {
-            self.inb.reserve(16 * 1024);
+            // Doubling, but never past the largest chunk the peer may send.
+            self.inb.grow_to((self.inb.capacity() * 2).min(most));
         }
         if self.inb.spare_compacted().is_empty() {
             self.core.close(CloseReason::ChunkTooLarge);
@@ -220,8 +221,7 @@ impl<H: Copy> Tunnel<H> {
         // A read that fills the buffer means a burst: read bigger pieces
         // (fewer syscalls) while it lasts.
         if self.core.trusted && n == room && self.inb.capacity() < IN_BURST {
-            let grow = self.inb.capacity();
-            self.inb.reserve(grow);
+            self.inb.grow_to((self.inb.capacity() * 2).min(IN_BURST));
         }
         self.core.bytes_in += n as u64;
         self.core.batch_rx = true;
@@ -415,11 +415,9 @@ impl<H: Copy> Tunnel<H> {
         // driven again reads nothing and owes nothing more.
         let prompt = if self.core.batch_rx {
             frame::awaiting_body(self.inb.data()).or_else(|| {
-                // A spliced chunk whose head came alone.
-                self.core
-                    .splice_in
-                    .filter(|s| s.fresh && !s.copy)
-                    .map(|s| s.sid)
+                // A chunk taken apart from its head (spliced, or copied in
+                // pieces) whose head came alone.
+                self.core.splice_in.filter(|s| s.fresh).map(|s| s.sid)
             })
         } else {
             None

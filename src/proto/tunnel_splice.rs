@@ -25,7 +25,7 @@ use std::time::Instant;
 use super::super::frame::{self, Frame};
 use super::recv::is_plain_data;
 use super::streams::SendBlocked;
-use super::{Phase, Tunnel};
+use super::{IN_BURST, Phase, Tunnel};
 
 /// A data chunk whose body the reactor may take itself.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -88,8 +88,13 @@ impl<H: Copy> Tunnel<H> {
     /// still to come that end it (a read of exactly that many stays at a
     /// chunk boundary).
     pub fn chunk_rest(&self) -> Option<usize> {
-        if self.core.splice_in.is_some() {
-            return None;
+        if let Some(s) = self.core.splice_in {
+            // A body coming in pieces: read to its end, not into the next
+            // chunk (whose body may be spliced).
+            return s
+                .copy
+                .then(|| s.left.saturating_sub(self.inb.len()))
+                .filter(|rest| *rest > 0);
         }
         let data = self.inb.data();
         let total = frame::chunk_len(data)?;
@@ -173,6 +178,21 @@ impl<H: Copy> Tunnel<H> {
             fresh,
             copy: false,
         });
+    }
+
+    /// After an ordinary read, for a [`partial_candidate`](Self::partial_candidate)
+    /// the reactor does not splice: if gathering the rest of its body would
+    /// grow the input past [`IN_BURST`], the body goes to its stream piece
+    /// by piece as it arrives instead (as the rest of a body whose splicing
+    /// stopped), so a 1 MiB chunk costs no 1 MiB of input. Returns whether
+    /// it does.
+    pub fn copy_in_pieces(&mut self, c: &SpliceChunk<H>, sink: &mut impl super::Sink<H>) -> bool {
+        if self.inb.len().saturating_add(c.body) <= IN_BURST {
+            return false;
+        }
+        self.splice_begin(c, sink);
+        self.splice_copy();
+        true
     }
 
     /// The stream, its handle and the body bytes the reactor has still to

@@ -10,7 +10,7 @@ use super::super::pair::Pair;
 
 use super::super::super::frame::{self, Frame, Line};
 use super::super::{
-    Config, Control, Delivered, Event, NewStream, Open, Role, Sink, StreamHead, Tunnel,
+    Config, Control, Delivered, Event, IN_BURST, NewStream, Open, Role, Sink, StreamHead, Tunnel,
 };
 
 /// Keeps what it is given, per stream.
@@ -241,4 +241,77 @@ fn spliced_chunks_in_one_batch_get_one_skb() {
         "one SKB: {}",
         String::from_utf8_lossy(&out)
     );
+}
+
+/// A chunk bigger than the input's burst size whose body is not spliced
+/// (its stream's pipes are full, or its bytes must be read) goes to the
+/// stream piece by piece: the input never grows past `IN_BURST` for it
+/// (where `--buffers` would start counting it), the body arrives
+/// whole and in order, and the chunk after it is acted on. A chunk that
+/// fits the burst is gathered whole, as before.
+#[test]
+fn a_big_body_that_is_not_spliced_comes_in_pieces() {
+    let payload = body(1_000_000);
+    let wire = data_chunk(7, &payload);
+    let head = wire.len() - payload.len();
+    let mut next = Vec::new();
+    frame::encode_eof(&mut next, 7, frame::Eof::BOTH);
+    // Every kind of first read (the head alone, a little of the body, a
+    // burst's worth), then the rest in reads of several sizes.
+    for (first, piece) in [
+        (0, 65_536),
+        (1, 4_000),
+        (9_973, 100_003),
+        (200_000, 262_144),
+    ] {
+        let now = Pair::epoch();
+        let mut t = frontend(now);
+        let mut sink = Keep::default();
+        assert_eq!(
+            t.handle_input(now, &wire[..head + first], &mut sink),
+            head + first
+        );
+        let c = t.partial_candidate(1).expect("a partial chunk");
+        assert!(t.copy_in_pieces(&c, &mut sink), "first {first}");
+        assert_eq!(t.splice_left(), None, "copied, not spliced");
+        assert!(t.recv_slot().is_some(), "read on");
+        t.end_batch();
+        if first == 0 {
+            // The head came alone: the prompt SKB a sender may wait for.
+            let out = t.poll_transmit().to_vec();
+            let (f, _) = frame::decode(&out).expect("valid").expect("a chunk");
+            assert_eq!((f.sid, f.skb.is_some()), (Some(7), true), "{out:?}");
+        }
+        let mut tail = wire[head + first..].to_vec();
+        tail.extend_from_slice(&next);
+        for part in tail.chunks(piece) {
+            assert_eq!(t.handle_input(now, part, &mut sink), part.len());
+            let input = t.inb.capacity();
+            assert!(
+                input <= IN_BURST,
+                "first {first}, pieces of {piece}: {input}"
+            );
+        }
+        let got: Vec<u8> = sink.0.iter().flat_map(|(_, b)| b.clone()).collect();
+        assert!(sink.0.iter().all(|(sid, _)| *sid == 7));
+        assert!(got == payload, "first {first}: {} bytes", got.len());
+        let mut eof = false;
+        while let Some(e) = t.poll_event() {
+            eof |= matches!(e, Event::PeerEof { sid: 7, .. });
+        }
+        assert!(eof, "the EOF after the body was acted on");
+    }
+    // A chunk that fits the burst is not taken apart.
+    let now = Pair::epoch();
+    let (mut t, mut sink, small, wire) = frontend_and_chunk(now);
+    let head = wire.len() - small.len();
+    t.handle_input(now, &wire[..head + 100], &mut sink);
+    let c = t.partial_candidate(1).expect("a partial chunk");
+    assert!(!t.copy_in_pieces(&c, &mut sink));
+    assert!(
+        sink.0.is_empty(),
+        "nothing delivered before the chunk is whole"
+    );
+    t.handle_input(now, &wire[head + 100..], &mut sink);
+    assert_eq!(sink.0, vec![(7, small)]);
 }
