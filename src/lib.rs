@@ -38,6 +38,7 @@ pub mod report;
 pub mod resolve;
 pub mod signals;
 pub mod splice;
+pub mod splice_queue;
 pub mod splice_state;
 pub mod status;
 pub mod stream;

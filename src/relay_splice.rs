@@ -230,15 +230,14 @@ pub(crate) fn stream_can_take(eng: &mut Cx, handle: Token, body: usize) -> Take 
     if s.out.as_ref().is_some_and(|o| !o.is_empty()) {
         return Take::BackedUp;
     }
-    if s.pipe.is_none() {
-        s.pipe = pipes.take(PipeUse::Queue, now);
-    }
     // The kernel counts pages, not bytes: a pipe may refuse sooner, and
-    // then the rest of the chunk is copied (`Took::Copy`).
-    match s.pipe.as_ref() {
-        None => Take::No,
-        Some(p) if p.held() + body <= p.capacity() => Take::Yes,
-        Some(_) => Take::BackedUp,
+    // then the rest goes into one more pipe, or is copied (`take_body`).
+    if s.pipes.make_room(body, &pipes, now) {
+        Take::Yes
+    } else if s.pipes.is_empty() {
+        Take::No
+    } else {
+        Take::BackedUp
     }
 }
 
@@ -282,14 +281,20 @@ pub(crate) fn take_body(
         link.splice_copy();
         return Ok(Took::Copy);
     };
-    if s.pipe.is_none() {
-        s.pipe = eng.pipes.take(PipeUse::Queue, now);
+    if s.pipes.is_empty() {
+        s.pipes.add(&eng.pipes, now);
     }
-    let Some(pipe) = s.pipe.as_mut() else {
-        link.splice_copy();
-        return Ok(Took::Copy);
+    let mut outcome = match s.pipes.tail() {
+        Some(pipe) => transport.splice_in(pipe, left),
+        None => Io::Done(0),
     };
-    let moved = match transport.splice_in(pipe, left) {
+    if matches!(outcome, Io::Done(0)) && !s.pipes.is_empty() && s.pipes.add(&eng.pipes, now) {
+        // The newest pipe is full: the rest goes into one more.
+        if let Some(pipe) = s.pipes.tail() {
+            outcome = transport.splice_in(pipe, left);
+        }
+    }
+    let moved = match outcome {
         Io::Done(0) => {
             link.splice_copy();
             return Ok(Took::Copy);

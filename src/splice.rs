@@ -169,8 +169,20 @@ impl Pipes {
     /// An empty pipe, or `None` (splicing off, the pool at its limit, or no
     /// descriptor to be had): the caller copies instead.
     pub fn take(&self, usage: PipeUse, now: Instant) -> Option<Lent> {
+        self.lend(usage, Some(now), 0)
+    }
+
+    /// Another pipe for a stream that holds one already: lent only while a
+    /// quarter of `--max_pipes` stays free for streams that hold none. No
+    /// log line when none is had (the stream copies, as always).
+    pub fn take_more(&self, usage: PipeUse) -> Option<Lent> {
+        let reserve = self.0.borrow().max.div_ceil(4);
+        self.lend(usage, None, reserve)
+    }
+
+    fn lend(&self, usage: PipeUse, now: Option<Instant>, reserve: usize) -> Option<Lent> {
         let mut inner = self.0.borrow_mut();
-        if inner.mode != Mode::On {
+        if inner.mode != Mode::On || (reserve > 0 && inner.stats.lent + reserve >= inner.max) {
             return None;
         }
         let spare = inner.free.iter().rposition(|(p, _)| p.usage == usage);
@@ -185,6 +197,7 @@ impl Pipes {
                 Err(e) => {
                     // EMFILE/ENFILE and friends: copying works without one.
                     drop(inner);
+                    let now = now?;
                     crate::logging::noisy(
                         now,
                         crate::logging::Noise::Pipes,
@@ -292,6 +305,17 @@ impl Lent {
 
     pub fn capacity(&self) -> usize {
         self.pipe.as_ref().map_or(0, |p| p.capacity)
+    }
+
+    /// Bytes that fit behind what the pipe holds (by its count of bytes;
+    /// the kernel counts pages and may refuse sooner).
+    pub fn room(&self) -> usize {
+        self.capacity().saturating_sub(self.held())
+    }
+
+    /// The pool this pipe came from (and goes back to).
+    pub fn pool(&self) -> Pipes {
+        self.home.clone()
     }
 
     /// Moves up to `max` bytes from socket `fd` into the pipe.

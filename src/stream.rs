@@ -36,8 +36,9 @@ pub struct Stream {
     /// Received data the socket has not taken yet; none while idle.
     pub(crate) out: Option<Buf>,
     /// Received data spliced from a plain tunnel, ahead of `out`, while
-    /// any is in flight (`relay_splice`); back to the pool once empty.
-    pub(crate) pipe: Option<crate::splice::Lent>,
+    /// any is in flight (`relay_splice`); pipes go back to the pool once
+    /// empty.
+    pub(crate) pipes: crate::splice_queue::PipeQueue,
     /// Bytes read from the socket into the tunnel so far.
     pub(crate) bytes_read: u64,
     /// Its last read was bulk-sized: the next may be spliced (a small
@@ -86,7 +87,7 @@ impl Stream {
             sid,
             connecting: false,
             out: None,
-            pipe: None,
+            pipes: Default::default(),
             bytes_read: 0,
             bulk: false,
             bytes_written: 0,
@@ -155,7 +156,7 @@ impl Stream {
     }
 
     pub fn queued(&self) -> usize {
-        self.out.as_ref().map_or(0, Buf::len) + self.pipe.as_ref().map_or(0, |p| p.held())
+        self.out.as_ref().map_or(0, Buf::len) + self.pipes.held()
     }
 
     /// Writes `data` to the socket if possible and keeps the rest. Returns
@@ -206,13 +207,12 @@ impl Stream {
             } else {
                 piece
             };
-            // A stream that splices queues in its pipe while it has room
-            // (one queue, in order; splicing goes on behind it).
-            let piece = match self.pipe.as_mut() {
-                Some(pipe) if self.out.as_ref().is_none_or(Buf::is_empty) => {
-                    piece.get(pipe.push(piece)..).unwrap_or_default()
-                }
-                _ => piece,
+            // A stream that splices queues in its pipes while they have
+            // room (one queue, in order; splicing goes on behind it).
+            let piece = if self.out.as_ref().is_none_or(Buf::is_empty) {
+                piece.get(self.pipes.push(piece)..).unwrap_or_default()
+            } else {
+                piece
             };
             if !piece.is_empty() {
                 self.out
@@ -307,12 +307,12 @@ impl Stream {
         if let Some(at) = self.flush_pipe(now)? {
             return Ok(Some(at));
         }
-        if let Some(pipe) = self.pipe.as_mut() {
+        if !self.pipes.is_empty() {
             // The socket is full: what waits in `out` moves behind the
-            // pipe's bytes while it has room, so `out` empties and the
+            // pipes' bytes while they have room, so `out` empties and the
             // bodies that follow can be spliced again.
             while let Some(out) = self.out.as_mut().filter(|o| !o.is_empty()) {
-                let n = pipe.push(out.data());
+                let n = self.pipes.push(out.data());
                 if n == 0 {
                     break;
                 }
@@ -348,37 +348,30 @@ impl Stream {
         Ok(None)
     }
 
-    /// Writes what the pipe holds; gives it back once empty. A refused
-    /// splice puts its bytes in front of `out`, none lost.
+    /// Writes what the pipes hold, oldest first; each goes back to the
+    /// pool once empty. A refused splice puts their bytes in front of
+    /// `out`, none lost.
     fn flush_pipe(&mut self, now: Instant) -> Result<Option<Instant>, Why> {
-        let Some(mut pipe) = self.pipe.take() else {
+        if self.pipes.is_empty() {
             return Ok(None);
-        };
-        while pipe.held() > 0 {
-            match self.transport.splice_out(&mut pipe, usize::MAX) {
-                Io::Done(n) => self.on_written(n),
-                outcome if crate::splice::is_refusal(&outcome) => {
-                    let mut bytes = Vec::with_capacity(pipe.held() + self.queued());
-                    pipe.read_out(&mut bytes);
-                    if let Some(out) = self.out.take() {
-                        bytes.extend_from_slice(out.data());
-                        out.recycle();
-                    }
-                    if !bytes.is_empty() {
-                        let mut out = self.pool.take(bytes.len());
-                        out.extend(&bytes);
-                        self.out = Some(out);
-                    }
-                    return Ok(None);
-                }
-                other => {
-                    self.pipe = Some(pipe);
-                    return self.check(now, other);
-                }
-            }
         }
-        // Empty: back to the pool (dropping it does that).
-        Ok(None)
+        let (written, outcome) = self.pipes.drain_to(&mut self.transport);
+        self.on_written(written);
+        if crate::splice::is_refusal(&outcome) {
+            let mut bytes = Vec::with_capacity(self.queued());
+            self.pipes.read_out(&mut bytes);
+            if let Some(out) = self.out.take() {
+                bytes.extend_from_slice(out.data());
+                out.recycle();
+            }
+            if !bytes.is_empty() {
+                let mut out = self.pool.take(bytes.len());
+                out.extend(&bytes);
+                self.out = Some(out);
+            }
+            return Ok(None);
+        }
+        self.check(now, outcome)
     }
 
     /// Turns an outcome that is not progress into what to do next.

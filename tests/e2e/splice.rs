@@ -408,6 +408,46 @@ fn with_the_pool_exhausted_a_stream_copies_and_pipes_come_back() {
     }
 }
 
+/// A visitor that reads fast (its window at the backend grows past a
+/// megabyte) and then stops: the frontend keeps what is in flight for it
+/// in more than one pipe rather than copying what the first can't hold
+/// into its own memory (its resident size stays within a megabyte of where
+/// it was before the download), and the visitor gets every byte once it
+/// reads on. Before, a stream had one pipe and the rest of its window (up
+/// to 3 MiB at full speed) was copied into a growing buffer.
+#[test]
+fn a_visitor_that_falls_behind_leaves_its_window_in_pipes() {
+    let p = pair("behind.test", "on", &[]);
+    download(p.port, "behind.test", MIB, 1);
+    let rss_idle = meter::rss_kib(p.fe.pid());
+    let size = 1024 * MIB;
+    // A small receive buffer: the visitor's kernel absorbs little.
+    let mut s = meter::connect_small_rcvbuf(p.port, 256 * 1024);
+    let get = meter::get_request("behind.test", &format!("/bytes/{size}"), true);
+    s.write_all(&get).expect("send GET");
+    let (head, rest) = read_head(&mut s, T).expect("response head");
+    assert_eq!(status_of(&head), 200, "{head}");
+    check_pattern_at(0, &rest).expect("first body bytes");
+    let deadline = Instant::now() + BULK;
+    let fast = 256 * MIB;
+    let (got, end) = read_pattern(&mut s, rest.len() as u64, fast, deadline, 1 << 20, |_| {});
+    assert!(matches!(end, End::Complete), "{got}: {end:?}");
+    // It stops reading: the window's bytes pile up at the frontend.
+    let (st, ok) = meter::poll_stats(&p.fe, SETTLE, |st| st.pipes_lent >= 2);
+    let rss_stalled = meter::rss_kib(p.fe.pid());
+    assert!(ok, "one stream holds two pipes or more: {st:?}");
+    assert!(st.buffered > MIB / 2, "its window waits: {st:?}");
+    assert!(
+        rss_stalled < rss_idle + 1024,
+        "RSS {rss_idle} -> {rss_stalled} KiB with {} bytes waiting",
+        st.buffered
+    );
+    let (got, end) = read_pattern(&mut s, got, size, deadline, 1 << 20, |_| {});
+    assert!(matches!(end, End::Complete), "{got} of {size}: {end:?}");
+    let (st, ok) = meter::poll_stats(&p.fe, T, |st| st.pipes_lent == 0);
+    assert!(ok, "pipes back once it caught up: {st:?}");
+}
+
 #[test]
 fn idle_streams_hold_no_pipes() {
     let p = pair("idle.test", "on", &[]);
