@@ -190,7 +190,13 @@ impl<H: Copy> Tunnel<H> {
             if room == 0 {
                 return None;
             }
-            self.inb.reserve(room.min(16 * 1024));
+            // Doubling, but never past the look-ahead.
+            let want = room.min(16 * 1024);
+            if self.inb.spare_compacted().len() < want {
+                let cap = self.inb.capacity();
+                self.inb
+                    .grow_to((cap * 2).min(IN_BURST).max(self.inb.len() + want));
+            }
             let spare = self.inb.spare_compacted();
             let n = spare.len().min(room);
             return spare.get_mut(..n);
@@ -200,9 +206,18 @@ impl<H: Copy> Tunnel<H> {
         } else {
             IN_BASE
         };
-        if self.inb.spare_compacted().len() < 4096 && self.inb.capacity() < most {
-            // Doubling, but never past the largest chunk the peer may send.
-            self.inb.grow_to((self.inb.capacity() * 2).min(most));
+        // Grown when little room is left, unless the chunk being gathered
+        // fits: doubling, but not past the burst for a chunk within it, nor
+        // past the largest chunk the peer may send.
+        let cap = self.inb.capacity();
+        let need = frame::chunk_len(self.inb.data());
+        let fits = need.is_some_and(|n| n <= cap);
+        if self.inb.spare_compacted().len() < 4096 && !fits && cap < most {
+            let limit = match need {
+                Some(n) if n <= IN_BURST => IN_BURST,
+                _ => most,
+            };
+            self.inb.grow_to((cap * 2).min(limit));
         }
         if self.inb.spare_compacted().is_empty() {
             self.core.close(CloseReason::ChunkTooLarge);

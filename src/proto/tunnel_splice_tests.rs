@@ -315,3 +315,26 @@ fn a_big_body_that_is_not_spliced_comes_in_pieces() {
     t.handle_input(now, &wire[head + 100..], &mut sink);
     assert_eq!(sink.0, vec![(7, small)]);
 }
+
+/// A chunk that fits the burst is gathered in an input no bigger than the
+/// burst, whatever the reads (small ones leave less than a page of room
+/// again and again, which used to double the input past the burst).
+#[test]
+fn a_chunk_within_the_burst_keeps_the_input_within_it() {
+    let payload = body(IN_BURST - 20);
+    let mut wire = data_chunk(7, &payload);
+    assert!(wire.len() <= IN_BURST, "{}", wire.len());
+    wire.extend_from_slice(&data_chunk(7, &body(1000)));
+    for piece in [4_000, 4_095, 65_536, 100_000] {
+        let now = Pair::epoch();
+        let mut t = frontend(now);
+        let mut sink = Keep::default();
+        for part in wire.chunks(piece) {
+            assert_eq!(t.handle_input(now, part, &mut sink), part.len());
+            let input = t.inb.capacity();
+            assert!(input <= IN_BURST, "pieces of {piece}: {input}");
+        }
+        let got: usize = sink.0.iter().map(|(_, b)| b.len()).sum();
+        assert_eq!(got, payload.len() + 1000, "pieces of {piece}");
+    }
+}
