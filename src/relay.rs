@@ -419,13 +419,16 @@ fn pump_tunnel(
 /// chunk whose body may be spliced, its first bytes go to the stream now
 /// and the rest is spliced (`relay_splice::take_body`); returns the
 /// chunk head's length then. A big body that can't be spliced (its
-/// stream's pipes are full, or it must be read) comes in pieces instead.
+/// stream's pipes are full, it must be read, or this process doesn't
+/// splice while the peer does) comes in pieces instead. A TLS tunnel is
+/// never sent chunks that big by rkite (only splicing makes them).
 fn begin_partial(sink: &mut Pump<'_>, transport: &Transport, link: &mut Link) -> Option<usize> {
-    if !sink.eng.pipes.enabled() || transport.splice_fd().is_none() {
-        return None;
-    }
-    let c = link.partial_candidate(relay_splice::MIN_SPLICE)?;
-    if relay_splice::stream_can_take(sink.eng, c.handle, c.body) != Take::Yes {
+    transport.splice_fd()?;
+    let c = link.partial_candidate(1)?;
+    if c.body < relay_splice::MIN_SPLICE
+        || !sink.eng.pipes.enabled()
+        || relay_splice::stream_can_take(sink.eng, c.handle, c.body) != Take::Yes
+    {
         link.copy_in_pieces(&c, sink);
         return None;
     }
