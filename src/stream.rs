@@ -348,6 +348,27 @@ impl Stream {
         Ok(None)
     }
 
+    /// Copied bytes wait for a full socket: they move behind the pipes'
+    /// bytes (into a pipe taken from `pool` if the stream holds none), so
+    /// that bodies after them may be spliced again.
+    pub(crate) fn pipe_copied(&mut self, pool: &crate::splice::Pipes, now: Instant) {
+        let Some(out) = self.out.as_mut().filter(|o| !o.is_empty()) else {
+            return;
+        };
+        if self.pipes.is_empty() && !self.pipes.add(pool, now) {
+            return;
+        }
+        while !out.is_empty() {
+            match self.pipes.push(out.data()) {
+                0 => return,
+                n => out.consume(n),
+            }
+        }
+        if let Some(empty) = self.out.take() {
+            empty.recycle();
+        }
+    }
+
     /// Writes what the pipes hold, oldest first; each goes back to the
     /// pool once empty. A refused splice puts their bytes in front of
     /// `out`, none lost.

@@ -338,6 +338,43 @@ fn a_kernel_that_refuses_splice_costs_only_the_copies() {
     }
 }
 
+/// A frontend that doesn't splice (a kernel that refuses, `--max_pipes=0`)
+/// behind a backend that does and sends it chunks of up to 1 MiB: their
+/// bodies come through its input in pieces, so the input grows no further
+/// than 256 KiB (past that it would count in `--buffers`, which the stats
+/// line shows once the download is over), and every byte arrives.
+#[test]
+fn a_frontend_that_copies_takes_big_chunks_in_pieces() {
+    let origin = start_origin();
+    let port = free_port();
+    let fe = util::rkite_env(
+        &[
+            "--isfrontend",
+            "--host=127.0.0.1",
+            &format!("--ports={port}"),
+            "--protos=http",
+            &format!("--domain=http:mixed.test:{SECRET}"),
+        ],
+        &[("RKITE_SPLICE", "off")],
+    );
+    fe.wait_for(&format!("listening on 127.0.0.1:{port}"), T);
+    let be = util::rkite_env(
+        &[
+            &format!("--frontend=127.0.0.1:{port}"),
+            &format!("--service_on=http:mixed.test:127.0.0.1:{origin}:{SECRET}"),
+        ],
+        &[("RKITE_SPLICE", "on")],
+    );
+    for p in [&fe, &be] {
+        p.wait_for("kite http:mixed.test is live", T);
+    }
+    download(port, "mixed.test", 64 * MIB, 21);
+    let (fst, bst) = (meter::stats(&fe), meter::stats(&be));
+    assert!(bst.spliced > 32 * MIB, "the backend spliced: {bst:?}");
+    assert_eq!(fst.spliced, 0, "the frontend copied: {fst:?}");
+    assert!(fst.buffered < 256 * 1024, "no grown input: {fst:?}");
+}
+
 #[test]
 fn a_pool_of_two_pipes_carries_six_downloads() {
     let p = pair("pool.test", "on", &["--max_pipes=2"]);
@@ -410,6 +447,83 @@ fn with_the_pool_exhausted_a_stream_copies_and_pipes_come_back() {
     }
 }
 
+/// A splicing frontend for `domain`, a backend made by hand on it, and a
+/// visitor with a small receive buffer whose request reached the backend:
+/// (frontend, backend socket, visitor, the `SID:` line of its stream).
+fn stalled_visitor(domain: &str) -> (Proc, TcpStream, TcpStream, String) {
+    let port = free_port();
+    let fe = util::rkite_env(
+        &[
+            "--isfrontend",
+            "--host=127.0.0.1",
+            &format!("--ports={port}"),
+            "--protos=http",
+            &format!("--domain=http:{domain}:{SECRET}"),
+        ],
+        &[("RKITE_SPLICE", "on")],
+    );
+    fe.wait_for(&format!("listening on 127.0.0.1:{port}"), T);
+    let (mut tunnel, _) = crate::robust::fake_backend(port, domain, SECRET);
+    fe.wait_for(&format!("kite http:{domain} is live"), T);
+    let mut visitor = meter::connect_small_rcvbuf(port, 64 * 1024);
+    visitor
+        .write_all(&meter::get_request(domain, "/", true))
+        .expect("send GET");
+    let mut buf = Vec::new();
+    crate::robust::read_until(&mut tunnel, &mut buf, "the stream's first chunk", |b| {
+        matches!(frame::decode(b), Ok(Some(_)))
+    });
+    let (first, _) = frame::decode(&buf).expect("a chunk").expect("whole");
+    let line = format!("SID: {}", first.sid.expect("a stream id"));
+    (fe, tunnel, visitor, line)
+}
+
+/// Sends `n` pattern bytes from `offset` as one data chunk.
+fn send_chunk(tunnel: &mut TcpStream, line: &str, offset: u64, n: usize) {
+    let mut body = vec![0u8; n];
+    fill_pattern(offset, &mut body);
+    let mut wire = Vec::new();
+    frame::encode(&mut wire, &[line.as_bytes()], &body);
+    tunnel.write_all(&wire).expect("send a chunk");
+}
+
+/// Bytes that had to be copied while a stream held no pipe (chunks too
+/// small to splice, its visitor's socket full) move into a pipe when the
+/// next big body comes, and that body is spliced. Before, the copied bytes
+/// had to leave through the socket first, and every body behind them was
+/// copied too (3.5 MB of them were seen in `make bench`).
+#[test]
+fn copied_bytes_waiting_for_a_full_socket_move_into_a_pipe() {
+    const SMALL: usize = 4_000;
+    const BODY: usize = 1_000_000;
+    let (fe, mut tunnel, mut visitor, line) = stalled_visitor("copied.test");
+    let base = meter::stats(&fe);
+    let mut sent = 0u64;
+    // Small chunks (copied, not spliced) until some wait in the stream's
+    // buffer: the kernel's send buffer toward the visitor is full.
+    let mut st = base;
+    while st.buffered < base.buffered + 64 * 1024 && sent < 8 * BODY as u64 {
+        for _ in 0..64 {
+            send_chunk(&mut tunnel, &line, sent, SMALL);
+            sent += SMALL as u64;
+        }
+        let want = base.buffered + 64 * 1024;
+        st = meter::poll_stats(&fe, Duration::from_millis(300), |st| st.buffered >= want).0;
+    }
+    assert!(
+        st.buffered >= base.buffered + 64 * 1024,
+        "copied bytes wait: {st:?}"
+    );
+    assert_eq!(st.pipes_lent, 0, "nothing spliced yet: {st:?}");
+    send_chunk(&mut tunnel, &line, sent, BODY);
+    sent += BODY as u64;
+    let spliced = st.spliced + (BODY - 256 * 1024) as u64;
+    let (st, ok) = meter::poll_stats(&fe, T, |st| st.spliced >= spliced);
+    assert!(ok, "the big body was spliced: {st:?}");
+    let (got, end) = read_pattern(&mut visitor, 0, sent, Instant::now() + T, 64 * 1024, |_| {});
+    assert!(matches!(end, End::Complete), "{got} of {sent}: {end:?}");
+}
+
 /// A visitor that falls behind while megabytes are in flight for it: the
 /// frontend keeps them in pipes (its resident size stays within a megabyte
 /// of idle while 2.5 MB wait), and the visitor gets every byte once it
@@ -428,40 +542,12 @@ fn with_the_pool_exhausted_a_stream_copies_and_pipes_come_back() {
 #[test]
 fn a_visitor_that_falls_behind_has_its_bytes_wait_in_pipes() {
     const BODY: usize = 1_000_000;
-    let port = free_port();
-    let fe = util::rkite_env(
-        &[
-            "--isfrontend",
-            "--host=127.0.0.1",
-            &format!("--ports={port}"),
-            "--protos=http",
-            &format!("--domain=http:behind.test:{SECRET}"),
-        ],
-        &[("RKITE_SPLICE", "on")],
-    );
-    fe.wait_for(&format!("listening on 127.0.0.1:{port}"), T);
-    let (mut tunnel, _) = crate::robust::fake_backend(port, "behind.test", SECRET);
-    fe.wait_for("kite http:behind.test is live", T);
+    let (fe, mut tunnel, mut visitor, line) = stalled_visitor("behind.test");
     let rss_idle = meter::rss_kib(fe.pid());
-    // A visitor with a small receive buffer asks, then reads nothing.
-    let mut visitor = meter::connect_small_rcvbuf(port, 64 * 1024);
-    visitor
-        .write_all(&meter::get_request("behind.test", "/", true))
-        .expect("send GET");
-    let mut buf = Vec::new();
-    crate::robust::read_until(&mut tunnel, &mut buf, "the stream's first chunk", |b| {
-        matches!(frame::decode(b), Ok(Some(_)))
-    });
-    let (first, _) = frame::decode(&buf).expect("a chunk").expect("whole");
-    let line = format!("SID: {}", first.sid.expect("a stream id"));
-    let mut body = vec![0u8; BODY];
     let mut sent = 0u64;
     let mut st = meter::stats(&fe);
     while st.buffered < 2_500_000 && sent < 8 * BODY as u64 {
-        fill_pattern(sent, &mut body);
-        let mut wire = Vec::new();
-        frame::encode(&mut wire, &[line.as_bytes()], &body);
-        tunnel.write_all(&wire).expect("send a chunk");
+        send_chunk(&mut tunnel, &line, sent, BODY);
         // All but the first read's part of it (copied with its head).
         let spliced = st.spliced + (BODY - 256 * 1024) as u64;
         let (now, ok) = meter::poll_stats(&fe, T, |st| st.spliced >= spliced);
