@@ -163,6 +163,24 @@ fn pair_to(origin: u16, domain: &str, splice: &str, extra: &[&str]) -> Pair {
     pair_via(origin, domain, splice, extra, |port| port)
 }
 
+/// A frontend alone for the kite `domain`, with `RKITE_SPLICE=splice`
+/// and `extra` flags: (its public port, the process), listening.
+fn frontend_for(domain: &str, splice: &str, extra: &[&str]) -> (u16, Proc) {
+    let port = free_port();
+    let mut args = vec![
+        "--isfrontend".to_string(),
+        "--host=127.0.0.1".to_string(),
+        format!("--ports={port}"),
+        "--protos=http".to_string(),
+        format!("--domain=http:{domain}:{SECRET}"),
+    ];
+    args.extend(extra.iter().map(|s| s.to_string()));
+    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    let fe = util::rkite_env(&refs, &[("RKITE_SPLICE", splice)]);
+    fe.wait_for(&format!("listening on 127.0.0.1:{port}"), T);
+    (port, fe)
+}
+
 /// As `pair_to`, with the backend dialling the port `via(frontend's port)`
 /// gives (a tap in between).
 fn pair_via(
@@ -172,19 +190,8 @@ fn pair_via(
     extra: &[&str],
     via: impl FnOnce(u16) -> u16,
 ) -> Pair {
-    let port = free_port();
     let env = [("RKITE_SPLICE", splice)];
-    let mut fe_args = vec![
-        "--isfrontend".to_string(),
-        "--host=127.0.0.1".to_string(),
-        format!("--ports={port}"),
-        "--protos=http".to_string(),
-        format!("--domain=http:{domain}:{SECRET}"),
-    ];
-    fe_args.extend(extra.iter().map(|s| s.to_string()));
-    let refs: Vec<&str> = fe_args.iter().map(String::as_str).collect();
-    let fe = util::rkite_env(&refs, &env);
-    fe.wait_for(&format!("listening on 127.0.0.1:{port}"), T);
+    let (port, fe) = frontend_for(domain, splice, extra);
     let mut be_args = vec![
         format!("--frontend=127.0.0.1:{}", via(port)),
         format!("--service_on=http:{domain}:127.0.0.1:{origin}:{SECRET}"),
@@ -346,18 +353,7 @@ fn a_kernel_that_refuses_splice_costs_only_the_copies() {
 #[test]
 fn a_frontend_that_copies_takes_big_chunks_in_pieces() {
     let origin = start_origin();
-    let port = free_port();
-    let fe = util::rkite_env(
-        &[
-            "--isfrontend",
-            "--host=127.0.0.1",
-            &format!("--ports={port}"),
-            "--protos=http",
-            &format!("--domain=http:mixed.test:{SECRET}"),
-        ],
-        &[("RKITE_SPLICE", "off")],
-    );
-    fe.wait_for(&format!("listening on 127.0.0.1:{port}"), T);
+    let (port, fe) = frontend_for("mixed.test", "off", &[]);
     let be = util::rkite_env(
         &[
             &format!("--frontend=127.0.0.1:{port}"),
@@ -451,18 +447,7 @@ fn with_the_pool_exhausted_a_stream_copies_and_pipes_come_back() {
 /// visitor with a small receive buffer whose request reached the backend:
 /// (frontend, backend socket, visitor, the `SID:` line of its stream).
 fn stalled_visitor(domain: &str) -> (Proc, TcpStream, TcpStream, String) {
-    let port = free_port();
-    let fe = util::rkite_env(
-        &[
-            "--isfrontend",
-            "--host=127.0.0.1",
-            &format!("--ports={port}"),
-            "--protos=http",
-            &format!("--domain=http:{domain}:{SECRET}"),
-        ],
-        &[("RKITE_SPLICE", "on")],
-    );
-    fe.wait_for(&format!("listening on 127.0.0.1:{port}"), T);
+    let (port, fe) = frontend_for(domain, "on", &[]);
     let (mut tunnel, _) = crate::robust::fake_backend(port, domain, SECRET);
     fe.wait_for(&format!("kite http:{domain} is live"), T);
     let mut visitor = meter::connect_small_rcvbuf(port, 64 * 1024);
