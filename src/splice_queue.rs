@@ -204,8 +204,11 @@ mod tests {
     fn a_second_pipe_only_while_a_quarter_of_the_pool_stays_free() {
         let pipes = pool(4);
         let now = Instant::now();
-        let (mut a, mut b, mut c) = Default::default();
-        let (a, b, c): (&mut PipeQueue, &mut PipeQueue, &mut PipeQueue) = (&mut a, &mut b, &mut c);
+        let (mut a, mut b, mut c) = (
+            PipeQueue::default(),
+            PipeQueue::default(),
+            PipeQueue::default(),
+        );
         assert!(a.add(&pipes, now));
         assert!(a.add(&pipes, now));
         assert!(a.add(&pipes, now));

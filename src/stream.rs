@@ -311,18 +311,7 @@ impl Stream {
             // The socket is full: what waits in `out` moves behind the
             // pipes' bytes while they have room, so `out` empties and the
             // bodies that follow can be spliced again.
-            while let Some(out) = self.out.as_mut().filter(|o| !o.is_empty()) {
-                let n = self.pipes.push(out.data());
-                if n == 0 {
-                    break;
-                }
-                out.consume(n);
-            }
-            if self.out.as_ref().is_some_and(Buf::is_empty) {
-                if let Some(empty) = self.out.take() {
-                    empty.recycle();
-                }
-            }
+            self.out_into_pipes();
             return Ok(None);
         }
         while let Some(out) = self.out.as_mut() {
@@ -352,13 +341,19 @@ impl Stream {
     /// bytes (into a pipe taken from `pool` if the stream holds none), so
     /// that bodies after them may be spliced again.
     pub(crate) fn pipe_copied(&mut self, pool: &crate::splice::Pipes, now: Instant) {
-        let Some(out) = self.out.as_mut().filter(|o| !o.is_empty()) else {
+        if self.out.as_ref().is_none_or(Buf::is_empty) {
             return;
-        };
+        }
         if self.pipes.is_empty() && !self.pipes.add(pool, now) {
             return;
         }
-        while !out.is_empty() {
+        self.out_into_pipes();
+    }
+
+    /// Moves what waits in `out` behind the pipes' bytes while they take
+    /// it; frees `out` once empty.
+    fn out_into_pipes(&mut self) {
+        while let Some(out) = self.out.as_mut().filter(|o| !o.is_empty()) {
             match self.pipes.push(out.data()) {
                 0 => return,
                 n => out.consume(n),

@@ -62,15 +62,7 @@ impl ByteQueue {
         }
         self.compact();
         if self.buf.len() - self.end < n {
-            // A fresh zeroed allocation (pages the kernel zeroes lazily) and
-            // one copy of the data beat growing in place, which writes
-            // every new byte.
-            let want = (self.end + n).max(self.buf.len() * 2);
-            let mut grown = vec![0; want];
-            if let (Some(dst), Some(src)) = (grown.get_mut(..self.end), self.buf.get(..self.end)) {
-                dst.copy_from_slice(src);
-            }
-            self.buf = grown;
+            self.grow_to((self.end + n).max(self.buf.len() * 2));
         }
     }
 
@@ -79,6 +71,9 @@ impl ByteQueue {
     pub(crate) fn grow_to(&mut self, total: usize) {
         if self.buf.len() < total {
             self.compact();
+            // A fresh zeroed allocation (pages the kernel zeroes lazily) and
+            // one copy of the data beat growing in place, which writes
+            // every new byte.
             let mut grown = vec![0; total];
             if let (Some(dst), Some(src)) = (grown.get_mut(..self.end), self.buf.get(..self.end)) {
                 dst.copy_from_slice(src);

@@ -210,10 +210,9 @@ impl<H: Copy> Tunnel<H> {
         // fits: doubling, but not past the burst for a chunk within it, nor
         // past the largest chunk the peer may send.
         let cap = self.inb.capacity();
-        let need = frame::chunk_len(self.inb.data());
-        let fits = need.is_some_and(|n| n <= cap);
-        if self.inb.spare_compacted().len() < 4096 && !fits && cap < most {
-            let limit = match need {
+        if self.inb.spare_compacted().len() < 4096 && cap < most {
+            let limit = match frame::chunk_len(self.inb.data()) {
+                Some(n) if n <= cap => cap,
                 Some(n) if n <= IN_BURST => IN_BURST,
                 _ => most,
             };
